@@ -1,0 +1,89 @@
+import Foundation
+
+/// A 3x3 matrix of doubles stored by rows; enough linear algebra for rigid transforms.
+public struct Matrix3: Equatable, Hashable, Sendable {
+    public var r0: SIMD3<Double>
+    public var r1: SIMD3<Double>
+    public var r2: SIMD3<Double>
+
+    public init(rows r0: SIMD3<Double>, _ r1: SIMD3<Double>, _ r2: SIMD3<Double>) {
+        self.r0 = r0; self.r1 = r1; self.r2 = r2
+    }
+
+    public static let identity = Matrix3(rows: SIMD3(1, 0, 0), SIMD3(0, 1, 0), SIMD3(0, 0, 1))
+
+    public init(rowMajor m: [Double]) {
+        precondition(m.count == 9)
+        self.init(rows: SIMD3(m[0], m[1], m[2]), SIMD3(m[3], m[4], m[5]), SIMD3(m[6], m[7], m[8]))
+    }
+
+    public var rowMajor: [Double] { [r0.x, r0.y, r0.z, r1.x, r1.y, r1.z, r2.x, r2.y, r2.z] }
+
+    public subscript(row: Int, column: Int) -> Double {
+        get {
+            switch row { case 0: return r0[column]; case 1: return r1[column]; default: return r2[column] }
+        }
+        set {
+            switch row { case 0: r0[column] = newValue; case 1: r1[column] = newValue; default: r2[column] = newValue }
+        }
+    }
+
+    public var transposed: Matrix3 {
+        Matrix3(rows: SIMD3(r0.x, r1.x, r2.x), SIMD3(r0.y, r1.y, r2.y), SIMD3(r0.z, r1.z, r2.z))
+    }
+
+    public var determinant: Double {
+        r0.x * (r1.y * r2.z - r1.z * r2.y) - r0.y * (r1.x * r2.z - r1.z * r2.x) + r0.z * (r1.x * r2.y - r1.y * r2.x)
+    }
+
+    public var trace: Double { r0.x + r1.y + r2.z }
+
+    @inlinable
+    public static func * (m: Matrix3, v: SIMD3<Double>) -> SIMD3<Double> {
+        SIMD3((m.r0 * v).sum(), (m.r1 * v).sum(), (m.r2 * v).sum())
+    }
+
+    public static func * (a: Matrix3, b: Matrix3) -> Matrix3 {
+        let bt = b.transposed
+        return Matrix3(rows: SIMD3((a.r0 * bt.r0).sum(), (a.r0 * bt.r1).sum(), (a.r0 * bt.r2).sum()),
+                       SIMD3((a.r1 * bt.r0).sum(), (a.r1 * bt.r1).sum(), (a.r1 * bt.r2).sum()),
+                       SIMD3((a.r2 * bt.r0).sum(), (a.r2 * bt.r1).sum(), (a.r2 * bt.r2).sum()))
+    }
+
+    /// Rotation by `angle` radians about the unit `axis` (Rodrigues).
+    public static func rotation(axis: SIMD3<Double>, angle: Double) -> Matrix3 {
+        let n = (axis * axis).sum().squareRoot()
+        guard n > 0, angle != 0 else { return .identity }
+        let k = axis / n
+        let c = cos(angle), s = sin(angle), t = 1 - c
+        return Matrix3(
+            rows: SIMD3(t * k.x * k.x + c, t * k.x * k.y - s * k.z, t * k.x * k.z + s * k.y),
+            SIMD3(t * k.x * k.y + s * k.z, t * k.y * k.y + c, t * k.y * k.z - s * k.x),
+            SIMD3(t * k.x * k.z - s * k.y, t * k.y * k.z + s * k.x, t * k.z * k.z + c))
+    }
+
+    /// Rotation from a rotation vector (axis times angle), the exponential map of so(3).
+    public static func exp(_ omega: SIMD3<Double>) -> Matrix3 {
+        let angle = (omega * omega).sum().squareRoot()
+        return angle < 1e-15 ? .identity : rotation(axis: omega, angle: angle)
+    }
+
+    /// Rotation vector of a rotation matrix, the logarithm map of SO(3).
+    public var log: SIMD3<Double> {
+        let c = max(-1, min(1, (trace - 1) / 2))
+        let angle = acos(c)
+        if angle < 1e-12 { return .zero }
+        let w = SIMD3(r2.y - r1.z, r0.z - r2.x, r1.x - r0.y)
+        if angle > .pi - 1e-6 {
+            // Near pi the antisymmetric part vanishes; take the axis from the symmetric part.
+            let d = SIMD3(r0.x, r1.y, r2.z)
+            var axis = ((d + 1) / 2).replacing(with: 0, where: (d + 1) .< 0)
+            axis = SIMD3(axis.x.squareRoot(), axis.y.squareRoot(), axis.z.squareRoot())
+            if r0.y + r1.x < 0 { axis.y = -axis.y }
+            if r0.z + r2.x < 0 { axis.z = -axis.z }
+            let n = (axis * axis).sum().squareRoot()
+            return n > 0 ? axis / n * angle : .zero
+        }
+        return w * (angle / (2 * sin(angle)))
+    }
+}

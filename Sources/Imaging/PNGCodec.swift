@@ -1,0 +1,177 @@
+import CPNG
+import Foundation
+
+/// PNG reading and writing through libpng's simplified API (no setjmp needed).
+public enum PNGCodec {
+    /// What a PNG file stores, as found in its header.
+    public struct Info: Equatable, Sendable {
+        public var width: Int
+        public var height: Int
+        public var is16Bit: Bool
+        public var isColor: Bool
+        public var hasAlpha: Bool
+        public var isPalette: Bool
+
+        public var summary: String {
+            let kind = isPalette ? "palette" : (isColor ? (hasAlpha ? "RGBA" : "RGB") : (hasAlpha ? "gray+alpha" : "grayscale"))
+            return "\(is16Bit ? 16 : 8)-bit \(kind) \(width)x\(height)"
+        }
+    }
+
+    private static let colormapFlag: png_uint_32 = 0x08
+
+    private static func begin(_ data: Data, path: String) throws -> (png_image, Info) {
+        var image = png_image()
+        image.version = semfuse_png_image_version
+        let ok = data.withUnsafeBytes { raw -> Int32 in
+            png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count)
+        }
+        guard ok != 0 else {
+            let reason = message(of: &image)
+            png_image_free(&image)
+            if data.count < 8 || !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+                throw ImagingError.corrupt(path: path, reason: "not a PNG file (\(data.count) bytes, bad signature)")
+            }
+            throw ImagingError.corrupt(path: path, reason: reason)
+        }
+        let info = Info(width: Int(image.width), height: Int(image.height),
+                        is16Bit: (image.format & semfuse_png_format_flag_linear) != 0,
+                        isColor: (image.format & semfuse_png_format_flag_color) != 0,
+                        hasAlpha: (image.format & semfuse_png_format_flag_alpha) != 0,
+                        isPalette: (image.format & colormapFlag) != 0)
+        return (image, info)
+    }
+
+    private static func message(of image: inout png_image) -> String {
+        withUnsafeBytes(of: &image.message) { raw in
+            let bytes = raw.bindMemory(to: CChar.self)
+            return String(cString: bytes.baseAddress!)
+        }
+    }
+
+    private static func finish<T>(_ image: inout png_image, format: png_uint_32, channels: Int,
+                                  initial: T, path: String) throws -> [T] {
+        image.format = format
+        let count = Int(image.width) * Int(image.height) * channels
+        var buffer = [T](repeating: initial, count: count)
+        let ok = buffer.withUnsafeMutableBytes { raw -> Int32 in
+            png_image_finish_read(&image, nil, raw.baseAddress, 0, nil)
+        }
+        if ok == 0 {
+            let reason = message(of: &image)
+            png_image_free(&image)
+            throw ImagingError.corrupt(path: path, reason: reason)
+        }
+        png_image_free(&image)
+        return buffer
+    }
+
+    /// Header information of a PNG file.
+    public static func info(of url: URL) throws -> Info {
+        let data = try FileData.read(url)
+        var (image, info) = try begin(data, path: url.path)
+        png_image_free(&image)
+        return info
+    }
+
+    /// Reads an 8-bit colour image; grayscale files are expanded to RGB, alpha is dropped.
+    public static func readRGB(_ url: URL) throws -> ColorImage {
+        try readRGB(data: FileData.read(url), path: url.path)
+    }
+
+    public static func readRGB(data: Data, path: String) throws -> ColorImage {
+        var (image, info) = try begin(data, path: path)
+        let bytes: [UInt8] = try finish(&image, format: semfuse_png_format_rgb, channels: 3, initial: 0, path: path)
+        var pixels = [RGB8](repeating: .black, count: info.width * info.height)
+        for i in 0..<pixels.count { pixels[i] = RGB8(bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2]) }
+        return ColorImage(width: info.width, height: info.height, pixels: pixels)
+    }
+
+    /// Reads a 16-bit single-channel image with the stored values unchanged (depth maps).
+    /// An 8-bit file is rejected: it cannot hold depth and usually means a wrong file.
+    public static func readGray16(_ url: URL) throws -> Image<UInt16> {
+        let path = url.path
+        var (image, info) = try begin(try FileData.read(url), path: path)
+        guard info.is16Bit, !info.isColor, !info.isPalette else {
+            png_image_free(&image)
+            throw ImagingError.unexpectedFormat(path: path, expected: "16-bit single-channel PNG (depth)", found: info.summary)
+        }
+        let values: [UInt16] = try finish(&image, format: semfuse_png_format_linear_y, channels: 1, initial: 0, path: path)
+        return Image(width: info.width, height: info.height, pixels: values)
+    }
+
+    /// Reads an 8-bit single-channel image unchanged (label ids). Colour, palette and 16-bit
+    /// files are rejected because converting them would invent ids.
+    public static func readGray8(_ url: URL) throws -> Image<UInt8> {
+        let path = url.path
+        var (image, info) = try begin(try FileData.read(url), path: path)
+        guard !info.is16Bit, !info.isColor, !info.isPalette else {
+            png_image_free(&image)
+            throw ImagingError.unexpectedFormat(path: path, expected: "8-bit grayscale PNG of class ids", found: info.summary)
+        }
+        let values: [UInt8] = try finish(&image, format: semfuse_png_format_gray, channels: 1, initial: 0, path: path)
+        return Image(width: info.width, height: info.height, pixels: values)
+    }
+
+    private static func encode(width: Int, height: Int, format: png_uint_32, path: String,
+                               _ body: (inout png_image, UnsafeMutableRawPointer?, inout Int) -> Int32) throws -> Data {
+        var image = png_image()
+        image.version = semfuse_png_image_version
+        image.width = png_uint_32(width)
+        image.height = png_uint_32(height)
+        image.format = format
+        var size = 0
+        // First call sizes the buffer, second writes.
+        guard body(&image, nil, &size) != 0 else {
+            let reason = message(of: &image)
+            png_image_free(&image)
+            throw ImagingError.writeFailed(path: path, reason: "PNG encoding failed: \(reason)")
+        }
+        var data = Data(count: size)
+        let ok = data.withUnsafeMutableBytes { raw -> Int32 in
+            body(&image, raw.baseAddress, &size)
+        }
+        png_image_free(&image)
+        guard ok != 0 else { throw ImagingError.writeFailed(path: path, reason: "PNG encoding failed") }
+        data.count = size
+        return data
+    }
+
+    public static func encodeRGB(_ image: ColorImage, path: String = "<memory>") throws -> Data {
+        var bytes = [UInt8](repeating: 0, count: image.count * 3)
+        for (i, p) in image.pixels.enumerated() { bytes[3 * i] = p.r; bytes[3 * i + 1] = p.g; bytes[3 * i + 2] = p.b }
+        return try encode(width: image.width, height: image.height, format: semfuse_png_format_rgb, path: path) { img, out, size in
+            bytes.withUnsafeBytes { src in
+                png_image_write_to_memory(&img, out, &size, 0, src.baseAddress, 0, nil)
+            }
+        }
+    }
+
+    public static func encodeGray16(_ image: Image<UInt16>, path: String = "<memory>") throws -> Data {
+        try encode(width: image.width, height: image.height, format: semfuse_png_format_linear_y, path: path) { img, out, size in
+            image.pixels.withUnsafeBytes { src in
+                png_image_write_to_memory(&img, out, &size, 0, src.baseAddress, 0, nil)
+            }
+        }
+    }
+
+    public static func encodeGray8(_ image: Image<UInt8>, path: String = "<memory>") throws -> Data {
+        try encode(width: image.width, height: image.height, format: semfuse_png_format_gray, path: path) { img, out, size in
+            image.pixels.withUnsafeBytes { src in
+                png_image_write_to_memory(&img, out, &size, 0, src.baseAddress, 0, nil)
+            }
+        }
+    }
+
+    public static func writeRGB(_ image: ColorImage, to url: URL) throws {
+        try FileData.writeAtomically(encodeRGB(image, path: url.path), to: url)
+    }
+
+    public static func writeGray16(_ image: Image<UInt16>, to url: URL) throws {
+        try FileData.writeAtomically(encodeGray16(image, path: url.path), to: url)
+    }
+
+    public static func writeGray8(_ image: Image<UInt8>, to url: URL) throws {
+        try FileData.writeAtomically(encodeGray8(image, path: url.path), to: url)
+    }
+}

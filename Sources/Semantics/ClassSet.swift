@@ -1,0 +1,86 @@
+import Imaging
+
+/// One semantic class: its id in the class set, name and display colour.
+public struct SemanticClass: Equatable, Hashable, Sendable {
+    public var id: Int
+    public var name: String
+    public var color: RGB8
+    public init(id: Int, name: String, color: RGB8) { self.id = id; self.name = name; self.color = color }
+}
+
+/// A set of semantic classes with palette, as used for labels, probabilities and export.
+///
+/// Label images store class ids as 8-bit values; `ignoreLabel` (255, the NYU convention) marks
+/// pixels without annotation, which carry no evidence.
+public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var classes: [SemanticClass]
+    /// Id of a class meaning "no label" (NYU-13's 0), excluded when choosing a surfel's label.
+    public var unlabelledId: Int?
+
+    public static let ignoreLabel: UInt8 = 255
+
+    public init(name: String, classes: [SemanticClass], unlabelledId: Int? = nil) {
+        self.name = name; self.classes = classes; self.unlabelledId = unlabelledId
+    }
+
+    public var count: Int { classes.count }
+
+    public func color(of id: Int) -> RGB8 {
+        id >= 0 && id < classes.count ? classes[id].color : RGB8(0, 0, 0)
+    }
+
+    public func index(named name: String) -> Int? {
+        classes.firstIndex { $0.name == name }
+    }
+
+    public var description: String { "\(name) (\(count) classes)" }
+
+    /// Looks a class set up by name (`nyu40`, `nyu13`).
+    public static func named(_ name: String) -> ClassSet? {
+        switch name.lowercased() {
+        case "nyu40", "nyu-40": return .nyu40
+        case "nyu13", "nyu-13": return .nyu13
+        default: return nil
+        }
+    }
+
+    /// The 40 NYU Depth v2 classes (Gupta et al.) with the colour map of the joint network's
+    /// notebooks (`cmap_nyud`, indexed by id + 1). Ids 0-39.
+    public static let nyu40: ClassSet = {
+        let table: [(String, UInt8, UInt8, UInt8)] = [
+            ("wall", 128, 0, 0), ("floor", 0, 128, 0), ("cabinet", 128, 128, 0), ("bed", 0, 0, 128),
+            ("chair", 128, 0, 128), ("sofa", 0, 128, 128), ("table", 128, 128, 128), ("door", 64, 0, 0),
+            ("window", 192, 0, 0), ("bookshelf", 64, 128, 0), ("picture", 192, 128, 0), ("counter", 64, 0, 128),
+            ("blinds", 192, 0, 128), ("desk", 64, 128, 128), ("shelves", 192, 128, 128), ("curtain", 0, 64, 0),
+            ("dresser", 128, 64, 0), ("pillow", 0, 192, 0), ("mirror", 128, 192, 0), ("floor mat", 0, 64, 128),
+            ("clothes", 128, 64, 128), ("ceiling", 0, 192, 128), ("books", 128, 192, 128), ("refrigerator", 64, 64, 0),
+            ("television", 192, 64, 0), ("paper", 64, 192, 0), ("towel", 192, 192, 0), ("shower curtain", 64, 64, 128),
+            ("box", 192, 64, 128), ("whiteboard", 64, 192, 128), ("person", 192, 192, 128), ("night stand", 0, 0, 64),
+            ("toilet", 128, 0, 64), ("sink", 0, 128, 64), ("lamp", 128, 128, 64), ("bathtub", 0, 0, 192),
+            ("bag", 128, 0, 192), ("otherstructure", 0, 128, 192), ("otherfurniture", 128, 128, 192), ("otherprop", 64, 0, 64),
+        ]
+        return ClassSet(name: "nyu40", classes: table.enumerated().map {
+            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
+        })
+    }()
+
+    /// SemanticFusion's 13 NYU classes plus 0 = unlabelled, with its colour scheme.
+    public static let nyu13: ClassSet = {
+        let table: [(String, UInt8, UInt8, UInt8)] = [
+            ("unlabelled", 20, 20, 20), ("bed", 0, 128, 128), ("books", 250, 50, 50), ("ceiling", 102, 0, 204),
+            ("chair", 50, 50, 250), ("floor", 220, 220, 220), ("furniture", 255, 69, 20), ("objects", 255, 20, 127),
+            ("picture", 50, 50, 150), ("sofa", 222, 180, 140), ("table", 50, 250, 50), ("tv", 255, 215, 0),
+            ("wall", 150, 150, 150), ("window", 0, 255, 255),
+        ]
+        return ClassSet(name: "nyu13", classes: table.enumerated().map {
+            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
+        }, unlabelledId: 0)
+    }()
+
+    /// NYU-40 id → NYU-13 id (the table published with the NYUv2 13-class benchmark).
+    public static let nyu40ToNyu13: [Int] = [
+        12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6, 7, 7, 5,
+        7, 3, 2, 6, 11, 7, 7, 7, 7, 7, 7, 6, 7, 7, 7, 7, 7, 7, 6, 7,
+    ]
+}

@@ -1,0 +1,73 @@
+import Geometry
+import Imaging
+import Semantics
+
+/// One RGB-D frame as every reader delivers it.
+///
+/// Depth is in metres with 0 for missing measurements, whatever the source's integer scale.
+public struct Frame: @unchecked Sendable {
+    /// Position in the sequence (0-based, after any frame selection).
+    public var index: Int
+    /// Seconds; sequences without timestamps use the frame number.
+    public var timestamp: Double
+    public var color: ColorImage
+    public var depth: DepthImage?
+    /// Ground-truth or recorded camera-to-world pose, if the sequence has one.
+    public var worldFromCamera: RigidTransform?
+    /// Ground-truth class ids (255 = ignore), if the sequence has them.
+    public var labels: LabelImage?
+    /// Recorded per-pixel class probabilities, if the sequence has them.
+    public var probabilities: ClassProbabilityMap?
+    /// Where the frame came from, for messages (e.g. the colour file's path).
+    public var source: String
+
+    public init(index: Int, timestamp: Double, color: ColorImage, depth: DepthImage? = nil,
+                worldFromCamera: RigidTransform? = nil, labels: LabelImage? = nil,
+                probabilities: ClassProbabilityMap? = nil, source: String = "") {
+        self.index = index; self.timestamp = timestamp; self.color = color; self.depth = depth
+        self.worldFromCamera = worldFromCamera; self.labels = labels; self.probabilities = probabilities
+        self.source = source
+    }
+}
+
+/// What a sequence offers, known before any frame is read.
+public struct SequenceCapabilities: Equatable, Sendable {
+    public var hasDepth: Bool
+    public var hasPoses: Bool
+    public var hasLabels: Bool
+    public var hasProbabilities: Bool
+    public init(hasDepth: Bool, hasPoses: Bool, hasLabels: Bool = false, hasProbabilities: Bool = false) {
+        self.hasDepth = hasDepth; self.hasPoses = hasPoses; self.hasLabels = hasLabels; self.hasProbabilities = hasProbabilities
+    }
+}
+
+/// A readable RGB-D sequence: random access to frames by position.
+public protocol FrameSource: AnyObject {
+    /// Short human-readable name (folder name by default).
+    var name: String { get }
+    /// The layout it was read as ("7scenes", "tum", "icl-nuim", "semfuse").
+    var layout: String { get }
+    var intrinsics: Intrinsics { get }
+    var frameCount: Int { get }
+    var capabilities: SequenceCapabilities { get }
+    /// Class set of labels/probabilities, if the sequence declares one.
+    var classSet: ClassSet? { get }
+    /// Reads frame `index` (0 ..< frameCount). Throws `SequenceError` naming the file at fault.
+    func frame(at index: Int) throws -> Frame
+}
+
+/// Options that override what a reader would detect or assume.
+public struct ReaderOptions: Sendable, Equatable {
+    /// Replaces the sequence's intrinsics (after validation against the image size).
+    public var intrinsics: Intrinsics?
+    /// Integer depth units per metre (7-Scenes 1000, TUM/ICL 5000).
+    public var depthScale: Double?
+    /// Depth beyond this (metres) is treated as missing.
+    public var maxDepth: Float
+    /// Depth below this (metres) is treated as missing (ElasticFusion uses 0.3 m).
+    public var minDepth: Float
+
+    public init(intrinsics: Intrinsics? = nil, depthScale: Double? = nil, maxDepth: Float = 8, minDepth: Float = 0.3) {
+        self.intrinsics = intrinsics; self.depthScale = depthScale; self.maxDepth = maxDepth; self.minDepth = minDepth
+    }
+}
