@@ -1,0 +1,42 @@
+/// Parameters of surfel fusion. Defaults are ElasticFusion's (reference notes §1-2).
+public struct FusionParameters: Sendable, Equatable {
+    /// Surfels with confidence at or above this are stable (EF `-c`).
+    public var confidenceThreshold: Float = 10
+    /// Depth beyond this is ignored (EF `-d`, 3 m; SemanticFusion runs EF with 8 m).
+    public var maxDepth: Float = 3
+    /// Depth below this is ignored (EF's hard-coded 0.3 m).
+    public var minDepth: Float = 0.3
+    /// Frames since last seen before a surfel leaves the active window (EF `-t`).
+    public var timeDelta: Int = 200
+    /// Association: distance along the ray between model and measurement.
+    public var associationDistance: Float = 0.05
+    /// Association: model normals with |n_z| below this pass the normal test unconditionally.
+    public var associationNormalZ: Float = 0.75
+    /// Association: maximum angle between model and measured normal (radians).
+    public var associationAngle: Float = 0.5
+    /// Geometry is averaged only if the new radius is below this factor of the old one.
+    public var radiusMergeFactor: Float = 1.5
+    /// Bilateral filter for normals and radii: window side, spatial and range sigma (metres).
+    public var bilateralWindow: Int = 13
+    public var bilateralSigmaSpace: Float = 4.5
+    public var bilateralSigmaRange: Float = 0.03
+    /// Confidence weight: exp(-(r/maxRadialDistance)^2 / (2 sigma^2)), r in pixels at 640 wide.
+    public var maxRadialDistance: Float = 400
+    public var weightTwoSigmaSquared: Float = 0.72
+    /// Cleanup: an unstable surfel not seen for this many frames is deleted.
+    public var unstableTimeout: Int = 20
+    /// Process only the ElasticFusion checkerboard (u%2 == v%2 == tick%2) after the first frame.
+    public var checkerboard: Bool = true
+    /// Surfels further than this from the camera are not drawn into the index map.
+    public var maxIndexDepth: Float = 20
+    /// Label fusion: a surfel is updated only where measured depth agrees with it to this
+    /// distance, so a pixel of a new occluder does not relabel the surface behind it.
+    public var labelDepthAgreement: Float = 0.05
+    /// Label fusion: every class probability is kept at or above this after normalising, so a
+    /// class driven to zero by Float32 underflow can still recover with new evidence.
+    public var probabilityFloor: Float = 1e-6
+    /// Worker threads for the per-frame kernels.
+    public var threads: Int = defaultThreadCount
+
+    public init() {}
+}

@@ -1,0 +1,433 @@
+import Foundation
+import Geometry
+import Imaging
+import Semantics
+
+/// Fuses RGB-D frames with known poses into a `SurfelMap`, the way ElasticFusion does
+/// (reference notes §1-2), and fuses per-pixel class probabilities into the surfels the way
+/// SemanticFusion does (§5).
+///
+/// Per frame: depth cut-off and bilateral filter → index map of active surfels → association on
+/// ElasticFusion's checkerboard → confidence-weighted merge or new unstable surfel → index map
+/// again → Bayesian label update → cleanup.
+public final class SurfelFusion {
+    public let map: SurfelMap
+    public let intrinsics: Intrinsics
+    public let parameters: FusionParameters
+    /// Frame counter: 0 before the first frame, then 1, 2, ... as in ElasticFusion.
+    public private(set) var tick: Int = 0
+    /// The index map after the last frame's fusion (the view label fusion and cleanup used).
+    public var indexMap: IndexMap { postIndexMap }
+
+    private var previousPose: RigidTransform?
+    private let bilateral: BilateralFilter
+    // Per-frame workspace, sized once per image size and reused.
+    private var rawDepth: [Float] = []
+    private var filteredDepth: [Float] = []
+    private var preIndexMap = IndexMap()
+    private var postIndexMap = IndexMap()
+    private var match: [Int32] = []
+    private var measuredPosition: [SIMD3<Float>] = []
+    private var measuredNormal: [SIMD3<Float>] = []
+    private var measuredRadius: [Float] = []
+    private var measuredWeight: [Float] = []
+    private var lastWriter: [Int32] = []
+    private var removeFlags: [Bool] = []
+    private var remap: [Int32] = []
+
+    /// Statistics of one integrated frame.
+    public struct FrameReport: Sendable {
+        public var tick: Int
+        public var processedPixels = 0
+        public var fused = 0
+        public var created = 0
+        public var removed = 0
+        public var labelUpdates = 0
+        public var surfelCount = 0
+        /// Seconds spent in: preprocessing, index maps, association+update, labels, cleanup.
+        public var timings = StageTimings()
+    }
+
+    public struct StageTimings: Sendable {
+        public var preprocess = 0.0
+        public var indexMap = 0.0
+        public var fusion = 0.0
+        public var labels = 0.0
+        public var cleanup = 0.0
+        public var total: Double { preprocess + indexMap + fusion + labels + cleanup }
+        public static func + (a: StageTimings, b: StageTimings) -> StageTimings {
+            StageTimings(preprocess: a.preprocess + b.preprocess, indexMap: a.indexMap + b.indexMap,
+                         fusion: a.fusion + b.fusion, labels: a.labels + b.labels, cleanup: a.cleanup + b.cleanup)
+        }
+    }
+
+    public init(intrinsics: Intrinsics, classCount: Int, unlabelledClass: Int? = nil,
+                parameters: FusionParameters = FusionParameters()) {
+        self.intrinsics = intrinsics
+        self.parameters = parameters
+        self.map = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass)
+        self.bilateral = BilateralFilter(window: parameters.bilateralWindow, sigmaSpace: parameters.bilateralSigmaSpace,
+                                         sigmaRange: parameters.bilateralSigmaRange)
+    }
+
+    /// Integrates one frame. `depth` in metres (0 = missing; NaN and out-of-range values are
+    /// treated as missing), `worldFromCamera` the camera pose, `probabilities` the per-pixel class
+    /// distribution (any resolution) or nil for geometry only.
+    ///
+    /// Inputs are validated before anything changes, so a bad frame leaves the map untouched.
+    @discardableResult
+    public func integrate(depth: DepthImage, color: ColorImage, worldFromCamera pose: RigidTransform,
+                          probabilities: ClassProbabilityMap? = nil, source: String = "frame") throws -> FrameReport {
+        let w = intrinsics.width, h = intrinsics.height
+        guard depth.width == w, depth.height == h else {
+            throw MappingError.imageSize(source: source, what: "depth", found: "\(depth.width)x\(depth.height)", expected: "\(w)x\(h)")
+        }
+        guard color.width == w, color.height == h else {
+            throw MappingError.imageSize(source: source, what: "colour", found: "\(color.width)x\(color.height)", expected: "\(w)x\(h)")
+        }
+        guard pose.isValid else { throw MappingError.invalidPose(source: source) }
+        if let probabilities {
+            guard probabilities.classCount == map.classCount else {
+                throw MappingError.classCountMismatch(source: source, found: probabilities.classCount, expected: map.classCount)
+            }
+            if let problem = probabilities.validationProblem() {
+                throw MappingError.invalidProbabilities(source: source, reason: problem)
+            }
+        }
+
+        tick += 1
+        var report = FrameReport(tick: tick)
+        var t0 = DispatchTime.now().uptimeNanoseconds
+        func lap() -> Double {
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            defer { t0 = t1 }
+            return Double(t1 - t0) / 1e9
+        }
+
+        let velocityWeight = velocityFactor(pose)
+        previousPose = pose
+        preprocess(depth)
+        report.timings.preprocess = lap()
+
+        let cameraFromWorld = pose.inverse
+        preIndexMap.render(map, cameraFromWorld: cameraFromWorld, intrinsics: intrinsics, tick: tick,
+                           timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads)
+        report.timings.indexMap = lap()
+
+        associate(pose: pose, velocityWeight: velocityWeight, report: &report)
+        applyUpdates(color: color, report: &report)
+        report.timings.fusion = lap()
+
+        postIndexMap.render(map, cameraFromWorld: cameraFromWorld, intrinsics: intrinsics, tick: tick,
+                            timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads)
+        report.timings.indexMap += lap()
+
+        if let probabilities, map.classCount > 0 {
+            report.labelUpdates = fuseLabels(probabilities)
+        }
+        report.timings.labels = lap()
+
+        report.removed = cleanup(cameraFromWorld: cameraFromWorld)
+        report.timings.cleanup = lap()
+        report.surfelCount = map.count
+        return report
+    }
+
+    /// ElasticFusion's weight for fast motion: m = min(max(|t|, |rotation|), 0.01),
+    /// w = max(1 - m / 0.01, 0.5); the first frame gets 1.
+    private func velocityFactor(_ pose: RigidTransform) -> Float {
+        guard let previousPose else { return 1 }
+        let rel = previousPose.inverse * pose
+        let m = min(max(rel.translationNorm, rel.rotationAngle), 0.01)
+        return Float(max(1 - m / 0.01, 0.5))
+    }
+
+    private func preprocess(_ depth: DepthImage) {
+        let n = depth.count
+        if rawDepth.count != n { rawDepth = [Float](repeating: 0, count: n) }
+        let lo = parameters.minDepth, hi = parameters.maxDepth
+        depth.pixels.withUnsafeBufferPointer { src in
+            rawDepth.withUnsafeMutableBufferPointer { dst in
+                for i in 0..<n {
+                    let z = src[i]
+                    dst[i] = z.isFinite && z >= lo && z <= hi ? z : 0
+                }
+            }
+        }
+        bilateral.apply(DepthImage(width: depth.width, height: depth.height, pixels: rawDepth), into: &filteredDepth,
+                        threads: parameters.threads)
+    }
+
+    /// For every processed pixel, finds the surfel it belongs to (or -1 for a new surfel) and
+    /// stores the measurement in world coordinates.
+    private func associate(pose: RigidTransform, velocityWeight: Float, report: inout FrameReport) {
+        let w = intrinsics.width, h = intrinsics.height, n = w * h
+        if match.count != n {
+            match = [Int32](repeating: -2, count: n)
+            measuredPosition = [SIMD3<Float>](repeating: .zero, count: n)
+            measuredNormal = [SIMD3<Float>](repeating: .zero, count: n)
+            measuredRadius = [Float](repeating: 0, count: n)
+            measuredWeight = [Float](repeating: 0, count: n)
+        }
+        let everyPixel = tick == 1 || !parameters.checkerboard
+        let parity = tick % 2
+        let T = pose.float
+        let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
+        let meanFocal = Float(intrinsics.meanFocal)
+        let radialScale = 1 / (parameters.maxRadialDistance * Float(w) / 640)
+        let twoSigma2 = parameters.weightTwoSigmaSquared
+        let maxDist = parameters.associationDistance
+        let normalZ = parameters.associationNormalZ
+        let cosAngle = cos(parameters.associationAngle)
+        let camR = pose.inverse.float
+        let threads = parameters.threads
+
+        rawDepth.withUnsafeBufferPointer { raw in
+        filteredDepth.withUnsafeBufferPointer { filt in
+        preIndexMap.surfel.withUnsafeBufferPointer { ids in
+        preIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
+        map.normals.withUnsafeBufferPointer { normals in
+        match.withUnsafeMutableBufferPointer { match in
+        measuredPosition.withUnsafeMutableBufferPointer { mPos in
+        measuredNormal.withUnsafeMutableBufferPointer { mNrm in
+        measuredRadius.withUnsafeMutableBufferPointer { mRad in
+        measuredWeight.withUnsafeMutableBufferPointer { mW in
+            nonisolated(unsafe) let raw = raw, filt = filt, ids = ids, idPos = idPos, normals = normals
+            nonisolated(unsafe) let match = match, mPos = mPos, mNrm = mNrm, mRad = mRad, mW = mW
+            parallelChunks(h, chunks: threads * 2) { rows in
+                for y in rows {
+                    for x in 0..<w {
+                        let p = y * w + x
+                        match[p] = -2
+                        if !everyPixel && (x % 2 != parity || y % 2 != parity) { continue }
+                        let z = raw[p]
+                        guard z > 0, x > 0, y > 0, x < w - 1, y < h - 1,
+                              raw[p - 1] > 0, raw[p + 1] > 0, raw[p - w] > 0, raw[p + w] > 0 else { continue }
+                        let zf = filt[p], zl = filt[p - 1], zr = filt[p + 1], zu = filt[p - w], zd = filt[p + w]
+                        guard zf > 0, zl > 0, zr > 0, zu > 0, zd > 0 else { continue }
+                        let xf = Float(x), yf = Float(y)
+                        let vl = SIMD3((xf - 1 - cx) * zl / fx, (yf - cy) * zl / fy, zl)
+                        let vr = SIMD3((xf + 1 - cx) * zr / fx, (yf - cy) * zr / fy, zr)
+                        let vu = SIMD3((xf - cx) * zu / fx, (yf - 1 - cy) * zu / fy, zu)
+                        let vd = SIMD3((xf - cx) * zd / fx, (yf + 1 - cy) * zd / fy, zd)
+                        var nc = (vr - vl).cross(vd - vu)
+                        let len = nc.length
+                        guard len > 0, len.isFinite else { continue }
+                        nc /= len
+                        let xh = (xf - cx) / fx, yh = (yf - cy) / fy
+                        let vc = SIMD3(xh * z, yh * z, z)
+                        if nc.dot(vc) > 0 { nc = -nc }
+                        let r0 = Float(2).squareRoot() * zf / meanFocal
+                        let radius = min(2 * r0, r0 / max(abs(nc.z), 1e-6))
+                        let rho = ((xf - cx) * (xf - cx) + (yf - cy) * (yf - cy)).squareRoot() * radialScale
+                        let alpha = velocityWeight * Foundation.exp(-(rho * rho) / twoSigma2)
+
+                        // Candidates: the 3x3 index-map neighbourhood (the 4x4 half-pixel
+                        // lookups of ElasticFusion at index-map FACTOR 1).
+                        let rayScale = (xh * xh + yh * yh + 1).squareRoot()
+                        let ray = SIMD3(xh, yh, 1) / rayScale
+                        var best: Int32 = -1
+                        var bestPerp = Float.infinity
+                        for dy in -1...1 {
+                            for dx in -1...1 {
+                                let q = p + dy * w + dx
+                                let id = ids[q]
+                                if id < 0 { continue }
+                                let vm = idPos[q]
+                                guard abs(vm.z - z) * rayScale < maxDist else { continue }
+                                let nm = camR.rotate(normals[Int(id)])
+                                guard abs(nm.z) < normalZ || nm.dot(nc) > cosAngle else { continue }
+                                let along = vm.dot(ray)
+                                let perp = vm.dot(vm) - along * along
+                                if perp < bestPerp || (perp == bestPerp && id < best) {
+                                    bestPerp = perp; best = id
+                                }
+                            }
+                        }
+                        match[p] = best
+                        mPos[p] = T.apply(vc)
+                        mNrm[p] = T.rotate(nc)
+                        mRad[p] = radius
+                        mW[p] = alpha
+                    }
+                }
+            }
+        }}}}}}}}}}
+    }
+
+    /// Merges matched measurements (the last pixel hitting a surfel wins, as on the GPU) and
+    /// appends new unstable surfels in scan order.
+    private func applyUpdates(color: ColorImage, report: inout FrameReport) {
+        let n = match.count
+        let t = Int32(clamping: tick)
+        if lastWriter.count < map.count { lastWriter.append(contentsOf: repeatElement(-1, count: map.count - lastWriter.count)) }
+        for p in 0..<n where match[p] >= 0 { lastWriter[Int(match[p])] = Int32(p) }
+        let mergeFactor = parameters.radiusMergeFactor
+        for p in 0..<n {
+            let s = match[p]
+            if s == -2 { continue }
+            report.processedPixels += 1
+            if s == -1 {
+                map.append(position: measuredPosition[p], normal: measuredNormal[p], radius: measuredRadius[p],
+                           confidence: measuredWeight[p], color: color.pixels[p], time: t)
+                report.created += 1
+                continue
+            }
+            let i = Int(s)
+            guard lastWriter[i] == Int32(p) else { continue }
+            let c = map.confidences[i], a = measuredWeight[p]
+            if measuredRadius[p] < mergeFactor * map.radii[i] {
+                let wsum = c + a
+                map.positions[i] = (c * map.positions[i] + a * measuredPosition[p]) / wsum
+                map.normals[i] = ((c * map.normals[i] + a * measuredNormal[p]) / wsum).normalized
+                map.radii[i] = (c * map.radii[i] + a * measuredRadius[p]) / wsum
+                let old = map.colors[i], new = color.pixels[p]
+                func mix(_ o: UInt8, _ m: UInt8) -> UInt8 {
+                    UInt8(max(0, min(255, ((c * Float(o) + a * Float(m)) / wsum).rounded())))
+                }
+                map.colors[i] = RGB8(mix(old.r, new.r), mix(old.g, new.g), mix(old.b, new.b))
+            }
+            map.confidences[i] = c + a
+            map.lastSeen[i] = t
+            report.fused += 1
+        }
+    }
+
+    /// SemanticFusion's recursive Bayesian update p ← normalise(p ⊙ q) for every surfel visible in
+    /// the post-fusion index map whose depth agrees with the measurement.
+    private func fuseLabels(_ probabilities: ClassProbabilityMap) -> Int {
+        let w = intrinsics.width, h = intrinsics.height, c = map.classCount
+        let pw = probabilities.width, ph = probabilities.height
+        let agreement = parameters.labelDepthAgreement
+        let floor = parameters.probabilityFloor
+        let uniform = 1 / Float(c)
+        var updatedPerChunk = [Int](repeating: 0, count: parameters.threads * 2)
+        // Nearest source column/row for every image column/row (SemanticFusion: nearest scaling).
+        let columns = (0..<w).map { min(pw - 1, ($0 * pw) / w) }
+        let rowsMap = (0..<h).map { min(ph - 1, ($0 * ph) / h) }
+        rawDepth.withUnsafeBufferPointer { raw in
+        postIndexMap.surfel.withUnsafeBufferPointer { ids in
+        postIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
+        probabilities.values.withUnsafeBufferPointer { q in
+        map.probabilities.withUnsafeMutableBufferPointer { prob in
+        map.labelUpdates.withUnsafeMutableBufferPointer { updates in
+        updatedPerChunk.withUnsafeMutableBufferPointer { counts in
+            nonisolated(unsafe) let raw = raw, ids = ids, idPos = idPos, q = q, prob = prob, updates = updates, counts = counts
+            let chunks = counts.count
+            DispatchQueueRunner.run(chunks) { k in
+                var updated = 0
+                for y in (h * k / chunks)..<(h * (k + 1) / chunks) {
+                    let qRow = rowsMap[y] * pw
+                    for x in 0..<w {
+                        let pix = y * w + x
+                        let id = ids[pix]
+                        if id < 0 { continue }
+                        let z = raw[pix]
+                        guard z > 0, abs(idPos[pix].z - z) < agreement else { continue }
+                        let qBase = (qRow + columns[x]) * c
+                        let pBase = Int(id) * c
+                        var evidence: Float = 0
+                        for k in 0..<c { evidence += q[qBase + k] }
+                        // A pixel without evidence (ignore label) must not touch the surfel.
+                        if !(evidence > 0) { continue }
+                        var sum: Float = 0
+                        for k in 0..<c {
+                            let v = prob[pBase + k] * q[qBase + k]
+                            prob[pBase + k] = v
+                            sum += v
+                        }
+                        if !(sum > 1e-30) || !sum.isFinite {
+                            for k in 0..<c { prob[pBase + k] = uniform }
+                        } else {
+                            let inv = 1 / sum
+                            var resum: Float = 0
+                            for k in 0..<c {
+                                let v = max(prob[pBase + k] * inv, floor)
+                                prob[pBase + k] = v
+                                resum += v
+                            }
+                            let inv2 = 1 / resum
+                            for k in 0..<c { prob[pBase + k] *= inv2 }
+                        }
+                        if updates[Int(id)] < UInt16.max { updates[Int(id)] += 1 }
+                        updated += 1
+                    }
+                }
+                counts[k] = updated
+            }
+        }}}}}}}
+        return updatedPerChunk.reduce(0, +)
+    }
+
+    /// ElasticFusion's cleanup (reference §1, rules 1-4) over all surfels, using the post-fusion
+    /// index map for the neighbourhood tests. Returns the number removed.
+    private func cleanup(cameraFromWorld: RigidTransform) -> Int {
+        let count = map.count
+        if removeFlags.count != count { removeFlags = [Bool](repeating: false, count: count) }
+        let T = cameraFromWorld.float
+        let w = intrinsics.width, h = intrinsics.height
+        let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
+        let tick32 = Int32(clamping: tick)
+        let timeDelta = Int32(clamping: parameters.timeDelta)
+        let timeout = Int32(clamping: parameters.unstableTimeout)
+        let threshold = parameters.confidenceThreshold
+        map.positions.withUnsafeBufferPointer { positions in
+        map.normals.withUnsafeBufferPointer { normals in
+        map.radii.withUnsafeBufferPointer { radii in
+        map.confidences.withUnsafeBufferPointer { conf in
+        map.initTimes.withUnsafeBufferPointer { initTimes in
+        map.lastSeen.withUnsafeBufferPointer { lastSeen in
+        postIndexMap.surfel.withUnsafeBufferPointer { ids in
+        postIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
+        removeFlags.withUnsafeMutableBufferPointer { flags in
+            nonisolated(unsafe) let positions = positions, normals = normals, radii = radii, conf = conf
+            nonisolated(unsafe) let initTimes = initTimes, lastSeen = lastSeen, ids = ids, idPos = idPos, flags = flags
+            parallelChunks(count, chunks: parameters.threads * 2) { range in
+                for i in range {
+                    flags[i] = false
+                    let age = tick32 - lastSeen[i]
+                    if age > timeDelta { continue }                        // rule 4: inactive kept
+                    if age > timeout && conf[i] < threshold { flags[i] = true; continue } // rule 3
+                    let pc = T.apply(positions[i])
+                    guard pc.z > 0 else { continue }
+                    let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy
+                    guard u >= 0, v >= 0, u <= Float(w - 1), v <= Float(h - 1) else { continue }
+                    let x0 = Int(u.rounded(.down)) - 1, y0 = Int(v.rounded(.down)) - 1
+                    let nz = abs(T.rotate(normals[i]).z)
+                    let lateral = 1.4 * radii[i]
+                    var duplicates = 0, violations = 0
+                    for yy in max(0, y0)...min(h - 1, y0 + 3) {
+                        for xx in max(0, x0)...min(w - 1, x0 + 3) {
+                            let q = yy * w + xx
+                            let j = ids[q]
+                            if j < 0 || Int(j) == i { continue }
+                            let jj = Int(j)
+                            guard conf[jj] >= threshold else { continue }
+                            let pj = idPos[q]
+                            let behind = pj.z - pc.z
+                            if behind > 0, behind < 0.01, initTimes[jj] < initTimes[i] {
+                                let d = SIMD2(pj.x - pc.x, pj.y - pc.y)
+                                if (d * d).sum() < lateral * lateral { duplicates += 1 }
+                            }
+                            if behind > 0.01, lastSeen[jj] == tick32, nz > 0.85 { violations += 1 }
+                        }
+                    }
+                    if duplicates > 8 || violations > 4 { flags[i] = true }
+                }
+            }
+        }}}}}}}}}
+        let removed = removeFlags.reduce(0) { $0 + ($1 ? 1 : 0) }
+        if removed > 0 {
+            map.remove(where: removeFlags)
+            // Keep the exposed post-fusion index map consistent with the compacted map.
+            if remap.count < count { remap = [Int32](repeating: -1, count: count) }
+            var next: Int32 = 0
+            for i in 0..<count {
+                remap[i] = removeFlags[i] ? -1 : next
+                if !removeFlags[i] { next += 1 }
+            }
+            postIndexMap.remapSurfels(remap)
+        }
+        return removed
+    }
+}

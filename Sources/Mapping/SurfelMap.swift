@@ -1,0 +1,117 @@
+import Geometry
+import Imaging
+
+/// The surfel map: ElasticFusion's model with SemanticFusion's per-surfel class distribution.
+///
+/// Stored as a structure of arrays (positions, normals, ... each contiguous) so kernels stream
+/// through one attribute at a time and cleanup compacts cheaply. This is the one long-lived
+/// mutable object of a reconstruction, hence a class.
+public final class SurfelMap: @unchecked Sendable {
+    /// World-frame centres.
+    public internal(set) var positions: [SIMD3<Float>] = []
+    /// World-frame unit normals, pointing toward the cameras that observed the surface.
+    public internal(set) var normals: [SIMD3<Float>] = []
+    public internal(set) var radii: [Float] = []
+    /// Accumulated confidence weight; stable at `FusionParameters.confidenceThreshold`.
+    public internal(set) var confidences: [Float] = []
+    public internal(set) var colors: [RGB8] = []
+    /// Frame counter (tick, from 1) when the surfel was created / last fused.
+    public internal(set) var initTimes: [Int32] = []
+    public internal(set) var lastSeen: [Int32] = []
+    /// Class probabilities, `classCount` per surfel, surfel-major.
+    public internal(set) var probabilities: [Float] = []
+    /// Number of label updates each surfel received (0 = never labelled).
+    public internal(set) var labelUpdates: [UInt16] = []
+
+    public let classCount: Int
+    /// Class excluded from a surfel's label (e.g. NYU-13's "unlabelled"), if any.
+    public let unlabelledClass: Int?
+
+    public init(classCount: Int, unlabelledClass: Int? = nil) {
+        precondition(classCount >= 0)
+        self.classCount = classCount
+        self.unlabelledClass = unlabelledClass
+    }
+
+    public var count: Int { positions.count }
+
+    /// Memory held per surfel by the map's arrays, in bytes (array strides, not capacity).
+    public var bytesPerSurfel: Int {
+        MemoryLayout<SIMD3<Float>>.stride * 2 + MemoryLayout<Float>.stride * 2 + MemoryLayout<RGB8>.stride
+            + MemoryLayout<Int32>.stride * 2 + MemoryLayout<UInt16>.stride + MemoryLayout<Float>.stride * classCount
+    }
+
+    public func isStable(_ i: Int, threshold: Float) -> Bool { confidences[i] >= threshold }
+
+    public func stableCount(threshold: Float) -> Int {
+        confidences.reduce(0) { $0 + ($1 >= threshold ? 1 : 0) }
+    }
+
+    /// Appends a surfel with a uniform class prior.
+    func append(position: SIMD3<Float>, normal: SIMD3<Float>, radius: Float, confidence: Float,
+                color: RGB8, time: Int32) {
+        positions.append(position)
+        normals.append(normal)
+        radii.append(radius)
+        confidences.append(confidence)
+        colors.append(color)
+        initTimes.append(time)
+        lastSeen.append(time)
+        labelUpdates.append(0)
+        if classCount > 0 {
+            let uniform = 1 / Float(classCount)
+            for _ in 0..<classCount { probabilities.append(uniform) }
+        }
+    }
+
+    /// Removes the surfels whose flag is set, keeping the order of the others (and their class
+    /// distributions, as SemanticFusion compacts its table to the surviving indices).
+    func remove(where flags: [Bool]) {
+        precondition(flags.count == count)
+        var w = 0
+        let c = classCount
+        for r in 0..<count where !flags[r] {
+            if w != r {
+                positions[w] = positions[r]; normals[w] = normals[r]; radii[w] = radii[r]
+                confidences[w] = confidences[r]; colors[w] = colors[r]
+                initTimes[w] = initTimes[r]; lastSeen[w] = lastSeen[r]; labelUpdates[w] = labelUpdates[r]
+                if c > 0 {
+                    for k in 0..<c { probabilities[w * c + k] = probabilities[r * c + k] }
+                }
+            }
+            w += 1
+        }
+        let removed = count - w
+        guard removed > 0 else { return }
+        positions.removeLast(removed); normals.removeLast(removed); radii.removeLast(removed)
+        confidences.removeLast(removed); colors.removeLast(removed)
+        initTimes.removeLast(removed); lastSeen.removeLast(removed); labelUpdates.removeLast(removed)
+        if c > 0 { probabilities.removeLast(removed * c) }
+    }
+
+    /// The most likely class of surfel `i` and its probability, or nil if it was never labelled.
+    public func label(of i: Int) -> (classId: Int, probability: Float)? {
+        guard classCount > 0, labelUpdates[i] > 0 else { return nil }
+        var best = -1
+        var bestP: Float = -1
+        let base = i * classCount
+        for k in 0..<classCount where k != unlabelledClass && probabilities[base + k] > bestP {
+            bestP = probabilities[base + k]; best = k
+        }
+        return best >= 0 ? (best, bestP) : nil
+    }
+
+    /// Class probability vector of surfel `i`.
+    public func classProbabilities(of i: Int) -> ArraySlice<Float> {
+        probabilities[(i * classCount)..<((i + 1) * classCount)]
+    }
+
+    /// Deep copy, e.g. to keep a snapshot while fusion goes on.
+    public func copy() -> SurfelMap {
+        let m = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass)
+        m.positions = positions; m.normals = normals; m.radii = radii; m.confidences = confidences
+        m.colors = colors; m.initTimes = initTimes; m.lastSeen = lastSeen
+        m.probabilities = probabilities; m.labelUpdates = labelUpdates
+        return m
+    }
+}

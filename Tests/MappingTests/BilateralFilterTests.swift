@@ -1,0 +1,89 @@
+import XCTest
+import Imaging
+@testable import Mapping
+
+final class BilateralFilterTests: XCTestCase {
+    /// Straightforward double-precision filter used as the reference.
+    private func naive(_ d: DepthImage, window: Int, sigmaS: Double, sigmaR: Double) -> [Float] {
+        let r = window / 2
+        var out = [Float](repeating: 0, count: d.count)
+        for y in 0..<d.height {
+            for x in 0..<d.width {
+                let c = Double(d[x, y])
+                guard c > 0 else { continue }
+                var sw = 0.0, sd = 0.0
+                for dy in -r...r {
+                    for dx in -r...r {
+                        let xx = x + dx, yy = y + dy
+                        guard d.contains(x: xx, y: yy) else { continue }
+                        let v = Double(d[xx, yy])
+                        guard v > 0 else { continue }
+                        let wgt = exp(-Double(dx * dx + dy * dy) / (2 * sigmaS * sigmaS) - (v - c) * (v - c) / (2 * sigmaR * sigmaR))
+                        sw += wgt; sd += wgt * v
+                    }
+                }
+                out[y * d.width + x] = Float(sd / sw)
+            }
+        }
+        return out
+    }
+
+    private func testImage() -> DepthImage {
+        var rng = SplitMix(seed: 7)
+        var img = DepthImage(width: 53, height: 41, repeating: 0)
+        for y in 0..<41 {
+            for x in 0..<53 {
+                let base: Float = x < 25 ? 1.0 : 1.6            // a depth edge
+                let noise = Float(rng.nextDouble() - 0.5) * 0.02
+                img[x, y] = (x + y) % 17 == 0 ? 0 : base + 0.01 * Float(y) / 41 + noise // holes
+            }
+        }
+        return img
+    }
+
+    func testMatchesNaiveReference() {
+        let img = testImage()
+        let reference = naive(img, window: 13, sigmaS: 4.5, sigmaR: 0.03)
+        for threads in [1, 2] {
+            var out = [Float]()
+            BilateralFilter().apply(img, into: &out, threads: threads)
+            var maxErr: Float = 0
+            for i in 0..<out.count { maxErr = max(maxErr, abs(out[i] - reference[i])) }
+            XCTAssertLessThan(maxErr, 2e-4, "threads \(threads)")
+        }
+    }
+
+    func testKeepsEdgesAndHoles() {
+        let img = testImage()
+        var out = [Float]()
+        BilateralFilter().apply(img, into: &out, threads: 1)
+        for y in 0..<41 {
+            XCTAssertLessThan(abs(out[y * 53 + 24] - img[24, y]), 0.03, "near side of edge must not blend with far side")
+            for x in 0..<53 where img[x, y] == 0 { XCTAssertEqual(out[y * 53 + x], 0) }
+        }
+    }
+
+    func testFastExp2Accuracy() {
+        var t: Float = -30
+        while t <= 0 {
+            let exact = Foundation.exp2(Double(t))
+            XCTAssertLessThan(abs(Double(fastExp2(t)) - exact) / exact, 4e-4, "t = \(t)")
+            t += 0.013
+        }
+        XCTAssertEqual(fastExp2(-1000), Float(bitPattern: 1 << 23), accuracy: 1e-37)
+    }
+}
+
+/// Small deterministic generator for test data.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

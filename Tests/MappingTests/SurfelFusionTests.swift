@@ -1,0 +1,155 @@
+import XCTest
+import Geometry
+import Imaging
+import Semantics
+@testable import Mapping
+
+final class SurfelFusionTests: XCTestCase {
+    private func fusePlane(frames: Int, threads: Int, classCount: Int = 0,
+                           probabilities: ((Int) -> ClassProbabilityMap?)? = nil) throws -> SurfelFusion {
+        let scene = PlaneScene()
+        var params = FusionParameters()
+        params.threads = threads
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: classCount, parameters: params)
+        for i in 0..<frames {
+            let pose = scene.pose(i)
+            try fusion.integrate(depth: scene.depth(pose), color: scene.color(), worldFromCamera: pose,
+                                 probabilities: probabilities?(i))
+        }
+        return fusion
+    }
+
+    func testPlaneSurfelsLieOnThePlaneWithCorrectNormals() throws {
+        let fusion = try fusePlane(frames: 50, threads: 2)
+        let map = fusion.map
+        let scene = PlaneScene()
+        XCTAssertGreaterThan(map.count, 3_000)
+        let stable = (0..<map.count).filter { map.confidences[$0] >= 10 }
+        // Checkerboard association (a quarter of the pixels per frame, the same two parity classes
+        // every other frame) updates the surfels on those classes about every other frame with
+        // weight <= 1, so after 50 frames about a quarter of the surfels reach confidence 10.
+        XCTAssertGreaterThan(stable.count, map.count / 5, "a static plane seen 50 times must have stable surfels")
+        for i in stable {
+            XCTAssertLessThan(scene.distance(map.positions[i]), 1e-3)
+            // Facing the camera: world normal (0, 0, -1).
+            XCTAssertGreaterThan(-map.normals[i].z, cos(2 * Float.pi / 180))
+        }
+        // No duplicate explosion: a view of a plane needs at most about one surfel per pixel.
+        XCTAssertLessThan(map.count, Int(Double(96 * 72) * 1.3))
+    }
+
+    func testConfidenceGrowsAndRadiusFollowsDepth() throws {
+        let fusion = try fusePlane(frames: 12, threads: 1)
+        let map = fusion.map
+        let maxConf = map.confidences.max() ?? 0
+        XCTAssertGreaterThan(maxConf, 4)
+        // r0 = sqrt(2) z / f with z = 2, f = 72, facing the camera.
+        let r0: Float = Float(2).squareRoot() * 2 / 72
+        let centre = (0..<map.count).min { map.positions[$0].x * map.positions[$0].x + map.positions[$0].y * map.positions[$0].y
+            < map.positions[$1].x * map.positions[$1].x + map.positions[$1].y * map.positions[$1].y }!
+        XCTAssertEqual(map.radii[centre], r0, accuracy: r0 * 0.05)
+    }
+
+    func testThreadCountDoesNotChangeTheMap() throws {
+        let a = try fusePlane(frames: 8, threads: 1).map
+        let b = try fusePlane(frames: 8, threads: 2).map
+        XCTAssertEqual(a.count, b.count)
+        XCTAssertEqual(a.positions, b.positions)
+        XCTAssertEqual(a.confidences, b.confidences)
+    }
+
+    func testUnconfirmedSurfelsAreRemovedAndInactiveOnesKept() throws {
+        let scene = PlaneScene()
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 0)
+        let pose = scene.pose(0)
+        try fusion.integrate(depth: scene.depth(pose), color: scene.color(), worldFromCamera: pose)
+        let created = fusion.map.count
+        XCTAssertGreaterThan(created, 5_000)
+        // Look away (empty depth) for 25 frames: surfels seen once (confidence < 10) must go.
+        let empty = DepthImage(width: 96, height: 72, repeating: 0)
+        for _ in 0..<25 {
+            try fusion.integrate(depth: empty, color: scene.color(), worldFromCamera: pose)
+        }
+        XCTAssertEqual(fusion.map.count, 0)
+    }
+
+    func testStableSurfelsSurviveOutsideTheActiveWindow() throws {
+        let scene = PlaneScene()
+        var params = FusionParameters()
+        params.timeDelta = 5
+        params.unstableTimeout = 3
+        params.confidenceThreshold = 3
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 0, parameters: params)
+        for i in 0..<20 {
+            try fusion.integrate(depth: scene.depth(scene.pose(i)), color: scene.color(), worldFromCamera: scene.pose(i))
+        }
+        let stable = fusion.map.stableCount(threshold: 3)
+        XCTAssertGreaterThan(stable, 1000)
+        let empty = DepthImage(width: 96, height: 72, repeating: 0)
+        for _ in 0..<10 { try fusion.integrate(depth: empty, color: scene.color(), worldFromCamera: scene.pose(19)) }
+        XCTAssertEqual(fusion.map.count, stable, "only the unstable surfels go; stable inactive surfels are kept")
+    }
+
+    func testLabelFusionFixesInconsistentPerFrameLabels() throws {
+        // Class 2 is right; in 40 % of frames (pseudo-random per frame) the evidence favours 5.
+        var rng = SplitMix(seed: 3)
+        let wrongFrames = (0..<50).map { _ in rng.nextDouble() < 0.4 }
+        func probs(_ i: Int) -> ClassProbabilityMap? {
+            var v = [Float](repeating: 0.02, count: 40 * 30 * 8)
+            for p in 0..<(40 * 30) {
+                v[p * 8 + 2] = wrongFrames[i] ? 0.3 : 0.5
+                v[p * 8 + 5] = wrongFrames[i] ? 0.5 : 0.3
+            }
+            return ClassProbabilityMap(width: 40, height: 30, classCount: 8, values: v)
+        }
+        let map = try fusePlane(frames: 50, threads: 2, classCount: 8, probabilities: probs).map
+        var labelled = 0, correct = 0
+        for i in 0..<map.count where map.confidences[i] >= 10 {
+            guard let (label, p) = map.label(of: i) else { continue }
+            labelled += 1
+            if label == 2 { correct += 1 }
+            XCTAssertEqual(map.classProbabilities(of: i).reduce(0, +), 1, accuracy: 1e-4)
+            XCTAssertGreaterThan(p, 0.5)
+        }
+        XCTAssertGreaterThan(labelled, 1000 / 4)
+        XCTAssertEqual(Double(correct) / Double(labelled), 1, accuracy: 0.01)
+    }
+
+    func testPixelsWithoutEvidenceLeaveLabelsUntouched() throws {
+        let zeros = ClassProbabilityMap(width: 16, height: 12, classCount: 4, values: [Float](repeating: 0, count: 16 * 12 * 4))
+        let map = try fusePlane(frames: 5, threads: 1, classCount: 4, probabilities: { _ in zeros }).map
+        for i in 0..<map.count {
+            XCTAssertNil(map.label(of: i))
+            XCTAssertEqual(Array(map.classProbabilities(of: i)), [0.25, 0.25, 0.25, 0.25])
+        }
+    }
+
+    func testBadInputsAreRejectedWithoutChangingTheMap() throws {
+        let scene = PlaneScene()
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 3)
+        let pose = scene.pose(0)
+        let depth = scene.depth(pose)
+        XCTAssertThrowsError(try fusion.integrate(depth: DepthImage(width: 80, height: 60, repeating: 1), color: scene.color(),
+                                                  worldFromCamera: pose, source: "f7")) { error in
+            XCTAssertTrue("\(error)".contains("f7") && "\(error)".contains("80x60"), "\(error)")
+        }
+        var nanPose = pose
+        nanPose.translation.x = .nan
+        XCTAssertThrowsError(try fusion.integrate(depth: depth, color: scene.color(), worldFromCamera: nanPose))
+        let wrongClasses = ClassProbabilityMap(width: 4, height: 3, classCount: 5, values: [Float](repeating: 0.2, count: 60))
+        XCTAssertThrowsError(try fusion.integrate(depth: depth, color: scene.color(), worldFromCamera: pose, probabilities: wrongClasses))
+        var nan = [Float](repeating: 0.3, count: 36)
+        nan[7] = .nan
+        XCTAssertThrowsError(try fusion.integrate(depth: depth, color: scene.color(), worldFromCamera: pose,
+                                                  probabilities: ClassProbabilityMap(width: 4, height: 3, classCount: 3, values: nan))) { error in
+            XCTAssertTrue("\(error)".contains("nan"), "\(error)")
+        }
+        XCTAssertEqual(fusion.map.count, 0)
+        XCTAssertEqual(fusion.tick, 0)
+        // NaN and zero depth are simply missing measurements.
+        var holes = depth
+        for i in stride(from: 0, to: holes.count, by: 3) { holes.pixels[i] = i % 2 == 0 ? .nan : 0 }
+        try fusion.integrate(depth: holes, color: scene.color(), worldFromCamera: pose)
+        XCTAssertTrue(fusion.map.positions.allSatisfy { $0.isFinite })
+    }
+}
