@@ -44,13 +44,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags),
 
+        // Shared test helpers (locating ../shared, temporary folders); used by tests only.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "GeometryTests", dependencies: ["Geometry", "EigenBridge"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "SemanticsTests", dependencies: ["Semantics"]),
-        .testTarget(name: "SequencesTests", dependencies: ["Sequences"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "SemanticsTests", dependencies: ["Semantics", "TestSupport"]),
+        .testTarget(name: "SequencesTests", dependencies: ["Sequences", "TestSupport"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
-        .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -20,26 +20,29 @@ public enum PNGCodec {
 
     private static let colormapFlag: png_uint_32 = 0x08
 
-    private static func begin(_ data: Data, path: String) throws -> (png_image, Info) {
-        var image = png_image()
-        image.version = semfuse_png_image_version
-        let ok = data.withUnsafeBytes { raw -> Int32 in
-            png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count)
-        }
-        guard ok != 0 else {
-            let reason = message(of: &image)
-            png_image_free(&image)
-            if data.count < 8 || !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
-                throw ImagingError.corrupt(path: path, reason: "not a PNG file (\(data.count) bytes, bad signature)")
+    /// Runs `body` with an image whose header has been read from `data`. libpng keeps pointing
+    /// at the encoded bytes until the final read, so everything happens inside one
+    /// `withUnsafeBytes` scope.
+    private static func withImage<T>(_ data: Data, path: String, _ body: (inout png_image, Info) throws -> T) throws -> T {
+        try data.withUnsafeBytes { raw -> T in
+            var image = png_image()
+            image.version = semfuse_png_image_version
+            guard png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count) != 0 else {
+                let reason = message(of: &image)
+                png_image_free(&image)
+                if raw.count < 8 || !data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+                    throw ImagingError.corrupt(path: path, reason: "not a PNG file (\(raw.count) bytes, bad signature)")
+                }
+                throw ImagingError.corrupt(path: path, reason: reason)
             }
-            throw ImagingError.corrupt(path: path, reason: reason)
+            let info = Info(width: Int(image.width), height: Int(image.height),
+                            is16Bit: (image.format & semfuse_png_format_flag_linear) != 0,
+                            isColor: (image.format & semfuse_png_format_flag_color) != 0,
+                            hasAlpha: (image.format & semfuse_png_format_flag_alpha) != 0,
+                            isPalette: (image.format & colormapFlag) != 0)
+            defer { png_image_free(&image) }
+            return try body(&image, info)
         }
-        let info = Info(width: Int(image.width), height: Int(image.height),
-                        is16Bit: (image.format & semfuse_png_format_flag_linear) != 0,
-                        isColor: (image.format & semfuse_png_format_flag_color) != 0,
-                        hasAlpha: (image.format & semfuse_png_format_flag_alpha) != 0,
-                        isPalette: (image.format & colormapFlag) != 0)
-        return (image, info)
     }
 
     private static func message(of image: inout png_image) -> String {
@@ -58,20 +61,14 @@ public enum PNGCodec {
             png_image_finish_read(&image, nil, raw.baseAddress, 0, nil)
         }
         if ok == 0 {
-            let reason = message(of: &image)
-            png_image_free(&image)
-            throw ImagingError.corrupt(path: path, reason: reason)
+            throw ImagingError.corrupt(path: path, reason: message(of: &image))
         }
-        png_image_free(&image)
         return buffer
     }
 
     /// Header information of a PNG file.
     public static func info(of url: URL) throws -> Info {
-        let data = try FileData.read(url)
-        var (image, info) = try begin(data, path: url.path)
-        png_image_free(&image)
-        return info
+        try withImage(FileData.read(url), path: url.path) { _, info in info }
     }
 
     /// Reads an 8-bit colour image; grayscale files are expanded to RGB, alpha is dropped.
@@ -80,8 +77,9 @@ public enum PNGCodec {
     }
 
     public static func readRGB(data: Data, path: String) throws -> ColorImage {
-        var (image, info) = try begin(data, path: path)
-        let bytes: [UInt8] = try finish(&image, format: semfuse_png_format_rgb, channels: 3, initial: 0, path: path)
+        let (bytes, info): ([UInt8], Info) = try withImage(data, path: path) { image, info in
+            (try finish(&image, format: semfuse_png_format_rgb, channels: 3, initial: 0, path: path), info)
+        }
         var pixels = [RGB8](repeating: .black, count: info.width * info.height)
         for i in 0..<pixels.count { pixels[i] = RGB8(bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2]) }
         return ColorImage(width: info.width, height: info.height, pixels: pixels)
@@ -91,26 +89,26 @@ public enum PNGCodec {
     /// An 8-bit file is rejected: it cannot hold depth and usually means a wrong file.
     public static func readGray16(_ url: URL) throws -> Image<UInt16> {
         let path = url.path
-        var (image, info) = try begin(try FileData.read(url), path: path)
-        guard info.is16Bit, !info.isColor, !info.isPalette else {
-            png_image_free(&image)
-            throw ImagingError.unexpectedFormat(path: path, expected: "16-bit single-channel PNG (depth)", found: info.summary)
+        return try withImage(FileData.read(url), path: path) { image, info in
+            guard info.is16Bit, !info.isColor, !info.isPalette else {
+                throw ImagingError.unexpectedFormat(path: path, expected: "16-bit single-channel PNG (depth)", found: info.summary)
+            }
+            let values: [UInt16] = try finish(&image, format: semfuse_png_format_linear_y, channels: 1, initial: 0, path: path)
+            return Image(width: info.width, height: info.height, pixels: values)
         }
-        let values: [UInt16] = try finish(&image, format: semfuse_png_format_linear_y, channels: 1, initial: 0, path: path)
-        return Image(width: info.width, height: info.height, pixels: values)
     }
 
     /// Reads an 8-bit single-channel image unchanged (label ids). Colour, palette and 16-bit
     /// files are rejected because converting them would invent ids.
     public static func readGray8(_ url: URL) throws -> Image<UInt8> {
         let path = url.path
-        var (image, info) = try begin(try FileData.read(url), path: path)
-        guard !info.is16Bit, !info.isColor, !info.isPalette else {
-            png_image_free(&image)
-            throw ImagingError.unexpectedFormat(path: path, expected: "8-bit grayscale PNG of class ids", found: info.summary)
+        return try withImage(FileData.read(url), path: path) { image, info in
+            guard !info.is16Bit, !info.isColor, !info.isPalette else {
+                throw ImagingError.unexpectedFormat(path: path, expected: "8-bit grayscale PNG of class ids", found: info.summary)
+            }
+            let values: [UInt8] = try finish(&image, format: semfuse_png_format_gray, channels: 1, initial: 0, path: path)
+            return Image(width: info.width, height: info.height, pixels: values)
         }
-        let values: [UInt8] = try finish(&image, format: semfuse_png_format_gray, channels: 1, initial: 0, path: path)
-        return Image(width: info.width, height: info.height, pixels: values)
     }
 
     private static func encode(width: Int, height: Int, format: png_uint_32, path: String,

@@ -54,6 +54,9 @@ public final class SurfelFusion {
         public var fusion = 0.0
         public var labels = 0.0
         public var cleanup = 0.0
+        public init(preprocess: Double = 0, indexMap: Double = 0, fusion: Double = 0, labels: Double = 0, cleanup: Double = 0) {
+            self.preprocess = preprocess; self.indexMap = indexMap; self.fusion = fusion; self.labels = labels; self.cleanup = cleanup
+        }
         public var total: Double { preprocess + indexMap + fusion + labels + cleanup }
         public static func + (a: StageTimings, b: StageTimings) -> StageTimings {
             StageTimings(preprocess: a.preprocess + b.preprocess, indexMap: a.indexMap + b.indexMap,

@@ -1,0 +1,145 @@
+import Foundation
+import Geometry
+import Imaging
+import Logging
+import Mapping
+import Semantics
+import Sequences
+
+/// Options of a reconstruction run.
+public struct ReconstructionOptions: Sendable {
+    public var selection = FrameSelection()
+    public var fusion = FusionParameters()
+    public init() {}
+}
+
+/// Progress of a running reconstruction, reported after every fused frame.
+public struct ReconstructionProgress: Sendable {
+    public var done: Int
+    public var total: Int
+    public var frameIndex: Int
+    public var framesPerSecond: Double
+    public var surfelCount: Int
+    public var stableCount: Int
+}
+
+/// How a run ended. Runs never throw per-frame errors: they stop, and the map built so far stays
+/// available for export.
+public enum ReconstructionOutcome {
+    case completed
+    case interrupted(atPosition: Int)
+    case failed(PipelineError)
+
+    public var isSuccess: Bool { if case .completed = self { return true } else { return false } }
+}
+
+/// Accuracy counts of per-frame predictions against ground-truth labels.
+public struct AccuracyCount: Sendable, Equatable {
+    public var correct = 0
+    public var total = 0
+    public var accuracy: Double? { total > 0 ? Double(correct) / Double(total) : nil }
+}
+
+/// Runs the per-frame pipeline over a sequence: read → predict → fuse (with the sequence's
+/// ground-truth poses) → label fusion, keeping the trajectory and statistics.
+public final class Reconstruction {
+    public let source: FrameSource
+    public let predictor: Predictor?
+    public let options: ReconstructionOptions
+    public let fusion: SurfelFusion
+    public var map: SurfelMap { fusion.map }
+    public var classSet: ClassSet? { predictor?.classSet }
+
+    /// Camera-to-world pose of every fused frame with its timestamp.
+    public private(set) var trajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    public private(set) var framesFused = 0
+    public private(set) var framesWithPrediction = 0
+    /// Per-frame prediction accuracy against ground-truth labels, where the sequence has them.
+    public private(set) var perFrameAccuracy = AccuracyCount()
+    /// Seconds per fused frame (fusion + labels, excluding reading and prediction).
+    public private(set) var fusionSeconds: [Double] = []
+    public private(set) var stageTimings = SurfelFusion.StageTimings()
+    public private(set) var totalSeconds = 0.0
+
+    private let logger = Logger(label: "semfuse.reconstruction")
+
+    public init(source: FrameSource, predictor: Predictor?, options: ReconstructionOptions = ReconstructionOptions()) throws {
+        guard source.capabilities.hasPoses else { throw PipelineError.missingPoses(sequence: source.name) }
+        self.source = source
+        self.predictor = predictor
+        self.options = options
+        let classSet = predictor?.classSet
+        self.fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: classSet?.count ?? 0,
+                                   unlabelledClass: classSet?.unlabelledId, parameters: options.fusion)
+    }
+
+    /// The frame positions this run will fuse.
+    public var positions: [Int] { options.selection.positions(count: source.frameCount) }
+
+    /// Fuses the selected frames. `shouldStop` is polled between frames (e.g. after Ctrl-C).
+    public func run(progress: ((ReconstructionProgress) -> Void)? = nil, shouldStop: () -> Bool = { false }) -> ReconstructionOutcome {
+        let selected = positions
+        guard !selected.isEmpty else {
+            return .failed(.noFrames("\(source.name): no frames selected (\(source.frameCount) in the sequence, selection \(options.selection))"))
+        }
+        let start = Date()
+        defer { totalSeconds = Date().timeIntervalSince(start) }
+        for (done, position) in selected.enumerated() {
+            if shouldStop() { return .interrupted(atPosition: position) }
+            do {
+                try fuse(position: position)
+            } catch let error as PipelineError {
+                return .failed(error)
+            } catch {
+                return .failed(.frameFailed(index: position, source: source.name, underlying: error))
+            }
+            if let progress {
+                let elapsed = Date().timeIntervalSince(start)
+                progress(ReconstructionProgress(done: done + 1, total: selected.count, frameIndex: position,
+                                                framesPerSecond: Double(done + 1) / max(elapsed, 1e-9),
+                                                surfelCount: map.count,
+                                                stableCount: map.stableCount(threshold: options.fusion.confidenceThreshold)))
+            }
+        }
+        return .completed
+    }
+
+    private func fuse(position: Int) throws {
+        let frame = try source.frame(at: position)
+        let where_ = frame.source.isEmpty ? "\(source.name) frame \(position)" : frame.source
+        guard let pose = frame.worldFromCamera else {
+            throw PipelineError.frameFailed(index: position, source: where_, underlying: PipelineError.missingPoses(sequence: source.name))
+        }
+        let prediction = try predictor?.predict(frame)
+        guard let depth = frame.depth ?? prediction?.depth else {
+            throw PipelineError.frameFailed(index: position, source: where_,
+                                            underlying: PipelineError.invalidOption("no depth: the sequence has none and no predictor supplies it"))
+        }
+        if let probabilities = prediction?.probabilities {
+            framesWithPrediction += 1
+            if let labels = frame.labels, !(predictor is LabelImagePredictor) {
+                perFrameAccuracy = Self.accumulate(perFrameAccuracy, probabilities: probabilities, labels: labels)
+            }
+        }
+        let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
+                                          probabilities: prediction?.probabilities, source: where_)
+        framesFused += 1
+        fusionSeconds.append(report.timings.total)
+        stageTimings = stageTimings + report.timings
+        trajectory.append((frame.timestamp, pose))
+        logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
+                                          "created": "\(report.created)", "removed": "\(report.removed)"])
+    }
+
+    /// Adds the argmax agreement of `probabilities` (nearest-scaled to the label image) with
+    /// `labels`, ignoring 255 and pixels without evidence.
+    static func accumulate(_ count: AccuracyCount, probabilities: ClassProbabilityMap, labels: LabelImage) -> AccuracyCount {
+        var result = count
+        let predicted = probabilities.argmax().resizedNearest(width: labels.width, height: labels.height)
+        for i in 0..<labels.count where labels.pixels[i] != ClassSet.ignoreLabel && predicted.pixels[i] != ClassSet.ignoreLabel {
+            result.total += 1
+            if labels.pixels[i] == predicted.pixels[i] { result.correct += 1 }
+        }
+        return result
+    }
+}
