@@ -136,12 +136,12 @@ public struct RigidTransformF: Sendable {
         self.r0 = r0; self.r1 = r1; self.r2 = r2; self.t = t
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func apply(_ p: SIMD3<Float>) -> SIMD3<Float> {
         SIMD3((r0 * p).sum(), (r1 * p).sum(), (r2 * p).sum()) + t
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func rotate(_ v: SIMD3<Float>) -> SIMD3<Float> {
         SIMD3((r0 * v).sum(), (r1 * v).sum(), (r2 * v).sum())
     }

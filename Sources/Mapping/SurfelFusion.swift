@@ -33,7 +33,8 @@ public final class SurfelFusion {
     private var measuredWeight: [Float] = []
     private var lastWriter: [Int32] = []
     private var removeFlags: [Bool] = []
-    private var remap: [Int32] = []
+    private var pixelInitTime: [Int32] = []
+    private var pixelState: [UInt8] = []
 
     /// Statistics of one integrated frame.
     public struct FrameReport: Sendable {
@@ -329,29 +330,8 @@ public final class SurfelFusion {
                         guard z > 0, abs(idPos[pix].z - z) < agreement else { continue }
                         let qBase = (qRow + columns[x]) * c
                         let pBase = Int(id) * c
-                        var evidence: Float = 0
-                        for k in 0..<c { evidence += q[qBase + k] }
-                        // A pixel without evidence (ignore label) must not touch the surfel.
-                        if !(evidence > 0) { continue }
-                        var sum: Float = 0
-                        for k in 0..<c {
-                            let v = prob[pBase + k] * q[qBase + k]
-                            prob[pBase + k] = v
-                            sum += v
-                        }
-                        if !(sum > 1e-30) || !sum.isFinite {
-                            for k in 0..<c { prob[pBase + k] = uniform }
-                        } else {
-                            let inv = 1 / sum
-                            var resum: Float = 0
-                            for k in 0..<c {
-                                let v = max(prob[pBase + k] * inv, floor)
-                                prob[pBase + k] = v
-                                resum += v
-                            }
-                            let inv2 = 1 / resum
-                            for k in 0..<c { prob[pBase + k] *= inv2 }
-                        }
+                        guard BayesUpdate.apply(prob.baseAddress! + pBase, q.baseAddress! + qBase, count: c,
+                                                floor: floor, uniform: uniform) else { continue }
                         if updates[Int(id)] < UInt16.max { updates[Int(id)] += 1 }
                         updated += 1
                     }
@@ -368,69 +348,141 @@ public final class SurfelFusion {
         let count = map.count
         if removeFlags.count != count { removeFlags = [Bool](repeating: false, count: count) }
         let T = cameraFromWorld.float
-        let w = intrinsics.width, h = intrinsics.height
+        let w = intrinsics.width, h = intrinsics.height, n = w * h
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
         let tick32 = Int32(clamping: tick)
         let timeDelta = Int32(clamping: parameters.timeDelta)
         let timeout = Int32(clamping: parameters.unstableTimeout)
         let threshold = parameters.confidenceThreshold
+        // Per-pixel copies of what the neighbourhood tests read, so the 4x4 scans touch
+        // contiguous memory instead of jumping through surfel indices.
+        if pixelInitTime.count != n {
+            pixelInitTime = [Int32](repeating: 0, count: n)
+            pixelState = [UInt8](repeating: 0, count: n)
+        }
+        let ids = postIndexMap.surfel
+        for p in 0..<n {
+            let id = Int(ids[p])
+            guard id >= 0 else { pixelState[p] = 0; continue }
+            let stable: UInt8 = map.confidences[id] >= threshold ? 1 : 0
+            let fresh: UInt8 = map.lastSeen[id] == tick32 ? 2 : 0
+            pixelState[p] = stable | fresh
+            pixelInitTime[p] = map.initTimes[id]
+        }
         map.positions.withUnsafeBufferPointer { positions in
         map.normals.withUnsafeBufferPointer { normals in
         map.radii.withUnsafeBufferPointer { radii in
         map.confidences.withUnsafeBufferPointer { conf in
         map.initTimes.withUnsafeBufferPointer { initTimes in
         map.lastSeen.withUnsafeBufferPointer { lastSeen in
-        postIndexMap.surfel.withUnsafeBufferPointer { ids in
         postIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
+        pixelState.withUnsafeBufferPointer { state in
+        pixelInitTime.withUnsafeBufferPointer { pixelInit in
         removeFlags.withUnsafeMutableBufferPointer { flags in
             nonisolated(unsafe) let positions = positions, normals = normals, radii = radii, conf = conf
-            nonisolated(unsafe) let initTimes = initTimes, lastSeen = lastSeen, ids = ids, idPos = idPos, flags = flags
+            nonisolated(unsafe) let initTimes = initTimes, lastSeen = lastSeen, idPos = idPos, flags = flags
+            nonisolated(unsafe) let state = state, pixelInit = pixelInit
             parallelChunks(count, chunks: parameters.threads * 2) { range in
                 for i in range {
                     flags[i] = false
                     let age = tick32 - lastSeen[i]
-                    if age > timeDelta { continue }                        // rule 4: inactive kept
-                    if age > timeout && conf[i] < threshold { flags[i] = true; continue } // rule 3
+                    if age > timeDelta { continue }                                        // rule 4
+                    if age > timeout && conf[i] < threshold { flags[i] = true; continue }  // rule 3
                     let pc = T.apply(positions[i])
                     guard pc.z > 0 else { continue }
                     let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy
                     guard u >= 0, v >= 0, u <= Float(w - 1), v <= Float(h - 1) else { continue }
                     let x0 = Int(u.rounded(.down)) - 1, y0 = Int(v.rounded(.down)) - 1
-                    let nz = abs(T.rotate(normals[i]).z)
-                    let lateral = 1.4 * radii[i]
+                    let facing = abs(T.rotate(normals[i]).z) > 0.85
+                    let lateral2 = (1.4 * radii[i]) * (1.4 * radii[i])
+                    let myInit = initTimes[i]
                     var duplicates = 0, violations = 0
                     for yy in max(0, y0)...min(h - 1, y0 + 3) {
                         for xx in max(0, x0)...min(w - 1, x0 + 3) {
                             let q = yy * w + xx
-                            let j = ids[q]
-                            if j < 0 || Int(j) == i { continue }
-                            let jj = Int(j)
-                            guard conf[jj] >= threshold else { continue }
+                            let st = state[q]
+                            guard st & 1 != 0 else { continue }             // stable neighbours only
                             let pj = idPos[q]
                             let behind = pj.z - pc.z
-                            if behind > 0, behind < 0.01, initTimes[jj] < initTimes[i] {
-                                let d = SIMD2(pj.x - pc.x, pj.y - pc.y)
-                                if (d * d).sum() < lateral * lateral { duplicates += 1 }
+                            if behind > 0, behind < 0.01, pixelInit[q] < myInit {
+                                let dx = pj.x - pc.x, dy = pj.y - pc.y
+                                if dx * dx + dy * dy < lateral2 { duplicates += 1 }
                             }
-                            if behind > 0.01, lastSeen[jj] == tick32, nz > 0.85 { violations += 1 }
+                            if facing, behind > 0.01, st & 2 != 0 { violations += 1 }
                         }
                     }
                     if duplicates > 8 || violations > 4 { flags[i] = true }
                 }
             }
-        }}}}}}}}}
+        }}}}}}}}}}
         let removed = removeFlags.reduce(0) { $0 + ($1 ? 1 : 0) }
         if removed > 0 {
-            map.remove(where: removeFlags)
             // Keep the exposed post-fusion index map consistent with the compacted map.
-            if remap.count < count { remap = [Int32](repeating: -1, count: count) }
-            var next: Int32 = 0
-            for i in 0..<count {
-                remap[i] = removeFlags[i] ? -1 : next
-                if !removeFlags[i] { next += 1 }
-            }
-            postIndexMap.remapSurfels(remap)
+            postIndexMap.remapSurfels(map.remove(where: removeFlags))
         }
         return removed
+    }
+}
+
+/// The per-surfel Bayesian update kernel, p ← normalise(max(normalise(p ⊙ q), floor)).
+enum BayesUpdate {
+    /// Returns false (and leaves `p` unchanged) when `q` carries no evidence. Falls back to the
+    /// uniform distribution when the product underflows or is not finite (SemanticFusion's
+    /// reset). Eight classes at a time when the class count allows.
+    @inline(__always)
+    static func apply(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, count c: Int,
+                      floor: Float, uniform: Float) -> Bool {
+        if c % 8 == 0 {
+            let p8 = UnsafeMutableRawPointer(p), q8 = UnsafeRawPointer(q)
+            var evidence = SIMD8<Float>(), sum = SIMD8<Float>()
+            for k in stride(from: 0, to: c, by: 8) {
+                let qv = q8.loadUnaligned(fromByteOffset: k * 4, as: SIMD8<Float>.self)
+                let pv = p8.loadUnaligned(fromByteOffset: k * 4, as: SIMD8<Float>.self)
+                evidence += qv
+                sum += pv * qv
+            }
+            guard evidence.sum() > 0 else { return false }
+            let total = sum.sum()
+            guard total > 1e-30, total.isFinite else {
+                for k in 0..<c { p[k] = uniform }
+                return true
+            }
+            let inv = SIMD8<Float>(repeating: 1 / total), fl = SIMD8<Float>(repeating: floor)
+            var resum = SIMD8<Float>()
+            for k in stride(from: 0, to: c, by: 8) {
+                let qv = q8.loadUnaligned(fromByteOffset: k * 4, as: SIMD8<Float>.self)
+                let pv = p8.loadUnaligned(fromByteOffset: k * 4, as: SIMD8<Float>.self)
+                var v = pv * qv * inv
+                v.replace(with: fl, where: v .< fl)
+                p8.storeBytes(of: v, toByteOffset: k * 4, as: SIMD8<Float>.self)
+                resum += v
+            }
+            let inv2 = SIMD8<Float>(repeating: 1 / resum.sum())
+            for k in stride(from: 0, to: c, by: 8) {
+                let v = p8.loadUnaligned(fromByteOffset: k * 4, as: SIMD8<Float>.self) * inv2
+                p8.storeBytes(of: v, toByteOffset: k * 4, as: SIMD8<Float>.self)
+            }
+            return true
+        }
+        var evidence: Float = 0, total: Float = 0
+        for k in 0..<c {
+            evidence += q[k]
+            total += p[k] * q[k]
+        }
+        guard evidence > 0 else { return false }
+        guard total > 1e-30, total.isFinite else {
+            for k in 0..<c { p[k] = uniform }
+            return true
+        }
+        let inv = 1 / total
+        var resum: Float = 0
+        for k in 0..<c {
+            let v = max(p[k] * q[k] * inv, floor)
+            p[k] = v
+            resum += v
+        }
+        let inv2 = 1 / resum
+        for k in 0..<c { p[k] *= inv2 }
+        return true
     }
 }

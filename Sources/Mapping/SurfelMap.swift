@@ -59,34 +59,53 @@ public final class SurfelMap: @unchecked Sendable {
         lastSeen.append(time)
         labelUpdates.append(0)
         if classCount > 0 {
-            let uniform = 1 / Float(classCount)
-            for _ in 0..<classCount { probabilities.append(uniform) }
+            probabilities.append(contentsOf: repeatElement(1 / Float(classCount), count: classCount))
         }
     }
 
-    /// Removes the surfels whose flag is set, keeping the order of the others (and their class
-    /// distributions, as SemanticFusion compacts its table to the surviving indices).
-    func remove(where flags: [Bool]) {
+    /// Removes the surfels whose flag is set by moving surfels from the end into the holes
+    /// (O(removed) instead of shifting the whole map every frame). Class distributions move with
+    /// their surfels, as SemanticFusion's table follows ElasticFusion's compaction.
+    /// - Returns: `remap[old]` = new index, or -1 for removed surfels.
+    @discardableResult
+    func remove(where flags: [Bool]) -> [Int32] {
         precondition(flags.count == count)
-        var w = 0
-        let c = classCount
-        for r in 0..<count where !flags[r] {
-            if w != r {
-                positions[w] = positions[r]; normals[w] = normals[r]; radii[w] = radii[r]
-                confidences[w] = confidences[r]; colors[w] = colors[r]
-                initTimes[w] = initTimes[r]; lastSeen[w] = lastSeen[r]; labelUpdates[w] = labelUpdates[r]
-                if c > 0 {
-                    for k in 0..<c { probabilities[w * c + k] = probabilities[r * c + k] }
-                }
+        var remap = (0..<Int32(count)).map { $0 }
+        var end = count, i = 0
+        while i < end {
+            if !flags[i] { i += 1; continue }
+            remap[i] = -1
+            var j = end - 1
+            while j > i && flags[j] { remap[j] = -1; j -= 1 }
+            if j > i {
+                move(from: j, to: i)
+                remap[j] = Int32(i)
+                end = j
+                i += 1
+            } else {
+                end = i
             }
-            w += 1
         }
-        let removed = count - w
-        guard removed > 0 else { return }
-        positions.removeLast(removed); normals.removeLast(removed); radii.removeLast(removed)
-        confidences.removeLast(removed); colors.removeLast(removed)
-        initTimes.removeLast(removed); lastSeen.removeLast(removed); labelUpdates.removeLast(removed)
-        if c > 0 { probabilities.removeLast(removed * c) }
+        let removed = count - end
+        if removed > 0 {
+            positions.removeLast(removed); normals.removeLast(removed); radii.removeLast(removed)
+            confidences.removeLast(removed); colors.removeLast(removed)
+            initTimes.removeLast(removed); lastSeen.removeLast(removed); labelUpdates.removeLast(removed)
+            if classCount > 0 { probabilities.removeLast(removed * classCount) }
+        }
+        return remap
+    }
+
+    private func move(from r: Int, to w: Int) {
+        positions[w] = positions[r]; normals[w] = normals[r]; radii[w] = radii[r]
+        confidences[w] = confidences[r]; colors[w] = colors[r]
+        initTimes[w] = initTimes[r]; lastSeen[w] = lastSeen[r]; labelUpdates[w] = labelUpdates[r]
+        let c = classCount
+        if c > 0 {
+            probabilities.withUnsafeMutableBufferPointer { p in
+                (p.baseAddress! + w * c).update(from: p.baseAddress! + r * c, count: c)
+            }
+        }
     }
 
     /// The most likely class of surfel `i` and its probability, or nil if it was never labelled.

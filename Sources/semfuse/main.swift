@@ -1,1 +1,1 @@
-print("semfuse")
+print("x")

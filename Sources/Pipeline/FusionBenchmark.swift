@@ -1,0 +1,101 @@
+import Foundation
+import Geometry
+import Mapping
+import Semantics
+import Sequences
+
+/// Measures fusion + label update speed on a real sequence with its ground-truth poses.
+///
+/// Frame reading is excluded from the timings (it is I/O and codec work, not fusion). Class
+/// probabilities are a fixed pseudo-random 40-class map at output stride 4, the shape the joint
+/// network produces, so the label update costs what it will cost with the network.
+public struct FusionBenchmark {
+    public struct Run: Sendable {
+        public var threads: Int
+        public var frames: Int
+        public var perFrameMilliseconds: [Double]
+        public var stageMilliseconds: [String: [Double]]
+        public var surfelCount: Int
+        public var stableCount: Int
+        public var bytesPerSurfel: Int
+
+        public var median: Double { Self.percentile(perFrameMilliseconds, 0.5) }
+        public var p10: Double { Self.percentile(perFrameMilliseconds, 0.1) }
+        public var p90: Double { Self.percentile(perFrameMilliseconds, 0.9) }
+        public var framesPerSecond: Double { median > 0 ? 1000 / median : 0 }
+
+        public static func percentile(_ values: [Double], _ q: Double) -> Double {
+            guard !values.isEmpty else { return 0 }
+            let s = values.sorted()
+            return s[min(s.count - 1, max(0, Int((Double(s.count - 1) * q).rounded())))]
+        }
+    }
+
+    public let source: FrameSource
+    public let positions: [Int]
+    public let classCount: Int
+
+    public init(source: FrameSource, positions: [Int], classCount: Int = 40) {
+        self.source = source
+        self.positions = positions
+        self.classCount = classCount
+    }
+
+    /// A softmax-like probability map with a dominant class per 8x8 block.
+    static func syntheticProbabilities(width: Int, height: Int, classCount: Int, seed: UInt64) -> ClassProbabilityMap {
+        var state = seed &+ 0x9E3779B97F4A7C15
+        func next() -> UInt64 {
+            state &+= 0x9E3779B97F4A7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+            return z ^ (z >> 31)
+        }
+        var values = [Float](repeating: 0, count: width * height * classCount)
+        for y in 0..<height {
+            for x in 0..<width {
+                let base = (y * width + x) * classCount
+                var sum: Float = 0
+                let dominant = Int(((x / 8) * 31 + (y / 8) * 17) % classCount)
+                for c in 0..<classCount {
+                    let v = Float(next() % 1000) / 1000 * 0.05 + (c == dominant ? 2 : 0.01)
+                    values[base + c] = v
+                    sum += v
+                }
+                for c in 0..<classCount { values[base + c] /= sum }
+            }
+        }
+        return ClassProbabilityMap(width: width, height: height, classCount: classCount, values: values)
+    }
+
+    /// Fuses the frames with `threads` workers; `progress` is called after each frame.
+    public func run(threads: Int, progress: ((Int, Int) -> Void)? = nil) throws -> Run {
+        var parameters = FusionParameters()
+        parameters.threads = threads
+        let intr = source.intrinsics
+        let fusion = SurfelFusion(intrinsics: intr, classCount: classCount, parameters: parameters)
+        let probabilities = Self.syntheticProbabilities(width: (intr.width + 3) / 4, height: (intr.height + 3) / 4,
+                                                        classCount: classCount, seed: 42)
+        var times = [Double]()
+        var stages: [String: [Double]] = [:]
+        for (k, position) in positions.enumerated() {
+            let frame = try source.frame(at: position)
+            guard let depth = frame.depth, let pose = frame.worldFromCamera else {
+                throw PipelineError.invalidOption("bench fusion needs depth and ground-truth poses (\(frame.source))")
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
+                                              probabilities: probabilities, source: frame.source)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            stages["preprocess", default: []].append(report.timings.preprocess * 1000)
+            stages["index maps", default: []].append(report.timings.indexMap * 1000)
+            stages["association+merge", default: []].append(report.timings.fusion * 1000)
+            stages["label update", default: []].append(report.timings.labels * 1000)
+            stages["cleanup", default: []].append(report.timings.cleanup * 1000)
+            progress?(k + 1, positions.count)
+        }
+        return Run(threads: threads, frames: positions.count, perFrameMilliseconds: times, stageMilliseconds: stages,
+                   surfelCount: fusion.map.count, stableCount: fusion.map.stableCount(threshold: parameters.confidenceThreshold),
+                   bytesPerSurfel: fusion.map.bytesPerSurfel)
+    }
+}
