@@ -32,6 +32,7 @@ public final class SurfelFusion {
     private var measuredRadius: [Float] = []
     private var measuredWeight: [Float] = []
     private var lastWriter: [Int32] = []
+    private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
     private var pixelInitTime: [Int32] = []
     private var pixelState: [UInt8] = []
@@ -265,36 +266,73 @@ public final class SurfelFusion {
         let n = match.count
         let t = Int32(clamping: tick)
         if lastWriter.count < map.count { lastWriter.append(contentsOf: repeatElement(-1, count: map.count - lastWriter.count)) }
-        for p in 0..<n where match[p] >= 0 { lastWriter[Int(match[p])] = Int32(p) }
-        let mergeFactor = parameters.radiusMergeFactor
-        for p in 0..<n {
-            let s = match[p]
-            if s == -2 { continue }
-            report.processedPixels += 1
-            if s == -1 {
-                map.append(position: measuredPosition[p], normal: measuredNormal[p], radius: measuredRadius[p],
-                           confidence: measuredWeight[p], color: color.pixels[p], time: t)
-                report.created += 1
-                continue
-            }
-            let i = Int(s)
-            guard lastWriter[i] == Int32(p) else { continue }
-            let c = map.confidences[i], a = measuredWeight[p]
-            if measuredRadius[p] < mergeFactor * map.radii[i] {
-                let wsum = c + a
-                map.positions[i] = (c * map.positions[i] + a * measuredPosition[p]) / wsum
-                map.normals[i] = ((c * map.normals[i] + a * measuredNormal[p]) / wsum).normalized
-                map.radii[i] = (c * map.radii[i] + a * measuredRadius[p]) / wsum
-                let old = map.colors[i], new = color.pixels[p]
-                func mix(_ o: UInt8, _ m: UInt8) -> UInt8 {
-                    UInt8(max(0, min(255, ((c * Float(o) + a * Float(m)) / wsum).rounded())))
+        newPixels.removeAll(keepingCapacity: true)
+        var processed = 0
+        match.withUnsafeBufferPointer { match in
+            lastWriter.withUnsafeMutableBufferPointer { writer in
+                for p in 0..<n {
+                    let s = match[p]
+                    if s == -2 { continue }
+                    processed += 1
+                    if s >= 0 { writer[Int(s)] = Int32(p) } else { newPixels.append(Int32(p)) }
                 }
-                map.colors[i] = RGB8(mix(old.r, new.r), mix(old.g, new.g), mix(old.b, new.b))
             }
-            map.confidences[i] = c + a
-            map.lastSeen[i] = t
-            report.fused += 1
         }
+        report.processedPixels = processed
+        // Each surfel is merged by exactly one pixel (its last writer), so chunks of pixels can
+        // merge concurrently without touching the same surfel.
+        let mergeFactor = parameters.radiusMergeFactor
+        var fusedPerChunk = [Int](repeating: 0, count: parameters.threads * 2)
+        match.withUnsafeBufferPointer { match in
+        lastWriter.withUnsafeBufferPointer { writer in
+        measuredPosition.withUnsafeBufferPointer { mPos in
+        measuredNormal.withUnsafeBufferPointer { mNrm in
+        measuredRadius.withUnsafeBufferPointer { mRad in
+        measuredWeight.withUnsafeBufferPointer { mW in
+        color.pixels.withUnsafeBufferPointer { rgb in
+        map.positions.withUnsafeMutableBufferPointer { pos in
+        map.normals.withUnsafeMutableBufferPointer { nrm in
+        map.radii.withUnsafeMutableBufferPointer { rad in
+        map.confidences.withUnsafeMutableBufferPointer { conf in
+        map.colors.withUnsafeMutableBufferPointer { col in
+        map.lastSeen.withUnsafeMutableBufferPointer { seen in
+        fusedPerChunk.withUnsafeMutableBufferPointer { counts in
+            nonisolated(unsafe) let match = match, writer = writer, mPos = mPos, mNrm = mNrm, mRad = mRad, mW = mW, rgb = rgb
+            nonisolated(unsafe) let pos = pos, nrm = nrm, rad = rad, conf = conf, col = col, seen = seen, counts = counts
+            let chunks = counts.count
+            DispatchQueueRunner.run(chunks) { k in
+                var fused = 0
+                for p in (n * k / chunks)..<(n * (k + 1) / chunks) {
+                    let s = match[p]
+                    guard s >= 0, writer[Int(s)] == Int32(p) else { continue }
+                    let i = Int(s)
+                    let c = conf[i], a = mW[p]
+                    if mRad[p] < mergeFactor * rad[i] {
+                        let inv = 1 / (c + a)
+                        pos[i] = (c * pos[i] + a * mPos[p]) * inv
+                        nrm[i] = ((c * nrm[i] + a * mNrm[p]) * inv).normalized
+                        rad[i] = (c * rad[i] + a * mRad[p]) * inv
+                        let old = col[i], new = rgb[p]
+                        @inline(__always) func mix(_ o: UInt8, _ m: UInt8) -> UInt8 {
+                            UInt8(max(0, min(255, ((c * Float(o) + a * Float(m)) * inv).rounded())))
+                        }
+                        col[i] = RGB8(mix(old.r, new.r), mix(old.g, new.g), mix(old.b, new.b))
+                    }
+                    conf[i] = c + a
+                    seen[i] = t
+                    fused += 1
+                }
+                counts[k] = fused
+            }
+        }}}}}}}}}}}}}}
+        report.fused = fusedPerChunk.reduce(0, +)
+        map.reserve(additional: newPixels.count)
+        for p32 in newPixels {
+            let p = Int(p32)
+            map.append(position: measuredPosition[p], normal: measuredNormal[p], radius: measuredRadius[p],
+                       confidence: measuredWeight[p], color: color.pixels[p], time: t)
+        }
+        report.created = newPixels.count
     }
 
     /// SemanticFusion's recursive Bayesian update p ← normalise(p ⊙ q) for every surfel visible in

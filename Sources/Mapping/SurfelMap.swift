@@ -47,6 +47,17 @@ public final class SurfelMap: @unchecked Sendable {
         confidences.reduce(0) { $0 + ($1 >= threshold ? 1 : 0) }
     }
 
+    /// Makes room for `additional` more surfels so appending a frame's new surfels does not
+    /// reallocate repeatedly.
+    func reserve(additional: Int) {
+        guard count + additional > positions.capacity else { return }
+        let n = max(count + additional, positions.capacity * 3 / 2)
+        positions.reserveCapacity(n); normals.reserveCapacity(n); radii.reserveCapacity(n)
+        confidences.reserveCapacity(n); colors.reserveCapacity(n); initTimes.reserveCapacity(n)
+        lastSeen.reserveCapacity(n); labelUpdates.reserveCapacity(n)
+        if classCount > 0 { probabilities.reserveCapacity(n * classCount) }
+    }
+
     /// Appends a surfel with a uniform class prior.
     func append(position: SIMD3<Float>, normal: SIMD3<Float>, radius: Float, confidence: Float,
                 color: RGB8, time: Int32) {
