@@ -58,8 +58,8 @@ public protocol FrameSource: AnyObject {
 
 /// Options that override what a reader would detect or assume.
 public struct ReaderOptions: Sendable, Equatable {
-    /// Replaces the sequence's intrinsics (after validation against the image size).
-    public var intrinsics: Intrinsics?
+    /// Replaces the sequence's intrinsics; the image size comes from the sequence unless given.
+    public var intrinsics: IntrinsicsArgument.Values?
     /// Integer depth units per metre (7-Scenes 1000, TUM/ICL 5000).
     public var depthScale: Double?
     /// Depth beyond this (metres) is treated as missing.
@@ -67,7 +67,7 @@ public struct ReaderOptions: Sendable, Equatable {
     /// Depth below this (metres) is treated as missing (ElasticFusion uses 0.3 m).
     public var minDepth: Float
 
-    public init(intrinsics: Intrinsics? = nil, depthScale: Double? = nil, maxDepth: Float = 8, minDepth: Float = 0.3) {
+    public init(intrinsics: IntrinsicsArgument.Values? = nil, depthScale: Double? = nil, maxDepth: Float = 8, minDepth: Float = 0.3) {
         self.intrinsics = intrinsics; self.depthScale = depthScale; self.maxDepth = maxDepth; self.minDepth = minDepth
     }
 }

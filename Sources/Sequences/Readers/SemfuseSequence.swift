@@ -1,0 +1,174 @@
+import Foundation
+import Geometry
+import Imaging
+import Semantics
+
+/// The `sequence.json` manifest of the project's own sequence format (docs/sequence-format.md).
+public struct SequenceManifest: Codable, Equatable, Sendable {
+    public struct CameraEntry: Codable, Equatable, Sendable {
+        public var fx, fy, cx, cy: Double
+        public var width, height: Int
+    }
+
+    public struct FrameEntry: Codable, Equatable, Sendable {
+        public var timestamp: Double
+        public var rgb: String
+        public var depth: String?
+        public var labels: String?
+        public var probabilities: String?
+        public init(timestamp: Double, rgb: String, depth: String? = nil, labels: String? = nil, probabilities: String? = nil) {
+            self.timestamp = timestamp; self.rgb = rgb; self.depth = depth; self.labels = labels; self.probabilities = probabilities
+        }
+    }
+
+    public static let formatName = "semfuse-sequence"
+    public var format = SequenceManifest.formatName
+    public var version = 1
+    public var name: String
+    public var intrinsics: CameraEntry
+    /// Integer depth units per metre.
+    public var depthScale: Double
+    /// "nyu40" or "nyu13" when the sequence has labels or probabilities.
+    public var classSet: String?
+    /// Relative path of the TUM-format poses (camera-to-world), one per frame, if any.
+    public var poses: String?
+    public var notes: [String]?
+    public var generator: [String: String]?
+    public var frames: [FrameEntry]
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, name, intrinsics, poses, notes, generator, frames
+        case depthScale = "depth_scale"
+        case classSet = "class_set"
+    }
+}
+
+/// Reads the project's own sequence folders: `sequence.json`, `rgb/`, `depth/`, optional
+/// `labels/`, `probabilities/` (.npy, [C, h, w]) and `poses.txt` (TUM format).
+public final class SemfuseSequenceReader: FrameSource {
+    public let folder: URL
+    public let manifest: SequenceManifest
+    public let intrinsics: Intrinsics
+    public let capabilities: SequenceCapabilities
+    public let classSet: ClassSet?
+    public var name: String { manifest.name }
+    public var layout: String { "semfuse" }
+    public var frameCount: Int { manifest.frames.count }
+    private let poses: [StampedPose]?
+    private let options: ReaderOptions
+    private let depthScale: Double
+
+    public static func detect(_ folder: URL) -> Bool {
+        ReaderSupport.fileExists(folder.appendingPathComponent("sequence.json"))
+    }
+
+    public init(folder: URL, options: ReaderOptions = ReaderOptions()) throws {
+        self.folder = folder
+        self.options = options
+        let manifestURL = folder.appendingPathComponent("sequence.json")
+        guard ReaderSupport.fileExists(manifestURL) else { throw SequenceError.notFound(path: manifestURL.path) }
+        let data = try ReaderSupport.image { try FileData.read(manifestURL) }
+        do {
+            manifest = try JSONDecoder().decode(SequenceManifest.self, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "missing field '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "field '\(field)': \(context.debugDescription)")
+        } catch {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "not valid JSON: \(error.localizedDescription)")
+        }
+        guard manifest.format == SequenceManifest.formatName else {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "format is '\(manifest.format)', expected '\(SequenceManifest.formatName)'")
+        }
+        guard manifest.version == 1 else {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "version \(manifest.version) is newer than this reader (1)")
+        }
+        guard !manifest.frames.isEmpty else { throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "no frames") }
+        let cam = manifest.intrinsics
+        let k = options.intrinsics?.intrinsics(width: cam.width, height: cam.height)
+            ?? Intrinsics(fx: cam.fx, fy: cam.fy, cx: cam.cx, cy: cam.cy, width: cam.width, height: cam.height)
+        intrinsics = try ReaderSupport.validated(k, source: manifestURL.path)
+        depthScale = options.depthScale ?? manifest.depthScale
+        guard depthScale > 0 else { throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "depth_scale must be positive") }
+        if let name = manifest.classSet {
+            guard let set = ClassSet.named(name) else {
+                throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "unknown class_set '\(name)' (nyu40 or nyu13)")
+            }
+            classSet = set
+        } else {
+            classSet = nil
+        }
+        if let posesPath = manifest.poses {
+            let url = folder.appendingPathComponent(posesPath)
+            let list = try TUMTrajectory.read(url)
+            guard list.count == manifest.frames.count else {
+                throw SequenceError.malformed(path: url.path, line: nil, reason: "\(list.count) poses for \(manifest.frames.count) frames")
+            }
+            poses = list
+        } else {
+            poses = nil
+        }
+        let frames = manifest.frames
+        let hasLabels = frames.contains { $0.labels != nil }
+        let hasProbabilities = frames.contains { $0.probabilities != nil }
+        if (hasLabels || hasProbabilities) && classSet == nil {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "labels or probabilities need a class_set")
+        }
+        capabilities = SequenceCapabilities(hasDepth: frames.allSatisfy { $0.depth != nil }, hasPoses: poses != nil,
+                                            hasLabels: hasLabels, hasProbabilities: hasProbabilities)
+    }
+
+    public func frame(at index: Int) throws -> Frame {
+        guard index >= 0, index < frameCount else { throw SequenceError.frameOutOfRange(index: index, count: frameCount) }
+        let entry = manifest.frames[index]
+        let colorURL = folder.appendingPathComponent(entry.rgb)
+        let color = try ReaderSupport.color(colorURL, frame: index, intrinsics: intrinsics)
+        let depth = try entry.depth.map {
+            try ReaderSupport.depth(folder.appendingPathComponent($0), frame: index, scale: depthScale, intrinsics: intrinsics, options: options)
+        }
+        var labels: LabelImage?
+        if let path = entry.labels, let classSet {
+            let url = folder.appendingPathComponent(path)
+            let image = try ReaderSupport.labels(url, frame: index, intrinsics: intrinsics)
+            if let bad = image.pixels.firstIndex(where: { $0 != ClassSet.ignoreLabel && Int($0) >= classSet.count }) {
+                throw SequenceError.malformed(path: url.path, line: nil,
+                                              reason: "class id \(image.pixels[bad]) at pixel (\(bad % image.width), \(bad / image.width)) is outside \(classSet.name) (0-\(classSet.count - 1), 255 = ignore)")
+            }
+            labels = image
+        }
+        var probabilities: ClassProbabilityMap?
+        if let path = entry.probabilities, let classSet {
+            probabilities = try Self.readProbabilities(folder.appendingPathComponent(path), classCount: classSet.count, frame: index)
+        }
+        return Frame(index: index, timestamp: entry.timestamp, color: color, depth: depth, worldFromCamera: poses?[index].pose,
+                     labels: labels, probabilities: probabilities, source: colorURL.path)
+    }
+
+    /// Reads a [C, h, w] (or [1, C, h, w]) probability array into a pixel-major map.
+    static func readProbabilities(_ url: URL, classCount: Int, frame: Int) throws -> ClassProbabilityMap {
+        guard ReaderSupport.fileExists(url) else { throw SequenceError.missingFile(path: url.path, frame: frame) }
+        let array = try ReaderSupport.image { try NPY.read(url) }
+        var shape = array.shape
+        if shape.count == 4 && shape[0] == 1 { shape.removeFirst() }
+        guard shape.count == 3 else {
+            throw SequenceError.malformed(path: url.path, line: nil, reason: "probabilities must have shape [C, h, w], found \(array.shape)")
+        }
+        guard shape[0] == classCount else {
+            throw SequenceError.malformed(path: url.path, line: nil, reason: "\(shape[0]) classes, the sequence's class set has \(classCount)")
+        }
+        let (c, h, w) = (shape[0], shape[1], shape[2])
+        var values = [Float](repeating: 0, count: c * h * w)
+        for k in 0..<c {
+            for p in 0..<(h * w) {
+                let v = array.values[k * h * w + p]
+                guard v.isFinite, v >= 0 else {
+                    throw SequenceError.malformed(path: url.path, line: nil,
+                                                  reason: "probability \(v) at class \(k), pixel (\(p % w), \(p / w)) is not a finite non-negative number")
+                }
+                values[p * c + k] = v
+            }
+        }
+        return ClassProbabilityMap(width: w, height: h, classCount: c, values: values)
+    }
+}
