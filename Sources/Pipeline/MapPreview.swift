@@ -42,7 +42,7 @@ public enum MapPreview {
     public static func render(map: SurfelMap, classSet: ClassSet?, trajectory: [RigidTransform], minimumConfidence: Float,
                               width: Int = 640, height: Int = 480) -> ColorImage? {
         guard let pose = overviewPose(map: map, trajectory: trajectory, minimumConfidence: minimumConfidence) else { return nil }
-        let f = Double(width) * 0.55
+        let f = Double(width) * 0.8
         let intrinsics = Intrinsics(fx: f, fy: f, cx: Double(width) / 2 - 0.5, cy: Double(height) / 2 - 0.5, width: width, height: height)
         let out = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
                                           selection: .init(minimumConfidence: minimumConfidence), maxPixelRadius: 6)

@@ -1,0 +1,203 @@
+import Foundation
+import Imaging
+
+/// The vertex element of a PLY file: property names and types, comments and every value.
+public struct PLYFile: Sendable {
+    public enum ScalarType: String, Sendable {
+        case int8, uint8, int16, uint16, int32, uint32, float32, float64
+        var size: Int {
+            switch self {
+            case .int8, .uint8: return 1
+            case .int16, .uint16: return 2
+            case .int32, .uint32, .float32: return 4
+            case .float64: return 8
+            }
+        }
+        /// PLY's type names and their sized aliases.
+        init?(ply name: String) {
+            switch name {
+            case "char", "int8": self = .int8
+            case "uchar", "uint8": self = .uint8
+            case "short", "int16": self = .int16
+            case "ushort", "uint16": self = .uint16
+            case "int", "int32": self = .int32
+            case "uint", "uint32": self = .uint32
+            case "float", "float32": self = .float32
+            case "double", "float64": self = .float64
+            default: return nil
+            }
+        }
+    }
+
+    public var format: String
+    public var comments: [String]
+    public var properties: [(name: String, type: ScalarType)]
+    public var vertexCount: Int
+    /// Column-major values: `columns[k][i]` is property k of vertex i.
+    public var columns: [[Double]]
+
+    public func column(named name: String) -> [Double]? {
+        properties.firstIndex { $0.name == name }.map { columns[$0] }
+    }
+
+    /// Maps the known property names back to a `PointCloud`.
+    public func pointCloud() -> PointCloud {
+        func f(_ name: String) -> [Float]? { column(named: name)?.map { Float($0) } }
+        let x = f("x") ?? [], y = f("y") ?? [], z = f("z") ?? []
+        var cloud = PointCloud(positions: (0..<vertexCount).map { SIMD3(x[$0], y[$0], z[$0]) })
+        if let nx = f("nx"), let ny = f("ny"), let nz = f("nz") {
+            cloud.normals = (0..<vertexCount).map { SIMD3(nx[$0], ny[$0], nz[$0]) }
+        }
+        if let r = column(named: "red"), let g = column(named: "green"), let b = column(named: "blue") {
+            cloud.colors = (0..<vertexCount).map { RGB8(UInt8(clamping: Int(r[$0])), UInt8(clamping: Int(g[$0])), UInt8(clamping: Int(b[$0]))) }
+        }
+        cloud.labels = column(named: "label")?.map { Int32($0) }
+        cloud.labelConfidence = f("label_confidence")
+        cloud.confidence = f("confidence")
+        cloud.radius = f("radius")
+        let probNames = properties.map(\.name).filter { $0.hasPrefix("prob_") }
+        if !probNames.isEmpty {
+            let cols = (0..<probNames.count).compactMap { f("prob_\($0)") }
+            if cols.count == probNames.count {
+                var values = [Float](repeating: 0, count: vertexCount * cols.count)
+                for i in 0..<vertexCount { for k in 0..<cols.count { values[i * cols.count + k] = cols[k][i] } }
+                cloud.classProbabilities = (cols.count, values)
+            }
+        }
+        return cloud
+    }
+}
+
+/// Reads the vertex element of ASCII and binary (little/big-endian) PLY files. Elements after
+/// the vertices (e.g. faces) are ignored; elements before them must have fixed-size rows.
+public enum PLYReader {
+    public static func read(_ url: URL) throws -> PLYFile {
+        let data: Data
+        do { data = try FileData.read(url) } catch let error as ImagingError {
+            throw ExportError.malformedPLY(path: url.path, reason: error.description)
+        }
+        return try decode(data, path: url.path)
+    }
+
+    public static func decode(_ data: Data, path: String) throws -> PLYFile {
+        let bytes = [UInt8](data)
+        func fail(_ reason: String) -> ExportError { .malformedPLY(path: path, reason: reason) }
+        guard bytes.count >= 4, String(bytes: bytes[0..<3], encoding: .ascii) == "ply" else { throw fail("missing 'ply' magic") }
+        // Header: lines up to "end_header".
+        guard let endRange = findEndHeader(bytes) else { throw fail("no end_header line") }
+        guard let header = String(bytes: bytes[0..<endRange.lowerBound], encoding: .ascii) else { throw fail("header is not ASCII") }
+        var format: String?
+        var comments: [String] = []
+        struct Element { var name: String; var count: Int; var properties: [(String, PLYFile.ScalarType)]; var hasList: Bool }
+        var elements: [Element] = []
+        for (n, raw) in header.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            let parts = line.split(separator: " ").map(String.init)
+            guard let keyword = parts.first else { continue }
+            switch keyword {
+            case "ply": continue
+            case "format":
+                guard parts.count >= 3, ["ascii", "binary_little_endian", "binary_big_endian"].contains(parts[1]) else {
+                    throw fail("header line \(n + 1): unknown format '\(line)'")
+                }
+                format = parts[1]
+            case "comment", "obj_info": comments.append(parts.dropFirst().joined(separator: " "))
+            case "element":
+                guard parts.count == 3, let count = Int(parts[2]), count >= 0 else { throw fail("header line \(n + 1): bad element '\(line)'") }
+                elements.append(Element(name: parts[1], count: count, properties: [], hasList: false))
+            case "property":
+                guard !elements.isEmpty else { throw fail("header line \(n + 1): property before any element") }
+                if parts.count >= 2 && parts[1] == "list" {
+                    elements[elements.count - 1].hasList = true
+                    continue
+                }
+                guard parts.count == 3, let type = PLYFile.ScalarType(ply: parts[1]) else {
+                    throw fail("header line \(n + 1): unknown property type in '\(line)'")
+                }
+                elements[elements.count - 1].properties.append((parts[2], type))
+            default:
+                throw fail("header line \(n + 1): unexpected '\(keyword)'")
+            }
+        }
+        guard let format else { throw fail("no format line") }
+        guard let vertexIndex = elements.firstIndex(where: { $0.name == "vertex" }) else { throw fail("no vertex element") }
+        let vertex = elements[vertexIndex]
+        guard !vertex.hasList else { throw fail("list properties in the vertex element are not supported") }
+        let properties = vertex.properties.map { (name: $0.0, type: $0.1) }
+        var columns = [[Double]](repeating: [Double](repeating: 0, count: vertex.count), count: properties.count)
+        var offset = endRange.upperBound
+
+        if format == "ascii" {
+            guard let body = String(bytes: bytes[offset...], encoding: .ascii) else { throw fail("body is not ASCII") }
+            var lines = body.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).makeIterator()
+            for e in elements[..<vertexIndex] { for _ in 0..<e.count { _ = lines.next() } }
+            for i in 0..<vertex.count {
+                guard let line = lines.next() else { throw fail("ascii body ends after \(i) of \(vertex.count) vertices") }
+                let tokens = line.split(whereSeparator: \.isWhitespace)
+                guard tokens.count >= properties.count else {
+                    throw fail("vertex \(i) has \(tokens.count) values, expected \(properties.count)")
+                }
+                for k in 0..<properties.count {
+                    guard let v = Double(tokens[k]) else { throw fail("vertex \(i): '\(tokens[k])' is not a number") }
+                    columns[k][i] = v
+                }
+            }
+        } else {
+            let bigEndian = format == "binary_big_endian"
+            for e in elements[..<vertexIndex] {
+                guard !e.hasList else { throw fail("element '\(e.name)' with list properties before the vertices is not supported") }
+                offset += e.count * e.properties.reduce(0) { $0 + $1.1.size }
+            }
+            let stride = properties.reduce(0) { $0 + $1.type.size }
+            let needed = vertex.count * stride
+            guard offset <= bytes.count, bytes.count - offset >= needed else {
+                throw fail("truncated binary body: \(vertex.count) vertices need \(needed) bytes, found \(max(0, bytes.count - offset))")
+            }
+            bytes.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + offset
+                var o = 0
+                for i in 0..<vertex.count {
+                    for k in 0..<properties.count {
+                        columns[k][i] = value(base + o, properties[k].type, bigEndian: bigEndian)
+                        o += properties[k].type.size
+                    }
+                }
+            }
+        }
+        return PLYFile(format: format, comments: comments, properties: properties, vertexCount: vertex.count, columns: columns)
+    }
+
+    private static func findEndHeader(_ bytes: [UInt8]) -> Range<Int>? {
+        let marker = Array("end_header".utf8)
+        guard bytes.count >= marker.count else { return nil }
+        var i = 0
+        while i + marker.count <= bytes.count {
+            if bytes[i] == marker[0] && Array(bytes[i..<(i + marker.count)]) == marker && (i == 0 || bytes[i - 1] == 0x0A) {
+                var end = i + marker.count
+                if end < bytes.count && bytes[end] == 0x0D { end += 1 }
+                if end < bytes.count && bytes[end] == 0x0A { end += 1 }
+                return i..<end
+            }
+            i += 1
+            if i > 1 << 20 { return nil }   // headers are small; do not scan a huge body
+        }
+        return nil
+    }
+
+    private static func value(_ p: UnsafeRawPointer, _ type: PLYFile.ScalarType, bigEndian: Bool) -> Double {
+        @inline(__always) func u16() -> UInt16 { let v = p.loadUnaligned(as: UInt16.self); return bigEndian ? v.bigEndian : v.littleEndian }
+        @inline(__always) func u32() -> UInt32 { let v = p.loadUnaligned(as: UInt32.self); return bigEndian ? v.bigEndian : v.littleEndian }
+        switch type {
+        case .int8: return Double(p.load(as: Int8.self))
+        case .uint8: return Double(p.load(as: UInt8.self))
+        case .int16: return Double(Int16(bitPattern: u16()))
+        case .uint16: return Double(u16())
+        case .int32: return Double(Int32(bitPattern: u32()))
+        case .uint32: return Double(u32())
+        case .float32: return Double(Float(bitPattern: u32()))
+        case .float64:
+            let v = p.loadUnaligned(as: UInt64.self)
+            return Double(bitPattern: bigEndian ? v.bigEndian : v.littleEndian)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Export
+import Foundation
+import Geometry
+import Imaging
+import Logging
+import Mapping
+import Semantics
+import Sequences
+
+/// Where per-frame class probabilities come from.
+public enum LabelChoice: String, CaseIterable, Sendable {
+    /// Recorded probabilities if the sequence has them, else its label images, else none.
+    case auto
+    case recorded
+    case groundTruth = "ground-truth"
+    /// An imperfect segmenter simulated from the ground-truth labels.
+    case simulated
+    case none
+}
+
+/// Everything `semfuse reconstruct` needs to know.
+public struct ReconstructionRequest: Sendable {
+    public var sequence: URL
+    public var output: URL?
+    public var trajectory: URL?
+    public var selection = FrameSelection()
+    public var labels = LabelChoice.auto
+    public var labelConfidence = 0.7
+    /// Class set for sequences that do not declare one.
+    public var classSet: ClassSet?
+    public var simulatorSeed: UInt64 = 1
+    /// nil: semantic when labels are fused, RGB otherwise.
+    public var colorMode: MapExport.ColorMode?
+    public var ascii = false
+    public var onlyStable = true
+    public var includeProbabilities = false
+    /// Also write `<output>.preview.png`, a rendering of the map.
+    public var preview = true
+    public var reader = ReaderOptions()
+    public var fusion = FusionParameters()
+
+    public init(sequence: URL) { self.sequence = sequence }
+}
+
+/// The result of a reconstruction job: what was written and a human-readable summary.
+public struct ReconstructionResult {
+    public var outcome: ReconstructionOutcome
+    public var reconstruction: Reconstruction
+    public var output: URL
+    public var trajectory: URL
+    public var pointCount: Int
+    public var summary: String
+    /// 0 on success, 1 when a frame failed, 130 when interrupted.
+    public var exitCode: Int32 {
+        switch outcome {
+        case .completed: return 0
+        case .interrupted: return 130
+        case .failed: return 1
+        }
+    }
+}
+
+/// Opens a sequence, builds the predictor, runs the reconstruction and writes PLY + trajectory.
+/// The map is written whether the run completes, fails part-way or is interrupted.
+public enum ReconstructionJob {
+    public static func run(_ request: ReconstructionRequest, logger: Logger = Logger(label: "semfuse"),
+                           progress: ((ReconstructionProgress) -> Void)? = nil,
+                           shouldStop: () -> Bool = { false }) throws -> ReconstructionResult {
+        let source = try SequenceLoader.open(request.sequence, options: request.reader)
+        logger.info("opened \(source.name) as \(source.layout): \(source.frameCount) frames, \(source.intrinsics)")
+        let predictor = try makePredictor(request, source: source)
+        if let predictor { logger.info("labels: \(predictor.name), \(predictor.classSet)") } else { logger.info("labels: none (geometry only)") }
+
+        var options = ReconstructionOptions()
+        options.selection = request.selection
+        options.fusion = request.fusion
+        let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
+        let output = request.output ?? URL(fileURLWithPath: "Output").appendingPathComponent("\(source.name).ply")
+        let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")
+        try checkWritable(output)
+        try checkWritable(trajectoryURL)
+
+        let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
+        switch outcome {
+        case .completed: break
+        case .interrupted(let position):
+            logger.warning("interrupted before frame \(position); writing the map fused so far")
+        case .failed(let error):
+            logger.error("\(error)")
+            logger.warning("stopping after \(reconstruction.framesFused) fused frames; writing the map fused so far")
+        }
+
+        let colorMode = request.colorMode ?? (predictor != nil ? .semantic : .rgb)
+        let cloud = MapExport.pointCloud(reconstruction.map, classSet: predictor?.classSet, colorMode: colorMode,
+                                         confidenceThreshold: request.onlyStable ? request.fusion.confidenceThreshold : nil,
+                                         includeProbabilities: request.includeProbabilities)
+        var comments = ["sequence \(source.name) (\(source.layout))",
+                        "frames fused \(reconstruction.framesFused)",
+                        "colours \(colorMode.rawValue)",
+                        request.onlyStable ? "stable surfels only (confidence >= \(request.fusion.confidenceThreshold))" : "all surfels"]
+        if !outcome.isSuccess { comments.append("PARTIAL map: the run stopped early") }
+        try PLYWriter.write(cloud, to: output, format: request.ascii ? .ascii : .binaryLittleEndian, comments: comments)
+        try TUMTrajectory.write(reconstruction.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: trajectoryURL,
+                                comment: "semfuse trajectory of \(source.name): timestamp tx ty tz qx qy qz qw (camera-to-world)")
+
+        var preview: URL?
+        if request.preview {
+            let url = output.deletingPathExtension().appendingPathExtension("preview.png")
+            let threshold = request.onlyStable ? request.fusion.confidenceThreshold : 0
+            if let image = MapPreview.render(map: reconstruction.map, classSet: predictor?.classSet,
+                                             trajectory: reconstruction.trajectory.map(\.pose), minimumConfidence: threshold) {
+                do {
+                    try PNGCodec.writeRGB(image, to: url)
+                    preview = url
+                } catch {
+                    logger.warning("preview not written: \(error)")
+                }
+            }
+        }
+        var summary = Summary.make(reconstruction: reconstruction, outcome: outcome, output: output, trajectory: trajectoryURL,
+                                   cloud: cloud, colorMode: colorMode, ascii: request.ascii)
+        if let preview {
+            summary += "\nWrote \(preview.path): rendering of the map" + (predictor != nil ? " (class colours | RGB)" : "")
+        }
+        let stable = reconstruction.map.stableCount(threshold: request.fusion.confidenceThreshold)
+        if request.onlyStable && reconstruction.map.count > 0 && stable * 10 < reconstruction.map.count {
+            summary += "\nNote: only \(stable) of \(reconstruction.map.count) surfels are stable (confidence >= \(request.fusion.confidenceThreshold)); "
+                + "a surface must be seen in many frames to get there. For short sequences use --all-surfels or a lower --confidence-threshold."
+        }
+        return ReconstructionResult(outcome: outcome, reconstruction: reconstruction, output: output, trajectory: trajectoryURL,
+                                    pointCount: cloud.count, summary: summary)
+    }
+
+    static func makePredictor(_ request: ReconstructionRequest, source: FrameSource) throws -> Predictor? {
+        let caps = source.capabilities
+        let classSet = source.classSet ?? request.classSet ?? .nyu40
+        switch request.labels {
+        case .none:
+            return nil
+        case .auto:
+            if caps.hasProbabilities { return RecordedPredictor(classSet: classSet) }
+            if caps.hasLabels { return try LabelImagePredictor(classSet: classSet, confidence: request.labelConfidence) }
+            return nil
+        case .recorded:
+            guard caps.hasProbabilities else { throw PipelineError.missingLabels(sequence: source.name, source: "recorded") }
+            return RecordedPredictor(classSet: classSet)
+        case .groundTruth:
+            guard caps.hasLabels else { throw PipelineError.missingLabels(sequence: source.name, source: "ground-truth") }
+            return try LabelImagePredictor(classSet: classSet, confidence: request.labelConfidence)
+        case .simulated:
+            guard caps.hasLabels else { throw PipelineError.missingLabels(sequence: source.name, source: "simulated") }
+            throw PipelineError.invalidOption("--labels simulated is not available yet")
+        }
+    }
+
+    /// Fails before any work when the output cannot be created, instead of after a long run.
+    static func checkWritable(_ url: URL) throws {
+        let directory = url.deletingLastPathComponent()
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw PipelineError.invalidOption("\(url.path): cannot write: \(directory.path) is not a folder")
+            }
+        } else {
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            } catch {
+                throw PipelineError.invalidOption("\(url.path): cannot create folder \(directory.path): \(error.localizedDescription)")
+            }
+        }
+        guard FileManager.default.isWritableFile(atPath: directory.path) else {
+            throw PipelineError.invalidOption("\(url.path): folder \(directory.path) is not writable")
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Export
+import Foundation
+import Mapping
+
+/// The human-readable end-of-run report.
+enum Summary {
+    static func make(reconstruction r: Reconstruction, outcome: ReconstructionOutcome, output: URL, trajectory: URL,
+                     cloud: PointCloud, colorMode: MapExport.ColorMode, ascii: Bool) -> String {
+        var lines: [String] = []
+        let selected = r.positions.count
+        switch outcome {
+        case .completed:
+            lines.append("Reconstructed \(r.source.name) (\(r.source.layout)): \(r.framesFused) of \(selected) selected frames fused.")
+        case .interrupted(let position):
+            lines.append("INTERRUPTED before frame \(position): \(r.framesFused) of \(selected) frames fused; the map so far was written.")
+        case .failed(let error):
+            lines.append("FAILED: \(error)")
+            lines.append("  \(r.framesFused) of \(selected) frames fused before the failure; the map so far was written.")
+        }
+        if let predictor = r.predictor {
+            var line = "  labels: \(predictor.name), \(predictor.classSet.name), on \(r.framesWithPrediction) frames"
+            if let acc = r.perFrameAccuracy.accuracy {
+                line += String(format: "; per-frame accuracy vs ground truth %.1f %%", acc * 100)
+            }
+            lines.append(line)
+        } else {
+            lines.append("  labels: none (geometry only)")
+        }
+        let map = r.map
+        let stable = map.stableCount(threshold: r.options.fusion.confidenceThreshold)
+        lines.append("  surfels: \(map.count) (\(stable) stable), \(map.bytesPerSurfel) bytes each")
+        let sorted = r.fusionSeconds.sorted()
+        if !sorted.isEmpty {
+            let median = sorted[sorted.count / 2] * 1000
+            lines.append(String(format: "  fusion: median %.1f ms/frame (%.1f frames/s), whole run %.1f s incl. reading",
+                                median, 1000 / max(median, 1e-9), r.totalSeconds))
+        }
+        let properties = cloud.propertyNames.joined(separator: " ")
+        lines.append("Wrote \(output.path): \(cloud.count) points, \(ascii ? "ASCII" : "binary") PLY, colours \(colorMode.rawValue)")
+        lines.append("  properties: \(properties)")
+        lines.append("Wrote \(trajectory.path): \(r.trajectory.count) camera poses (TUM format)")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+import Sequences
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure speed (build with -c release).",
+        subcommands: [FusionBench.self])
+}
+
+struct FusionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fusion",
+        abstract: "Fusion + label update speed on a real sequence with ground-truth poses.",
+        discussion: """
+        Fuses the frames with their ground-truth poses and a 40-class probability map at output
+        stride 4 (the joint network's shape) on every frame, and prints the median time per frame,
+        frames per second, the spread, a per-stage breakdown, the surfel count and bytes per
+        surfel. Frame reading is not timed. The same frames are also fused with one thread as the
+        in-run baseline, so the speed-up of the parallel kernels is a ratio measured on the same
+        machine at the same time.
+        """)
+
+    @Argument(help: "Sequence folder (default: ../shared/data/7scenes-redkitchen).")
+    var sequence: String = "../shared/data/7scenes-redkitchen"
+
+    @Option(help: "Frames start:end (end exclusive).")
+    var frames: String = "0:500"
+
+    @Option(help: "Worker threads for the main run (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Skip the single-thread baseline run.")
+    var noBaseline = false
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func run() throws {
+        let source = try SequenceLoader.open(URL(fileURLWithPath: sequence), options: ReaderOptions())
+        let positions = try FrameSelection(parsing: frames).positions(count: source.frameCount)
+        guard !positions.isEmpty else { throw CLIError("no frames selected") }
+        let bench = FusionBenchmark(source: source, positions: positions)
+        let mainThreads = threads ?? defaultThreads()
+        let show: (Int, Int) -> Void = { done, total in
+            if !json && (done % 50 == 0 || done == total) {
+                FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8))
+            }
+        }
+        if !json { print("bench fusion: \(source.name), \(positions.count) frames at \(source.intrinsics.width)x\(source.intrinsics.height)") }
+        let main = try bench.run(threads: mainThreads, progress: show)
+        let baseline = noBaseline ? nil : try bench.run(threads: 1, progress: show)
+        if json {
+            var object: [String: Any] = [
+                "sequence": source.name, "frames": main.frames, "width": source.intrinsics.width, "height": source.intrinsics.height,
+                "threads": main.threads, "median_ms": main.median, "p10_ms": main.p10, "p90_ms": main.p90,
+                "frames_per_second": main.framesPerSecond, "surfels": main.surfelCount, "stable_surfels": main.stableCount,
+                "bytes_per_surfel": main.bytesPerSurfel,
+            ]
+            if let baseline { object["single_thread_median_ms"] = baseline.median; object["speedup_vs_single_thread"] = baseline.median / main.median }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        func line(_ r: FusionBenchmark.Run) -> String {
+            String(format: "%d thread%@: median %.1f ms/frame (%.1f frames/s), p10 %.1f, p90 %.1f ms",
+                   r.threads, r.threads == 1 ? "" : "s", r.median, r.framesPerSecond, r.p10, r.p90)
+        }
+        print(line(main))
+        for (name, values) in main.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
+            print(String(format: "  %-18@ median %.2f ms", name as NSString, FusionBenchmark.Run.percentile(values, 0.5)))
+        }
+        if let baseline {
+            print(line(baseline))
+            print(String(format: "speed-up of %d threads over 1: %.2fx", main.threads, baseline.median / main.median))
+        }
+        print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
+        print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel, \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
+    }
+
+    private func defaultThreads() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+}

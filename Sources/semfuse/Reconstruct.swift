@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import Geometry
+import Logging
+import Pipeline
+import Semantics
+import Sequences
+
+struct Reconstruct: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fuse a sequence into a semantic surfel map and write it as PLY.",
+        discussion: """
+        Reads the sequence, fuses every selected frame into an ElasticFusion-style surfel map with
+        the sequence's ground-truth poses, fuses per-pixel class probabilities into each surfel
+        (SemanticFusion's Bayesian update), and writes the stable surfels as a PLY point cloud
+        plus the camera trajectory (TUM format) beside it.
+
+        If reading a frame fails or the run is interrupted (Ctrl-C), the map fused so far is still
+        written, and the command exits with a non-zero status.
+        """)
+
+    @Argument(help: "Sequence folder (semfuse, TUM RGB-D, 7-Scenes/3DMatch or ICL-NUIM layout).")
+    var sequence: String
+
+    @Option(name: .shortAndLong, help: "Output PLY file. Default: Output/<sequence name>.ply")
+    var output: String?
+
+    @Option(help: "Camera trajectory file (TUM format). Default: beside the PLY, <name>.trajectory.txt")
+    var trajectory: String?
+
+    @Option(help: "Frames to use as start:end (end exclusive), e.g. 0:300, 100:, :50.")
+    var frames: String?
+
+    @Option(help: "Use every n-th selected frame.")
+    var every: Int = 1
+
+    @Option(help: "Camera poses: 'groundtruth' (the sequence's own poses). Camera tracking is not available yet.")
+    var poses: String = "groundtruth"
+
+    @Option(help: """
+        Per-frame class probabilities: 'auto' (recorded if the sequence has them, else ground-truth \
+        labels, else none), 'recorded', 'ground-truth', 'simulated' (an imperfect segmenter \
+        simulated from the ground-truth labels), or 'none'.
+        """)
+    var labels: String = "auto"
+
+    @Option(help: "Probability given to the labelled class when turning label images into probabilities.")
+    var labelConfidence: Double = 0.7
+
+    @Option(help: "Class set when the sequence does not declare one: nyu40 or nyu13.")
+    var classSet: String?
+
+    @Option(help: "Seed of the simulated segmenter (with --labels simulated).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Point colours in the PLY: 'semantic' (class palette) or 'rgb'. Default: semantic when labels are fused.")
+    var color: String?
+
+    @Flag(help: "Write ASCII PLY instead of binary little-endian.")
+    var ascii = false
+
+    @Flag(help: "Write all surfels, not only stable ones (confidence >= threshold).")
+    var allSurfels = false
+
+    @Flag(help: "Also write every class probability per point (prob_0 ...).")
+    var probabilities = false
+
+    @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the map (class colours | RGB).")
+    var preview = true
+
+    @Option(help: "Intrinsics override: 'fx,fy,cx,cy' or a file (one line 'fx fy cx cy' or a 3x3 matrix).")
+    var intrinsics: String?
+
+    @Option(help: "Depth units per metre, overriding the layout's default (7-Scenes 1000, TUM/ICL 5000).")
+    var depthScale: Double?
+
+    @Option(help: "Ignore depth beyond this many metres (ElasticFusion's default 3).")
+    var maxDepth: Float = 3
+
+    @Option(help: "Confidence at which a surfel becomes stable (ElasticFusion's default 10).")
+    var confidenceThreshold: Float = 10
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard every >= 1 else { throw ValidationError("--every must be at least 1") }
+        guard poses == "groundtruth" || poses == "track" else { throw ValidationError("--poses must be 'groundtruth' or 'track'") }
+        guard ["auto", "recorded", "ground-truth", "groundtruth", "simulated", "none"].contains(labels) else {
+            throw ValidationError("--labels must be auto, recorded, ground-truth, simulated or none")
+        }
+        if let color, color != "semantic" && color != "rgb" { throw ValidationError("--color must be 'semantic' or 'rgb'") }
+        guard labelConfidence > 0, labelConfidence < 1 else { throw ValidationError("--label-confidence must be in (0, 1)") }
+        guard maxDepth > 0.3 else { throw ValidationError("--max-depth must be above 0.3 m") }
+        if let classSet, ClassSet.named(classSet) == nil { throw ValidationError("--class-set must be nyu40 or nyu13") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "semfuse")
+        if poses == "track" {
+            throw CLIError("--poses track: camera tracking is not available yet; use --poses groundtruth with a sequence that has poses")
+        }
+        var request = ReconstructionRequest(sequence: URL(fileURLWithPath: sequence))
+        request.output = output.map { URL(fileURLWithPath: $0) }
+        request.trajectory = trajectory.map { URL(fileURLWithPath: $0) }
+        request.selection = try FrameSelection(parsing: frames ?? "0:", every: every)
+        request.labels = LabelChoice(rawValue: labels == "groundtruth" ? "ground-truth" : labels) ?? .auto
+        request.labelConfidence = labelConfidence
+        request.classSet = classSet.flatMap(ClassSet.named)
+        request.simulatorSeed = seed
+        request.colorMode = color.map { $0 == "rgb" ? .rgb : .semantic }
+        request.ascii = ascii
+        request.onlyStable = !allSurfels
+        request.includeProbabilities = probabilities
+        request.preview = preview
+        request.reader.intrinsics = try intrinsics.map(IntrinsicsArgument.parse)
+        request.reader.depthScale = depthScale
+        request.reader.maxDepth = max(maxDepth, 8)
+        request.fusion.maxDepth = maxDepth
+        request.fusion.confidenceThreshold = confidenceThreshold
+        if let threads { request.fusion.threads = threads }
+
+        Interrupt.install()
+        let printer = ProgressPrinter(quiet: logging.quiet)
+        let result = try ReconstructionJob.run(request, logger: logger,
+                                               progress: printer.report, shouldStop: { Interrupt.requested })
+        printer.finish()
+        print(result.summary)
+        if !result.outcome.isSuccess { throw ExitCode(result.exitCode) }
+    }
+}
+
+/// A plain error message for the command line.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ message: String) { description = message }
+}
+
+/// Prints one progress line about once a second to standard error.
+final class ProgressPrinter {
+    private let quiet: Bool
+    private var last = Date.distantPast
+    private let interactive = isatty(STDERR_FILENO) != 0
+    init(quiet: Bool) { self.quiet = quiet }
+
+    func report(_ p: ReconstructionProgress) {
+        guard !quiet else { return }
+        let now = Date()
+        guard now.timeIntervalSince(last) >= 1 || p.done == p.total else { return }
+        last = now
+        let line = String(format: "frame %d/%d (#%d)  %.1f frames/s  %@ surfels (%@ stable)",
+                          p.done, p.total, p.frameIndex, p.framesPerSecond, Self.count(p.surfelCount), Self.count(p.stableCount))
+        FileHandle.standardError.write(Data(((interactive ? "\r\u{1B}[K" : "") + line + (interactive ? "" : "\n")).utf8))
+    }
+
+    func finish() {
+        if interactive && !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    static func count(_ n: Int) -> String {
+        n >= 1_000_000 ? String(format: "%.2fM", Double(n) / 1e6) : (n >= 10_000 ? String(format: "%.0fk", Double(n) / 1e3) : "\(n)")
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct Semfuse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "semfuse",
+        abstract: "Dense semantic surfel maps from RGB-D sequences (ElasticFusion + SemanticFusion on the CPU).",
+        discussion: """
+        Typical use:
+          semfuse synth Sequences/my-room --frames 300
+          semfuse reconstruct Sequences/synthetic-room --labels simulated -o Output/room.ply
+          semfuse reconstruct ../shared/data/7scenes-redkitchen-png50 --poses groundtruth -o Output/kitchen.ply
+          semfuse bench fusion ../shared/data/7scenes-redkitchen
+        Sequence layouts are detected automatically: semfuse folders (sequence.json), TUM RGB-D
+        (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose) and ICL-NUIM.
+        """,
+        subcommands: [Reconstruct.self, Bench.self])
+}
+
+/// Logging options shared by every subcommand.
+struct LoggingOptions: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Print debug messages (per-frame fusion statistics).")
+    var verbose = false
+
+    @Flag(name: .shortAndLong, help: "Print only warnings, errors and the final summary.")
+    var quiet = false
+
+    func bootstrap() {
+        let level: Logger.Level = verbose ? .debug : (quiet ? .warning : .info)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
