@@ -28,7 +28,7 @@ public enum MapPreview {
         forward = forward.normalized
         down = down.normalized
         let distance = max(0.5, (centroid - eye).length)
-        eye = eye - forward * distance * 0.6 - down * distance * 0.5
+        eye = eye - forward * distance * 0.9 - down * distance * 0.6
         let z = (centroid - eye).normalized
         var x = down.cross(z)
         if x.length < 1e-6 { x = SIMD3(1, 0, 0).cross(z) }
@@ -42,7 +42,7 @@ public enum MapPreview {
     public static func render(map: SurfelMap, classSet: ClassSet?, trajectory: [RigidTransform], minimumConfidence: Float,
                               width: Int = 640, height: Int = 480) -> ColorImage? {
         guard let pose = overviewPose(map: map, trajectory: trajectory, minimumConfidence: minimumConfidence) else { return nil }
-        let f = Double(width) * 0.8
+        let f = Double(width) * 0.7
         let intrinsics = Intrinsics(fx: f, fy: f, cx: Double(width) / 2 - 0.5, cy: Double(height) / 2 - 0.5, width: width, height: height)
         let out = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
                                           selection: .init(minimumConfidence: minimumConfidence), maxPixelRadius: 6)

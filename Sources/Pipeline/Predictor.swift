@@ -61,3 +61,20 @@ public final class RecordedPredictor: Predictor {
         return Prediction(probabilities: probabilities)
     }
 }
+
+/// An imperfect segmenter simulated from the sequence's ground-truth labels (see
+/// `SimulatedSegmenter`): shows what label fusion fixes without needing a trained network.
+public final class SimulatedSegmenterPredictor: Predictor {
+    public let segmenter: SimulatedSegmenter
+    public var classSet: ClassSet { segmenter.classSet }
+    public var name: String { "simulated segmenter (seed \(segmenter.seed))" }
+
+    public init(classSet: ClassSet, seed: UInt64) {
+        segmenter = SimulatedSegmenter(classSet: classSet, seed: seed)
+    }
+
+    public func predict(_ frame: Frame) throws -> Prediction? {
+        guard let labels = frame.labels else { return nil }
+        return Prediction(probabilities: segmenter.predict(labels: labels, frameIndex: frame.index))
+    }
+}

@@ -149,7 +149,7 @@ public enum ReconstructionJob {
             return try LabelImagePredictor(classSet: classSet, confidence: request.labelConfidence)
         case .simulated:
             guard caps.hasLabels else { throw PipelineError.missingLabels(sequence: source.name, source: "simulated") }
-            throw PipelineError.invalidOption("--labels simulated is not available yet")
+            return SimulatedSegmenterPredictor(classSet: classSet, seed: request.simulatorSeed)
         }
     }
 

@@ -11,10 +11,14 @@ public final class SemfuseSequenceWriter {
     private var poses: [StampedPose] = []
     private var allHavePoses = true
     private let classSet: ClassSet?
+    private let jpegQuality: Int?
 
-    public init(folder: URL, name: String, intrinsics: Intrinsics, depthScale: Double = 5000, classSet: ClassSet?) throws {
+    /// - Parameter jpegQuality: store colour as JPEG of this quality (compact, lossy) instead of PNG.
+    public init(folder: URL, name: String, intrinsics: Intrinsics, depthScale: Double = 5000, classSet: ClassSet?,
+                jpegQuality: Int? = nil) throws {
         self.folder = folder
         self.classSet = classSet
+        self.jpegQuality = jpegQuality
         manifest = SequenceManifest(
             name: name,
             intrinsics: .init(fx: intrinsics.fx, fy: intrinsics.fy, cx: intrinsics.cx, cy: intrinsics.cy,
@@ -39,8 +43,13 @@ public final class SemfuseSequenceWriter {
     public func append(_ frame: Frame) throws {
         let k = manifest.frames.count
         let stem = String(format: "%06d", k)
-        var entry = SequenceManifest.FrameEntry(timestamp: frame.timestamp, rgb: "rgb/\(stem).png")
-        try write { try PNGCodec.writeRGB(frame.color, to: folder.appendingPathComponent(entry.rgb)) }
+        var entry = SequenceManifest.FrameEntry(timestamp: frame.timestamp, rgb: "rgb/\(stem).\(jpegQuality == nil ? "png" : "jpg")")
+        let colorURL = folder.appendingPathComponent(entry.rgb)
+        if let jpegQuality {
+            try write { try FileData.writeAtomically(JPEGCodec.encode(frame.color, quality: jpegQuality, path: colorURL.path), to: colorURL) }
+        } else {
+            try write { try PNGCodec.writeRGB(frame.color, to: colorURL) }
+        }
         if let depth = frame.depth {
             let scale = Float(manifest.depthScale)
             let quantised = depth.map { z -> UInt16 in

@@ -1,0 +1,193 @@
+import Foundation
+import XCTest
+import Export
+import Geometry
+import Imaging
+import Mapping
+import Semantics
+import Sequences
+import TestSupport
+@testable import Pipeline
+
+/// End to end on a synthetic room the project renders itself: exact ground truth for the
+/// surfaces and their classes.
+final class SyntheticReconstructionTests: XCTestCase {
+    static let frames = 120
+
+    /// One rendered sequence shared by the tests (rendering is the slow part).
+    nonisolated(unsafe) static var shared: URL?
+
+    override class func tearDown() {
+        if let shared { try? FileManager.default.removeItem(at: shared.deletingLastPathComponent()) }
+        shared = nil
+        super.tearDown()
+    }
+
+    /// A private copy of a short synthetic sequence (slow loop so surfaces are seen long enough
+    /// to become stable), rendered once per test run.
+    private func makeSequence(_ name: String = #function) throws -> URL {
+        if Self.shared == nil {
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent("semfuse-room-\(UUID().uuidString.prefix(8))")
+            let dir = root.appendingPathComponent("room")
+            var options = SyntheticSequence.Options()
+            options.frames = Self.frames
+            options.width = 192
+            options.height = 144
+            options.trajectory = SyntheticTrajectory(framesPerLoop: 720)
+            try SyntheticSequence.write(to: dir, name: "room", options: options)
+            Self.shared = dir
+        }
+        let copy = try SharedData.temporaryDirectory(self, name: name).appendingPathComponent("room")
+        try FileManager.default.copyItem(at: Self.shared!, to: copy)
+        return copy
+    }
+
+    func testSurfaceErrorAndLabelAccuracyAgainstGroundTruth() throws {
+        let sequence = try makeSequence()
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .simulated
+        request.output = sequence.deletingLastPathComponent().appendingPathComponent("room.ply")
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.outcome.isSuccess)
+        XCTAssertEqual(result.reconstruction.framesFused, Self.frames)
+
+        // Score the PLY as written: distance of every point to the true surfaces, and its label
+        // against the class of the nearest true surface.
+        let ply = try PLYReader.read(result.output).pointCloud()
+        XCTAssertGreaterThan(ply.count, 3000)
+        let scene = SyntheticScene.livingRoom()
+        var distances: [Double] = []
+        var correct = 0, labelled = 0
+        for i in 0..<ply.count {
+            let truth = scene.distanceToSurface(SIMD3<Double>(ply.positions[i]))
+            distances.append(truth.distance)
+            let label = Int(ply.labels![i])
+            guard label >= 0 else { continue }
+            labelled += 1
+            if label == truth.classId { correct += 1 }
+        }
+        distances.sort()
+        let median = distances[distances.count / 2]
+        let mapAccuracy = Double(correct) / Double(labelled)
+        let frameAccuracy = try XCTUnwrap(result.reconstruction.perFrameAccuracy.accuracy)
+        print(String(format: "synthetic room: %d points, median surface error %.2f mm (p90 %.2f mm); label accuracy per frame %.1f %%, fused map %.1f %%",
+                     ply.count, median * 1000, distances[distances.count * 9 / 10] * 1000, frameAccuracy * 100, mapAccuracy * 100))
+        XCTAssertLessThanOrEqual(median, 0.01)
+        XCTAssertGreaterThan(Double(labelled) / Double(ply.count), 0.95)
+        XCTAssertGreaterThan(mapAccuracy, frameAccuracy + 0.05, "fusion must fix a good part of the per-frame errors")
+    }
+
+    func testPLYIsReadBackPropertyByProperty() throws {
+        let sequence = try makeSequence()
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .groundTruth
+        request.selection = FrameSelection(start: 0, end: 40)
+        request.includeProbabilities = true
+        request.onlyStable = false
+        let folder = sequence.deletingLastPathComponent()
+        for ascii in [false, true] {
+            request.ascii = ascii
+            request.output = folder.appendingPathComponent(ascii ? "a.ply" : "b.ply")
+            let result = try ReconstructionJob.run(request)
+            let map = result.reconstruction.map
+            let expected = MapExport.pointCloud(map, classSet: .nyu40, colorMode: .semantic, confidenceThreshold: nil, includeProbabilities: true)
+            let file = try PLYReader.read(result.output)
+            XCTAssertEqual(file.format, ascii ? "ascii" : "binary_little_endian")
+            XCTAssertEqual(file.properties.map(\.name), ["x", "y", "z", "nx", "ny", "nz", "red", "green", "blue", "label",
+                                                          "label_confidence", "confidence", "radius"] + (0..<40).map { "prob_\($0)" })
+            XCTAssertTrue(file.comments.contains("class 0 wall 128 0 0"))
+            let cloud = file.pointCloud()
+            XCTAssertEqual(cloud.count, map.count)
+            let tol: Float = ascii ? 1e-6 : 0
+            for i in Swift.stride(from: 0, to: cloud.count, by: 7) {
+                XCTAssertEqual((cloud.positions[i] - expected.positions[i]).length, 0, accuracy: tol * 10)
+                XCTAssertEqual((cloud.normals![i] - expected.normals![i]).length, 0, accuracy: tol)
+                XCTAssertEqual(cloud.colors![i], expected.colors![i])
+                XCTAssertEqual(cloud.labels![i], expected.labels![i])
+                XCTAssertEqual(cloud.labelConfidence![i], expected.labelConfidence![i], accuracy: tol)
+                XCTAssertEqual(cloud.confidence![i], expected.confidence![i], accuracy: tol * 10)
+                XCTAssertEqual(cloud.radius![i], expected.radius![i], accuracy: tol)
+                for k in 0..<40 {
+                    XCTAssertEqual(cloud.classProbabilities!.values[i * 40 + k], expected.classProbabilities!.values[i * 40 + k], accuracy: tol)
+                }
+                if let label = map.label(of: i) {
+                    XCTAssertEqual(Int(cloud.labels![i]), label.classId)
+                    XCTAssertEqual(cloud.colors![i], ClassSet.nyu40.color(of: label.classId))
+                }
+            }
+            let trajectory = try TUMTrajectory.read(result.trajectory)
+            XCTAssertEqual(trajectory.count, 40)
+        }
+    }
+
+    func testAFailingFrameStillLeavesAValidMapOfTheFramesBefore() throws {
+        let sequence = try makeSequence()
+        // Corrupt frame 30's depth: the run must stop there and still write frames 0-29.
+        let depth = sequence.appendingPathComponent("depth/000030.png")
+        let bytes = try Data(contentsOf: depth)
+        try bytes.prefix(100).write(to: depth)
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .groundTruth
+        request.onlyStable = false
+        request.output = sequence.deletingLastPathComponent().appendingPathComponent("partial.ply")
+        let result = try ReconstructionJob.run(request)
+        guard case .failed(let error) = result.outcome else { return XCTFail("expected a failure, got \(result.outcome)") }
+        XCTAssertTrue("\(error)".contains("depth/000030.png"), "\(error)")
+        XCTAssertEqual(result.exitCode, 1)
+        XCTAssertEqual(result.reconstruction.framesFused, 30)
+        let file = try PLYReader.read(result.output)
+        XCTAssertEqual(file.vertexCount, result.reconstruction.map.count)
+        XCTAssertTrue(file.comments.contains { $0.contains("PARTIAL") })
+        XCTAssertEqual(try TUMTrajectory.read(result.trajectory).count, 30)
+        XCTAssertTrue(result.summary.contains("FAILED"))
+    }
+
+    func testInterruptionWritesTheMapSoFar() throws {
+        let sequence = try makeSequence()
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .none
+        request.onlyStable = false
+        request.output = sequence.deletingLastPathComponent().appendingPathComponent("stopped.ply")
+        var calls = 0
+        let result = try ReconstructionJob.run(request, shouldStop: { calls += 1; return calls > 10 })
+        guard case .interrupted = result.outcome else { return XCTFail("expected interruption") }
+        XCTAssertEqual(result.reconstruction.framesFused, 10)
+        XCTAssertEqual(try PLYReader.read(result.output).vertexCount, result.reconstruction.map.count)
+        XCTAssertEqual(result.exitCode, 130)
+    }
+
+    func testUnwritableOutputFailsBeforeAnyWork() throws {
+        let sequence = try makeSequence()
+        let blocker = sequence.deletingLastPathComponent().appendingPathComponent("not-a-folder")
+        try Data("x".utf8).write(to: blocker)
+        var request = ReconstructionRequest(sequence: sequence)
+        request.output = blocker.appendingPathComponent("map.ply")
+        XCTAssertThrowsError(try ReconstructionJob.run(request)) {
+            XCTAssertTrue("\($0)".contains("not-a-folder") && "\($0)".contains("not a folder"), "\($0)")
+        }
+    }
+
+    func testRecordedProbabilitiesReplayWithoutLabels() throws {
+        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("recorded")
+        var options = SyntheticSequence.Options()
+        options.frames = 12
+        options.width = 96
+        options.height = 72
+        options.recordProbabilities = true
+        try SyntheticSequence.write(to: dir, name: "recorded", options: options)
+        let source = try SequenceLoader.open(dir)
+        XCTAssertTrue(source.capabilities.hasProbabilities)
+        // The replayed probabilities equal the simulated ones up to float16 storage.
+        let frame = try source.frame(at: 5)
+        let direct = SimulatedSegmenter(classSet: .nyu40, seed: 1).predict(labels: frame.labels!, frameIndex: 5)
+        let recorded = try XCTUnwrap(frame.probabilities)
+        XCTAssertEqual(recorded.width, direct.width)
+        for k in Swift.stride(from: 0, to: direct.values.count, by: 13) { XCTAssertEqual(recorded.values[k], direct.values[k], accuracy: 1e-3) }
+        var request = ReconstructionRequest(sequence: dir)
+        request.output = dir.deletingLastPathComponent().appendingPathComponent("r.ply")
+        request.onlyStable = false
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.reconstruction.predictor is RecordedPredictor, "auto picks recorded probabilities")
+        XCTAssertEqual(result.reconstruction.framesWithPrediction, 12)
+    }
+}
