@@ -42,7 +42,18 @@ public enum MapPreview {
     public static func render(map: SurfelMap, classSet: ClassSet?, trajectory: [RigidTransform], minimumConfidence: Float,
                               width: Int = 640, height: Int = 480) -> ColorImage? {
         guard let pose = overviewPose(map: map, trajectory: trajectory, minimumConfidence: minimumConfidence) else { return nil }
-        let f = Double(width) * 0.7
+        // Zoom so that most of the map fills the frame.
+        let cameraFromWorld = pose.inverse.float
+        var spreadX: [Float] = [], spreadY: [Float] = []
+        for i in Swift.stride(from: 0, to: map.count, by: max(1, map.count / 5000)) where map.confidences[i] >= minimumConfidence {
+            let p = cameraFromWorld.apply(map.positions[i])
+            guard p.z > 0.1 else { continue }
+            spreadX.append(abs(p.x / p.z)); spreadY.append(abs(p.y / p.z))
+        }
+        guard !spreadX.isEmpty else { return nil }
+        spreadX.sort(); spreadY.sort()
+        let px = Double(spreadX[spreadX.count * 95 / 100]), py = Double(spreadY[spreadY.count * 95 / 100])
+        let f = min(Double(width) / 2 / max(px, 1e-3), Double(height) / 2 / max(py, 1e-3)) * 0.9
         let intrinsics = Intrinsics(fx: f, fy: f, cx: Double(width) / 2 - 0.5, cy: Double(height) / 2 - 0.5, width: width, height: height)
         let out = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
                                           selection: .init(minimumConfidence: minimumConfidence), maxPixelRadius: 6)
