@@ -398,15 +398,24 @@ public final class SurfelFusion {
             pixelInitTime = [Int32](repeating: 0, count: n)
             pixelState = [UInt8](repeating: 0, count: n)
         }
-        let ids = postIndexMap.surfel
-        for p in 0..<n {
-            let id = Int(ids[p])
-            guard id >= 0 else { pixelState[p] = 0; continue }
-            let stable: UInt8 = map.confidences[id] >= threshold ? 1 : 0
-            let fresh: UInt8 = map.lastSeen[id] == tick32 ? 2 : 0
-            pixelState[p] = stable | fresh
-            pixelInitTime[p] = map.initTimes[id]
-        }
+        postIndexMap.surfel.withUnsafeBufferPointer { ids in
+        map.confidences.withUnsafeBufferPointer { conf in
+        map.lastSeen.withUnsafeBufferPointer { lastSeen in
+        map.initTimes.withUnsafeBufferPointer { initTimes in
+        pixelState.withUnsafeMutableBufferPointer { state in
+        pixelInitTime.withUnsafeMutableBufferPointer { pixelInit in
+            nonisolated(unsafe) let ids = ids, conf = conf, lastSeen = lastSeen, initTimes = initTimes, state = state, pixelInit = pixelInit
+            parallelChunks(n, chunks: parameters.threads) { range in
+                for p in range {
+                    let id = Int(ids[p])
+                    guard id >= 0 else { state[p] = 0; continue }
+                    let stable: UInt8 = conf[id] >= threshold ? 1 : 0
+                    let fresh: UInt8 = lastSeen[id] == tick32 ? 2 : 0
+                    state[p] = stable | fresh
+                    pixelInit[p] = initTimes[id]
+                }
+            }
+        }}}}}}
         map.positions.withUnsafeBufferPointer { positions in
         map.normals.withUnsafeBufferPointer { normals in
         map.radii.withUnsafeBufferPointer { radii in

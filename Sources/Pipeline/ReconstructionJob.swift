@@ -122,6 +122,9 @@ public enum ReconstructionJob {
         if let preview {
             summary += "\nWrote \(preview.path): rendering of the map" + (predictor != nil ? " (class colours | RGB)" : "")
         }
+        if let score = syntheticScore(source: source, cloud: cloud) {
+            summary += "\n" + score
+        }
         let stable = reconstruction.map.stableCount(threshold: request.fusion.confidenceThreshold)
         if request.onlyStable && reconstruction.map.count > 0 && stable * 10 < reconstruction.map.count {
             summary += "\nNote: only \(stable) of \(reconstruction.map.count) surfels are stable (confidence >= \(request.fusion.confidenceThreshold)); "
@@ -171,5 +174,27 @@ public enum ReconstructionJob {
         guard FileManager.default.isWritableFile(atPath: directory.path) else {
             throw PipelineError.invalidOption("\(url.path): folder \(directory.path) is not writable")
         }
+    }
+
+    /// For sequences rendered by `semfuse synth` the true scene is known: score the exported
+    /// points (distance to the true surfaces, label accuracy against the nearest surface's class).
+    static func syntheticScore(source: FrameSource, cloud: PointCloud) -> String? {
+        guard let reader = source as? SemfuseSequenceReader, reader.manifest.generator?["tool"] == "semfuse synth",
+              cloud.count > 0 else { return nil }
+        let scene = SyntheticScene.livingRoom()
+        var distances: [Double] = []
+        var correct = 0, labelled = 0
+        for i in 0..<cloud.count {
+            let truth = scene.distanceToSurface(SIMD3<Double>(cloud.positions[i]))
+            distances.append(truth.distance)
+            if let labels = cloud.labels, labels[i] >= 0 {
+                labelled += 1
+                if Int(labels[i]) == truth.classId { correct += 1 }
+            }
+        }
+        distances.sort()
+        var line = String(format: "  ground truth (synthetic scene): median distance to the true surfaces %.2f mm", distances[distances.count / 2] * 1000)
+        if labelled > 0 { line += String(format: ", map label accuracy %.1f %%", Double(correct) / Double(labelled) * 100) }
+        return line
     }
 }

@@ -14,11 +14,11 @@ struct FusionBench: ParsableCommand {
         commandName: "fusion",
         abstract: "Fusion + label update speed on a real sequence with ground-truth poses.",
         discussion: """
-        Fuses the frames with their ground-truth poses and a 40-class probability map at output
-        stride 4 (the joint network's shape) on every frame, and prints the median time per frame,
-        frames per second, the spread, a per-stage breakdown, the surfel count and bytes per
-        surfel. Frame reading is not timed. The same frames are also fused with one thread as the
-        in-run baseline, so the speed-up of the parallel kernels is a ratio measured on the same
+        Fuses the frames with their ground-truth poses and a 40-class probability map at output \
+        stride 4 (the joint network's shape) on every frame, and prints the median time per frame, \
+        frames per second, the spread, a per-stage breakdown, the surfel count and bytes per \
+        surfel. Frame reading is not timed. The same frames are also fused with one thread as the \
+        in-run baseline, so the speed-up of the parallel kernels is a ratio measured on the same \
         machine at the same time.
         """)
 

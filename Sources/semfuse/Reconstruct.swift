@@ -10,12 +10,12 @@ struct Reconstruct: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fuse a sequence into a semantic surfel map and write it as PLY.",
         discussion: """
-        Reads the sequence, fuses every selected frame into an ElasticFusion-style surfel map with
-        the sequence's ground-truth poses, fuses per-pixel class probabilities into each surfel
-        (SemanticFusion's Bayesian update), and writes the stable surfels as a PLY point cloud
+        Reads the sequence, fuses every selected frame into an ElasticFusion-style surfel map with \
+        the sequence's ground-truth poses, fuses per-pixel class probabilities into each surfel \
+        (SemanticFusion's Bayesian update), and writes the stable surfels as a PLY point cloud \
         plus the camera trajectory (TUM format) beside it.
 
-        If reading a frame fails or the run is interrupted (Ctrl-C), the map fused so far is still
+        If reading a frame fails or the run is interrupted (Ctrl-C), the map fused so far is still \
         written, and the command exits with a non-zero status.
         """)
 

@@ -13,7 +13,7 @@ struct Semfuse: ParsableCommand {
           semfuse reconstruct Sequences/synthetic-room --labels simulated -o Output/room.ply
           semfuse reconstruct ../shared/data/7scenes-redkitchen-png50 --poses groundtruth -o Output/kitchen.ply
           semfuse bench fusion ../shared/data/7scenes-redkitchen
-        Sequence layouts are detected automatically: semfuse folders (sequence.json), TUM RGB-D
+        Sequence layouts are detected automatically: semfuse folders (sequence.json), TUM RGB-D \
         (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose) and ICL-NUIM.
         """,
         subcommands: [Reconstruct.self, Synth.self, Bench.self])
