@@ -180,21 +180,9 @@ public enum ReconstructionJob {
     /// points (distance to the true surfaces, label accuracy against the nearest surface's class).
     static func syntheticScore(source: FrameSource, cloud: PointCloud) -> String? {
         guard let reader = source as? SemfuseSequenceReader, reader.manifest.generator?["tool"] == "semfuse synth",
-              cloud.count > 0 else { return nil }
-        let scene = SyntheticScene.livingRoom()
-        var distances: [Double] = []
-        var correct = 0, labelled = 0
-        for i in 0..<cloud.count {
-            let truth = scene.distanceToSurface(SIMD3<Double>(cloud.positions[i]))
-            distances.append(truth.distance)
-            if let labels = cloud.labels, labels[i] >= 0 {
-                labelled += 1
-                if Int(labels[i]) == truth.classId { correct += 1 }
-            }
-        }
-        distances.sort()
-        var line = String(format: "  ground truth (synthetic scene): median distance to the true surfaces %.2f mm", distances[distances.count / 2] * 1000)
-        if labelled > 0 { line += String(format: ", map label accuracy %.1f %%", Double(correct) / Double(labelled) * 100) }
+              let score = SyntheticScene.livingRoom().score(positions: cloud.positions, labels: cloud.labels) else { return nil }
+        var line = String(format: "  ground truth (synthetic scene): median distance to the true surfaces %.2f mm", score.medianDistance * 1000)
+        if let accuracy = score.labelAccuracy { line += String(format: ", map label accuracy %.1f %%", accuracy * 100) }
         return line
     }
 }

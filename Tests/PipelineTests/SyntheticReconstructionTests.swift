@@ -55,25 +55,14 @@ final class SyntheticReconstructionTests: XCTestCase {
         // against the class of the nearest true surface.
         let ply = try PLYReader.read(result.output).pointCloud()
         XCTAssertGreaterThan(ply.count, 3000)
-        let scene = SyntheticScene.livingRoom()
-        var distances: [Double] = []
-        var correct = 0, labelled = 0
-        for i in 0..<ply.count {
-            let truth = scene.distanceToSurface(SIMD3<Double>(ply.positions[i]))
-            distances.append(truth.distance)
-            let label = Int(ply.labels![i])
-            guard label >= 0 else { continue }
-            labelled += 1
-            if label == truth.classId { correct += 1 }
-        }
-        distances.sort()
-        let median = distances[distances.count / 2]
-        let mapAccuracy = Double(correct) / Double(labelled)
+        let score = try XCTUnwrap(SyntheticScene.livingRoom().score(positions: ply.positions, labels: ply.labels))
+        let median = score.medianDistance
+        let mapAccuracy = try XCTUnwrap(score.labelAccuracy)
         let frameAccuracy = try XCTUnwrap(result.reconstruction.perFrameAccuracy.accuracy)
         print(String(format: "synthetic room: %d points, median surface error %.2f mm (p90 %.2f mm); label accuracy per frame %.1f %%, fused map %.1f %%",
-                     ply.count, median * 1000, distances[distances.count * 9 / 10] * 1000, frameAccuracy * 100, mapAccuracy * 100))
+                     ply.count, median * 1000, score.p90Distance * 1000, frameAccuracy * 100, mapAccuracy * 100))
         XCTAssertLessThanOrEqual(median, 0.01)
-        XCTAssertGreaterThan(Double(labelled) / Double(ply.count), 0.95)
+        XCTAssertGreaterThan(Double(score.labelledCount) / Double(ply.count), 0.95)
         XCTAssertGreaterThan(mapAccuracy, frameAccuracy + 0.05, "fusion must fix a good part of the per-frame errors")
     }
 

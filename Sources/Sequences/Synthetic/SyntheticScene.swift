@@ -240,3 +240,34 @@ public struct SyntheticScene: Sendable {
         }
     }
 }
+
+extension SyntheticScene {
+    /// How well points (and their labels) match the true scene.
+    public struct MapScore: Sendable {
+        public var medianDistance: Double
+        public var p90Distance: Double
+        /// Fraction of labelled points whose label is the class of the nearest true surface.
+        public var labelAccuracy: Double?
+        public var labelledCount: Int
+    }
+
+    /// Scores points against the scene: distance to the nearest true surface, and labels
+    /// (-1 = none) against that surface's class.
+    public func score(positions: [SIMD3<Float>], labels: [Int32]?) -> MapScore? {
+        guard !positions.isEmpty else { return nil }
+        var distances: [Double] = []
+        distances.reserveCapacity(positions.count)
+        var correct = 0, labelled = 0
+        for (i, p) in positions.enumerated() {
+            let truth = distanceToSurface(SIMD3<Double>(p))
+            distances.append(truth.distance)
+            if let labels, labels[i] >= 0 {
+                labelled += 1
+                if Int(labels[i]) == truth.classId { correct += 1 }
+            }
+        }
+        distances.sort()
+        return MapScore(medianDistance: distances[distances.count / 2], p90Distance: distances[distances.count * 9 / 10],
+                        labelAccuracy: labelled > 0 ? Double(correct) / Double(labelled) : nil, labelledCount: labelled)
+    }
+}
