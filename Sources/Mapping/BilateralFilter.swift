@@ -28,7 +28,12 @@ public struct BilateralFilter: Sendable {
 
     /// Filters `depth` (metres, 0 = missing) into `output`, which is resized as needed.
     /// Pixels with missing depth stay 0; missing neighbours do not contribute.
-    public func apply(_ depth: DepthImage, into output: inout [Float], threads: Int) {
+    ///
+    /// With `checkerboardParity` p, only the pixels ElasticFusion's checkerboard association
+    /// reads are filtered: the processed pixels (x%2 == y%2 == p) and their 4-neighbours, i.e.
+    /// whole rows with y%2 == p and the columns x%2 == p of the other rows (3/4 of the image).
+    /// Other outputs are left unspecified.
+    public func apply(_ depth: DepthImage, into output: inout [Float], threads: Int, checkerboardParity: Int? = nil) {
         let w = depth.width, h = depth.height, r = radius
         let pw = w + 2 * r
         // Zero-padded copy so the inner loop needs no bounds checks.
@@ -44,18 +49,43 @@ public struct BilateralFilter: Sendable {
             }
         }
         if output.count != w * h { output = [Float](repeating: 0, count: w * h) }
+        // For checkerboard filtering: the padded image split into even and odd columns, so the
+        // strided outputs of half rows read contiguous memory.
+        let planeWidth = (pw + 1) / 2
+        let ph = h + 2 * r
+        var planeStorage = [Float]()
+        if checkerboardParity != nil {
+            planeStorage = [Float](repeating: 0, count: 2 * planeWidth * ph)
+            padded.withUnsafeBufferPointer { pad in
+                planeStorage.withUnsafeMutableBufferPointer { planes in
+                    for y in 0..<ph {
+                        for x in 0..<pw {
+                            planes[(x & 1) * planeWidth * ph + y * planeWidth + (x >> 1)] = pad[y * pw + x]
+                        }
+                    }
+                }
+            }
+        }
         let rangeScale = -1 / (2 * sigmaRange * sigmaRange) * 1.442695041 // log2(e)
         let side = 2 * r + 1
+        planeStorage.withUnsafeBufferPointer { planeBuffer in
         padded.withUnsafeBufferPointer { pad in
             output.withUnsafeMutableBufferPointer { out in
                 spatialWeights.withUnsafeBufferPointer { sw in
                     nonisolated(unsafe) let pad = pad, out = out, sw = sw
+                    nonisolated(unsafe) let planes = planeBuffer.baseAddress
                     parallelChunks(h, chunks: threads * 2) { rows in
                         var sumW = [Float](repeating: 0, count: w)
                         var sumD = [Float](repeating: 0, count: w)
                         sumW.withUnsafeMutableBufferPointer { accW in
                             sumD.withUnsafeMutableBufferPointer { accD in
                                 for y in rows {
+                                    if let p = checkerboardParity, y % 2 != p {
+                                        halfRow(y: y, parity: p, planes: planes, planeWidth: planeWidth, planeRows: ph, width: w, side: side,
+                                                weights: sw.baseAddress!, rangeScale: rangeScale,
+                                                accW: accW.baseAddress!, accD: accD.baseAddress!, out: out.baseAddress! + y * w)
+                                        continue
+                                    }
                                     let centre = pad.baseAddress! + (y + r) * pw + r
                                     for x in 0..<w { accW[x] = 0; accD[x] = 0 }
                                     for dy in 0..<side {
@@ -76,6 +106,30 @@ public struct BilateralFilter: Sendable {
                     }
                 }
             }
+        }
+        }
+    }
+
+    /// Filters the outputs x = parity, parity + 2, ... of row y from the column planes.
+    @inline(__always)
+    private func halfRow(y: Int, parity p: Int, planes: UnsafePointer<Float>?, planeWidth: Int, planeRows: Int, width w: Int,
+                         side: Int, weights: UnsafePointer<Float>, rangeScale: Float,
+                         accW: UnsafeMutablePointer<Float>, accD: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        guard let planes else { return }
+        let r = radius
+        let m = (w - p + 1) / 2
+        let planeSize = planeWidth * planeRows
+        let centre = planes + ((p + r) & 1) * planeSize + (y + r) * planeWidth + ((p + r) >> 1)
+        for j in 0..<m { accW[j] = 0; accD[j] = 0 }
+        for dy in 0..<side {
+            for dx in 0..<side {
+                let row = planes + ((p + dx) & 1) * planeSize + (y + dy) * planeWidth + ((p + dx) >> 1)
+                Self.accumulate(row: row, centre: centre, count: m, spatial: weights[dy * side + dx],
+                                rangeScale: rangeScale, accW: accW, accD: accD)
+            }
+        }
+        for j in 0..<m {
+            out[2 * j + p] = centre[j] > 0 && accW[j] > 0 ? accD[j] / accW[j] : 0
         }
     }
 

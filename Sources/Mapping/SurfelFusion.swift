@@ -159,8 +159,10 @@ public final class SurfelFusion {
                 }
             }
         }
+        // After the first frame association reads only the checkerboard and its neighbours.
+        let parity: Int? = tick == 1 || !parameters.checkerboard ? nil : tick % 2
         bilateral.apply(DepthImage(width: depth.width, height: depth.height, pixels: rawDepth), into: &filteredDepth,
-                        threads: parameters.threads)
+                        threads: parameters.threads, checkerboardParity: parity)
     }
 
     /// For every processed pixel, finds the surfel it belongs to (or -1 for a new surfel) and

@@ -53,6 +53,26 @@ final class BilateralFilterTests: XCTestCase {
         }
     }
 
+    func testCheckerboardModeMatchesTheFullFilterWhereAssociationReads() {
+        let img = testImage()
+        var full = [Float]()
+        BilateralFilter().apply(img, into: &full, threads: 1)
+        for parity in [0, 1] {
+            for threads in [1, 2] {
+                var part = [Float]()
+                BilateralFilter().apply(img, into: &part, threads: threads, checkerboardParity: parity)
+                var checked = 0
+                for y in 0..<img.height {
+                    for x in 0..<img.width where y % 2 == parity || x % 2 == parity {
+                        XCTAssertEqual(part[y * img.width + x], full[y * img.width + x], "(\(x), \(y)) parity \(parity)")
+                        checked += 1
+                    }
+                }
+                XCTAssertGreaterThan(checked, img.count * 7 / 10)
+            }
+        }
+    }
+
     func testKeepsEdgesAndHoles() {
         let img = testImage()
         var out = [Float]()
