@@ -74,7 +74,7 @@ public struct BilateralFilter: Sendable {
                 spatialWeights.withUnsafeBufferPointer { sw in
                     nonisolated(unsafe) let pad = pad, out = out, sw = sw
                     nonisolated(unsafe) let planes = planeBuffer.baseAddress
-                    parallelChunks(h, chunks: threads * 2) { rows in
+                    parallelChunks(h, chunks: threads * 2, threads: threads) { rows in
                         var sumW = [Float](repeating: 0, count: w)
                         var sumD = [Float](repeating: 0, count: w)
                         sumW.withUnsafeMutableBufferPointer { accW in

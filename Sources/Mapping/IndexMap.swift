@@ -65,7 +65,7 @@ public struct IndexMap: @unchecked Sendable {
                 surfel.withUnsafeMutableBufferPointer { ids in
                     cameraPosition.withUnsafeMutableBufferPointer { cam in
                         nonisolated(unsafe) let ids = ids, cam = cam
-                        parallelChunks(n, chunks: threads) { range in
+                        parallelChunks(n, chunks: threads, threads: threads) { range in
                             for p in range {
                                 var best = targets[0][p]
                                 for k in 1..<workers { best = min(best, targets[k][p]) }
@@ -100,8 +100,8 @@ public struct IndexMap: @unchecked Sendable {
 
 /// Runs `body(k)` for k in 0..<n concurrently (n = 1 runs inline).
 enum DispatchQueueRunner {
-    static func run(_ n: Int, _ body: (Int) -> Void) {
-        if n <= 1 { body(0); return }
+    static func run(_ n: Int, threads: Int = .max, _ body: (Int) -> Void) {
+        if n <= 1 || threads <= 1 { for k in 0..<n { body(k) }; return }
         DispatchQueue.concurrentPerform(iterations: n, execute: body)
     }
 }

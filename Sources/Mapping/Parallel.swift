@@ -1,13 +1,14 @@
 import Foundation
 
-/// Splits `0..<count` into `chunks` contiguous ranges and runs them concurrently.
+/// Splits `0..<count` into `chunks` contiguous ranges and runs them concurrently, or one after
+/// the other when `threads` is 1 (the single-thread baseline of the benchmark).
 ///
 /// Each chunk writes only its own outputs, so results do not depend on the thread count;
 /// the map stays bit-for-bit reproducible.
-func parallelChunks(_ count: Int, chunks requested: Int, _ body: (Range<Int>) -> Void) {
+func parallelChunks(_ count: Int, chunks requested: Int, threads: Int, _ body: (Range<Int>) -> Void) {
     let chunks = max(1, min(requested, count))
-    if chunks == 1 {
-        body(0..<count)
+    if chunks == 1 || threads <= 1 {
+        for c in 0..<chunks { body((count * c / chunks)..<(count * (c + 1) / chunks)) }
         return
     }
     DispatchQueue.concurrentPerform(iterations: chunks) { c in

@@ -201,7 +201,7 @@ public final class SurfelFusion {
         measuredWeight.withUnsafeMutableBufferPointer { mW in
             nonisolated(unsafe) let raw = raw, filt = filt, ids = ids, idPos = idPos, normals = normals
             nonisolated(unsafe) let match = match, mPos = mPos, mNrm = mNrm, mRad = mRad, mW = mW
-            parallelChunks(h, chunks: threads * 2) { rows in
+            parallelChunks(h, chunks: threads * 2, threads: threads) { rows in
                 for y in rows {
                     for x in 0..<w {
                         let p = y * w + x
@@ -302,7 +302,7 @@ public final class SurfelFusion {
             nonisolated(unsafe) let match = match, writer = writer, mPos = mPos, mNrm = mNrm, mRad = mRad, mW = mW, rgb = rgb
             nonisolated(unsafe) let pos = pos, nrm = nrm, rad = rad, conf = conf, col = col, seen = seen, counts = counts
             let chunks = counts.count
-            DispatchQueueRunner.run(chunks) { k in
+            DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
                 var fused = 0
                 for p in (n * k / chunks)..<(n * (k + 1) / chunks) {
                     let s = match[p]
@@ -358,7 +358,7 @@ public final class SurfelFusion {
         updatedPerChunk.withUnsafeMutableBufferPointer { counts in
             nonisolated(unsafe) let raw = raw, ids = ids, idPos = idPos, q = q, prob = prob, updates = updates, counts = counts
             let chunks = counts.count
-            DispatchQueueRunner.run(chunks) { k in
+            DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
                 var updated = 0
                 for y in (h * k / chunks)..<(h * (k + 1) / chunks) {
                     let qRow = rowsMap[y] * pw
@@ -407,7 +407,7 @@ public final class SurfelFusion {
         pixelState.withUnsafeMutableBufferPointer { state in
         pixelInitTime.withUnsafeMutableBufferPointer { pixelInit in
             nonisolated(unsafe) let ids = ids, conf = conf, lastSeen = lastSeen, initTimes = initTimes, state = state, pixelInit = pixelInit
-            parallelChunks(n, chunks: parameters.threads) { range in
+            parallelChunks(n, chunks: parameters.threads, threads: parameters.threads) { range in
                 for p in range {
                     let id = Int(ids[p])
                     guard id >= 0 else { state[p] = 0; continue }
@@ -431,7 +431,7 @@ public final class SurfelFusion {
             nonisolated(unsafe) let positions = positions, normals = normals, radii = radii, conf = conf
             nonisolated(unsafe) let initTimes = initTimes, lastSeen = lastSeen, idPos = idPos, flags = flags
             nonisolated(unsafe) let state = state, pixelInit = pixelInit
-            parallelChunks(count, chunks: parameters.threads * 2) { range in
+            parallelChunks(count, chunks: parameters.threads * 2, threads: parameters.threads) { range in
                 for i in range {
                     flags[i] = false
                     let age = tick32 - lastSeen[i]

@@ -67,12 +67,16 @@ struct FusionBench: ParsableCommand {
             String(format: "%d thread%@: median %.1f ms/frame (%.1f frames/s), p10 %.1f, p90 %.1f ms",
                    r.threads, r.threads == 1 ? "" : "s", r.median, r.framesPerSecond, r.p10, r.p90)
         }
-        print(line(main))
-        for (name, values) in main.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
-            print(String(format: "  %-18@ median %.2f ms", name as NSString, FusionBenchmark.Run.percentile(values, 0.5)))
+        func stages(_ r: FusionBenchmark.Run) {
+            for (name, values) in r.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
+                print(String(format: "  %-18@ median %.2f ms", name as NSString, FusionBenchmark.Run.percentile(values, 0.5)))
+            }
         }
+        print(line(main))
+        stages(main)
         if let baseline {
             print(line(baseline))
+            stages(baseline)
             print(String(format: "speed-up of %d threads over 1: %.2fx", main.threads, baseline.median / main.median))
         }
         print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
