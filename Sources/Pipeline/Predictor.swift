@@ -78,3 +78,23 @@ public final class SimulatedSegmenterPredictor: Predictor {
         return Prediction(probabilities: segmenter.predict(labels: labels, frameIndex: frame.index))
     }
 }
+
+/// Fuses another predictor's output in a coarser class set (e.g. NYU-40 predictions into an
+/// NYU-13 map, as SemanticFusion evaluates): probabilities of merged classes are summed.
+public final class ClassMappingPredictor: Predictor {
+    public let inner: Predictor
+    public let mapping: ClassMapping
+    public var classSet: ClassSet { mapping.target }
+    public var name: String { "\(inner.name) mapped \(mapping.source.name) → \(mapping.target.name)" }
+
+    public init(_ inner: Predictor, mapping: ClassMapping) {
+        self.inner = inner
+        self.mapping = mapping
+    }
+
+    public func predict(_ frame: Frame) throws -> Prediction? {
+        guard var prediction = try inner.predict(frame) else { return nil }
+        prediction.probabilities = prediction.probabilities.map(mapping.map)
+        return prediction
+    }
+}

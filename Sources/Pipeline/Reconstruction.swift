@@ -117,7 +117,15 @@ public final class Reconstruction {
         }
         if let probabilities = prediction?.probabilities {
             framesWithPrediction += 1
-            if let labels = frame.labels, !(predictor is LabelImagePredictor) {
+            // Score the predictor against ground truth (not ground truth against itself), in the
+            // class set the map uses.
+            var base = predictor
+            var labels = frame.labels
+            if let mapped = predictor as? ClassMappingPredictor {
+                base = mapped.inner
+                labels = labels.map(mapped.mapping.map)
+            }
+            if let labels, !(base is LabelImagePredictor) {
                 perFrameAccuracy = Self.accumulate(perFrameAccuracy, probabilities: probabilities, labels: labels)
             }
         }

@@ -135,8 +135,20 @@ public enum ReconstructionJob {
     }
 
     static func makePredictor(_ request: ReconstructionRequest, source: FrameSource) throws -> Predictor? {
+        let native = source.classSet ?? request.classSet ?? .nyu40
+        guard let predictor = try makeNativePredictor(request, source: source, classSet: native) else { return nil }
+        // A different class set was asked for than the sequence's: map onto it (NYU-40 → NYU-13).
+        if let wanted = request.classSet, wanted != native {
+            guard let mapping = ClassMapping(from: native, to: wanted) else {
+                throw PipelineError.invalidOption("--class-set \(wanted.name): cannot map the sequence's \(native.name) classes onto it")
+            }
+            return ClassMappingPredictor(predictor, mapping: mapping)
+        }
+        return predictor
+    }
+
+    static func makeNativePredictor(_ request: ReconstructionRequest, source: FrameSource, classSet: ClassSet) throws -> Predictor? {
         let caps = source.capabilities
-        let classSet = source.classSet ?? request.classSet ?? .nyu40
         switch request.labels {
         case .none:
             return nil
@@ -180,7 +192,9 @@ public enum ReconstructionJob {
     /// points (distance to the true surfaces, label accuracy against the nearest surface's class).
     static func syntheticScore(source: FrameSource, cloud: PointCloud) -> String? {
         guard let reader = source as? SemfuseSequenceReader, reader.manifest.generator?["tool"] == "semfuse synth",
-              let score = SyntheticScene.livingRoom().score(positions: cloud.positions, labels: cloud.labels) else { return nil }
+              let score = SyntheticScene.livingRoom().score(positions: cloud.positions, labels: cloud.labels,
+                                                            classMap: cloud.classSet.flatMap { ClassMapping(from: .nyu40, to: $0)?.table })
+        else { return nil }
         var line = String(format: "  ground truth (synthetic scene): median distance to the true surfaces %.2f mm", score.medianDistance * 1000)
         if let accuracy = score.labelAccuracy { line += String(format: ", map label accuracy %.1f %%", accuracy * 100) }
         return line

@@ -79,3 +79,35 @@ public struct ClassProbabilityMap: @unchecked Sendable {
         return out
     }
 }
+
+/// Maps one class set onto a coarser one (e.g. NYU-40 → NYU-13): probabilities of classes that
+/// merge are summed, labels are looked up.
+public struct ClassMapping: Sendable, Equatable {
+    public let source: ClassSet
+    public let target: ClassSet
+    /// `table[sourceId]` = target id.
+    public let table: [Int]
+
+    public init?(from source: ClassSet, to target: ClassSet) {
+        if source == target {
+            self.source = source; self.target = target; table = Array(0..<source.count)
+        } else if source.name == ClassSet.nyu40.name && target.name == ClassSet.nyu13.name {
+            self.source = source; self.target = target; table = ClassSet.nyu40ToNyu13
+        } else {
+            return nil
+        }
+    }
+
+    public func map(_ probabilities: ClassProbabilityMap) -> ClassProbabilityMap {
+        let c = probabilities.classCount, t = target.count
+        var values = [Float](repeating: 0, count: probabilities.width * probabilities.height * t)
+        for p in 0..<(probabilities.width * probabilities.height) {
+            for k in 0..<c { values[p * t + table[k]] += probabilities.values[p * c + k] }
+        }
+        return ClassProbabilityMap(width: probabilities.width, height: probabilities.height, classCount: t, values: values)
+    }
+
+    public func map(_ labels: LabelImage) -> LabelImage {
+        labels.map { $0 == ClassSet.ignoreLabel || Int($0) >= table.count ? $0 : UInt8(table[Int($0)]) }
+    }
+}

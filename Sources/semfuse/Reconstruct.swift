@@ -47,7 +47,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Probability given to the labelled class when turning label images into probabilities.")
     var labelConfidence: Double = 0.7
 
-    @Option(help: "Class set when the sequence does not declare one: nyu40 or nyu13.")
+    @Option(help: "Class set of the map: nyu40 or nyu13. NYU-40 sequences fused into nyu13 have their probabilities mapped (summed per NYU-13 class). Default: the sequence's own.")
     var classSet: String?
 
     @Option(help: "Seed of the simulated segmenter (with --labels simulated).")

@@ -179,4 +179,20 @@ final class SyntheticReconstructionTests: XCTestCase {
         XCTAssertTrue(result.reconstruction.predictor is RecordedPredictor, "auto picks recorded probabilities")
         XCTAssertEqual(result.reconstruction.framesWithPrediction, 12)
     }
+
+    func testNYU40SequenceFusedIntoNYU13() throws {
+        let sequence = try makeSequence()
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .simulated
+        request.classSet = .nyu13
+        request.selection = FrameSelection(start: 0, end: 60)
+        request.output = sequence.deletingLastPathComponent().appendingPathComponent("nyu13.ply")
+        let result = try ReconstructionJob.run(request)
+        XCTAssertEqual(result.reconstruction.map.classCount, 14)
+        let file = try PLYReader.read(result.output)
+        XCTAssertTrue(file.comments.contains("class_set nyu13"))
+        let labels = try XCTUnwrap(file.column(named: "label"))
+        XCTAssertTrue(labels.allSatisfy { $0 >= -1 && $0 <= 13 && $0 != 0 }, "NYU-13 ids, never the unlabelled class")
+        XCTAssertGreaterThan(try XCTUnwrap(result.reconstruction.perFrameAccuracy.accuracy), 0.5)
+    }
 }

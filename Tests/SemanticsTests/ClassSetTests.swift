@@ -58,4 +58,18 @@ final class ClassSetTests: XCTestCase {
         XCTAssertNotEqual(ColorRamp.color(0), ColorRamp.color(1))
         XCTAssertEqual(ColorRamp.colorize(depth: DepthImage(width: 1, height: 1, pixels: [0]), near: 0, far: 1).pixels, [.black])
     }
+
+    func testNYU40ToNYU13MappingSumsProbabilities() throws {
+        let mapping = try XCTUnwrap(ClassMapping(from: .nyu40, to: .nyu13))
+        var v = [Float](repeating: 0, count: 2 * 40)
+        v[0] = 0.3; v[7] = 0.3; v[1] = 0.4          // wall + door → NYU-13 wall, floor
+        v[40 + 2] = 0.5; v[40 + 9] = 0.5             // cabinet + bookshelf → furniture
+        let mapped = mapping.map(ClassProbabilityMap(width: 2, height: 1, classCount: 40, values: v))
+        XCTAssertEqual(mapped.classCount, 14)
+        XCTAssertEqual(mapped.values[12], 0.6, accuracy: 1e-6)
+        XCTAssertEqual(mapped.values[5], 0.4, accuracy: 1e-6)
+        XCTAssertEqual(mapped.values[14 + 6], 1, accuracy: 1e-6)
+        XCTAssertEqual(mapping.map(LabelImage(width: 3, height: 1, pixels: [0, 22, 255])).pixels, [12, 2, 255])
+        XCTAssertNil(ClassMapping(from: .nyu13, to: .nyu40), "no mapping to a finer class set")
+    }
 }

@@ -252,8 +252,9 @@ extension SyntheticScene {
     }
 
     /// Scores points against the scene: distance to the nearest true surface, and labels
-    /// (-1 = none) against that surface's class.
-    public func score(positions: [SIMD3<Float>], labels: [Int32]?) -> MapScore? {
+    /// (-1 = none) against that surface's class (mapped through `classMap`, e.g. NYU-40 → NYU-13,
+    /// when the labels use another class set).
+    public func score(positions: [SIMD3<Float>], labels: [Int32]?, classMap: [Int]? = nil) -> MapScore? {
         guard !positions.isEmpty else { return nil }
         var distances: [Double] = []
         distances.reserveCapacity(positions.count)
@@ -263,7 +264,8 @@ extension SyntheticScene {
             distances.append(truth.distance)
             if let labels, labels[i] >= 0 {
                 labelled += 1
-                if Int(labels[i]) == truth.classId { correct += 1 }
+                let expected = classMap.map { $0[truth.classId] } ?? truth.classId
+                if Int(labels[i]) == expected { correct += 1 }
             }
         }
         distances.sort()
