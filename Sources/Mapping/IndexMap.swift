@@ -13,6 +13,8 @@ public struct IndexMap: @unchecked Sendable {
     public internal(set) var surfel: [Int32] = []
     /// Camera-frame position of the visible surfel (z = +inf where empty).
     public internal(set) var cameraPosition: [SIMD3<Float>] = []
+    /// Its z alone (+inf where empty): a compact copy for neighbourhood scans.
+    public internal(set) var depth: [Float] = []
     // Depth test keys, one buffer per worker: (depth bits << 32 | surfel index). For positive
     // floats the bit pattern orders like the value, so the smallest key is the nearest surfel,
     // ties going to the lower index whatever the thread count.
@@ -33,6 +35,7 @@ public struct IndexMap: @unchecked Sendable {
             width = w; height = h
             surfel = [Int32](repeating: -1, count: n)
             cameraPosition = [SIMD3<Float>](repeating: SIMD3(0, 0, .infinity), count: n)
+            depth = [Float](repeating: .infinity, count: n)
             keys = []
         }
         while keys.count < workers { keys.append([UInt64](repeating: .max, count: n)) }
@@ -64,7 +67,8 @@ public struct IndexMap: @unchecked Sendable {
                 // Merge the workers' buffers and resolve ids and camera positions.
                 surfel.withUnsafeMutableBufferPointer { ids in
                     cameraPosition.withUnsafeMutableBufferPointer { cam in
-                        nonisolated(unsafe) let ids = ids, cam = cam
+                    depth.withUnsafeMutableBufferPointer { zs in
+                        nonisolated(unsafe) let ids = ids, cam = cam, zs = zs
                         parallelChunks(n, chunks: threads, threads: threads) { range in
                             for p in range {
                                 var best = targets[0][p]
@@ -72,13 +76,17 @@ public struct IndexMap: @unchecked Sendable {
                                 if best == .max {
                                     ids[p] = -1
                                     cam[p] = SIMD3(0, 0, .infinity)
+                                    zs[p] = .infinity
                                 } else {
                                     let i = Int(UInt32(truncatingIfNeeded: best))
                                     ids[p] = Int32(i)
-                                    cam[p] = T.apply(positions[i])
+                                    let c = T.apply(positions[i])
+                                    cam[p] = c
+                                    zs[p] = c.z
                                 }
                             }
                         }
+                    }
                     }
                 }
             }
@@ -90,7 +98,7 @@ public struct IndexMap: @unchecked Sendable {
         for p in 0..<surfel.count where surfel[p] >= 0 {
             let n = remap[Int(surfel[p])]
             surfel[p] = n
-            if n < 0 { cameraPosition[p] = SIMD3(0, 0, .infinity) }
+            if n < 0 { cameraPosition[p] = SIMD3(0, 0, .infinity); depth[p] = .infinity }
         }
     }
 

@@ -351,12 +351,12 @@ public final class SurfelFusion {
         let rowsMap = (0..<h).map { min(ph - 1, ($0 * ph) / h) }
         rawDepth.withUnsafeBufferPointer { raw in
         postIndexMap.surfel.withUnsafeBufferPointer { ids in
-        postIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
+        postIndexMap.depth.withUnsafeBufferPointer { idDepth in
         probabilities.values.withUnsafeBufferPointer { q in
         map.probabilities.withUnsafeMutableBufferPointer { prob in
         map.labelUpdates.withUnsafeMutableBufferPointer { updates in
         updatedPerChunk.withUnsafeMutableBufferPointer { counts in
-            nonisolated(unsafe) let raw = raw, ids = ids, idPos = idPos, q = q, prob = prob, updates = updates, counts = counts
+            nonisolated(unsafe) let raw = raw, ids = ids, idDepth = idDepth, q = q, prob = prob, updates = updates, counts = counts
             let chunks = counts.count
             DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
                 var updated = 0
@@ -367,7 +367,7 @@ public final class SurfelFusion {
                         let id = ids[pix]
                         if id < 0 { continue }
                         let z = raw[pix]
-                        guard z > 0, abs(idPos[pix].z - z) < agreement else { continue }
+                        guard z > 0, abs(idDepth[pix] - z) < agreement else { continue }
                         let qBase = (qRow + columns[x]) * c
                         let pBase = Int(id) * c
                         guard BayesUpdate.apply(prob.baseAddress! + pBase, q.baseAddress! + qBase, count: c,
@@ -425,12 +425,13 @@ public final class SurfelFusion {
         map.initTimes.withUnsafeBufferPointer { initTimes in
         map.lastSeen.withUnsafeBufferPointer { lastSeen in
         postIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
+        postIndexMap.depth.withUnsafeBufferPointer { idDepth in
         pixelState.withUnsafeBufferPointer { state in
         pixelInitTime.withUnsafeBufferPointer { pixelInit in
         removeFlags.withUnsafeMutableBufferPointer { flags in
             nonisolated(unsafe) let positions = positions, normals = normals, radii = radii, conf = conf
             nonisolated(unsafe) let initTimes = initTimes, lastSeen = lastSeen, idPos = idPos, flags = flags
-            nonisolated(unsafe) let state = state, pixelInit = pixelInit
+            nonisolated(unsafe) let state = state, pixelInit = pixelInit, idDepth = idDepth
             parallelChunks(count, chunks: parameters.threads * 2, threads: parameters.threads) { range in
                 for i in range {
                     flags[i] = false
@@ -451,9 +452,9 @@ public final class SurfelFusion {
                             let q = yy * w + xx
                             let st = state[q]
                             guard st & 1 != 0 else { continue }             // stable neighbours only
-                            let pj = idPos[q]
-                            let behind = pj.z - pc.z
+                            let behind = idDepth[q] - pc.z
                             if behind > 0, behind < 0.01, pixelInit[q] < myInit {
+                                let pj = idPos[q]
                                 let dx = pj.x - pc.x, dy = pj.y - pc.y
                                 if dx * dx + dy * dy < lateral2 { duplicates += 1 }
                             }
@@ -463,7 +464,7 @@ public final class SurfelFusion {
                     if duplicates > 8 || violations > 4 { flags[i] = true }
                 }
             }
-        }}}}}}}}}}
+        }}}}}}}}}}}
         let removed = removeFlags.reduce(0) { $0 + ($1 ? 1 : 0) }
         if removed > 0 {
             // Keep the exposed post-fusion index map consistent with the compacted map.
