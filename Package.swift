@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Mapping", dependencies: ["Geometry", "Imaging", "Semantics", "EigenBridge"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Export", dependencies: ["Geometry", "Imaging", "Semantics", "Mapping"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Pipeline", dependencies: [
-            "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export",
+            "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export", "EigenBridge",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags, linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [

@@ -35,6 +35,8 @@ public final class SurfelFusion {
     private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
     private var pixelInitTime: [Int32] = []
+    /// The most recent live vertex/normal map (finest level), for filling prediction holes.
+    var lastLiveFrame: VertexNormalMap?
     private var pixelState: [UInt8] = []
 
     /// Statistics of one integrated frame.

@@ -11,7 +11,7 @@ public enum PipelineError: Error, CustomStringConvertible {
         case .invalidOption(let m): return m
         case .noFrames(let m): return m
         case .missingPoses(let s):
-            return "\(s): the sequence has no camera poses; --poses groundtruth needs them (camera tracking is not available yet)"
+            return "\(s): the sequence has no camera poses; --poses groundtruth needs them (use --poses track)"
         case .missingLabels(let s, let src): return "\(s): --labels \(src) needs \(src == "recorded" ? "recorded probabilities" : "label images") in the sequence"
         case .frameFailed(let i, let s, let e): return "frame \(i) (\(s)): \(e)"
         }

@@ -8,8 +8,17 @@ import Sequences
 
 /// Options of a reconstruction run.
 public struct ReconstructionOptions: Sendable {
+    /// Where camera poses come from.
+    public enum PoseSource: String, Sendable {
+        /// The sequence's own (ground-truth) poses.
+        case groundTruth = "groundtruth"
+        /// Frame-to-model ICP against the map; ground truth, if any, is only used to evaluate.
+        case track
+    }
     public var selection = FrameSelection()
     public var fusion = FusionParameters()
+    public var poses = PoseSource.groundTruth
+    public var tracking = TrackingParameters()
     public init() {}
 }
 
@@ -63,14 +72,29 @@ public final class Reconstruction {
 
     private let logger = Logger(label: "semfuse.reconstruction")
 
+    /// Frames whose tracking failed (position, reason); they were not fused.
+    public private(set) var trackingFailures: [(position: Int, reason: String)] = []
+    /// Ground-truth poses of the fused frames, when tracking a sequence that has them.
+    public private(set) var groundTruthTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    private var lastPose: RigidTransform?
+    private lazy var tracker = ICPTracker(parameters: options.tracking)
+
     public init(source: FrameSource, predictor: Predictor?, options: ReconstructionOptions = ReconstructionOptions()) throws {
-        guard source.capabilities.hasPoses else { throw PipelineError.missingPoses(sequence: source.name) }
+        if options.poses == .groundTruth && !source.capabilities.hasPoses {
+            throw PipelineError.missingPoses(sequence: source.name)
+        }
         self.source = source
         self.predictor = predictor
         self.options = options
         let classSet = predictor?.classSet
         self.fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: classSet?.count ?? 0,
                                    unlabelledClass: classSet?.unlabelledId, parameters: options.fusion)
+    }
+
+    /// Tracking accuracy against the sequence's ground truth (tracking runs only).
+    public var absoluteTrajectoryError: AbsoluteTrajectoryError? {
+        guard options.poses == .track, groundTruthTrajectory.count == trajectory.count else { return nil }
+        return AbsoluteTrajectoryError(estimated: trajectory.map(\.pose), groundTruth: groundTruthTrajectory.map(\.pose))
     }
 
     /// The frame positions this run will fuse.
@@ -107,14 +131,39 @@ public final class Reconstruction {
     private func fuse(position: Int) throws {
         let frame = try source.frame(at: position)
         let where_ = frame.source.isEmpty ? "\(source.name) frame \(position)" : frame.source
-        guard let pose = frame.worldFromCamera else {
-            throw PipelineError.frameFailed(index: position, source: where_, underlying: PipelineError.missingPoses(sequence: source.name))
-        }
         let prediction = try predictor?.predict(frame)
         guard let depth = frame.depth ?? prediction?.depth else {
             throw PipelineError.frameFailed(index: position, source: where_,
                                             underlying: PipelineError.invalidOption("no depth: the sequence has none and no predictor supplies it"))
         }
+        let pose: RigidTransform
+        switch options.poses {
+        case .groundTruth:
+            guard let given = frame.worldFromCamera else {
+                throw PipelineError.frameFailed(index: position, source: where_, underlying: PipelineError.missingPoses(sequence: source.name))
+            }
+            pose = given
+        case .track:
+            guard let previous = lastPose else {
+                // The first frame defines the world frame (its ground-truth pose when there is one,
+                // so tracked and true trajectories share a frame).
+                pose = frame.worldFromCamera ?? .identity
+                fusion.acceptLiveFrame(fusion.livePyramid(depth: depth))
+                break
+            }
+            let model = fusion.predictedPyramid(from: previous)
+            let live = fusion.livePyramid(depth: depth)
+            let result = tracker.track(frame: live, model: model, previousPose: previous, threads: options.fusion.threads)
+            if let failure = result.failure {
+                trackingFailures.append((position, failure))
+                logger.warning("tracking failed at frame \(position): \(failure); keeping the last good pose, frame not fused")
+                return
+            }
+            fusion.acceptLiveFrame(live)
+            pose = result.pose
+        }
+        lastPose = pose
+        if options.poses == .track, let truth = frame.worldFromCamera { groundTruthTrajectory.append((frame.timestamp, truth)) }
         if let probabilities = prediction?.probabilities {
             framesWithPrediction += 1
             // Score the predictor against ground truth (not ground truth against itself), in the

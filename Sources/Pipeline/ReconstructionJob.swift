@@ -38,6 +38,8 @@ public struct ReconstructionRequest: Sendable {
     public var preview = true
     public var reader = ReaderOptions()
     public var fusion = FusionParameters()
+    /// nil: the sequence's poses when it has them, else tracking.
+    public var poses: ReconstructionOptions.PoseSource?
 
     public init(sequence: URL) { self.sequence = sequence }
 }
@@ -74,6 +76,7 @@ public enum ReconstructionJob {
         var options = ReconstructionOptions()
         options.selection = request.selection
         options.fusion = request.fusion
+        options.poses = request.poses ?? (source.capabilities.hasPoses ? .groundTruth : .track)
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
         let output = request.output ?? URL(fileURLWithPath: "Output").appendingPathComponent("\(source.name).ply")
         let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")

@@ -26,6 +26,15 @@ enum Summary {
         } else {
             lines.append("  labels: none (geometry only)")
         }
+        if r.options.poses == .track {
+            var line = "  poses: tracked (frame-to-model ICP)"
+            if !r.trackingFailures.isEmpty {
+                let list = r.trackingFailures.prefix(5).map { "\($0.position)" }.joined(separator: ", ")
+                line += "; tracking FAILED on \(r.trackingFailures.count) frames (\(list)\(r.trackingFailures.count > 5 ? ", ..." : "")), not fused"
+            }
+            lines.append(line)
+            if let ate = r.absoluteTrajectoryError { lines.append("  against ground truth: \(ate)") }
+        }
         let map = r.map
         let stable = map.stableCount(threshold: r.options.fusion.confidenceThreshold)
         lines.append("  surfels: \(map.count) (\(stable) stable), \(map.bytesPerSurfel) bytes each")

@@ -34,8 +34,8 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Use every n-th selected frame.")
     var every: Int = 1
 
-    @Option(help: "Camera poses: 'groundtruth' (the sequence's own poses). Camera tracking is not available yet.")
-    var poses: String = "groundtruth"
+    @Option(help: "Camera poses: 'groundtruth' (the sequence's own) or 'track' (frame-to-model ICP; ground truth is then only used to report the trajectory error). Default: groundtruth when the sequence has poses, else track.")
+    var poses: String?
 
     @Option(help: """
         Per-frame class probabilities: 'auto' (recorded if the sequence has them, else ground-truth \
@@ -87,7 +87,7 @@ struct Reconstruct: ParsableCommand {
 
     func validate() throws {
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
-        guard poses == "groundtruth" || poses == "track" else { throw ValidationError("--poses must be 'groundtruth' or 'track'") }
+        if let poses, poses != "groundtruth" && poses != "track" { throw ValidationError("--poses must be 'groundtruth' or 'track'") }
         guard ["auto", "recorded", "ground-truth", "groundtruth", "simulated", "none"].contains(labels) else {
             throw ValidationError("--labels must be auto, recorded, ground-truth, simulated or none")
         }
@@ -101,12 +101,10 @@ struct Reconstruct: ParsableCommand {
     func run() throws {
         logging.bootstrap()
         let logger = Logger(label: "semfuse")
-        if poses == "track" {
-            throw CLIError("--poses track: camera tracking is not available yet; use --poses groundtruth with a sequence that has poses")
-        }
         var request = ReconstructionRequest(sequence: URL(fileURLWithPath: sequence))
         request.output = output.map { URL(fileURLWithPath: $0) }
         request.trajectory = trajectory.map { URL(fileURLWithPath: $0) }
+        request.poses = poses.flatMap(ReconstructionOptions.PoseSource.init(rawValue:))
         request.selection = try FrameSelection(parsing: frames ?? "0:", every: every)
         request.labels = LabelChoice(rawValue: labels == "groundtruth" ? "ground-truth" : labels) ?? .auto
         request.labelConfidence = labelConfidence

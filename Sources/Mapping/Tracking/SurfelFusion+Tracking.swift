@@ -1,0 +1,52 @@
+import Foundation
+import Geometry
+import Imaging
+
+extension SurfelFusion {
+    /// Vertex/normal pyramid of a live depth frame (range cut and bilateral filter as for fusion).
+    /// Call `acceptLiveFrame` with it once it is known to be good (tracked), so a failed frame
+    /// never fills the next prediction's holes.
+    public func livePyramid(depth: DepthImage, levels: Int = 3) -> [VertexNormalMap] {
+        let lo = parameters.minDepth, hi = parameters.maxDepth
+        let cut = depth.map { z -> Float in z.isFinite && z >= lo && z <= hi ? z : 0 }
+        var filtered = [Float]()
+        BilateralFilter(window: parameters.bilateralWindow, sigmaSpace: parameters.bilateralSigmaSpace,
+                        sigmaRange: parameters.bilateralSigmaRange).apply(cut, into: &filtered, threads: parameters.threads)
+        return VertexNormalMap.pyramid(depth: filtered, intrinsics: intrinsics, levels: levels)
+    }
+
+    /// Remembers a tracked live frame for filling holes in the next prediction.
+    public func acceptLiveFrame(_ live: [VertexNormalMap]) {
+        lastLiveFrame = live.first
+    }
+
+    /// The model as the tracker sees it from `pose`: stable, active surfels splatted into vertex
+    /// and normal maps (camera frame of `pose`). If fewer than 75 % of a 32x24 grid of pixels are
+    /// covered, holes are filled from the last live frame (ElasticFusion's FillIn), which makes
+    /// the first frames frame-to-frame tracking until the map has stable surfels.
+    public func predictedPyramid(from pose: RigidTransform, levels: Int = 3) -> [VertexNormalMap] {
+        let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
+                                             selection: .init(minimumConfidence: parameters.confidenceThreshold,
+                                                              activeWithin: parameters.timeDelta, tick: tick),
+                                             threads: parameters.threads)
+        var vertices = render.vertices, normals = render.normals
+        let w = intrinsics.width, h = intrinsics.height
+        var covered = 0, samples = 0
+        for gy in 0..<24 {
+            for gx in 0..<32 {
+                let p = (gy * h / 24) * w + gx * w / 32
+                samples += 1
+                if render.surfel[p] >= 0 { covered += 1 }
+            }
+        }
+        if Double(covered) < 0.75 * Double(samples), let live = lastLiveFrame {
+            for p in 0..<(w * h) where render.surfel[p] < 0 {
+                vertices[p] = live.vertices[p]
+                normals[p] = live.normals[p]
+            }
+        }
+        var maps = [VertexNormalMap(intrinsics: intrinsics, vertices: vertices, normals: normals)]
+        for _ in 1..<levels { maps.append(maps[maps.count - 1].downsampled()) }
+        return maps
+    }
+}
