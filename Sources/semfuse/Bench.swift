@@ -6,7 +6,7 @@ import Sequences
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [FusionBench.self])
+        subcommands: [FusionBench.self, TrackingBench.self])
 }
 
 struct FusionBench: ParsableCommand {
@@ -84,4 +84,41 @@ struct FusionBench: ParsableCommand {
     }
 
     private func defaultThreads() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+}
+
+struct TrackingBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tracking",
+        abstract: "Tracking accuracy (ATE) and speed on a real sequence with ground-truth poses.",
+        discussion: """
+        Tracks the frames from the first ground-truth pose with frame-to-model ICP and fuses them, \
+        at full resolution and at half resolution, and prints the absolute trajectory error \
+        (RMSE, median, max after rigid alignment) and the median time per frame for tracking alone \
+        and for tracking + fusion.
+        """)
+
+    @Argument(help: "Sequence folder with ground-truth poses (default: ../shared/data/7scenes-redkitchen).")
+    var sequence: String = "../shared/data/7scenes-redkitchen"
+
+    @Option(help: "Frames start:end (end exclusive).")
+    var frames: String = "0:500"
+
+    func run() throws {
+        let url = URL(fileURLWithPath: sequence)
+        let probe = try SequenceLoader.open(url, options: ReaderOptions())
+        let positions = try FrameSelection(parsing: frames).positions(count: probe.frameCount)
+        guard !positions.isEmpty else { throw CLIError("no frames selected") }
+        print("bench tracking: \(probe.name), \(positions.count) frames")
+        for scale in [1, 2] {
+            let source = scale == 1 ? probe : try DownsampledSource(probe, factor: scale)
+            let result = try TrackingBenchmark(source: source, positions: positions).run { done, total in
+                if done % 100 == 0 || done == total { FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8)) }
+            }
+            let size = "\(source.intrinsics.width)x\(source.intrinsics.height)"
+            print(String(format: "%@: tracking median %.1f ms (p10 %.1f, p90 %.1f), tracking + fusion median %.1f ms (%.1f frames/s), %d failures",
+                         size, result.trackingMedian, result.trackingP10, result.trackingP90, result.totalMedian,
+                         1000 / max(result.totalMedian, 1e-9), result.failures))
+            if let ate = result.ate { print("  \(ate)") }
+        }
+    }
 }

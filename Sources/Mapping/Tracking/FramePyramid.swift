@@ -51,10 +51,11 @@ public struct VertexNormalMap: @unchecked Sendable {
         var n = [SIMD3<Float>](repeating: .zero, count: w2 * h2)
         for y in 0..<h2 {
             for x in 0..<w2 {
-                let ps = [(2 * y) * w + 2 * x, (2 * y) * w + 2 * x + 1, (2 * y + 1) * w + 2 * x, (2 * y + 1) * w + 2 * x + 1]
-                guard ps.allSatisfy({ vertices[$0].z > 0 && normals[$0] != .zero }) else { continue }
-                v[y * w2 + x] = ps.reduce(SIMD3<Float>.zero) { $0 + vertices[$1] } / 4
-                n[y * w2 + x] = ps.reduce(SIMD3<Float>.zero) { $0 + normals[$1] }.normalized
+                let a = (2 * y) * w + 2 * x, b = a + 1, c = a + w, d = c + 1
+                guard vertices[a].z > 0, vertices[b].z > 0, vertices[c].z > 0, vertices[d].z > 0,
+                      normals[a] != .zero, normals[b] != .zero, normals[c] != .zero, normals[d] != .zero else { continue }
+                v[y * w2 + x] = (vertices[a] + vertices[b] + vertices[c] + vertices[d]) / 4
+                n[y * w2 + x] = (normals[a] + normals[b] + normals[c] + normals[d]).normalized
             }
         }
         return VertexNormalMap(intrinsics: Self.half(intrinsics), vertices: v, normals: n)

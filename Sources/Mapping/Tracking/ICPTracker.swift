@@ -118,8 +118,18 @@ public struct ICPTracker: Sendable {
             nonisolated(unsafe) let fv = fv, fn = fn, mv = mv, mn = mn, out = out
             DispatchQueueRunner.run(chunks, threads: threads) { c in
                 var s = System()
-                var A = [Double](repeating: 0, count: 21)   // upper triangle
+                // Rows of JᵀJ and Jᵀe: summed in Float along one image row (a few hundred
+                // terms), then added to the Double totals, so the per-pixel work is 8-wide Float.
+                var rows = [SIMD8<Double>](repeating: .zero, count: 6)
+                var b = SIMD8<Double>.zero
                 for y in (h * c / chunks)..<(h * (c + 1) / chunks) {
+                    var r0 = SIMD8<Float>(), r1 = SIMD8<Float>(), r2 = SIMD8<Float>()
+                    var r3 = SIMD8<Float>(), r4 = SIMD8<Float>(), r5 = SIMD8<Float>(), bf = SIMD8<Float>()
+                    defer {
+                        rows[0] += SIMD8<Double>(r0); rows[1] += SIMD8<Double>(r1); rows[2] += SIMD8<Double>(r2)
+                        rows[3] += SIMD8<Double>(r3); rows[4] += SIMD8<Double>(r4); rows[5] += SIMD8<Double>(r5)
+                        b += SIMD8<Double>(bf)
+                    }
                     for x in 0..<w {
                         let p = y * w + x
                         let vc = fv[p]
@@ -134,20 +144,20 @@ public struct ICPTracker: Sendable {
                         guard vm.z > 0, nm != .zero else { continue }
                         let d = v - vm
                         guard d.dot(d) <= maxDistance2, R.rotate(fn[p]).dot(nm) >= cosAngle else { continue }
-                        let e = Double(nm.dot(d))
+                        let e = nm.dot(d)
                         let cr = v.cross(nm)
-                        let J = [Double(nm.x), Double(nm.y), Double(nm.z), Double(cr.x), Double(cr.y), Double(cr.z)]
-                        var k = 0
-                        for i in 0..<6 {
-                            for j in i..<6 { A[k] += J[i] * J[j]; k += 1 }
-                            s.b[i] -= J[i] * e
-                        }
+                        let J = SIMD8<Float>(nm.x, nm.y, nm.z, cr.x, cr.y, cr.z, 0, 0)
+                        r0 += J[0] * J; r1 += J[1] * J; r2 += J[2] * J
+                        r3 += J[3] * J; r4 += J[4] * J; r5 += J[5] * J
+                        bf -= J * e
                         s.inliers += 1
-                        s.squaredError += e * e
+                        s.squaredError += Double(e * e)
                     }
                 }
-                var k = 0
-                for i in 0..<6 { for j in i..<6 { s.A[i * 6 + j] = A[k]; s.A[j * 6 + i] = A[k]; k += 1 } }
+                for i in 0..<6 {
+                    for j in 0..<6 { s.A[i * 6 + j] = rows[i][j] }
+                    s.b[i] = b[i]
+                }
                 out[c] = s
             }
         }}}}}

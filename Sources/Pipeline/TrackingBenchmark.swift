@@ -1,0 +1,96 @@
+import Foundation
+import Geometry
+import Imaging
+import Mapping
+import Semantics
+import Sequences
+
+/// Tracking accuracy and speed on a sequence with ground truth: tracks from the first true pose,
+/// fuses every tracked frame, times tracking alone and tracking + fusion (reading not timed).
+public struct TrackingBenchmark {
+    public struct Result: Sendable {
+        public var trackingMilliseconds: [Double]
+        public var totalMilliseconds: [Double]
+        public var failures: Int
+        public var ate: AbsoluteTrajectoryError?
+        public var trackingMedian: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.5) }
+        public var trackingP10: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.1) }
+        public var trackingP90: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.9) }
+        public var totalMedian: Double { FusionBenchmark.Run.percentile(totalMilliseconds, 0.5) }
+    }
+
+    public let source: FrameSource
+    public let positions: [Int]
+    public init(source: FrameSource, positions: [Int]) { self.source = source; self.positions = positions }
+
+    public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0)
+        let tracker = ICPTracker()
+        var tracking: [Double] = [], total: [Double] = []
+        var estimated: [RigidTransform] = [], truth: [RigidTransform] = []
+        var failures = 0
+        var last: RigidTransform?
+        for (k, position) in positions.enumerated() {
+            let frame = try source.frame(at: position)
+            guard let depth = frame.depth, let gt = frame.worldFromCamera else {
+                throw PipelineError.invalidOption("bench tracking needs depth and ground-truth poses (\(frame.source))")
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var pose = gt
+            if let previous = last {
+                let model = fusion.predictedPyramid(from: previous)
+                let live = fusion.livePyramid(depth: depth)
+                let result = tracker.track(frame: live, model: model, previousPose: previous)
+                if result.succeeded { fusion.acceptLiveFrame(live); pose = result.pose } else { failures += 1; pose = previous }
+            } else {
+                fusion.acceptLiveFrame(fusion.livePyramid(depth: depth))
+            }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose, source: frame.source)
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            if last != nil { tracking.append(Double(t1 - t0) / 1e6); total.append(Double(t2 - t0) / 1e6) }
+            last = pose
+            estimated.append(pose); truth.append(gt)
+            progress?(k + 1, positions.count)
+        }
+        return Result(trackingMilliseconds: tracking, totalMilliseconds: total, failures: failures,
+                      ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth))
+    }
+}
+
+/// A sequence at a lower resolution (every `factor`-th pixel of depth and colour), for
+/// measuring the pipeline at 320x240 on 640x480 data.
+public final class DownsampledSource: FrameSource {
+    public let base: FrameSource
+    public let factor: Int
+    public let intrinsics: Intrinsics
+    public var name: String { base.name }
+    public var layout: String { base.layout }
+    public var frameCount: Int { base.frameCount }
+    public var capabilities: SequenceCapabilities { base.capabilities }
+    public var classSet: ClassSet? { base.classSet }
+
+    public init(_ base: FrameSource, factor: Int) throws {
+        self.base = base
+        self.factor = factor
+        let k = base.intrinsics
+        let s = Double(factor)
+        intrinsics = Intrinsics(fx: k.fx / s, fy: k.fy / s, cx: (k.cx + 0.5) / s - 0.5, cy: (k.cy + 0.5) / s - 0.5,
+                                width: k.width / factor, height: k.height / factor)
+    }
+
+    public func frame(at index: Int) throws -> Frame {
+        var frame = try base.frame(at: index)
+        let w = intrinsics.width, h = intrinsics.height, f = factor, o = factor / 2
+        func pick<P>(_ image: Image<P>) -> Image<P> {
+            var pixels = [P]()
+            pixels.reserveCapacity(w * h)
+            for y in 0..<h { for x in 0..<w { pixels.append(image[x * f + o, y * f + o]) } }
+            return Image(width: w, height: h, pixels: pixels)
+        }
+        frame.color = pick(frame.color)
+        frame.depth = frame.depth.map(pick)
+        frame.labels = frame.labels.map(pick)
+        return frame
+    }
+}
