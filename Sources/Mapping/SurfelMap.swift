@@ -35,6 +35,22 @@ public final class SurfelMap: @unchecked Sendable {
 
     public var count: Int { positions.count }
 
+    /// A geometry-only map from exported surfels (e.g. a PLY read back), for rendering and
+    /// evaluation. Confidence defaults to 1 and radius to 5 mm where not given.
+    public convenience init(positions: [SIMD3<Float>], normals: [SIMD3<Float>], radii: [Float]?, confidences: [Float]?, colors: [RGB8]?) {
+        self.init(classCount: 0)
+        let n = positions.count
+        precondition(normals.count == n && (radii?.count ?? n) == n && (confidences?.count ?? n) == n && (colors?.count ?? n) == n)
+        self.positions = positions
+        self.normals = normals
+        self.radii = radii ?? [Float](repeating: 0.005, count: n)
+        self.confidences = confidences ?? [Float](repeating: 1, count: n)
+        self.colors = colors ?? [RGB8](repeating: RGB8(128, 128, 128), count: n)
+        initTimes = [Int32](repeating: 1, count: n)
+        lastSeen = [Int32](repeating: 1, count: n)
+        labelUpdates = [UInt16](repeating: 0, count: n)
+    }
+
     /// Memory held per surfel by the map's arrays, in bytes (array strides, not capacity).
     public var bytesPerSurfel: Int {
         MemoryLayout<SIMD3<Float>>.stride * 2 + MemoryLayout<Float>.stride * 2 + MemoryLayout<RGB8>.stride

@@ -69,7 +69,7 @@ struct FusionBench: ParsableCommand {
         }
         func stages(_ r: FusionBenchmark.Run) {
             for (name, values) in r.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
-                print(String(format: "  %-18@ median %.2f ms", name as NSString, FusionBenchmark.Run.percentile(values, 0.5)))
+                print("  " + name + String(repeating: " ", count: max(1, 20 - name.count)) + String(format: "median %.2f ms", FusionBenchmark.Run.percentile(values, 0.5)))
             }
         }
         print(line(main))

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Export
 import Geometry
 import Imaging
 import Mapping
@@ -90,5 +91,50 @@ final class TrackingTests: XCTestCase {
         var noisy = estimated
         noisy[3].translation.x += 0.05
         XCTAssertGreaterThan(try XCTUnwrap(AbsoluteTrajectoryError(estimated: noisy, groundTruth: truth)).max, 0.03)
+    }
+}
+
+final class EvaluationTests: XCTestCase {
+    func testRelativePoseErrorAndSegmentationScores() throws {
+        let truth = (0..<10).map { RigidTransform(translation: SIMD3(Double($0) * 0.01, 0, 0), quaternion: SIMD4(0, 0, 0, 1)) }
+        let exact = try XCTUnwrap(RelativePoseError(estimated: truth, groundTruth: truth))
+        XCTAssertEqual(exact.translationRMSE, 0, accuracy: 1e-12)
+        let drifting = (0..<10).map { RigidTransform(translation: SIMD3(Double($0) * 0.012, 0, 0), quaternion: SIMD4(0, 0, 0, 1)) }
+        XCTAssertEqual(try XCTUnwrap(RelativePoseError(estimated: drifting, groundTruth: truth)).translationRMSE, 0.002, accuracy: 1e-9)
+
+        var score = SegmentationScore(classSet: .nyu13)
+        for _ in 0..<6 { score.add(truth: 1, predicted: 1) }
+        for _ in 0..<2 { score.add(truth: 1, predicted: 2) }
+        for _ in 0..<2 { score.add(truth: 2, predicted: 2) }
+        XCTAssertEqual(score.pixelAccuracy!, 0.8, accuracy: 1e-12)
+        // IoU(1) = 6 / 8, IoU(2) = 2 / 4.
+        XCTAssertEqual(score.meanIoU!, (0.75 + 0.5) / 2, accuracy: 1e-12)
+    }
+
+    func testFusedMapScoresAboveThePerFramePredictions() throws {
+        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("room")
+        var options = SyntheticSequence.Options()
+        options.frames = 60
+        options.width = 128
+        options.height = 96
+        options.trajectory = SyntheticTrajectory(framesPerLoop: 720)
+        try SyntheticSequence.write(to: dir, name: "room", options: options)
+        var request = ReconstructionRequest(sequence: dir)
+        request.labels = .simulated
+        request.onlyStable = false
+        request.output = dir.deletingLastPathComponent().appendingPathComponent("room.ply")
+        let result = try ReconstructionJob.run(request)
+        let source = try SequenceLoader.open(dir)
+        var evaluation = try Evaluation.trajectory(try TUMTrajectory.read(result.trajectory), source: source)
+        XCTAssertEqual(evaluation.trajectoryFrames, 60)
+        XCTAssertLessThan(try XCTUnwrap(evaluation.ate).rmse, 1e-6, "ground-truth poses evaluate to zero error")
+        try evaluation.labels(cloud: PLYReader.read(result.output).pointCloud(), classSet: .nyu40, source: source,
+                              predictor: SimulatedSegmenterPredictor(classSet: .nyu40, seed: 1), every: 10)
+        let map = try XCTUnwrap(evaluation.mapScore), perFrame = try XCTUnwrap(evaluation.predictionScore)
+        print(String(format: "evaluate: map accuracy %.1f %% mIoU %.1f %%; per-frame accuracy %.1f %% mIoU %.1f %%",
+                     map.pixelAccuracy! * 100, map.meanIoU! * 100, perFrame.pixelAccuracy! * 100, perFrame.meanIoU! * 100))
+        XCTAssertEqual(evaluation.labelFrames, 6)
+        XCTAssertGreaterThan(map.pixelAccuracy!, perFrame.pixelAccuracy! + 0.1)
+        XCTAssertGreaterThan(map.meanIoU!, perFrame.meanIoU!)
     }
 }

@@ -1,0 +1,148 @@
+import Export
+import Foundation
+import Geometry
+import Imaging
+import Mapping
+import Semantics
+import Sequences
+
+/// Relative pose error between frame pairs `delta` apart (translation RMSE in metres, mean
+/// rotation error in degrees), as in the TUM benchmark.
+public struct RelativePoseError: Sendable, CustomStringConvertible {
+    public var translationRMSE: Double
+    public var rotationMeanDegrees: Double
+    public var pairs: Int
+
+    public init?(estimated: [RigidTransform], groundTruth: [RigidTransform], delta: Int = 1) {
+        let n = min(estimated.count, groundTruth.count)
+        guard delta >= 1, n > delta else { return nil }
+        var sumT = 0.0, sumR = 0.0
+        for i in 0..<(n - delta) {
+            let q = groundTruth[i].inverse * groundTruth[i + delta]
+            let p = estimated[i].inverse * estimated[i + delta]
+            let e = q.inverse * p
+            sumT += e.translationNorm * e.translationNorm
+            sumR += e.rotationAngle * 180 / .pi
+        }
+        pairs = n - delta
+        translationRMSE = (sumT / Double(pairs)).squareRoot()
+        rotationMeanDegrees = sumR / Double(pairs)
+    }
+
+    public var description: String {
+        String(format: "RPE translation RMSE %.1f mm/frame, rotation mean %.2f deg/frame over %d pairs",
+               translationRMSE * 1000, rotationMeanDegrees, pairs)
+    }
+}
+
+/// Per-class IoU, mean IoU and pixel accuracy from a confusion matrix.
+public struct SegmentationScore: Sendable {
+    public let classSet: ClassSet
+    /// `confusion[truth * C + predicted]`.
+    public private(set) var confusion: [Int]
+
+    public init(classSet: ClassSet) {
+        self.classSet = classSet
+        confusion = [Int](repeating: 0, count: classSet.count * classSet.count)
+    }
+
+    public mutating func add(truth: Int, predicted: Int) {
+        let c = classSet.count
+        guard truth >= 0, truth < c, predicted >= 0, predicted < c else { return }
+        confusion[truth * c + predicted] += 1
+    }
+
+    public var pixels: Int { confusion.reduce(0, +) }
+
+    public var pixelAccuracy: Double? {
+        let c = classSet.count
+        let correct = (0..<c).reduce(0) { $0 + confusion[$1 * c + $1] }
+        return pixels > 0 ? Double(correct) / Double(pixels) : nil
+    }
+
+    /// IoU of every class that occurs in the ground truth or the prediction.
+    public var classIoU: [(classId: Int, iou: Double)] {
+        let c = classSet.count
+        var out: [(Int, Double)] = []
+        for k in 0..<c {
+            let tp = confusion[k * c + k]
+            let truth = (0..<c).reduce(0) { $0 + confusion[k * c + $1] }
+            let predicted = (0..<c).reduce(0) { $0 + confusion[$1 * c + k] }
+            let union = truth + predicted - tp
+            if union > 0 { out.append((k, Double(tp) / Double(union))) }
+        }
+        return out
+    }
+
+    public var meanIoU: Double? {
+        let ious = classIoU.map(\.iou)
+        return ious.isEmpty ? nil : ious.reduce(0, +) / Double(ious.count)
+    }
+}
+
+/// Scores a reconstruction against a sequence's ground truth: trajectory (ATE, RPE) and the
+/// labelled map rendered into the ground-truth label frames, next to the per-frame predictions
+/// on the same pixels.
+public struct Evaluation {
+    public var ate: AbsoluteTrajectoryError?
+    public var rpe: RelativePoseError?
+    public var trajectoryFrames = 0
+    public var mapScore: SegmentationScore?
+    public var predictionScore: SegmentationScore?
+    public var labelFrames = 0
+
+    public init() {}
+
+    /// Pairs trajectory entries with sequence frames by nearest timestamp (within `maxGap` s).
+    public static func trajectory(_ estimated: [StampedPose], source: FrameSource, maxGap: Double = 0.02) throws -> Evaluation {
+        var result = Evaluation()
+        var est: [RigidTransform] = [], truth: [RigidTransform] = []
+        let stamps = try (0..<source.frameCount).map { try source.frame(at: $0) }.compactMap { frame -> (Double, RigidTransform)? in
+            frame.worldFromCamera.map { (frame.timestamp, $0) }
+        }
+        guard !stamps.isEmpty else { throw PipelineError.missingPoses(sequence: source.name) }
+        for entry in estimated {
+            guard let best = stamps.min(by: { abs($0.0 - entry.timestamp) < abs($1.0 - entry.timestamp) }),
+                  abs(best.0 - entry.timestamp) <= maxGap else { continue }
+            est.append(entry.pose); truth.append(best.1)
+        }
+        result.trajectoryFrames = est.count
+        result.ate = AbsoluteTrajectoryError(estimated: est, groundTruth: truth)
+        result.rpe = RelativePoseError(estimated: est, groundTruth: truth)
+        return result
+    }
+
+    /// Renders the labelled points of `cloud` into every `every`-th ground-truth label frame of
+    /// `source` and scores them; `predictor` (optional) is scored on the same pixels.
+    /// `truthMapping` maps the sequence's label ids into the map's class set when they differ.
+    public mutating func labels(cloud: PointCloud, classSet: ClassSet, source: FrameSource, predictor: Predictor?,
+                                truthMapping: ClassMapping? = nil, every: Int = 10) throws {
+        guard let labels = cloud.labels else {
+            throw PipelineError.invalidOption("the map has no 'label' property to evaluate")
+        }
+        let map = SurfelMap(positions: cloud.positions, normals: cloud.normals ?? [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: cloud.count),
+                            radii: cloud.radius, confidences: cloud.confidence, colors: cloud.colors)
+        var mapScore = SegmentationScore(classSet: classSet)
+        var predictionScore = SegmentationScore(classSet: classSet)
+        for position in Swift.stride(from: 0, to: source.frameCount, by: max(1, every)) {
+            let frame = try source.frame(at: position)
+            guard let rawTruth = frame.labels, let pose = frame.worldFromCamera else { continue }
+            let truth = truthMapping.map { $0.map(rawTruth) } ?? rawTruth
+            labelFrames += 1
+            let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: source.intrinsics)
+            let predicted = try predictor?.predict(frame)?.probabilities.map {
+                $0.argmax().resizedNearest(width: truth.width, height: truth.height)
+            }
+            for p in 0..<truth.count where truth.pixels[p] != ClassSet.ignoreLabel && render.surfel[p] >= 0 {
+                let label = Int(labels[Int(render.surfel[p])])
+                guard label >= 0 else { continue }
+                mapScore.add(truth: Int(truth.pixels[p]), predicted: label)
+                if let predicted, predicted.pixels[p] != ClassSet.ignoreLabel {
+                    predictionScore.add(truth: Int(truth.pixels[p]), predicted: Int(predicted.pixels[p]))
+                }
+            }
+        }
+        self.mapScore = mapScore
+        self.predictionScore = predictor == nil ? nil : predictionScore
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Export
+import Foundation
+import Pipeline
+import Semantics
+import Sequences
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score a trajectory and a labelled map against a sequence's ground truth.",
+        discussion: """
+        Trajectory (TUM format): absolute trajectory error after a least-squares rigid alignment \
+        (RMSE, median, max) and relative pose error between consecutive frames, paired with the \
+        sequence's ground-truth poses by timestamp.
+
+        Map (PLY with a 'label' property, as written by 'semfuse reconstruct'): the points are \
+        rendered as discs into every n-th ground-truth label frame; per-class IoU, mean IoU and \
+        pixel accuracy are reported, next to the same numbers for the per-frame predictions \
+        (--labels) on the same pixels.
+        """)
+
+    @Argument(help: "Sequence folder with ground truth.")
+    var sequence: String
+
+    @Option(help: "Estimated trajectory (TUM format).")
+    var trajectory: String?
+
+    @Option(help: "Labelled map (PLY).")
+    var map: String?
+
+    @Option(help: "Per-frame predictions to score next to the map: simulated, recorded or none.")
+    var labels: String = "none"
+
+    @Option(help: "Seed of the simulated segmenter.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Use every n-th label frame.")
+    var every: Int = 10
+
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func validate() throws {
+        guard trajectory != nil || map != nil else { throw ValidationError("give --trajectory and/or --map") }
+        guard ["simulated", "recorded", "none"].contains(labels) else { throw ValidationError("--labels must be simulated, recorded or none") }
+        guard every >= 1 else { throw ValidationError("--every must be at least 1") }
+    }
+
+    func run() throws {
+        let source = try SequenceLoader.open(URL(fileURLWithPath: sequence), options: ReaderOptions())
+        var evaluation = Evaluation()
+        var object: [String: Any] = ["sequence": source.name]
+        var lines: [String] = ["Evaluation against \(source.name) (\(source.layout))"]
+        if let trajectory {
+            evaluation = try Evaluation.trajectory(TUMTrajectory.read(URL(fileURLWithPath: trajectory)), source: source)
+            if let ate = evaluation.ate {
+                lines.append("  \(ate)")
+                object["ate"] = ["rmse_m": ate.rmse, "median_m": ate.median, "max_m": ate.max, "frames": ate.count]
+            } else {
+                lines.append("  trajectory: fewer than 3 poses matched ground-truth timestamps")
+            }
+            if let rpe = evaluation.rpe {
+                lines.append("  \(rpe)")
+                object["rpe"] = ["translation_rmse_m": rpe.translationRMSE, "rotation_mean_deg": rpe.rotationMeanDegrees, "pairs": rpe.pairs]
+            }
+        }
+        if let map {
+            let file = try PLYReader.read(URL(fileURLWithPath: map))
+            let name = file.comments.first { $0.hasPrefix("class_set ") }.map { String($0.dropFirst("class_set ".count)) }
+            guard let classSet = name.flatMap(ClassSet.named) ?? source.classSet else {
+                throw CLIError("\(map): no class set in the PLY comments and none in the sequence")
+            }
+            let native = source.classSet ?? classSet
+            let mapping = native == classSet ? nil : ClassMapping(from: native, to: classSet)
+            var predictor: Predictor?
+            switch labels {
+            case "simulated": predictor = SimulatedSegmenterPredictor(classSet: native, seed: seed)
+            case "recorded": predictor = RecordedPredictor(classSet: native)
+            default: predictor = nil
+            }
+            if let p = predictor, let mapping { predictor = ClassMappingPredictor(p, mapping: mapping) }
+            try evaluation.labels(cloud: file.pointCloud(), classSet: classSet, source: source, predictor: predictor,
+                                  truthMapping: mapping, every: every)
+            lines.append("  labels on \(evaluation.labelFrames) ground-truth frames, pixels covered by the map:")
+            func report(_ title: String, _ score: SegmentationScore?) -> [String: Any]? {
+                guard let score, let accuracy = score.pixelAccuracy, let miou = score.meanIoU else { return nil }
+                lines.append(String(format: "    %@: pixel accuracy %.1f %%, mean IoU %.1f %% over %d pixels", title, accuracy * 100, miou * 100, score.pixels))
+                var perClass: [String: Double] = [:]
+                for (k, iou) in score.classIoU { perClass[classSet.classes[k].name] = iou }
+                return ["pixel_accuracy": accuracy, "mean_iou": miou, "pixels": score.pixels, "class_iou": perClass]
+            }
+            object["map"] = report("fused map", evaluation.mapScore)
+            object["per_frame"] = report("per-frame \(labels)", evaluation.predictionScore)
+            if let score = evaluation.mapScore {
+                lines.append("    per-class IoU (map\(evaluation.predictionScore != nil ? " | per-frame" : "")):")
+                var other: [Int: Double] = [:]
+                for entry in evaluation.predictionScore?.classIoU ?? [] { other[entry.classId] = entry.iou }
+                for (k, iou) in score.classIoU {
+                    let name = classSet.classes[k].name
+                    var line = "      " + name + String(repeating: " ", count: max(1, 16 - name.count)) + String(format: "%5.1f %%", iou * 100)
+                    if let o = other[k] { line += String(format: " | %5.1f %%", o * 100) }
+                    lines.append(line)
+                }
+            }
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(lines.joined(separator: "\n"))
+        }
+    }
+}
