@@ -83,8 +83,12 @@ public final class SurfelFusion {
     ///
     /// Inputs are validated before anything changes, so a bad frame leaves the map untouched.
     @discardableResult
+    ///
+    /// `filteredDepth` may pass the bilateral-filtered depth of this frame when the caller has it
+    /// already (the tracker filters every frame), so it is not filtered twice.
     public func integrate(depth: DepthImage, color: ColorImage, worldFromCamera pose: RigidTransform,
-                          probabilities: ClassProbabilityMap? = nil, source: String = "frame") throws -> FrameReport {
+                          probabilities: ClassProbabilityMap? = nil, source: String = "frame",
+                          filteredDepth prefiltered: [Float]? = nil) throws -> FrameReport {
         let w = intrinsics.width, h = intrinsics.height
         guard depth.width == w, depth.height == h else {
             throw MappingError.imageSize(source: source, what: "depth", found: "\(depth.width)x\(depth.height)", expected: "\(w)x\(h)")
@@ -93,6 +97,9 @@ public final class SurfelFusion {
             throw MappingError.imageSize(source: source, what: "colour", found: "\(color.width)x\(color.height)", expected: "\(w)x\(h)")
         }
         guard pose.isValid else { throw MappingError.invalidPose(source: source) }
+        if let prefiltered, prefiltered.count != w * h {
+            throw MappingError.imageSize(source: source, what: "filtered depth", found: "\(prefiltered.count) values", expected: "\(w * h)")
+        }
         if let probabilities {
             guard probabilities.classCount == map.classCount else {
                 throw MappingError.classCountMismatch(source: source, found: probabilities.classCount, expected: map.classCount)
@@ -113,7 +120,7 @@ public final class SurfelFusion {
 
         let velocityWeight = velocityFactor(pose)
         previousPose = pose
-        preprocess(depth)
+        preprocess(depth, prefiltered: prefiltered)
         report.timings.preprocess = lap()
 
         let cameraFromWorld = pose.inverse
@@ -149,7 +156,7 @@ public final class SurfelFusion {
         return Float(max(1 - m / 0.01, 0.5))
     }
 
-    private func preprocess(_ depth: DepthImage) {
+    private func preprocess(_ depth: DepthImage, prefiltered: [Float]?) {
         let n = depth.count
         if rawDepth.count != n { rawDepth = [Float](repeating: 0, count: n) }
         let lo = parameters.minDepth, hi = parameters.maxDepth
@@ -160,6 +167,10 @@ public final class SurfelFusion {
                     dst[i] = z.isFinite && z >= lo && z <= hi ? z : 0
                 }
             }
+        }
+        if let prefiltered {
+            filteredDepth = prefiltered
+            return
         }
         // After the first frame association reads only the checkerboard and its neighbours.
         let parity: Int? = tick == 1 || !parameters.checkerboard ? nil : tick % 2

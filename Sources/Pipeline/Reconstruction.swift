@@ -137,6 +137,7 @@ public final class Reconstruction {
                                             underlying: PipelineError.invalidOption("no depth: the sequence has none and no predictor supplies it"))
         }
         let pose: RigidTransform
+        var filtered: [Float]?
         switch options.poses {
         case .groundTruth:
             guard let given = frame.worldFromCamera else {
@@ -148,18 +149,21 @@ public final class Reconstruction {
                 // The first frame defines the world frame (its ground-truth pose when there is one,
                 // so tracked and true trajectories share a frame).
                 pose = frame.worldFromCamera ?? .identity
-                fusion.acceptLiveFrame(fusion.livePyramid(depth: depth))
+                let live = fusion.liveFrame(depth: depth)
+                fusion.acceptLiveFrame(live.pyramid)
+                filtered = live.filteredDepth
                 break
             }
             let model = fusion.predictedPyramid(from: previous)
-            let live = fusion.livePyramid(depth: depth)
-            let result = tracker.track(frame: live, model: model, previousPose: previous, threads: options.fusion.threads)
+            let live = fusion.liveFrame(depth: depth)
+            let result = tracker.track(frame: live.pyramid, model: model, previousPose: previous, threads: options.fusion.threads)
             if let failure = result.failure {
                 trackingFailures.append((position, failure))
                 logger.warning("tracking failed at frame \(position): \(failure); keeping the last good pose, frame not fused")
                 return
             }
-            fusion.acceptLiveFrame(live)
+            fusion.acceptLiveFrame(live.pyramid)
+            filtered = live.filteredDepth
             pose = result.pose
         }
         lastPose = pose
@@ -179,7 +183,7 @@ public final class Reconstruction {
             }
         }
         let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
-                                          probabilities: prediction?.probabilities, source: where_)
+                                          probabilities: prediction?.probabilities, source: where_, filteredDepth: filtered)
         framesFused += 1
         fusionSeconds.append(report.timings.total)
         stageTimings = stageTimings + report.timings

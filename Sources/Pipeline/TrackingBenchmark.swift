@@ -37,16 +37,17 @@ public struct TrackingBenchmark {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             var pose = gt
+            let live = fusion.liveFrame(depth: depth)
             if let previous = last {
                 let model = fusion.predictedPyramid(from: previous)
-                let live = fusion.livePyramid(depth: depth)
-                let result = tracker.track(frame: live, model: model, previousPose: previous)
-                if result.succeeded { fusion.acceptLiveFrame(live); pose = result.pose } else { failures += 1; pose = previous }
+                let result = tracker.track(frame: live.pyramid, model: model, previousPose: previous)
+                if result.succeeded { fusion.acceptLiveFrame(live.pyramid); pose = result.pose } else { failures += 1; pose = previous }
             } else {
-                fusion.acceptLiveFrame(fusion.livePyramid(depth: depth))
+                fusion.acceptLiveFrame(live.pyramid)
             }
             let t1 = DispatchTime.now().uptimeNanoseconds
-            try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose, source: frame.source)
+            try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose, source: frame.source,
+                                 filteredDepth: live.filteredDepth)
             let t2 = DispatchTime.now().uptimeNanoseconds
             if last != nil { tracking.append(Double(t1 - t0) / 1e6); total.append(Double(t2 - t0) / 1e6) }
             last = pose

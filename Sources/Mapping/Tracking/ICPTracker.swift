@@ -65,7 +65,7 @@ public struct ICPTracker: Sendable {
                 guard status == 0 else { break }
                 let delta = RigidTransform.exp(rho: SIMD3(x[0], x[1], x[2]), omega: SIMD3(x[3], x[4], x[5]))
                 T = delta * T
-                if (x.map { $0 * $0 }.reduce(0, +)).squareRoot() < 1e-7 { break }
+                if (x.map { $0 * $0 }.reduce(0, +)).squareRoot() < 1e-6 { break }   // converged (~µm / µrad)
             }
         }
         // Final statistics at the finest level.

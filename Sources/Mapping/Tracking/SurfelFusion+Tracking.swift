@@ -7,12 +7,18 @@ extension SurfelFusion {
     /// Call `acceptLiveFrame` with it once it is known to be good (tracked), so a failed frame
     /// never fills the next prediction's holes.
     public func livePyramid(depth: DepthImage, levels: Int = 3) -> [VertexNormalMap] {
+        liveFrame(depth: depth, levels: levels).pyramid
+    }
+
+    /// The live pyramid and the filtered depth it came from (pass that to `integrate` so the
+    /// frame is not filtered twice).
+    public func liveFrame(depth: DepthImage, levels: Int = 3) -> (pyramid: [VertexNormalMap], filteredDepth: [Float]) {
         let lo = parameters.minDepth, hi = parameters.maxDepth
         let cut = depth.map { z -> Float in z.isFinite && z >= lo && z <= hi ? z : 0 }
         var filtered = [Float]()
         BilateralFilter(window: parameters.bilateralWindow, sigmaSpace: parameters.bilateralSigmaSpace,
                         sigmaRange: parameters.bilateralSigmaRange).apply(cut, into: &filtered, threads: parameters.threads)
-        return VertexNormalMap.pyramid(depth: filtered, intrinsics: intrinsics, levels: levels)
+        return (VertexNormalMap.pyramid(depth: filtered, intrinsics: intrinsics, levels: levels), filtered)
     }
 
     /// Remembers a tracked live frame for filling holes in the next prediction.
