@@ -32,10 +32,12 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CPNG", "CJPEG"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Semantics", dependencies: ["Imaging"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Sequences", dependencies: ["Geometry", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
+        // The joint depth + segmentation network: OpenBLAS GEMMs and SIMD kernels.
+        .target(name: "Network", dependencies: ["CBLAS", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Mapping", dependencies: ["Geometry", "Imaging", "Semantics", "EigenBridge"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Export", dependencies: ["Geometry", "Imaging", "Semantics", "Mapping"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Pipeline", dependencies: [
-            "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export", "EigenBridge",
+            "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export", "EigenBridge", "Network",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags, linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [
@@ -50,6 +52,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SemanticsTests", dependencies: ["Semantics", "TestSupport"]),
         .testTarget(name: "SequencesTests", dependencies: ["Sequences", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "Imaging", "TestSupport"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),

@@ -1,0 +1,217 @@
+import Foundation
+
+/// Raw outputs of one forward pass at output stride 4, CHW.
+public struct NetworkOutput: Sendable {
+    public var height: Int
+    public var width: Int
+    /// Segmentation logits, `classCount × height × width`.
+    public var logits: [Float]
+    public var classCount: Int
+    /// Depth in metres before the `abs` of post-processing, `height × width`.
+    public var depth: [Float]
+    /// Surface normals (3-task checkpoints), `3 × height × width`, not normalised.
+    public var normals: [Float]?
+}
+
+/// The multi-task Light-Weight RefineNet (MobileNet-v2 encoder) on the CPU: GEMMs through
+/// OpenBLAS, everything else in small SIMD kernels over CHW planes (no layout conversions).
+/// Long-lived: it owns the folded weights and a workspace whose buffers are reused across frames.
+/// Not thread-safe; one forward pass at a time.
+public final class JointNetwork {
+    public let weights: NetworkWeights
+    /// Threads for OpenBLAS and for the network's own kernels.
+    public var threads: Int
+    let workspace = Workspace()
+
+    public init(weights: NetworkWeights, threads: Int = 2) {
+        self.weights = weights
+        self.threads = max(1, threads)
+    }
+
+    public var architecture: NetworkArchitecture { weights.architecture }
+    /// Buffers allocated so far; stays constant once a frame of the largest size has run.
+    public var workspaceAllocations: Int { workspace.allocationCount }
+    public var workspaceBytes: Int { workspace.totalBytes }
+
+    /// Multiply-adds of the convolutions for one forward pass at `height` x `width`.
+    public func multiplyAdds(height: Int, width: Int) -> Double {
+        var macs = 0.0
+        var h = (height + 1) / 2, w = (width + 1) / 2
+        macs += Double(h * w * 32 * 27)
+        var sizes: [Int: (Int, Int)] = [:]
+        for (s, blocks) in weights.stages.enumerated() {
+            for block in blocks {
+                macs += Double(h * w * block.inputChannels * block.hiddenChannels)
+                if block.stride == 2 { h = (h + 1) / 2; w = (w + 1) / 2 }
+                macs += Double(h * w * block.hiddenChannels * 9)
+                macs += Double(h * w * block.hiddenChannels * block.outputChannels)
+            }
+            sizes[s + 2] = (h, w)
+        }
+        let width256 = Double(NetworkArchitecture.width)
+        for (name, cin) in NetworkArchitecture.skipConvolutions {
+            let (sh, sw) = sizes[Int(name.dropFirst(4))!]!
+            macs += Double(sh * sw * cin) * width256
+        }
+        for (crp, layer) in [(4, 8), (3, 6), (2, 4)] {
+            let (sh, sw) = sizes[layer]!
+            macs += Double(sh * sw) * width256 * width256 * Double(NetworkArchitecture.crpStages)
+            if crp > 1 { macs += Double(sh * sw) * width256 * width256 }
+        }
+        let (qh, qw) = sizes[3]!
+        macs += Double(qh * qw) * width256 * Double(NetworkArchitecture.crpStages)
+        for head in weights.heads { macs += Double(qh * qw) * width256 * (1 + 9 * Double(head.channels)) }
+        return macs
+    }
+
+    /// Runs the network on a normalised 1x3xHxW input (`NetworkInput`). `observe` sees the
+    /// intermediate tensors under the names of the golden reference files (`layer1` …
+    /// `layer8`, `sum4_relu6`, `crp4`, …, `segm`, `depth`), for locating a mismatch layer by layer.
+    public func forward(_ input: NetworkInput,
+                        observe: ((String, _ shape: [Int], UnsafeBufferPointer<Float>) -> Void)? = nil) -> NetworkOutput {
+        setBLASThreads(threads)
+        let ws = workspace
+        func show(_ name: String, _ map: FeatureMap) {
+            observe?(name, [map.channels, map.height, map.width], UnsafeBufferPointer(start: map.base, count: map.count))
+        }
+        let x = ws.map("input", channels: 3, height: input.height, width: input.width)
+        input.values.withUnsafeBufferPointer { x.base.update(from: $0.baseAddress!, count: x.count) }
+
+        // Encoder.
+        var current = ws.map("layer1", channels: NetworkArchitecture.stemChannels,
+                             height: (input.height + 1) / 2, width: (input.width + 1) / 2)
+        weights.stem.weight.withUnsafeBufferPointer { w in
+            weights.stem.bias.withUnsafeBufferPointer { b in
+                stemConvolution(x, into: current, weights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
+            }
+        }
+        show("layer1", current)
+        var skips: [Int: FeatureMap] = [:]
+        for (s, blocks) in weights.stages.enumerated() {
+            for (b, block) in blocks.enumerated() {
+                // Block outputs ping-pong within a stage; the stage's last output is kept as a skip.
+                let key = b == blocks.count - 1 ? "layer\(s + 2)" : "block.\(b % 2)"
+                current = invertedResidual(block, input: current, outputKey: key)
+            }
+            skips[s + 2] = current
+            show("layer\(s + 2)", current)
+        }
+
+        // Decoder.
+        let width = NetworkArchitecture.width
+        func conv1x1(_ name: String, _ weights: [Float], _ input: FeatureMap, into output: FeatureMap, accumulate: Bool) {
+            weights.withUnsafeBufferPointer {
+                gemm(m: output.channels, n: output.plane, k: input.channels, a: $0.baseAddress!, b: input.base, c: output.base,
+                     beta: accumulate ? 1 : 0)
+            }
+        }
+        func decoderMap(_ key: String, like skip: FeatureMap) -> FeatureMap {
+            ws.map(key, channels: width, height: skip.height, width: skip.width)
+        }
+        let l8 = skips[8]!, l7 = skips[7]!, l6 = skips[6]!, l5 = skips[5]!, l4 = skips[4]!, l3 = skips[3]!
+
+        var y = decoderMap("decoder.32", like: l8)
+        conv1x1("conv8", self.weights.skip["conv8"]!, l8, into: y, accumulate: false)
+        conv1x1("conv7", self.weights.skip["conv7"]!, l7, into: y, accumulate: true)
+        addBias(y, bias: nil, relu6: true, threads: threads)
+        show("sum4_relu6", y)
+
+        func refine(_ crp: Int, _ y: FeatureMap, next skip: FeatureMap?, stage: String) -> FeatureMap {
+            let pooled = decoderMap("crp.pooled", like: y)
+            let branch = decoderMap("crp.branch", like: y)
+            let acc = decoderMap("crp.acc", like: y)
+            var source = y
+            for (i, w) in self.weights.denseCRP[crp]!.enumerated() {
+                maxPoolAccumulating(source, into: pooled, accumulator: acc, mode: i == 0 ? .copy : .add, workspace: ws, threads: threads)
+                conv1x1("crp\(crp).\(i + 1)", w, pooled, into: branch, accumulate: false)
+                source = branch
+            }
+            addBias(acc, bias: nil, residual: branch, relu6: false, threads: threads)
+            show("crp\(crp)", acc)
+            let adapted = decoderMap("adapt.\(crp)", like: y)
+            conv1x1("conv_adapt\(crp)", self.weights.adapt[crp]!, acc, into: adapted, accumulate: false)
+            show("adapt\(crp)", adapted)
+            return adapted
+        }
+
+        var adapted = refine(4, y, next: l6, stage: "16")
+        y = decoderMap("decoder.16", like: l6)
+        resizeBilinear(adapted, into: y, workspace: ws, threads: threads)
+        show("up4", y)
+        conv1x1("conv5", self.weights.skip["conv5"]!, l5, into: y, accumulate: true)
+        conv1x1("conv6", self.weights.skip["conv6"]!, l6, into: y, accumulate: true)
+        addBias(y, bias: nil, relu6: true, threads: threads)
+        show("sum3_relu6", y)
+
+        adapted = refine(3, y, next: l4, stage: "8")
+        y = decoderMap("decoder.8", like: l4)
+        resizeBilinear(adapted, into: y, workspace: ws, threads: threads)
+        show("up3", y)
+        conv1x1("conv4", self.weights.skip["conv4"]!, l4, into: y, accumulate: true)
+        addBias(y, bias: nil, relu6: true, threads: threads)
+        show("sum2_relu6", y)
+
+        adapted = refine(2, y, next: l3, stage: "4")
+        y = decoderMap("decoder.4", like: l3)
+        resizeBilinear(adapted, into: y, workspace: ws, threads: threads)
+        show("up2", y)
+        conv1x1("conv3", self.weights.skip["conv3"]!, l3, into: y, accumulate: true)
+        addBias(y, bias: nil, relu6: true, threads: threads)
+        show("sum1_relu6", y)
+
+        let shared = decoderMap("crp1.out", like: l3)
+        let stageWeights = self.weights.depthwiseCRP
+        stageWeights[0].withUnsafeBufferPointer { w1 in stageWeights[1].withUnsafeBufferPointer { w2 in
+            stageWeights[2].withUnsafeBufferPointer { w3 in stageWeights[3].withUnsafeBufferPointer { w4 in
+                depthwiseCRP(y, into: shared, stageWeights: [w1.baseAddress!, w2.baseAddress!, w3.baseAddress!, w4.baseAddress!],
+                             workspace: ws, threads: threads)
+            } }
+        } }
+        show("crp1", shared)
+
+        // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias.
+        var results: [String: [Float]] = [:]
+        for head in self.weights.heads {
+            let activated = decoderMap("head.pre", like: l3)
+            head.preScale.withUnsafeBufferPointer {
+                scaleChannelsReLU6(shared, scale: $0.baseAddress!, into: activated, threads: threads)
+            }
+            show("pre_\(head.name)_relu6", activated)
+            let out = ws.map("head.\(head.name)", channels: head.channels, height: l3.height, width: l3.width)
+            head.tapWeights.withUnsafeBufferPointer { w in
+                head.bias.withUnsafeBufferPointer { b in
+                    convolution3x3(activated, into: out, tapWeights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
+                }
+            }
+            show(head.name, out)
+            results[head.name] = Array(UnsafeBufferPointer(start: out.base, count: out.count))
+        }
+        return NetworkOutput(height: l3.height, width: l3.width, logits: results["segm"]!,
+                             classCount: architecture.classCount, depth: results["depth"]!, normals: results["normal"])
+    }
+
+    private func invertedResidual(_ block: NetworkWeights.InvertedResidual, input: FeatureMap, outputKey: String) -> FeatureMap {
+        let ws = workspace
+        let expanded = ws.map("block.expand", channels: block.hiddenChannels, height: input.height, width: input.width)
+        block.expand.weight.withUnsafeBufferPointer {
+            gemm(m: block.hiddenChannels, n: input.plane, k: block.inputChannels, a: $0.baseAddress!, b: input.base, c: expanded.base)
+        }
+        block.expand.bias.withUnsafeBufferPointer { addBias(expanded, bias: $0.baseAddress!, relu6: true, threads: threads) }
+        let ho = (input.height + block.stride - 1) / block.stride, wo = (input.width + block.stride - 1) / block.stride
+        let filtered = ws.map("block.depthwise", channels: block.hiddenChannels, height: ho, width: wo)
+        block.depthwise.weight.withUnsafeBufferPointer { w in
+            block.depthwise.bias.withUnsafeBufferPointer { b in
+                depthwise3x3(expanded, into: filtered, weights: w.baseAddress!, bias: b.baseAddress!, stride: block.stride,
+                             workspace: ws, threads: threads)
+            }
+        }
+        let output = ws.map(outputKey, channels: block.outputChannels, height: ho, width: wo)
+        block.project.weight.withUnsafeBufferPointer {
+            gemm(m: block.outputChannels, n: filtered.plane, k: block.hiddenChannels, a: $0.baseAddress!, b: filtered.base, c: output.base)
+        }
+        block.project.bias.withUnsafeBufferPointer {
+            addBias(output, bias: $0.baseAddress!, residual: block.residual ? input : nil, relu6: false, threads: threads)
+        }
+        return output
+    }
+}

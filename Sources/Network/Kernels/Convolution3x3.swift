@@ -1,0 +1,56 @@
+/// Dense 3x3 convolution (padding 1, stride 1) as one GEMM per tap: `T = W_taps[9·cout, cin] · X`
+/// computes every tap's contribution at every pixel in one large, BLAS-friendly multiply
+/// (M = 9·cout instead of im2col's M = cout, which is too thin for the 40-class and 1-channel
+/// heads), then the nine shifted planes are summed into the output. `tapWeights` is
+/// `[tap][cout][cin]` with tap = 3·dy + dx.
+func convolution3x3(_ input: FeatureMap, into output: FeatureMap, tapWeights: UnsafePointer<Float>,
+                    bias: UnsafePointer<Float>, workspace: Workspace, threads: Int) {
+    let h = input.height, w = input.width, cout = output.channels, plane = input.plane
+    let taps = workspace.floats("conv3x3.taps", count: 9 * cout * plane)
+    gemm(m: 9 * cout, n: plane, k: input.channels, a: tapWeights, b: input.base, c: taps)
+    parallelRanges(cout, threads: threads) { _, channels in
+        for o in channels {
+            let dst = output.channel(o)
+            dst.initialize(repeating: bias[o], count: plane)
+            for dy in 0..<3 {
+                for dx in 0..<3 {
+                    let src = taps + ((3 * dy + dx) * cout + o) * plane
+                    // out[y][x] += T[y + dy − 1][x + dx − 1] where the source pixel exists.
+                    let y0 = max(0, 1 - dy), y1 = min(h, h + 1 - dy)
+                    let x0 = max(0, 1 - dx), x1 = min(w, w + 1 - dx)
+                    guard y0 < y1, x0 < x1 else { continue }
+                    for y in y0..<y1 {
+                        addInPlace(dst + y * w + x0, src + (y + dy - 1) * w + (x0 + dx - 1), x1 - x0)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The stem: 3x3 convolution, stride 2, padding 1, 3 → 32 channels, folded BatchNorm, ReLU6,
+/// lowered to im2col (K = 27) and one GEMM.
+func stemConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
+                     bias: UnsafePointer<Float>, workspace: Workspace, threads: Int) {
+    let h = input.height, w = input.width, ho = output.height, wo = output.width
+    let n = ho * wo, k = input.channels * 9
+    let columns = workspace.floats("stem.im2col", count: k * n)
+    parallelRanges(k, threads: threads) { _, rows in
+        for row in rows {
+            let c = row / 9, dy = (row % 9) / 3, dx = row % 3
+            let src = input.channel(c), dst = columns + row * n
+            for y in 0..<ho {
+                let iy = 2 * y + dy - 1
+                let out = dst + y * wo
+                guard iy >= 0 && iy < h else { out.initialize(repeating: 0, count: wo); continue }
+                let line = src + iy * w
+                for x in 0..<wo {
+                    let ix = 2 * x + dx - 1
+                    out[x] = (ix >= 0 && ix < w) ? line[ix] : 0
+                }
+            }
+        }
+    }
+    gemm(m: output.channels, n: n, k: k, a: weights, b: columns, c: output.base)
+    addBias(output, bias: bias, relu6: true, threads: threads)
+}

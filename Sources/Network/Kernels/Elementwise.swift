@@ -1,0 +1,49 @@
+/// Per-channel epilogues that follow a GEMM: add the folded BatchNorm bias, optionally a
+/// residual, then optionally clamp to ReLU6. One pass over the map.
+func addBias(_ map: FeatureMap, bias: UnsafePointer<Float>?, residual: FeatureMap? = nil,
+             relu6: Bool, threads: Int) {
+    let plane = map.plane
+    parallelRanges(map.channels, threads: threads) { _, channels in
+        for c in channels {
+            let p = map.channel(c)
+            let b = F8(repeating: bias?[c] ?? 0)
+            let r = residual?.channel(c)
+            var i = 0
+            while i + 8 <= plane {
+                var v = load8(p + i) + b
+                if let r { v += load8(r + i) }
+                store8(relu6 ? clamp6(v) : v, p + i)
+                i += 8
+            }
+            let bs = bias?[c] ?? 0
+            while i < plane {
+                var v = p[i] + bs
+                if let r { v += r[i] }
+                p[i] = relu6 ? min(max(v, 0), 6) : v
+                i += 1
+            }
+        }
+    }
+}
+
+/// `dst[c] = relu6(scale[c] · src[c])`: the heads' depthwise 1x1 convolution and its activation.
+func scaleChannelsReLU6(_ src: FeatureMap, scale: UnsafePointer<Float>, into dst: FeatureMap, threads: Int) {
+    let plane = src.plane
+    parallelRanges(src.channels, threads: threads) { _, channels in
+        for c in channels {
+            let s = src.channel(c), d = dst.channel(c)
+            let w = F8(repeating: scale[c])
+            var i = 0
+            while i + 8 <= plane { store8(clamp6(load8(s + i) * w), d + i); i += 8 }
+            while i < plane { d[i] = min(max(s[i] * scale[c], 0), 6); i += 1 }
+        }
+    }
+}
+
+/// `dst += src` over `count` floats.
+@inline(__always)
+func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    var i = 0
+    while i + 8 <= count { store8(load8(dst + i) + load8(src + i), dst + i); i += 8 }
+    while i < count { dst[i] += src[i]; i += 1 }
+}

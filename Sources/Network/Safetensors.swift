@@ -1,0 +1,114 @@
+import Foundation
+
+/// One tensor read from a safetensors file, converted to Float32.
+public struct NamedTensor: Sendable, Equatable {
+    public var shape: [Int]
+    public var values: [Float]
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not match \(values.count) values")
+        self.shape = shape; self.values = values
+    }
+    public var count: Int { values.count }
+}
+
+/// Reader and writer for the safetensors format (8-byte little-endian header length, a JSON header
+/// of `name: {dtype, shape, data_offsets}`, then the raw little-endian data), the format the
+/// engine loads and `tools/convert_checkpoint.py` writes.
+public enum Safetensors {
+    /// Floating-point dtypes are converted to Float32; integer tensors (e.g. BatchNorm's
+    /// `num_batches_tracked`) are skipped because the network has no use for them.
+    public static func read(_ url: URL) throws -> [String: NamedTensor] {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw NetworkError.unreadable(path: url.path, reason: FileManager.default.fileExists(atPath: url.path)
+                                          ? error.localizedDescription : "no such file")
+        }
+        return try decode(data, path: url.path)
+    }
+
+    public static func decode(_ data: Data, path: String) throws -> [String: NamedTensor] {
+        func bad(_ reason: String) -> NetworkError { .malformedSafetensors(path: path, reason: reason) }
+        guard data.count >= 8 else { throw bad("file is \(data.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = data.prefix(8).withUnsafeBytes { raw -> UInt64 in
+            UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
+        }
+        guard headerLength > 0, headerLength <= UInt64(data.count - 8) else {
+            throw bad("header length \(headerLength) does not fit in a \(data.count)-byte file (truncated?)")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        let header = data.subdata(in: data.startIndex + 8 ..< data.startIndex + headerEnd)
+        guard let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
+            throw bad("header is not a JSON object")
+        }
+        let body = data.count - headerEnd
+        var tensors: [String: NamedTensor] = [:]
+        for (name, entry) in json where name != "__metadata__" {
+            guard let info = entry as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shapeAny = info["shape"] as? [Any], let offsetsAny = info["data_offsets"] as? [Any],
+                  offsetsAny.count == 2 else { throw bad("entry \(name) lacks dtype, shape or data_offsets") }
+            let shape = shapeAny.compactMap { ($0 as? NSNumber)?.intValue }
+            let offsets = offsetsAny.compactMap { ($0 as? NSNumber)?.intValue }
+            guard shape.count == shapeAny.count, shape.allSatisfy({ $0 >= 0 }), offsets.count == 2 else {
+                throw bad("entry \(name) has a malformed shape or offsets")
+            }
+            let count = shape.reduce(1, *)
+            let elementSize: Int
+            switch dtype {
+            case "F32", "I32", "U32": elementSize = 4
+            case "F64", "I64", "U64": elementSize = 8
+            case "F16", "BF16", "I16", "U16": elementSize = 2
+            case "I8", "U8", "BOOL": elementSize = 1
+            default: throw bad("entry \(name) has unsupported dtype \(dtype)")
+            }
+            guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= body else {
+                throw bad("entry \(name): data offsets \(offsets) lie outside the \(body)-byte data section (truncated file?)")
+            }
+            guard offsets[1] - offsets[0] == count * elementSize else {
+                throw bad("entry \(name): \(offsets[1] - offsets[0]) bytes of data for shape \(shape) of \(dtype)")
+            }
+            let start = data.startIndex + headerEnd + offsets[0]
+            let isFloat = dtype == "F32" || dtype == "F64" || dtype == "F16" || dtype == "BF16"
+            guard isFloat else { continue }
+            var values = [Float](repeating: 0, count: count)
+            data[start ..< start + count * elementSize].withUnsafeBytes { raw in
+                switch dtype {
+                case "F32":
+                    for i in 0..<count { values[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                case "F64":
+                    for i in 0..<count { values[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+                case "F16":
+                    for i in 0..<count { values[i] = Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
+                default: // BF16: the upper half of a Float32
+                    for i in 0..<count { values[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+                }
+            }
+            tensors[name] = NamedTensor(shape: shape, values: values)
+        }
+        return tensors
+    }
+
+    /// Writes Float32 tensors, names sorted, as the reference implementation does.
+    public static func encode(_ tensors: [String: NamedTensor], metadata: [String: String] = [:]) throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let names = tensors.keys.sorted()
+        for name in names {
+            let t = tensors[name]!
+            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]]
+            offset += 4 * t.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        var length = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
+        out.append(json)
+        for name in names {
+            tensors[name]!.values.withUnsafeBufferPointer { buffer in
+                out.append(contentsOf: UnsafeRawBufferPointer(buffer))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Imaging
+@testable import Network
+import TestSupport
+import XCTest
+
+/// Checks the Swift network against PyTorch outputs of the same architecture and weights
+/// (`../shared/data/network-golden`, see its README). Needs ../shared; skips with a message
+/// otherwise.
+final class GoldenTests: XCTestCase {
+    static var cachedWeights: NetworkWeights?
+
+    func golden(_ name: String) throws -> URL { try SharedData.require("network-golden/\(name)") }
+
+    func goldenWeights() throws -> NetworkWeights {
+        if let w = Self.cachedWeights { return w }
+        let w = try NetworkWeights.load(try golden("weights.safetensors"))
+        Self.cachedWeights = w
+        return w
+    }
+
+    func input(_ size: String) throws -> NetworkInput {
+        let array = try NPY.read(try golden("in_\(size).npy"))
+        XCTAssertEqual(array.shape.count, 4)
+        return try NetworkInput(height: array.shape[2], width: array.shape[3], values: array.values)
+    }
+
+    /// Largest absolute difference relative to the reference's value range.
+    func relativeError(_ ours: [Float], _ reference: [Float]) -> Float {
+        precondition(ours.count == reference.count)
+        let range = (reference.max() ?? 0) - (reference.min() ?? 0)
+        var worst: Float = 0
+        for i in 0..<ours.count { worst = max(worst, abs(ours[i] - reference[i])) }
+        return worst / max(range, 1e-12)
+    }
+
+    func testParameterCountAndArchitecture() throws {
+        let weights = try goldenWeights()
+        XCTAssertEqual(weights.architecture, NetworkArchitecture(classCount: 40, hasNormals: false))
+        XCTAssertEqual(weights.parameterCount, 3_070_057)
+        XCTAssertEqual(weights.architecture.expectedTensors.count, 291)
+        let network = JointNetwork(weights: weights, threads: 1)
+        XCTAssertEqual(network.multiplyAdds(height: 480, width: 640) / 1e9, 5.940, accuracy: 0.005)
+        XCTAssertEqual(network.multiplyAdds(height: 96, width: 128) / 1e9, 0.238, accuracy: 0.001)
+    }
+
+    func testPreprocessingMatchesNotebook() throws {
+        let u8 = try NPY.read(try golden("in_96x128_u8.npy"))
+        let (h, w) = (u8.shape[0], u8.shape[1])
+        let pixels = (0..<(h * w)).map { RGB8(UInt8(u8.values[3 * $0]), UInt8(u8.values[3 * $0 + 1]), UInt8(u8.values[3 * $0 + 2])) }
+        let ours = try NetworkInput(image: ColorImage(width: w, height: h, pixels: pixels))
+        let reference = try input("96x128")
+        XCTAssertEqual(ours.values, reference.values, "normalisation must be bit-identical to numpy's float64 → float32")
+    }
+
+    /// Every intermediate tensor at 96x128, in order, so a failure points at the first wrong layer.
+    func testIntermediatesAt96x128() throws {
+        let directory = try golden("inter_96x128")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".npy") }.sorted()
+        XCTAssertEqual(files.count, 26)
+        var references: [String: NPYArray] = [:]
+        for file in files {
+            let name = String(file.dropFirst(3).dropLast(4))   // "07_layer8.npy" → "layer8"
+            references[name] = try NPY.read(directory.appendingPathComponent(file))
+        }
+        let network = JointNetwork(weights: try goldenWeights(), threads: 2)
+        var seen: [String] = []
+        _ = network.forward(try input("96x128")) { name, shape, values in
+            seen.append(name)
+            guard let reference = references[name] else { return XCTFail("no reference for \(name)") }
+            XCTAssertEqual([1] + shape, reference.shape, name)
+            guard reference.values.count == values.count else { return }
+            let error = self.relativeError(Array(values), reference.values)
+            XCTAssertLessThan(error, 1e-4, "\(name): max |Δ| / range = \(error)")
+        }
+        XCTAssertEqual(Set(seen), Set(references.keys), "every reference tensor is produced")
+    }
+
+    func checkOutputs(_ size: String, threads: Int) throws -> (segm: Float, depth: Float, agreement: Double) {
+        let network = JointNetwork(weights: try goldenWeights(), threads: threads)
+        let output = network.forward(try input(size))
+        let segm = try NPY.read(try golden("out_\(size)_segm.npy"))
+        let depth = try NPY.read(try golden("out_\(size)_depth.npy"))
+        let argmax = try NPY.read(try golden("out_\(size)_argmax.npy"))
+        XCTAssertEqual([1, output.classCount, output.height, output.width], segm.shape)
+        XCTAssertEqual([1, 1, output.height, output.width], depth.shape)
+        let labels = output.labelsAtOutputResolution()
+        let agree = zip(labels.pixels, argmax.values).filter { Float($0) == $1 }.count
+        return (relativeError(output.logits, segm.values), relativeError(output.depth, depth.values),
+                Double(agree) / Double(argmax.values.count))
+    }
+
+    func testOutputsAt96x128() throws {
+        for threads in [1, 2] {
+            let r = try checkOutputs("96x128", threads: threads)
+            XCTAssertLessThan(r.segm, 1e-3, "segmentation logits, \(threads) thread(s)")
+            XCTAssertLessThan(r.depth, 1e-3, "depth, \(threads) thread(s)")
+            XCTAssertGreaterThanOrEqual(r.agreement, 0.999, "argmax agreement, \(threads) thread(s)")
+        }
+    }
+
+    func testOutputsAt480x640() throws {
+        let r = try checkOutputs("480x640", threads: 2)
+        XCTAssertLessThan(r.segm, 1e-3, "segmentation logits")
+        XCTAssertLessThan(r.depth, 1e-3, "depth")
+        XCTAssertGreaterThanOrEqual(r.agreement, 0.999, "argmax agreement")
+        print("480x640: segm max|Δ|/range \(r.segm), depth \(r.depth), argmax agreement \(r.agreement)")
+    }
+
+    func testSecondFrameAllocatesNothing() throws {
+        let network = JointNetwork(weights: try goldenWeights(), threads: 2)
+        let x = try input("96x128")
+        let first = network.forward(x)
+        let allocations = network.workspaceAllocations
+        let second = network.forward(x)
+        XCTAssertEqual(network.workspaceAllocations, allocations, "buffers are planned once per input size")
+        XCTAssertEqual(first.logits, second.logits, "repeat runs are deterministic")
+        // A smaller input reuses the same buffers.
+        let small = try NetworkInput(height: 50, width: 70, values: [Float](repeating: 0.1, count: 3 * 50 * 70))
+        _ = network.forward(small)
+        XCTAssertEqual(network.workspaceAllocations, allocations)
+    }
+}
