@@ -41,7 +41,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags, linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [
-            "Pipeline",
+            "Pipeline", "Network",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags),

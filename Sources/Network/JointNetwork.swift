@@ -33,6 +33,20 @@ public final class JointNetwork {
     public var workspaceAllocations: Int { workspace.allocationCount }
     public var workspaceBytes: Int { workspace.totalBytes }
 
+    /// When set, `forward` records wall time per kind of work (stem, expand, depthwise, …) in
+    /// `lastProfile`, for the benchmark's breakdown.
+    public var profiling = false
+    /// Milliseconds per kind of work in the last profiled forward pass.
+    public private(set) var lastProfile: [String: Double] = [:]
+
+    @inline(__always) private func timed<T>(_ kind: String, _ body: () -> T) -> T {
+        guard profiling else { return body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let result = body()
+        lastProfile[kind, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        return result
+    }
+
     /// Multiply-adds of the convolutions for one forward pass at `height` x `width`.
     public func multiplyAdds(height: Int, width: Int) -> Double {
         var macs = 0.0
@@ -69,7 +83,8 @@ public final class JointNetwork {
     /// `layer8`, `sum4_relu6`, `crp4`, …, `segm`, `depth`), for locating a mismatch layer by layer.
     public func forward(_ input: NetworkInput,
                         observe: ((String, _ shape: [Int], UnsafeBufferPointer<Float>) -> Void)? = nil) -> NetworkOutput {
-        setBLASThreads(threads)
+        configureBLAS()
+        lastProfile = [:]
         let ws = workspace
         func show(_ name: String, _ map: FeatureMap) {
             observe?(name, [map.channels, map.height, map.width], UnsafeBufferPointer(start: map.base, count: map.count))
@@ -80,9 +95,11 @@ public final class JointNetwork {
         // Encoder.
         var current = ws.map("layer1", channels: NetworkArchitecture.stemChannels,
                              height: (input.height + 1) / 2, width: (input.width + 1) / 2)
-        weights.stem.weight.withUnsafeBufferPointer { w in
-            weights.stem.bias.withUnsafeBufferPointer { b in
-                stemConvolution(x, into: current, weights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
+        timed("stem 3x3") {
+            weights.stem.weight.withUnsafeBufferPointer { w in
+                weights.stem.bias.withUnsafeBufferPointer { b in
+                    stemConvolution(x, into: current, weights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
+                }
             }
         }
         show("layer1", current)
@@ -99,11 +116,11 @@ public final class JointNetwork {
 
         // Decoder.
         let width = NetworkArchitecture.width
-        func conv1x1(_ name: String, _ weights: [Float], _ input: FeatureMap, into output: FeatureMap, accumulate: Bool) {
-            weights.withUnsafeBufferPointer {
+        func conv1x1(_ kind: String, _ weights: [Float], _ input: FeatureMap, into output: FeatureMap, accumulate: Bool) {
+            timed(kind) { weights.withUnsafeBufferPointer {
                 gemm(m: output.channels, n: output.plane, k: input.channels, a: $0.baseAddress!, b: input.base, c: output.base,
-                     beta: accumulate ? 1 : 0)
-            }
+                     beta: accumulate ? 1 : 0, threads: threads)
+            } }
         }
         func decoderMap(_ key: String, like skip: FeatureMap) -> FeatureMap {
             ws.map(key, channels: width, height: skip.height, width: skip.width)
@@ -111,78 +128,80 @@ public final class JointNetwork {
         let l8 = skips[8]!, l7 = skips[7]!, l6 = skips[6]!, l5 = skips[5]!, l4 = skips[4]!, l3 = skips[3]!
 
         var y = decoderMap("decoder.32", like: l8)
-        conv1x1("conv8", self.weights.skip["conv8"]!, l8, into: y, accumulate: false)
-        conv1x1("conv7", self.weights.skip["conv7"]!, l7, into: y, accumulate: true)
-        addBias(y, bias: nil, relu6: true, threads: threads)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv8"]!, l8, into: y, accumulate: false)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv7"]!, l7, into: y, accumulate: true)
+        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
         show("sum4_relu6", y)
 
-        func refine(_ crp: Int, _ y: FeatureMap, next skip: FeatureMap?, stage: String) -> FeatureMap {
+        func refine(_ crp: Int, _ y: FeatureMap) -> FeatureMap {
             let pooled = decoderMap("crp.pooled", like: y)
             let branch = decoderMap("crp.branch", like: y)
             let acc = decoderMap("crp.acc", like: y)
             var source = y
             for (i, w) in self.weights.denseCRP[crp]!.enumerated() {
-                maxPoolAccumulating(source, into: pooled, accumulator: acc, mode: i == 0 ? .copy : .add, workspace: ws, threads: threads)
-                conv1x1("crp\(crp).\(i + 1)", w, pooled, into: branch, accumulate: false)
+                timed("CRP max-pool") {
+                    maxPoolAccumulating(source, into: pooled, accumulator: acc, mode: i == 0 ? .copy : .add, workspace: ws, threads: threads)
+                }
+                conv1x1("CRP dense 1x1", w, pooled, into: branch, accumulate: false)
                 source = branch
             }
-            addBias(acc, bias: nil, residual: branch, relu6: false, threads: threads)
+            timed("elementwise") { addBias(acc, bias: nil, residual: branch, relu6: false, threads: threads) }
             show("crp\(crp)", acc)
             let adapted = decoderMap("adapt.\(crp)", like: y)
-            conv1x1("conv_adapt\(crp)", self.weights.adapt[crp]!, acc, into: adapted, accumulate: false)
+            conv1x1("adapt 1x1", self.weights.adapt[crp]!, acc, into: adapted, accumulate: false)
             show("adapt\(crp)", adapted)
             return adapted
         }
 
-        var adapted = refine(4, y, next: l6, stage: "16")
+        var adapted = refine(4, y)
         y = decoderMap("decoder.16", like: l6)
-        resizeBilinear(adapted, into: y, workspace: ws, threads: threads)
+        timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
         show("up4", y)
-        conv1x1("conv5", self.weights.skip["conv5"]!, l5, into: y, accumulate: true)
-        conv1x1("conv6", self.weights.skip["conv6"]!, l6, into: y, accumulate: true)
-        addBias(y, bias: nil, relu6: true, threads: threads)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv5"]!, l5, into: y, accumulate: true)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv6"]!, l6, into: y, accumulate: true)
+        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
         show("sum3_relu6", y)
 
-        adapted = refine(3, y, next: l4, stage: "8")
+        adapted = refine(3, y)
         y = decoderMap("decoder.8", like: l4)
-        resizeBilinear(adapted, into: y, workspace: ws, threads: threads)
+        timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
         show("up3", y)
-        conv1x1("conv4", self.weights.skip["conv4"]!, l4, into: y, accumulate: true)
-        addBias(y, bias: nil, relu6: true, threads: threads)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv4"]!, l4, into: y, accumulate: true)
+        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
         show("sum2_relu6", y)
 
-        adapted = refine(2, y, next: l3, stage: "4")
+        adapted = refine(2, y)
         y = decoderMap("decoder.4", like: l3)
-        resizeBilinear(adapted, into: y, workspace: ws, threads: threads)
+        timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
         show("up2", y)
-        conv1x1("conv3", self.weights.skip["conv3"]!, l3, into: y, accumulate: true)
-        addBias(y, bias: nil, relu6: true, threads: threads)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv3"]!, l3, into: y, accumulate: true)
+        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
         show("sum1_relu6", y)
 
         let shared = decoderMap("crp1.out", like: l3)
         let stageWeights = self.weights.depthwiseCRP
-        stageWeights[0].withUnsafeBufferPointer { w1 in stageWeights[1].withUnsafeBufferPointer { w2 in
+        timed("CRP1 depthwise") { stageWeights[0].withUnsafeBufferPointer { w1 in stageWeights[1].withUnsafeBufferPointer { w2 in
             stageWeights[2].withUnsafeBufferPointer { w3 in stageWeights[3].withUnsafeBufferPointer { w4 in
                 depthwiseCRP(y, into: shared, stageWeights: [w1.baseAddress!, w2.baseAddress!, w3.baseAddress!, w4.baseAddress!],
                              workspace: ws, threads: threads)
             } }
-        } }
+        } } }
         show("crp1", shared)
 
         // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias.
         var results: [String: [Float]] = [:]
         for head in self.weights.heads {
             let activated = decoderMap("head.pre", like: l3)
-            head.preScale.withUnsafeBufferPointer {
+            timed("heads") { head.preScale.withUnsafeBufferPointer {
                 scaleChannelsReLU6(shared, scale: $0.baseAddress!, into: activated, threads: threads)
-            }
+            } }
             show("pre_\(head.name)_relu6", activated)
             let out = ws.map("head.\(head.name)", channels: head.channels, height: l3.height, width: l3.width)
-            head.tapWeights.withUnsafeBufferPointer { w in
+            timed("heads") { head.tapWeights.withUnsafeBufferPointer { w in
                 head.bias.withUnsafeBufferPointer { b in
                     convolution3x3(activated, into: out, tapWeights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
                 }
-            }
+            } }
             show(head.name, out)
             results[head.name] = Array(UnsafeBufferPointer(start: out.base, count: out.count))
         }
@@ -193,24 +212,31 @@ public final class JointNetwork {
     private func invertedResidual(_ block: NetworkWeights.InvertedResidual, input: FeatureMap, outputKey: String) -> FeatureMap {
         let ws = workspace
         let expanded = ws.map("block.expand", channels: block.hiddenChannels, height: input.height, width: input.width)
-        block.expand.weight.withUnsafeBufferPointer {
-            gemm(m: block.hiddenChannels, n: input.plane, k: block.inputChannels, a: $0.baseAddress!, b: input.base, c: expanded.base)
+        timed("encoder expand 1x1") {
+            block.expand.weight.withUnsafeBufferPointer { w in
+                block.expand.bias.withUnsafeBufferPointer { b in
+                    convolution1x1(input, into: expanded, weights: w.baseAddress!, bias: b.baseAddress!, relu6: true, threads: threads)
+                }
+            }
         }
-        block.expand.bias.withUnsafeBufferPointer { addBias(expanded, bias: $0.baseAddress!, relu6: true, threads: threads) }
         let ho = (input.height + block.stride - 1) / block.stride, wo = (input.width + block.stride - 1) / block.stride
         let filtered = ws.map("block.depthwise", channels: block.hiddenChannels, height: ho, width: wo)
-        block.depthwise.weight.withUnsafeBufferPointer { w in
-            block.depthwise.bias.withUnsafeBufferPointer { b in
-                depthwise3x3(expanded, into: filtered, weights: w.baseAddress!, bias: b.baseAddress!, stride: block.stride,
-                             workspace: ws, threads: threads)
+        timed("encoder depthwise 3x3") {
+            block.depthwise.weight.withUnsafeBufferPointer { w in
+                block.depthwise.bias.withUnsafeBufferPointer { b in
+                    depthwise3x3(expanded, into: filtered, weights: w.baseAddress!, bias: b.baseAddress!, stride: block.stride,
+                                 workspace: ws, threads: threads)
+                }
             }
         }
         let output = ws.map(outputKey, channels: block.outputChannels, height: ho, width: wo)
-        block.project.weight.withUnsafeBufferPointer {
-            gemm(m: block.outputChannels, n: filtered.plane, k: block.hiddenChannels, a: $0.baseAddress!, b: filtered.base, c: output.base)
-        }
-        block.project.bias.withUnsafeBufferPointer {
-            addBias(output, bias: $0.baseAddress!, residual: block.residual ? input : nil, relu6: false, threads: threads)
+        timed("encoder project 1x1") {
+            block.project.weight.withUnsafeBufferPointer { w in
+                block.project.bias.withUnsafeBufferPointer { b in
+                    convolution1x1(filtered, into: output, weights: w.baseAddress!, bias: b.baseAddress!,
+                                   residual: block.residual ? input : nil, relu6: false, threads: threads)
+                }
+            }
         }
         return output
     }

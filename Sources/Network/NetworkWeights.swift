@@ -122,3 +122,36 @@ public struct NetworkWeights: Sendable {
         architecture.expectedTensors.filter { !$0.name.contains("running_") }.reduce(0) { $0 + $1.shape.reduce(1, *) }
     }
 }
+
+extension NetworkWeights {
+    /// Deterministic random weights (He-scaled convolutions, unit BatchNorm statistics) for
+    /// benchmarks and kernel tests when no checkpoint is at hand. Their outputs mean nothing.
+    public static func random(_ architecture: NetworkArchitecture = NetworkArchitecture(), seed: UInt64 = 0) -> NetworkWeights {
+        var state = seed &+ 0x9E37_79B9_7F4A_7C15
+        func next() -> Float {   // SplitMix64 → uniform [-1, 1)
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            return Float(z >> 40) / Float(1 << 23) - 1
+        }
+        var tensors: [String: NamedTensor] = [:]
+        for (name, shape) in architecture.expectedTensors {
+            let count = shape.reduce(1, *)
+            let values: [Float]
+            if name.hasSuffix("running_var") || (name.hasSuffix(".weight") && shape.count == 1) {
+                values = (0..<count).map { _ in 1 + 0.1 * next() }
+            } else if name.hasSuffix("running_mean") || name.hasSuffix(".bias") {
+                values = (0..<count).map { _ in 0.1 * next() }
+            } else {
+                let fanIn = shape.dropFirst().reduce(1, *)
+                let scale = (6 / Float(max(fanIn, 1))).squareRoot()
+                values = (0..<count).map { _ in scale * next() }
+            }
+            tensors[name] = NamedTensor(shape: shape, values: values)
+        }
+        // The names and shapes come from the architecture itself, so this cannot fail.
+        return try! NetworkWeights(tensors: tensors, source: "random weights (seed \(seed))")
+    }
+}

@@ -6,7 +6,7 @@ import Sequences
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [FusionBench.self, TrackingBench.self])
+        subcommands: [NetworkBench.self, FusionBench.self, TrackingBench.self])
 }
 
 struct FusionBench: ParsableCommand {

@@ -7,7 +7,7 @@ func convolution3x3(_ input: FeatureMap, into output: FeatureMap, tapWeights: Un
                     bias: UnsafePointer<Float>, workspace: Workspace, threads: Int) {
     let h = input.height, w = input.width, cout = output.channels, plane = input.plane
     let taps = workspace.floats("conv3x3.taps", count: 9 * cout * plane)
-    gemm(m: 9 * cout, n: plane, k: input.channels, a: tapWeights, b: input.base, c: taps)
+    gemm(m: 9 * cout, n: plane, k: input.channels, a: tapWeights, b: input.base, c: taps, threads: threads)
     parallelRanges(cout, threads: threads) { _, channels in
         for o in channels {
             let dst = output.channel(o)
@@ -51,6 +51,6 @@ func stemConvolution(_ input: FeatureMap, into output: FeatureMap, weights: Unsa
             }
         }
     }
-    gemm(m: output.channels, n: n, k: k, a: weights, b: columns, c: output.base)
+    gemm(m: output.channels, n: n, k: k, a: weights, b: columns, c: output.base, threads: threads)
     addBias(output, bias: bias, relu6: true, threads: threads)
 }

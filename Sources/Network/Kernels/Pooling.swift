@@ -13,8 +13,8 @@ func maxPool5x5(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Floa
         let out = rows + y * width
         var x = 0
         while x + 8 <= width {
-            let m = pointwiseMax(pointwiseMax(load8(rowBuffer + x), load8(rowBuffer + x + 1)),
-                                 pointwiseMax(pointwiseMax(load8(rowBuffer + x + 2), load8(rowBuffer + x + 3)), load8(rowBuffer + x + 4)))
+            let m = vmax(vmax(load8(rowBuffer + x), load8(rowBuffer + x + 1)),
+                                 vmax(vmax(load8(rowBuffer + x + 2), load8(rowBuffer + x + 3)), load8(rowBuffer + x + 4)))
             store8(m, out + x)
             x += 8
         }
@@ -30,7 +30,7 @@ func maxPool5x5(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Floa
         while x + 8 <= width {
             var m = load8(rows + y0 * width + x)
             var yy = y0 + 1
-            while yy <= y1 { m = pointwiseMax(m, load8(rows + yy * width + x)); yy += 1 }
+            while yy <= y1 { m = vmax(m, load8(rows + yy * width + x)); yy += 1 }
             store8(m, out + x)
             x += 8
         }

@@ -17,6 +17,11 @@ typealias F8 = SIMD8<Float>
 @inline(__always) func storePartial(_ v: F8, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
     for i in 0..<n { p[i] = v[i] }
 }
+/// Lane-wise max/min through compare-and-blend. The standard library's `pointwiseMax` and
+/// `clamped` follow IEEE `maximum` NaN rules lane by lane and do not vectorise, which made the
+/// pooling and activation kernels several times slower.
+@inline(__always) func vmax(_ a: F8, _ b: F8) -> F8 { a.replacing(with: b, where: b .> a) }
+@inline(__always) func vmin(_ a: F8, _ b: F8) -> F8 { a.replacing(with: b, where: b .< a) }
 @inline(__always) func clamp6(_ v: F8) -> F8 {
-    v.clamped(lowerBound: F8(repeating: 0), upperBound: F8(repeating: 6))
+    vmin(vmax(v, F8(repeating: 0)), F8(repeating: 6))
 }

@@ -1,0 +1,66 @@
+import Foundation
+
+/// Forward-pass timing of the network at one input size and thread count: warm-up runs first,
+/// then `runs` timed passes, reported as median and spread, GFLOP/s (2 × conv multiply-adds per
+/// second) and a per-kind breakdown from a separate profiled pass set.
+public struct NetworkBenchmark {
+    public struct Result: Sendable {
+        public var width: Int, height: Int, threads: Int
+        public var milliseconds: [Double]
+        public var multiplyAdds: Double
+        /// Median milliseconds per kind of work over the profiled runs.
+        public var profile: [String: Double]
+
+        public var median: Double { Self.percentile(milliseconds, 0.5) }
+        public var minimum: Double { milliseconds.min() ?? 0 }
+        public var maximum: Double { milliseconds.max() ?? 0 }
+        public var p10: Double { Self.percentile(milliseconds, 0.1) }
+        public var p90: Double { Self.percentile(milliseconds, 0.9) }
+        public var gflops: Double { median > 0 ? 2 * multiplyAdds / (median / 1000) / 1e9 : 0 }
+
+        public static func percentile(_ values: [Double], _ q: Double) -> Double {
+            guard !values.isEmpty else { return 0 }
+            let sorted = values.sorted()
+            let position = q * Double(sorted.count - 1)
+            let lower = Int(position.rounded(.down)), upper = min(lower + 1, sorted.count - 1)
+            return sorted[lower] + (sorted[upper] - sorted[lower]) * (position - Double(lower))
+        }
+    }
+
+    public let weights: NetworkWeights
+    public init(weights: NetworkWeights) { self.weights = weights }
+
+    public func run(width: Int, height: Int, threads: Int, runs: Int, warmup: Int = 2, profiledRuns: Int = 3) throws -> Result {
+        let network = JointNetwork(weights: weights, threads: threads)
+        // A smooth synthetic image: realistic value ranges without needing a file.
+        var values = [Float](repeating: 0, count: 3 * width * height)
+        for c in 0..<3 {
+            for y in 0..<height {
+                for x in 0..<width {
+                    values[(c * height + y) * width + x] = sinf(Float(x) * 0.05 + Float(c)) * cosf(Float(y) * 0.07) * 2
+                }
+            }
+        }
+        let input = try NetworkInput(height: height, width: width, values: values)
+        for _ in 0..<warmup { _ = network.forward(input) }
+        var times: [Double] = []
+        for _ in 0..<runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = network.forward(input)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        var profiles: [String: [Double]] = [:]
+        network.profiling = true
+        for _ in 0..<profiledRuns {
+            _ = network.forward(input)
+            for (kind, ms) in network.lastProfile { profiles[kind, default: []].append(ms) }
+        }
+        return Result(width: width, height: height, threads: threads, milliseconds: times,
+                      multiplyAdds: network.multiplyAdds(height: height, width: width),
+                      profile: profiles.mapValues { Result.percentile($0, 0.5) })
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
