@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SemanticsTests", dependencies: ["Semantics", "TestSupport"]),
         .testTarget(name: "SequencesTests", dependencies: ["Sequences", "TestSupport"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "Imaging", "TestSupport"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),

@@ -2,7 +2,8 @@
 # Installs the Debian packages semfuse builds against, if any is missing.
 # Needs root (or sudo) only when something has to be installed.
 set -euo pipefail
-packages=(libopenblas-dev libpng-dev libeigen3-dev libjpeg62-turbo-dev zlib1g-dev pkg-config)
+# python3-numpy: tools/convert_checkpoint.py (checkpoint conversion, no torch) and its tests.
+packages=(libopenblas-dev libpng-dev libeigen3-dev libjpeg62-turbo-dev zlib1g-dev pkg-config python3 python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,121 @@
+import Foundation
+@testable import Network
+import TestSupport
+import XCTest
+
+/// `tools/convert_checkpoint.py` (Python 3 + numpy, no torch), run as users run it. Needs
+/// python3 with numpy (scripts/setup.sh installs python3-numpy); skips with a message otherwise.
+final class ConverterTests: XCTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    @discardableResult
+    func convert(_ arguments: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Self.repository.appendingPathComponent("tools/convert_checkpoint.py").path] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        if expectSuccess { XCTAssertEqual(process.terminationStatus, 0, output) }
+        return (process.terminationStatus, output)
+    }
+
+    override func setUpWithError() throws {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import numpy"]
+        probe.standardOutput = FileHandle.nullDevice
+        probe.standardError = FileHandle.nullDevice
+        do { try probe.run(); probe.waitUntilExit() } catch {
+            throw XCTSkip("needs python3 with numpy for tools/convert_checkpoint.py (apt-get install python3-numpy)")
+        }
+        if probe.terminationStatus != 0 {
+            throw XCTSkip("needs python3 with numpy for tools/convert_checkpoint.py (apt-get install python3-numpy)")
+        }
+    }
+
+    /// Small checkpoints written by torch itself in both formats (tools/dev/make_checkpoint_fixtures.py):
+    /// views with offsets and strides, shared storages, float64/float16, a Parameter, an int64
+    /// buffer that must be skipped.
+    func testBothTorchFormatsMatchTorchsOwnValues() throws {
+        let expectedData = try Data(contentsOf: Self.fixtures.appendingPathComponent("fixture-expected.json"))
+        let expected = try JSONSerialization.jsonObject(with: expectedData) as! [String: [String: Any]]
+        let dir = try SharedData.temporaryDirectory(self)
+        for format in ["zip", "legacy"] {
+            let out = dir.appendingPathComponent("\(format).safetensors")
+            try convert(["--mode", "any", Self.fixtures.appendingPathComponent("fixture-\(format).ckpt").path, out.path])
+            let tensors = try Safetensors.read(out)
+            XCTAssertEqual(Set(tensors.keys), Set(expected.keys), format)
+            for (name, entry) in expected {
+                let shape = (entry["shape"] as! [NSNumber]).map(\.intValue)
+                let values = (entry["values"] as! [NSNumber]).map { Float($0.doubleValue) }
+                XCTAssertEqual(tensors[name]?.shape, shape, "\(format) \(name)")
+                XCTAssertEqual(tensors[name]?.values ?? [], values, "\(format) \(name)")
+            }
+        }
+    }
+
+    /// The golden legacy-format checkpoint converts to exactly the reference safetensors, so it
+    /// gives the same network outputs.
+    func testLegacyOfficialCheckpointConvertsExactly() throws {
+        let legacy = try SharedData.require("network-golden/checkpoint-legacy.ckpt")
+        let reference = try Safetensors.read(try SharedData.require("network-golden/weights.safetensors"))
+        let out = try SharedData.temporaryDirectory(self).appendingPathComponent("converted.safetensors")
+        let result = try convert([legacy.path, out.path])
+        XCTAssertTrue(result.output.contains("291 tensors"), result.output)
+        let converted = try Safetensors.read(out)
+        XCTAssertEqual(converted.count, reference.count)
+        for (name, tensor) in reference { XCTAssertEqual(converted[name], tensor, name) }
+        XCTAssertNoThrow(try NetworkWeights.load(out))
+    }
+
+    func testTorchvisionEncoderMapping() throws {
+        let pth = try SharedData.require("weights/mobilenet_v2-b0353104.pth")
+        let out = try SharedData.temporaryDirectory(self).appendingPathComponent("encoder.safetensors")
+        try convert([pth.path, out.path])
+        let tensors = try Safetensors.read(out)
+        let expected = NetworkArchitecture().expectedTensors
+        let encoder = expected.filter { $0.name.hasPrefix("layer") }
+        XCTAssertEqual(tensors.count, encoder.count, "exactly the encoder's keys")
+        for (name, shape) in encoder { XCTAssertEqual(tensors[name]?.shape, shape, name) }
+        // The extra expand of layer2 is an identity with an identity BatchNorm.
+        let eye = tensors["layer2.0.output.0.0.weight"]!.values
+        for o in 0..<32 { for i in 0..<32 { XCTAssertEqual(eye[o * 32 + i], o == i ? 1 : 0) } }
+        // Loading it as a full network fails and names the missing decoder, nothing else.
+        XCTAssertThrowsError(try NetworkWeights.load(out)) { error in
+            guard case NetworkError.weightMismatch(_, let missing, let extra, let misshaped) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(Set(missing), Set(expected.map(\.name).filter { !$0.hasPrefix("layer") }))
+            XCTAssertTrue(extra.isEmpty && misshaped.isEmpty)
+        }
+    }
+
+    func testCorruptInputsFailWithAClearMessage() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let legacy = try Data(contentsOf: Self.fixtures.appendingPathComponent("fixture-legacy.ckpt"))
+        let cases: [(String, Data, String)] = [
+            ("empty.ckpt", Data(), "empty file"),
+            ("text.ckpt", Data("hello".utf8), "not a torch checkpoint"),
+            ("truncated.ckpt", legacy.prefix(legacy.count - 40), "truncated"),
+            ("cut-pickle.ckpt", legacy.prefix(200), "truncated or corrupt"),
+        ]
+        for (name, data, message) in cases {
+            let path = dir.appendingPathComponent(name)
+            try data.write(to: path)
+            let result = try convert([path.path, dir.appendingPathComponent("out.safetensors").path], expectSuccess: false)
+            XCTAssertEqual(result.status, 1, name)
+            XCTAssertTrue(result.output.contains(name) && result.output.contains(message), "\(name): \(result.output)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.safetensors").path),
+                       "no output is left behind on failure")
+        let missing = try convert([dir.appendingPathComponent("nope.ckpt").path, dir.appendingPathComponent("o.st").path], expectSuccess: false)
+        XCTAssertTrue(missing.output.contains("nope.ckpt") && missing.output.contains("cannot read"), missing.output)
+        // A fixture that is not the network, converted in the default (official) mode.
+        let wrong = try convert([Self.fixtures.appendingPathComponent("fixture-zip.ckpt").path, dir.appendingPathComponent("o.st").path], expectSuccess: false)
+        XCTAssertTrue(wrong.output.contains("missing (291)"), wrong.output)
+    }
+}

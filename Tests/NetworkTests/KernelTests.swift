@@ -1,0 +1,224 @@
+import Foundation
+@testable import Network
+import XCTest
+
+/// Each kernel against a plain, obviously-correct loop, on odd sizes and 1 and 2 threads.
+final class KernelTests: XCTestCase {
+    var state: UInt64 = 42
+    func random(_ n: Int) -> [Float] {
+        (0..<n).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2000) / 500 - 2 // [-2, 2)
+        }
+    }
+
+    func withMap<R>(_ values: [Float], _ c: Int, _ h: Int, _ w: Int, _ body: (FeatureMap) -> R) -> R {
+        var copy = values + [Float](repeating: .nan, count: 64) // slack the kernels may read but not use
+        return copy.withUnsafeMutableBufferPointer { body(FeatureMap(base: $0.baseAddress!, channels: c, height: h, width: w)) }
+    }
+
+    func assertClose(_ a: [Float], _ b: [Float], _ tolerance: Float = 1e-4, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, message, file: file, line: line)
+        var worst: Float = 0
+        for i in 0..<min(a.count, b.count) { worst = max(worst, abs(a[i] - b[i])) }
+        XCTAssertLessThanOrEqual(worst, tolerance, "\(message): max |Δ| \(worst)", file: file, line: line)
+    }
+
+    func run(_ c: Int, _ h: Int, _ w: Int, _ input: [Float], outChannels: Int, outH: Int, outW: Int,
+             _ kernel: (FeatureMap, FeatureMap) -> Void) -> [Float] {
+        var out = [Float](repeating: -99, count: outChannels * outH * outW + 64)
+        withMap(input, c, h, w) { x in
+            out.withUnsafeMutableBufferPointer { kernel(x, FeatureMap(base: $0.baseAddress!, channels: outChannels, height: outH, width: outW)) }
+        }
+        return Array(out.prefix(outChannels * outH * outW))
+    }
+
+    func testDepthwise3x3BothStridesOddSizes() {
+        for (h, w) in [(7, 13), (10, 9), (1, 17), (5, 1)] {
+            for stride in [1, 2] {
+                let c = 5
+                let x = random(c * h * w), k = random(c * 9), b = random(c)
+                let ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride
+                var expected = [Float](repeating: 0, count: c * ho * wo)
+                for ch in 0..<c { for y in 0..<ho { for xo in 0..<wo {
+                    var s = b[ch]
+                    for dy in 0..<3 { for dx in 0..<3 {
+                        let iy = stride * y + dy - 1, ix = stride * xo + dx - 1
+                        if iy >= 0 && iy < h && ix >= 0 && ix < w { s += k[ch * 9 + dy * 3 + dx] * x[(ch * h + iy) * w + ix] }
+                    } }
+                    expected[(ch * ho + y) * wo + xo] = min(max(s, 0), 6)
+                } } }
+                for threads in [1, 2] {
+                    let ws = Workspace()
+                    let got = run(c, h, w, x, outChannels: c, outH: ho, outW: wo) { i, o in
+                        k.withUnsafeBufferPointer { kp in b.withUnsafeBufferPointer { bp in
+                            depthwise3x3(i, into: o, weights: kp.baseAddress!, bias: bp.baseAddress!, stride: stride, workspace: ws, threads: threads)
+                        } }
+                    }
+                    assertClose(got, expected, 1e-4, "depthwise \(h)x\(w) stride \(stride) threads \(threads)")
+                }
+            }
+        }
+    }
+
+    func naivePool(_ x: [Float], _ c: Int, _ h: Int, _ w: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        for ch in 0..<c { for y in 0..<h { for xx in 0..<w {
+            var m = -Float.infinity
+            for yy in max(0, y - 2)...min(h - 1, y + 2) { for xi in max(0, xx - 2)...min(w - 1, xx + 2) { m = max(m, x[(ch * h + yy) * w + xi]) } }
+            out[(ch * h + y) * w + xx] = m
+        } } }
+        return out
+    }
+
+    func testCRPBlocksMatchTheirDefinition() {
+        let (c, h, w) = (6, 11, 9)
+        let x = random(c * h * w).map { max($0, 0) } // CRP inputs are post-ReLU6
+        // Depthwise CRP: acc = x + Σ b_i, b_i = s_i ⊙ pool(b_{i-1}).
+        let scales = (0..<4).map { _ in random(c) }
+        var b = x, expected = x
+        for s in scales {
+            b = naivePool(b, c, h, w)
+            for i in 0..<b.count { b[i] *= s[i / (h * w)] }
+            for i in 0..<b.count { expected[i] += b[i] }
+        }
+        for threads in [1, 2] {
+            let ws = Workspace()
+            let pointers = scales.map { s -> UnsafeMutablePointer<Float> in
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: c); p.initialize(from: s, count: c); return p
+            }
+            defer { pointers.forEach { $0.deallocate() } }
+            let got = run(c, h, w, x, outChannels: c, outH: h, outW: w) { i, o in
+                depthwiseCRP(i, into: o, stageWeights: pointers.map { UnsafePointer($0) }, workspace: ws, threads: threads)
+            }
+            assertClose(got, expected, 1e-4, "depthwise CRP, threads \(threads)")
+            // Pooling with accumulation (dense CRP building block): signed inputs, −inf padding.
+            let signed = random(c * h * w)
+            var acc = random(c * h * w)
+            let accBefore = acc
+            let pooled = run(c, h, w, signed, outChannels: c, outH: h, outW: w) { i, o in
+                acc.withUnsafeMutableBufferPointer { a in
+                    maxPoolAccumulating(i, into: o, accumulator: FeatureMap(base: a.baseAddress!, channels: c, height: h, width: w),
+                                        mode: .add, workspace: ws, threads: threads)
+                }
+            }
+            assertClose(pooled, naivePool(signed, c, h, w), 0, "max-pool 5x5, threads \(threads)")
+            assertClose(acc, zip(accBefore, signed).map { $0 + $1 }, 1e-6, "accumulate")
+        }
+    }
+
+    func testBilinearHalfPixelAnySize() {
+        let (c, h, w) = (3, 5, 7)
+        let x = random(c * h * w)
+        for (ho, wo) in [(10, 14), (9, 13), (5, 7), (3, 4)] {
+            var expected = [Float](repeating: 0, count: c * ho * wo)
+            func coord(_ d: Int, _ o: Int, _ i: Int) -> (Int, Int, Float) {
+                let s = max((Double(d) + 0.5) * Double(i) / Double(o) - 0.5, 0)
+                let i0 = min(Int(s), i - 1)
+                return (i0, min(i0 + 1, i - 1), Float(s - Double(i0)))
+            }
+            for ch in 0..<c { for y in 0..<ho { for xx in 0..<wo {
+                let (y0, y1, fy) = coord(y, ho, h), (x0, x1, fx) = coord(xx, wo, w)
+                func v(_ yy: Int, _ xi: Int) -> Float { x[(ch * h + yy) * w + xi] }
+                expected[(ch * ho + y) * wo + xx] = (1 - fy) * ((1 - fx) * v(y0, x0) + fx * v(y0, x1)) + fy * ((1 - fx) * v(y1, x0) + fx * v(y1, x1))
+            } } }
+            let ws = Workspace()
+            let got = run(c, h, w, x, outChannels: c, outH: ho, outW: wo) { i, o in resizeBilinear(i, into: o, workspace: ws, threads: 2) }
+            assertClose(got, expected, 1e-5, "bilinear \(h)x\(w) → \(ho)x\(wo)")
+        }
+    }
+
+    func naiveConv(_ x: [Float], cin: Int, h: Int, w: Int, weights: [Float], cout: Int, stride: Int, bias: [Float]) -> [Float] {
+        let ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride
+        var out = [Float](repeating: 0, count: cout * ho * wo)
+        for o in 0..<cout { for y in 0..<ho { for xx in 0..<wo {
+            var s = bias[o]
+            for i in 0..<cin { for dy in 0..<3 { for dx in 0..<3 {
+                let iy = stride * y + dy - 1, ix = stride * xx + dx - 1
+                if iy >= 0 && iy < h && ix >= 0 && ix < w { s += weights[((o * cin + i) * 3 + dy) * 3 + dx] * x[(i * h + iy) * w + ix] }
+            } } }
+            out[(o * ho + y) * wo + xx] = s
+        } } }
+        return out
+    }
+
+    func testDense3x3PerTapAndStem() {
+        let (cin, cout, h, w) = (7, 5, 9, 11)
+        let x = random(cin * h * w), wt = random(cout * cin * 9), b = random(cout)
+        var taps = [Float](repeating: 0, count: wt.count)
+        for o in 0..<cout { for i in 0..<cin { for k in 0..<9 { taps[(k * cout + o) * cin + i] = wt[(o * cin + i) * 9 + k] } } }
+        for threads in [1, 2] {
+            let ws = Workspace()
+            let got = run(cin, h, w, x, outChannels: cout, outH: h, outW: w) { i, o in
+                taps.withUnsafeBufferPointer { t in b.withUnsafeBufferPointer { bp in
+                    convolution3x3(i, into: o, tapWeights: t.baseAddress!, bias: bp.baseAddress!, workspace: ws, threads: threads)
+                } }
+            }
+            assertClose(got, naiveConv(x, cin: cin, h: h, w: w, weights: wt, cout: cout, stride: 1, bias: b), 1e-4, "3x3 per-tap, threads \(threads)")
+        }
+        // Stem: stride 2, 3 → 32, ReLU6, odd size.
+        let (sh, sw) = (13, 15)
+        let sx = random(3 * sh * sw), sWeights = random(32 * 27), sBias = random(32)
+        let expected = naiveConv(sx, cin: 3, h: sh, w: sw, weights: sWeights, cout: 32, stride: 2, bias: sBias).map { min(max($0, 0), 6) }
+        let ws = Workspace()
+        let got = run(3, sh, sw, sx, outChannels: 32, outH: 7, outW: 8) { i, o in
+            sWeights.withUnsafeBufferPointer { wp in sBias.withUnsafeBufferPointer { bp in
+                stemConvolution(i, into: o, weights: wp.baseAddress!, bias: bp.baseAddress!, workspace: ws, threads: 2)
+            } }
+        }
+        assertClose(got, expected, 1e-4, "stem")
+    }
+
+    func testBlocked1x1WithEpilogueAndSplitGemm() {
+        // Large enough to be split into several column blocks and across threads.
+        let (cin, cout, h, w) = (24, 40, 37, 61)
+        let x = random(cin * h * w), wt = random(cout * cin), b = random(cout), residual = random(cout * h * w)
+        var expected = [Float](repeating: 0, count: cout * h * w)
+        for o in 0..<cout { for p in 0..<(h * w) {
+            var s: Float = b[o]
+            for i in 0..<cin { s += wt[o * cin + i] * x[i * h * w + p] }
+            expected[o * h * w + p] = s + residual[o * h * w + p]
+        } }
+        for threads in [1, 2] {
+            let got = run(cin, h, w, x, outChannels: cout, outH: h, outW: w) { i, o in
+                withMap(residual, cout, h, w) { r in
+                    wt.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+                        convolution1x1(i, into: o, weights: wp.baseAddress!, bias: bp.baseAddress!, residual: r, relu6: false, threads: threads)
+                    } }
+                }
+            }
+            assertClose(got, expected, 1e-4, "1x1 + bias + residual, threads \(threads)")
+            let plain = run(cin, h, w, x, outChannels: cout, outH: h, outW: w) { i, o in
+                wt.withUnsafeBufferPointer { gemm(m: cout, n: h * w, k: cin, a: $0.baseAddress!, b: i.base, c: o.base, threads: threads) }
+            }
+            assertClose(plain, zip(expected, residual).enumerated().map { $0.element.0 - $0.element.1 - b[$0.offset / (h * w)] }, 1e-4, "split GEMM")
+        }
+    }
+
+    func testOddInputSizesGiveCeilOutputs() throws {
+        let network = JointNetwork(weights: NetworkWeights.random(), threads: 2)
+        for (h, w, oh, ow) in [(101, 133, 26, 34), (97, 61, 25, 16), (33, 33, 9, 9)] {
+            let input = try NetworkInput(height: h, width: w, values: random(3 * h * w))
+            let out = network.forward(input)
+            XCTAssertEqual(out.height, oh); XCTAssertEqual(out.width, ow)
+            XCTAssertEqual(out.logits.count, 40 * oh * ow)
+            XCTAssertTrue(out.logits.allSatisfy { $0.isFinite } && out.depth.allSatisfy { $0.isFinite }, "\(h)x\(w)")
+            XCTAssertEqual(NetworkArchitecture.outputSize(height: h, width: w).height, oh)
+        }
+    }
+
+    func testBicubicMatchesOpenCVConventions() {
+        // Constant stays constant (the weights sum to one).
+        let constant = resizeBicubic([Float](repeating: 3, count: 12), channels: 1, height: 3, width: 4, toHeight: 12, width: 16)
+        XCTAssertTrue(constant.allSatisfy { abs($0 - 3) < 1e-5 })
+        let ramp = (0..<8).map { Float($0) }
+        let up = resizeBicubic(ramp, channels: 1, height: 1, width: 8, toHeight: 1, width: 32)
+        // Output 8 samples 1.625 (half-pixel: (8 + 0.5)/4 − 0.5): taps 0…3 with t = 0.625 and Keys
+        // a = −0.75 weights (−0.06592, 0.42627, 0.74951, −0.10986), worked by hand from OpenCV's
+        // interpolateCubic. a = −0.75 does not reproduce ramps exactly; a = −0.5 would give 1.625.
+        XCTAssertEqual(up[8], 1.5957, accuracy: 1e-3)
+        // Antisymmetric around the ramp's centre, and borders replicate (clamped indices).
+        for x in 0..<32 { XCTAssertEqual(up[x] + up[31 - x], 7, accuracy: 1e-4) }
+        XCTAssertEqual(up[0], -0.10986, accuracy: 1e-4, "taps −2…1 clamp to 0,0,0,1: only w3 sees the ramp")
+    }
+}
