@@ -15,9 +15,18 @@ public struct ReconstructionOptions: Sendable {
         /// Frame-to-model ICP against the map; ground truth, if any, is only used to evaluate.
         case track
     }
+    /// Where fused depth comes from.
+    public enum DepthSource: String, Sendable {
+        /// The sequence's depth images (falling back to predicted depth where a frame has none).
+        case sensor
+        /// The predictor's depth (the joint network): reconstruction from RGB alone. Frames
+        /// without a prediction are skipped.
+        case predicted
+    }
     public var selection = FrameSelection()
     public var fusion = FusionParameters()
     public var poses = PoseSource.groundTruth
+    public var depth = DepthSource.sensor
     public var tracking = TrackingParameters()
     public init() {}
 }
@@ -63,6 +72,8 @@ public final class Reconstruction {
     public private(set) var trajectory: [(timestamp: Double, pose: RigidTransform)] = []
     public private(set) var framesFused = 0
     public private(set) var framesWithPrediction = 0
+    /// Frames skipped because fusion uses predicted depth and the predictor did not run on them.
+    public private(set) var framesWithoutPredictedDepth = 0
     /// Per-frame prediction accuracy against ground-truth labels, where the sequence has them.
     public private(set) var perFrameAccuracy = AccuracyCount()
     /// Seconds per fused frame (fusion + labels, excluding reading and prediction).
@@ -132,7 +143,12 @@ public final class Reconstruction {
         let frame = try source.frame(at: position)
         let where_ = frame.source.isEmpty ? "\(source.name) frame \(position)" : frame.source
         let prediction = try predictor?.predict(frame)
-        guard let depth = frame.depth ?? prediction?.depth else {
+        if options.depth == .predicted && prediction?.depth == nil {
+            framesWithoutPredictedDepth += 1
+            return
+        }
+        let sensorDepth = options.depth == .sensor ? frame.depth : nil
+        guard let depth = sensorDepth ?? prediction?.depth else {
             throw PipelineError.frameFailed(index: position, source: where_,
                                             underlying: PipelineError.invalidOption("no depth: the sequence has none and no predictor supplies it"))
         }

@@ -40,6 +40,16 @@ public struct ReconstructionRequest: Sendable {
     public var fusion = FusionParameters()
     /// nil: the sequence's poses when it has them, else tracking.
     public var poses: ReconstructionOptions.PoseSource?
+    /// Weights (.safetensors) of the joint network; when set, the network supplies the class
+    /// probabilities (unless labels are `none`) and, with predicted depth, the depth.
+    public var network: URL?
+    /// Run the network every n-th fused frame. nil: 10 (SemanticFusion's rate) with sensor
+    /// depth, 1 with predicted depth.
+    public var networkEvery: Int?
+    /// nil: sensor depth when the sequence has depth, else predicted depth (needs `network`).
+    public var depth: ReconstructionOptions.DepthSource?
+    /// Threads for the network (default: the fusion's).
+    public var networkThreads: Int?
 
     public init(sequence: URL) { self.sequence = sequence }
 }
@@ -70,13 +80,20 @@ public enum ReconstructionJob {
                            shouldStop: () -> Bool = { false }) throws -> ReconstructionResult {
         let source = try SequenceLoader.open(request.sequence, options: request.reader)
         logger.info("opened \(source.name) as \(source.layout): \(source.frameCount) frames, \(source.intrinsics)")
-        let predictor = try makePredictor(request, source: source)
+        let depthSource = request.depth ?? (source.capabilities.hasDepth ? .sensor : .predicted)
+        if depthSource == .predicted && request.network == nil {
+            throw PipelineError.invalidOption(source.capabilities.hasDepth
+                ? "--depth predicted needs --network <weights.safetensors>"
+                : "\(source.name): the sequence has no depth; reconstructing from RGB alone needs the network (--network <weights.safetensors>)")
+        }
+        let predictor = try makePredictor(request, source: source, depthSource: depthSource)
         if let predictor { logger.info("labels: \(predictor.name), \(predictor.classSet)") } else { logger.info("labels: none (geometry only)") }
 
         var options = ReconstructionOptions()
         options.selection = request.selection
         options.fusion = request.fusion
         options.poses = request.poses ?? (source.capabilities.hasPoses ? .groundTruth : .track)
+        options.depth = depthSource
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
         let output = request.output ?? URL(fileURLWithPath: "Output").appendingPathComponent("\(source.name).ply")
         let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")
@@ -125,6 +142,13 @@ public enum ReconstructionJob {
         if let preview {
             summary += "\nWrote \(preview.path): rendering of the map" + (predictor != nil ? " (class colours | RGB)" : "")
         }
+        let network = (predictor as? NetworkPredictor) ?? ((predictor as? ClassMappingPredictor)?.inner as? NetworkPredictor)
+        if let network {
+            summary += "\n" + network.report
+            if reconstruction.framesWithoutPredictedDepth > 0 {
+                summary += "; \(reconstruction.framesWithoutPredictedDepth) frames without a network run were not fused (predicted depth)"
+            }
+        }
         if let score = syntheticScore(source: source, cloud: cloud) {
             summary += "\n" + score
         }
@@ -137,7 +161,22 @@ public enum ReconstructionJob {
                                     pointCount: cloud.count, summary: summary)
     }
 
-    static func makePredictor(_ request: ReconstructionRequest, source: FrameSource) throws -> Predictor? {
+    static func makePredictor(_ request: ReconstructionRequest, source: FrameSource,
+                              depthSource: ReconstructionOptions.DepthSource = .sensor) throws -> Predictor? {
+        if let weights = request.network {
+            let network = try NetworkPredictor(weights: weights, every: request.networkEvery ?? (depthSource == .predicted ? 1 : 10),
+                                               predictsDepth: depthSource == .predicted,
+                                               threads: request.networkThreads ?? request.fusion.threads)
+            // With the network, its class probabilities are always fused (--labels is for sequences).
+            let predictor: Predictor = network
+            if let wanted = request.classSet, wanted != network.classSet {
+                guard let mapping = ClassMapping(from: network.classSet, to: wanted) else {
+                    throw PipelineError.invalidOption("--class-set \(wanted.name): cannot map the network's NYU-40 classes onto it")
+                }
+                return ClassMappingPredictor(predictor, mapping: mapping)
+            }
+            return predictor
+        }
         let native = source.classSet ?? request.classSet ?? .nyu40
         guard let predictor = try makeNativePredictor(request, source: source, classSet: native) else { return nil }
         // A different class set was asked for than the sequence's: map onto it (NYU-40 → NYU-13).

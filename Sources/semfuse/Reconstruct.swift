@@ -44,6 +44,15 @@ struct Reconstruct: ParsableCommand {
         """)
     var labels: String = "auto"
 
+    @Option(help: "Joint network weights (.safetensors, see tools/convert_checkpoint.py): the network's NYU-40 class probabilities are fused instead of --labels, and with --depth predicted its depth too.")
+    var network: String?
+
+    @Option(help: "Run the network on every n-th fused frame. Default: 10 (SemanticFusion's rate) with sensor depth, 1 with predicted depth (frames without a network run are then not fused).")
+    var networkEvery: Int?
+
+    @Option(help: "Depth to fuse: 'sensor' or 'predicted' (the network's; reconstruction from RGB alone). Default: sensor when the sequence has depth, else predicted.")
+    var depth: String?
+
     @Option(help: "Probability given to the labelled class when turning label images into probabilities.")
     var labelConfidence: Double = 0.7
 
@@ -96,6 +105,11 @@ struct Reconstruct: ParsableCommand {
         guard maxDepth > 0.3 else { throw ValidationError("--max-depth must be above 0.3 m") }
         if let classSet, ClassSet.named(classSet) == nil { throw ValidationError("--class-set must be nyu40 or nyu13") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
+        if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
+        if network == nil && (networkEvery != nil || depth == "predicted") {
+            throw ValidationError("--network-every and --depth predicted need --network <weights.safetensors>")
+        }
     }
 
     func run() throws {
@@ -121,6 +135,9 @@ struct Reconstruct: ParsableCommand {
         request.fusion.maxDepth = maxDepth
         request.fusion.confidenceThreshold = confidenceThreshold
         if let threads { request.fusion.threads = threads }
+        request.network = network.map { URL(fileURLWithPath: $0) }
+        request.networkEvery = networkEvery
+        request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
 
         Interrupt.install()
         let printer = ProgressPrinter(quiet: logging.quiet)

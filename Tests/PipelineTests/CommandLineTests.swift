@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import XCTest
 import TestSupport
 
@@ -50,5 +51,77 @@ final class CommandLineTests: XCTestCase {
         result = try run(["reconstruct", "--help"])
         XCTAssertEqual(result.status, 0)
         XCTAssertTrue(result.output.contains("--poses"))
+    }
+
+    /// `semfuse predict <image.png> --weights <file.safetensors> --save-raw <dir>`, exactly as
+    /// scripts call it, checked against the PyTorch outputs for the same image.
+    func testScriptFormOfPredict() throws {
+        let weights = try SharedData.require("network-golden/weights.safetensors")
+        let u8 = try NPY.read(try SharedData.require("network-golden/in_96x128_u8.npy"))
+        let (h, w) = (u8.shape[0], u8.shape[1])
+        var pixels: [RGB8] = []
+        for i in 0..<(h * w) {
+            let r = UInt8(u8.values[3 * i]), g = UInt8(u8.values[3 * i + 1]), b = UInt8(u8.values[3 * i + 2])
+            pixels.append(RGB8(r, g, b))
+        }
+        let image = ColorImage(width: w, height: h, pixels: pixels)
+        let dir = try SharedData.temporaryDirectory(self)
+        let png = dir.appendingPathComponent("frame.png"), raw = dir.appendingPathComponent("raw")
+        try PNGCodec.writeRGB(image, to: png)
+        let out = dir.appendingPathComponent("out")
+        let result = try run(["predict", png.path, "--weights", weights.path, "--save-raw", raw.path, "-o", out.path, "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let segm = try NPY.read(raw.appendingPathComponent("segm.npy"))
+        let depth = try NPY.read(raw.appendingPathComponent("depth.npy"))
+        let goldenSegm = try NPY.read(try SharedData.require("network-golden/out_96x128_segm.npy"))
+        let goldenDepth = try NPY.read(try SharedData.require("network-golden/out_96x128_depth.npy"))
+        XCTAssertEqual(segm.shape, [1, 40, 24, 32])
+        XCTAssertEqual(depth.shape, [1, 1, 24, 32])
+        let range = (goldenSegm.values.max()! - goldenSegm.values.min()!)
+        XCTAssertLessThan(zip(segm.values, goldenSegm.values).map { abs($0 - $1) }.max()! / range, 1e-3)
+        XCTAssertLessThan(zip(depth.values, goldenDepth.values).map { abs($0 - $1) }.max()!, 1e-3)
+        let depthPNG = try PNGCodec.readGray16(out.appendingPathComponent("frame.depth.png"))
+        XCTAssertEqual([depthPNG.width, depthPNG.height], [128, 96])
+        let preview = try PNGCodec.readRGB(out.appendingPathComponent("frame.preview.png"))
+        XCTAssertEqual([preview.width, preview.height], [3 * 128 + 8, 96], "input | labels | depth")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("frame.labels.png").path))
+        // Missing weights: a clear message, non-zero exit.
+        let missing = try run(["predict", png.path, "--weights", dir.appendingPathComponent("none.safetensors").path, "-o", out.path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.output.contains("none.safetensors") && missing.output.contains("no such file"), missing.output)
+    }
+
+    func testBenchNetworkPrintsJSON() throws {
+        let result = try run(["bench", "network", "--size", "64x48", "--threads", "1", "--runs", "3", "--warmup", "1", "--json"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let line = result.output.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        for key in ["median_ms", "min_ms", "max_ms", "runs", "gflops"] { XCTAssertNotNil(object?[key], "\(key) in \(line)") }
+        XCTAssertEqual(object?["runs"] as? Int, 3)
+        XCTAssertLessThanOrEqual(object?["min_ms"] as? Double ?? 1, object?["median_ms"] as? Double ?? 0)
+    }
+
+    /// RGB-only reconstruction (network depth), then predictions recorded once and replayed
+    /// without the network.
+    func testNetworkReconstructionRecordAndReplay() throws {
+        let weights = try SharedData.require("network-golden/weights.safetensors")
+        let sequence = try SharedData.require("7scenes-redkitchen-png50")
+        let dir = try SharedData.temporaryDirectory(self)
+        var result = try run(["reconstruct", sequence.path, "--network", weights.path, "--depth", "predicted", "--frames", "0:3",
+                              "--poses", "groundtruth", "--all-surfels", "-o", dir.appendingPathComponent("rgb-only.ply").path, "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("Network: ran on 3 of 3 frames"), result.output)
+        let recorded = dir.appendingPathComponent("recorded")
+        result = try run(["predict", sequence.path, "--weights", weights.path, "--frames", "0:3", "--record", recorded.path,
+                          "-o", dir.appendingPathComponent("pred").path, "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        result = try run(["reconstruct", recorded.path, "--labels", "recorded", "--all-surfels",
+                          "-o", dir.appendingPathComponent("replay.ply").path, "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("recorded probabilities"), result.output)
+        // Asking for predicted depth without weights is refused up front.
+        result = try run(["reconstruct", sequence.path, "--depth", "predicted"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.output.contains("--network"), result.output)
     }
 }

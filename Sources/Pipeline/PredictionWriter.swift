@@ -1,0 +1,92 @@
+import Foundation
+import Imaging
+import Network
+import Semantics
+
+/// Writes what the network predicts for one image in the forms people and tools use.
+public enum PredictionWriter {
+    /// Depth PNGs use the TUM scale: 5000 units per metre (0 = no depth, saturating at 13.1 m).
+    public static let depthScale: Float = 5000
+    /// Far end of the depth colour map in previews, as the authors' NYU notebooks (0-8 m).
+    public static let previewFarDepth: Float = 8
+
+    public struct Options: Sendable {
+        /// Also write softmax class probabilities at output stride 4 (`[40, h, w]` float16 .npy).
+        public var probabilities = false
+        /// Write `segm.npy` and `depth.npy` (raw logits and depth before `abs`, stride 4, float32)
+        /// into this folder.
+        public var rawDirectory: URL?
+        public var preview = true
+        public var threads = 1
+        public init() {}
+    }
+
+    /// Writes `<stem>.depth.png`, `<stem>.labels.png` (NYU palette), `<stem>.label-ids.png`
+    /// (class id per pixel) and `<stem>.preview.png` (input | labels | depth) into `directory`.
+    /// Returns the files written.
+    @discardableResult
+    public static func write(_ output: NetworkOutput, image: ColorImage, stem: String, to directory: URL,
+                             options: Options = Options()) throws -> [URL] {
+        var written: [URL] = []
+        func url(_ suffix: String) -> URL { directory.appendingPathComponent("\(stem).\(suffix)") }
+        let nyu = NetworkPredictor.nyu40Output(output)
+        let labels = nyu.labels(height: image.height, width: image.width, threads: options.threads)
+        let depth = output.depthImage(height: image.height, width: image.width)
+        let depthPNG = depth.map { z -> UInt16 in
+            guard z.isFinite, z > 0 else { return 0 }
+            return UInt16(min(65535, (z * depthScale).rounded()))
+        }
+        let coloured = ClassSet.nyu40.colorize(labels)
+        try PNGCodec.writeGray16(depthPNG, to: url("depth.png")); written.append(url("depth.png"))
+        try PNGCodec.writeRGB(coloured, to: url("labels.png")); written.append(url("labels.png"))
+        try PNGCodec.writeGray8(labels, to: url("label-ids.png")); written.append(url("label-ids.png"))
+        if options.preview {
+            let depthColours = ColorRamp.colorize(depth: depth, near: 0, far: previewFarDepth)
+            try PNGCodec.writeRGB(sideBySide([image, coloured, depthColours]), to: url("preview.png"))
+            written.append(url("preview.png"))
+        }
+        if options.probabilities {
+            let p = nyu.classProbabilities()
+            var chw = [Float](repeating: 0, count: p.values.count)
+            let plane = p.width * p.height
+            for i in 0..<plane { for c in 0..<p.classCount { chw[c * plane + i] = p.values[i * p.classCount + c] } }
+            try NPY.write(NPYArray(shape: [p.classCount, p.height, p.width], values: chw), to: url("probabilities.npy"), dtype: .float16)
+            written.append(url("probabilities.npy"))
+        }
+        if let raw = options.rawDirectory {
+            try FileManager.default.createDirectory(at: raw, withIntermediateDirectories: true)
+            let segm = raw.appendingPathComponent("segm.npy"), depthURL = raw.appendingPathComponent("depth.npy")
+            try NPY.write(NPYArray(shape: [1, output.classCount, output.height, output.width], values: output.logits), to: segm)
+            try NPY.write(NPYArray(shape: [1, 1, output.height, output.width], values: output.depth), to: depthURL)
+            written += [segm, depthURL]
+        }
+        return written
+    }
+
+    /// Images next to each other with a 4-pixel dark gap, top-aligned.
+    public static func sideBySide(_ images: [ColorImage]) -> ColorImage {
+        let gap = 4
+        let width = images.reduce(0) { $0 + $1.width } + gap * (images.count - 1)
+        let height = images.map(\.height).max() ?? 0
+        var canvas = ColorImage(width: width, height: height, repeating: RGB8(32, 32, 32))
+        var x0 = 0
+        for image in images {
+            for y in 0..<image.height {
+                for x in 0..<image.width { canvas.pixels[y * width + x0 + x] = image.pixels[y * image.width + x] }
+            }
+            x0 += image.width + gap
+        }
+        return canvas
+    }
+}
+
+extension NetworkPredictor {
+    /// The output restricted to the NYU-40 logits (the NYU+KITTI checkpoint has 46).
+    public static func nyu40Output(_ output: NetworkOutput) -> NetworkOutput {
+        guard output.classCount > 40 else { return output }
+        var nyu = output
+        nyu.classCount = 40
+        nyu.logits = Array(output.logits.prefix(40 * output.height * output.width))
+        return nyu
+    }
+}
