@@ -5,6 +5,10 @@ import Foundation
 /// clamped to the last index.
 func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
     let hi = input.height, wi = input.width, ho = output.height, wo = output.width
+    if ho == 2 * hi && wo == 2 * wi && wi >= 2 {
+        upsample2x(input, into: output, workspace: workspace, threads: threads)
+        return
+    }
     let table = workspace.raw("bilinear.table", bytes: (wo + ho) * MemoryLayout<BilinearTap>.stride)
         .assumingMemoryBound(to: BilinearTap.self)
     for x in 0..<wo { table[x] = BilinearTap(destination: x, outputSize: wo, inputSize: wi) }
@@ -23,6 +27,42 @@ func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, workspace: Wor
                     let bottom = tx.w0 * r1[tx.i0] + tx.w1 * r1[tx.i1]
                     out[x] = ty.w0 * top + ty.w1 * bottom
                 }
+            }
+        }
+    }
+}
+
+/// Exact 2x half-pixel bilinear (every decoder step on even sizes): the weights are the constants
+/// 1/4 and 3/4, so rows are blended with SIMD and then each blended row is widened, instead of
+/// a table lookup and four gathers per output.
+private func upsample2x(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
+    let hi = input.height, wi = input.width, wo = output.width
+    let workers = max(1, min(threads, input.channels))
+    let scratch = workspace.floats("bilinear.row", count: (wi + 16) * workers)
+    parallelRanges(input.channels, threads: workers) { worker, channels in
+        let row = scratch + worker * (wi + 16)
+        let quarter = F8(repeating: 0.25), threeQuarters = F8(repeating: 0.75)
+        for c in channels {
+            let src = input.channel(c), dst = output.channel(c)
+            for y in 0..<(2 * hi) {
+                // Output row y samples input row (y + 0.5)/2 − 0.5: rows j−1, j (even y) or j, j+1 (odd y).
+                let j = y / 2
+                let near = src + j * wi
+                let far = src + (y % 2 == 0 ? max(j - 1, 0) : min(j + 1, hi - 1)) * wi
+                var x = 0
+                while x + 8 <= wi {
+                    store8(threeQuarters * load8(near + x) + quarter * load8(far + x), row + x)
+                    x += 8
+                }
+                while x < wi { row[x] = 0.75 * near[x] + 0.25 * far[x]; x += 1 }
+                let out = dst + y * wo
+                out[0] = row[0]
+                for i in 0..<(wi - 1) {
+                    let a = row[i], b = row[i + 1]
+                    out[2 * i + 1] = 0.75 * a + 0.25 * b
+                    out[2 * i + 2] = 0.25 * a + 0.75 * b
+                }
+                out[wo - 1] = row[wi - 1]
             }
         }
     }
