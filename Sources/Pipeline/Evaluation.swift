@@ -146,3 +146,51 @@ public struct Evaluation {
         self.predictionScore = predictor == nil ? nil : predictionScore
     }
 }
+
+/// Depth-prediction accuracy against sensor depth with the standard monocular-depth metrics
+/// (Eigen et al.): RMSE, mean absolute relative error and the δ < 1.25ᵏ accuracies, over pixels
+/// where both depths are valid and the truth is within `maxDepth`.
+public struct DepthScore: Sendable, CustomStringConvertible {
+    public private(set) var pixels = 0
+    public private(set) var frames = 0
+    private var squaredError = 0.0
+    private var absoluteRelative = 0.0
+    private var withinDelta = [0, 0, 0]
+    public var maxDepth: Float
+
+    public init(maxDepth: Float = 10) { self.maxDepth = maxDepth }
+
+    /// Adds one frame; `predicted` is resized (nearest) to the truth's size if they differ.
+    public mutating func add(predicted: DepthImage, truth: DepthImage) {
+        frames += 1
+        let sameSize = predicted.width == truth.width && predicted.height == truth.height
+        for y in 0..<truth.height {
+            for x in 0..<truth.width {
+                let g = truth[x, y]
+                guard g.isFinite, g > 0, g <= maxDepth else { continue }
+                let p = sameSize ? predicted[x, y]
+                    : predicted[min(predicted.width - 1, x * predicted.width / truth.width), min(predicted.height - 1, y * predicted.height / truth.height)]
+                guard p.isFinite, p > 0 else { continue }
+                let e = Double(p - g)
+                squaredError += e * e
+                absoluteRelative += abs(e) / Double(g)
+                let ratio = max(p / g, g / p)
+                if ratio < 1.25 { withinDelta[0] += 1 }
+                if ratio < 1.25 * 1.25 { withinDelta[1] += 1 }
+                if ratio < 1.25 * 1.25 * 1.25 { withinDelta[2] += 1 }
+                pixels += 1
+            }
+        }
+    }
+
+    public var rmse: Double? { pixels > 0 ? (squaredError / Double(pixels)).squareRoot() : nil }
+    public var absRel: Double? { pixels > 0 ? absoluteRelative / Double(pixels) : nil }
+    /// Fraction of pixels with max(p/g, g/p) < 1.25, 1.25², 1.25³.
+    public var deltas: [Double]? { pixels > 0 ? withinDelta.map { Double($0) / Double(pixels) } : nil }
+
+    public var description: String {
+        guard let rmse, let absRel, let deltas else { return "depth: no pixel with both predicted and sensor depth" }
+        return String(format: "depth on %d frames (%d pixels): RMSE %.3f m, abs-rel %.3f, δ<1.25 %.1f %%, δ<1.25² %.1f %%, δ<1.25³ %.1f %%",
+                      frames, pixels, rmse, absRel, deltas[0] * 100, deltas[1] * 100, deltas[2] * 100)
+    }
+}

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Export
 import Foundation
+import Imaging
+import Network
 import Pipeline
 import Semantics
 import Sequences
@@ -17,6 +19,10 @@ struct Evaluate: ParsableCommand {
         rendered as discs into every n-th ground-truth label frame; per-class IoU, mean IoU and \
         pixel accuracy are reported, next to the same numbers for the per-frame predictions \
         (--labels) on the same pixels.
+
+        Predicted depth (--depth-predictions <folder of NNNNNN.depth.png from 'semfuse predict'>, \
+        or --network <weights> to run the network here) is scored against the sequence's sensor \
+        depth on every n-th frame: RMSE, abs-rel and the δ < 1.25^k accuracies.
         """)
 
     @Argument(help: "Sequence folder with ground truth.")
@@ -34,14 +40,26 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Seed of the simulated segmenter.")
     var seed: UInt64 = 1
 
-    @Option(help: "Use every n-th label frame.")
+    @Option(help: "Use every n-th label (or depth) frame.")
     var every: Int = 10
+
+    @Option(help: "Folder of predicted depth PNGs named by frame (NNNNNN.depth.png, 5000 per metre), as 'semfuse predict <sequence>' writes.")
+    var depthPredictions: String?
+
+    @Option(help: "Network weights (.safetensors): predict depth on the evaluated frames and score it.")
+    var network: String?
+
+    @Option(help: "Ignore sensor depth beyond this many metres when scoring depth.")
+    var maxDepth: Float = 10
 
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
     func validate() throws {
-        guard trajectory != nil || map != nil else { throw ValidationError("give --trajectory and/or --map") }
+        guard trajectory != nil || map != nil || depthPredictions != nil || network != nil else {
+            throw ValidationError("give --trajectory, --map, --depth-predictions and/or --network")
+        }
+        guard depthPredictions == nil || network == nil else { throw ValidationError("give --depth-predictions or --network, not both") }
         guard ["simulated", "recorded", "none"].contains(labels) else { throw ValidationError("--labels must be simulated, recorded or none") }
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
     }
@@ -101,6 +119,33 @@ struct Evaluate: ParsableCommand {
                     if let o = other[k] { line += String(format: " | %5.1f %%", o * 100) }
                     lines.append(line)
                 }
+            }
+        }
+        if depthPredictions != nil || network != nil {
+            guard source.capabilities.hasDepth else { throw CLIError("\(source.name): the sequence has no sensor depth to score predictions against") }
+            var score = DepthScore(maxDepth: maxDepth)
+            let net = try network.map { JointNetwork(weights: try NetworkWeights.load(URL(fileURLWithPath: $0)),
+                                                     threads: max(1, ProcessInfo.processInfo.activeProcessorCount)) }
+            for position in stride(from: 0, to: source.frameCount, by: every) {
+                let frame = try source.frame(at: position)
+                guard let truth = frame.depth else { continue }
+                let predicted: DepthImage
+                if let net {
+                    predicted = net.forward(try NetworkInput(image: frame.color)).depthImage(height: frame.color.height, width: frame.color.width)
+                } else {
+                    let url = URL(fileURLWithPath: depthPredictions!).appendingPathComponent(String(format: "%06d.depth.png", position))
+                    guard FileManager.default.fileExists(atPath: url.path) else { continue }
+                    predicted = try PNGCodec.readGray16(url).map { Float($0) / PredictionWriter.depthScale }
+                }
+                score.add(predicted: predicted, truth: truth)
+            }
+            guard score.frames > 0 else {
+                throw CLIError("no predicted depth found for the evaluated frames (every \(every)th; expected NNNNNN.depth.png in \(depthPredictions ?? "?"))")
+            }
+            lines.append("  \(score)")
+            if let rmse = score.rmse, let absRel = score.absRel, let deltas = score.deltas {
+                object["depth"] = ["rmse_m": rmse, "abs_rel": absRel, "delta1": deltas[0], "delta2": deltas[1], "delta3": deltas[2],
+                                   "frames": score.frames, "pixels": score.pixels]
             }
         }
         if json {

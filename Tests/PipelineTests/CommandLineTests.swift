@@ -115,6 +115,13 @@ final class CommandLineTests: XCTestCase {
         result = try run(["predict", sequence.path, "--weights", weights.path, "--frames", "0:3", "--record", recorded.path,
                           "-o", dir.appendingPathComponent("pred").path, "-q"])
         XCTAssertEqual(result.status, 0, result.output)
+        // The predicted depth PNGs score against the sensor depth.
+        result = try run(["evaluate", sequence.path, "--depth-predictions", dir.appendingPathComponent("pred").path, "--every", "1", "--json"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let json = result.output[result.output.firstIndex(of: "{")!...]
+        let depth = (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["depth"] as? [String: Any]
+        XCTAssertEqual(depth?["frames"] as? Int, 3, result.output)
+        XCTAssertNotNil(depth?["abs_rel"] as? Double)
         result = try run(["reconstruct", recorded.path, "--labels", "recorded", "--all-surfels",
                           "-o", dir.appendingPathComponent("replay.ply").path, "-q"])
         XCTAssertEqual(result.status, 0, result.output)
