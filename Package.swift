@@ -41,7 +41,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags, linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [
-            "Pipeline", "Network",
+            "Pipeline", "Network", "Mapping",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags),

@@ -37,6 +37,8 @@ public final class SurfelFusion {
     private var pixelInitTime: [Int32] = []
     /// The most recent live vertex/normal map (finest level), for filling prediction holes.
     var lastLiveFrame: VertexNormalMap?
+    /// Intensity of the last tracked live frame, for filling holes in the predicted intensity.
+    var lastLiveIntensity: [Float]?
     private var pixelState: [UInt8] = []
 
     /// Statistics of one integrated frame.

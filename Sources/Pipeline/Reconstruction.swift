@@ -89,6 +89,10 @@ public final class Reconstruction {
     public private(set) var groundTruthTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
     private var lastPose: RigidTransform?
     private lazy var tracker = ICPTracker(parameters: options.tracking)
+    /// Photometric tracking needs colour at the depth resolution.
+    private var usePhotometric: Bool {
+        options.tracking.photometricWeight > 0 && source.intrinsics.width > 0
+    }
 
     public init(source: FrameSource, predictor: Predictor?, options: ReconstructionOptions = ReconstructionOptions()) throws {
         if options.poses == .groundTruth && !source.capabilities.hasPoses {
@@ -166,19 +170,21 @@ public final class Reconstruction {
                 // so tracked and true trajectories share a frame).
                 pose = frame.worldFromCamera ?? .identity
                 let live = fusion.liveFrame(depth: depth)
-                fusion.acceptLiveFrame(live.pyramid)
+                fusion.acceptLiveFrame(live.pyramid, intensity: usePhotometric ? fusion.liveIntensity(color: frame.color) : nil)
                 filtered = live.filteredDepth
                 break
             }
-            let model = fusion.predictedPyramid(from: previous)
+            let model = fusion.predictedModel(from: previous, intensity: usePhotometric)
             let live = fusion.liveFrame(depth: depth)
-            let result = tracker.track(frame: live.pyramid, model: model, previousPose: previous, threads: options.fusion.threads)
+            let liveIntensity = usePhotometric ? fusion.liveIntensity(color: frame.color) : nil
+            let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
+                                       frameIntensity: liveIntensity, modelIntensity: model.intensity)
             if let failure = result.failure {
                 trackingFailures.append((position, failure))
                 logger.warning("tracking failed at frame \(position): \(failure); keeping the last good pose, frame not fused")
                 return
             }
-            fusion.acceptLiveFrame(live.pyramid)
+            fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             filtered = live.filteredDepth
             pose = result.pose
         }

@@ -50,6 +50,8 @@ public struct ReconstructionRequest: Sendable {
     public var depth: ReconstructionOptions.DepthSource?
     /// Threads for the network (default: the fusion's).
     public var networkThreads: Int?
+    /// Frame-to-model tracking parameters (with `poses` = track).
+    public var tracking = TrackingParameters()
 
     public init(sequence: URL) { self.sequence = sequence }
 }
@@ -94,6 +96,7 @@ public enum ReconstructionJob {
         options.fusion = request.fusion
         options.poses = request.poses ?? (source.capabilities.hasPoses ? .groundTruth : .track)
         options.depth = depthSource
+        options.tracking = request.tracking
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
         let output = request.output ?? URL(fileURLWithPath: "Output").appendingPathComponent("\(source.name).ply")
         let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")

@@ -21,11 +21,15 @@ public struct TrackingBenchmark {
 
     public let source: FrameSource
     public let positions: [Int]
-    public init(source: FrameSource, positions: [Int]) { self.source = source; self.positions = positions }
+    public var parameters: TrackingParameters
+    public init(source: FrameSource, positions: [Int], parameters: TrackingParameters = TrackingParameters()) {
+        self.source = source; self.positions = positions; self.parameters = parameters
+    }
 
     public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0)
-        let tracker = ICPTracker()
+        let tracker = ICPTracker(parameters: parameters)
+        let photometric = parameters.photometricWeight > 0
         var tracking: [Double] = [], total: [Double] = []
         var estimated: [RigidTransform] = [], truth: [RigidTransform] = []
         var failures = 0
@@ -38,12 +42,14 @@ public struct TrackingBenchmark {
             let t0 = DispatchTime.now().uptimeNanoseconds
             var pose = gt
             let live = fusion.liveFrame(depth: depth)
+            let liveIntensity = photometric ? fusion.liveIntensity(color: frame.color) : nil
             if let previous = last {
-                let model = fusion.predictedPyramid(from: previous)
-                let result = tracker.track(frame: live.pyramid, model: model, previousPose: previous)
-                if result.succeeded { fusion.acceptLiveFrame(live.pyramid); pose = result.pose } else { failures += 1; pose = previous }
+                let model = fusion.predictedModel(from: previous, intensity: photometric)
+                let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous,
+                                           frameIntensity: liveIntensity, modelIntensity: model.intensity)
+                if result.succeeded { fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity); pose = result.pose } else { failures += 1; pose = previous }
             } else {
-                fusion.acceptLiveFrame(live.pyramid)
+                fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             }
             let t1 = DispatchTime.now().uptimeNanoseconds
             try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose, source: frame.source,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Mapping
 import Pipeline
 import Sequences
 
@@ -103,22 +104,39 @@ struct TrackingBench: ParsableCommand {
     @Option(help: "Frames start:end (end exclusive).")
     var frames: String = "0:500"
 
+    @Option(help: "Resolutions to run: full, half or both.")
+    var resolution: String = "both"
+
+    @Option(help: "Weight of the photometric term (0: geometric ICP only, the default).")
+    var photometricWeight: Double = TrackingParameters().photometricWeight
+
+    @Flag(help: "With --photometric-weight > 0: also run geometric-only ICP as an in-run baseline.")
+    var compareGeometric = false
+
     func run() throws {
         let url = URL(fileURLWithPath: sequence)
         let probe = try SequenceLoader.open(url, options: ReaderOptions())
         let positions = try FrameSelection(parsing: frames).positions(count: probe.frameCount)
         guard !positions.isEmpty else { throw CLIError("no frames selected") }
         print("bench tracking: \(probe.name), \(positions.count) frames")
-        for scale in [1, 2] {
+        let scales = resolution == "full" ? [1] : resolution == "half" ? [2] : [1, 2]
+        var variants = [("ICP + photometric (weight \(photometricWeight))", photometricWeight)]
+        if photometricWeight == 0 { variants = [("ICP only", 0)] }
+        if compareGeometric && photometricWeight > 0 { variants.append(("ICP only", 0)) }
+        for scale in scales {
+          for (label, weight) in variants {
             let source = scale == 1 ? probe : try DownsampledSource(probe, factor: scale)
-            let result = try TrackingBenchmark(source: source, positions: positions).run { done, total in
+            var parameters = TrackingParameters()
+            parameters.photometricWeight = weight
+            let result = try TrackingBenchmark(source: source, positions: positions, parameters: parameters).run { done, total in
                 if done % 100 == 0 || done == total { FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8)) }
             }
-            let size = "\(source.intrinsics.width)x\(source.intrinsics.height)"
+            let size = "\(source.intrinsics.width)x\(source.intrinsics.height) \(label)"
             print(String(format: "%@: tracking median %.1f ms (p10 %.1f, p90 %.1f), tracking + fusion median %.1f ms (%.1f frames/s), %d failures",
                          size, result.trackingMedian, result.trackingP10, result.trackingP90, result.totalMedian,
                          1000 / max(result.totalMedian, 1e-9), result.failures))
             if let ate = result.ate { print("  \(ate)") }
+          }
         }
     }
 }

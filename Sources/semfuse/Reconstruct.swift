@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Geometry
 import Logging
+import Mapping
 import Pipeline
 import Semantics
 import Sequences
@@ -92,6 +93,9 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
+    @Option(help: "Tracking: weight of the photometric term against point-to-plane ICP (0, the default: geometric only; 1: both terms normalised by their noise, 1 cm and 10 grey levels).")
+    var photometricWeight: Double = TrackingParameters().photometricWeight
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -105,6 +109,7 @@ struct Reconstruct: ParsableCommand {
         guard maxDepth > 0.3 else { throw ValidationError("--max-depth must be above 0.3 m") }
         if let classSet, ClassSet.named(classSet) == nil { throw ValidationError("--class-set must be nyu40 or nyu13") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard photometricWeight >= 0 else { throw ValidationError("--photometric-weight must be 0 or more") }
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
         if network == nil && (networkEvery != nil || depth == "predicted") {
@@ -136,6 +141,7 @@ struct Reconstruct: ParsableCommand {
         request.fusion.confidenceThreshold = confidenceThreshold
         if let threads { request.fusion.threads = threads }
         request.network = network.map { URL(fileURLWithPath: $0) }
+        request.tracking.photometricWeight = photometricWeight
         request.networkEvery = networkEvery
         request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
 

@@ -21,9 +21,15 @@ extension SurfelFusion {
         return (VertexNormalMap.pyramid(depth: filtered, intrinsics: intrinsics, levels: levels), filtered)
     }
 
-    /// Remembers a tracked live frame for filling holes in the next prediction.
-    public func acceptLiveFrame(_ live: [VertexNormalMap]) {
+    /// Remembers a tracked live frame (and its intensity) for filling holes in the next prediction.
+    public func acceptLiveFrame(_ live: [VertexNormalMap], intensity: [IntensityMap]? = nil) {
         lastLiveFrame = live.first
+        lastLiveIntensity = intensity?.first?.intensity
+    }
+
+    /// The live frame's intensity pyramid for photometric tracking.
+    public func liveIntensity(color: ColorImage, levels: Int = 3) -> [IntensityMap] {
+        IntensityMap.pyramid(intensity: IntensityMap.luma(color), width: color.width, height: color.height, levels: levels)
     }
 
     /// The model as the tracker sees it from `pose`: stable, active surfels splatted into vertex
@@ -31,12 +37,29 @@ extension SurfelFusion {
     /// covered, holes are filled from the last live frame (ElasticFusion's FillIn), which makes
     /// the first frames frame-to-frame tracking until the map has stable surfels.
     public func predictedPyramid(from pose: RigidTransform, levels: Int = 3) -> [VertexNormalMap] {
+        predictedModel(from: pose, levels: levels, intensity: false).geometry
+    }
+
+    /// The prediction with the model's intensity (surfel colours splatted like the geometry,
+    /// holes filled from the last live frame by the same rule) for photometric tracking.
+    public func predictedModel(from pose: RigidTransform, levels: Int = 3, intensity: Bool = true)
+        -> (geometry: [VertexNormalMap], intensity: [IntensityMap]?) {
         let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
                                              selection: .init(minimumConfidence: parameters.confidenceThreshold,
                                                               activeWithin: parameters.timeDelta, tick: tick),
                                              threads: parameters.threads)
         var vertices = render.vertices, normals = render.normals
         let w = intrinsics.width, h = intrinsics.height
+        var grey: [Float] = []
+        if intensity {
+            grey = [Float](repeating: 0, count: w * h)
+            map.colors.withUnsafeBufferPointer { colors in
+                for p in 0..<(w * h) where render.surfel[p] >= 0 {
+                    let c = colors[Int(render.surfel[p])]
+                    grey[p] = max(1, 0.299 * Float(c.r) + 0.587 * Float(c.g) + 0.114 * Float(c.b))
+                }
+            }
+        }
         var covered = 0, samples = 0
         for gy in 0..<24 {
             for gx in 0..<32 {
@@ -46,13 +69,15 @@ extension SurfelFusion {
             }
         }
         if Double(covered) < 0.75 * Double(samples), let live = lastLiveFrame {
+            let liveGrey = intensity ? lastLiveIntensity : nil
             for p in 0..<(w * h) where render.surfel[p] < 0 {
                 vertices[p] = live.vertices[p]
                 normals[p] = live.normals[p]
+                if let liveGrey, live.vertices[p].z > 0 { grey[p] = liveGrey[p] }
             }
         }
         var maps = [VertexNormalMap(intrinsics: intrinsics, vertices: vertices, normals: normals)]
         for _ in 1..<levels { maps.append(maps[maps.count - 1].downsampled()) }
-        return maps
+        return (maps, intensity ? IntensityMap.pyramid(intensity: grey, width: w, height: h, levels: levels) : nil)
     }
 }

@@ -1,0 +1,73 @@
+import Foundation
+import Geometry
+import Imaging
+
+/// One pyramid level of a grey image for photometric alignment: intensity (0-255, 0 = no data)
+/// and its gradient (3x3 Sobel / 8, intensity units per pixel; zero next to missing data).
+public struct IntensityMap: @unchecked Sendable {
+    public var width: Int
+    public var height: Int
+    public var intensity: [Float]
+    public var gradientX: [Float]
+    public var gradientY: [Float]
+
+    public init(width: Int, height: Int, intensity: [Float]) {
+        self.width = width; self.height = height; self.intensity = intensity
+        var gx = [Float](repeating: 0, count: width * height), gy = gx
+        if width >= 3 && height >= 3 {
+            for y in 1..<(height - 1) {
+                for x in 1..<(width - 1) {
+                    let p = y * width + x
+                    let a = intensity[p - width - 1], b = intensity[p - width], c = intensity[p - width + 1]
+                    let d = intensity[p - 1], f = intensity[p + 1]
+                    let g = intensity[p + width - 1], h = intensity[p + width], i = intensity[p + width + 1]
+                    guard a > 0, b > 0, c > 0, d > 0, f > 0, g > 0, h > 0, i > 0 else { continue }
+                    gx[p] = ((c + 2 * f + i) - (a + 2 * d + g)) / 8
+                    gy[p] = ((g + 2 * h + i) - (a + 2 * b + c)) / 8
+                }
+            }
+        }
+        gradientX = gx; gradientY = gy
+    }
+
+    /// Luma (0.299 R + 0.587 G + 0.114 B), as ElasticFusion; black pixels become 1 so 0 can
+    /// keep meaning "no data".
+    public static func luma(_ color: ColorImage) -> [Float] {
+        color.pixels.map { max(1, 0.299 * Float($0.r) + 0.587 * Float($0.g) + 0.114 * Float($0.b)) }
+    }
+
+    /// The next level: 5x5 [1 4 6 4 1]² Gaussian over the samples that have data, every second pixel.
+    public func downsampled() -> IntensityMap {
+        let w2 = width / 2, h2 = height / 2
+        let g: [Float] = [1, 4, 6, 4, 1]
+        var out = [Float](repeating: 0, count: w2 * h2)
+        for y in 0..<h2 {
+            for x in 0..<w2 {
+                let cx = 2 * x, cy = 2 * y
+                guard intensity[cy * width + cx] > 0 else { continue }
+                var sum: Float = 0, wsum: Float = 0
+                for dy in -2...2 {
+                    let yy = cy + dy
+                    guard yy >= 0, yy < height else { continue }
+                    for dx in -2...2 {
+                        let xx = cx + dx
+                        guard xx >= 0, xx < width else { continue }
+                        let v = intensity[yy * width + xx]
+                        guard v > 0 else { continue }
+                        let wt = g[dx + 2] * g[dy + 2]
+                        sum += wt * v; wsum += wt
+                    }
+                }
+                out[y * w2 + x] = sum / wsum
+            }
+        }
+        return IntensityMap(width: w2, height: h2, intensity: out)
+    }
+
+    /// Levels finest first.
+    public static func pyramid(intensity: [Float], width: Int, height: Int, levels: Int) -> [IntensityMap] {
+        var maps = [IntensityMap(width: width, height: height, intensity: intensity)]
+        for _ in 1..<max(1, levels) { maps.append(maps[maps.count - 1].downsampled()) }
+        return maps
+    }
+}
