@@ -12,6 +12,8 @@ public struct TrackingBenchmark {
         public var trackingMilliseconds: [Double]
         public var totalMilliseconds: [Double]
         public var failures: Int
+        /// Gauss-Newton iterations per tracked frame (all levels).
+        public var iterations: [Int] = []
         public var ate: AbsoluteTrajectoryError?
         public var trackingMedian: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.5) }
         public var trackingP10: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.1) }
@@ -33,6 +35,7 @@ public struct TrackingBenchmark {
         var tracking: [Double] = [], total: [Double] = []
         var estimated: [RigidTransform] = [], truth: [RigidTransform] = []
         var failures = 0
+        var iterations: [Int] = []
         var last: RigidTransform?
         for (k, position) in positions.enumerated() {
             let frame = try source.frame(at: position)
@@ -47,6 +50,7 @@ public struct TrackingBenchmark {
                 let model = fusion.predictedModel(from: previous, intensity: photometric)
                 let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous,
                                            frameIntensity: liveIntensity, modelIntensity: model.intensity)
+                iterations.append(result.iterations)
                 if result.succeeded { fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity); pose = result.pose } else { failures += 1; pose = previous }
             } else {
                 fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
@@ -61,7 +65,7 @@ public struct TrackingBenchmark {
             progress?(k + 1, positions.count)
         }
         return Result(trackingMilliseconds: tracking, totalMilliseconds: total, failures: failures,
-                      ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth))
+                      iterations: iterations, ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth))
     }
 }
 

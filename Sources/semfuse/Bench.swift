@@ -113,6 +113,9 @@ struct TrackingBench: ParsableCommand {
     @Flag(help: "With --photometric-weight > 0: also run geometric-only ICP as an in-run baseline.")
     var compareGeometric = false
 
+    @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
+    var convergence: Double = TrackingParameters().convergence
+
     func run() throws {
         let url = URL(fileURLWithPath: sequence)
         let probe = try SequenceLoader.open(url, options: ReaderOptions())
@@ -128,6 +131,7 @@ struct TrackingBench: ParsableCommand {
             let source = scale == 1 ? probe : try DownsampledSource(probe, factor: scale)
             var parameters = TrackingParameters()
             parameters.photometricWeight = weight
+            parameters.convergence = convergence
             let result = try TrackingBenchmark(source: source, positions: positions, parameters: parameters).run { done, total in
                 if done % 100 == 0 || done == total { FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8)) }
             }
@@ -136,6 +140,11 @@ struct TrackingBench: ParsableCommand {
                          size, result.trackingMedian, result.trackingP10, result.trackingP90, result.totalMedian,
                          1000 / max(result.totalMedian, 1e-9), result.failures))
             if let ate = result.ate { print("  \(ate)") }
+            let iterations = result.iterations.sorted()
+            if !iterations.isEmpty {
+                print(String(format: "  Gauss-Newton iterations per frame: median %d, mean %.1f (of %d at most)", iterations[iterations.count / 2],
+                             Double(iterations.reduce(0, +)) / Double(iterations.count), TrackingParameters().iterations.reduce(0, +)))
+            }
           }
         }
     }

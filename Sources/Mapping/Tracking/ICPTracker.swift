@@ -33,6 +33,10 @@ public struct TrackingParameters: Sendable, Equatable {
     /// Photometric pixels need a live gradient of at least this (intensity/pixel), per level,
     /// finest first (ElasticFusion's 5, 3, 1).
     public var minGradient: [Float] = [5, 3, 1]
+    /// A level stops iterating once an update is smaller than this (metres / radians combined).
+    /// 5e-5 (50 µm / 50 µrad) cut the iterations per frame from 16 to 11 on 7-Scenes with the same
+    /// ATE (22.6 vs 22.7 mm on frames 0-149) as 1e-6.
+    public var convergence = 5e-5
     /// Photometric pixels need the warped depth within this of the model's (ElasticFusion: 7 cm).
     public var maxDepthDifference: Float = 0.07
     public init() {}
@@ -49,6 +53,8 @@ public struct TrackingResult: Sendable {
     public var conditioning: Double
     /// Why the estimate was rejected, or nil when it is good.
     public var failure: String?
+    /// Gauss-Newton iterations over all levels.
+    public var iterations = 0
     public var succeeded: Bool { failure == nil }
 }
 
@@ -68,6 +74,7 @@ public struct ICPTracker: Sendable {
         // Incremental transform previousCamera <- currentCamera, starting at identity.
         var T = RigidTransform.identity
         var last = (inliers: 0, valid: 0, residual: 0.0, conditioning: 0.0)
+        var iterationsRun = 0
         let levels = min(frame.count, model.count, parameters.iterations.count)
         for level in stride(from: levels - 1, through: 0, by: -1) {
             for _ in 0..<parameters.iterations[level] {
@@ -85,7 +92,8 @@ public struct ICPTracker: Sendable {
                 guard status == 0 else { break }
                 let delta = RigidTransform.exp(rho: SIMD3(x[0], x[1], x[2]), omega: SIMD3(x[3], x[4], x[5]))
                 T = delta * T
-                if (x.map { $0 * $0 }.reduce(0, +)).squareRoot() < 1e-6 { break }   // converged (~µm / µrad)
+                iterationsRun += 1
+                if (x.map { $0 * $0 }.reduce(0, +)).squareRoot() < parameters.convergence { break }
             }
         }
         // Final statistics at the finest level.
@@ -111,7 +119,7 @@ public struct ICPTracker: Sendable {
             failure = "non-finite pose"
         }
         return TrackingResult(pose: failure == nil ? pose : previousPose, inliers: final.inliers, validPixels: final.valid,
-                              residual: final.residual, conditioning: rcond, failure: failure)
+                              residual: final.residual, conditioning: rcond, failure: failure, iterations: iterationsRun)
     }
 
     struct System {
