@@ -11,6 +11,12 @@ public struct NetworkOutput: Sendable {
     public var depth: [Float]
     /// Surface normals (3-task checkpoints), `3 × height × width`, not normalised.
     public var normals: [Float]?
+
+    public init(height: Int, width: Int, logits: [Float], classCount: Int, depth: [Float], normals: [Float]? = nil) {
+        precondition(logits.count == classCount * height * width && depth.count == height * width)
+        self.height = height; self.width = width; self.logits = logits; self.classCount = classCount
+        self.depth = depth; self.normals = normals
+    }
 }
 
 /// The multi-task Light-Weight RefineNet (MobileNet-v2 encoder) on the CPU: GEMMs through

@@ -22,7 +22,8 @@ public enum PredictionWriter {
     }
 
     /// Writes `<stem>.depth.png`, `<stem>.labels.png` (NYU palette), `<stem>.label-ids.png`
-    /// (class id per pixel) and `<stem>.preview.png` (input | labels | depth) into `directory`.
+    /// (class id per pixel), `<stem>.preview.png` (input | labels | depth) and, for 3-task
+    /// checkpoints, `<stem>.normals.png` into `directory`.
     /// Returns the files written.
     @discardableResult
     public static func write(_ output: NetworkOutput, image: ColorImage, stem: String, to directory: URL,
@@ -45,6 +46,23 @@ public enum PredictionWriter {
             try PNGCodec.writeRGB(sideBySide([image, coloured, depthColours]), to: url("preview.png"))
             written.append(url("preview.png"))
         }
+        if let normals = output.normals {
+            // 3-task checkpoints: per-pixel unit normals coloured as the authors' notebook does,
+            // RGB = ((nx + 1)/2, (ny + 1)/2, (1 − nz)/2).
+            let up = resizeBicubic(normals, channels: 3, height: output.height, width: output.width,
+                                   toHeight: image.height, width: image.width, threads: options.threads)
+            let plane = image.width * image.height
+            var colours = ColorImage(width: image.width, height: image.height, repeating: .black)
+            for i in 0..<plane {
+                let n = SIMD3<Float>(up[i], up[plane + i], up[2 * plane + i])
+                let length = (n * n).sum().squareRoot()
+                guard length > 0, length.isFinite else { continue }
+                let u = n / length
+                func byte(_ v: Float) -> UInt8 { UInt8(max(0, min(255, (v * 255).rounded()))) }
+                colours.pixels[i] = RGB8(byte((u.x + 1) / 2), byte((u.y + 1) / 2), byte((1 - u.z) / 2))
+            }
+            try PNGCodec.writeRGB(colours, to: url("normals.png")); written.append(url("normals.png"))
+        }
         if options.probabilities {
             let p = nyu.classProbabilities()
             var chw = [Float](repeating: 0, count: p.values.count)
@@ -59,6 +77,11 @@ public enum PredictionWriter {
             try NPY.write(NPYArray(shape: [1, output.classCount, output.height, output.width], values: output.logits), to: segm)
             try NPY.write(NPYArray(shape: [1, 1, output.height, output.width], values: output.depth), to: depthURL)
             written += [segm, depthURL]
+            if let normals = output.normals {
+                let normalURL = raw.appendingPathComponent("normal.npy")
+                try NPY.write(NPYArray(shape: [1, 3, output.height, output.width], values: normals), to: normalURL)
+                written.append(normalURL)
+            }
         }
         return written
     }

@@ -19,6 +19,7 @@ struct Predict: ParsableCommand {
           <name>.labels.png       class colours (NYU-40 palette of the notebooks)
           <name>.label-ids.png    class id per pixel (0-39)
           <name>.preview.png      input | labels | depth (0-8 m colour map)
+          <name>.normals.png      3-task checkpoints: surface normals as RGB
           <name>.probabilities.npy  with --probabilities: softmax [40, h/4, w/4], float16
 
         --save-raw <dir> writes the raw outputs at stride 4 as <dir>/segm.npy (float32 \

@@ -197,7 +197,7 @@ final class KernelTests: XCTestCase {
 
     func testOddInputSizesGiveCeilOutputs() throws {
         let network = JointNetwork(weights: NetworkWeights.random(), threads: 2)
-        for (h, w, oh, ow) in [(101, 133, 26, 34), (97, 61, 25, 16), (33, 33, 9, 9)] {
+        for (h, w, oh, ow) in [(101, 133, 26, 34), (97, 61, 25, 16), (33, 33, 9, 9), (2, 2, 1, 1), (3, 17, 1, 5), (40, 2, 10, 1)] {
             let input = try NetworkInput(height: h, width: w, values: random(3 * h * w))
             let out = network.forward(input)
             XCTAssertEqual(out.height, oh); XCTAssertEqual(out.width, ow)
