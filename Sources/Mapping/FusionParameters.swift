@@ -2,6 +2,9 @@
 public struct FusionParameters: Sendable, Equatable {
     /// Surfels with confidence at or above this are stable (EF `-c`).
     public var confidenceThreshold: Float = 10
+    /// Confidence a surfel needs to appear in the model prediction the tracker aligns to
+    /// (nil: `confidenceThreshold`, as ElasticFusion).
+    public var trackingConfidenceThreshold: Float? = nil
     /// Depth beyond this is ignored (EF `-d`, 3 m; SemanticFusion runs EF with 8 m).
     public var maxDepth: Float = 3
     /// Depth below this is ignored (EF's hard-coded 0.3 m).

@@ -24,12 +24,16 @@ public struct TrackingBenchmark {
     public let source: FrameSource
     public let positions: [Int]
     public var parameters: TrackingParameters
+    /// Confidence surfels need to be in the tracker's model (nil: the stable threshold).
+    public var modelConfidence: Float?
     public init(source: FrameSource, positions: [Int], parameters: TrackingParameters = TrackingParameters()) {
         self.source = source; self.positions = positions; self.parameters = parameters
     }
 
     public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Result {
-        let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0)
+        var fusionParameters = FusionParameters()
+        fusionParameters.trackingConfidenceThreshold = modelConfidence
+        let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0, parameters: fusionParameters)
         let tracker = ICPTracker(parameters: parameters)
         let photometric = parameters.photometricWeight > 0
         var tracking: [Double] = [], total: [Double] = []

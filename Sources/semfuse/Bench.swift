@@ -113,6 +113,9 @@ struct TrackingBench: ParsableCommand {
     @Flag(help: "With --photometric-weight > 0: also run geometric-only ICP as an in-run baseline.")
     var compareGeometric = false
 
+    @Option(help: "Confidence surfels need to be part of the model the tracker aligns to (default: the stable threshold, 10).")
+    var modelConfidence: Float?
+
     @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
     var convergence: Double = TrackingParameters().convergence
 
@@ -132,7 +135,9 @@ struct TrackingBench: ParsableCommand {
             var parameters = TrackingParameters()
             parameters.photometricWeight = weight
             parameters.convergence = convergence
-            let result = try TrackingBenchmark(source: source, positions: positions, parameters: parameters).run { done, total in
+            var bench = TrackingBenchmark(source: source, positions: positions, parameters: parameters)
+            bench.modelConfidence = modelConfidence
+            let result = try bench.run { done, total in
                 if done % 100 == 0 || done == total { FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8)) }
             }
             let size = "\(source.intrinsics.width)x\(source.intrinsics.height) \(label)"

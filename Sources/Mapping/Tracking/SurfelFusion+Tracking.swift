@@ -45,7 +45,7 @@ extension SurfelFusion {
     public func predictedModel(from pose: RigidTransform, levels: Int = 3, intensity: Bool = true)
         -> (geometry: [VertexNormalMap], intensity: [IntensityMap]?) {
         let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
-                                             selection: .init(minimumConfidence: parameters.confidenceThreshold,
+                                             selection: .init(minimumConfidence: parameters.trackingConfidenceThreshold ?? parameters.confidenceThreshold,
                                                               activeWithin: parameters.timeDelta, tick: tick),
                                              threads: parameters.threads)
         var vertices = render.vertices, normals = render.normals
