@@ -18,7 +18,7 @@ public enum NetworkError: Error, CustomStringConvertible, Equatable {
                 lines.append("  \(title) (\(names.count)): \(shown)\(names.count > 12 ? ", …" : "")")
             }
             list("missing", missing)
-            list("mis-shaped", misshaped)
+            list("mis-shaped or wrong dtype", misshaped)
             list("unexpected", extra)
             return lines.joined(separator: "\n")
         case .invalidTensor(let p, let n, let r): return "\(p): tensor \(n): \(r)"

@@ -45,6 +45,7 @@ public struct NetworkWeights: Sendable {
         for (name, shape) in expected {
             guard let t = tensors[name] else { missing.append(name); continue }
             if t.shape != shape { misshaped.append("\(name) \(t.shape) (expected \(shape))") }
+            if !t.isFloatingPoint { misshaped.append("\(name) has dtype \(t.dtype) (expected a floating-point dtype)") }
         }
         let extra = tensors.keys.filter { !expectedNames.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
         guard missing.isEmpty, misshaped.isEmpty, extra.isEmpty else {

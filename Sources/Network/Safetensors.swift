@@ -4,10 +4,13 @@ import Foundation
 public struct NamedTensor: Sendable, Equatable {
     public var shape: [Int]
     public var values: [Float]
-    public init(shape: [Int], values: [Float]) {
+    /// The dtype stored in the file (`F32`, `F16`, `I64`, …); values are converted to Float32.
+    public var dtype: String
+    public init(shape: [Int], values: [Float], dtype: String = "F32") {
         precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not match \(values.count) values")
-        self.shape = shape; self.values = values
+        self.shape = shape; self.values = values; self.dtype = dtype
     }
+    public var isFloatingPoint: Bool { ["F32", "F64", "F16", "BF16"].contains(dtype) }
     public var count: Int { values.count }
 }
 
@@ -15,8 +18,8 @@ public struct NamedTensor: Sendable, Equatable {
 /// of `name: {dtype, shape, data_offsets}`, then the raw little-endian data), the format the
 /// engine loads and `tools/convert_checkpoint.py` writes.
 public enum Safetensors {
-    /// Floating-point dtypes are converted to Float32; integer tensors (e.g. BatchNorm's
-    /// `num_batches_tracked`) are skipped because the network has no use for them.
+    /// Every dtype is converted to Float32 and remembered in `dtype`, so the loader can reject an
+    /// integer tensor where a weight belongs (BatchNorm's integer `num_batches_tracked` is ignored).
     public static func read(_ url: URL) throws -> [String: NamedTensor] {
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
@@ -67,8 +70,6 @@ public enum Safetensors {
                 throw bad("entry \(name): \(offsets[1] - offsets[0]) bytes of data for shape \(shape) of \(dtype)")
             }
             let start = data.startIndex + headerEnd + offsets[0]
-            let isFloat = dtype == "F32" || dtype == "F64" || dtype == "F16" || dtype == "BF16"
-            guard isFloat else { continue }
             var values = [Float](repeating: 0, count: count)
             data[start ..< start + count * elementSize].withUnsafeBytes { raw in
                 switch dtype {
@@ -78,16 +79,25 @@ public enum Safetensors {
                     for i in 0..<count { values[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
                 case "F16":
                     for i in 0..<count { values[i] = Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))) }
-                default: // BF16: the upper half of a Float32
+                case "BF16": // the upper half of a Float32
                     for i in 0..<count { values[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+                case "I64": for i in 0..<count { values[i] = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))) }
+                case "U64": for i in 0..<count { values[i] = Float(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))) }
+                case "I32": for i in 0..<count { values[i] = Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))) }
+                case "U32": for i in 0..<count { values[i] = Float(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                case "I16": for i in 0..<count { values[i] = Float(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))) }
+                case "U16": for i in 0..<count { values[i] = Float(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                case "I8": for i in 0..<count { values[i] = Float(raw.load(fromByteOffset: i, as: Int8.self)) }
+                default: // U8, BOOL
+                    for i in 0..<count { values[i] = Float(raw.load(fromByteOffset: i, as: UInt8.self)) }
                 }
             }
-            tensors[name] = NamedTensor(shape: shape, values: values)
+            tensors[name] = NamedTensor(shape: shape, values: values, dtype: dtype)
         }
         return tensors
     }
 
-    /// Writes Float32 tensors, names sorted, as the reference implementation does.
+    /// Writes the tensors as Float32 (whatever `dtype` says), names sorted.
     public static func encode(_ tensors: [String: NamedTensor], metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }

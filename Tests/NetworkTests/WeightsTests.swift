@@ -16,7 +16,7 @@ final class WeightsTests: XCTestCase {
         let tensors = ["a": NamedTensor(shape: [2, 3], values: [1, 2, 3, 4, 5, -6]), "b": NamedTensor(shape: [], values: [7])]
         let data = try Safetensors.encode(tensors, metadata: ["format": "pt"])
         XCTAssertEqual(try Safetensors.decode(data, path: "x"), tensors)
-        // F64 and F16 entries are converted; integer ones skipped.
+        // F64 and F16 entries are converted; integer ones too, with their dtype kept.
         var header = #"{"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},"h":{"dtype":"F16","shape":[1],"data_offsets":[16,18]},"n":{"dtype":"I64","shape":[],"data_offsets":[18,26]}}"#
         while (8 + header.utf8.count) % 8 != 0 { header += " " }
         var blob = Data()
@@ -28,7 +28,9 @@ final class WeightsTests: XCTestCase {
         let decoded = try Safetensors.decode(blob, path: "mixed")
         XCTAssertEqual(decoded["d"]?.values, [1.5, -2.25])
         XCTAssertEqual(decoded["h"]?.values, [0.5])
-        XCTAssertNil(decoded["n"])
+        XCTAssertEqual(decoded["n"]?.values, [3])
+        XCTAssertEqual(decoded["n"]?.dtype, "I64")
+        XCTAssertEqual(decoded["d"]?.dtype, "F64")
     }
 
     func testCorruptSafetensorsAreRejected() throws {
@@ -66,6 +68,11 @@ final class WeightsTests: XCTestCase {
             XCTAssertFalse(extra.contains("layer1.1.num_batches_tracked"), "num_batches_tracked is ignored")
             let text = "\(error)"
             XCTAssertTrue(text.contains("missing (1): conv8.weight") && text.contains("module."), text)
+        }
+        var integer = randomTensors()
+        integer["segm.bias"] = NamedTensor(shape: [40], values: [Float](repeating: 0, count: 40), dtype: "I64")
+        XCTAssertThrowsError(try NetworkWeights(tensors: integer, source: "int.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("segm.bias has dtype I64"), "\(error)")
         }
         var nan = randomTensors()
         nan["depth.bias"] = NamedTensor(shape: [1], values: [.nan])
