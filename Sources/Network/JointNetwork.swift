@@ -159,30 +159,22 @@ public final class JointNetwork {
             return adapted
         }
 
-        var adapted = refine(4, y)
-        y = decoderMap("decoder.16", like: l6)
-        timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
-        show("up4", y)
-        conv1x1("decoder skip 1x1", self.weights.skip["conv5"]!, l5, into: y, accumulate: true)
-        conv1x1("decoder skip 1x1", self.weights.skip["conv6"]!, l6, into: y, accumulate: true)
-        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
-        show("sum3_relu6", y)
-
-        adapted = refine(3, y)
-        y = decoderMap("decoder.8", like: l4)
-        timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
-        show("up3", y)
-        conv1x1("decoder skip 1x1", self.weights.skip["conv4"]!, l4, into: y, accumulate: true)
-        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
-        show("sum2_relu6", y)
-
-        adapted = refine(2, y)
-        y = decoderMap("decoder.4", like: l3)
-        timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
-        show("up2", y)
-        conv1x1("decoder skip 1x1", self.weights.skip["conv3"]!, l3, into: y, accumulate: true)
-        timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
-        show("sum1_relu6", y)
+        // Each refinement step: upsample to the next skip's size, add that skip's 1x1
+        // projection(s) (the GEMMs accumulate into the upsampled map), ReLU6.
+        func merge(_ adapted: FeatureMap, level: Int, skips: [(name: String, map: FeatureMap)]) -> FeatureMap {
+            let y = decoderMap("decoder.\(level)", like: skips[0].map)
+            timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
+            show("up\(level + 1)", y)
+            for skip in skips {
+                conv1x1("decoder skip 1x1", self.weights.skip[skip.name]!, skip.map, into: y, accumulate: true)
+            }
+            timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
+            show("sum\(level)_relu6", y)
+            return y
+        }
+        y = merge(refine(4, y), level: 3, skips: [("conv6", l6), ("conv5", l5)])
+        y = merge(refine(3, y), level: 2, skips: [("conv4", l4)])
+        y = merge(refine(2, y), level: 1, skips: [("conv3", l3)])
 
         let shared = decoderMap("crp1.out", like: l3)
         let stageWeights = self.weights.depthwiseCRP

@@ -5,24 +5,27 @@ func addBias(_ map: FeatureMap, bias: UnsafePointer<Float>?, residual: FeatureMa
     let plane = map.plane
     parallelRanges(map.channels, threads: threads) { _, channels in
         for c in channels {
-            let p = map.channel(c)
-            let b = F8(repeating: bias?[c] ?? 0)
-            let r = residual?.channel(c)
-            var i = 0
-            while i + 8 <= plane {
-                var v = load8(p + i) + b
-                if let r { v += load8(r + i) }
-                store8(relu6 ? clamp6(v) : v, p + i)
-                i += 8
-            }
-            let bs = bias?[c] ?? 0
-            while i < plane {
-                var v = p[i] + bs
-                if let r { v += r[i] }
-                p[i] = relu6 ? min(max(v, 0), 6) : v
-                i += 1
-            }
+            biasEpilogue(map.channel(c), count: plane, bias: bias?[c] ?? 0, residual: residual?.channel(c), relu6: relu6)
         }
+    }
+}
+
+/// `p[i] = relu6?(p[i] + bias + residual[i])` over `count` floats.
+@inline(__always)
+func biasEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafeMutablePointer<Float>?, relu6: Bool) {
+    let b = F8(repeating: bias)
+    var i = 0
+    while i + 8 <= count {
+        var v = load8(p + i) + b
+        if let residual { v += load8(residual + i) }
+        store8(relu6 ? clamp6(v) : v, p + i)
+        i += 8
+    }
+    while i < count {
+        var v = p[i] + bias
+        if let residual { v += residual[i] }
+        p[i] = relu6 ? min(max(v, 0), 6) : v
+        i += 1
     }
 }
 

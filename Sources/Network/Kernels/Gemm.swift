@@ -52,22 +52,8 @@ func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: Unsaf
                         1, weights, Int32(k), input.base + start, Int32(n), 0, output.base + start, Int32(n))
             guard bias != nil || residual != nil || relu6 else { continue }
             for c in 0..<m {
-                let p = output.channel(c) + start
-                let b = F8(repeating: bias?[c] ?? 0), bs = bias?[c] ?? 0
-                let r = residual.map { $0.channel(c) + start }
-                var i = 0
-                while i + 8 <= count {
-                    var v = load8(p + i) + b
-                    if let r { v += load8(r + i) }
-                    store8(relu6 ? clamp6(v) : v, p + i)
-                    i += 8
-                }
-                while i < count {
-                    var v = p[i] + bs
-                    if let r { v += r[i] }
-                    p[i] = relu6 ? min(max(v, 0), 6) : v
-                    i += 1
-                }
+                biasEpilogue(output.channel(c) + start, count: count, bias: bias?[c] ?? 0,
+                             residual: residual.map { $0.channel(c) + start }, relu6: relu6)
             }
         }
     }
