@@ -36,6 +36,10 @@ public enum Safetensors {
             UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
         }
         guard headerLength > 0, headerLength <= UInt64(data.count - 8) else {
+            let first = data[data.startIndex]
+            if first == 0x80 || (first == 0x50 && data[data.startIndex + 1] == 0x4B) {
+                throw bad("this looks like a PyTorch checkpoint (pickle or zip); convert it with tools/convert_checkpoint.py")
+            }
             throw bad("header length \(headerLength) does not fit in a \(data.count)-byte file (truncated?)")
         }
         let headerEnd = 8 + Int(headerLength)

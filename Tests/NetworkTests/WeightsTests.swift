@@ -44,6 +44,7 @@ final class WeightsTests: XCTestCase {
         expectError(Data([1, 2, 3]), "shorter than")
         expectError(good.prefix(good.count - 4), "outside the")
         expectError(good.prefix(12), "does not fit")
+        expectError(Data([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20]), "convert it with tools/convert_checkpoint.py")
         var garbage = good
         garbage[8] = UInt8(ascii: "x")
         expectError(garbage, "not a JSON object")
