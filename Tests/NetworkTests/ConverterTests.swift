@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 @testable import Network
 import TestSupport
 import XCTest
@@ -71,7 +72,15 @@ final class ConverterTests: XCTestCase {
         let converted = try Safetensors.read(out)
         XCTAssertEqual(converted.count, reference.count)
         for (name, tensor) in reference { XCTAssertEqual(converted[name], tensor, name) }
-        XCTAssertNoThrow(try NetworkWeights.load(out))
+        // And the network built from the converted file reproduces PyTorch's outputs.
+        let network = JointNetwork(weights: try NetworkWeights.load(out), threads: 2)
+        let input = try NPY.read(try SharedData.require("network-golden/in_96x128.npy"))
+        let output = network.forward(try NetworkInput(height: 96, width: 128, values: input.values))
+        let segm = try NPY.read(try SharedData.require("network-golden/out_96x128_segm.npy"))
+        let depth = try NPY.read(try SharedData.require("network-golden/out_96x128_depth.npy"))
+        let range = segm.values.max()! - segm.values.min()!
+        XCTAssertLessThan(zip(output.logits, segm.values).map { abs($0 - $1) }.max()! / range, 1e-3)
+        XCTAssertLessThan(zip(output.depth, depth.values).map { abs($0 - $1) }.max()!, 1e-3)
     }
 
     func testTorchvisionEncoderMapping() throws {
