@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import Sequences
 import XCTest
 import TestSupport
 
@@ -38,6 +39,34 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: ply.path))
         XCTAssertEqual(try String(contentsOf: trajectory, encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("#") }.count, 12)
         XCTAssertTrue(result.output.contains("Wrote \(ply.path)"), result.output)
+    }
+
+    /// A sequence without poses is tracked by default; `evaluate` scores the written trajectory
+    /// against the original's ground truth (same timestamps).
+    func testSequenceWithoutPosesIsTrackedAndEvaluated() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let original = root.appendingPathComponent("Sequences/synthetic-room")
+        let source = try SequenceLoader.open(original)
+        let dir = try SharedData.temporaryDirectory(self)
+        let posesless = dir.appendingPathComponent("no-poses")
+        let writer = try SemfuseSequenceWriter(folder: posesless, name: "no-poses", intrinsics: source.intrinsics, classSet: source.classSet)
+        for k in 0..<40 {
+            var frame = try source.frame(at: k)
+            frame.worldFromCamera = nil
+            try writer.append(frame)
+        }
+        try writer.finish()
+        XCTAssertFalse(try SequenceLoader.open(posesless).capabilities.hasPoses)
+        let ply = dir.appendingPathComponent("map.ply"), trajectory = dir.appendingPathComponent("map.txt")
+        var result = try run(["reconstruct", posesless.path, "-o", ply.path, "--trajectory", trajectory.path, "--all-surfels", "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("40 of 40"), result.output)
+        result = try run(["evaluate", original.path, "--trajectory", trajectory.path, "--json"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let json = try JSONSerialization.jsonObject(with: Data(result.output[result.output.firstIndex(of: "{")!...].utf8)) as? [String: Any]
+        let ate = json?["ate"] as? [String: Any]
+        XCTAssertEqual(ate?["frames"] as? Int, 40)
+        XCTAssertLessThan(ate?["rmse_m"] as? Double ?? 1, 0.01, "tracked without poses, scored against the original's ground truth")
     }
 
     func testBadInputsExitNonZeroWithAMessage() throws {
