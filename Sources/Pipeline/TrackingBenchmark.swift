@@ -14,6 +14,9 @@ public struct TrackingBenchmark {
         public var failures: Int
         /// Gauss-Newton iterations per tracked frame (all levels).
         public var iterations: [Int] = []
+        /// Milliseconds per frame of the tracking stages: live frame (filter + pyramid),
+        /// model prediction (splatting + pyramid), alignment.
+        public var stageMilliseconds: [String: [Double]] = [:]
         public var ate: AbsoluteTrajectoryError?
         public var trackingMedian: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.5) }
         public var trackingP10: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.1) }
@@ -40,6 +43,7 @@ public struct TrackingBenchmark {
         var estimated: [RigidTransform] = [], truth: [RigidTransform] = []
         var failures = 0
         var iterations: [Int] = []
+        var stages: [String: [Double]] = [:]
         var last: RigidTransform?
         for (k, position) in positions.enumerated() {
             let frame = try source.frame(at: position)
@@ -50,8 +54,16 @@ public struct TrackingBenchmark {
             var pose = gt
             let live = fusion.liveFrame(depth: depth)
             let liveIntensity = photometric ? fusion.liveIntensity(color: frame.color) : nil
+            let tLive = DispatchTime.now().uptimeNanoseconds
             if let previous = last {
                 let model = fusion.predictedModel(from: previous, intensity: photometric)
+                let tModel = DispatchTime.now().uptimeNanoseconds
+                defer {
+                    let tAligned = DispatchTime.now().uptimeNanoseconds
+                    stages["live frame", default: []].append(Double(tLive - t0) / 1e6)
+                    stages["model prediction", default: []].append(Double(tModel - tLive) / 1e6)
+                    stages["alignment", default: []].append(Double(tAligned - tModel) / 1e6)
+                }
                 let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous,
                                            frameIntensity: liveIntensity, modelIntensity: model.intensity)
                 iterations.append(result.iterations)
@@ -69,7 +81,7 @@ public struct TrackingBenchmark {
             progress?(k + 1, positions.count)
         }
         return Result(trackingMilliseconds: tracking, totalMilliseconds: total, failures: failures,
-                      iterations: iterations, ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth))
+                      iterations: iterations, stageMilliseconds: stages, ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth))
     }
 }
 

@@ -145,6 +145,9 @@ struct TrackingBench: ParsableCommand {
                          size, result.trackingMedian, result.trackingP10, result.trackingP90, result.totalMedian,
                          1000 / max(result.totalMedian, 1e-9), result.failures))
             if let ate = result.ate { print("  \(ate)") }
+            for (stage, values) in result.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
+                print(String(format: "  %@ median %.1f ms", stage, FusionBenchmark.Run.percentile(values, 0.5)))
+            }
             let iterations = result.iterations.sorted()
             if !iterations.isEmpty {
                 print(String(format: "  Gauss-Newton iterations per frame: median %d, mean %.1f (of %d at most)", iterations[iterations.count / 2],

@@ -13,27 +13,42 @@ public struct VertexNormalMap: @unchecked Sendable {
 
     /// Vertices by back-projection and normals by forward differences (NaN at borders and
     /// around missing depth, as ElasticFusion's tracking normals).
-    public init(depth: [Float], intrinsics k: Intrinsics) {
+    public init(depth: [Float], intrinsics k: Intrinsics, threads: Int = 1) {
         intrinsics = k
         let w = k.width, h = k.height
         var v = [SIMD3<Float>](repeating: .zero, count: w * h)
-        for y in 0..<h {
-            for x in 0..<w where depth[y * w + x] > 0 {
-                v[y * w + x] = k.backProject(u: Float(x), v: Float(y), depth: depth[y * w + x])
+        var n = [SIMD3<Float>](repeating: .zero, count: w * h)
+        let chunks = threads > 1 ? 4 * threads : 1
+        depth.withUnsafeBufferPointer { dp in
+            v.withUnsafeMutableBufferPointer { vp in
+                nonisolated(unsafe) let dp = dp, vp = vp
+                parallelChunks(h, chunks: chunks, threads: threads) { rows in
+                    for y in rows {
+                        for x in 0..<w where dp[y * w + x] > 0 {
+                            vp[y * w + x] = k.backProject(u: Float(x), v: Float(y), depth: dp[y * w + x])
+                        }
+                    }
+                }
             }
         }
-        var n = [SIMD3<Float>](repeating: .zero, count: w * h)
-        for y in 0..<(h - 1) {
-            for x in 0..<(w - 1) {
-                let p = y * w + x
-                let c = v[p], r = v[p + 1], d = v[p + w]
-                guard c.z > 0, r.z > 0, d.z > 0 else { continue }
-                var normal = (r - c).cross(d - c)
-                let len = normal.length
-                guard len > 0 else { continue }
-                normal /= len
-                if normal.dot(c) > 0 { normal = -normal }
-                n[p] = normal
+        v.withUnsafeBufferPointer { vp in
+            n.withUnsafeMutableBufferPointer { np in
+                nonisolated(unsafe) let vp = vp, np = np
+                parallelChunks(max(0, h - 1), chunks: chunks, threads: threads) { rows in
+                    for y in rows {
+                        for x in 0..<(w - 1) {
+                            let p = y * w + x
+                            let c = vp[p], r = vp[p + 1], d = vp[p + w]
+                            guard c.z > 0, r.z > 0, d.z > 0 else { continue }
+                            var normal = (r - c).cross(d - c)
+                            let len = normal.length
+                            guard len > 0 else { continue }
+                            normal /= len
+                            if normal.dot(c) > 0 { normal = -normal }
+                            np[p] = normal
+                        }
+                    }
+                }
             }
         }
         vertices = v
@@ -45,19 +60,27 @@ public struct VertexNormalMap: @unchecked Sendable {
     }
 
     /// The next coarser level of a model prediction: 2x2 average, invalid if any input is.
-    public func downsampled() -> VertexNormalMap {
+    public func downsampled(threads: Int = 1) -> VertexNormalMap {
         let w = intrinsics.width, h = intrinsics.height, w2 = w / 2, h2 = h / 2
         var v = [SIMD3<Float>](repeating: .zero, count: w2 * h2)
         var n = [SIMD3<Float>](repeating: .zero, count: w2 * h2)
-        for y in 0..<h2 {
-            for x in 0..<w2 {
-                let a = (2 * y) * w + 2 * x, b = a + 1, c = a + w, d = c + 1
-                guard vertices[a].z > 0, vertices[b].z > 0, vertices[c].z > 0, vertices[d].z > 0,
-                      normals[a] != .zero, normals[b] != .zero, normals[c] != .zero, normals[d] != .zero else { continue }
-                v[y * w2 + x] = (vertices[a] + vertices[b] + vertices[c] + vertices[d]) / 4
-                n[y * w2 + x] = (normals[a] + normals[b] + normals[c] + normals[d]).normalized
+        vertices.withUnsafeBufferPointer { vs in
+        normals.withUnsafeBufferPointer { ns in
+        v.withUnsafeMutableBufferPointer { vo in
+        n.withUnsafeMutableBufferPointer { no in
+            nonisolated(unsafe) let vs = vs, ns = ns, vo = vo, no = no
+            parallelChunks(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
+                for y in rows {
+                    for x in 0..<w2 {
+                        let a = (2 * y) * w + 2 * x, b = a + 1, c = a + w, d = c + 1
+                        guard vs[a].z > 0, vs[b].z > 0, vs[c].z > 0, vs[d].z > 0,
+                              ns[a] != .zero, ns[b] != .zero, ns[c] != .zero, ns[d] != .zero else { continue }
+                        vo[y * w2 + x] = (vs[a] + vs[b] + vs[c] + vs[d]) / 4
+                        no[y * w2 + x] = (ns[a] + ns[b] + ns[c] + ns[d]).normalized
+                    }
+                }
             }
-        }
+        }}}}
         return VertexNormalMap(intrinsics: Self.half(intrinsics), vertices: v, normals: n)
     }
 
@@ -67,40 +90,48 @@ public struct VertexNormalMap: @unchecked Sendable {
 
     /// ElasticFusion's depth pyramid step: 5x5 [1 4 6 4 1]² weights, only samples within
     /// 90 mm of the centre, then every second pixel.
-    static func downsampleDepth(_ depth: [Float], width w: Int, height h: Int) -> [Float] {
+    static func downsampleDepth(_ depth: [Float], width w: Int, height h: Int, threads: Int = 1) -> [Float] {
         let w2 = w / 2, h2 = h / 2
         let g: [Float] = [0.0625, 0.25, 0.375, 0.25, 0.0625]
         var out = [Float](repeating: 0, count: w2 * h2)
-        for y in 0..<h2 {
-            for x in 0..<w2 {
-                let cx = 2 * x, cy = 2 * y
-                let c = depth[cy * w + cx]
-                guard c > 0 else { continue }
-                var sum: Float = 0, wsum: Float = 0
-                for dy in -2...2 {
-                    for dx in -2...2 {
-                        let xx = cx + dx, yy = cy + dy
-                        guard xx >= 0, yy >= 0, xx < w, yy < h else { continue }
-                        let v = depth[yy * w + xx]
-                        guard v > 0, abs(v - c) < 0.09 else { continue }
-                        let wt = g[dx + 2] * g[dy + 2]
-                        sum += wt * v; wsum += wt
+        depth.withUnsafeBufferPointer { dp in
+        out.withUnsafeMutableBufferPointer { op in
+            nonisolated(unsafe) let dp = dp, op = op
+            parallelChunks(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
+                for y in rows {
+                    for x in 0..<w2 {
+                        let cx = 2 * x, cy = 2 * y
+                        let c = dp[cy * w + cx]
+                        guard c > 0 else { continue }
+                        var sum: Float = 0, wsum: Float = 0
+                        for dy in -2...2 {
+                            let yy = cy + dy
+                            guard yy >= 0, yy < h else { continue }
+                            for dx in -2...2 {
+                                let xx = cx + dx
+                                guard xx >= 0, xx < w else { continue }
+                                let v = dp[yy * w + xx]
+                                guard v > 0, abs(v - c) < 0.09 else { continue }
+                                let wt = g[dx + 2] * g[dy + 2]
+                                sum += wt * v; wsum += wt
+                            }
+                        }
+                        op[y * w2 + x] = sum / wsum
                     }
                 }
-                out[y * w2 + x] = sum / wsum
             }
-        }
+        }}
         return out
     }
 
     /// Three-level pyramid of a (filtered) depth image.
-    public static func pyramid(depth: [Float], intrinsics: Intrinsics, levels: Int) -> [VertexNormalMap] {
-        var maps = [VertexNormalMap(depth: depth, intrinsics: intrinsics)]
+    public static func pyramid(depth: [Float], intrinsics: Intrinsics, levels: Int, threads: Int = 1) -> [VertexNormalMap] {
+        var maps = [VertexNormalMap(depth: depth, intrinsics: intrinsics, threads: threads)]
         var d = depth, k = intrinsics
         for _ in 1..<levels {
-            d = downsampleDepth(d, width: k.width, height: k.height)
+            d = downsampleDepth(d, width: k.width, height: k.height, threads: threads)
             k = half(k)
-            maps.append(VertexNormalMap(depth: d, intrinsics: k))
+            maps.append(VertexNormalMap(depth: d, intrinsics: k, threads: threads))
         }
         return maps
     }

@@ -18,7 +18,7 @@ extension SurfelFusion {
         var filtered = [Float]()
         BilateralFilter(window: parameters.bilateralWindow, sigmaSpace: parameters.bilateralSigmaSpace,
                         sigmaRange: parameters.bilateralSigmaRange).apply(cut, into: &filtered, threads: parameters.threads)
-        return (VertexNormalMap.pyramid(depth: filtered, intrinsics: intrinsics, levels: levels), filtered)
+        return (VertexNormalMap.pyramid(depth: filtered, intrinsics: intrinsics, levels: levels, threads: parameters.threads), filtered)
     }
 
     /// Remembers a tracked live frame (and its intensity) for filling holes in the next prediction.
@@ -77,7 +77,7 @@ extension SurfelFusion {
             }
         }
         var maps = [VertexNormalMap(intrinsics: intrinsics, vertices: vertices, normals: normals)]
-        for _ in 1..<levels { maps.append(maps[maps.count - 1].downsampled()) }
+        for _ in 1..<levels { maps.append(maps[maps.count - 1].downsampled(threads: parameters.threads)) }
         return (maps, intensity ? IntensityMap.pyramid(intensity: grey, width: w, height: h, levels: levels) : nil)
     }
 }
