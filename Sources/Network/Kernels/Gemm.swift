@@ -42,9 +42,15 @@ func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: Unsaf
                     bias: UnsafePointer<Float>?, residual: FeatureMap? = nil, relu6: Bool, threads: Int) {
     let m = output.channels, n = input.plane, k = input.channels
     // ~192 KB of outputs per block (half of a Zen3 L2), in multiples of 64 columns.
-    let columnsPerBlock = max(256, (48 * 1024 / max(m, 1)) & ~63)
-    let blocks = (n + columnsPerBlock - 1) / columnsPerBlock
-    let workers = m * n * k >= (1 << 20) ? max(1, min(threads, blocks)) : 1
+    let parallel = m * n * k >= (1 << 20) && threads > 1
+    let target = max(256, (48 * 1024 / max(m, 1)) & ~63)
+    // A multiple of the thread count of equal blocks (multiples of 16 columns), so small maps
+    // (1/16, 1/32 resolution) still split evenly instead of into one big and one tiny block.
+    var blocks = max(1, (n + target - 1) / target)
+    if parallel { blocks = (blocks + threads - 1) / threads * threads }
+    let columnsPerBlock = max(16, ((n + blocks - 1) / blocks + 15) & ~15)
+    blocks = (n + columnsPerBlock - 1) / columnsPerBlock
+    let workers = parallel ? max(1, min(threads, blocks)) : 1
     parallelRanges(blocks, threads: workers) { _, range in
         for block in range {
             let start = block * columnsPerBlock, end = min(n, start + columnsPerBlock), count = end - start
