@@ -55,33 +55,43 @@ public final class JointNetwork {
 
     /// Multiply-adds of the convolutions for one forward pass at `height` x `width`.
     public func multiplyAdds(height: Int, width: Int) -> Double {
-        var macs = 0.0
+        let plan = layerPlan(height: height, width: width)
+        return plan.gemms.reduce(0) { $0 + Double($1.m * $1.n * $1.k) } + plan.otherMultiplyAdds
+    }
+
+    /// The dense convolutions of one forward pass as the GEMMs they become (`M x K` weights
+    /// times `K x N` maps; the 3x3 heads as per-tap GEMMs, the stem as im2col), plus the
+    /// multiply-adds of the depthwise layers. The benchmark times these GEMMs alone as an in-run
+    /// floor for the whole pass.
+    public func layerPlan(height: Int, width: Int) -> (gemms: [(m: Int, n: Int, k: Int)], otherMultiplyAdds: Double) {
+        var gemms: [(m: Int, n: Int, k: Int)] = []
+        var other = 0.0
         var h = (height + 1) / 2, w = (width + 1) / 2
-        macs += Double(h * w * 32 * 27)
-        var sizes: [Int: (Int, Int)] = [:]
+        gemms.append((NetworkArchitecture.stemChannels, h * w, 27))
+        var sizes: [Int: Int] = [:]
         for (s, blocks) in weights.stages.enumerated() {
             for block in blocks {
-                macs += Double(h * w * block.inputChannels * block.hiddenChannels)
+                gemms.append((block.hiddenChannels, h * w, block.inputChannels))
                 if block.stride == 2 { h = (h + 1) / 2; w = (w + 1) / 2 }
-                macs += Double(h * w * block.hiddenChannels * 9)
-                macs += Double(h * w * block.hiddenChannels * block.outputChannels)
+                other += Double(h * w * block.hiddenChannels * 9)
+                gemms.append((block.outputChannels, h * w, block.hiddenChannels))
             }
-            sizes[s + 2] = (h, w)
+            sizes[s + 2] = h * w
         }
-        let width256 = Double(NetworkArchitecture.width)
+        let width256 = NetworkArchitecture.width
         for (name, cin) in NetworkArchitecture.skipConvolutions {
-            let (sh, sw) = sizes[Int(name.dropFirst(4))!]!
-            macs += Double(sh * sw * cin) * width256
+            gemms.append((width256, sizes[Int(name.dropFirst(4))!]!, cin))
         }
-        for (crp, layer) in [(4, 8), (3, 6), (2, 4)] {
-            let (sh, sw) = sizes[layer]!
-            macs += Double(sh * sw) * width256 * width256 * Double(NetworkArchitecture.crpStages)
-            if crp > 1 { macs += Double(sh * sw) * width256 * width256 }
+        for layer in [8, 6, 4] {   // crp4, crp3, crp2: four dense stages and the adapt conv
+            for _ in 0...NetworkArchitecture.crpStages { gemms.append((width256, sizes[layer]!, width256)) }
         }
-        let (qh, qw) = sizes[3]!
-        macs += Double(qh * qw) * width256 * Double(NetworkArchitecture.crpStages)
-        for head in weights.heads { macs += Double(qh * qw) * width256 * (1 + 9 * Double(head.channels)) }
-        return macs
+        let quarter = sizes[3]!
+        other += Double(quarter * width256 * NetworkArchitecture.crpStages)
+        for head in weights.heads {
+            other += Double(quarter * width256)
+            gemms.append((9 * head.channels, quarter, width256))
+        }
+        return (gemms, other)
     }
 
     /// Runs the network on a normalised 1x3xHxW input (`NetworkInput`). `observe` sees the

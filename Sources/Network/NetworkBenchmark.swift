@@ -10,6 +10,9 @@ public struct NetworkBenchmark {
         public var multiplyAdds: Double
         /// Median milliseconds per kind of work over the profiled runs.
         public var profile: [String: Double]
+        /// Median time of the pass's GEMMs alone (same shapes, same threading, measured in the
+        /// same run): the floor the rest of the network is compared with.
+        public var gemmFloorMilliseconds: Double
 
         public var median: Double { Self.percentile(milliseconds, 0.5) }
         public var minimum: Double { milliseconds.min() ?? 0 }
@@ -57,7 +60,29 @@ public struct NetworkBenchmark {
         }
         return Result(width: width, height: height, threads: threads, milliseconds: times,
                       multiplyAdds: network.multiplyAdds(height: height, width: width),
-                      profile: profiles.mapValues { Result.percentile($0, 0.5) })
+                      profile: profiles.mapValues { Result.percentile($0, 0.5) },
+                      gemmFloorMilliseconds: Self.gemmFloor(network.layerPlan(height: height, width: width).gemms,
+                                                             threads: threads, runs: max(3, runs / 2)))
+    }
+
+    /// Median time of running just these GEMMs (random data) through the network's GEMM path.
+    static func gemmFloor(_ shapes: [(m: Int, n: Int, k: Int)], threads: Int, runs: Int) -> Double {
+        configureBLAS()
+        let maxA = shapes.map { $0.m * $0.k }.max() ?? 0
+        let maxB = shapes.map { $0.k * $0.n }.max() ?? 0
+        let maxC = shapes.map { $0.m * $0.n }.max() ?? 0
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: maxA), b = UnsafeMutablePointer<Float>.allocate(capacity: maxB)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: maxC)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<maxA { a[i] = Float(i % 7) * 0.01 }
+        for i in 0..<maxB { b[i] = Float(i % 5) * 0.1 }
+        var times: [Double] = []
+        for run in 0...runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for s in shapes { gemm(m: s.m, n: s.n, k: s.k, a: a, b: b, c: c, threads: threads) }
+            if run > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }  // first run warms up
+        }
+        return Result.percentile(times, 0.5)
     }
 }
 

@@ -9,8 +9,9 @@ struct NetworkBench: ParsableCommand {
         discussion: """
         Times the full forward pass (input tensor to raw stride-4 outputs) after warm-up runs, at \
         640x480 and 320x240 with 1 and 2 threads unless --size/--threads pick one, and prints the \
-        median, min, max and p10-p90 in ms, GFLOP/s achieved (2 x 5.94 GMAC at 640x480) and where \
-        the time goes. Weights do not change the speed; without --weights deterministic random \
+        median, min, max and p10-p90 in ms, GFLOP/s achieved (2 x 5.94 GMAC at 640x480), the time \
+        of the pass's GEMMs alone measured in the same run (the floor; the ratio to it is robust \
+        to machine noise) and where the time goes. Weights do not change the speed; without --weights deterministic random \
         weights are used. Anchors measured on the development machine (2 vCPU Zen3): onnxruntime \
         ~255 ms (1 thread) / ~150 ms (2 threads) at 640x480, ~60 / ~31 ms at 320x240.
         """)
@@ -58,12 +59,15 @@ struct NetworkBench: ParsableCommand {
                         "width": w, "height": h, "threads": t, "runs": runs,
                         "median_ms": r.median, "min_ms": r.minimum, "max_ms": r.maximum, "p10_ms": r.p10, "p90_ms": r.p90,
                         "gflops": r.gflops, "gmac": r.multiplyAdds / 1e9,
+                        "gemm_floor_ms": r.gemmFloorMilliseconds, "ratio_to_gemm_floor": r.median / max(r.gemmFloorMilliseconds, 1e-9),
                     ]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
                     print(String(format: "%dx%d, %d thread%@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.1f GFLOP/s",
                                  w, h, t, t == 1 ? "" : "s", r.median, r.minimum, r.p10, r.p90, r.maximum, r.gflops))
+                    print(String(format: "    its GEMMs alone, same run: %.1f ms; whole pass = %.2fx the GEMM floor",
+                                 r.gemmFloorMilliseconds, r.median / max(r.gemmFloorMilliseconds, 1e-9)))
                     let total = r.profile.values.reduce(0, +)
                     for (kind, ms) in r.profile.sorted(by: { $0.value > $1.value }) {
                         print("    " + kind.padding(toLength: 24, withPad: " ", startingAt: 0)

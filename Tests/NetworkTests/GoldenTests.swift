@@ -42,6 +42,10 @@ final class GoldenTests: XCTestCase {
         let network = JointNetwork(weights: weights, threads: 1)
         XCTAssertEqual(network.multiplyAdds(height: 480, width: 640) / 1e9, 5.940, accuracy: 0.005)
         XCTAssertEqual(network.multiplyAdds(height: 96, width: 128) / 1e9, 0.238, accuracy: 0.001)
+        // 58 dense convolutions (docs/network.md §11), the 3x3 heads as one per-tap GEMM each.
+        let plan = network.layerPlan(height: 480, width: 640)
+        XCTAssertEqual(plan.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 2)
+        XCTAssertEqual(plan.gemms.filter { $0.m == 360 && $0.k == 256 }.first?.n, 19_200, "segm head")
     }
 
     func testPreprocessingMatchesNotebook() throws {

@@ -125,7 +125,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.output)
         let line = result.output.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        for key in ["median_ms", "min_ms", "max_ms", "runs", "gflops"] { XCTAssertNotNil(object?[key], "\(key) in \(line)") }
+        for key in ["median_ms", "min_ms", "max_ms", "runs", "gflops", "gemm_floor_ms", "ratio_to_gemm_floor"] { XCTAssertNotNil(object?[key], "\(key) in \(line)") }
         XCTAssertEqual(object?["runs"] as? Int, 3)
         XCTAssertLessThanOrEqual(object?["min_ms"] as? Double ?? 1, object?["median_ms"] as? Double ?? 0)
     }
