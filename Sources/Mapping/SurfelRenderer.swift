@@ -94,21 +94,36 @@ public struct SurfelRenderer {
             }
         }}}}}
         var surfel = [Int32](repeating: -1, count: n)
-        var depth = DepthImage(width: w, height: h, repeating: 0)
+        var depthPixels = [Float](repeating: 0, count: n)
         var vertices = [SIMD3<Float>](repeating: .zero, count: n)
         var normalsOut = [SIMD3<Float>](repeating: .zero, count: n)
-        for pix in 0..<n {
-            var best = keys[0][pix]
-            for k in 1..<workers { best = min(best, keys[k][pix]) }
-            guard best != .max else { continue }
-            let i = Int(UInt32(truncatingIfNeeded: best))
-            let z = Float(bitPattern: UInt32(best >> 32))
-            let x = pix % w, y = pix / w
-            surfel[pix] = Int32(i)
-            depth.pixels[pix] = z
-            vertices[pix] = SIMD3((Float(x) - cx) / fx * z, (Float(y) - cy) / fy * z, z)
-            normalsOut[pix] = T.rotate(map.normals[i])
-        }
+        // Resolve the per-worker z-buffers, rows in parallel (each pixel written once). `keys`
+        // must outlive the raw pointers in `targets`.
+        withExtendedLifetime(keys) {
+        surfel.withUnsafeMutableBufferPointer { so in
+        depthPixels.withUnsafeMutableBufferPointer { dO in
+        vertices.withUnsafeMutableBufferPointer { vo in
+        normalsOut.withUnsafeMutableBufferPointer { no in
+        map.normals.withUnsafeBufferPointer { mn in
+            nonisolated(unsafe) let so = so, dO = dO, vo = vo, no = no, mn = mn
+            parallelChunks(h, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
+                for y in rows {
+                    for x in 0..<w {
+                        let pix = y * w + x
+                        var best = targets[0][pix]
+                        for k in 1..<workers { best = min(best, targets[k][pix]) }
+                        guard best != .max else { continue }
+                        let i = Int(UInt32(truncatingIfNeeded: best))
+                        let z = Float(bitPattern: UInt32(best >> 32))
+                        so[pix] = Int32(i)
+                        dO[pix] = z
+                        vo[pix] = SIMD3((Float(x) - cx) / fx * z, (Float(y) - cy) / fy * z, z)
+                        no[pix] = T.rotate(mn[i])
+                    }
+                }
+            }
+        }}}}}}
+        let depth = DepthImage(width: w, height: h, pixels: depthPixels)
         return Output(width: w, height: h, surfel: surfel, depth: depth, vertices: vertices, normals: normalsOut)
     }
 }
