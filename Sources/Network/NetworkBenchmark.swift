@@ -65,6 +65,53 @@ public struct NetworkBenchmark {
                                                              threads: threads, runs: max(3, runs / 2)))
     }
 
+    /// The 40-class 3x3 head at output stride 4 computed both ways, same run: per-tap GEMM
+    /// (M = 9·40, what the network uses) + shifted adds, and im2col (K = 9·256) + one GEMM
+    /// (M = 40). Median milliseconds (perTap, im2col) and the largest difference of the outputs.
+    public static func headComparison(width: Int, height: Int, threads: Int, runs: Int) -> (perTap: Double, im2col: Double, difference: Float) {
+        configureBLAS()
+        let (h, w) = NetworkArchitecture.outputSize(height: height, width: width)
+        let cin = NetworkArchitecture.width, cout = 40, n = h * w
+        let workspace = Workspace()
+        let input = workspace.map("x", channels: cin, height: h, width: w)
+        for i in 0..<input.count { input.base[i] = Float((i * 7919) % 97) / 97 }
+        let weights = (0..<(cout * cin * 9)).map { Float(($0 * 104_729) % 89) / 89 - 0.5 }   // [cout][cin][tap]
+        var taps = [Float](repeating: 0, count: weights.count)                                  // [tap][cout][cin]
+        for o in 0..<cout { for i in 0..<cin { for k in 0..<9 { taps[(k * cout + o) * cin + i] = weights[(o * cin + i) * 9 + k] } } }
+        let bias = [Float](repeating: 0.1, count: cout)
+        let outTap = workspace.map("tap", channels: cout, height: h, width: w)
+        let outCol = workspace.map("col", channels: cout, height: h, width: w)
+        let columns = workspace.floats("im2col", count: 9 * cin * n)
+        var tapTimes: [Double] = [], colTimes: [Double] = []
+        for run in 0...runs {
+            var t0 = DispatchTime.now().uptimeNanoseconds
+            taps.withUnsafeBufferPointer { t in bias.withUnsafeBufferPointer { b in
+                convolution3x3(input, into: outTap, tapWeights: t.baseAddress!, bias: b.baseAddress!, workspace: workspace, threads: threads)
+            } }
+            if run > 0 { tapTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+            t0 = DispatchTime.now().uptimeNanoseconds
+            parallelRanges(9 * cin, threads: threads) { _, rows in
+                for row in rows {
+                    let c = row / 9, dy = (row % 9) / 3, dx = row % 3
+                    let src = input.channel(c), dst = columns + row * n
+                    for y in 0..<h {
+                        let iy = y + dy - 1
+                        for x in 0..<w {
+                            let ix = x + dx - 1
+                            dst[y * w + x] = iy >= 0 && iy < h && ix >= 0 && ix < w ? src[iy * w + ix] : 0
+                        }
+                    }
+                }
+            }
+            weights.withUnsafeBufferPointer { gemm(m: cout, n: n, k: 9 * cin, a: $0.baseAddress!, b: columns, c: outCol.base, threads: threads) }
+            bias.withUnsafeBufferPointer { addBias(outCol, bias: $0.baseAddress!, relu6: false, threads: threads) }
+            if run > 0 { colTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+        }
+        var difference: Float = 0
+        for i in 0..<outTap.count { difference = max(difference, abs(outTap.base[i] - outCol.base[i])) }
+        return (Result.percentile(tapTimes, 0.5), Result.percentile(colTimes, 0.5), difference)
+    }
+
     /// Median time of running just these GEMMs (random data) through the network's GEMM path.
     static func gemmFloor(_ shapes: [(m: Int, n: Int, k: Int)], threads: Int, runs: Int) -> Double {
         configureBLAS()

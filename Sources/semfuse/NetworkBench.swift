@@ -78,6 +78,13 @@ struct NetworkBench: ParsableCommand {
         }
         if !json {
             for (w, h) in sizes {
+                for t in threadCounts {
+                    let r = NetworkBenchmark.headComparison(width: w, height: h, threads: t, runs: max(3, runs / 3))
+                    print(String(format: "%dx%d, %d thread%@: 40-class 3x3 head as per-tap GEMM %.1f ms vs im2col + GEMM %.1f ms (%.2fx; outputs agree to %.1e)",
+                                 w, h, t, t == 1 ? "" : "s", r.perTap, r.im2col, r.im2col / max(r.perTap, 1e-9), r.difference))
+                }
+            }
+            for (w, h) in sizes {
                 let one = results.first { $0.width == w && $0.height == h && $0.threads == 1 }
                 let two = results.first { $0.width == w && $0.height == h && $0.threads == 2 }
                 if let one, let two {
