@@ -37,6 +37,7 @@ public final class JointNetwork {
     public var architecture: NetworkArchitecture { weights.architecture }
     /// Buffers allocated so far; stays constant once a frame of the largest size has run.
     public var workspaceAllocations: Int { workspace.allocationCount }
+    /// Memory held by the workspace (all planned buffers).
     public var workspaceBytes: Int { workspace.totalBytes }
 
     /// When set, `forward` records wall time per kind of work (stem, expand, depthwise, …) in
@@ -187,13 +188,12 @@ public final class JointNetwork {
         y = merge(refine(2, y), level: 1, skips: [("conv3", l3)])
 
         let shared = decoderMap("crp1.out", like: l3)
-        let stageWeights = self.weights.depthwiseCRP
-        timed("CRP1 depthwise") { stageWeights[0].withUnsafeBufferPointer { w1 in stageWeights[1].withUnsafeBufferPointer { w2 in
-            stageWeights[2].withUnsafeBufferPointer { w3 in stageWeights[3].withUnsafeBufferPointer { w4 in
-                depthwiseCRP(y, into: shared, stageWeights: [w1.baseAddress!, w2.baseAddress!, w3.baseAddress!, w4.baseAddress!],
+        timed("CRP1 depthwise") {
+            self.weights.depthwiseCRP.withUnsafeBufferPointer {
+                depthwiseCRP(y, into: shared, stageWeights: $0.baseAddress!, stages: NetworkArchitecture.crpStages,
                              workspace: ws, threads: threads)
-            } }
-        } } }
+            }
+        }
         show("crp1", shared)
 
         // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias.

@@ -13,6 +13,8 @@ public struct NetworkBenchmark {
         /// Median time of the pass's GEMMs alone (same shapes, same threading, measured in the
         /// same run): the floor the rest of the network is compared with.
         public var gemmFloorMilliseconds: Double
+        /// Memory of the network's planned buffers at this size.
+        public var workspaceBytes: Int
 
         public var median: Double { Self.percentile(milliseconds, 0.5) }
         public var minimum: Double { milliseconds.min() ?? 0 }
@@ -62,7 +64,8 @@ public struct NetworkBenchmark {
                       multiplyAdds: network.multiplyAdds(height: height, width: width),
                       profile: profiles.mapValues { Result.percentile($0, 0.5) },
                       gemmFloorMilliseconds: Self.gemmFloor(network.layerPlan(height: height, width: width).gemms,
-                                                             threads: threads, runs: max(3, runs / 2)))
+                                                             threads: threads, runs: max(3, runs / 2)),
+                      workspaceBytes: network.workspaceBytes)
     }
 
     /// The 40-class 3x3 head at output stride 4 computed both ways, same run: per-tap GEMM

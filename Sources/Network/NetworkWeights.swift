@@ -20,8 +20,8 @@ public struct NetworkWeights: Sendable {
     var skip: [String: [Float]]
     /// crp4, crp3, crp2: four dense [256, 256] stage weights each.
     var denseCRP: [Int: [[Float]]]
-    /// crp1: four per-channel scales.
-    var depthwiseCRP: [[Float]]
+    /// crp1: the four stages' per-channel scales, stage-major (`[stage][channel]`).
+    var depthwiseCRP: [Float]
     var adapt: [Int: [Float]]
     var heads: [Head]
 
@@ -100,7 +100,7 @@ public struct NetworkWeights: Sendable {
         denseCRP = Dictionary(uniqueKeysWithValues: [4, 3, 2].map { crp in
             (crp, (1...NetworkArchitecture.crpStages).map { t("crp\(crp).0.\($0)_outvar_dimred.weight") })
         })
-        depthwiseCRP = (1...NetworkArchitecture.crpStages).map { t("crp1.0.\($0)_outvar_dimred.weight") }
+        depthwiseCRP = (1...NetworkArchitecture.crpStages).flatMap { t("crp1.0.\($0)_outvar_dimred.weight") }
         adapt = Dictionary(uniqueKeysWithValues: [4, 3, 2].map { ($0, t("conv_adapt\($0).weight")) })
         let headNames = ["segm": "pre_segm", "depth": "pre_depth", "normal": "pre_normal"]
         heads = architecture.heads.map { head in

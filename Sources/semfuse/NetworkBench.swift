@@ -59,15 +59,15 @@ struct NetworkBench: ParsableCommand {
                         "width": w, "height": h, "threads": t, "runs": runs,
                         "median_ms": r.median, "min_ms": r.minimum, "max_ms": r.maximum, "p10_ms": r.p10, "p90_ms": r.p90,
                         "gflops": r.gflops, "gmac": r.multiplyAdds / 1e9,
-                        "gemm_floor_ms": r.gemmFloorMilliseconds, "ratio_to_gemm_floor": r.median / max(r.gemmFloorMilliseconds, 1e-9),
+                        "gemm_floor_ms": r.gemmFloorMilliseconds, "workspace_mb": Double(r.workspaceBytes) / 1e6, "ratio_to_gemm_floor": r.median / max(r.gemmFloorMilliseconds, 1e-9),
                     ]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
                     print(String(format: "%dx%d, %d thread%@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.1f GFLOP/s",
                                  w, h, t, t == 1 ? "" : "s", r.median, r.minimum, r.p10, r.p90, r.maximum, r.gflops))
-                    print(String(format: "    its GEMMs alone, same run: %.1f ms; whole pass = %.2fx the GEMM floor",
-                                 r.gemmFloorMilliseconds, r.median / max(r.gemmFloorMilliseconds, 1e-9)))
+                    print(String(format: "    its GEMMs alone, same run: %.1f ms; whole pass = %.2fx the GEMM floor; buffers %.0f MB",
+                                 r.gemmFloorMilliseconds, r.median / max(r.gemmFloorMilliseconds, 1e-9), Double(r.workspaceBytes) / 1e6))
                     let total = r.profile.values.reduce(0, +)
                     for (kind, ms) in r.profile.sorted(by: { $0.value > $1.value }) {
                         print("    " + kind.padding(toLength: 24, withPad: " ", startingAt: 0)

@@ -12,30 +12,14 @@ final class ConverterTests: XCTestCase {
 
     @discardableResult
     func convert(_ arguments: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Self.repository.appendingPathComponent("tools/convert_checkpoint.py").path] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        if expectSuccess { XCTAssertEqual(process.terminationStatus, 0, output) }
-        return (process.terminationStatus, output)
+        let (status, output) = try ProcessRunner.env(["python3", Self.repository.appendingPathComponent("tools/convert_checkpoint.py").path] + arguments)
+        if expectSuccess { XCTAssertEqual(status, 0, output) }
+        return (status, output)
     }
 
     override func setUpWithError() throws {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import numpy"]
-        probe.standardOutput = FileHandle.nullDevice
-        probe.standardError = FileHandle.nullDevice
-        do { try probe.run(); probe.waitUntilExit() } catch {
-            throw XCTSkip("needs python3 with numpy for tools/convert_checkpoint.py (apt-get install python3-numpy)")
-        }
-        if probe.terminationStatus != 0 {
+        let probe = try? ProcessRunner.env(["python3", "-c", "import numpy"])
+        if probe?.status != 0 {
             throw XCTSkip("needs python3 with numpy for tools/convert_checkpoint.py (apt-get install python3-numpy)")
         }
     }

@@ -84,12 +84,9 @@ final class KernelTests: XCTestCase {
         }
         for threads in [1, 2] {
             let ws = Workspace()
-            let pointers = scales.map { s -> UnsafeMutablePointer<Float> in
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: c); p.initialize(from: s, count: c); return p
-            }
-            defer { pointers.forEach { $0.deallocate() } }
+            let flat = scales.flatMap { $0 }
             let got = run(c, h, w, x, outChannels: c, outH: h, outW: w) { i, o in
-                depthwiseCRP(i, into: o, stageWeights: pointers.map { UnsafePointer($0) }, workspace: ws, threads: threads)
+                flat.withUnsafeBufferPointer { depthwiseCRP(i, into: o, stageWeights: $0.baseAddress!, stages: 4, workspace: ws, threads: threads) }
             }
             assertClose(got, expected, 1e-4, "depthwise CRP, threads \(threads)")
             // Pooling with accumulation (dense CRP building block): signed inputs, −inf padding.

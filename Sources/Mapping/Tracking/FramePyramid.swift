@@ -91,37 +91,7 @@ public struct VertexNormalMap: @unchecked Sendable {
     /// ElasticFusion's depth pyramid step: 5x5 [1 4 6 4 1]² weights, only samples within
     /// 90 mm of the centre, then every second pixel.
     static func downsampleDepth(_ depth: [Float], width w: Int, height h: Int, threads: Int = 1) -> [Float] {
-        let w2 = w / 2, h2 = h / 2
-        let g: [Float] = [0.0625, 0.25, 0.375, 0.25, 0.0625]
-        var out = [Float](repeating: 0, count: w2 * h2)
-        depth.withUnsafeBufferPointer { dp in
-        out.withUnsafeMutableBufferPointer { op in
-            nonisolated(unsafe) let dp = dp, op = op
-            parallelChunks(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
-                for y in rows {
-                    for x in 0..<w2 {
-                        let cx = 2 * x, cy = 2 * y
-                        let c = dp[cy * w + cx]
-                        guard c > 0 else { continue }
-                        var sum: Float = 0, wsum: Float = 0
-                        for dy in -2...2 {
-                            let yy = cy + dy
-                            guard yy >= 0, yy < h else { continue }
-                            for dx in -2...2 {
-                                let xx = cx + dx
-                                guard xx >= 0, xx < w else { continue }
-                                let v = dp[yy * w + xx]
-                                guard v > 0, abs(v - c) < 0.09 else { continue }
-                                let wt = g[dx + 2] * g[dy + 2]
-                                sum += wt * v; wsum += wt
-                            }
-                        }
-                        op[y * w2 + x] = sum / wsum
-                    }
-                }
-            }
-        }}
-        return out
+        gaussianDownsample(depth, width: w, height: h, maxDifference: 0.09, threads: threads)
     }
 
     /// Three-level pyramid of a (filtered) depth image.
@@ -135,4 +105,42 @@ public struct VertexNormalMap: @unchecked Sendable {
         }
         return maps
     }
+}
+
+/// One pyramid step shared by depth and intensity: a 5x5 [1 4 6 4 1]² Gaussian centred on every
+/// second pixel, over the samples that have data (> 0) and, with `maxDifference`, lie within it
+/// of the centre (ElasticFusion's depth rule); pixels whose centre has no data stay 0.
+func gaussianDownsample(_ values: [Float], width w: Int, height h: Int, maxDifference: Float?, threads: Int = 1) -> [Float] {
+    let w2 = w / 2, h2 = h / 2
+    let g: [Float] = [0.0625, 0.25, 0.375, 0.25, 0.0625]
+    let limit = maxDifference ?? .infinity
+    var out = [Float](repeating: 0, count: w2 * h2)
+    values.withUnsafeBufferPointer { dp in
+    out.withUnsafeMutableBufferPointer { op in
+        nonisolated(unsafe) let dp = dp, op = op
+        parallelChunks(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
+            for y in rows {
+                for x in 0..<w2 {
+                    let cx = 2 * x, cy = 2 * y
+                    let c = dp[cy * w + cx]
+                    guard c > 0 else { continue }
+                    var sum: Float = 0, wsum: Float = 0
+                    for dy in -2...2 {
+                        let yy = cy + dy
+                        guard yy >= 0, yy < h else { continue }
+                        for dx in -2...2 {
+                            let xx = cx + dx
+                            guard xx >= 0, xx < w else { continue }
+                            let v = dp[yy * w + xx]
+                            guard v > 0, abs(v - c) < limit else { continue }
+                            let wt = g[dx + 2] * g[dy + 2]
+                            sum += wt * v; wsum += wt
+                        }
+                    }
+                    op[y * w2 + x] = sum / wsum
+                }
+            }
+        }
+    }}
+    return out
 }

@@ -38,30 +38,8 @@ public struct IntensityMap: @unchecked Sendable {
 
     /// The next level: 5x5 [1 4 6 4 1]² Gaussian over the samples that have data, every second pixel.
     public func downsampled() -> IntensityMap {
-        let w2 = width / 2, h2 = height / 2
-        let g: [Float] = [1, 4, 6, 4, 1]
-        var out = [Float](repeating: 0, count: w2 * h2)
-        for y in 0..<h2 {
-            for x in 0..<w2 {
-                let cx = 2 * x, cy = 2 * y
-                guard intensity[cy * width + cx] > 0 else { continue }
-                var sum: Float = 0, wsum: Float = 0
-                for dy in -2...2 {
-                    let yy = cy + dy
-                    guard yy >= 0, yy < height else { continue }
-                    for dx in -2...2 {
-                        let xx = cx + dx
-                        guard xx >= 0, xx < width else { continue }
-                        let v = intensity[yy * width + xx]
-                        guard v > 0 else { continue }
-                        let wt = g[dx + 2] * g[dy + 2]
-                        sum += wt * v; wsum += wt
-                    }
-                }
-                out[y * w2 + x] = sum / wsum
-            }
-        }
-        return IntensityMap(width: w2, height: h2, intensity: out)
+        IntensityMap(width: width / 2, height: height / 2,
+                     intensity: gaussianDownsample(intensity, width: width, height: height, maxDifference: nil))
     }
 
     /// Levels finest first.

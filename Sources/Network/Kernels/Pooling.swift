@@ -71,7 +71,8 @@ func maxPoolAccumulating(_ src: FeatureMap, into pooled: FeatureMap, accumulator
 /// The whole depthwise CRP block (crp1) channel by channel, since a depthwise stage never mixes
 /// channels: `acc = x; b = x; 4×: b = w_i[c]·maxpool(b); acc += b`. Each channel's planes stay in
 /// cache for all four stages.
-func depthwiseCRP(_ input: FeatureMap, into output: FeatureMap, stageWeights: [UnsafePointer<Float>],
+/// `stageWeights` holds `stages` blocks of one scale per channel.
+func depthwiseCRP(_ input: FeatureMap, into output: FeatureMap, stageWeights: UnsafePointer<Float>, stages: Int,
                   workspace: Workspace, threads: Int) {
     let h = input.height, w = input.width, plane = input.plane
     let workers = max(1, min(threads, input.channels))
@@ -86,9 +87,9 @@ func depthwiseCRP(_ input: FeatureMap, into output: FeatureMap, stageWeights: [U
             let acc = output.channel(c)
             acc.update(from: input.channel(c), count: plane)
             var source = UnsafePointer(input.channel(c))
-            for weights in stageWeights {
+            for stage in 0..<stages {
                 maxPool5x5(source, into: pooled, height: h, width: w, rowBuffer: rowBuffer, rows: rows)
-                let s = weights[c], sv = F8(repeating: s)
+                let s = stageWeights[stage * input.channels + c], sv = F8(repeating: s)
                 var i = 0
                 while i + 8 <= plane {
                     let v = load8(pooled + i) * sv
