@@ -93,7 +93,8 @@ struct Predict: ParsableCommand {
             guard record == nil else { throw CLIError("--record needs a sequence folder as input") }
             let image = try ImageFile.readColor(inputURL)
             let start = Date()
-            let result = network.forward(try NetworkInput(image: image))
+            let result: NetworkOutput
+            do { result = network.forward(try NetworkInput(image: image)) } catch { throw CLIError("\(input): \(error)") }
             let ms = Date().timeIntervalSince(start) * 1000
             options.rawDirectory = saveRaw.map { URL(fileURLWithPath: $0) }
             let files = try PredictionWriter.write(result, image: image, stem: name, to: outputURL, options: options)
@@ -117,8 +118,10 @@ struct Predict: ParsableCommand {
         var failure: Error?
         for (done, position) in positions.enumerated() {
             if Interrupt.requested { logger.warning("interrupted; \(written) frames written"); break }
+            var where_ = "\(source.name) frame \(position)"
             do {
                 let frame = try source.frame(at: position)
+                if !frame.source.isEmpty { where_ = frame.source }
                 let start = Date()
                 let result = network.forward(try NetworkInput(image: frame.color))
                 times.append(Date().timeIntervalSince(start) * 1000)
@@ -133,7 +136,7 @@ struct Predict: ParsableCommand {
                 }
                 written += 1
             } catch {
-                failure = error
+                failure = CLIError("\(where_): \(error)")
                 break
             }
             if !logging.quiet && ((done + 1) % 10 == 0 || done + 1 == positions.count) {
