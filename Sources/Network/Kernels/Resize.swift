@@ -35,7 +35,7 @@ func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, workspace: Wor
 /// Exact 2x half-pixel bilinear (every decoder step on even sizes): the weights are the constants
 /// 1/4 and 3/4, so rows are blended with SIMD and then each blended row is widened, instead of
 /// a table lookup and four gathers per output.
-private func upsample2x(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
+func upsample2x(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
     let hi = input.height, wi = input.width, wo = output.width
     let workers = max(1, min(threads, input.channels))
     let scratch = workspace.floats("bilinear.row", count: (wi + 16) * workers)
