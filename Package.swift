@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Network", "Imaging", "Sequences", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Network", "Imaging", "Sequences", "Semantics", "Geometry", "Export", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -5,6 +5,8 @@ public enum NetworkError: Error, CustomStringConvertible, Equatable {
     case weightMismatch(path: String, missing: [String], extra: [String], misshaped: [String])
     case invalidTensor(path: String, name: String, reason: String)
     case invalidInput(String)
+    /// A converted mobile model (`docs/graph-format.md`) that the engine cannot run as it is.
+    case invalidGraph(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum NetworkError: Error, CustomStringConvertible, Equatable {
             return lines.joined(separator: "\n")
         case .invalidTensor(let p, let n, let r): return "\(p): tensor \(n): \(r)"
         case .invalidInput(let r): return "network input: \(r)"
+        case .invalidGraph(let p, let r): return "\(p): \(r)"
         }
     }
 }

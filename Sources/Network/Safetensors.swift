@@ -29,6 +29,30 @@ public enum Safetensors {
         return try decode(data, path: url.path)
     }
 
+    /// The tensors and the `__metadata__` string map (empty when the file has none).
+    public static func readWithMetadata(_ url: URL) throws -> (tensors: [String: NamedTensor], metadata: [String: String]) {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw NetworkError.unreadable(path: url.path, reason: FileManager.default.fileExists(atPath: url.path)
+                                          ? error.localizedDescription : "no such file")
+        }
+        return (try decode(data, path: url.path), try metadata(data, path: url.path))
+    }
+
+    /// The `__metadata__` entry of a safetensors file: string keys to string values.
+    public static func metadata(_ data: Data, path: String) throws -> [String: String] {
+        guard data.count >= 8 else { return [:] }
+        let headerLength = data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard headerLength > 0, headerLength <= UInt64(data.count - 8) else { return [:] }
+        let header = data.subdata(in: data.startIndex + 8 ..< data.startIndex + 8 + Int(headerLength))
+        guard let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any],
+              let meta = json["__metadata__"] else { return [:] }
+        guard let strings = meta as? [String: String] else {
+            throw NetworkError.malformedSafetensors(path: path, reason: "__metadata__ must map strings to strings")
+        }
+        return strings
+    }
+
     public static func decode(_ data: Data, path: String) throws -> [String: NamedTensor] {
         func bad(_ reason: String) -> NetworkError { .malformedSafetensors(path: path, reason: reason) }
         guard data.count >= 8 else { throw bad("file is \(data.count) bytes, shorter than the 8-byte header length") }

@@ -28,28 +28,67 @@ public enum PredictionWriter {
     @discardableResult
     public static func write(_ output: NetworkOutput, image: ColorImage, stem: String, to directory: URL,
                              options: Options = Options()) throws -> [URL] {
+        let nyu = NetworkPredictor.nyu40Output(output)
+        var prediction = DensePrediction(logits: PlanarMap(channels: nyu.classCount, height: nyu.height, width: nyu.width, values: nyu.logits),
+                                         depth: PlanarMap(channels: 1, height: output.height, width: output.width, values: output.depth),
+                                         normals: output.normals.map { PlanarMap(channels: 3, height: output.height, width: output.width, values: $0) })
+        prediction.depthCrop = 1
+        // segm.npy keeps every logit the network produced (46 for NYU+KITTI).
+        return try write(prediction, classSet: .nyu40, image: image, stem: stem, to: directory, options: options,
+                         rawLogits: PlanarMap(channels: output.classCount, height: output.height, width: output.width, values: output.logits),
+                         bicubicDepth: true)
+    }
+
+    /// Writes whatever a model predicted: labels (`classSet` palette) and ids when it has
+    /// logits, the depth PNG when it has depth, the preview of what there is, normals, and
+    /// with `rawDirectory` the raw `segm.npy` (float32 `1 x C x h x w` logits) and `depth.npy`
+    /// (float32 `1 x 1 x h x w`, metres).
+    @discardableResult
+    public static func write(_ prediction: DensePrediction, classSet: ClassSet?, image: ColorImage, stem: String, to directory: URL,
+                             options: Options = Options(), rawLogits: PlanarMap? = nil, bicubicDepth: Bool = false) throws -> [URL] {
         var written: [URL] = []
         func url(_ suffix: String) -> URL { directory.appendingPathComponent("\(stem).\(suffix)") }
-        let nyu = NetworkPredictor.nyu40Output(output)
-        let labels = nyu.labels(height: image.height, width: image.width, threads: options.threads)
-        let depth = output.depthImage(height: image.height, width: image.width)
-        let depthPNG = depth.map { z -> UInt16 in
-            guard z.isFinite, z > 0 else { return 0 }
-            return UInt16(min(65535, (z * depthScale).rounded()))
+        var previewParts = [image]
+        if let logits = prediction.logits, let classSet {
+            let output = NetworkOutput(height: logits.height, width: logits.width, logits: logits.values, classCount: logits.channels,
+                                       depth: [Float](repeating: 0, count: logits.height * logits.width))
+            let labels = output.labels(height: image.height, width: image.width, threads: options.threads)
+            let coloured = classSet.colorize(labels)
+            try PNGCodec.writeRGB(coloured, to: url("labels.png")); written.append(url("labels.png"))
+            try PNGCodec.writeGray8(labels, to: url("label-ids.png")); written.append(url("label-ids.png"))
+            previewParts.append(coloured)
+            if options.probabilities {
+                let p = output.classProbabilities()
+                var chw = [Float](repeating: 0, count: p.values.count)
+                let plane = p.width * p.height
+                for i in 0..<plane { for c in 0..<p.classCount { chw[c * plane + i] = p.values[i * p.classCount + c] } }
+                try NPY.write(NPYArray(shape: [p.classCount, p.height, p.width], values: chw), to: url("probabilities.npy"), dtype: .float16)
+                written.append(url("probabilities.npy"))
+            }
         }
-        let coloured = ClassSet.nyu40.colorize(labels)
-        try PNGCodec.writeGray16(depthPNG, to: url("depth.png")); written.append(url("depth.png"))
-        try PNGCodec.writeRGB(coloured, to: url("labels.png")); written.append(url("labels.png"))
-        try PNGCodec.writeGray8(labels, to: url("label-ids.png")); written.append(url("label-ids.png"))
+        let depthImage: DepthImage?
+        if bicubicDepth, let d = prediction.depth {
+            let up = resizeBicubic(d.values, channels: 1, height: d.height, width: d.width, toHeight: image.height, width: image.width)
+            depthImage = DepthImage(width: image.width, height: image.height, pixels: up.map { abs($0) })
+        } else {
+            depthImage = prediction.depthImage(width: image.width, height: image.height)
+        }
+        if let depth = depthImage {
+            let depthPNG = depth.map { z -> UInt16 in
+                guard z.isFinite, z > 0 else { return 0 }
+                return UInt16(min(65535, (z * depthScale).rounded()))
+            }
+            try PNGCodec.writeGray16(depthPNG, to: url("depth.png")); written.append(url("depth.png"))
+            previewParts.append(ColorRamp.colorize(depth: depth, near: 0, far: previewFarDepth))
+        }
         if options.preview {
-            let depthColours = ColorRamp.colorize(depth: depth, near: 0, far: previewFarDepth)
-            try PNGCodec.writeRGB(sideBySide([image, coloured, depthColours]), to: url("preview.png"))
+            try PNGCodec.writeRGB(sideBySide(previewParts), to: url("preview.png"))
             written.append(url("preview.png"))
         }
-        if let normals = output.normals {
+        if let normals = prediction.normals {
             // 3-task checkpoints: per-pixel unit normals coloured as the authors' notebook does,
             // RGB = ((nx + 1)/2, (ny + 1)/2, (1 − nz)/2).
-            let up = resizeBicubic(normals, channels: 3, height: output.height, width: output.width,
+            let up = resizeBicubic(normals.values, channels: 3, height: normals.height, width: normals.width,
                                    toHeight: image.height, width: image.width, threads: options.threads)
             let plane = image.width * image.height
             var colours = ColorImage(width: image.width, height: image.height, repeating: .black)
@@ -63,23 +102,21 @@ public enum PredictionWriter {
             }
             try PNGCodec.writeRGB(colours, to: url("normals.png")); written.append(url("normals.png"))
         }
-        if options.probabilities {
-            let p = nyu.classProbabilities()
-            var chw = [Float](repeating: 0, count: p.values.count)
-            let plane = p.width * p.height
-            for i in 0..<plane { for c in 0..<p.classCount { chw[c * plane + i] = p.values[i * p.classCount + c] } }
-            try NPY.write(NPYArray(shape: [p.classCount, p.height, p.width], values: chw), to: url("probabilities.npy"), dtype: .float16)
-            written.append(url("probabilities.npy"))
-        }
         if let raw = options.rawDirectory {
             try FileManager.default.createDirectory(at: raw, withIntermediateDirectories: true)
-            let segm = raw.appendingPathComponent("segm.npy"), depthURL = raw.appendingPathComponent("depth.npy")
-            try NPY.write(NPYArray(shape: [1, output.classCount, output.height, output.width], values: output.logits), to: segm)
-            try NPY.write(NPYArray(shape: [1, 1, output.height, output.width], values: output.depth), to: depthURL)
-            written += [segm, depthURL]
-            if let normals = output.normals {
+            if let logits = rawLogits ?? prediction.logits {
+                let segm = raw.appendingPathComponent("segm.npy")
+                try NPY.write(NPYArray(shape: [1, logits.channels, logits.height, logits.width], values: logits.values), to: segm)
+                written.append(segm)
+            }
+            if let depth = prediction.depth {
+                let depthURL = raw.appendingPathComponent("depth.npy")
+                try NPY.write(NPYArray(shape: [1, 1, depth.height, depth.width], values: depth.values), to: depthURL)
+                written.append(depthURL)
+            }
+            if let normals = prediction.normals {
                 let normalURL = raw.appendingPathComponent("normal.npy")
-                try NPY.write(NPYArray(shape: [1, 3, output.height, output.width], values: normals), to: normalURL)
+                try NPY.write(NPYArray(shape: [1, 3, normals.height, normals.width], values: normals.values), to: normalURL)
                 written.append(normalURL)
             }
         }

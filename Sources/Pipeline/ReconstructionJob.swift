@@ -40,9 +40,14 @@ public struct ReconstructionRequest: Sendable {
     public var fusion = FusionParameters()
     /// nil: the sequence's poses when it has them, else tracking.
     public var poses: ReconstructionOptions.PoseSource?
-    /// Weights (.safetensors) of the joint network; when set, the network supplies the class
-    /// probabilities (unless labels are `none`) and, with predicted depth, the depth.
-    public var network: URL?
+    /// A model (file or bundled short name, see `ModelLibrary`): the joint network or a
+    /// converted segmenter; when set, it supplies the class probabilities and, with predicted
+    /// depth, the depth (from itself or from `depthNetwork`).
+    public var network: String?
+    /// A depth model (file or bundled name) paired with the segmenter for predicted depth.
+    public var depthNetwork: String?
+    /// How the depth model is fed frames of this sequence's camera.
+    public var depthInput = DepthInput.default
     /// Run the network every n-th fused frame. nil: 10 (SemanticFusion's rate) with sensor
     /// depth, 1 with predicted depth.
     public var networkEvery: Int?
@@ -167,14 +172,17 @@ public enum ReconstructionJob {
     static func makePredictor(_ request: ReconstructionRequest, source: FrameSource,
                               depthSource: ReconstructionOptions.DepthSource = .sensor) throws -> Predictor? {
         if let weights = request.network {
-            let network = try NetworkPredictor(weights: weights, every: request.networkEvery ?? (depthSource == .predicted ? 1 : 10),
-                                               predictsDepth: depthSource == .predicted,
-                                               threads: request.networkThreads ?? request.fusion.threads)
+            let threads = request.networkThreads ?? request.fusion.threads
+            let segmenter = try ModelLibrary.load(weights, threads: threads)
+            let depthModel = try request.depthNetwork.map { try ModelLibrary.load($0, threads: threads, depthInput: request.depthInput) }
+            let network = try NetworkPredictor(segmenter: segmenter, depthModel: depthModel,
+                                               every: request.networkEvery ?? (depthSource == .predicted ? 1 : 10),
+                                               predictsDepth: depthSource == .predicted, intrinsics: source.intrinsics)
             // With the network, its class probabilities are always fused (--labels is for sequences).
             let predictor: Predictor = network
             if let wanted = request.classSet, wanted != network.classSet {
                 guard let mapping = ClassMapping(from: network.classSet, to: wanted) else {
-                    throw PipelineError.invalidOption("--class-set \(wanted.name): cannot map the network's NYU-40 classes onto it")
+                    throw PipelineError.invalidOption("--class-set \(wanted.name): cannot map the network's \(network.classSet.name) classes onto it")
                 }
                 return ClassMappingPredictor(predictor, mapping: mapping)
             }

@@ -88,13 +88,16 @@ public struct ClassMapping: Sendable, Equatable {
     /// `table[sourceId]` = target id.
     public let table: [Int]
 
+    /// The mapping between two class sets, if one is known: identity, NYU-40 → NYU-13,
+    /// ADE-32 → NYU-40, and ADE-32 → NYU-13 through NYU-40.
     public init?(from source: ClassSet, to target: ClassSet) {
-        if source == target {
-            self.source = source; self.target = target; table = Array(0..<source.count)
-        } else if source.name == ClassSet.nyu40.name && target.name == ClassSet.nyu13.name {
-            self.source = source; self.target = target; table = ClassSet.nyu40ToNyu13
-        } else {
-            return nil
+        self.source = source; self.target = target
+        switch (source.name, target.name) {
+        case _ where source == target: table = Array(0..<source.count)
+        case (ClassSet.nyu40.name, ClassSet.nyu13.name): table = ClassSet.nyu40ToNyu13
+        case (ClassSet.ade32.name, ClassSet.nyu40.name): table = ClassSet.ade32ToNyu40
+        case (ClassSet.ade32.name, ClassSet.nyu13.name): table = ClassSet.ade32ToNyu40.map { ClassSet.nyu40ToNyu13[$0] }
+        default: return nil
         }
     }
 

@@ -36,14 +36,18 @@ public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(name) (\(count) classes)" }
 
-    /// Looks a class set up by name (`nyu40`, `nyu13`).
+    /// Looks a class set up by name (`nyu40`, `nyu13`, `ade32`).
     public static func named(_ name: String) -> ClassSet? {
         switch name.lowercased() {
         case "nyu40", "nyu-40": return .nyu40
         case "nyu13", "nyu-13": return .nyu13
+        case "ade32", "ade-32", "ade20k32": return .ade32
         default: return nil
         }
     }
+
+    /// Names accepted by `named(_:)`, for help texts.
+    public static let knownNames = ["ade32", "nyu40", "nyu13"]
 
     /// The 40 NYU Depth v2 classes (Gupta et al.) with the colour map of the joint network's
     /// notebooks (`cmap_nyud`, indexed by id + 1). Ids 0-39.
@@ -77,6 +81,32 @@ public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
             SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
         }, unlabelledId: 0)
     }()
+
+    /// The bundled DeepLab-v3 segmenter's classes (MLPerf mobile's ADE20K subset): 0 = other,
+    /// then the first 31 ADE20K classes in ADE20K's order, with ADE20K's usual palette.
+    /// "other" is a real class (everything else), not "unlabelled": it can win a surfel.
+    public static let ade32: ClassSet = {
+        let table: [(String, UInt8, UInt8, UInt8)] = [
+            ("other", 0, 0, 0), ("wall", 120, 120, 120), ("building", 180, 120, 120), ("sky", 6, 230, 230),
+            ("floor", 80, 50, 50), ("tree", 4, 200, 3), ("ceiling", 120, 120, 80), ("road", 140, 140, 140),
+            ("bed", 204, 5, 255), ("windowpane", 230, 230, 230), ("grass", 4, 250, 7), ("cabinet", 224, 5, 255),
+            ("sidewalk", 235, 255, 7), ("person", 150, 5, 61), ("earth", 120, 120, 70), ("door", 8, 255, 51),
+            ("table", 255, 6, 82), ("mountain", 143, 255, 140), ("plant", 204, 255, 4), ("curtain", 255, 51, 7),
+            ("chair", 204, 70, 3), ("car", 0, 102, 200), ("water", 61, 230, 250), ("painting", 255, 6, 51),
+            ("sofa", 11, 102, 255), ("shelf", 255, 7, 71), ("house", 255, 9, 224), ("sea", 9, 7, 230),
+            ("mirror", 220, 220, 220), ("rug", 255, 9, 92), ("field", 112, 9, 255), ("armchair", 8, 255, 214),
+        ]
+        return ClassSet(name: "ade32", classes: table.enumerated().map {
+            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
+        })
+    }()
+
+    /// ADE-32 id → NYU-40 id (docs/class-sets.md): indoor classes onto their NYU namesakes,
+    /// outdoor classes onto otherstructure (37), "other", plant and car onto otherprop (39).
+    public static let ade32ToNyu40: [Int] = [
+        39, 0, 37, 37, 1, 37, 21, 37, 3, 8, 37, 2, 37, 30, 37, 7,
+        6, 37, 39, 15, 4, 39, 37, 10, 5, 14, 37, 37, 18, 19, 37, 4,
+    ]
 
     /// NYU-40 id → NYU-13 id (the table published with the NYUv2 13-class benchmark).
     public static let nyu40ToNyu13: [Int] = [

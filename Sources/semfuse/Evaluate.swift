@@ -46,8 +46,20 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Folder of predicted depth PNGs named by frame (NNNNNN.depth.png, 5000 per metre), as 'semfuse predict <sequence>' writes.")
     var depthPredictions: String?
 
-    @Option(help: "Network weights (.safetensors): predict depth on the evaluated frames and score it.")
+    @Option(help: "A depth model (file or bundled name: 'fastdepth', or the joint network's weights): predict depth on the evaluated frames and score it.")
     var network: String?
+
+    @Option(help: "Depth model input: 'native' (its own size) or WIDTHxHEIGHT. Default: the measured default.")
+    var depthInput: String?
+
+    @Option(help: "Central fraction of the frame fed to the depth model (1 = whole frame).")
+    var depthCrop: Double?
+
+    @Option(help: "The depth model's training focal length (pixels at its native size), or 'none' for no focal-length correction.")
+    var depthFocal: String?
+
+    @Option(help: "Class set to score labelled maps in (nyu40 or nyu13; default: the sequence's). Maps in other sets (ade32) are mapped onto it.")
+    var classSet: String?
 
     @Option(help: "Ignore sensor depth beyond this many metres when scoring depth.")
     var maxDepth: Float = 10
@@ -85,10 +97,21 @@ struct Evaluate: ParsableCommand {
         if let map {
             let file = try PLYReader.read(URL(fileURLWithPath: map))
             let name = file.comments.first { $0.hasPrefix("class_set ") }.map { String($0.dropFirst("class_set ".count)) }
-            guard let classSet = name.flatMap(ClassSet.named) ?? source.classSet else {
+            guard let mapClassSet = name.flatMap(ClassSet.named) ?? source.classSet else {
                 throw CLIError("\(map): no class set in the PLY comments and none in the sequence")
             }
-            let native = source.classSet ?? classSet
+            var cloud = try file.pointCloud()
+            var classSet = mapClassSet
+            let native = source.classSet ?? mapClassSet
+            // A map in a finer or other class set than the ground truth (e.g. ade32 from the
+            // bundled segmenter) is scored in the truth's classes (or --class-set's) through the
+            // documented mapping.
+            let scoring = self.classSet.flatMap(ClassSet.named) ?? native
+            if classSet != scoring, let toScoring = ClassMapping(from: classSet, to: scoring) {
+                cloud.labels = cloud.labels?.map { $0 >= 0 && Int($0) < toScoring.table.count ? Int32(toScoring.table[Int($0)]) : $0 }
+                lines.append("  map labels mapped \(classSet.name) → \(scoring.name) (docs/class-sets.md)")
+                classSet = scoring
+            }
             let mapping = native == classSet ? nil : ClassMapping(from: native, to: classSet)
             var predictor: Predictor?
             switch labels {
@@ -97,7 +120,7 @@ struct Evaluate: ParsableCommand {
             default: predictor = nil
             }
             if let p = predictor, let mapping { predictor = ClassMappingPredictor(p, mapping: mapping) }
-            try evaluation.labels(cloud: file.pointCloud(), classSet: classSet, source: source, predictor: predictor,
+            try evaluation.labels(cloud: cloud, classSet: classSet, source: source, predictor: predictor,
                                   truthMapping: mapping, every: every)
             lines.append("  labels on \(evaluation.labelFrames) ground-truth frames, pixels covered by the map:")
             func report(_ title: String, _ score: SegmentationScore?) -> [String: Any]? {
@@ -124,14 +147,18 @@ struct Evaluate: ParsableCommand {
         if depthPredictions != nil || network != nil {
             guard source.capabilities.hasDepth else { throw CLIError("\(source.name): the sequence has no sensor depth to score predictions against") }
             var score = DepthScore(maxDepth: maxDepth)
-            let net = try network.map { JointNetwork(weights: try NetworkWeights.load(URL(fileURLWithPath: $0)),
-                                                     threads: max(1, ProcessInfo.processInfo.activeProcessorCount)) }
+            let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+            let model = try network.map { try ModelLibrary.load($0, threads: threads,
+                                                                 depthInput: DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)) }
+            if let model, !model.predictsDepth { throw CLIError("\(model.name) predicts no depth") }
             for position in stride(from: 0, to: source.frameCount, by: every) {
                 let frame = try source.frame(at: position)
                 guard let truth = frame.depth else { continue }
                 let predicted: DepthImage
-                if let net {
-                    predicted = net.forward(try NetworkInput(image: frame.color)).depthImage(height: frame.color.height, width: frame.color.width)
+                if let model {
+                    let output = try model.predict(frame.color, intrinsics: source.intrinsics)
+                    guard let image = NetworkPredictor.depthImage(output, model: model, width: frame.color.width, height: frame.color.height) else { continue }
+                    predicted = image
                 } else {
                     let url = URL(fileURLWithPath: depthPredictions!).appendingPathComponent(String(format: "%06d.depth.png", position))
                     guard FileManager.default.fileExists(atPath: url.path) else { continue }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import Imaging
 import Network
+import Pipeline
 
 struct NetworkBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,8 +30,11 @@ struct NetworkBench: ParsableCommand {
     @Option(help: "Untimed warm-up runs per configuration.")
     var warmup: Int = 3
 
-    @Option(help: "Weights (.safetensors); default: random weights of the 40-class network.")
+    @Option(help: "Weights (.safetensors): the joint network's, or a converted mobile model (timed at its native size and 640x480 unless --size). Default: random weights of the 40-class joint network.")
     var weights: String?
+
+    @Option(help: "A bundled model by short name ('deeplab', 'fastdepth'); same as --weights with its file.")
+    var model: String?
 
     @Flag(help: "Print JSON: one object per configuration, one per line.")
     var json = false
@@ -43,7 +48,14 @@ struct NetworkBench: ParsableCommand {
         }
         let threadCounts = threads.isEmpty ? [1, 2] : threads
         guard threadCounts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--threads must be at least 1") }
-        let loaded = try weights.map { try NetworkWeights.load(URL(fileURLWithPath: $0)) } ?? NetworkWeights.random()
+        if let name = model ?? weights {
+            let url = try ModelLibrary.resolve(name)
+            if GraphNetwork.isGraphModel(url) {
+                try benchGraph(url, sizes: size.isEmpty ? nil : sizes, threadCounts: threadCounts)
+                return
+            }
+        }
+        let loaded = try (model ?? weights).map { try NetworkWeights.load(ModelLibrary.resolve($0)) } ?? NetworkWeights.random()
         let bench = NetworkBenchmark(weights: loaded)
         if !json {
             print("bench network: \(weights ?? "random weights"), \(runs) timed runs after \(warmup) warm-up runs per configuration")
@@ -89,6 +101,62 @@ struct NetworkBench: ParsableCommand {
                 let two = results.first { $0.width == w && $0.height == h && $0.threads == 2 }
                 if let one, let two {
                     print(String(format: "%dx%d: 2 threads are %.2fx faster than 1 (same run)", w, h, one.median / two.median))
+                }
+            }
+        }
+    }
+
+    /// Converted mobile models: forward pass from the 8-bit image (input scaling included)
+    /// to the raw output, at the native size and 640x480 unless sizes are given.
+    private func benchGraph(_ url: URL, sizes given: [(Int, Int)]?, threadCounts: [Int]) throws {
+        let network = try GraphNetwork.load(url)
+        let sizes = given ?? [network.nativeSize, (640, 480)]
+        if !json { print("bench network: \(url.lastPathComponent) (\(network.operationCount) ops), \(runs) timed runs after \(warmup) warm-up runs per configuration") }
+        for (w, h) in sizes {
+            // A smooth synthetic image: realistic value ranges without needing a file.
+            var image = ColorImage(width: w, height: h, repeating: RGB8(0, 0, 0))
+            for y in 0..<h { for x in 0..<w {
+                let v = { (c: Float) in UInt8(127.5 + 120 * sinf(Float(x) * 0.05 + c) * cosf(Float(y) * 0.07)) }
+                image.pixels[y * w + x] = RGB8(v(0), v(1), v(2))
+            } }
+            for t in threadCounts {
+                network.threads = t
+                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s)…\n".utf8)) }
+                for _ in 0..<warmup { _ = try network.forward(image) }
+                var times: [Double] = []
+                for _ in 0..<runs {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = try network.forward(image)
+                    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+                network.profiling = true
+                var profiles: [String: [Double]] = [:]
+                for _ in 0..<3 {
+                    _ = try network.forward(image)
+                    for (kind, ms) in network.lastProfile { profiles[kind, default: []].append(ms) }
+                }
+                network.profiling = false
+                let p = { (q: Double) in NetworkBenchmark.Result.percentile(times, q) }
+                let macs = try network.multiplyAdds(height: h, width: w)
+                let median = p(0.5)
+                let gflops = 2 * macs / (median / 1000) / 1e9
+                if json {
+                    let object: [String: Any] = [
+                        "model": url.lastPathComponent, "width": w, "height": h, "threads": t, "runs": runs,
+                        "median_ms": median, "min_ms": times.min() ?? 0, "max_ms": times.max() ?? 0, "p10_ms": p(0.1), "p90_ms": p(0.9),
+                        "gmac": macs / 1e9, "gflops": gflops, "workspace_mb": Double(network.workspaceBytes) / 1e6,
+                    ]
+                    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                    print(String(decoding: data, as: UTF8.self))
+                } else {
+                    print(String(format: "%dx%d, %d thread%@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.2f GMAC, %.1f GFLOP/s, buffers %.0f MB",
+                                 w, h, t, t == 1 ? "" : "s", median, times.min() ?? 0, p(0.1), p(0.9), times.max() ?? 0, macs / 1e9, gflops,
+                                 Double(network.workspaceBytes) / 1e6))
+                    let medians = profiles.mapValues { NetworkBenchmark.Result.percentile($0, 0.5) }
+                    let total = medians.values.reduce(0, +)
+                    for (kind, ms) in medians.sorted(by: { $0.value > $1.value }) {
+                        print("    " + kind.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%7.1f ms  %4.1f%%", ms, 100 * ms / max(total, 1e-9)))
+                    }
                 }
             }
         }

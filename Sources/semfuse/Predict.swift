@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Geometry
 import Imaging
 import Logging
 import Network
@@ -9,31 +10,51 @@ import Sequences
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the joint network on an image or a sequence: depth, labels and previews per frame.",
+        abstract: "Run a network on an image or a sequence: labels, depth and previews per frame.",
         discussion: """
-        Pre-processing and post-processing follow the authors' notebooks: ImageNet normalisation at \
-        full resolution, outputs at stride 4 upsampled bicubically, depth = |prediction| in metres.
+        --weights takes a file or a bundled model's short name: 'deeplab' (DeepLab-v3 \
+        MobileNet-v2 segmenter, ADE20K 31 classes + other), 'fastdepth' (FastDepth, NYU Depth v2, \
+        metres), or the joint network's weights (NYU-40 labels and depth, tools/convert_checkpoint.py). \
+        Other TFLite models convert with tools/convert_tflite.py. --depth-network pairs a depth \
+        model with a segmenter. Models run at the image's own size unless --depth-input says \
+        otherwise (converted models are fully convolutional).
 
         Per frame, into the output folder:
+          <name>.labels.png       class colours (the model's class set palette)
+          <name>.label-ids.png    class id per pixel
           <name>.depth.png        16-bit depth, 5000 per metre (TUM scale), 0 = none
-          <name>.labels.png       class colours (NYU-40 palette of the notebooks)
-          <name>.label-ids.png    class id per pixel (0-39)
           <name>.preview.png      input | labels | depth (0-8 m colour map)
-          <name>.normals.png      3-task checkpoints: surface normals as RGB
-          <name>.probabilities.npy  with --probabilities: softmax [40, h/4, w/4], float16
+          <name>.normals.png      3-task joint checkpoints: surface normals as RGB
+          <name>.probabilities.npy  with --probabilities: softmax [C, h, w], float16
 
-        --save-raw <dir> writes the raw outputs at stride 4 as <dir>/segm.npy (float32 \
-        1x40xhxw logits) and <dir>/depth.npy (float32 1x1xhxw, before abs); for a sequence, one \
-        sub-folder per frame. --record <folder> writes a semfuse sequence holding the frames with \
-        the predicted class probabilities, so `semfuse reconstruct <folder> --labels recorded` \
+        --save-raw <dir> writes the raw outputs at the network's output resolution as \
+        <dir>/segm.npy (float32 1xCxhxw logits, as the network outputs them) and <dir>/depth.npy \
+        (float32 1x1xhxw, metres; the joint network's before abs); for a sequence, one sub-folder \
+        per frame. --record <folder> writes a semfuse sequence holding the frames with the \
+        predicted class probabilities, so `semfuse reconstruct <folder> --labels recorded` \
         replays them without the network.
         """)
 
     @Argument(help: "An image (PNG or JPEG) or a sequence folder.")
     var input: String
 
-    @Option(help: "Network weights (.safetensors in the official key layout; convert .ckpt files with tools/convert_checkpoint.py).")
+    @Option(help: "Model: a file (.safetensors: joint network or converted mobile model) or a bundled name ('deeplab', 'fastdepth').")
     var weights: String
+
+    @Option(help: "A depth model (file or 'fastdepth') to run alongside a segmenter.")
+    var depthNetwork: String?
+
+    @Option(help: "Depth model input: 'native' (its own size, e.g. 224x224), 'image' (the image's size, the default) or WIDTHxHEIGHT.")
+    var depthInput: String?
+
+    @Option(help: "Central fraction of the image fed to the depth model (1 = whole image).")
+    var depthCrop: Double?
+
+    @Option(help: "The depth model's training focal length (pixels at its native size), or 'none'. Used with the camera's focal length (the sequence's intrinsics, or --intrinsics) to correct the metric scale.")
+    var depthFocal: String?
+
+    @Option(help: "Camera of a single image, 'fx,fy,cx,cy', for the depth model's focal-length correction.")
+    var intrinsics: String?
 
     @Option(name: .shortAndLong, help: "Output folder. Default: Output/predict/<input name>")
     var output: String?
@@ -61,6 +82,27 @@ struct Predict: ParsableCommand {
     func validate() throws {
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
+        _ = try depthOptions(imageSized: true)
+    }
+
+    /// Depth input options; unless --depth-input says otherwise, the image's own size.
+    func depthOptions(imageSized: Bool) throws -> DepthInput {
+        try DepthInputArgument.parse(size: depthInput == "image" ? nil : (depthInput ?? "native"), crop: depthCrop, focal: depthFocal)
+    }
+
+    /// Runs the models on one image; merges the segmenter's logits with the depth model's depth.
+    func predict(_ models: [DenseModel], image: ColorImage, intrinsics: Intrinsics?) throws -> DensePrediction {
+        var merged = DensePrediction()
+        for model in models {
+            if let graph = model as? GraphDepthModel, depthInput == nil || depthInput == "image" {
+                graph.input.width = image.width; graph.input.height = image.height
+            }
+            let p = try model.predict(image, intrinsics: intrinsics)
+            if merged.logits == nil { merged.logits = p.logits; merged.normals = p.normals }
+            if merged.depth == nil, p.depth != nil { merged.depth = p.depth; merged.depthCrop = p.depthCrop }
+        }
+        return merged
     }
 
     func run() throws {
@@ -71,13 +113,15 @@ struct Predict: ParsableCommand {
         guard FileManager.default.fileExists(atPath: inputURL.path, isDirectory: &isDirectory) else {
             throw CLIError("\(input): no such file or folder")
         }
-        let weightsURL = URL(fileURLWithPath: weights)
-        let loaded = try NetworkWeights.load(weightsURL)
-        guard loaded.architecture.classCount >= 40 else {
-            throw CLIError("\(weights): the checkpoint predicts \(loaded.architecture.classCount) classes; predict writes NYU-40 labels")
-        }
-        let network = JointNetwork(weights: loaded, threads: threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount))
-        logger.info("weights \(weights): \(loaded.parameterCount) parameters, \(loaded.architecture.classCount) classes\(loaded.architecture.hasNormals ? ", normals" : "")")
+        let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let depthSettings = try depthOptions(imageSized: true)
+        var models: [DenseModel] = []
+        do {
+            models.append(try ModelLibrary.load(weights, threads: threadCount, depthInput: depthSettings))
+            if let depthNetwork { models.append(try ModelLibrary.load(depthNetwork, threads: threadCount, depthInput: depthSettings)) }
+        } catch { throw CLIError("\(error)") }
+        let classSet = models.lazy.compactMap(\.classSet).first
+        logger.info("models: \(models.map { "\($0.name) (\($0.classSet.map { "\($0.name) labels" } ?? "")\($0.classSet != nil && $0.predictsDepth ? ", " : "")\($0.predictsDepth ? "depth" : ""))" }.joined(separator: ", "))")
         let name = inputURL.deletingPathExtension().lastPathComponent
         let outputURL = URL(fileURLWithPath: output ?? "Output/predict/\(name)")
         do {
@@ -87,19 +131,25 @@ struct Predict: ParsableCommand {
         }
         var options = PredictionWriter.Options()
         options.probabilities = probabilities
-        options.threads = network.threads
+        options.threads = threadCount
+        let joint = models.first as? JointModel
 
         if !isDirectory.boolValue {
             guard record == nil else { throw CLIError("--record needs a sequence folder as input") }
             let image = try ImageFile.readColor(inputURL)
+            let camera = try intrinsics.map { text -> Intrinsics in
+                let v = try IntrinsicsArgument.parse(text)
+                return Intrinsics(fx: v.fx, fy: v.fy, cx: v.cx, cy: v.cy, width: image.width, height: image.height)
+            }
             let start = Date()
-            let result: NetworkOutput
-            do { result = network.forward(try NetworkInput(image: image)) } catch { throw CLIError("\(input): \(error)") }
+            let result: DensePrediction
+            do { result = try predict(models, image: image, intrinsics: camera) } catch { throw CLIError("\(input): \(error)") }
             let ms = Date().timeIntervalSince(start) * 1000
             options.rawDirectory = saveRaw.map { URL(fileURLWithPath: $0) }
-            let files = try PredictionWriter.write(result, image: image, stem: name, to: outputURL, options: options)
-            print("\(input): \(image.width)x\(image.height), network \(String(format: "%.0f", ms)) ms (outputs \(result.width)x\(result.height))")
-            printSummary(result, name: name)
+            let files = try write(result, joint: joint, classSet: classSet, image: image, stem: name, to: outputURL, options: options)
+            let sizes = [result.logits.map { "logits \($0.channels)x\($0.height)x\($0.width)" }, result.depth.map { "depth \($0.width)x\($0.height)" }].compactMap { $0 }
+            print("\(input): \(image.width)x\(image.height), network \(String(format: "%.0f", ms)) ms (\(sizes.joined(separator: ", ")))")
+            printSummary(result, classSet: classSet, image: image)
             for file in files { print("  wrote \(file.path)") }
             return
         }
@@ -107,9 +157,10 @@ struct Predict: ParsableCommand {
         let source = try SequenceLoader.open(inputURL, options: ReaderOptions())
         let positions = try FrameSelection(parsing: frames ?? "0:", every: every).positions(count: source.frameCount)
         guard !positions.isEmpty else { throw CLIError("\(source.name): no frames selected") }
+        if record != nil && classSet == nil { throw CLIError("--record stores class probabilities: give a segmenter with --weights") }
         let recorder = try record.map {
             try SemfuseSequenceWriter(folder: URL(fileURLWithPath: $0), name: "\(source.name)-predicted", intrinsics: source.intrinsics,
-                                      classSet: .nyu40)
+                                      classSet: classSet ?? .nyu40)
         }
         print("predict: \(source.name), \(positions.count) frames at \(source.intrinsics.width)x\(source.intrinsics.height) → \(outputURL.path)")
         Interrupt.install()
@@ -123,15 +174,18 @@ struct Predict: ParsableCommand {
                 let frame = try source.frame(at: position)
                 if !frame.source.isEmpty { where_ = frame.source }
                 let start = Date()
-                let result = network.forward(try NetworkInput(image: frame.color))
+                let result = try predict(models, image: frame.color, intrinsics: source.intrinsics)
                 times.append(Date().timeIntervalSince(start) * 1000)
                 let stem = String(format: "%06d", position)
                 options.rawDirectory = saveRaw.map { URL(fileURLWithPath: $0).appendingPathComponent(stem) }
-                try PredictionWriter.write(result, image: frame.color, stem: stem, to: outputURL, options: options)
+                try write(result, joint: joint, classSet: classSet, image: frame.color, stem: stem, to: outputURL, options: options)
                 if let recorder {
                     var recorded = frame
-                    recorded.probabilities = NetworkPredictor.nyu40Output(result).classProbabilities()
-                    if recorded.depth == nil { recorded.depth = result.depthImage(height: frame.color.height, width: frame.color.width) }
+                    recorded.probabilities = result.classProbabilities()
+                    if recorded.depth == nil {
+                        recorded.depth = joint != nil ? NetworkPredictor.depthImage(result, model: joint!, width: frame.color.width, height: frame.color.height)
+                            : result.depthImage(width: frame.color.width, height: frame.color.height)
+                    }
                     try recorder.append(recorded)
                 }
                 written += 1
@@ -140,16 +194,24 @@ struct Predict: ParsableCommand {
                 break
             }
             if !logging.quiet && ((done + 1) % 10 == 0 || done + 1 == positions.count) {
-                FileHandle.standardError.write(Data("  \(done + 1)/\(positions.count) frames, median \(String(format: "%.0f", median(times))) ms per forward pass\n".utf8))
+                FileHandle.standardError.write(Data("  \(done + 1)/\(positions.count) frames, median \(String(format: "%.0f", median(times))) ms per frame\n".utf8))
             }
         }
         if let recorder {
-            try recorder.finish(notes: ["class probabilities predicted by the joint network (\(weightsURL.lastPathComponent)), output stride 4"],
-                                generator: ["tool": "semfuse predict", "weights": weightsURL.lastPathComponent])
+            let names = models.map(\.name).joined(separator: " + ")
+            try recorder.finish(notes: ["class probabilities predicted by \(names) at the model's output resolution"],
+                                generator: ["tool": "semfuse predict", "weights": names])
             print("Recorded \(written) frames with predicted probabilities into \(record!); replay with: semfuse reconstruct \(record!) --labels recorded")
         }
         print("Wrote \(written) of \(positions.count) frames into \(outputURL.path); network median \(String(format: "%.0f", median(times))) ms per frame")
         if let failure { throw CLIError("stopped after \(written) frames: \(failure)") }
+    }
+
+    @discardableResult
+    private func write(_ result: DensePrediction, joint: JointModel?, classSet: ClassSet?, image: ColorImage, stem: String,
+                       to directory: URL, options: PredictionWriter.Options) throws -> [URL] {
+        try PredictionWriter.write(result, classSet: classSet, image: image, stem: stem, to: directory, options: options,
+                                   bicubicDepth: joint != nil)
     }
 
     private func median(_ values: [Double]) -> Double {
@@ -157,14 +219,18 @@ struct Predict: ParsableCommand {
         return values.sorted()[values.count / 2]
     }
 
-    private func printSummary(_ result: NetworkOutput, name: String) {
-        let depth = result.depth.map { abs($0) }.sorted()
-        let labels = result.labelsAtOutputResolution()
-        var counts = [Int](repeating: 0, count: 256)
-        for l in labels.pixels { counts[Int(l)] += 1 }
-        let top = counts.enumerated().filter { $0.element > 0 }.sorted { $0.element > $1.element }.prefix(5)
-            .map { "\(ClassSet.nyu40.classes.indices.contains($0.offset) ? ClassSet.nyu40.classes[$0.offset].name : "class \($0.offset)") \(100 * $0.element / max(1, labels.count))%" }
-        print("  depth: median \(String(format: "%.2f", depth[depth.count / 2])) m, range \(String(format: "%.2f-%.2f", depth.first ?? 0, depth.last ?? 0)) m")
-        print("  labels: " + top.joined(separator: ", "))
+    private func printSummary(_ result: DensePrediction, classSet: ClassSet?, image: ColorImage) {
+        if let depth = result.depthImage(width: image.width, height: image.height)?.pixels.filter({ $0 > 0 }).sorted(), !depth.isEmpty {
+            print("  depth: median \(String(format: "%.2f", depth[depth.count / 2])) m, range \(String(format: "%.2f-%.2f", depth.first ?? 0, depth.last ?? 0)) m")
+        }
+        if let logits = result.logits, let classSet {
+            let labels = NetworkOutput(height: logits.height, width: logits.width, logits: logits.values, classCount: logits.channels,
+                                       depth: [Float](repeating: 0, count: logits.height * logits.width)).labelsAtOutputResolution()
+            var counts = [Int](repeating: 0, count: 256)
+            for l in labels.pixels { counts[Int(l)] += 1 }
+            let top = counts.enumerated().filter { $0.element > 0 }.sorted { $0.element > $1.element }.prefix(5)
+                .map { "\(classSet.classes.indices.contains($0.offset) ? classSet.classes[$0.offset].name : "class \($0.offset)") \(100 * $0.element / max(1, labels.count))%" }
+            print("  labels (\(classSet.name)): " + top.joined(separator: ", "))
+        }
     }
 }

@@ -45,8 +45,25 @@ struct Reconstruct: ParsableCommand {
         """)
     var labels: String = "auto"
 
-    @Option(help: "Joint network weights (.safetensors, see tools/convert_checkpoint.py): the network's NYU-40 class probabilities are fused instead of --labels, and with --depth predicted its depth too.")
+    @Option(help: """
+        Segmentation model: a file or a bundled model's short name ('deeplab': DeepLab-v3 \
+        MobileNet-v2, ADE20K, fused in ade32 unless --class-set says nyu40 or nyu13), or the joint \
+        network's weights (.safetensors, see tools/convert_checkpoint.py; NYU-40 labels and depth). \
+        Its class probabilities are fused instead of --labels.
+        """)
     var network: String?
+
+    @Option(help: "Depth model for --depth predicted, paired with the --network segmenter: a file or 'fastdepth' (bundled, NYU Depth v2).")
+    var depthNetwork: String?
+
+    @Option(help: "Depth model input: 'native' (the model's own size, e.g. 224x224) or WIDTHxHEIGHT.")
+    var depthInput: String?
+
+    @Option(help: "Central fraction of the frame fed to the depth model (1 = whole frame).")
+    var depthCrop: Double?
+
+    @Option(help: "The depth model's training focal length in pixels of its native input; depth is scaled by the frame's focal length over it. 'none' turns the correction off. Default: the bundled model's measured value.")
+    var depthFocal: String?
 
     @Option(help: "Run the network on every n-th fused frame. Default: 10 (SemanticFusion's rate) with sensor depth, 1 with predicted depth (frames without a network run are then not fused).")
     var networkEvery: Int?
@@ -57,7 +74,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Probability given to the labelled class when turning label images into probabilities.")
     var labelConfidence: Double = 0.7
 
-    @Option(help: "Class set of the map: nyu40 or nyu13. NYU-40 sequences fused into nyu13 have their probabilities mapped (summed per NYU-13 class). Default: the sequence's own.")
+    @Option(help: "Class set of the map: ade32, nyu40 or nyu13. Probabilities of a finer set are mapped onto a coarser one (summed per class: ade32 → nyu40 → nyu13, see docs/class-sets.md). Default: the sequence's or the network's own.")
     var classSet: String?
 
     @Option(help: "Seed of the simulated segmenter (with --labels simulated).")
@@ -107,14 +124,16 @@ struct Reconstruct: ParsableCommand {
         if let color, color != "semantic" && color != "rgb" { throw ValidationError("--color must be 'semantic' or 'rgb'") }
         guard labelConfidence > 0, labelConfidence < 1 else { throw ValidationError("--label-confidence must be in (0, 1)") }
         guard maxDepth > 0.3 else { throw ValidationError("--max-depth must be above 0.3 m") }
-        if let classSet, ClassSet.named(classSet) == nil { throw ValidationError("--class-set must be nyu40 or nyu13") }
+        if let classSet, ClassSet.named(classSet) == nil { throw ValidationError("--class-set must be one of \(ClassSet.knownNames.joined(separator: ", "))") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard photometricWeight >= 0 else { throw ValidationError("--photometric-weight must be 0 or more") }
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
-        if network == nil && (networkEvery != nil || depth == "predicted") {
-            throw ValidationError("--network-every and --depth predicted need --network <weights.safetensors>")
+        if network == nil && (networkEvery != nil || depth == "predicted" || depthNetwork != nil) {
+            throw ValidationError("--network-every, --depth-network and --depth predicted need --network (a segmenter such as 'deeplab', or the joint network's weights)")
         }
+        if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
+        _ = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
     }
 
     func run() throws {
@@ -140,7 +159,9 @@ struct Reconstruct: ParsableCommand {
         request.fusion.maxDepth = maxDepth
         request.fusion.confidenceThreshold = confidenceThreshold
         if let threads { request.fusion.threads = threads }
-        request.network = network.map { URL(fileURLWithPath: $0) }
+        request.network = network
+        request.depthNetwork = depthNetwork
+        request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.tracking.photometricWeight = photometricWeight
         request.networkEvery = networkEvery
         request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
@@ -184,5 +205,27 @@ final class ProgressPrinter {
 
     static func count(_ n: Int) -> String {
         n >= 1_000_000 ? String(format: "%.2fM", Double(n) / 1e6) : (n >= 10_000 ? String(format: "%.0fk", Double(n) / 1e3) : "\(n)")
+    }
+}
+
+/// Parses the depth-model input options shared by `reconstruct`, `predict` and `evaluate`.
+enum DepthInputArgument {
+    static func parse(size: String?, crop: Double?, focal: String?) throws -> DepthInput {
+        var input = DepthInput.default
+        if let size, size != "native" {
+            let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts[0] >= 8, parts[1] >= 8, parts[0] <= 8192, parts[1] <= 8192 else {
+                throw ValidationError("--depth-input \(size): expected 'native' or WIDTHxHEIGHT (8-8192), e.g. 320x240")
+            }
+            input.width = parts[0]; input.height = parts[1]
+        }
+        if let crop { input.crop = crop }
+        if let focal {
+            if focal == "none" { input.focal = .none } else {
+                guard let f = Double(focal), f > 0, f.isFinite else { throw ValidationError("--depth-focal \(focal): expected pixels (> 0) or 'none'") }
+                input.focal = .pixels(f)
+            }
+        }
+        return input
     }
 }

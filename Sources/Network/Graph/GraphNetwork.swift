@@ -1,0 +1,409 @@
+import Foundation
+import Imaging
+
+/// A CHW float32 map: one output of a converted model at its output resolution
+/// (logits for segmenters, metres for depth models).
+public struct PlanarMap: Sendable {
+    public var channels: Int, height: Int, width: Int
+    public var values: [Float]
+    public init(channels: Int, height: Int, width: Int, values: [Float]) {
+        precondition(values.count == channels * height * width)
+        self.channels = channels; self.height = height; self.width = width; self.values = values
+    }
+}
+
+/// Runs a converted mobile model (`docs/graph-format.md`) on the CPU in float32: a small
+/// executor over the graph's operators, reusing the network's kernels (GEMM convolutions,
+/// SIMD depthwise, resize, pooling). Shapes are inferred per input size and the tensors are
+/// packed into reusable buffers by their lifetimes, so after the first frame of a size nothing
+/// is allocated. Long-lived; one forward pass at a time.
+public final class GraphNetwork {
+    let model: GraphModel
+    /// Threads for the kernels.
+    public var threads: Int
+    let workspace = Workspace()
+    private var constantMaps: [Int: FeatureMap] = [:]
+    private var plans: [Int: Plan] = [:]
+
+    public var kind: GraphModelKind { model.kind }
+    /// The input size the model was converted at (width, height).
+    public var nativeSize: (width: Int, height: Int) { (model.nativeWidth, model.nativeHeight) }
+    /// The file's `__metadata__` (kind, class set, source, and model facts such as a depth
+    /// model's training focal length).
+    public var metadata: [String: String] { model.metadata }
+    /// The file it came from.
+    public var source: String { model.source }
+    /// Operators after load-time rewriting (zero padding folded into convolutions).
+    public var operationCount: Int { model.operations.count }
+    public var workspaceAllocations: Int { workspace.allocationCount }
+    public var workspaceBytes: Int { workspace.totalBytes }
+
+    /// When set, `forward` records milliseconds per operator type in `lastProfile`.
+    public var profiling = false
+    public private(set) var lastProfile: [String: Double] = [:]
+
+    /// Loads a `graph-v1` safetensors file written by `tools/convert_tflite.py`.
+    public static func load(_ url: URL, threads: Int = 2) throws -> GraphNetwork {
+        let (tensors, metadata) = try Safetensors.readWithMetadata(url)
+        return GraphNetwork(model: try GraphModel(tensors: tensors, metadata: metadata, source: url.path), threads: threads)
+    }
+
+    /// Whether `url` is a converted mobile model (as opposed to the joint network's checkpoint
+    /// layout): reads only the header.
+    public static func isGraphModel(_ url: URL) -> Bool {
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 8), head.count == 8 else { return false }
+        let length = head.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard length > 0, length < 1 << 26, let header = try? handle.read(upToCount: Int(length)) else { return false }
+        return (try? Safetensors.metadata(head + header, path: url.path))?["semfuse.format"] == GraphModel.format
+    }
+
+    init(model: GraphModel, threads: Int) {
+        self.model = model
+        self.threads = max(1, threads)
+        for (id, constant) in model.constants {
+            let map = workspace.map("graph.constant.\(id)", channels: constant.channels, height: constant.height, width: constant.width)
+            constant.values.withUnsafeBufferPointer { map.base.update(from: $0.baseAddress!, count: constant.values.count) }
+            constantMaps[id] = map
+        }
+    }
+
+    // MARK: Shapes and buffers
+
+    struct Dims: Equatable, Hashable {
+        var channels: Int, height: Int, width: Int
+        var count: Int { channels * height * width }
+    }
+
+    /// Per input size: every tensor's dims, its buffer slot, and each slot's size.
+    struct Plan {
+        var dims: [Int: Dims]
+        var slot: [Int: Int]
+        var capacities: [Int]
+        var multiplyAdds: Double
+    }
+
+    private func dims(fromNHWC shape: [Int]) -> Dims {
+        let s = Array(repeating: 1, count: max(0, 4 - shape.count)) + shape
+        return Dims(channels: s[3], height: s[1], width: s[2])
+    }
+
+    /// Output dims of every tensor for an input of `height` x `width`. Lazy, because a resize
+    /// may take its size from a tensor computed later in op order.
+    func inferDims(height: Int, width: Int) throws -> [Int: Dims] {
+        var known: [Int: Dims] = [model.inputTensor: Dims(channels: 3, height: height, width: width)]
+        var producer: [Int: Int] = [:]
+        for (i, op) in model.operations.enumerated() { for t in op.outputs { producer[t] = i } }
+        var visiting: Set<Int> = []
+        func fail(_ op: GraphModel.Operation, _ reason: String) -> NetworkError {
+            .invalidGraph(path: model.source, reason: "\(op.name) at input \(width)x\(height): \(reason)")
+        }
+        func dims(_ operand: GraphModel.Operand) throws -> Dims {
+            switch operand {
+            case let .constant(id):
+                let c = model.constants[id]!
+                return Dims(channels: c.channels, height: c.height, width: c.width)
+            case let .tensor(t): return try resolve(t)
+            }
+        }
+        func resolve(_ tensor: Int) throws -> Dims {
+            if let d = known[tensor] { return d }
+            guard let index = producer[tensor] else {
+                throw NetworkError.invalidGraph(path: model.source, reason: "no op produces t\(tensor)")
+            }
+            guard visiting.insert(index).inserted else {
+                throw NetworkError.invalidGraph(path: model.source, reason: "\(model.operations[index].name): sizes depend on each other in a cycle")
+            }
+            defer { visiting.remove(index) }
+            let op = model.operations[index]
+            let inputs = try op.inputs.map(dims)
+            var outputs: [Dims]
+            switch op.kind {
+            case let .convolution(_, _, cout, cin, window):
+                guard inputs[0].channels == cin else { throw fail(op, "input has \(inputs[0].channels) channels, weights expect \(cin)") }
+                let o = window.output(height: inputs[0].height, width: inputs[0].width)
+                outputs = [Dims(channels: cout, height: o.height, width: o.width)]
+            case let .depthwise(_, _, cout, multiplier, window):
+                guard inputs[0].channels * multiplier == cout else { throw fail(op, "input has \(inputs[0].channels) channels, weights expect \(cout / multiplier)") }
+                let o = window.output(height: inputs[0].height, width: inputs[0].width)
+                outputs = [Dims(channels: cout, height: o.height, width: o.width)]
+            case .add, .multiply:
+                let a = inputs[0], b = inputs[1]
+                func merge(_ x: Int, _ y: Int) throws -> Int {
+                    guard x == y || x == 1 || y == 1 else { throw fail(op, "cannot broadcast \(a) with \(b)") }
+                    return max(x, y)
+                }
+                outputs = [Dims(channels: try merge(a.channels, b.channels), height: try merge(a.height, b.height), width: try merge(a.width, b.width))]
+            case let .averagePool(window, global):
+                if global { outputs = [Dims(channels: inputs[0].channels, height: 1, width: 1)] } else {
+                    let o = window.output(height: inputs[0].height, width: inputs[0].width)
+                    outputs = [Dims(channels: inputs[0].channels, height: o.height, width: o.width)]
+                }
+            case .mean:
+                outputs = [Dims(channels: inputs[0].channels, height: 1, width: 1)]
+            case let .resize(_, _, size):
+                let (h, w): (Int, Int)
+                switch size {
+                case let .like(t): let d = try resolve(t); (h, w) = (d.height, d.width)
+                case let .scale(sy, sx): (h, w) = (Int((Double(inputs[0].height) * sy).rounded()), Int((Double(inputs[0].width) * sx).rounded()))
+                case let .fixed(fh, fw): (h, w) = (fh, fw)
+                }
+                outputs = [Dims(channels: inputs[0].channels, height: h, width: w)]
+            case .concatenation:
+                guard inputs.allSatisfy({ $0.height == inputs[0].height && $0.width == inputs[0].width }) else {
+                    throw fail(op, "inputs differ in spatial size: \(inputs.map { "\($0.width)x\($0.height)" })")
+                }
+                outputs = [Dims(channels: inputs.reduce(0) { $0 + $1.channels }, height: inputs[0].height, width: inputs[0].width)]
+            case let .split(count):
+                guard inputs[0].channels % count == 0 else { throw fail(op, "\(inputs[0].channels) channels do not split in \(count)") }
+                outputs = Array(repeating: Dims(channels: inputs[0].channels / count, height: inputs[0].height, width: inputs[0].width), count: count)
+            case let .pad(top, bottom, left, right, c0, c1):
+                let d = inputs[0]
+                outputs = [Dims(channels: d.channels + c0 + c1, height: d.height + top + bottom, width: d.width + left + right)]
+            case let .reshape(shape):
+                outputs = [try reshapeDims(op, input: inputs[0], target: shape, fail: fail)]
+            case .identity, .hardSwish, .logistic, .clampOnly:
+                outputs = [inputs[0]]
+            }
+            for (t, d) in zip(op.outputs, outputs) {
+                guard d.channels >= 1, d.height >= 1, d.width >= 1 else {
+                    throw fail(op, "output would be \(d.channels)x\(d.height)x\(d.width); the input is too small for this model")
+                }
+                guard d.count <= 1 << 30 else { throw fail(op, "output of \(d.count) values is too large") }
+                known[t] = d
+            }
+            return known[tensor]!
+        }
+        for op in model.operations { for t in op.outputs { _ = try resolve(t) } }
+        return known
+    }
+
+    /// A reshape either keeps the input's spatial size (only the batch/rank changes) or has a
+    /// fixed target, which must then hold exactly the input's values.
+    private func reshapeDims(_ op: GraphModel.Operation, input: Dims, target: [Int],
+                             fail: (GraphModel.Operation, String) -> NetworkError) throws -> Dims {
+        var shape = target
+        if let unknown = shape.firstIndex(of: -1) {
+            let known = shape.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * $1.element }
+            guard known > 0, input.count % known == 0 else { throw fail(op, "cannot reshape \(input.count) values to \(target)") }
+            shape[unknown] = input.count / known
+        }
+        let fixed = dims(fromNHWC: shape)
+        if fixed.count == input.count { return fixed }
+        // Native reshape that only regroups leading dims: follow the input's spatial size.
+        if shape.count == 4 && shape[3] == input.channels { return input }
+        throw fail(op, "RESHAPE to the fixed shape \(target) cannot hold \(input.count) values at this input size")
+    }
+
+    private func plan(height: Int, width: Int) throws -> Plan {
+        let key = height << 32 | width
+        if let p = plans[key] { return p }
+        let dims = try inferDims(height: height, width: width)
+        var lastUse: [Int: Int] = [:]
+        for (i, op) in model.operations.enumerated() { for case let .tensor(t) in op.inputs { lastUse[t] = i } }
+        lastUse[model.outputTensor] = model.operations.count
+        var slot: [Int: Int] = [:], capacities: [Int] = [], free: [Int] = []
+        func allocate(_ t: Int) {
+            let need = dims[t]!.count
+            if let best = free.filter({ capacities[$0] >= need }).min(by: { capacities[$0] < capacities[$1] }) {
+                slot[t] = best; free.removeAll { $0 == best }
+            } else if let largest = free.max(by: { capacities[$0] < capacities[$1] }) {
+                capacities[largest] = need; slot[t] = largest; free.removeAll { $0 == largest }
+            } else {
+                slot[t] = capacities.count; capacities.append(need)
+            }
+        }
+        allocate(model.inputTensor)
+        if lastUse[model.inputTensor] == nil { free.append(slot[model.inputTensor]!) }
+        var multiplyAdds = 0.0
+        for (i, op) in model.operations.enumerated() {
+            for t in op.outputs { allocate(t) }
+            for t in op.outputs where lastUse[t] == nil { free.append(slot[t]!) }   // never read
+            let read = Set(op.inputs.compactMap { operand -> Int? in if case let .tensor(t) = operand { return t } else { return nil } })
+            for t in read where lastUse[t] == i { free.append(slot[t]!) }
+            let out = dims[op.outputs[0]]!
+            switch op.kind {
+            case let .convolution(_, _, cout, cin, window):
+                multiplyAdds += Double(cout * cin * window.kernelHeight * window.kernelWidth) * Double(out.height * out.width)
+            case let .depthwise(_, _, cout, _, window):
+                multiplyAdds += Double(cout * window.kernelHeight * window.kernelWidth) * Double(out.height * out.width)
+            default: break
+            }
+        }
+        let p = Plan(dims: dims, slot: slot, capacities: capacities, multiplyAdds: multiplyAdds)
+        plans[key] = p
+        return p
+    }
+
+    /// Multiply-adds of the convolutions at an input size.
+    public func multiplyAdds(height: Int, width: Int) throws -> Double { try plan(height: height, width: width).multiplyAdds }
+
+    /// Output size at an input size.
+    public func outputSize(height: Int, width: Int) throws -> (channels: Int, height: Int, width: Int) {
+        let d = try plan(height: height, width: width).dims[model.outputTensor]!
+        return (d.channels, d.height, d.width)
+    }
+
+    // MARK: Running
+
+    /// Runs the model on an 8-bit RGB image at `width` x `height` (default: the image's own
+    /// size); the image is resampled to that size first if needed.
+    public func forward(_ image: ColorImage, width: Int? = nil, height: Int? = nil) throws -> PlanarMap {
+        let w = width ?? image.width, h = height ?? image.height
+        guard w >= 1, h >= 1, image.width >= 1, image.height >= 1 else {
+            throw NetworkError.invalidInput("image is \(image.width)x\(image.height), requested input \(w)x\(h)")
+        }
+        let resized = (w == image.width && h == image.height) ? image : ImageResampling.resizeBilinear(image, width: w, height: h)
+        let p = try plan(height: h, width: w)
+        let x = map(model.inputTensor, p)
+        let scale = model.inputScale, zero = model.inputZeroPoint
+        let table = (0..<256).map { scale * (Float($0) - zero) }
+        resized.pixels.withUnsafeBufferPointer { pixels in
+            let plane = w * h
+            for i in 0..<plane {
+                let px = pixels[i]
+                x.base[i] = table[Int(px.r)]; x.base[plane + i] = table[Int(px.g)]; x.base[2 * plane + i] = table[Int(px.b)]
+            }
+        }
+        return try run(p)
+    }
+
+    /// Runs the model on a planar RGB input already in the network's range (`scale · (pixel −
+    /// zero point)`), `3 x height x width`.
+    public func forward(planar values: [Float], height: Int, width: Int) throws -> PlanarMap {
+        guard height >= 1, width >= 1, values.count == 3 * height * width else {
+            throw NetworkError.invalidInput("\(values.count) values for a 3x\(height)x\(width) input")
+        }
+        let p = try plan(height: height, width: width)
+        let x = map(model.inputTensor, p)
+        values.withUnsafeBufferPointer { x.base.update(from: $0.baseAddress!, count: values.count) }
+        return try run(p)
+    }
+
+    private func map(_ tensor: Int, _ p: Plan) -> FeatureMap {
+        let d = p.dims[tensor]!, s = p.slot[tensor]!
+        return FeatureMap(base: workspace.floats("graph.slot.\(s)", count: p.capacities[s]), channels: d.channels, height: d.height, width: d.width)
+    }
+
+    private func run(_ p: Plan) throws -> PlanarMap {
+        configureBLAS()
+        lastProfile = [:]
+        let ws = workspace
+        for op in model.operations {
+            let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            let inputs = op.inputs.map { operand -> FeatureMap in
+                switch operand {
+                case let .tensor(t): return map(t, p)
+                case let .constant(id): return constantMaps[id]!
+                }
+            }
+            let outputs = op.outputs.map { map($0, p) }
+            let out = outputs[0]
+            switch op.kind {
+            case let .convolution(weights, bias, _, _, window):
+                let o = window.output(height: inputs[0].height, width: inputs[0].width)
+                let geometry = ConvGeometry(kernelHeight: window.kernelHeight, kernelWidth: window.kernelWidth, strideY: window.strideY,
+                                            strideX: window.strideX, dilationY: window.dilationY, dilationX: window.dilationX,
+                                            padTop: o.padTop, padLeft: o.padLeft)
+                weights.withUnsafeBufferPointer { w in
+                    withOptionalPointer(bias) { b in
+                        convolution(inputs[0], into: out, weights: w.baseAddress!, bias: b, geometry: geometry, clamp: op.clamp,
+                                    residual: nil, workspace: ws, threads: threads)
+                    }
+                }
+            case let .depthwise(weights, bias, _, multiplier, window):
+                let o = window.output(height: inputs[0].height, width: inputs[0].width)
+                let geometry = ConvGeometry(kernelHeight: window.kernelHeight, kernelWidth: window.kernelWidth, strideY: window.strideY,
+                                            strideX: window.strideX, dilationY: window.dilationY, dilationX: window.dilationX,
+                                            padTop: o.padTop, padLeft: o.padLeft)
+                weights.withUnsafeBufferPointer { w in
+                    withOptionalPointer(bias) { b in
+                        depthwiseConvolution(inputs[0], into: out, weights: w.baseAddress!, bias: b, geometry: geometry,
+                                             multiplier: multiplier, clamp: op.clamp, workspace: ws, threads: threads)
+                    }
+                }
+            case .add: elementwise(.add, inputs[0], inputs[1], into: out, clamp: op.clamp, threads: threads)
+            case .multiply: elementwise(.multiply, inputs[0], inputs[1], into: out, clamp: op.clamp, threads: threads)
+            case let .averagePool(window, global):
+                if global { globalAveragePool(inputs[0], into: out, clamp: op.clamp, threads: threads) } else {
+                    let o = window.output(height: inputs[0].height, width: inputs[0].width)
+                    averagePool(inputs[0], into: out, geometry: ConvGeometry(kernelHeight: window.kernelHeight, kernelWidth: window.kernelWidth,
+                                                                             strideY: window.strideY, strideX: window.strideX, dilationY: 1, dilationX: 1,
+                                                                             padTop: o.padTop, padLeft: o.padLeft),
+                                clamp: op.clamp, threads: threads)
+                }
+            case .mean: globalAveragePool(inputs[0], into: out, clamp: op.clamp, threads: threads)
+            case let .resize(bilinear, mode, _):
+                if bilinear { resizeBilinear(inputs[0], into: out, mode: mode, workspace: ws, threads: threads) }
+                else { resizeNearest(inputs[0], into: out, mode: mode, threads: threads) }
+                applyClamp(out, op.clamp, threads: threads)
+            case .concatenation:
+                var offset = 0
+                for input in inputs {
+                    (out.base + offset).update(from: input.base, count: input.count)
+                    offset += input.count
+                }
+                applyClamp(out, op.clamp, threads: threads)
+            case .split:
+                var offset = 0
+                for output in outputs {
+                    output.base.update(from: inputs[0].base + offset, count: output.count)
+                    offset += output.count
+                    applyClamp(output, op.clamp, threads: threads)
+                }
+            case let .pad(top, _, left, _, c0, _):
+                pad(inputs[0], into: out, top: top, left: left, channelOffset: c0, threads: threads)
+            case .reshape:
+                reshapeNHWC(inputs[0], into: out)
+                applyClamp(out, op.clamp, threads: threads)
+            case .identity, .clampOnly:
+                out.base.update(from: inputs[0].base, count: out.count)
+                applyClamp(out, op.clamp, threads: threads)
+            case .hardSwish: hardSwish(inputs[0], into: out, clamp: op.clamp, threads: threads)
+            case .logistic: logistic(inputs[0], into: out, clamp: op.clamp, threads: threads)
+            }
+            if profiling {
+                lastProfile[profileName(op.kind), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            }
+        }
+        let out = map(model.outputTensor, p)
+        return PlanarMap(channels: out.channels, height: out.height, width: out.width,
+                           values: Array(UnsafeBufferPointer(start: out.base, count: out.count)))
+    }
+
+    private func profileName(_ kind: GraphModel.Kind) -> String {
+        switch kind {
+        case let .convolution(_, _, _, _, w): return w.kernelHeight == 1 && w.kernelWidth == 1 && w.strideY == 1 && w.strideX == 1 ? "conv 1x1" : "conv \(w.kernelHeight)x\(w.kernelWidth)"
+        case let .depthwise(_, _, _, _, w): return "depthwise \(w.kernelHeight)x\(w.kernelWidth)"
+        case .add, .multiply: return "elementwise"
+        case .averagePool, .mean: return "pooling"
+        case let .resize(bilinear, _, _): return bilinear ? "resize bilinear" : "resize nearest"
+        case .concatenation, .split, .pad, .reshape, .identity: return "copies"
+        case .hardSwish, .logistic, .clampOnly: return "activations"
+        }
+    }
+
+    /// NHWC reinterpretation of a CHW map: the values in NHWC order are kept, the shape changes.
+    private func reshapeNHWC(_ input: FeatureMap, into output: FeatureMap) {
+        if input.channels == output.channels && input.height == output.height && input.width == output.width
+            || (input.plane == 1 && output.plane == 1) || (input.channels == 1 && output.channels == 1) {
+            output.base.update(from: input.base, count: output.count)
+            return
+        }
+        let n = input.count
+        let nhwc = workspace.floats("graph.reshape", count: n)
+        for y in 0..<input.height { for x in 0..<input.width { for c in 0..<input.channels {
+            nhwc[(y * input.width + x) * input.channels + c] = input.base[(c * input.height + y) * input.width + x]
+        } } }
+        for y in 0..<output.height { for x in 0..<output.width { for c in 0..<output.channels {
+            output.base[(c * output.height + y) * output.width + x] = nhwc[(y * output.width + x) * output.channels + c]
+        } } }
+    }
+}
+
+@inline(__always)
+private func withOptionalPointer<R>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
