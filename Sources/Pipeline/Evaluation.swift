@@ -194,3 +194,64 @@ public struct DepthScore: Sendable, CustomStringConvertible {
                       frames, pixels, rmse, absRel, deltas[0] * 100, deltas[1] * 100, deltas[2] * 100)
     }
 }
+
+/// Geometry of a map against the sequence's measured depth: sensor depth of the evaluated
+/// frames back-projected with the ground-truth poses is the reference surface. Accuracy is
+/// each map point's distance to the nearest measured point; completeness each measured
+/// point's distance to the nearest map point (both searched within `radius`; farther counts
+/// as `radius`).
+public struct MapGeometryScore: Sendable {
+    public var accuracyMedian: Double, accuracyWithin2cm: Double, accuracyWithin5cm: Double
+    public var completenessMedian: Double, completenessWithin2cm: Double, completenessWithin5cm: Double
+    public var mapPoints: Int, measuredPoints: Int, frames: Int
+
+    public static func compute(map points: [SIMD3<Float>], source: FrameSource, every: Int, pixelStep: Int = 4,
+                               maxDepth: Float = 3, radius: Float = 0.1) throws -> MapGeometryScore? {
+        var measured: [SIMD3<Float>] = []
+        var frames = 0
+        let k = source.intrinsics
+        for position in stride(from: 0, to: source.frameCount, by: max(1, every)) {
+            let frame = try source.frame(at: position)
+            guard let depth = frame.depth, let pose = frame.worldFromCamera else { continue }
+            frames += 1
+            for y in stride(from: 0, to: depth.height, by: pixelStep) {
+                for x in stride(from: 0, to: depth.width, by: pixelStep) {
+                    let z = depth.pixels[y * depth.width + x]
+                    guard z > 0, z < maxDepth, z.isFinite else { continue }
+                    let p = SIMD3<Float>(Float((Double(x) - k.cx) / k.fx) * z, Float((Double(y) - k.cy) / k.fy) * z, z)
+                    measured.append(pose.apply(p))
+                }
+            }
+        }
+        guard !measured.isEmpty, !points.isEmpty else { return nil }
+        let a = distances(from: points, to: measured, radius: radius)
+        let c = distances(from: measured, to: points, radius: radius)
+        func median(_ v: [Float]) -> Double { Double(v.sorted()[v.count / 2]) }
+        func within(_ v: [Float], _ d: Float) -> Double { Double(v.filter { $0 <= d }.count) / Double(v.count) }
+        return MapGeometryScore(accuracyMedian: median(a), accuracyWithin2cm: within(a, 0.02), accuracyWithin5cm: within(a, 0.05),
+                                completenessMedian: median(c), completenessWithin2cm: within(c, 0.02), completenessWithin5cm: within(c, 0.05),
+                                mapPoints: points.count, measuredPoints: measured.count, frames: frames)
+    }
+
+    /// Nearest-neighbour distances through a hash grid of `radius`-sized cells.
+    static func distances(from queries: [SIMD3<Float>], to targets: [SIMD3<Float>], radius: Float) -> [Float] {
+        struct Cell: Hashable { var x: Int32, y: Int32, z: Int32 }
+        func cell(_ p: SIMD3<Float>) -> Cell {
+            Cell(x: Int32((p.x / radius).rounded(.down)), y: Int32((p.y / radius).rounded(.down)), z: Int32((p.z / radius).rounded(.down)))
+        }
+        var grid: [Cell: [Int32]] = [:]
+        for (i, p) in targets.enumerated() where p.x.isFinite && p.y.isFinite && p.z.isFinite && abs(p.x) < 1e4 && abs(p.y) < 1e4 && abs(p.z) < 1e4 {
+            grid[cell(p), default: []].append(Int32(i))
+        }
+        return queries.map { q in
+            guard q.x.isFinite, q.y.isFinite, q.z.isFinite, abs(q.x) < 1e4, abs(q.y) < 1e4, abs(q.z) < 1e4 else { return radius }
+            let c = cell(q)
+            var best = radius * radius
+            for dz in -1...1 { for dy in -1...1 { for dx in -1...1 {
+                guard let list = grid[Cell(x: c.x + Int32(dx), y: c.y + Int32(dy), z: c.z + Int32(dz))] else { continue }
+                for i in list { let d = targets[Int(i)] - q; best = min(best, (d * d).sum()) }
+            } } }
+            return best.squareRoot()
+        }
+    }
+}

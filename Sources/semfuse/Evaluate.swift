@@ -97,10 +97,22 @@ struct Evaluate: ParsableCommand {
         if let map {
             let file = try PLYReader.read(URL(fileURLWithPath: map))
             let name = file.comments.first { $0.hasPrefix("class_set ") }.map { String($0.dropFirst("class_set ".count)) }
-            guard let mapClassSet = name.flatMap(ClassSet.named) ?? source.classSet else {
+            var cloud = try file.pointCloud()
+            let mapClassSet = name.flatMap(ClassSet.named) ?? source.classSet ?? .nyu40
+            if cloud.labels != nil && name.flatMap(ClassSet.named) == nil && source.classSet == nil {
                 throw CLIError("\(map): no class set in the PLY comments and none in the sequence")
             }
-            var cloud = try file.pointCloud()
+            if let mapLabels = cloud.labels, !mapLabels.isEmpty {
+                var counts: [Int32: Int] = [:]
+                for l in mapLabels { counts[l, default: 0] += 1 }
+                let top = counts.sorted { $0.value > $1.value }.prefix(8)
+                let named = top.map { (mapClassSet.classes.indices.contains(Int($0.key)) ? mapClassSet.classes[Int($0.key)].name : "id \($0.key)")
+                    + String(format: " %.1f %%", 100 * Double($0.value) / Double(mapLabels.count)) }
+                lines.append("  map labels (\(mapClassSet.name), \(mapLabels.count) points): " + named.joined(separator: ", "))
+                object["label_distribution"] = Dictionary(uniqueKeysWithValues: counts.map {
+                    (mapClassSet.classes.indices.contains(Int($0.key)) ? mapClassSet.classes[Int($0.key)].name : "id \($0.key)", Double($0.value) / Double(mapLabels.count))
+                })
+            }
             var classSet = mapClassSet
             let native = source.classSet ?? mapClassSet
             // A map in a finer or other class set than the ground truth (e.g. ade32 from the
@@ -120,6 +132,18 @@ struct Evaluate: ParsableCommand {
             default: predictor = nil
             }
             if let p = predictor, let mapping { predictor = ClassMappingPredictor(p, mapping: mapping) }
+            if source.capabilities.hasDepth && source.capabilities.hasPoses,
+               let g = try MapGeometryScore.compute(map: cloud.positions, source: source, every: every) {
+                lines.append(String(format: "  map geometry against sensor depth (%d frames, ground-truth poses): accuracy median %.1f cm (%.0f %% within 2 cm, %.0f %% within 5 cm), completeness median %.1f cm (%.0f %% within 2 cm, %.0f %% within 5 cm)",
+                                    g.frames, g.accuracyMedian * 100, g.accuracyWithin2cm * 100, g.accuracyWithin5cm * 100,
+                                    g.completenessMedian * 100, g.completenessWithin2cm * 100, g.completenessWithin5cm * 100))
+                object["map_geometry"] = ["accuracy_median_m": g.accuracyMedian, "accuracy_within_2cm": g.accuracyWithin2cm, "accuracy_within_5cm": g.accuracyWithin5cm,
+                                          "completeness_median_m": g.completenessMedian, "completeness_within_2cm": g.completenessWithin2cm,
+                                          "completeness_within_5cm": g.completenessWithin5cm, "frames": g.frames, "map_points": g.mapPoints]
+            }
+            if cloud.labels == nil || !source.capabilities.hasLabels {
+                lines.append("  labels not scored: \(cloud.labels == nil ? "the map has no labels" : "the sequence has no label images")")
+            } else {
             try evaluation.labels(cloud: cloud, classSet: classSet, source: source, predictor: predictor,
                                   truthMapping: mapping, every: every)
             lines.append("  labels on \(evaluation.labelFrames) ground-truth frames, pixels covered by the map:")
@@ -143,6 +167,7 @@ struct Evaluate: ParsableCommand {
                     lines.append(line)
                 }
             }
+        }
         }
         if depthPredictions != nil || network != nil {
             guard source.capabilities.hasDepth else { throw CLIError("\(source.name): the sequence has no sensor depth to score predictions against") }
