@@ -10,10 +10,10 @@ enum ElementwiseOperation { case add, multiply }
 func elementwise(_ operation: ElementwiseOperation, _ a: FeatureMap, _ b: FeatureMap, into output: FeatureMap,
                  clamp: Clamp, threads: Int) {
     let c = output.channels, h = output.height, w = output.width
-    for side in [a, b] {
-        precondition((side.channels == 1 || side.channels == c) && (side.height == 1 || side.height == h)
-                     && (side.width == 1 || side.width == w), "elementwise: operand does not broadcast to the output")
+    func broadcasts(_ side: FeatureMap) -> Bool {
+        (side.channels == 1 || side.channels == c) && (side.height == 1 || side.height == h) && (side.width == 1 || side.width == w)
     }
+    precondition(broadcasts(a) && broadcasts(b), "elementwise: operand does not broadcast to the output")
     let aFull = a.height == h && a.width == w, bFull = b.height == h && b.width == w
     // Whole planes as single rows when neither operand broadcasts inside a plane.
     let rowsPerChannel = aFull && bFull ? 1 : h
