@@ -439,6 +439,18 @@ final class GraphKernelTests: XCTestCase {
                 }
             }
         }
+        // The vector exp behind logistic, across its whole range, and logistic's saturated tails.
+        var worst: Double = 0
+        for i in 0..<20000 {
+            let v = -87 + 175 * Float(i) / 20000
+            let got = vexp(F8(repeating: v))[3], exact = Foundation.exp(Double(v))
+            worst = max(worst, abs(Double(got) - exact) / exact)
+        }
+        XCTAssertLessThan(worst, 1e-6, "vexp relative error")
+        let extremes: [Float] = [-200, -90, -88, -20, -1e-3, 0, 1e-3, 20, 90, 200, .infinity, -.infinity]
+        let s = Shape(c: 1, h: 1, w: extremes.count)
+        let sigmoid = withMap(extremes, s) { input in output(s) { out in logistic(input, into: out, clamp: .none, threads: 1) } }
+        assertClose(sigmoid, extremes.map { Float(1 / (1 + exp(-Double($0)))) }, 1e-6, "logistic tails")
         XCTAssertTrue(Clamp.none.isNone)
         XCTAssertFalse(Clamp(lo: 0, hi: .infinity).isNone)
     }

@@ -14,8 +14,9 @@ func depthwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights:
     let h = input.height, w = input.width, ho = output.height, wo = output.width
     let kh = g.kernelHeight, kw = g.kernelWidth, sx = g.strideX
     let vector = sx == 1 || sx == 2
-    // Columns the loads can reach: a full last block of eight (stride 2: sixteen) from every tap.
-    let reach = vector ? sx * ((wo + 7) & ~7) + (kw - 1) * g.dilationX
+    // Columns the loads can reach: a full last pair of 8-wide blocks (stride 2: of 16 inputs each)
+    // from every tap.
+    let reach = vector ? sx * ((wo + 15) & ~15) + (kw - 1) * g.dilationX
                        : (wo - 1) * sx + (kw - 1) * g.dilationX + 1
     let paddedWidth = max(g.padLeft + w, reach)
     let paddedHeight = max(g.padTop + h, (ho - 1) * g.strideY + (kh - 1) * g.dilationY + 1)
@@ -109,7 +110,25 @@ private func depthwiseVectorPlane(_ p: DepthwisePlane, weights k: UnsafePointer<
         let top = p.padded + y * g.strideY * p.width
         let out = p.output + y * wo
         var x = 0
-        if g.strideX == 1 {
+        if g.strideX == 1 && kw == 5 {
+            // FastDepth's decoder: two blocks per step, so two independent FMA chains are in flight.
+            while x < wo {
+                var a0 = b, a1 = b
+                for ky in 0..<kh {
+                    let r = top + ky * g.dilationY * p.width + x, kr = k + ky * kw
+                    let k0 = F8(repeating: kr[0]), k1 = F8(repeating: kr[1]), k2 = F8(repeating: kr[2])
+                    let k3 = F8(repeating: kr[3]), k4 = F8(repeating: kr[4])
+                    a0.addProduct(k0, load8(r)); a1.addProduct(k0, load8(r + 8))
+                    a0.addProduct(k1, load8(r + dx)); a1.addProduct(k1, load8(r + dx + 8))
+                    a0.addProduct(k2, load8(r + 2 * dx)); a1.addProduct(k2, load8(r + 2 * dx + 8))
+                    a0.addProduct(k3, load8(r + 3 * dx)); a1.addProduct(k3, load8(r + 3 * dx + 8))
+                    a0.addProduct(k4, load8(r + 4 * dx)); a1.addProduct(k4, load8(r + 4 * dx + 8))
+                }
+                storeBlock(clamped(a0, lo, hi), out, x, wo)
+                if x + 8 < wo { storeBlock(clamped(a1, lo, hi), out, x + 8, wo) }
+                x += 16
+            }
+        } else if g.strideX == 1 {
             while x < wo {
                 var acc = b
                 for ky in 0..<kh {
