@@ -218,8 +218,9 @@ public struct MapGeometryScore: Sendable {
                 for x in stride(from: 0, to: depth.width, by: pixelStep) {
                     let z = depth.pixels[y * depth.width + x]
                     guard z > 0, z < maxDepth, z.isFinite else { continue }
-                    let p = SIMD3<Float>(Float((Double(x) - k.cx) / k.fx) * z, Float((Double(y) - k.cy) / k.fy) * z, z)
-                    measured.append(pose.apply(p))
+                    let p = SIMD3<Double>((Double(x) - k.cx) / k.fx * Double(z), (Double(y) - k.cy) / k.fy * Double(z), Double(z))
+                    let w = pose * p
+                    measured.append(SIMD3<Float>(Float(w.x), Float(w.y), Float(w.z)))
                 }
             }
         }
