@@ -106,7 +106,7 @@ struct Evaluate: ParsableCommand {
                 var counts: [Int32: Int] = [:]
                 for l in mapLabels { counts[l, default: 0] += 1 }
                 let top = counts.sorted { $0.value > $1.value }.prefix(8)
-                let named = top.map { (mapClassSet.classes.indices.contains(Int($0.key)) ? mapClassSet.classes[Int($0.key)].name : "id \($0.key)")
+                let named = top.map { (mapClassSet.classes.indices.contains(Int($0.key)) ? mapClassSet.classes[Int($0.key)].name : ($0.key < 0 ? "no label" : "id \($0.key)"))
                     + String(format: " %.1f %%", 100 * Double($0.value) / Double(mapLabels.count)) }
                 lines.append("  map labels (\(mapClassSet.name), \(mapLabels.count) points): " + named.joined(separator: ", "))
                 object["label_distribution"] = Dictionary(uniqueKeysWithValues: counts.map {

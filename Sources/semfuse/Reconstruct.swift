@@ -104,8 +104,8 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Ignore depth beyond this many metres (ElasticFusion's default 3).")
     var maxDepth: Float = 3
 
-    @Option(help: "Confidence at which a surfel becomes stable (ElasticFusion's default 10).")
-    var confidenceThreshold: Float = 10
+    @Option(help: "Confidence at which a surfel becomes stable (ElasticFusion's default 10). With --depth predicted and no threshold given, all surfels are written: per-frame predicted depth rarely agrees closely enough for surfels to merge into stable ones.")
+    var confidenceThreshold: Float?
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
@@ -157,7 +157,11 @@ struct Reconstruct: ParsableCommand {
         request.reader.depthScale = depthScale
         request.reader.maxDepth = max(maxDepth, 8)
         request.fusion.maxDepth = maxDepth
-        request.fusion.confidenceThreshold = confidenceThreshold
+        request.fusion.confidenceThreshold = confidenceThreshold ?? 10
+        if depth == "predicted" && confidenceThreshold == nil && !allSurfels {
+            request.onlyStable = false
+            logger.notice("predicted depth: writing all surfels (give --confidence-threshold to keep only stable ones)")
+        }
         if let threads { request.fusion.threads = threads }
         request.network = network
         request.depthNetwork = depthNetwork
