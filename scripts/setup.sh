@@ -24,10 +24,11 @@ for module in numpy flatbuffers; do
   echo "semfuse setup: $(command -v python3) cannot import $module; installing it with pip" >&2
   if ! output=$(python3 -m pip install --quiet "$module" 2>&1); then
     if grep -q "externally-managed-environment" <<<"$output"; then
-      python3 -m pip install --quiet --break-system-packages "$module"
+      python3 -m pip install --quiet --break-system-packages "$module" \
+        || echo "semfuse setup: warning: could not install $module; the converter tests will be skipped" >&2
     else
       echo "$output" >&2
-      exit 1
+      echo "semfuse setup: warning: could not install $module; the converter tests will be skipped" >&2
     fi
   fi
 done
