@@ -47,6 +47,13 @@ struct GraphModel {
             let (wo, pl) = axis(width, extentX, strideX, left, right)
             return (ho, wo, pt, pl)
         }
+
+        /// The kernels' view of this window on an input of `height` x `width`.
+        func geometry(height: Int, width: Int) -> ConvGeometry {
+            let o = output(height: height, width: width)
+            return ConvGeometry(kernelHeight: kernelHeight, kernelWidth: kernelWidth, strideY: strideY, strideX: strideX,
+                                dilationY: dilationY, dilationX: dilationX, padTop: o.padTop, padLeft: o.padLeft)
+        }
     }
 
     enum Kind {

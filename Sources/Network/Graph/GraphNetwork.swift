@@ -302,10 +302,7 @@ public final class GraphNetwork {
             let out = outputs[0]
             switch op.kind {
             case let .convolution(weights, bias, _, _, window):
-                let o = window.output(height: inputs[0].height, width: inputs[0].width)
-                let geometry = ConvGeometry(kernelHeight: window.kernelHeight, kernelWidth: window.kernelWidth, strideY: window.strideY,
-                                            strideX: window.strideX, dilationY: window.dilationY, dilationX: window.dilationX,
-                                            padTop: o.padTop, padLeft: o.padLeft)
+                let geometry = window.geometry(height: inputs[0].height, width: inputs[0].width)
                 weights.withUnsafeBufferPointer { w in
                     withOptionalPointer(bias) { b in
                         convolution(inputs[0], into: out, weights: w.baseAddress!, bias: b, geometry: geometry, clamp: op.clamp,
@@ -313,10 +310,7 @@ public final class GraphNetwork {
                     }
                 }
             case let .depthwise(weights, bias, _, multiplier, window):
-                let o = window.output(height: inputs[0].height, width: inputs[0].width)
-                let geometry = ConvGeometry(kernelHeight: window.kernelHeight, kernelWidth: window.kernelWidth, strideY: window.strideY,
-                                            strideX: window.strideX, dilationY: window.dilationY, dilationX: window.dilationX,
-                                            padTop: o.padTop, padLeft: o.padLeft)
+                let geometry = window.geometry(height: inputs[0].height, width: inputs[0].width)
                 weights.withUnsafeBufferPointer { w in
                     withOptionalPointer(bias) { b in
                         depthwiseConvolution(inputs[0], into: out, weights: w.baseAddress!, bias: b, geometry: geometry,
@@ -327,10 +321,7 @@ public final class GraphNetwork {
             case .multiply: elementwise(.multiply, inputs[0], inputs[1], into: out, clamp: op.clamp, threads: threads)
             case let .averagePool(window, global):
                 if global { globalAveragePool(inputs[0], into: out, clamp: op.clamp, threads: threads) } else {
-                    let o = window.output(height: inputs[0].height, width: inputs[0].width)
-                    averagePool(inputs[0], into: out, geometry: ConvGeometry(kernelHeight: window.kernelHeight, kernelWidth: window.kernelWidth,
-                                                                             strideY: window.strideY, strideX: window.strideX, dilationY: 1, dilationX: 1,
-                                                                             padTop: o.padTop, padLeft: o.padLeft),
+                    averagePool(inputs[0], into: out, geometry: window.geometry(height: inputs[0].height, width: inputs[0].width),
                                 clamp: op.clamp, threads: threads)
                 }
             case .mean: globalAveragePool(inputs[0], into: out, clamp: op.clamp, threads: threads)

@@ -13,20 +13,7 @@ func addBias(_ map: FeatureMap, bias: UnsafePointer<Float>?, residual: FeatureMa
 /// `p[i] = relu6?(p[i] + bias + residual[i])` over `count` floats.
 @inline(__always)
 func biasEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafeMutablePointer<Float>?, relu6: Bool) {
-    let b = F8(repeating: bias)
-    var i = 0
-    while i + 8 <= count {
-        var v = load8(p + i) + b
-        if let residual { v += load8(residual + i) }
-        store8(relu6 ? clamp6(v) : v, p + i)
-        i += 8
-    }
-    while i < count {
-        var v = p[i] + bias
-        if let residual { v += residual[i] }
-        p[i] = relu6 ? min(max(v, 0), 6) : v
-        i += 1
-    }
+    clampEpilogue(p, count: count, bias: bias, residual: residual.map { UnsafePointer($0) }, clamp: relu6 ? .relu6 : .none)
 }
 
 /// `dst[c] = relu6(scale[c] · src[c])`: the heads' depthwise 1x1 convolution and its activation.

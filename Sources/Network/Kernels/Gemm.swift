@@ -33,34 +33,9 @@ func configureBLAS() {
 }
 
 /// A 1x1 convolution with its epilogue (folded BatchNorm bias, optional residual, optional
-/// ReLU6) applied block by block: the pixels are cut into column blocks small enough that a
-/// block's outputs are still in cache when the epilogue touches them, instead of a second full
-/// pass over a map that can be 30 MB at 1/2 resolution. Blocks are spread over the threads.
-/// Meant for the encoder's thin layers: with 256x256 weights (decoder) re-packing A per block
-/// costs more than the cache saves, so those use `gemm`.
+/// ReLU6): `pointwiseConvolution` with ReLU6 as its clamp.
 func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                     bias: UnsafePointer<Float>?, residual: FeatureMap? = nil, relu6: Bool, threads: Int) {
-    let m = output.channels, n = input.plane, k = input.channels
-    // ~192 KB of outputs per block (half of a Zen3 L2), in multiples of 64 columns.
-    let parallel = m * n * k >= (1 << 20) && threads > 1
-    let target = max(256, (48 * 1024 / max(m, 1)) & ~63)
-    // A multiple of the thread count of equal blocks (multiples of 16 columns), so small maps
-    // (1/16, 1/32 resolution) still split evenly instead of into one big and one tiny block.
-    var blocks = max(1, (n + target - 1) / target)
-    if parallel { blocks = (blocks + threads - 1) / threads * threads }
-    let columnsPerBlock = max(16, ((n + blocks - 1) / blocks + 15) & ~15)
-    blocks = (n + columnsPerBlock - 1) / columnsPerBlock
-    let workers = parallel ? max(1, min(threads, blocks)) : 1
-    parallelRanges(blocks, threads: workers) { _, range in
-        for block in range {
-            let start = block * columnsPerBlock, end = min(n, start + columnsPerBlock), count = end - start
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(count), Int32(k),
-                        1, weights, Int32(k), input.base + start, Int32(n), 0, output.base + start, Int32(n))
-            guard bias != nil || residual != nil || relu6 else { continue }
-            for c in 0..<m {
-                biasEpilogue(output.channel(c) + start, count: count, bias: bias?[c] ?? 0,
-                             residual: residual.map { $0.channel(c) + start }, relu6: relu6)
-            }
-        }
-    }
+    pointwiseConvolution(input, into: output, weights: weights, bias: bias, clamp: relu6 ? .relu6 : .none,
+                         residual: residual, threads: threads)
 }

@@ -42,9 +42,13 @@ func convolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePo
     }
 }
 
-/// `convolution1x1` with a `Clamp` instead of ReLU6: column blocks small enough that the epilogue
-/// finds each block's outputs still in cache, spread evenly over the threads.
-private func pointwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
+/// A 1x1 convolution with its epilogue (bias, optional residual, clamp) applied block by block:
+/// the pixels are cut into column blocks small enough that a block's outputs are still in cache
+/// when the epilogue touches them, instead of a second full pass over a map that can be 30 MB at
+/// 1/2 resolution. Blocks are spread evenly over the threads. Meant for thin layers (encoders):
+/// with 256x256 weights re-packing A per block costs more than the cache saves, so the joint
+/// network's decoder uses `gemm` directly.
+func pointwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                                   bias: UnsafePointer<Float>?, clamp: Clamp, residual: FeatureMap?, threads: Int) {
     let m = output.channels, n = input.plane, k = input.channels
     let parallel = m * n * k >= (1 << 20) && threads > 1

@@ -6,6 +6,7 @@ struct Clamp: Equatable {
     var lo: Float
     var hi: Float
     static let none = Clamp(lo: -.infinity, hi: .infinity)
+    static let relu6 = Clamp(lo: 0, hi: 6)
     var isNone: Bool { lo == -.infinity && hi == .infinity }
 
     /// The bounds as vectors, hoisted out of the kernels' inner loops. An infinite bound is the
