@@ -1,15 +1,16 @@
 import Imaging
 import Semantics
 
-/// Turning raw stride-4 outputs into what people and fusion use.
-extension NetworkOutput {
-    /// Softmax class probabilities at output resolution, pixel-major, for label fusion (which
-    /// samples lower-resolution maps by nearest lookup, as SemanticFusion does with CNN outputs).
+/// Turning raw logits into what people and fusion use, for any model's `C x h x w` logits.
+extension PlanarMap {
+    /// Softmax class probabilities at the logits' resolution, pixel-major, for label fusion
+    /// (which samples lower-resolution maps by nearest lookup, as SemanticFusion does with CNN
+    /// outputs).
     public func classProbabilities() -> ClassProbabilityMap {
-        let plane = height * width, n = classCount
-        var values = [Float](repeating: 0, count: plane * n)
-        logits.withUnsafeBufferPointer { l in
-            values.withUnsafeMutableBufferPointer { v in
+        let plane = height * width, n = channels
+        var probabilities = [Float](repeating: 0, count: plane * n)
+        values.withUnsafeBufferPointer { l in
+            probabilities.withUnsafeMutableBufferPointer { v in
                 for i in 0..<plane {
                     var top = -Float.infinity
                     for c in 0..<n { top = max(top, l[c * plane + i]) }
@@ -20,37 +21,42 @@ extension NetworkOutput {
                 }
             }
         }
-        return ClassProbabilityMap(width: width, height: height, classCount: n, values: values)
+        return ClassProbabilityMap(width: width, height: height, classCount: n, values: probabilities)
     }
 
     /// Per-pixel argmax of the logits, upsampled to `height` x `width` with OpenCV-style bicubic
-    /// interpolation of the logits first, as the authors' notebooks do.
+    /// interpolation of the logits first, as the joint network's notebooks do.
     public func labels(height fullHeight: Int, width fullWidth: Int, threads: Int = 1) -> LabelImage {
-        let up = resizeBicubic(logits, channels: classCount, height: height, width: width,
-                               toHeight: fullHeight, width: fullWidth, threads: threads)
-        let plane = fullHeight * fullWidth
-        var labels = LabelImage(width: fullWidth, height: fullHeight, repeating: 0)
-        up.withUnsafeBufferPointer { u in
+        PlanarMap(channels: channels, height: fullHeight, width: fullWidth,
+                  values: resizeBicubic(values, channels: channels, height: height, width: width,
+                                        toHeight: fullHeight, width: fullWidth, threads: threads)).labelsAtOutputResolution()
+    }
+
+    /// Argmax at the logits' own resolution (ties to the lowest class).
+    public func labelsAtOutputResolution() -> LabelImage {
+        let plane = height * width
+        var labels = LabelImage(width: width, height: height, repeating: 0)
+        values.withUnsafeBufferPointer { l in
             for i in 0..<plane {
-                var best = 0, bestValue = u[i]
-                for c in 1..<classCount where u[c * plane + i] > bestValue { best = c; bestValue = u[c * plane + i] }
+                var best = 0, bestValue = l[i]
+                for c in 1..<max(channels, 1) where l[c * plane + i] > bestValue { best = c; bestValue = l[c * plane + i] }
                 labels.pixels[i] = UInt8(best)
             }
         }
         return labels
     }
+}
 
-    /// Argmax at output resolution (no upsampling).
-    public func labelsAtOutputResolution() -> LabelImage {
-        let plane = height * width
-        var labels = LabelImage(width: width, height: height, repeating: 0)
-        for i in 0..<plane {
-            var best = 0, bestValue = logits[i]
-            for c in 1..<classCount where logits[c * plane + i] > bestValue { best = c; bestValue = logits[c * plane + i] }
-            labels.pixels[i] = UInt8(best)
-        }
-        return labels
+/// The joint network's raw stride-4 outputs.
+extension NetworkOutput {
+    /// The logits as a map.
+    public var logitMap: PlanarMap { PlanarMap(channels: classCount, height: height, width: width, values: logits) }
+
+    public func classProbabilities() -> ClassProbabilityMap { logitMap.classProbabilities() }
+    public func labels(height fullHeight: Int, width fullWidth: Int, threads: Int = 1) -> LabelImage {
+        logitMap.labels(height: fullHeight, width: fullWidth, threads: threads)
     }
+    public func labelsAtOutputResolution() -> LabelImage { logitMap.labelsAtOutputResolution() }
 
     /// Depth in metres at `height` x `width`: bicubic upsampling, then `abs`, as the notebooks do.
     /// No clamp is applied (the reference has none); fusion applies its own range limits.

@@ -16,6 +16,10 @@ public struct DensePrediction: Sendable {
     /// Where the depth map lies in the input image: the central crop it was predicted from,
     /// as a fraction of the image's width and height (1 = whole image).
     public var depthCrop: Double = 1
+    /// How depth is brought to the image's size: the joint network's notebooks upsample
+    /// bicubically; converted models are upsampled bilinearly.
+    public enum Upsampling: Sendable { case bilinear, bicubic }
+    public var depthUpsampling = Upsampling.bilinear
     public init(logits: PlanarMap? = nil, depth: PlanarMap? = nil, normals: PlanarMap? = nil) {
         self.logits = logits; self.depth = depth; self.normals = normals
     }
@@ -111,10 +115,7 @@ public final class JointModel: DenseModel {
     }
 
     public func predict(_ image: ColorImage, intrinsics: Intrinsics?) throws -> DensePrediction {
-        let output = NetworkPredictor.nyu40Output(network.forward(try NetworkInput(image: image)))
-        return DensePrediction(logits: PlanarMap(channels: output.classCount, height: output.height, width: output.width, values: output.logits),
-                               depth: PlanarMap(channels: 1, height: output.height, width: output.width, values: output.depth),
-                               normals: output.normals.map { PlanarMap(channels: 3, height: output.height, width: output.width, values: $0) })
+        DensePrediction(joint: network.forward(try NetworkInput(image: image)))
     }
 }
 
@@ -126,15 +127,13 @@ public final class GraphSegmenter: DenseModel {
     public let classSet: ClassSet?
     public var predictsDepth: Bool { false }
     public var threads: Int { network.threads }
-    /// Input size; nil: the image's own.
-    public var inputSize: (width: Int, height: Int)?
 
     init(network: GraphNetwork, classSet: ClassSet, name: String) {
         self.network = network; self.classSet = classSet; self.name = name
     }
 
     public func predict(_ image: ColorImage, intrinsics: Intrinsics?) throws -> DensePrediction {
-        let logits = try network.forward(image, width: inputSize?.width, height: inputSize?.height)
+        let logits = try network.forward(image)
         guard logits.channels == classSet?.count else {
             throw PipelineError.invalidOption("\(name): \(logits.channels) logits, but its class set \(classSet?.name ?? "?") has \(classSet?.count ?? 0) classes")
         }
@@ -152,17 +151,23 @@ public struct DepthInput: Sendable, Equatable {
         case none
         case pixels(Double)
     }
-    /// Input width and height; nil: the model's native size.
-    public var width: Int?
-    public var height: Int?
+    /// The size the (cropped) frame is resampled to before the model sees it.
+    public enum Size: Sendable, Equatable {
+        /// The model's own input size (e.g. FastDepth's 224x224), whatever the frame's aspect.
+        case native
+        /// The frame's own size (the models are fully convolutional).
+        case image
+        case fixed(width: Int, height: Int)
+    }
+    public var size: Size
     /// Central part of the frame fed to the model, as a fraction of its width and height.
     public var crop: Double
     /// With the frame's intrinsics, depth is scaled by (focal length of the model's input) /
     /// (the training camera's focal length at the native size).
     public var focal: Focal
 
-    public init(width: Int? = nil, height: Int? = nil, crop: Double = 1, focal: Focal = .model) {
-        self.width = width; self.height = height; self.crop = crop; self.focal = focal
+    public init(size: Size = .native, crop: Double = 1, focal: Focal = .model) {
+        self.size = size; self.crop = crop; self.focal = focal
     }
     /// The measured default (docs/results.md, "Predicted depth on another camera").
     public static let `default` = DepthInput()
@@ -201,7 +206,12 @@ public final class GraphDepthModel: DenseModel {
             for y in 0..<h { for x in 0..<w { cropped.pixels[y * w + x] = image.pixels[(y + y0) * image.width + x + x0] } }
             source = cropped
         }
-        let size = (width: input.width ?? network.nativeSize.width, height: input.height ?? network.nativeSize.height)
+        let size: (width: Int, height: Int)
+        switch input.size {
+        case .native: size = network.nativeSize
+        case .image: size = (source.width, source.height)
+        case let .fixed(w, h): size = (w, h)
+        }
         var depth = try network.forward(source, width: size.width, height: size.height)
         if let reference = referenceFocal, let k = intrinsics {
             // Focal length of the model's input in its own pixels (geometric mean of x and y:
@@ -222,20 +232,31 @@ public final class GraphDepthModel: DenseModel {
 }
 
 extension DensePrediction {
-    /// Softmax class probabilities at the logits' resolution, pixel-major, for fusion.
-    public func classProbabilities() -> ClassProbabilityMap? {
-        guard let logits else { return nil }
-        return NetworkOutput(height: logits.height, width: logits.width, logits: logits.values, classCount: logits.channels,
-                             depth: [Float](repeating: 0, count: logits.height * logits.width)).classProbabilities()
+    /// The joint network's outputs: NYU-40 logits (the first 40 of NYU+KITTI's 46), raw depth
+    /// (before `abs`), normals of 3-task checkpoints.
+    public init(joint output: NetworkOutput) {
+        let nyu = NetworkPredictor.nyu40Output(output)
+        self.init(logits: nyu.logitMap,
+                  depth: PlanarMap(channels: 1, height: output.height, width: output.width, values: output.depth),
+                  normals: output.normals.map { PlanarMap(channels: 3, height: output.height, width: output.width, values: $0) })
+        depthUpsampling = .bicubic
     }
 
-    /// Depth in metres at the image's size: bilinear (half-pixel) upsampling of `|depth|` into
-    /// the crop it was predicted from; pixels outside the crop get 0 (no depth).
+    /// Softmax class probabilities at the logits' resolution, pixel-major, for fusion.
+    public func classProbabilities() -> ClassProbabilityMap? { logits?.classProbabilities() }
+
+    /// Depth in metres at the image's size: `|depth|` upsampled (`depthUpsampling`) into the
+    /// crop it was predicted from; pixels outside the crop get 0 (no depth).
     public func depthImage(width: Int, height: Int) -> DepthImage? {
         guard let depth else { return nil }
+        if depthUpsampling == .bicubic && depthCrop >= 1 {
+            let up = resizeBicubic(depth.values, channels: 1, height: depth.height, width: depth.width, toHeight: height, width: width)
+            return DepthImage(width: width, height: height, pixels: up.map { abs($0) })
+        }
         let cw = max(1, Int((Double(width) * depthCrop).rounded())), ch = max(1, Int((Double(height) * depthCrop).rounded()))
         let x0 = (width - cw) / 2, y0 = (height - ch) / 2
         var image = DepthImage(width: width, height: height, repeating: 0)
+        let v = depth.values
         let sx = Double(depth.width) / Double(cw), sy = Double(depth.height) / Double(ch)
         for y in 0..<ch {
             let fy = max(0, (Double(y) + 0.5) * sy - 0.5)
@@ -243,7 +264,6 @@ extension DensePrediction {
             for x in 0..<cw {
                 let fx = max(0, (Double(x) + 0.5) * sx - 0.5)
                 let ix = min(Int(fx), depth.width - 1), ix1 = min(ix + 1, depth.width - 1), wx = Float(fx - Double(ix))
-                let v = depth.values
                 let top = (1 - wx) * abs(v[iy * depth.width + ix]) + wx * abs(v[iy * depth.width + ix1])
                 let bottom = (1 - wx) * abs(v[iy1 * depth.width + ix]) + wx * abs(v[iy1 * depth.width + ix1])
                 image.pixels[(y + y0) * width + x + x0] = (1 - wy) * top + wy * bottom

@@ -69,26 +69,11 @@ public final class NetworkPredictor: Predictor {
         var prediction = Prediction(probabilities: output.classProbabilities())
         if predictsDepth, let depthModel {
             let depthOutput = depthModel === segmenter ? output : try depthModel.predict(frame.color, intrinsics: intrinsics)
-            prediction.depth = Self.depthImage(depthOutput, model: depthModel, width: frame.color.width, height: frame.color.height)
+            prediction.depth = depthOutput.depthImage(width: frame.color.width, height: frame.color.height)
         }
         runs += 1
         milliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         return prediction
-    }
-
-    /// Depth at the frame's size: the joint network's as its notebooks do it (bicubic, then
-    /// `abs`), converted models' bilinearly into the crop they saw.
-    public static func depthImage(_ output: DensePrediction, model: DenseModel, width: Int, height: Int) -> DepthImage? {
-        if model is JointModel, let depth = output.depth {
-            let up = resizeBicubic(depth.values, channels: 1, height: depth.height, width: depth.width, toHeight: height, width: width)
-            return DepthImage(width: width, height: height, pixels: up.map { abs($0) })
-        }
-        return output.depthImage(width: width, height: height)
-    }
-
-    /// Softmax over the NYU logits only (for the 46-logit NYU+KITTI checkpoint, channels 0-39).
-    static func nyu40Probabilities(_ output: NetworkOutput) -> ClassProbabilityMap {
-        nyu40Output(output).classProbabilities()
     }
 
     /// One line for summaries: how often the network ran and how long it took.

@@ -28,15 +28,9 @@ public enum PredictionWriter {
     @discardableResult
     public static func write(_ output: NetworkOutput, image: ColorImage, stem: String, to directory: URL,
                              options: Options = Options()) throws -> [URL] {
-        let nyu = NetworkPredictor.nyu40Output(output)
-        var prediction = DensePrediction(logits: PlanarMap(channels: nyu.classCount, height: nyu.height, width: nyu.width, values: nyu.logits),
-                                         depth: PlanarMap(channels: 1, height: output.height, width: output.width, values: output.depth),
-                                         normals: output.normals.map { PlanarMap(channels: 3, height: output.height, width: output.width, values: $0) })
-        prediction.depthCrop = 1
         // segm.npy keeps every logit the network produced (46 for NYU+KITTI).
-        return try write(prediction, classSet: .nyu40, image: image, stem: stem, to: directory, options: options,
-                         rawLogits: PlanarMap(channels: output.classCount, height: output.height, width: output.width, values: output.logits),
-                         bicubicDepth: true)
+        try write(DensePrediction(joint: output), classSet: .nyu40, image: image, stem: stem, to: directory, options: options,
+                  rawLogits: output.logitMap)
     }
 
     /// Writes whatever a model predicted: labels (`classSet` palette) and ids when it has
@@ -45,20 +39,18 @@ public enum PredictionWriter {
     /// (float32 `1 x 1 x h x w`, metres).
     @discardableResult
     public static func write(_ prediction: DensePrediction, classSet: ClassSet?, image: ColorImage, stem: String, to directory: URL,
-                             options: Options = Options(), rawLogits: PlanarMap? = nil, bicubicDepth: Bool = false) throws -> [URL] {
+                             options: Options = Options(), rawLogits: PlanarMap? = nil) throws -> [URL] {
         var written: [URL] = []
         func url(_ suffix: String) -> URL { directory.appendingPathComponent("\(stem).\(suffix)") }
         var previewParts = [image]
         if let logits = prediction.logits, let classSet {
-            let output = NetworkOutput(height: logits.height, width: logits.width, logits: logits.values, classCount: logits.channels,
-                                       depth: [Float](repeating: 0, count: logits.height * logits.width))
-            let labels = output.labels(height: image.height, width: image.width, threads: options.threads)
+            let labels = logits.labels(height: image.height, width: image.width, threads: options.threads)
             let coloured = classSet.colorize(labels)
             try PNGCodec.writeRGB(coloured, to: url("labels.png")); written.append(url("labels.png"))
             try PNGCodec.writeGray8(labels, to: url("label-ids.png")); written.append(url("label-ids.png"))
             previewParts.append(coloured)
             if options.probabilities {
-                let p = output.classProbabilities()
+                let p = logits.classProbabilities()
                 var chw = [Float](repeating: 0, count: p.values.count)
                 let plane = p.width * p.height
                 for i in 0..<plane { for c in 0..<p.classCount { chw[c * plane + i] = p.values[i * p.classCount + c] } }
@@ -66,14 +58,7 @@ public enum PredictionWriter {
                 written.append(url("probabilities.npy"))
             }
         }
-        let depthImage: DepthImage?
-        if bicubicDepth, let d = prediction.depth {
-            let up = resizeBicubic(d.values, channels: 1, height: d.height, width: d.width, toHeight: image.height, width: image.width)
-            depthImage = DepthImage(width: image.width, height: image.height, pixels: up.map { abs($0) })
-        } else {
-            depthImage = prediction.depthImage(width: image.width, height: image.height)
-        }
-        if let depth = depthImage {
+        if let depth = prediction.depthImage(width: image.width, height: image.height) {
             let depthPNG = depth.map { z -> UInt16 in
                 guard z.isFinite, z > 0 else { return 0 }
                 return UInt16(min(65535, (z * depthScale).rounded()))

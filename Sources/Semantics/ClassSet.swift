@@ -24,6 +24,13 @@ public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
         self.name = name; self.classes = classes; self.unlabelledId = unlabelledId
     }
 
+    /// A class set from `(name, r, g, b)` rows; ids are the row numbers.
+    init(name: String, table: [(String, UInt8, UInt8, UInt8)], unlabelledId: Int? = nil) {
+        self.init(name: name, classes: table.enumerated().map {
+            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
+        }, unlabelledId: unlabelledId)
+    }
+
     public var count: Int { classes.count }
 
     public func color(of id: Int) -> RGB8 {
@@ -64,9 +71,7 @@ public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
             ("toilet", 128, 0, 64), ("sink", 0, 128, 64), ("lamp", 128, 128, 64), ("bathtub", 0, 0, 192),
             ("bag", 128, 0, 192), ("otherstructure", 0, 128, 192), ("otherfurniture", 128, 128, 192), ("otherprop", 64, 0, 64),
         ]
-        return ClassSet(name: "nyu40", classes: table.enumerated().map {
-            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
-        })
+        return ClassSet(name: "nyu40", table: table)
     }()
 
     /// SemanticFusion's 13 NYU classes plus 0 = unlabelled, with its colour scheme.
@@ -77,9 +82,7 @@ public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
             ("picture", 50, 50, 150), ("sofa", 222, 180, 140), ("table", 50, 250, 50), ("tv", 255, 215, 0),
             ("wall", 150, 150, 150), ("window", 0, 255, 255),
         ]
-        return ClassSet(name: "nyu13", classes: table.enumerated().map {
-            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
-        }, unlabelledId: 0)
+        return ClassSet(name: "nyu13", table: table, unlabelledId: 0)
     }()
 
     /// The bundled DeepLab-v3 segmenter's classes (MLPerf mobile's ADE20K subset): 0 = other,
@@ -96,9 +99,7 @@ public struct ClassSet: Equatable, Sendable, CustomStringConvertible {
             ("sofa", 11, 102, 255), ("shelf", 255, 7, 71), ("house", 255, 9, 224), ("sea", 9, 7, 230),
             ("mirror", 220, 220, 220), ("rug", 255, 9, 92), ("field", 112, 9, 255), ("armchair", 8, 255, 214),
         ]
-        return ClassSet(name: "ade32", classes: table.enumerated().map {
-            SemanticClass(id: $0.offset, name: $0.element.0, color: RGB8($0.element.1, $0.element.2, $0.element.3))
-        })
+        return ClassSet(name: "ade32", table: table)
     }()
 
     /// ADE-32 id → NYU-40 id (docs/class-sets.md): indoor classes onto their NYU namesakes,

@@ -182,7 +182,7 @@ struct Evaluate: ParsableCommand {
                 let predicted: DepthImage
                 if let model {
                     let output = try model.predict(frame.color, intrinsics: source.intrinsics)
-                    guard let image = NetworkPredictor.depthImage(output, model: model, width: frame.color.width, height: frame.color.height) else { continue }
+                    guard let image = output.depthImage(width: frame.color.width, height: frame.color.height) else { continue }
                     predicted = image
                 } else {
                     let url = URL(fileURLWithPath: depthPredictions!).appendingPathComponent(String(format: "%06d.depth.png", position))

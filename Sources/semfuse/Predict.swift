@@ -83,21 +83,18 @@ struct Predict: ParsableCommand {
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
-        _ = try depthOptions(imageSized: true)
+        _ = try depthOptions()
     }
 
     /// Depth input options; unless --depth-input says otherwise, the image's own size.
-    func depthOptions(imageSized: Bool) throws -> DepthInput {
-        try DepthInputArgument.parse(size: depthInput == "image" ? nil : (depthInput ?? "native"), crop: depthCrop, focal: depthFocal)
+    func depthOptions() throws -> DepthInput {
+        try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal, defaultSize: .image)
     }
 
     /// Runs the models on one image; merges the segmenter's logits with the depth model's depth.
     func predict(_ models: [DenseModel], image: ColorImage, intrinsics: Intrinsics?) throws -> DensePrediction {
         var merged = DensePrediction()
         for model in models {
-            if let graph = model as? GraphDepthModel, depthInput == nil || depthInput == "image" {
-                graph.input.width = image.width; graph.input.height = image.height
-            }
             let p = try model.predict(image, intrinsics: intrinsics)
             if merged.logits == nil { merged.logits = p.logits; merged.normals = p.normals }
             if merged.depth == nil, p.depth != nil { merged.depth = p.depth; merged.depthCrop = p.depthCrop }
@@ -114,7 +111,7 @@ struct Predict: ParsableCommand {
             throw CLIError("\(input): no such file or folder")
         }
         let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let depthSettings = try depthOptions(imageSized: true)
+        let depthSettings = try depthOptions()
         var models: [DenseModel] = []
         do {
             models.append(try ModelLibrary.load(weights, threads: threadCount, depthInput: depthSettings))
@@ -132,7 +129,6 @@ struct Predict: ParsableCommand {
         var options = PredictionWriter.Options()
         options.probabilities = probabilities
         options.threads = threadCount
-        let joint = models.first as? JointModel
 
         if !isDirectory.boolValue {
             guard record == nil else { throw CLIError("--record needs a sequence folder as input") }
@@ -146,7 +142,7 @@ struct Predict: ParsableCommand {
             do { result = try predict(models, image: image, intrinsics: camera) } catch { throw CLIError("\(input): \(error)") }
             let ms = Date().timeIntervalSince(start) * 1000
             options.rawDirectory = saveRaw.map { URL(fileURLWithPath: $0) }
-            let files = try write(result, joint: joint, classSet: classSet, image: image, stem: name, to: outputURL, options: options)
+            let files = try PredictionWriter.write(result, classSet: classSet, image: image, stem: name, to: outputURL, options: options)
             let sizes = [result.logits.map { "logits \($0.channels)x\($0.height)x\($0.width)" }, result.depth.map { "depth \($0.width)x\($0.height)" }].compactMap { $0 }
             print("\(input): \(image.width)x\(image.height), network \(String(format: "%.0f", ms)) ms (\(sizes.joined(separator: ", ")))")
             printSummary(result, classSet: classSet, image: image)
@@ -178,13 +174,12 @@ struct Predict: ParsableCommand {
                 times.append(Date().timeIntervalSince(start) * 1000)
                 let stem = String(format: "%06d", position)
                 options.rawDirectory = saveRaw.map { URL(fileURLWithPath: $0).appendingPathComponent(stem) }
-                try write(result, joint: joint, classSet: classSet, image: frame.color, stem: stem, to: outputURL, options: options)
+                try PredictionWriter.write(result, classSet: classSet, image: frame.color, stem: stem, to: outputURL, options: options)
                 if let recorder {
                     var recorded = frame
                     recorded.probabilities = result.classProbabilities()
                     if recorded.depth == nil {
-                        recorded.depth = joint != nil ? NetworkPredictor.depthImage(result, model: joint!, width: frame.color.width, height: frame.color.height)
-                            : result.depthImage(width: frame.color.width, height: frame.color.height)
+                        recorded.depth = result.depthImage(width: frame.color.width, height: frame.color.height)
                     }
                     try recorder.append(recorded)
                 }
@@ -207,13 +202,6 @@ struct Predict: ParsableCommand {
         if let failure { throw CLIError("stopped after \(written) frames: \(failure)") }
     }
 
-    @discardableResult
-    private func write(_ result: DensePrediction, joint: JointModel?, classSet: ClassSet?, image: ColorImage, stem: String,
-                       to directory: URL, options: PredictionWriter.Options) throws -> [URL] {
-        try PredictionWriter.write(result, classSet: classSet, image: image, stem: stem, to: directory, options: options,
-                                   bicubicDepth: joint != nil)
-    }
-
     private func median(_ values: [Double]) -> Double {
         guard !values.isEmpty else { return 0 }
         return values.sorted()[values.count / 2]
@@ -224,8 +212,7 @@ struct Predict: ParsableCommand {
             print("  depth: median \(String(format: "%.2f", depth[depth.count / 2])) m, range \(String(format: "%.2f-%.2f", depth.first ?? 0, depth.last ?? 0)) m")
         }
         if let logits = result.logits, let classSet {
-            let labels = NetworkOutput(height: logits.height, width: logits.width, logits: logits.values, classCount: logits.channels,
-                                       depth: [Float](repeating: 0, count: logits.height * logits.width)).labelsAtOutputResolution()
+            let labels = logits.labelsAtOutputResolution()
             var counts = [Int](repeating: 0, count: 256)
             for l in labels.pixels { counts[Int(l)] += 1 }
             let top = counts.enumerated().filter { $0.element > 0 }.sorted { $0.element > $1.element }.prefix(5)

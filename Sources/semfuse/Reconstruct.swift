@@ -56,7 +56,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Depth model for --depth predicted, paired with the --network segmenter: a file or 'fastdepth' (bundled, NYU Depth v2).")
     var depthNetwork: String?
 
-    @Option(help: "Depth model input: 'native' (the model's own size, e.g. 224x224) or WIDTHxHEIGHT.")
+    @Option(help: "Depth model input: 'native' (the model's own size, e.g. 224x224; the default), 'image' (the frame's size) or WIDTHxHEIGHT.")
     var depthInput: String?
 
     @Option(help: "Central fraction of the frame fed to the depth model (1 = whole frame).")
@@ -214,14 +214,19 @@ final class ProgressPrinter {
 
 /// Parses the depth-model input options shared by `reconstruct`, `predict` and `evaluate`.
 enum DepthInputArgument {
-    static func parse(size: String?, crop: Double?, focal: String?) throws -> DepthInput {
-        var input = DepthInput.default
-        if let size, size != "native" {
-            let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+    /// `size`: 'native', 'image' or WIDTHxHEIGHT (nil: `defaultSize`).
+    static func parse(size: String?, crop: Double?, focal: String?, defaultSize: DepthInput.Size = .native) throws -> DepthInput {
+        var input = DepthInput(size: defaultSize)
+        switch size {
+        case nil: break
+        case "native": input.size = .native
+        case "image": input.size = .image
+        case let text?:
+            let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
             guard parts.count == 2, parts[0] >= 8, parts[1] >= 8, parts[0] <= 8192, parts[1] <= 8192 else {
-                throw ValidationError("--depth-input \(size): expected 'native' or WIDTHxHEIGHT (8-8192), e.g. 320x240")
+                throw ValidationError("--depth-input \(text): expected 'native', 'image' or WIDTHxHEIGHT (8-8192), e.g. 320x240")
             }
-            input.width = parts[0]; input.height = parts[1]
+            input.size = .fixed(width: parts[0], height: parts[1])
         }
         if let crop { input.crop = crop }
         if let focal {

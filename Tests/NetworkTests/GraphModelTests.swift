@@ -108,3 +108,37 @@ final class GraphModelTests: XCTestCase {
         }
     }
 }
+
+extension GraphModelTests {
+    /// Crafted numbers in a graph (sizes, strides, reshape targets, scales far beyond any real
+    /// model) are refused with the op named, never an arithmetic trap or a huge allocation.
+    func testCraftedSizesAreRefusedNotTrapped() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        func graph(_ op: String, height: String = "4") -> String {
+            #"{"input": {"tensor": "t0", "height": \#(height), "width": 4, "channels": 3, "scale": 1, "zero_point": 0}, "outputs": [{"tensor": "t1", "role": "depth"}], "tensors": {}, "ops": [\#(op)]}"#
+        }
+        let cases: [(String, String)] = [
+            ("huge input", graph(#"{"op": "RELU", "inputs": ["t0"], "outputs": ["t1"]}"#, height: "1e300")),
+            ("fixed resize", graph(#"{"op": "RESIZE_BILINEAR", "inputs": ["t0"], "outputs": ["t1"], "size": {"fixed": [1000000000, 1000000000]}}"#)),
+            ("scale resize", graph(#"{"op": "RESIZE_NEAREST_NEIGHBOR", "inputs": ["t0"], "outputs": ["t1"], "size": {"scale": [1e30, 1e30]}}"#)),
+            ("reshape", graph(#"{"op": "RESHAPE", "inputs": ["t0"], "outputs": ["t1"], "shape": [1048576, 1048576, 1048576, 1048576]}"#)),
+            ("pad", graph(#"{"op": "PAD", "inputs": ["t0"], "outputs": ["t1"], "paddings": [[0, 0], [9e18, 0], [0, 0], [0, 0]]}"#)),
+        ]
+        for (name, text) in cases {
+            let url = dir.appendingPathComponent("\(name.filter(\.isLetter)).safetensors")
+            try Safetensors.encode(["w": NamedTensor(shape: [1], values: [1])],
+                                   metadata: ["semfuse.format": "graph-v1", "semfuse.kind": "depth", "semfuse.graph": text]).write(to: url)
+            XCTAssertThrowsError(try GraphNetwork.load(url).forward(ColorImage(width: 4, height: 4, repeating: RGB8(1, 2, 3))), name) { error in
+                XCTAssertTrue("\(error)".contains(url.lastPathComponent) || "\(error)".contains("input"), "\(name): \(error)")
+            }
+        }
+        // A resize that is legal but too large for memory is refused at planning time.
+        let big = dir.appendingPathComponent("big.safetensors")
+        try Safetensors.encode(["w": NamedTensor(shape: [1], values: [1])], metadata: ["semfuse.format": "graph-v1", "semfuse.kind": "depth",
+            "semfuse.graph": graph(#"{"op": "RESIZE_BILINEAR", "inputs": ["t0"], "outputs": ["t1"], "size": {"scale": [1024, 1024]}}"#)]).write(to: big)
+        let network = try GraphNetwork.load(big)
+        XCTAssertThrowsError(try network.forward(ColorImage(width: 64, height: 64, repeating: RGB8(1, 2, 3)))) { error in
+            XCTAssertTrue("\(error)".contains("too large"), "\(error)")
+        }
+    }
+}

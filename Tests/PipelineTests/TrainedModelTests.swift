@@ -46,18 +46,14 @@ final class TrainedModelTests: XCTestCase {
         // truth's size as `predict` writes its label images (bicubic, then argmax), the
         // interpreter's 128x128 argmax by nearest lookup (its own bilinear resize is cut off).
         let logits = try XCTUnwrap(segmenter.predict(input, intrinsics: nil).logits)
-        let upsampled = NetworkOutput(height: logits.height, width: logits.width, logits: logits.values, classCount: logits.channels,
-                                      depth: [Float](repeating: 0, count: logits.height * logits.width))
-            .labels(height: truth.height, width: truth.width, threads: 2)
+        let upsampled = logits.labels(height: truth.height, width: truth.width, threads: 2)
         let oursScore = score(upsampled.pixels.map(Int.init), width: truth.width, height: truth.height, truth: truth)
-        let plane = logits.height * logits.width
-        let nearest = (0..<plane).map { i in (0..<logits.channels).max { logits.values[$0 * plane + i] < logits.values[$1 * plane + i] }! }
+        let nearest = logits.labelsAtOutputResolution().pixels.map(Int.init)
         let nearestScore = score(nearest, width: logits.width, height: logits.height, truth: truth)
         // And at the image's own size (what predict and reconstruct do by default).
         let image = try PNGCodec.readRGB(try SharedData.require("nyuv2/000464.png"))
         let own = try XCTUnwrap(segmenter.predict(image, intrinsics: nil).logits)
-        let ownLabels = NetworkOutput(height: own.height, width: own.width, logits: own.values, classCount: own.channels,
-                                      depth: [Float](repeating: 0, count: own.height * own.width)).labels(height: truth.height, width: truth.width, threads: 2)
+        let ownLabels = own.labels(height: truth.height, width: truth.width, threads: 2)
         let ownScore = score(ownLabels.pixels.map(Int.init), width: truth.width, height: truth.height, truth: truth)
         let interpreterScore = score(reference.pixels.map(Int.init), width: reference.width, height: reference.height, truth: truth)
         let (a, b) = (try XCTUnwrap(oursScore.pixelAccuracy), try XCTUnwrap(interpreterScore.pixelAccuracy))

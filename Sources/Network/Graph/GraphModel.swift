@@ -99,6 +99,9 @@ struct GraphModel {
     var metadata: [String: String]
 
     static let format = "graph-v1"
+    /// Largest integer the graph may state, and the largest spatial size.
+    static let integerLimit = 1 << 20
+    static let sizeLimit = 1 << 14
 }
 
 extension GraphModel {
@@ -130,12 +133,18 @@ extension GraphModel {
         }
         func ints(_ any: Any?, _ count: Int, _ context: String) throws -> [Int] {
             guard let array = any as? [Any] else { throw bad("\(context): expected \(count) integers") }
-            let values = array.compactMap { ($0 as? NSNumber)?.intValue }
+            // Every integer of this format (sizes, strides, axes, paddings, shapes) is small; a
+            // bound here keeps later size arithmetic far from overflow.
+            let values = array.compactMap { ($0 as? NSNumber).flatMap { n -> Int? in
+                let d = n.doubleValue
+                return d.rounded() == d && abs(d) <= Double(Self.integerLimit) ? Int(d) : nil
+            } }
             guard values.count == array.count, count < 0 || values.count == count else {
-                throw bad("\(context): expected \(count < 0 ? "a list of" : "\(count)") integers, got \(array)")
+                throw bad("\(context): expected \(count < 0 ? "a list of" : "\(count)") integers of at most \(Self.integerLimit), got \(array)")
             }
             return values
         }
+        func integer(_ any: Any?, _ context: String) throws -> Int { try ints([any as Any], 1, context)[0] }
         func number(_ any: Any?, _ context: String) throws -> Double {
             guard let n = any as? NSNumber else { throw bad("\(context): expected a number") }
             return n.doubleValue
@@ -143,11 +152,11 @@ extension GraphModel {
 
         guard let input = json["input"] as? [String: Any] else { throw bad("graph has no input") }
         inputTensor = try tensorID(input["tensor"], "input")
-        nativeHeight = Int(try number(input["height"], "input height"))
-        nativeWidth = Int(try number(input["width"], "input width"))
+        nativeHeight = try integer(input["height"], "input height")
+        nativeWidth = try integer(input["width"], "input width")
         inputScale = Float(try number(input["scale"], "input scale"))
         inputZeroPoint = Float(try number(input["zero_point"], "input zero_point"))
-        guard nativeHeight > 0, nativeWidth > 0, inputScale.isFinite, inputScale != 0, inputZeroPoint.isFinite else {
+        guard nativeHeight > 0, nativeWidth > 0, nativeHeight <= Self.sizeLimit, nativeWidth <= Self.sizeLimit, inputScale.isFinite, inputScale != 0, inputZeroPoint.isFinite else {
             throw bad("input: size \(nativeWidth)x\(nativeHeight), scale \(inputScale), zero point \(inputZeroPoint) are not usable")
         }
         guard (input["channels"] as? NSNumber)?.intValue ?? 3 == 3 else { throw bad("input must have 3 (RGB) channels") }
@@ -297,11 +306,11 @@ extension GraphModel {
                 let size: ResizeSize
                 let spec = op["size"] as? [String: Any] ?? [:]
                 if let like = spec["like"] { size = .like(try tensorID(like, "\(context) size")) }
-                else if let scale = spec["scale"] as? [NSNumber], scale.count == 2, scale.allSatisfy({ $0.doubleValue > 0 }) {
+                else if let scale = spec["scale"] as? [NSNumber], scale.count == 2, scale.allSatisfy({ $0.doubleValue > 0 && $0.doubleValue <= 1024 }) {
                     size = .scale(scale[0].doubleValue, scale[1].doubleValue)
                 } else if spec["fixed"] != nil {
                     let f = try ints(spec["fixed"], 2, "\(context) size")
-                    guard f.allSatisfy({ $0 >= 1 }) else { throw bad("\(context): size \(f)") }
+                    guard f.allSatisfy({ $0 >= 1 && $0 <= Self.sizeLimit }) else { throw bad("\(context): size \(f) (1-\(Self.sizeLimit))") }
                     size = .fixed(f[0], f[1])
                 } else { throw bad("\(context): size must be like, scale or fixed") }
                 kind = .resize(bilinear: type == "RESIZE_BILINEAR", mode: align ? .alignCorners : (half ? .halfPixel : .legacy), size: size)
@@ -327,7 +336,14 @@ extension GraphModel {
                 kind = .pad(top: v[1][0], bottom: v[1][1], left: v[2][0], right: v[2][1], channelsBefore: v[3][0], channelsAfter: v[3][1])
             case "RESHAPE":
                 try requireInputs(1)
-                kind = .reshape(shape: try ints(op["shape"], -1, "\(context) shape"))
+                let shape = try ints(op["shape"], -1, "\(context) shape")
+                var product = 1, overflow = false
+                for d in shape where d != -1 { (product, overflow) = product.multipliedReportingOverflow(by: d); if overflow { break } }
+                guard (1...4).contains(shape.count), shape.allSatisfy({ $0 == -1 || $0 >= 1 }), shape.filter({ $0 == -1 }).count <= 1,
+                      !overflow, product <= 1 << 30 else {
+                    throw bad("\(context): reshape to \(shape) (rank 1-4, positive sizes, at most one -1, at most 2^30 values)")
+                }
+                kind = .reshape(shape: shape)
             case "QUANTIZE", "DEQUANTIZE":
                 try requireInputs(1)
                 kind = .identity

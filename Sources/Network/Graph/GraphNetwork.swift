@@ -170,7 +170,11 @@ public final class GraphNetwork {
                 guard d.channels >= 1, d.height >= 1, d.width >= 1 else {
                     throw fail(op, "output would be \(d.channels)x\(d.height)x\(d.width); the input is too small for this model")
                 }
-                guard d.count <= 1 << 30 else { throw fail(op, "output of \(d.count) values is too large") }
+                let (hw, o1) = d.height.multipliedReportingOverflow(by: d.width)
+                let (count, o2) = hw.multipliedReportingOverflow(by: d.channels)
+                guard !o1, !o2, count <= 1 << 30 else {
+                    throw fail(op, "output of \(d.channels)x\(d.height)x\(d.width) values is too large")
+                }
                 known[t] = d
             }
             return known[tensor]!
@@ -254,8 +258,11 @@ public final class GraphNetwork {
         guard w >= 1, h >= 1, image.width >= 1, image.height >= 1 else {
             throw NetworkError.invalidInput("image is \(image.width)x\(image.height), requested input \(w)x\(h)")
         }
+        guard w <= GraphModel.sizeLimit, h <= GraphModel.sizeLimit else {
+            throw NetworkError.invalidInput("requested input \(w)x\(h) exceeds \(GraphModel.sizeLimit) pixels a side")
+        }
+        let p = try plan(height: h, width: w)   // fails on sizes the model cannot take, before any resampling
         let resized = (w == image.width && h == image.height) ? image : ImageResampling.resizeBilinear(image, width: w, height: h)
-        let p = try plan(height: h, width: w)
         let x = map(model.inputTensor, p)
         let scale = model.inputScale, zero = model.inputZeroPoint
         let table = (0..<256).map { scale * (Float($0) - zero) }
