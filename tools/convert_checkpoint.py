@@ -24,7 +24,6 @@ Usage:
 import argparse
 import collections
 import io
-import json
 import os
 import pickle
 import struct
@@ -32,6 +31,8 @@ import sys
 import zipfile
 
 import numpy as np
+
+from safetensors_writer import ConversionError, write_safetensors
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {
@@ -43,8 +44,6 @@ STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3,
 BN_EPS = 1e-5
 
 
-class ConversionError(Exception):
-    pass
 
 
 class StorageType:
@@ -303,32 +302,6 @@ def convert_torchvision(tensors, path):
             raise ConversionError(f"{path}: {k} has shape {tuple(v.shape)}, expected {expected[k]}")
     dropped = [k for k in tensors if k.startswith("features.18") or k.startswith("classifier")]
     return out, f"torchvision MobileNet-v2 encoder (dropped {len(dropped)} classifier tensors; decoder not included)"
-
-
-def write_safetensors(tensors, path, metadata):
-    header, offset, chunks = {"__metadata__": metadata}, 0, []
-    for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name], dtype="<f4")
-        data = array.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        chunks.append(data)
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    temporary = path + ".partial"
-    try:
-        with open(temporary, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for c in chunks:
-                f.write(c)
-        os.replace(temporary, path)
-    except OSError as e:
-        try:
-            os.remove(temporary)
-        except OSError:
-            pass
-        raise ConversionError(f"{path}: cannot write: {e.strerror}")
 
 
 def main(argv=None):

@@ -24,6 +24,8 @@ import sys
 
 import numpy as np
 
+from safetensors_writer import ConversionError, write_safetensors
+
 try:
     import flatbuffers.number_types as N
     from flatbuffers.table import Table
@@ -70,8 +72,6 @@ ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5
 ACTIVATION_CLAMP = {"NONE": (None, None), "RELU": (0.0, None), "RELU_N1_TO_1": (-1.0, 1.0), "RELU6": (0.0, 6.0)}
 
 
-class ConversionError(Exception):
-    pass
 
 
 def op_name(code, custom=None):
@@ -648,41 +648,6 @@ class Converter:
 
 
 # --- safetensors -------------------------------------------------------------------------------
-
-SAFETENSORS_DTYPES = {np.dtype("float32"): ("F32", "<f4"), np.dtype("int8"): ("I8", "i1"),
-                      np.dtype("uint8"): ("U8", "u1")}
-
-
-def write_safetensors(tensors, path, metadata):
-    """8-byte little-endian header length, JSON header padded with spaces to a multiple of 8, data.
-    Written to a temporary file in the same folder, then renamed: never a partial output."""
-    header, offset, chunks = {"__metadata__": metadata}, 0, []
-    for name in sorted(tensors):
-        array = np.asarray(tensors[name])
-        if array.dtype not in SAFETENSORS_DTYPES:
-            array = array.astype(np.float32)
-        dtype, layout = SAFETENSORS_DTYPES[array.dtype]
-        data = np.ascontiguousarray(array, dtype=layout).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        chunks.append(data)
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    temporary = f"{path}.partial-{os.getpid()}"
-    try:
-        with open(temporary, "wb") as f:
-            f.write(struct.pack("<Q", len(text)))
-            f.write(text)
-            for c in chunks:
-                f.write(c)
-        os.replace(temporary, path)
-    except OSError as e:
-        try:
-            os.remove(temporary)
-        except OSError:
-            pass
-        raise ConversionError(f"{path}: cannot write: {e.strerror}")
-    return 8 + len(text) + offset
 
 
 def layout_report(model):

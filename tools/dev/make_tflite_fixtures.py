@@ -56,6 +56,17 @@ def tensor_named(interp, name):
     raise KeyError(name)
 
 
+def feed(interp, image, size, key):
+    """Resizes `image` to size x size, stores that input as a lossless PNG fixture and runs the
+    interpreter on it; returns the PNG's file name."""
+    pixels = dev_images.resize_bilinear(image, size, size)
+    input_file = f"input-{size}-{key}.png"
+    dev_images.write_png(os.path.join(OUT, input_file), pixels)
+    interp.set_tensor(interp.get_input_details()[0]["index"], pixels[None])
+    interp.invoke()
+    return input_file
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     weights = os.path.join(SHARED, "data/weights")
@@ -69,12 +80,7 @@ def main():
                 f"({'PNG' if relative.endswith('.png') else 'libjpeg, default settings, JCS_RGB'}), "
                 f"resized to {{size}}x{{size}} ignoring the aspect ratio: {dev_images.RESIZE_DESCRIPTION}")
 
-        pixels = dev_images.resize_bilinear(image, 512, 512)
-        input_file = f"input-512-{key}.png"
-        dev_images.write_png(os.path.join(OUT, input_file), pixels)
-        detail = deeplab.get_input_details()[0]
-        deeplab.set_tensor(detail["index"], pixels[None])
-        deeplab.invoke()
+        input_file = feed(deeplab, image, 512, key)
         q = deeplab.get_tensor(logits["index"])[0]  # uint8, one per-tensor scale: argmax of q = argmax of logits
         classes = q.argmax(axis=-1).astype(np.uint8)
         output_file = f"argmax-128-{key}.png"
@@ -86,12 +92,7 @@ def main():
                                       f"t{logits['index']} 'logits/semantic/BiasAdd' (1x128x128x32), "
                                       "class ids 0..31 as an 8-bit greyscale PNG, ties to the lowest id"})
 
-        pixels = dev_images.resize_bilinear(image, 224, 224)
-        input_file = f"input-224-{key}.png"
-        dev_images.write_png(os.path.join(OUT, input_file), pixels)
-        detail = fastdepth.get_input_details()[0]
-        fastdepth.set_tensor(detail["index"], pixels[None])
-        fastdepth.invoke()
+        input_file = feed(fastdepth, image, 224, key)
         out = fastdepth.get_output_details()[0]
         scale, zp = out["quantization"]
         depth = (fastdepth.get_tensor(out["index"])[0, :, :, 0].astype(np.float32) - zp) * scale
