@@ -62,7 +62,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Central fraction of the frame fed to the depth model (1 = whole frame).")
     var depthCrop: Double?
 
-    @Option(help: "The depth model's training focal length in pixels of its native input; depth is scaled by the frame's focal length over it. 'none' turns the correction off. Default: the bundled model's measured value.")
+    @Option(help: "The depth model's training focal length in pixels of its native input; depth is scaled by the frame's focal length over it. 'none' turns the correction off. Default: the value stored in the model file, if any (the bundled FastDepth stores none: on 7-Scenes focal scaling made its depth worse, see docs/results.md).")
     var depthFocal: String?
 
     @Option(help: "Run the network on every n-th fused frame. Default: 10 (SemanticFusion's rate) with sensor depth, 1 with predicted depth (frames without a network run are then not fused).")
