@@ -139,7 +139,7 @@ public final class SurfelFusion {
         report.timings.indexMap += lap()
 
         if let probabilities, map.classCount > 0 {
-            report.labelUpdates = fuseLabels(probabilities)
+            report.labelUpdates = fuseLabels(probabilities, firstNew: map.count - report.created)
         }
         report.timings.labels = lap()
 
@@ -353,8 +353,15 @@ public final class SurfelFusion {
     }
 
     /// SemanticFusion's recursive Bayesian update p ← normalise(p ⊙ q) for every surfel visible in
-    /// the post-fusion index map whose depth agrees with the measurement.
-    private func fuseLabels(_ probabilities: ClassProbabilityMap) -> Int {
+    /// the post-fusion index map whose depth agrees with the measurement, and for every surfel
+    /// this frame created (`firstNew...`) from the pixel that created it.
+    ///
+    /// The second rule matters where new surfels stack up behind others instead of merging (as
+    /// with predicted depth, which never agrees closely from frame to frame): a surfel hidden in
+    /// the z-buffer from its first frame on would otherwise never receive the evidence of the very
+    /// measurement that made it (36 % of the surfels of a 100-frame RGB-only kitchen map were
+    /// unlabelled). New surfels are skipped in the index-map pass so none is counted twice.
+    private func fuseLabels(_ probabilities: ClassProbabilityMap, firstNew: Int) -> Int {
         let w = intrinsics.width, h = intrinsics.height, c = map.classCount
         let pw = probabilities.width, ph = probabilities.height
         let agreement = parameters.labelDepthAgreement
@@ -380,7 +387,7 @@ public final class SurfelFusion {
                     for x in 0..<w {
                         let pix = y * w + x
                         let id = ids[pix]
-                        if id < 0 { continue }
+                        if id < 0 || Int(id) >= firstNew { continue }
                         let z = raw[pix]
                         guard z > 0, abs(idDepth[pix] - z) < agreement else { continue }
                         let qBase = (qRow + columns[x]) * c
@@ -394,6 +401,28 @@ public final class SurfelFusion {
                 counts[k] = updated
             }
         }}}}}}}
+        let created = newPixels.count
+        guard created > 0, firstNew + created == map.count else { return updatedPerChunk.reduce(0, +) }
+        newPixels.withUnsafeBufferPointer { pixels in
+        probabilities.values.withUnsafeBufferPointer { q in
+        map.probabilities.withUnsafeMutableBufferPointer { prob in
+        map.labelUpdates.withUnsafeMutableBufferPointer { updates in
+        updatedPerChunk.withUnsafeMutableBufferPointer { counts in
+            nonisolated(unsafe) let pixels = pixels, q = q, prob = prob, updates = updates, counts = counts
+            let chunks = counts.count
+            DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
+                var updated = 0
+                for j in (created * k / chunks)..<(created * (k + 1) / chunks) {
+                    let pix = Int(pixels[j]), id = firstNew + j
+                    let qBase = (rowsMap[pix / w] * pw + columns[pix % w]) * c
+                    guard BayesUpdate.apply(prob.baseAddress! + id * c, q.baseAddress! + qBase, count: c,
+                                            floor: floor, uniform: uniform) else { continue }
+                    updates[id] = 1
+                    updated += 1
+                }
+                counts[k] += updated
+            }
+        }}}}}
         return updatedPerChunk.reduce(0, +)
     }
 

@@ -39,12 +39,15 @@ final class TrainedModelTests: XCTestCase {
     func testSegmenterOnNYUThroughTheMappingIsAtLeastTheInterpreters() throws {
         let truth = try PNGCodec.readGray8(try SharedData.require("nyuv2/segm_gt_000464.png"))
         let input = try PNGCodec.readRGB(Self.fixtures.appendingPathComponent("input-512-nyu-000464.png"))
-        let reference = try PNGCodec.readGray8(Self.fixtures.appendingPathComponent("argmax-128-nyu-000464.png"))
+        let reference128 = try PNGCodec.readGray8(Self.fixtures.appendingPathComponent("argmax-128-nyu-000464.png"))
+        let reference512 = try PNGCodec.readGray8(Self.fixtures.appendingPathComponent("argmax-512-nyu-000464.png"))
         let segmenter = try Self.model("deeplab")
         XCTAssertEqual(segmenter.classSet, .ade32)
-        // Same input as the interpreter (the 512x512 fixture); our logits upsampled to the
-        // truth's size as `predict` writes its label images (bicubic, then argmax), the
-        // interpreter's 128x128 argmax by nearest lookup (its own bilinear resize is cut off).
+        // Same input as the interpreter (the 512x512 fixture), each side's complete pipeline:
+        // our logits upsampled to the truth's size as `predict` writes its label images
+        // (bicubic, then argmax); the interpreter's model output (its bilinear resize of the
+        // logits to 512x512, then ARG_MAX), looked up by nearest. Both at the logits'
+        // 128x128 resolution as well, which isolates the network from the upsampling.
         let logits = try XCTUnwrap(segmenter.predict(input, intrinsics: nil).logits)
         let upsampled = logits.labels(height: truth.height, width: truth.width, threads: 2)
         let oursScore = score(upsampled.pixels.map(Int.init), width: truth.width, height: truth.height, truth: truth)
@@ -55,16 +58,14 @@ final class TrainedModelTests: XCTestCase {
         let own = try XCTUnwrap(segmenter.predict(image, intrinsics: nil).logits)
         let ownLabels = own.labels(height: truth.height, width: truth.width, threads: 2)
         let ownScore = score(ownLabels.pixels.map(Int.init), width: truth.width, height: truth.height, truth: truth)
-        let interpreterScore = score(reference.pixels.map(Int.init), width: reference.width, height: reference.height, truth: truth)
+        let interpreterScore = score(reference512.pixels.map(Int.init), width: reference512.width, height: reference512.height, truth: truth)
+        let interpreter128 = score(reference128.pixels.map(Int.init), width: reference128.width, height: reference128.height, truth: truth)
         let (a, b) = (try XCTUnwrap(oursScore.pixelAccuracy), try XCTUnwrap(interpreterScore.pixelAccuracy))
-        print(String(format: "NYU 000464 through ade32 → nyu40, input 512x512: pixel accuracy %.3f (our 128x128 argmax by nearest %.3f; TFLite interpreter's %.3f), mIoU %.3f (%.3f; %.3f); at the image's own size 640x480: %.3f, mIoU %.3f",
-                     a, nearestScore.pixelAccuracy ?? 0, b, oursScore.meanIoU ?? 0, nearestScore.meanIoU ?? 0, interpreterScore.meanIoU ?? 0,
+        print(String(format: "NYU 000464 through ade32 → nyu40, input 512x512, complete pipelines: pixel accuracy %.3f (TFLite interpreter's %.3f), mIoU %.3f (%.3f); 128x128 argmax by nearest: %.3f (%.3f), mIoU %.3f (%.3f); at the image's own size 640x480: %.3f, mIoU %.3f",
+                     a, b, oursScore.meanIoU ?? 0, interpreterScore.meanIoU ?? 0,
+                     nearestScore.pixelAccuracy ?? 0, interpreter128.pixelAccuracy ?? 0, nearestScore.meanIoU ?? 0, interpreter128.meanIoU ?? 0,
                      ownScore.pixelAccuracy ?? 0, ownScore.meanIoU ?? 0))
-        // Float32 on dequantised weights differs from the interpreter's 8-bit arithmetic on
-        // ~2.6 % of the logit pixels (GraphModelTests); on one image that moves the accuracy by
-        // a few tenths of a point either way (measured: 0.589 against 0.591, mIoU 0.235 against
-        // 0.233), so the bar is the interpreter's accuracy less half a point.
-        XCTAssertGreaterThanOrEqual(a, b - 0.005)
+        XCTAssertGreaterThanOrEqual(a, b, "at least the interpreter's accuracy on the same input")
         XCTAssertGreaterThan(a, 0.5, "wall, floor, sofa and pictures are right")
     }
 

@@ -11,7 +11,8 @@ reproduce neither the JPEG decoder nor the resize.
 Per image:
   deeplab  input-512-<image>.png (512x512 RGB, fed as the uint8 input), argmax-128-<image>.png:
            argmax over the 32 channels of the interpreter's logits tensor (t199, 1x128x128x32,
-           before the model's own upsampling), greyscale PNG of class ids 0..31 (ties: lowest id).
+           before the model's own upsampling), greyscale PNG of class ids 0..31 (ties: lowest id);
+           argmax-512-<image>.png: the model's complete output (its resize, then ARG_MAX).
   fastdepth input-224-<image>.png, depth-224-<image>.npy: the interpreter's output in metres
            (uint8 × output scale), float16 224x224.
 
@@ -85,12 +86,20 @@ def main():
         classes = q.argmax(axis=-1).astype(np.uint8)
         output_file = f"argmax-128-{key}.png"
         dev_images.write_png(os.path.join(OUT, output_file), classes)
+        # The model's complete output: its own bilinear resize of the uint8 logits to 512x512,
+        # then ARG_MAX (what a user of the interpreter gets).
+        full = deeplab.get_tensor(deeplab.get_output_details()[0]["index"])[0].astype(np.uint8)
+        full_file = f"argmax-512-{key}.png"
+        dev_images.write_png(os.path.join(OUT, full_file), full)
         fixtures.append({"model": "deeplabv3-mnv2-ade20k", "tflite": DEEPLAB, "image": key,
                          "input": input_file, "input_size": [512, 512], "input_made": made.format(size=512),
                          "output": output_file,
                          "output_is": "argmax over the 32 channels of the interpreter's logits tensor "
                                       f"t{logits['index']} 'logits/semantic/BiasAdd' (1x128x128x32), "
-                                      "class ids 0..31 as an 8-bit greyscale PNG, ties to the lowest id"})
+                                      "class ids 0..31 as an 8-bit greyscale PNG, ties to the lowest id",
+                         "full_output": full_file,
+                         "full_output_is": "the model's own output (its bilinear resize of the logits to "
+                                           "512x512, then ARG_MAX), class ids as an 8-bit greyscale PNG"})
 
         input_file = feed(fastdepth, image, 224, key)
         out = fastdepth.get_output_details()[0]
