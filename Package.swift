@@ -36,12 +36,14 @@ let package = Package(
         .target(name: "Network", dependencies: ["CBLAS", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Mapping", dependencies: ["Geometry", "Imaging", "Semantics", "EigenBridge"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Export", dependencies: ["Geometry", "Imaging", "Semantics", "Mapping"], swiftSettings: kernelFlags, linkerSettings: libm),
+        // Surfels to triangle meshes: a sparse signed-distance volume and marching cubes.
+        .target(name: "Meshing", dependencies: ["Export", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
         .target(name: "Pipeline", dependencies: [
-            "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export", "EigenBridge", "Network",
+            "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export", "Meshing", "EigenBridge", "Network",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags, linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [
-            "Pipeline", "Network", "Mapping",
+            "Pipeline", "Network", "Mapping", "Meshing", "Export",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: kernelFlags),
@@ -55,6 +57,7 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
+        .testTarget(name: "MeshingTests", dependencies: ["Meshing", "Export", "Semantics"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Network", "Imaging", "Sequences", "Semantics", "Geometry", "Export", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5],

@@ -52,3 +52,24 @@ public struct PointCloud: @unchecked Sendable {
         return nil
     }
 }
+
+extension PointCloud {
+    /// The points at `indices`, in that order, with every column that is present.
+    public func subset(_ indices: [Int]) -> PointCloud {
+        var out = PointCloud(positions: indices.map { positions[$0] })
+        out.normals = normals.map { n in indices.map { n[$0] } }
+        out.colors = colors.map { c in indices.map { c[$0] } }
+        out.labels = labels.map { l in indices.map { l[$0] } }
+        out.labelConfidence = labelConfidence.map { l in indices.map { l[$0] } }
+        out.confidence = confidence.map { c in indices.map { c[$0] } }
+        out.radius = radius.map { r in indices.map { r[$0] } }
+        if let p = classProbabilities {
+            var values = [Float]()
+            values.reserveCapacity(indices.count * p.classCount)
+            for i in indices { values.append(contentsOf: p.values[(i * p.classCount)..<((i + 1) * p.classCount)]) }
+            out.classProbabilities = (classCount: p.classCount, values: values)
+        }
+        out.classSet = classSet
+        return out
+    }
+}

@@ -36,6 +36,8 @@ public struct ReconstructionRequest: Sendable {
     public var includeProbabilities = false
     /// Also write `<output>.preview.png`, a rendering of the map.
     public var preview = true
+    /// Also write a triangle mesh of the exported surfels.
+    public var mesh: MeshRequest?
     public var reader = ReaderOptions()
     public var fusion = FusionParameters()
     /// nil: the sequence's poses when it has them, else tracking.
@@ -107,6 +109,7 @@ public enum ReconstructionJob {
         let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")
         try checkWritable(output)
         try checkWritable(trajectoryURL)
+        if let mesh = request.mesh { try checkWritable(mesh.output) }
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
         switch outcome {
@@ -159,6 +162,22 @@ public enum ReconstructionJob {
         }
         if let score = syntheticScore(source: source, cloud: cloud) {
             summary += "\n" + score
+        }
+        if var meshRequest = request.mesh {
+            // The mesh fuses full probabilities and RGB whatever the point cloud holds, from
+            // the same surfels the cloud keeps.
+            let surfels = MapExport.pointCloud(reconstruction.map, classSet: predictor?.classSet, colorMode: .rgb,
+                                               confidenceThreshold: request.onlyStable ? request.fusion.confidenceThreshold : nil,
+                                               includeProbabilities: predictor != nil)
+            meshRequest.color = colorMode == .rgb || predictor == nil ? .rgb : .semantic
+            meshRequest.parameters.threads = request.fusion.threads
+            do {
+                let lines = try MeshWriter.write(surfels, source: "map of \(source.name)", request: meshRequest, comments: comments)
+                summary += "\n" + lines.joined(separator: "\n")
+            } catch {
+                logger.error("mesh not written: \(error)")
+                summary += "\nMesh not written: \(error)"
+            }
         }
         let stable = reconstruction.map.stableCount(threshold: request.fusion.confidenceThreshold)
         if request.onlyStable && reconstruction.map.count > 0 && stable * 10 < reconstruction.map.count {

@@ -92,6 +92,15 @@ struct Reconstruct: ParsableCommand {
     @Flag(help: "Also write every class probability per point (prob_0 ...).")
     var probabilities = false
 
+    @Option(help: "Also write a triangle mesh of the map to this PLY (per-vertex label, label_confidence and colours fused from the surfels; see 'semfuse mesh --help').")
+    var mesh: String?
+
+    @Option(help: "Also write one mesh per class into this folder (<id>-<name>.ply).")
+    var meshPerClass: String?
+
+    @Option(help: "Mesh voxel edge in metres. Default: 1.5x the median surfel radius (within 2 mm - 5 cm).")
+    var voxelSize: Double?
+
     @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the map (class colours | RGB).")
     var preview = true
 
@@ -132,6 +141,8 @@ struct Reconstruct: ParsableCommand {
         if network == nil && (networkEvery != nil || depth == "predicted" || depthNetwork != nil) {
             throw ValidationError("--network-every, --depth-network and --depth predicted need --network (a segmenter such as 'deeplab', or the joint network's weights)")
         }
+        if let voxelSize, !(voxelSize >= 1e-4 && voxelSize <= 10) { throw ValidationError("--voxel-size must be between 0.0001 and 10 metres") }
+        if voxelSize != nil && mesh == nil && meshPerClass == nil { throw ValidationError("--voxel-size is for the mesh: give --mesh <file.ply>") }
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
         _ = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
     }
@@ -153,6 +164,17 @@ struct Reconstruct: ParsableCommand {
         request.onlyStable = !allSurfels
         request.includeProbabilities = probabilities
         request.preview = preview
+        if mesh != nil || meshPerClass != nil {
+            let output = mesh.map { URL(fileURLWithPath: $0) }
+                ?? (self.output.map { URL(fileURLWithPath: $0) } ?? URL(fileURLWithPath: "Output/\(URL(fileURLWithPath: sequence).lastPathComponent).ply"))
+                    .deletingPathExtension().appendingPathExtension("mesh.ply")
+            var meshRequest = MeshRequest(output: output)
+            meshRequest.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
+            meshRequest.parameters.voxelSize = voxelSize.map(Float.init)
+            meshRequest.includeProbabilities = probabilities
+            meshRequest.ascii = ascii
+            request.mesh = meshRequest
+        }
         request.reader.intrinsics = try intrinsics.map(IntrinsicsArgument.parse)
         request.reader.depthScale = depthScale
         request.reader.maxDepth = max(maxDepth, 8)

@@ -16,7 +16,7 @@ struct Semfuse: ParsableCommand {
         Sequence layouts are detected automatically: semfuse folders (sequence.json), TUM RGB-D \
         (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose) and ICL-NUIM.
         """,
-        subcommands: [Reconstruct.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
+        subcommands: [Reconstruct.self, Mesh.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
 }
 
 /// Logging options shared by every subcommand.

@@ -111,6 +111,31 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(missing.output.contains("none.safetensors") && missing.output.contains("no such file"), missing.output)
     }
 
+    /// `semfuse mesh` needs oriented points and says so; on a map it wrote it makes a mesh.
+    func testMeshCommand() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let bare = dir.appendingPathComponent("bare.ply")
+        try Data("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 1\n0.01 0 1\n".utf8).write(to: bare)
+        var result = try run(["mesh", bare.path, "-o", dir.appendingPathComponent("bare.mesh.ply").path])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.output.contains(bare.path) && result.output.contains("no normals"), result.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bare.mesh.ply").path))
+
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let map = dir.appendingPathComponent("room.ply")
+        result = try run(["reconstruct", root.appendingPathComponent("Sequences/synthetic-room").path, "--frames", "0:20",
+                          "-o", map.path, "--all-surfels", "--no-preview", "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let mesh = dir.appendingPathComponent("room-mesh.ply")
+        result = try run(["mesh", map.path, "-o", mesh.path, "--ascii", "--voxel-size", "0.03"])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("Wrote \(mesh.path): mesh of"), result.output)
+        XCTAssertTrue(result.output.contains("voxel 30.0 mm (given)"), result.output)
+        let text = try String(contentsOf: mesh, encoding: .utf8)
+        XCTAssertTrue(text.contains("format ascii 1.0") && text.contains("property list uchar int vertex_indices"))
+        XCTAssertTrue(text.contains("property int label"), String(text.prefix(2000)))
+    }
+
     func testBenchNetworkPrintsJSON() throws {
         let result = try run(["bench", "network", "--size", "64x48", "--threads", "1", "--runs", "3", "--warmup", "1", "--json"])
         XCTAssertEqual(result.status, 0, result.output)

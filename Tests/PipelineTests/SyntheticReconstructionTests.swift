@@ -66,6 +66,64 @@ final class SyntheticReconstructionTests: XCTestCase {
         XCTAssertGreaterThan(mapAccuracy, frameAccuracy + 0.05, "fusion must fix a good part of the per-frame errors")
     }
 
+    /// `reconstruct --mesh` on the synthetic room: the mesh lies on the true surfaces, its
+    /// labels agree with the surfel map's around each vertex and with the true classes, and the
+    /// faces are written as PLY triangles (`element face`, `list uchar int`).
+    func testMeshOfTheRoomAgreesWithTheMapAndTheTruth() throws {
+        let sequence = try makeSequence()
+        let folder = sequence.deletingLastPathComponent()
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .simulated
+        request.output = folder.appendingPathComponent("room.ply")
+        var mesh = MeshRequest(output: folder.appendingPathComponent("room.mesh.ply"))
+        mesh.perClassDirectory = folder.appendingPathComponent("classes")
+        request.mesh = mesh
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.summary.contains("Wrote \(mesh.output.path): mesh of"), result.summary)
+
+        let data = try Data(contentsOf: mesh.output)
+        let header = String(decoding: data.prefix(4096), as: UTF8.self)
+        XCTAssertTrue(header.contains("element face "), header)
+        XCTAssertTrue(header.contains("property list uchar int vertex_indices"), header)
+        let vertices = try PLYReader.read(mesh.output).pointCloud()
+        let map = try PLYReader.read(result.output).pointCloud()
+        XCTAssertGreaterThan(vertices.count, 1000)
+        let score = try XCTUnwrap(SyntheticScene.livingRoom().score(positions: vertices.positions, labels: vertices.labels))
+        let truthAccuracy = try XCTUnwrap(score.labelAccuracy)
+        let mapScore = try XCTUnwrap(SyntheticScene.livingRoom().score(positions: map.positions, labels: map.labels))
+        // Agreement with the label of the nearest exported surfel.
+        let mapLabels = try XCTUnwrap(map.labels), meshLabels = try XCTUnwrap(vertices.labels)
+        var buckets: [SIMD3<Int32>: [Int]] = [:]
+        let cell: Float = 0.05
+        func key(_ p: SIMD3<Float>) -> SIMD3<Int32> { SIMD3(Int32((p.x / cell).rounded(.down)), Int32((p.y / cell).rounded(.down)), Int32((p.z / cell).rounded(.down))) }
+        for (i, p) in map.positions.enumerated() { buckets[key(p), default: []].append(i) }
+        var agree = 0, compared = 0
+        for (v, p) in vertices.positions.enumerated() {
+            let k = key(p)
+            var best = -1, bestDistance = Float.infinity
+            for dz in -1...1 { for dy in -1...1 { for dx in -1...1 {
+                for i in buckets[k &+ SIMD3(Int32(dx), Int32(dy), Int32(dz))] ?? [] {
+                    let d = map.positions[i] - p
+                    let d2 = (d * d).sum()
+                    if d2 < bestDistance { bestDistance = d2; best = i }
+                }
+            }}}
+            guard best >= 0, mapLabels[best] >= 0 else { continue }
+            compared += 1
+            if mapLabels[best] == meshLabels[v] { agree += 1 }
+        }
+        let agreement = Double(agree) / Double(max(compared, 1))
+        print(String(format: "synthetic room mesh: %d vertices, median distance to the true surfaces %.2f mm (map %.2f mm), label accuracy %.1f %% (map %.1f %%), agreement with the nearest surfel's label %.1f %%",
+                     vertices.count, score.medianDistance * 1000, mapScore.medianDistance * 1000, truthAccuracy * 100,
+                     (mapScore.labelAccuracy ?? 0) * 100, agreement * 100))
+        XCTAssertLessThanOrEqual(score.medianDistance, 0.01)
+        XCTAssertGreaterThanOrEqual(truthAccuracy, 0.95)
+        XCTAssertGreaterThanOrEqual(agreement, 0.98)
+        let parts = try FileManager.default.contentsOfDirectory(atPath: mesh.perClassDirectory!.path)
+        XCTAssertGreaterThan(parts.count, 2, "\(parts)")
+        XCTAssertTrue(parts.allSatisfy { $0.hasSuffix(".ply") })
+    }
+
     func testPLYIsReadBackPropertyByProperty() throws {
         let sequence = try makeSequence()
         var request = ReconstructionRequest(sequence: sequence)

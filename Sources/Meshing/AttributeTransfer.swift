@@ -1,0 +1,172 @@
+import Export
+import Foundation
+import Imaging
+import Semantics
+
+/// Gives mesh vertices the attributes of the surfels around them.
+///
+/// Each vertex fuses the surfels within 2σ of it, σ being the surfel's radius kept between half
+/// a voxel and one voxel, with weight confidence x Gaussian of the distance: class
+/// probabilities are averaged with those weights and renormalised (a confidence-weighted
+/// fusion, not a copy of the nearest surfel's label); colours and normals likewise. The kernel
+/// is narrower than the one that builds the volume so labels stay as sharp at class boundaries
+/// as the surfels'. A vertex no surfel reaches (rare: vertices lie within a voxel of surfels)
+/// takes the nearest surfel within reach of the grid. With only `label`/`label_confidence` columns (no
+/// probabilities), each surfel votes for its label with weight x label confidence, and the
+/// vertex's confidence is its label's share of the votes.
+enum AttributeTransfer {
+    static func transfer(to positions: [SIMD3<Float>], faces: [SIMD3<UInt32>], from cloud: PointCloud, surfels: Surfels,
+                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, threads: Int) -> PointCloud {
+        var out = PointCloud(positions: positions)
+        let n = positions.count
+        let grid = SurfelGrid(surfels: surfels, cell: 4 * voxel)
+        let probabilities = cloud.classProbabilities
+        let classCount = probabilities?.classCount ?? (cloud.classSet?.count ?? 0)
+        let hasLabels = cloud.labels != nil || probabilities != nil
+        var normals = [SIMD3<Float>](repeating: .zero, count: n)
+        var colors = [RGB8](repeating: RGB8(128, 128, 128), count: n)
+        var labels = [Int32](repeating: -1, count: n)
+        var labelConfidence = [Float](repeating: 0, count: n)
+        var fused = includeProbabilities && classCount > 0 ? [Float](repeating: 0, count: n * classCount) : []
+        let wantProbabilities = !fused.isEmpty
+        let faceNormals = vertexNormalsFromFaces(positions, faces)
+        normals.withUnsafeMutableBufferPointer { normalsOut in
+        colors.withUnsafeMutableBufferPointer { colorsOut in
+        labels.withUnsafeMutableBufferPointer { labelsOut in
+        labelConfidence.withUnsafeMutableBufferPointer { confidenceOut in
+        fused.withUnsafeMutableBufferPointer { fusedOut in
+            nonisolated(unsafe) let normalsOut = normalsOut, colorsOut = colorsOut, labelsOut = labelsOut
+            nonisolated(unsafe) let confidenceOut = confidenceOut, fusedOut = fusedOut
+            parallelFor(n, threads: threads) { v in
+                let p = positions[v]
+                var scores = [Float](repeating: 0, count: max(classCount, 1))
+                var total: Float = 0, labelled: Float = 0
+                var normal = SIMD3<Float>(), rgb = SIMD3<Float>()
+                var nearest = -1, nearestDistance = Float.infinity
+                grid.forEach(near: p) { k in
+                    let d = p - surfels.position[k]
+                    let d2 = (d * d).sum()
+                    if d2 < nearestDistance { nearestDistance = d2; nearest = k }
+                }
+                let kernel: (Int) -> Float = { k in
+                    let d = p - surfels.position[k]
+                    let d2 = (d * d).sum()
+                    let s = min(max(surfels.radius[k], 0.5 * voxel), voxel)
+                    return d2 <= 4 * s * s ? surfels.weight[k] * exp(-d2 / (2 * s * s)) : 0
+                }
+                var anyInReach = false
+                grid.forEach(near: p) { k in if !anyInReach && kernel(k) > 0 { anyInReach = true } }
+                let visit: ((Int) -> Void) -> Void = { body in
+                    if anyInReach { grid.forEach(near: p, body) } else if nearest >= 0 { body(nearest) }
+                }
+                visit { k in
+                    let w = anyInReach ? kernel(k) : 1
+                    guard w > 0 else { return }
+                    let i = surfels.usable[k]
+                    total += w
+                    normal += w * surfels.normal[k]
+                    if let colors = cloud.colors {
+                        let c = colors[i]
+                        rgb += w * SIMD3(Float(c.r), Float(c.g), Float(c.b))
+                    }
+                    guard classCount > 0 else { return }
+                    if let probabilities {
+                        let base = i * probabilities.classCount
+                        for c in 0..<classCount { scores[c] += w * probabilities.values[base + c] }
+                        labelled += w
+                    } else if let label = cloud.labels?[i], label >= 0, Int(label) < classCount {
+                        scores[Int(label)] += w * (cloud.labelConfidence?[i] ?? 1)
+                        labelled += w
+                    }
+                }
+                let length = (normal * normal).sum().squareRoot()
+                normalsOut[v] = length > 0 ? normal / length : faceNormals[v]
+                if total > 0, cloud.colors != nil {
+                    let c = rgb / total
+                    colorsOut[v] = RGB8(UInt8(clamping: Int(c.x.rounded())), UInt8(clamping: Int(c.y.rounded())), UInt8(clamping: Int(c.z.rounded())))
+                }
+                guard classCount > 0, labelled > 0 else { return }
+                var best = 0
+                for c in 1..<classCount where scores[c] > scores[best] { best = c }
+                if probabilities != nil {
+                    let sum = scores.reduce(0, +)
+                    guard sum > 0 else { return }
+                    labelsOut[v] = Int32(best)
+                    confidenceOut[v] = scores[best] / sum
+                    if wantProbabilities { for c in 0..<classCount { fusedOut[v * classCount + c] = scores[c] / sum } }
+                } else if scores[best] > 0 {
+                    labelsOut[v] = Int32(best)
+                    confidenceOut[v] = scores[best] / labelled
+                }
+            }
+        }}}}}
+        out.normals = normals
+        if hasLabels, classCount > 0 {
+            out.labels = labels
+            out.labelConfidence = labelConfidence
+            if wantProbabilities { out.classProbabilities = (classCount: classCount, values: fused) }
+        }
+        if colorMode == .semantic, hasLabels, let classSet = cloud.classSet {
+            out.colors = labels.map { $0 >= 0 && Int($0) < classSet.count ? classSet.color(of: Int($0)) : RGB8(128, 128, 128) }
+        } else if cloud.colors != nil {
+            out.colors = colors
+        }
+        return out
+    }
+
+    /// Area-weighted normals of the faces around each vertex, for vertices no surfel reaches.
+    static func vertexNormalsFromFaces(_ positions: [SIMD3<Float>], _ faces: [SIMD3<UInt32>]) -> [SIMD3<Float>] {
+        var normals = [SIMD3<Float>](repeating: .zero, count: positions.count)
+        for f in faces {
+            let a = positions[Int(f.x)], b = positions[Int(f.y)], c = positions[Int(f.z)]
+            let e1 = b - a, e2 = c - a
+            let cross = SIMD3(e1.y * e2.z - e1.z * e2.y, e1.z * e2.x - e1.x * e2.z, e1.x * e2.y - e1.y * e2.x)
+            normals[Int(f.x)] += cross; normals[Int(f.y)] += cross; normals[Int(f.z)] += cross
+        }
+        return normals.map { let l = ($0 * $0).sum().squareRoot(); return l > 0 ? $0 / l : $0 }
+    }
+}
+
+/// Surfels bucketed in a uniform grid (sorted by cell, with a hash of cell → range) for
+/// neighbourhood queries.
+struct SurfelGrid {
+    let cell: Float
+    private var order: [Int32] = []
+    private var ranges: [SIMD3<Int32>: Range<Int>] = [:]
+
+    init(surfels: Surfels, cell: Float) {
+        self.cell = cell
+        let keys = surfels.position.map { Self.key($0, cell) }
+        let sorted = keys.indices.sorted { a, b in
+            let ka = keys[a], kb = keys[b]
+            return (ka.x, ka.y, ka.z, a) < (kb.x, kb.y, kb.z, b)
+        }
+        order = sorted.map(Int32.init)
+        var i = 0
+        while i < sorted.count {
+            let k = keys[sorted[i]]
+            var j = i + 1
+            while j < sorted.count && keys[sorted[j]] == k { j += 1 }
+            ranges[k] = i..<j
+            i = j
+        }
+    }
+
+    @inline(__always) static func key(_ p: SIMD3<Float>, _ cell: Float) -> SIMD3<Int32> {
+        let q = (p / cell).rounded(.down)
+        return SIMD3(Int32(clamping: Int(q.x)), Int32(clamping: Int(q.y)), Int32(clamping: Int(q.z)))
+    }
+
+    /// Calls `body` with every surfel in the 27 cells around `p` (all within one cell of it).
+    func forEach(near p: SIMD3<Float>, _ body: (Int) -> Void) {
+        let c = Self.key(p, cell)
+        for dz in -1...1 {
+            for dy in -1...1 {
+                for dx in -1...1 {
+                    guard let range = ranges[c &+ SIMD3(Int32(dx), Int32(dy), Int32(dz))] else { continue }
+                    for j in range { body(Int(order[j])) }
+                }
+            }
+        }
+    }
+}

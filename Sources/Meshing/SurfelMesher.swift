@@ -1,0 +1,274 @@
+import Dispatch
+import Export
+import Foundation
+import Imaging
+import Semantics
+
+/// Why a map cannot be meshed.
+public enum MeshingError: Error, CustomStringConvertible, Equatable {
+    /// The points carry no normals, so which side of the surface is free space is unknown.
+    case missingNormals(source: String)
+    case invalidParameter(name: String, value: String, reason: String)
+    /// The map is too large for the voxel size (coordinates or memory).
+    case tooLarge(source: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .missingNormals(let source):
+            return "\(source): the points have no normals (nx ny nz); meshing needs oriented surfels, as `semfuse reconstruct` writes them"
+        case .invalidParameter(let name, let value, let reason):
+            return "invalid \(name) \(value): \(reason)"
+        case .tooLarge(let source, let reason):
+            return "\(source): \(reason)"
+        }
+    }
+}
+
+/// How surfels become a surface.
+public struct MeshingParameters: Sendable, Equatable {
+    /// Voxel edge in metres; nil picks `voxelsPerMedianRadius` times the median surfel radius.
+    public var voxelSize: Float?
+    /// Automatic voxel size as a multiple of the median surfel radius.
+    public var voxelsPerMedianRadius: Float = 1.5
+    /// Bounds of the automatic voxel size in metres.
+    public var automaticVoxelRange: ClosedRange<Float> = 0.002...0.05
+    /// Half-width of the band along each surfel's normal that it writes, in voxels. A cube the
+    /// surface crosses has corners up to √3 voxels from it, so less than that opens holes.
+    public var truncationVoxels: Float = 2
+    /// A voxel's summed weight below this counts as unobserved: cubes touching it make no
+    /// triangles, so no surface is invented away from the surfels.
+    public var minimumWeight: Float = 0.05
+    /// Upper bound on the volume's memory, checked before it is allocated.
+    public var memoryLimitBytes: Int = 8 << 30
+    /// Connected pieces with fewer faces are dropped: specks around stray surfels (a lone
+    /// surfel makes one or two triangles), not surface.
+    public var minimumComponentFaces: Int = 12
+    public var threads: Int = 1
+
+    public init(voxelSize: Float? = nil, threads: Int = 1) {
+        self.voxelSize = voxelSize
+        self.threads = threads
+    }
+}
+
+/// What meshing did, for the console and the benchmark.
+public struct MeshingReport: Sendable {
+    public var voxelSize: Float = 0
+    public var blocks = 0
+    public var surfelsUsed = 0
+    public var surfelsSkipped = 0
+    /// Faces dropped as parts of pieces smaller than `minimumComponentFaces`.
+    public var facesDropped = 0
+    public var seconds: (volume: Double, surface: Double, attributes: Double) = (0, 0, 0)
+    public var volumeBytes: Int { blocks * SparseVolume.blockVoxels * 8 }
+}
+
+/// Turns an oriented surfel cloud into a triangle mesh: every surfel writes the signed distance
+/// along its normal, weighted by its confidence and a Gaussian of the lateral distance from its
+/// centre, into the voxels near its disc; marching cubes extracts the zero level where all eight
+/// corners of a cube were observed; each vertex then takes the confidence-weighted fusion of the
+/// class probabilities (and colours and normals) of the surfels around it.
+///
+/// Signed distances are positive on the side the normals point to (towards the cameras that
+/// saw the surface), so triangles face the viewer.
+public enum SurfelMesher {
+    public static func mesh(_ cloud: PointCloud, source: String = "map", parameters: MeshingParameters,
+                            colorMode: MeshColor = .semantic, includeProbabilities: Bool = false) throws -> (mesh: TriangleMesh, report: MeshingReport) {
+        guard let normals = cloud.normals else { throw MeshingError.missingNormals(source: source) }
+        if let problem = cloud.validationProblem() { throw MeshingError.tooLarge(source: source, reason: problem) }
+        var report = MeshingReport()
+        let voxel = try voxelSize(cloud, parameters: parameters)
+        report.voxelSize = voxel
+
+        let clock = { DispatchTime.now().uptimeNanoseconds }
+        var t0 = clock()
+        func lap() -> Double { let t1 = clock(); defer { t0 = t1 }; return Double(t1 - t0) / 1e9 }
+
+        let surfels = Surfels(cloud: cloud, normals: normals, voxel: voxel)
+        report.surfelsUsed = surfels.usable.count
+        report.surfelsSkipped = cloud.count - surfels.usable.count
+        var volume = try integrate(surfels, source: source, voxel: voxel, parameters: parameters)
+        report.blocks = volume.blockCount
+        report.seconds.volume = lap()
+
+        var (positions, faces) = try MarchingCubes.extract(&volume, minimumWeight: parameters.minimumWeight,
+                                                           threads: parameters.threads, source: source)
+        volume = SparseVolume(voxelSize: voxel)
+        let before = faces.count
+        (positions, faces) = MeshCleanup.dropSmallComponents(positions, faces, minimumFaces: parameters.minimumComponentFaces)
+        report.facesDropped = before - faces.count
+        report.seconds.surface = lap()
+
+        var vertices = AttributeTransfer.transfer(to: positions, faces: faces, from: cloud, surfels: surfels, voxel: voxel,
+                                                  colorMode: colorMode, includeProbabilities: includeProbabilities,
+                                                  threads: parameters.threads)
+        vertices.classSet = cloud.classSet
+        report.seconds.attributes = lap()
+        return (TriangleMesh(vertices: vertices, faces: faces), report)
+    }
+
+    /// The voxel size to use: the given one, or a multiple of the median surfel radius.
+    static func voxelSize(_ cloud: PointCloud, parameters: MeshingParameters) throws -> Float {
+        if let size = parameters.voxelSize {
+            guard size.isFinite, size >= 1e-4, size <= 10 else {
+                throw MeshingError.invalidParameter(name: "voxel size", value: "\(size)", reason: "must be between 0.1 mm and 10 m")
+            }
+            return size
+        }
+        let range = parameters.automaticVoxelRange
+        guard let radii = cloud.radius else { return 0.01 }
+        var valid = radii.filter { $0.isFinite && $0 > 0 }
+        guard !valid.isEmpty else { return 0.01 }
+        let mid = valid.count / 2
+        valid.sort()
+        return min(max(valid[mid] * parameters.voxelsPerMedianRadius, range.lowerBound), range.upperBound)
+    }
+
+    /// Splats every usable surfel into the voxels near its disc. Blocks are allocated first
+    /// (serially, from each surfel's bounding box), then filled in parallel block by block, so
+    /// no two threads write the same voxel and the result does not depend on the thread count.
+    static func integrate(_ surfels: Surfels, source: String, voxel: Float, parameters: MeshingParameters) throws -> SparseVolume {
+        var volume = SparseVolume(voxelSize: voxel)
+        let band = parameters.truncationVoxels * voxel
+        // (block, surfel) pairs, then grouped by block.
+        var pairBlock: [Int32] = [], pairSurfel: [Int32] = []
+        pairBlock.reserveCapacity(surfels.usable.count * 2); pairSurfel.reserveCapacity(surfels.usable.count * 2)
+        let limit = Float(MarchingCubes.coordinateLimit)
+        for (k, i) in surfels.usable.enumerated() {
+            let p = surfels.position[k] / voxel
+            let reach = (surfels.support[k] + band) / voxel
+            let lo = p - reach, hi = p + reach
+            guard lo.min() > -limit, hi.max() < limit else {
+                throw MeshingError.tooLarge(source: source, reason: "point \(i) at \(surfels.position[k]) lies beyond ±\(Int(limit * voxel)) m, the reach of voxels of \(voxel) m")
+            }
+            let vlo = SIMD3<Int32>(Int32(lo.x.rounded(.up)), Int32(lo.y.rounded(.up)), Int32(lo.z.rounded(.up)))
+            let vhi = SIMD3<Int32>(Int32(hi.x.rounded(.down)), Int32(hi.y.rounded(.down)), Int32(hi.z.rounded(.down)))
+            guard vlo.x <= vhi.x, vlo.y <= vhi.y, vlo.z <= vhi.z else { continue }
+            for bz in SparseVolume.floorDiv(vlo.z)...SparseVolume.floorDiv(vhi.z) {
+                for by in SparseVolume.floorDiv(vlo.y)...SparseVolume.floorDiv(vhi.y) {
+                    for bx in SparseVolume.floorDiv(vlo.x)...SparseVolume.floorDiv(vhi.x) {
+                        pairBlock.append(volume.allocate(SIMD3(bx, by, bz)))
+                        pairSurfel.append(Int32(k))
+                    }
+                }
+            }
+            if volume.blockCount * SparseVolume.blockVoxels * 8 > parameters.memoryLimitBytes {
+                throw MeshingError.tooLarge(source: source, reason: "a volume of \(voxel) m voxels around these points needs more than \(parameters.memoryLimitBytes >> 20) MiB; choose a larger voxel size")
+            }
+        }
+        volume.allocateStorage()
+        // Counting sort of the pairs by block.
+        let blockCount = volume.blockCount
+        var start = [Int](repeating: 0, count: blockCount + 1)
+        for b in pairBlock { start[Int(b) + 1] += 1 }
+        for b in 0..<blockCount { start[b + 1] += start[b] }
+        var fill = start
+        var grouped = [Int32](repeating: 0, count: pairSurfel.count)
+        for (j, b) in pairBlock.enumerated() { grouped[fill[Int(b)]] = pairSurfel[j]; fill[Int(b)] += 1 }
+        pairBlock = []; pairSurfel = []
+
+        let side = SparseVolume.side, cells = SparseVolume.blockVoxels
+        let blocks = volume.blocks
+        volume.distanceSum.withUnsafeMutableBufferPointer { dist in
+            volume.weightSum.withUnsafeMutableBufferPointer { weight in
+                nonisolated(unsafe) let dist = dist, weight = weight
+                parallelFor(blockCount, threads: parameters.threads) { b in
+                    let origin = blocks[b] &* Int32(side)
+                    let base = b * cells
+                    for j in start[b]..<start[b + 1] {
+                        let k = Int(grouped[j])
+                        let p = surfels.position[k], n = surfels.normal[k]
+                        let sigma = surfels.sigma[k], support = surfels.support[k], w0 = surfels.weight[k]
+                        let inv2s2 = 1 / (2 * sigma * sigma), support2 = support * support
+                        let reach = (support + band) / voxel
+                        let q = p / voxel
+                        func range(_ c: Int) -> ClosedRange<Int>? {
+                            let lo = max(Int((q[c] - reach).rounded(.up)) - Int(origin[c]), 0)
+                            let hi = min(Int((q[c] + reach).rounded(.down)) - Int(origin[c]), side - 1)
+                            return lo <= hi ? lo...hi : nil
+                        }
+                        guard let rx = range(0), let ry = range(1), let rz = range(2) else { continue }
+                        for z in rz {
+                            for y in ry {
+                                for x in rx {
+                                    let v = SIMD3<Float>(Float(Int(origin.x) + x), Float(Int(origin.y) + y), Float(Int(origin.z) + z)) * voxel
+                                    let offset = v - p
+                                    let d = (offset * n).sum()
+                                    guard abs(d) <= band else { continue }
+                                    let lateral = offset - d * n
+                                    let l2 = (lateral * lateral).sum()
+                                    guard l2 <= support2 else { continue }
+                                    let w = w0 * exp(-l2 * inv2s2)
+                                    let cell = base + SparseVolume.local(x, y, z)
+                                    dist[cell] += w * d
+                                    weight[cell] += w
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return volume
+    }
+}
+
+/// How mesh vertices are coloured.
+public enum MeshColor: String, Sendable, CaseIterable {
+    /// The palette colour of the vertex's fused label (grey where unlabelled).
+    case semantic
+    /// The confidence-weighted mean colour of the surfels around the vertex.
+    case rgb
+}
+
+/// The surfels meshing uses, with the per-surfel quantities both passes need.
+struct Surfels {
+    /// Indices into the cloud of surfels with a finite position and a unit normal.
+    var usable: [Int] = []
+    var position: [SIMD3<Float>] = []
+    var normal: [SIMD3<Float>] = []
+    /// Lateral Gaussian σ, its cut-off, and the confidence weight.
+    var sigma: [Float] = []
+    var support: [Float] = []
+    /// The surfel's own radius (the voxel size when the cloud has none).
+    var radius: [Float] = []
+    var weight: [Float] = []
+
+    /// σ is the surfel's radius, kept between 0.75 voxel and two voxels; the cut-off is 2σ,
+    /// where the Gaussian has fallen to 14 %. The lower bound makes every surfel reach at least
+    /// 1.5 voxels sideways, beyond the √2-voxel diagonal from a face to the voxels just outside
+    /// a convex edge or corner, so sharp corners close; the upper bound stops one oversized
+    /// surfel from flooding the volume.
+    init(cloud: PointCloud, normals: [SIMD3<Float>], voxel: Float) {
+        for i in 0..<cloud.count {
+            let n = normals[i]
+            let length = (n * n).sum().squareRoot()
+            guard length.isFinite, length > 0.5, length < 2 else { continue }
+            let r = cloud.radius?[i] ?? voxel
+            let s = min(max(r.isFinite ? r : voxel, 0.75 * voxel), 2 * voxel)
+            let c = cloud.confidence?[i] ?? 1
+            let w = c.isFinite && c > 0 ? c : 0
+            guard w > 0 else { continue }
+            usable.append(i)
+            position.append(cloud.positions[i])
+            normal.append(n / length)
+            sigma.append(s)
+            radius.append(r.isFinite && r > 0 ? r : voxel)
+            support.append(2 * s)
+            weight.append(w)
+        }
+    }
+}
+
+/// Runs `body(i)` for i in 0..<count on up to `threads` threads, in contiguous chunks.
+func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
+    guard count > 0 else { return }
+    let chunks = min(count, max(1, threads) * 4)
+    if threads <= 1 || chunks == 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        for i in (count * c / chunks)..<(count * (c + 1) / chunks) { body(i) }
+    }
+}

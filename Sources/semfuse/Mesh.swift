@@ -1,0 +1,80 @@
+import ArgumentParser
+import Export
+import Foundation
+import Logging
+import Mapping
+import Meshing
+import Pipeline
+import Semantics
+
+/// `semfuse mesh`: a triangle mesh from a surfel map that `semfuse reconstruct` wrote.
+struct Mesh: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Turn a surfel map (PLY) into a semantic triangle mesh.",
+        discussion: """
+        Each surfel writes its signed distance along its normal into a sparse voxel volume \
+        (weighted by its confidence and a Gaussian of the distance from its centre); marching \
+        cubes extracts the surface where the volume was observed, and every vertex takes the \
+        confidence-weighted fusion of the class probabilities of the surfels around it \
+        (label, label_confidence, colour). Needs normals (nx ny nz); uses radius, confidence, \
+        labels and prob_* when present. See docs/meshing.md.
+        """)
+
+    @Argument(help: "Surfel map, a PLY written by 'semfuse reconstruct' (point cloud with normals).")
+    var map: String
+
+    @Option(name: .shortAndLong, help: "Output mesh PLY. Default: <map>.mesh.ply")
+    var output: String?
+
+    @Option(help: "Voxel edge in metres. Default: 1.5x the median surfel radius (within 2 mm - 5 cm).")
+    var voxelSize: Double?
+
+    @Option(help: "Vertex colours: 'semantic' (class palette of the fused label) or 'rgb' (surfel colours; needs a map written with --color rgb). Default: semantic when the map has labels.")
+    var color: String?
+
+    @Flag(help: "Also write the fused class probabilities per vertex (prob_0 ...); needs a map written with --probabilities.")
+    var probabilities = false
+
+    @Option(help: "Also write one mesh per class into this folder (<id>-<name>.ply).")
+    var meshPerClass: String?
+
+    @Flag(help: "Write ASCII PLY instead of binary little-endian.")
+    var ascii = false
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        if let color, MeshColor(rawValue: color) == nil { throw ValidationError("--color must be 'semantic' or 'rgb'") }
+        if let voxelSize, !(voxelSize >= 1e-4 && voxelSize <= 10) { throw ValidationError("--voxel-size must be between 0.0001 and 10 metres") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        logging.bootstrap()
+        let input = URL(fileURLWithPath: map)
+        let file = try PLYReader.read(input)
+        var cloud = file.pointCloud()
+        if let name = file.comments.first(where: { $0.hasPrefix("class_set ") }).map({ String($0.dropFirst("class_set ".count)) }) {
+            cloud.classSet = ClassSet.named(name)
+        }
+        if probabilities && cloud.classProbabilities == nil {
+            throw CLIError("\(input.path): --probabilities needs prob_0 ... per point (reconstruct with --probabilities)")
+        }
+        let hasLabels = cloud.labels != nil || cloud.classProbabilities != nil
+        let output = self.output.map { URL(fileURLWithPath: $0) } ?? input.deletingPathExtension().appendingPathExtension("mesh.ply")
+        var request = MeshRequest(output: output)
+        request.parameters = MeshingParameters(voxelSize: voxelSize.map(Float.init), threads: threads ?? defaultThreadCount)
+        request.color = color.flatMap(MeshColor.init(rawValue:)) ?? (hasLabels && cloud.classSet != nil ? .semantic : .rgb)
+        if request.color == .semantic && (!hasLabels || cloud.classSet == nil) {
+            throw CLIError("\(input.path): --color semantic needs labels and a 'class_set' comment, as semfuse writes them; use --color rgb")
+        }
+        request.includeProbabilities = probabilities
+        request.ascii = ascii
+        request.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
+        let lines = try MeshWriter.write(cloud, source: input.path, request: request, comments: ["meshed from \(input.lastPathComponent)"])
+        print(lines.joined(separator: "\n"))
+    }
+}

@@ -1,0 +1,226 @@
+import Export
+import Foundation
+import Imaging
+@testable import Meshing
+import Semantics
+import XCTest
+
+/// Marching cubes over surfel-built volumes on shapes whose true surface is known.
+final class SurfelMesherTests: XCTestCase {
+    /// Surfels on a sphere (Fibonacci lattice), normals outward (the free side).
+    func sphere(radius: Float, spacing: Float, center: SIMD3<Float> = .zero) -> PointCloud {
+        let n = Int(4 * Float.pi * radius * radius / (spacing * spacing))
+        var positions: [SIMD3<Float>] = [], normals: [SIMD3<Float>] = []
+        let golden = Float.pi * (3 - Float(5).squareRoot())
+        for i in 0..<n {
+            let y = 1 - 2 * (Float(i) + 0.5) / Float(n)
+            let r = (1 - y * y).squareRoot()
+            let phi = golden * Float(i)
+            let u = SIMD3<Float>(r * cos(phi), y, r * sin(phi))
+            positions.append(center + radius * u)
+            normals.append(u)
+        }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = normals
+        cloud.radius = [Float](repeating: spacing * 0.8, count: n)
+        cloud.confidence = [Float](repeating: 5, count: n)
+        return cloud
+    }
+
+    /// Surfels on a grid over the six faces of an axis-aligned box, normals outward.
+    func box(size: SIMD3<Float>, spacing: Float) -> PointCloud {
+        var positions: [SIMD3<Float>] = [], normals: [SIMD3<Float>] = []
+        for axis in 0..<3 {
+            let u = (axis + 1) % 3, v = (axis + 2) % 3
+            let nu = Int(size[u] / spacing), nv = Int(size[v] / spacing)
+            for side in [-1, 1] as [Float] {
+                for i in 0...nu {
+                    for j in 0...nv {
+                        var p = SIMD3<Float>.zero
+                        p[axis] = side * size[axis] / 2
+                        p[u] = -size[u] / 2 + size[u] * Float(i) / Float(nu)
+                        p[v] = -size[v] / 2 + size[v] * Float(j) / Float(nv)
+                        var n = SIMD3<Float>.zero
+                        n[axis] = side
+                        positions.append(p); normals.append(n)
+                    }
+                }
+            }
+        }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = normals
+        cloud.radius = [Float](repeating: spacing * 0.8, count: positions.count)
+        cloud.confidence = [Float](repeating: 5, count: positions.count)
+        return cloud
+    }
+
+    /// Every undirected edge in exactly two faces, every directed edge in exactly one (closed
+    /// and consistently wound).
+    func assertClosedAndConsistent(_ mesh: TriangleMesh, file: StaticString = #filePath, line: UInt = #line) {
+        var directed: [SIMD2<UInt32>: Int] = [:]
+        for f in mesh.faces {
+            for (a, b) in [(f.x, f.y), (f.y, f.z), (f.z, f.x)] { directed[SIMD2(a, b), default: 0] += 1 }
+        }
+        var open = 0, repeated = 0
+        for (edge, count) in directed {
+            if count > 1 { repeated += 1 }
+            if directed[SIMD2(edge.y, edge.x)] == nil { open += 1 }
+        }
+        XCTAssertEqual(open, 0, "edges without a partner face", file: file, line: line)
+        XCTAssertEqual(repeated, 0, "directed edges used twice (inconsistent winding or non-manifold)", file: file, line: line)
+    }
+
+    func signedVolume(_ mesh: TriangleMesh) -> Float {
+        var volume: Float = 0
+        let p = mesh.vertices.positions
+        for f in mesh.faces {
+            let a = p[Int(f.x)], b = p[Int(f.y)], c = p[Int(f.z)]
+            let cross = SIMD3(b.y * c.z - b.z * c.y, b.z * c.x - b.x * c.z, b.x * c.y - b.y * c.x)
+            volume += (a * cross).sum() / 6
+        }
+        return volume
+    }
+
+    func testCaseTableIsClosedForEveryPattern() {
+        for pattern in 0..<256 {
+            let triangles = CubeTable.triangles[pattern]
+            XCTAssertEqual(triangles.count % 3, 0)
+            XCTAssertEqual(triangles.isEmpty, pattern == 0 || pattern == 255, "pattern \(pattern)")
+            // Every edge used lies between an inside and an outside corner.
+            for e in triangles {
+                let edge = CubeTable.edges[Int(e)]
+                XCTAssertNotEqual(pattern & (1 << edge.a) != 0, pattern & (1 << edge.b) != 0, "pattern \(pattern) edge \(e)")
+            }
+        }
+        XCTAssertEqual(CubeTable.triangles[1].count, 3)
+        XCTAssertEqual(CubeTable.triangles[0b0000_0011].count, 6)
+    }
+
+    func testSphereIsClosedOutwardAndOnTheSurface() throws {
+        let radius: Float = 0.2, voxel: Float = 0.008
+        let cloud = sphere(radius: radius, spacing: 0.005, center: SIMD3(0.31, -0.12, 1.7))
+        let (mesh, report) = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2))
+        XCTAssertGreaterThan(mesh.faces.count, 1000)
+        assertClosedAndConsistent(mesh)
+        // Outward winding: positive volume close to the ball's.
+        let volume = signedVolume(mesh)
+        XCTAssertEqual(volume, 4 / 3 * Float.pi * radius * radius * radius, accuracy: 0.02 * 4 / 3 * Float.pi * radius * radius * radius)
+        var worst: Float = 0, normalsOff = 0
+        for (i, p) in mesh.vertices.positions.enumerated() {
+            let d = p - SIMD3(0.31, -0.12, 1.7)
+            let r = (d * d).sum().squareRoot()
+            worst = max(worst, abs(r - radius))
+            if (mesh.vertices.normals![i] * (d / r)).sum() < 0.95 { normalsOff += 1 }
+        }
+        XCTAssertLessThan(worst, 0.25 * voxel, "vertex distance to the true sphere")
+        XCTAssertEqual(normalsOff, 0)
+        XCTAssertEqual(report.voxelSize, voxel)
+        XCTAssertEqual(report.facesDropped, 0)
+    }
+
+    func testBoxIsClosedAndItsFacesAreFlat() throws {
+        let size = SIMD3<Float>(0.3, 0.2, 0.25), voxel: Float = 0.01
+        let (mesh, _) = try SurfelMesher.mesh(box(size: size, spacing: 0.005), parameters: MeshingParameters(voxelSize: voxel, threads: 1))
+        assertClosedAndConsistent(mesh)
+        XCTAssertGreaterThan(signedVolume(mesh), 0.9 * size.x * size.y * size.z)
+        // Distance to the box surface: exact on the faces, rounded by about a voxel at edges.
+        var distances: [Float] = []
+        for p in mesh.vertices.positions {
+            let q = SIMD3(abs(p.x), abs(p.y), abs(p.z)) - size / 2
+            let outside = SIMD3(max(q.x, 0), max(q.y, 0), max(q.z, 0))
+            distances.append(q.max() > 0 ? (outside * outside).sum().squareRoot() : -q.max())
+        }
+        distances.sort()
+        XCTAssertLessThan(distances[distances.count / 2], 0.05 * voxel)
+        XCTAssertLessThan(distances.last!, 1.5 * voxel)
+    }
+
+    func testThreadsDoNotChangeTheMesh() throws {
+        let cloud = sphere(radius: 0.1, spacing: 0.004)
+        let a = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: 0.006, threads: 1)).mesh
+        let b = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: 0.006, threads: 3)).mesh
+        XCTAssertEqual(a.faces, b.faces)
+        XCTAssertEqual(a.vertices.positions, b.vertices.positions)
+    }
+
+    /// A plane with class 1 left of x = 0 and class 2 right of it: vertices take the fused
+    /// probabilities, and the boundary stays sharp (within a voxel or two).
+    func testLabelsAreFusedFromTheSurfelsAround() throws {
+        var positions: [SIMD3<Float>] = [], probabilities: [Float] = []
+        let spacing: Float = 0.004, voxel: Float = 0.008
+        for i in -50...50 {
+            for j in -30...30 {
+                positions.append(SIMD3(Float(i) * spacing, Float(j) * spacing, 1.5))
+                let right = i >= 0
+                probabilities += right ? [0.05, 0.15, 0.8] : [0.1, 0.7, 0.2]
+            }
+        }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: positions.count)
+        cloud.radius = [Float](repeating: spacing, count: positions.count)
+        cloud.confidence = [Float](repeating: 3, count: positions.count)
+        cloud.classProbabilities = (classCount: 3, values: probabilities)
+        cloud.classSet = ClassSet.nyu13.count >= 3 ? ClassSet.nyu13 : nil
+        let (mesh, _) = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2), includeProbabilities: true)
+        let labels = try XCTUnwrap(mesh.vertices.labels)
+        let confidence = try XCTUnwrap(mesh.vertices.labelConfidence)
+        let fused = try XCTUnwrap(mesh.vertices.classProbabilities)
+        XCTAssertEqual(fused.classCount, 3)
+        var wrong = 0, far = 0
+        for (v, p) in mesh.vertices.positions.enumerated() {
+            XCTAssertEqual(p.z, 1.5, accuracy: 0.1 * voxel)
+            let sum = fused.values[v * 3..<(v * 3 + 3)].reduce(0, +)
+            XCTAssertEqual(sum, 1, accuracy: 1e-4)
+            guard abs(p.x) > 2 * voxel else { continue }
+            far += 1
+            let expected: Int32 = p.x > 0 ? 2 : 1
+            if labels[v] != expected { wrong += 1 }
+            XCTAssertEqual(confidence[v], p.x > 0 ? 0.8 : 0.7, accuracy: 1e-3)
+        }
+        XCTAssertGreaterThan(far, 100)
+        XCTAssertEqual(wrong, 0)
+        // Only labels, no probabilities: a confidence-weighted vote gives the same labels.
+        cloud.classProbabilities = nil
+        cloud.labels = probabilities.indices.filter { $0 % 3 == 0 }.map { probabilities[$0 + 2] > 0.5 ? 2 : 1 }
+        cloud.labelConfidence = cloud.labels!.map { $0 == 2 ? 0.8 : 0.7 }
+        let voted = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2)).mesh
+        for (v, p) in voted.vertices.positions.enumerated() where abs(p.x) > 2 * voxel {
+            XCTAssertEqual(voted.vertices.labels![v], p.x > 0 ? 2 : 1)
+        }
+        // Colours follow the class palette.
+        XCTAssertEqual(voted.vertices.colors?.first, cloud.classSet!.color(of: Int(voted.vertices.labels![0])))
+    }
+
+    func testNoSurfelsOrOneSurfelGiveAnEmptyMesh() throws {
+        var empty = PointCloud(positions: [])
+        empty.normals = []
+        XCTAssertTrue(try SurfelMesher.mesh(empty, parameters: MeshingParameters(threads: 2)).mesh.isEmpty)
+        var one = PointCloud(positions: [SIMD3(0, 0, 1)])
+        one.normals = [SIMD3(0, 0, -1)]
+        one.radius = [0.004]
+        let (mesh, report) = try SurfelMesher.mesh(one, parameters: MeshingParameters(threads: 2))
+        XCTAssertTrue(mesh.isEmpty)
+        XCTAssertEqual(mesh.vertices.count, 0)
+        XCTAssertEqual(report.surfelsUsed, 1)
+    }
+
+    func testPointsWithoutNormalsAreRefused() {
+        XCTAssertThrowsError(try SurfelMesher.mesh(PointCloud(positions: [SIMD3(0, 0, 1)]), source: "cloud.ply", parameters: MeshingParameters())) { error in
+            XCTAssertEqual(error as? MeshingError, .missingNormals(source: "cloud.ply"))
+            XCTAssertTrue("\(error)".contains("cloud.ply"))
+        }
+    }
+
+    func testFarAwayPointsAndHugeRadiiAreBoundedOrRefused() throws {
+        var cloud = sphere(radius: 0.05, spacing: 0.005)
+        cloud.positions[0] = SIMD3(1e7, 0, 0)
+        XCTAssertThrowsError(try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: 0.005))) { error in
+            guard case .tooLarge = error as? MeshingError else { return XCTFail("\(error)") }
+        }
+        cloud = sphere(radius: 0.05, spacing: 0.005)
+        cloud.radius![3] = 1e6  // clamped to two voxels: no flood of blocks
+        let (mesh, report) = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: 0.005))
+        XCTAssertLessThan(report.blocks, 200)
+        assertClosedAndConsistent(mesh)
+    }
+}
