@@ -28,6 +28,11 @@ public struct FusionParameters: Sendable, Equatable {
     public var weightTwoSigmaSquared: Float = 0.72
     /// Cleanup: an unstable surfel not seen for this many frames is deleted.
     public var unstableTimeout: Int = 20
+    /// Cleanup: confidence that spares a surfel from the timeout rule above (nil:
+    /// `confidenceThreshold`, ElasticFusion's rule). Lower, it keeps surface that several frames
+    /// agreed on but that left the view before becoming stable, which on short sequences is most
+    /// of the surface.
+    public var keepConfidence: Float? = nil
     /// Process only the ElasticFusion checkerboard (u%2 == v%2 == tick%2) after the first frame.
     public var checkerboard: Bool = true
     /// Surfels further than this from the camera are not drawn into the index map.

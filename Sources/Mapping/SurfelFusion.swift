@@ -438,6 +438,7 @@ public final class SurfelFusion {
         let timeDelta = Int32(clamping: parameters.timeDelta)
         let timeout = Int32(clamping: parameters.unstableTimeout)
         let threshold = parameters.confidenceThreshold
+        let keep = parameters.keepConfidence ?? threshold
         // Per-pixel copies of what the neighbourhood tests read, so the 4x4 scans touch
         // contiguous memory instead of jumping through surfel indices.
         if pixelInitTime.count != n {
@@ -481,7 +482,7 @@ public final class SurfelFusion {
                     flags[i] = false
                     let age = tick32 - lastSeen[i]
                     if age > timeDelta { continue }                                        // rule 4
-                    if age > timeout && conf[i] < threshold { flags[i] = true; continue }  // rule 3
+                    if age > timeout && conf[i] < keep { flags[i] = true; continue }       // rule 3
                     let pc = T.apply(positions[i])
                     guard pc.z > 0 else { continue }
                     let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy

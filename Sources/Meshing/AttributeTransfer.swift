@@ -19,7 +19,7 @@ enum AttributeTransfer {
                          voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, threads: Int) -> PointCloud {
         var out = PointCloud(positions: positions)
         let n = positions.count
-        let grid = SurfelGrid(surfels: surfels, cell: 4 * voxel)
+        let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
         let probabilities = cloud.classProbabilities
         let classCount = probabilities?.classCount ?? (cloud.classSet?.count ?? 0)
         let hasLabels = cloud.labels != nil || probabilities != nil
@@ -43,25 +43,7 @@ enum AttributeTransfer {
                 var total: Float = 0, labelled: Float = 0
                 var normal = SIMD3<Float>(), rgb = SIMD3<Float>()
                 var nearest = -1, nearestDistance = Float.infinity
-                grid.forEach(near: p) { k in
-                    let d = p - surfels.position[k]
-                    let d2 = (d * d).sum()
-                    if d2 < nearestDistance { nearestDistance = d2; nearest = k }
-                }
-                let kernel: (Int) -> Float = { k in
-                    let d = p - surfels.position[k]
-                    let d2 = (d * d).sum()
-                    let s = min(max(surfels.radius[k], 0.5 * voxel), voxel)
-                    return d2 <= 4 * s * s ? surfels.weight[k] * exp(-d2 / (2 * s * s)) : 0
-                }
-                var anyInReach = false
-                grid.forEach(near: p) { k in if !anyInReach && kernel(k) > 0 { anyInReach = true } }
-                let visit: ((Int) -> Void) -> Void = { body in
-                    if anyInReach { grid.forEach(near: p, body) } else if nearest >= 0 { body(nearest) }
-                }
-                visit { k in
-                    let w = anyInReach ? kernel(k) : 1
-                    guard w > 0 else { return }
+                func accumulate(_ k: Int, _ w: Float) {
                     let i = surfels.usable[k]
                     total += w
                     normal += w * surfels.normal[k]
@@ -79,6 +61,15 @@ enum AttributeTransfer {
                         labelled += w
                     }
                 }
+                grid.forEach(near: p) { k in
+                    let d = p - surfels.position[k]
+                    let d2 = (d * d).sum()
+                    if d2 < nearestDistance { nearestDistance = d2; nearest = k }
+                    let s = min(max(surfels.radius[k], 0.5 * voxel), voxel)
+                    guard d2 <= 4 * s * s else { return }
+                    accumulate(k, surfels.weight[k] * exp(-d2 / (2 * s * s)))
+                }
+                if total == 0 && nearest >= 0 { accumulate(nearest, 1) }
                 let length = (normal * normal).sum().squareRoot()
                 normalsOut[v] = length > 0 ? normal / length : faceNormals[v]
                 if total > 0, cloud.colors != nil {

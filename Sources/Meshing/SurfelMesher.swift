@@ -187,21 +187,38 @@ public enum SurfelMesher {
                             let hi = min(Int((q[c] + reach).rounded(.down)) - Int(origin[c]), side - 1)
                             return lo <= hi ? lo...hi : nil
                         }
-                        guard let rx = range(0), let ry = range(1), let rz = range(2) else { continue }
-                        for z in rz {
-                            for y in ry {
-                                for x in rx {
-                                    let v = SIMD3<Float>(Float(Int(origin.x) + x), Float(Int(origin.y) + y), Float(Int(origin.z) + z)) * voxel
-                                    let offset = v - p
+                        // Walk the two axes the normal is most across; along the third (the
+                        // normal's dominant axis) only the voxels inside the ±band slab.
+                        let m = SIMD3(abs(n.x), abs(n.y), abs(n.z))
+                        let axis = m.x >= m.y && m.x >= m.z ? 0 : (m.y >= m.z ? 1 : 2)
+                        let u = (axis + 1) % 3, v = (axis + 2) % 3
+                        guard let ru = range(u), let rv = range(v), let ra = range(axis) else { continue }
+                        var cell3 = SIMD3<Int>(0, 0, 0)
+                        for j in rv {
+                            for i in ru {
+                                cell3[u] = i; cell3[v] = j
+                                // d(t) = n[axis] * (t * voxel + origin - p) + rest, |d| <= band
+                                let wu = Float(Int(origin[u]) + i) * voxel - p[u]
+                                let wv = Float(Int(origin[v]) + j) * voxel - p[v]
+                                let rest = n[u] * wu + n[v] * wv
+                                let t0 = (p[axis] + (-band - rest) / n[axis]) / voxel - Float(origin[axis])
+                                let t1 = (p[axis] + (band - rest) / n[axis]) / voxel - Float(origin[axis])
+                                let lo = max(ra.lowerBound, Int(min(t0, t1).rounded(.up)))
+                                let hi = min(ra.upperBound, Int(max(t0, t1).rounded(.down)))
+                                guard lo <= hi else { continue }
+                                for t in lo...hi {
+                                    cell3[axis] = t
+                                    let voxelPoint = SIMD3<Float>(Float(Int(origin.x) + cell3.x), Float(Int(origin.y) + cell3.y), Float(Int(origin.z) + cell3.z)) * voxel
+                                    let offset = voxelPoint - p
                                     let d = (offset * n).sum()
                                     guard abs(d) <= band else { continue }
                                     let lateral = offset - d * n
                                     let l2 = (lateral * lateral).sum()
                                     guard l2 <= support2 else { continue }
                                     let w = w0 * exp(-l2 * inv2s2)
-                                    let cell = base + SparseVolume.local(x, y, z)
-                                    dist[cell] += w * d
-                                    weight[cell] += w
+                                    let index = base + SparseVolume.local(cell3.x, cell3.y, cell3.z)
+                                    dist[index] += w * d
+                                    weight[index] += w
                                 }
                             }
                         }

@@ -205,7 +205,10 @@ public struct MapGeometryScore: Sendable {
     public var completenessMedian: Double, completenessWithin2cm: Double, completenessWithin5cm: Double
     public var mapPoints: Int, measuredPoints: Int, frames: Int
 
-    public static func compute(map points: [SIMD3<Float>], source: FrameSource, every: Int, pixelStep: Int = 4,
+    /// - Parameter triangles: when the map is a mesh, completeness is measured to its surface
+    ///   (exact point-to-triangle distance within 2.5 cm, beyond that the nearest vertex's);
+    ///   accuracy is measured from its vertices.
+    public static func compute(map points: [SIMD3<Float>], triangles: [SIMD3<UInt32>]? = nil, source: FrameSource, every: Int, pixelStep: Int = 4,
                                maxDepth: Float = 3, radius: Float = 0.1) throws -> MapGeometryScore? {
         var measured: [SIMD3<Float>] = []
         var frames = 0
@@ -226,12 +229,76 @@ public struct MapGeometryScore: Sendable {
         }
         guard !measured.isEmpty, !points.isEmpty else { return nil }
         let a = distances(from: points, to: measured, radius: radius)
-        let c = distances(from: measured, to: points, radius: radius)
+        var c = distances(from: measured, to: points, radius: radius)
+        if let triangles, !triangles.isEmpty {
+            let exact = distances(from: measured, toTriangles: triangles, vertices: points, cell: 0.025)
+            for i in c.indices where exact[i] < c[i] { c[i] = exact[i] }
+        }
         func median(_ v: [Float]) -> Double { Double(v.sorted()[v.count / 2]) }
         func within(_ v: [Float], _ d: Float) -> Double { Double(v.filter { $0 <= d }.count) / Double(v.count) }
         return MapGeometryScore(accuracyMedian: median(a), accuracyWithin2cm: within(a, 0.02), accuracyWithin5cm: within(a, 0.05),
                                 completenessMedian: median(c), completenessWithin2cm: within(c, 0.02), completenessWithin5cm: within(c, 0.05),
                                 mapPoints: points.count, measuredPoints: measured.count, frames: frames)
+    }
+
+    /// Distance from each query to the nearest triangle among those in the 27 cells around it
+    /// (so exact up to `cell`; +infinity when none is that close).
+    static func distances(from queries: [SIMD3<Float>], toTriangles triangles: [SIMD3<UInt32>], vertices: [SIMD3<Float>],
+                          cell: Float) -> [Float] {
+        struct Cell: Hashable { var x: Int32, y: Int32, z: Int32 }
+        func key(_ p: SIMD3<Float>) -> Cell {
+            Cell(x: Int32(clamping: Int((p.x / cell).rounded(.down))), y: Int32(clamping: Int((p.y / cell).rounded(.down))),
+                 z: Int32(clamping: Int((p.z / cell).rounded(.down))))
+        }
+        var grid: [Cell: [Int32]] = [:]
+        for (t, f) in triangles.enumerated() {
+            guard Int(max(f.x, f.y, f.z)) < vertices.count else { continue }
+            let a = vertices[Int(f.x)], b = vertices[Int(f.y)], c = vertices[Int(f.z)]
+            let lo = key(pointwiseMin(a, pointwiseMin(b, c))), hi = key(pointwiseMax(a, pointwiseMax(b, c)))
+            // A triangle spanning many cells is not one of a mesh's; skip rather than flood.
+            guard hi.x - lo.x <= 4, hi.y - lo.y <= 4, hi.z - lo.z <= 4, lo.x > Int32.min + 2, hi.x < Int32.max - 2 else { continue }
+            for z in lo.z...hi.z { for y in lo.y...hi.y { for x in lo.x...hi.x { grid[Cell(x: x, y: y, z: z), default: []].append(Int32(t)) } } }
+        }
+        return queries.map { q in
+            guard q.x.isFinite, q.y.isFinite, q.z.isFinite, abs(q.x) < 1e4, abs(q.y) < 1e4, abs(q.z) < 1e4 else { return .infinity }
+            let c = key(q)
+            var best = Float.infinity
+            var seen = Set<Int32>()
+            for dz in -1...1 { for dy in -1...1 { for dx in -1...1 {
+                guard let list = grid[Cell(x: c.x + Int32(dx), y: c.y + Int32(dy), z: c.z + Int32(dz))] else { continue }
+                for t in list where seen.insert(t).inserted {
+                    let f = triangles[Int(t)]
+                    let p = closestPoint(q, vertices[Int(f.x)], vertices[Int(f.y)], vertices[Int(f.z)])
+                    let d = p - q
+                    best = min(best, (d * d).sum())
+                }
+            } } }
+            return best.squareRoot()
+        }
+    }
+
+    /// The point of triangle abc nearest to p (Ericson, Real-Time Collision Detection 5.1.5).
+    static func closestPoint(_ p: SIMD3<Float>, _ a: SIMD3<Float>, _ b: SIMD3<Float>, _ c: SIMD3<Float>) -> SIMD3<Float> {
+        func dot(_ u: SIMD3<Float>, _ v: SIMD3<Float>) -> Float { (u * v).sum() }
+        let ab = b - a, ac = c - a, ap = p - a
+        let d1 = dot(ab, ap), d2 = dot(ac, ap)
+        if d1 <= 0 && d2 <= 0 { return a }
+        let bp = p - b
+        let d3 = dot(ab, bp), d4 = dot(ac, bp)
+        if d3 >= 0 && d4 <= d3 { return b }
+        let vc = d1 * d4 - d3 * d2
+        if vc <= 0 && d1 >= 0 && d3 <= 0 { return a + ab * (d1 / (d1 - d3)) }
+        let cp = p - c
+        let d5 = dot(ab, cp), d6 = dot(ac, cp)
+        if d6 >= 0 && d5 <= d6 { return c }
+        let vb = d5 * d2 - d1 * d6
+        if vb <= 0 && d2 >= 0 && d6 <= 0 { return a + ac * (d2 / (d2 - d6)) }
+        let va = d3 * d6 - d5 * d4
+        if va <= 0 && (d4 - d3) >= 0 && (d5 - d6) >= 0 { return b + (c - b) * ((d4 - d3) / ((d4 - d3) + (d5 - d6))) }
+        let denominator = va + vb + vc
+        guard denominator != 0, denominator.isFinite else { return a }
+        let v = vb / denominator, w = vc / denominator
+        return a + ab * v + ac * w
     }
 
     /// Nearest-neighbour distances through a hash grid of `radius`-sized cells.

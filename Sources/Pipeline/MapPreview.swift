@@ -16,8 +16,13 @@ public enum MapPreview {
         for i in Swift.stride(from: 0, to: map.count, by: max(1, map.count / 20_000)) where map.confidences[i] >= minimumConfidence {
             centroid += SIMD3<Double>(map.positions[i]); n += 1
         }
-        guard n > 0, !trajectory.isEmpty else { return nil }
-        centroid /= n
+        guard n > 0 else { return nil }
+        return overviewPose(centroid: centroid / n, trajectory: trajectory)
+    }
+
+    /// The overview pose looking at `centroid` from behind and above the trajectory.
+    public static func overviewPose(centroid: SIMD3<Double>, trajectory: [RigidTransform]) -> RigidTransform? {
+        guard !trajectory.isEmpty else { return nil }
         var eye = SIMD3<Double>.zero, forward = SIMD3<Double>.zero, down = SIMD3<Double>.zero
         for pose in trajectory {
             eye += pose.translation

@@ -1,5 +1,7 @@
 import Export
 import Foundation
+import Geometry
+import Imaging
 import Meshing
 import Semantics
 
@@ -12,6 +14,9 @@ public struct MeshRequest: Sendable {
     public var color = MeshColor.semantic
     public var includeProbabilities = false
     public var ascii = false
+    /// Also render the mesh to this PNG, from the overview of `previewTrajectory` if given.
+    public var preview: URL?
+    public var previewTrajectory: [RigidTransform] = []
 
     public init(output: URL) { self.output = output }
 }
@@ -49,6 +54,10 @@ public enum MeshWriter {
         }
         if report.facesDropped > 0 {
             lines.append("  \(report.facesDropped) triangles dropped in pieces of fewer than \(request.parameters.minimumComponentFaces)")
+        }
+        if let url = request.preview, let image = MeshPreview.render(mesh, trajectory: request.previewTrajectory) {
+            try PNGCodec.writeRGB(image, to: url)
+            lines.append("Wrote \(url.path): rendering of the mesh")
         }
         if let directory = request.perClassDirectory {
             lines += try writePerClass(mesh, classSet: cloud.classSet, directory: directory, format: format, comments: header)

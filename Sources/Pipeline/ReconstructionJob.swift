@@ -38,6 +38,8 @@ public struct ReconstructionRequest: Sendable {
     public var preview = true
     /// Also write a triangle mesh of the exported surfels.
     public var mesh: MeshRequest?
+    /// Confidence of the surfels written when `onlyStable`: the surfels the map keeps.
+    public var exportThreshold: Float { fusion.keepConfidence ?? fusion.confidenceThreshold }
     public var reader = ReaderOptions()
     public var fusion = FusionParameters()
     /// nil: the sequence's poses when it has them, else tracking.
@@ -123,12 +125,12 @@ public enum ReconstructionJob {
 
         let colorMode = request.colorMode ?? (predictor != nil ? .semantic : .rgb)
         let cloud = MapExport.pointCloud(reconstruction.map, classSet: predictor?.classSet, colorMode: colorMode,
-                                         confidenceThreshold: request.onlyStable ? request.fusion.confidenceThreshold : nil,
+                                         confidenceThreshold: request.onlyStable ? request.exportThreshold : nil,
                                          includeProbabilities: request.includeProbabilities)
         var comments = ["sequence \(source.name) (\(source.layout))",
                         "frames fused \(reconstruction.framesFused)",
                         "colours \(colorMode.rawValue)",
-                        request.onlyStable ? "stable surfels only (confidence >= \(request.fusion.confidenceThreshold))" : "all surfels"]
+                        request.onlyStable ? "surfels with confidence >= \(request.exportThreshold)" : "all surfels"]
         if !outcome.isSuccess { comments.append("PARTIAL map: the run stopped early") }
         try PLYWriter.write(cloud, to: output, format: request.ascii ? .ascii : .binaryLittleEndian, comments: comments)
         try TUMTrajectory.write(reconstruction.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: trajectoryURL,
@@ -137,7 +139,7 @@ public enum ReconstructionJob {
         var preview: URL?
         if request.preview {
             let url = output.deletingPathExtension().appendingPathExtension("preview.png")
-            let threshold = request.onlyStable ? request.fusion.confidenceThreshold : 0
+            let threshold = request.onlyStable ? request.exportThreshold : 0
             if let image = MapPreview.render(map: reconstruction.map, classSet: predictor?.classSet,
                                              trajectory: reconstruction.trajectory.map(\.pose), minimumConfidence: threshold) {
                 do {
@@ -167,10 +169,14 @@ public enum ReconstructionJob {
             // The mesh fuses full probabilities and RGB whatever the point cloud holds, from
             // the same surfels the cloud keeps.
             let surfels = MapExport.pointCloud(reconstruction.map, classSet: predictor?.classSet, colorMode: .rgb,
-                                               confidenceThreshold: request.onlyStable ? request.fusion.confidenceThreshold : nil,
+                                               confidenceThreshold: request.onlyStable ? request.exportThreshold : nil,
                                                includeProbabilities: predictor != nil)
             meshRequest.color = colorMode == .rgb || predictor == nil ? .rgb : .semantic
             meshRequest.parameters.threads = request.fusion.threads
+            if request.preview {
+                meshRequest.preview = meshRequest.output.deletingPathExtension().appendingPathExtension("preview.png")
+                meshRequest.previewTrajectory = reconstruction.trajectory.map(\.pose)
+            }
             do {
                 let lines = try MeshWriter.write(surfels, source: "map of \(source.name)", request: meshRequest, comments: comments)
                 summary += "\n" + lines.joined(separator: "\n")
@@ -179,10 +185,10 @@ public enum ReconstructionJob {
                 summary += "\nMesh not written: \(error)"
             }
         }
-        let stable = reconstruction.map.stableCount(threshold: request.fusion.confidenceThreshold)
-        if request.onlyStable && reconstruction.map.count > 0 && stable * 10 < reconstruction.map.count {
-            summary += "\nNote: only \(stable) of \(reconstruction.map.count) surfels are stable (confidence >= \(request.fusion.confidenceThreshold)); "
-                + "a surface must be seen in many frames to get there. For short sequences use --all-surfels or a lower --confidence-threshold."
+        let kept = reconstruction.map.stableCount(threshold: request.exportThreshold)
+        if request.onlyStable && reconstruction.map.count > 0 && kept * 10 < reconstruction.map.count {
+            summary += "\nNote: only \(kept) of \(reconstruction.map.count) surfels reach confidence \(request.exportThreshold) and were written; "
+                + "a surface must be seen in several frames to get there. For short sequences use --all-surfels or a lower --keep-confidence."
         }
         return ReconstructionResult(outcome: outcome, reconstruction: reconstruction, output: output, trajectory: trajectoryURL,
                                     pointCount: cloud.count, summary: summary)

@@ -41,6 +41,9 @@ struct Mesh: ParsableCommand {
     @Flag(help: "Write ASCII PLY instead of binary little-endian.")
     var ascii = false
 
+    @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the mesh.")
+    var preview = true
+
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
@@ -73,6 +76,7 @@ struct Mesh: ParsableCommand {
         }
         request.includeProbabilities = probabilities
         request.ascii = ascii
+        if preview { request.preview = output.deletingPathExtension().appendingPathExtension("preview.png") }
         request.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
         let lines = try MeshWriter.write(cloud, source: input.path, request: request, comments: ["meshed from \(input.lastPathComponent)"])
         print(lines.joined(separator: "\n"))

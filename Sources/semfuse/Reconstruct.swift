@@ -113,8 +113,11 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Ignore depth beyond this many metres (ElasticFusion's default 3).")
     var maxDepth: Float = 3
 
-    @Option(help: "Confidence at which a surfel becomes stable (ElasticFusion's default 10). With --depth predicted and no threshold given, all surfels are written: per-frame predicted depth rarely agrees closely enough for surfels to merge into stable ones.")
+    @Option(help: "Confidence at which a surfel becomes stable (ElasticFusion's default 10); given, it is also the confidence of the surfels kept and written (ElasticFusion's rule; see --keep-confidence). With --depth predicted and no threshold given, all surfels are written: per-frame predicted depth rarely agrees closely enough for surfels to merge into stable ones.")
     var confidenceThreshold: Float?
+
+    @Option(help: "Surfels with at least this confidence survive ElasticFusion's timeout for unstable surfels and are written. Default: 1 (surface seen in about two frames: complete maps on short sequences at the accuracy of stable surfels, see docs/results.md), or --confidence-threshold when that is given (ElasticFusion's fixed rule).")
+    var keepConfidence: Float?
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
@@ -180,6 +183,10 @@ struct Reconstruct: ParsableCommand {
         request.reader.maxDepth = max(maxDepth, 8)
         request.fusion.maxDepth = maxDepth
         request.fusion.confidenceThreshold = confidenceThreshold ?? 10
+        // Measured on 7-Scenes (docs/results.md, "Complete maps"): keeping and writing surfels
+        // from confidence 1 on leaves accuracy as it is and completes the map; a given
+        // --confidence-threshold restores ElasticFusion's fixed rule.
+        request.fusion.keepConfidence = keepConfidence ?? (confidenceThreshold == nil ? 1 : nil)
         if depth == "predicted" && confidenceThreshold == nil && !allSurfels {
             request.onlyStable = false
             logger.notice("predicted depth: writing all surfels (give --confidence-threshold to keep only stable ones)")
