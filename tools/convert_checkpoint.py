@@ -90,7 +90,8 @@ def is_int(value):
 
 
 def short(value, limit=80):
-    text = repr(value)
+    """A value for an error message (text as it is, anything else as its repr), cut at `limit`."""
+    text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -269,7 +270,11 @@ def load_checkpoint(path):
     if len(blob) > 9 and blob[8:9] == b"{" and struct.unpack("<Q", blob[:8])[0] < len(blob):
         raise ConversionError(f"{path}: this is already a safetensors file; semfuse loads it directly")
     storages = {}
-    if zipfile.is_zipfile(io.BytesIO(blob)):
+    try:
+        is_zip = zipfile.is_zipfile(io.BytesIO(blob))
+    except (zipfile.BadZipFile, ValueError, OverflowError, struct.error) as e:  # is_zipfile raises on some records
+        raise ConversionError(f"{path}: corrupt zip checkpoint: {short(str(e), 200)}")
+    if is_zip:
         try:
             archive = zipfile.ZipFile(io.BytesIO(blob))
             names = archive.namelist()

@@ -138,6 +138,7 @@ final class ConverterTests: XCTestCase {
             ("storage-numel-mismatch.ckpt", "storage 0 holds -1 elements but the pickle declared 4"),
             ("zip-missing-member.ckpt", "storage 0 missing from the archive"),
             ("zip-oversized-member.ckpt", "storage 0 declares 4294967294 bytes but the archive holds only 16"),
+            ("zip-multi-disk.ckpt", "corrupt zip checkpoint: zipfiles that span multiple disks are not supported"),
         ]
         for (name, message) in cases {
             let path = dir.appendingPathComponent(name)

@@ -15,6 +15,7 @@ Files written (legacy = torch's pre-1.6 format of five pickles then raw storages
   storage-numel-mismatch.ckpt   legacy; the raw storage header disagrees with the pickle
   zip-missing-member.ckpt   zip without the storage's data member
   zip-oversized-member.ckpt zip whose storage member declares 4 GiB it does not hold
+  zip-multi-disk.ckpt       zip whose zip64 locator declares a multi-disk archive
 """
 import io
 import os
@@ -140,6 +141,11 @@ def main(out, marker):
                 struct.pack_into("<I", patched, start + at, 0xFFFFFFFF - 1)
             start += 4
     files["zip-oversized-member.ckpt"] = bytes(patched)
+    # A zip64 end-of-central-directory locator (20 bytes right before the end record) declaring 2
+    # disks: zipfile.is_zipfile raised BadZipFile out of the converter (found by mutation fuzzing).
+    plain = zipped({"w": Tensor(StorageRef("0", 4), 0, (4,), (1,))}, {"0": b"\0" * 16})
+    end = plain.rfind(b"PK\x05\x06")
+    files["zip-multi-disk.ckpt"] = plain[:end] + b"PK\x06\x07" + struct.pack("<IQI", 0, 0, 2) + plain[end:]
     for name, data in files.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
