@@ -226,9 +226,10 @@ public enum ReconstructionJob {
         }
     }
 
-    /// Fails before any work when an output cannot be written: outputs that name the same file
-    /// (one would silently replace the other), a folder that cannot be created or written, or a path holding something other than a
-    /// regular file (a device, FIFO, socket or folder, which the atomic write refuses anyway).
+    /// Fails before any work when an output cannot be written, instead of after a long run:
+    /// outputs that name the same file (one would silently replace the other), a folder that
+    /// cannot be created or written, or a path holding something other than a regular file (a
+    /// device, FIFO, socket or folder, which the atomic write refuses anyway).
     static func checkOutputs(_ outputs: [(role: String, url: URL)]) throws {
         do {
             try FileData.checkDistinctOutputs(outputs)
