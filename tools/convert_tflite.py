@@ -18,13 +18,14 @@ Usage:
 import argparse
 import hashlib
 import json
+import math
 import os
 import struct
 import sys
 
 import numpy as np
 
-from safetensors_writer import ConversionError, write_safetensors
+from safetensors_writer import ConversionError, check_output, write_safetensors
 
 try:
     import flatbuffers.number_types as N
@@ -69,6 +70,8 @@ FLOAT32, FLOAT16, INT32, UINT8, INT8, INT16 = 0, 1, 2, 3, 9, 7
 QUANT_RANGE = {UINT8: (0, 255), INT8: (-128, 127), INT16: (-32768, 32767)}
 PADDING = {0: "SAME", 1: "VALID"}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+# Elements of any one tensor; the engine refuses larger (docs/graph-format.md), so does this.
+MAX_TENSOR_ELEMENTS = 1 << 30
 ACTIVATION_CLAMP = {"NONE": (None, None), "RELU": (0.0, None), "RELU_N1_TO_1": (-1.0, 1.0), "RELU6": (0.0, 6.0)}
 
 
@@ -258,23 +261,34 @@ class Model:
         self.outputs = [int(i) for i in g.array(2, "<i4")]
         self.operators = [Operator(i, ft, self.codes) for i, ft in enumerate(g.tables(3, "operator"))]
         count = len(self.tensors)
+        # Indices are checked here, once: Python would read a negative one from the list's end.
+        # -1 is TFLite's "optional input absent"; outputs are always present.
         for op in self.operators:
-            for t in op.inputs + op.outputs:
-                if t >= count:
-                    raise ConversionError(f"operator {op.index} ({op.name}) refers to tensor {t}, "
+            for t in op.inputs:
+                if not -1 <= t < count:
+                    raise ConversionError(f"operator {op.index} ({op.name}) refers to input tensor {t}, "
+                                          f"but there are {count} tensors")
+            for t in op.outputs:
+                if not 0 <= t < count:
+                    raise ConversionError(f"operator {op.index} ({op.name}) refers to output tensor {t}, "
                                           f"but there are {count} tensors")
         for t in self.inputs + self.outputs:
             if not 0 <= t < count:
                 raise ConversionError(f"graph input/output tensor {t} out of range ({count} tensors)")
-        for t in self.tensors:  # every constant's size, before any is used
+        for t in self.tensors:  # every shape, and every constant's size, before any is used
+            if any(s < 0 for s in t.shape):
+                kind = "constant tensor" if t.data is not None else "tensor"
+                raise ConversionError(f"{kind} {t.label} has a dynamic shape {t.shape} (a negative dimension)")
+            elements = math.prod(t.shape)  # Python integers: no wrap-around
+            if elements > MAX_TENSOR_ELEMENTS:
+                raise ConversionError(f"tensor {t.label} has shape {t.shape}: {elements} elements, more than "
+                                      f"the {MAX_TENSOR_ELEMENTS} a semfuse graph tensor may have")
             if t.data is None:
                 continue
             dtype = TENSOR_TYPES.get(t.type, (None, None))[1]
             if dtype is None:
                 continue
-            if any(s < 0 for s in t.shape):
-                raise ConversionError(f"constant tensor {t.label} has a dynamic shape {t.shape}")
-            expected = int(np.prod(t.shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            expected = elements * np.dtype(dtype).itemsize
             if len(t.data) != expected:
                 raise ConversionError(f"tensor {t.label}: buffer holds {len(t.data)} bytes but shape {t.shape} "
                                       f"of {t.type_name} needs {expected}")
@@ -473,6 +487,8 @@ class Converter:
             raise ConversionError(f"input {xin.label} has shape {xin.shape}; expected NHWC [1, H, W, C]")
         if xin.shape[0] != 1:
             raise ConversionError(f"input {xin.label} has batch size {xin.shape[0]}; only batch 1 is supported")
+        if min(xin.shape) < 1:
+            raise ConversionError(f"input {xin.label} has an empty shape {xin.shape}")
         ends, kind = self.find_outputs()
         ops = self.needed_ops(ends)
         dropped = len(m.operators) - len(ops)
@@ -480,6 +496,11 @@ class Converter:
             if op.name not in SUPPORTED:
                 raise ConversionError(f"unsupported operator {op.name} (TFLite op {op.index}, output tensor "
                                       f"{self.label(op)})")
+            optional = (2,) if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") else ()  # the bias
+            missing = [i for i, t in enumerate(op.inputs) if t < 0 and i not in optional]
+            if missing or not op.outputs:
+                raise ConversionError(f"{op.name} (TFLite op {op.index}): " + (f"input {missing[0]} is absent (-1)"
+                                      if missing else "it has no output"))
         # Input pixels p in 0..255 → scale·(p − zero_point).
         a = self.args
         if xin.type in (UINT8, INT8) and xin.per_tensor:
@@ -570,6 +591,8 @@ class Converter:
         elif name == "AVERAGE_POOL_2D":
             xin, xout = self.T[ins[0]].shape, self.T[out[0]].shape
             fh, fw = op.opt(4, N.Int32Flags, 1), op.opt(3, N.Int32Flags, 1)
+            if fh < 1 or fw < 1:
+                raise ConversionError(f"{name} (output {self.label(op)}): filter size {fh}x{fw} is not positive")
             padding = PADDING.get(op.opt(0, N.Int8Flags, 0), "SAME")
             whole = padding == "VALID" and [fh, fw] == xin[1:3] and xout[1:3] == [1, 1]
             e.update(inputs=[act(ins[0])], outputs=[act(out[0])], filter=[fh, fw],
@@ -689,6 +712,8 @@ def main(argv=None):
               "or: python3 -m pip install flatbuffers)", file=sys.stderr)
         return 1
     try:
+        if args.output and not args.layout:
+            check_output(args.output, inputs=[args.model])  # before any work
         model = Model(args.model)
         if args.layout:
             print(json.dumps(layout_report(model)))

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Whole-file reads and atomic writes with errors that name the file.
 public enum FileData {
@@ -16,38 +19,175 @@ public enum FileData {
         }
     }
 
-    /// Writes through a temporary file and a rename, so a full disk or a crash never leaves a
-    /// half-written file under the final name.
+    /// Writes through a temporary file and a rename, so a full disk, a failed write or a crash
+    /// never leaves a half-written file under the final name and never destroys a good file
+    /// already there. Only a regular file (or nothing) is ever replaced: the rename would
+    /// otherwise turn a device node, FIFO or socket into a regular file (as root, `-o /dev/full`
+    /// replaced the device), so those, and folders, are refused before anything is written. A
+    /// symbolic link to a regular file is followed: the file it points to is replaced and the
+    /// link kept. An existing file keeps its permissions.
     public static func writeAtomically(_ data: Data, to url: URL) throws {
         let path = url.path
-        let directory = url.deletingLastPathComponent()
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
-            do {
-                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            } catch {
-                throw ImagingError.writeFailed(path: path, reason: "cannot create folder \(directory.path): \(error.localizedDescription)")
+        let target = try checkOutputFile(url)
+        let directory = target.deletingLastPathComponent()
+        try prepareFolder(directory, for: path)
+        var existing = stat()
+        let keepMode: mode_t? = stat(target.path, &existing) == 0 ? existing.st_mode & 0o7777 : nil
+        let temporary = directory.appendingPathComponent(".\(target.lastPathComponent).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        // O_EXCL | O_NOFOLLOW: the temporary name is ours alone, never a link planted there.
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
+        guard fd >= 0 else {
+            throw ImagingError.writeFailed(path: path, reason: "cannot create a file in \(directory.path): \(String(cString: strerror(errno)))")
+        }
+        func fail(_ reason: String) -> ImagingError {
+            close(fd)
+            unlink(temporary.path)
+            return ImagingError.writeFailed(path: path, reason: reason)
+        }
+        if let keepMode, fchmod(fd, keepMode) != 0 { throw fail("cannot set permissions: \(String(cString: strerror(errno)))") }
+        var failure: Int32 = 0
+        data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+            var offset = 0
+            while offset < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += n
             }
-        } else if !isDirectory.boolValue {
-            throw ImagingError.writeFailed(path: path, reason: "\(directory.path) is not a folder")
         }
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw ImagingError.writeFailed(path: path, reason: "folder \(directory.path) is not writable")
-        }
-        do {
-            let handle = try FileHandle(forWritingTo: temporary)
-            defer { try? handle.close() }
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw ImagingError.writeFailed(path: path, reason: error.localizedDescription)
-        }
-        if rename(temporary.path, path) != 0 {
+        if failure != 0 { throw fail(String(cString: strerror(failure))) }
+        if fsync(fd) != 0 { throw fail(String(cString: strerror(errno))) }
+        // What is at the target may have changed while writing: check again right before the rename.
+        do { _ = try checkOutputFile(url) } catch { _ = fail(""); throw error }
+        if close(fd) != 0 {
             let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
+            unlink(temporary.path)
             throw ImagingError.writeFailed(path: path, reason: reason)
         }
+        if rename(temporary.path, target.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary.path)
+            throw ImagingError.writeFailed(path: path, reason: reason)
+        }
+        // Make the rename itself durable (best effort: not every file system syncs folders).
+        let folder = open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 { fsync(folder); close(folder) }
+    }
+
+    /// Checks what is at `url` before an output is written there and returns the file that will
+    /// be replaced: `url` itself when it is a regular file or does not exist yet, or the regular
+    /// file a symbolic link points to. Device nodes, FIFOs, sockets, folders, links to any of
+    /// them and dangling links are refused with `ImagingError.writeFailed` naming the path and
+    /// what is there. Callers check every output with it before a long run, so a bad path fails
+    /// at once instead of after the work.
+    @discardableResult
+    public static func checkOutputFile(_ url: URL) throws -> URL {
+        let path = url.path
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            switch errno {
+            case ENOENT: return url
+            case ENOTDIR: throw ImagingError.writeFailed(path: path, reason: "a component of the path is not a folder")
+            default: throw ImagingError.writeFailed(path: path, reason: String(cString: strerror(errno)))
+            }
+        }
+        let refusal = "semfuse writes outputs only as regular files and never replaces a device, FIFO, socket or folder"
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            return url
+        case S_IFLNK:
+            guard let resolved = realpath(path, nil) else {
+                throw ImagingError.writeFailed(path: path, reason: "is a symbolic link to \(linkText(path)), which does not exist")
+            }
+            defer { free(resolved) }
+            let target = String(cString: resolved)
+            var pointed = stat()
+            guard stat(target, &pointed) == 0 else {
+                throw ImagingError.writeFailed(path: path, reason: "is a symbolic link to \(target): \(String(cString: strerror(errno)))")
+            }
+            guard pointed.st_mode & S_IFMT == S_IFREG else {
+                throw ImagingError.writeFailed(path: path, reason: "is a symbolic link to \(target), \(kind(pointed.st_mode)); \(refusal)")
+            }
+            return URL(fileURLWithPath: target)
+        default:
+            throw ImagingError.writeFailed(path: path, reason: "is \(kind(info.st_mode)); \(refusal)")
+        }
+    }
+
+    /// Creates the folder `directory` (with its parents) unless it exists; an existing
+    /// non-folder there is an error naming what it is. `path` is the output the error names.
+    public static func prepareFolder(_ directory: URL, for path: String? = nil) throws {
+        let named = path ?? directory.path
+        var info = stat()
+        if stat(directory.path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else {
+                let what = named == directory.path ? "is" : "\(directory.path) is"
+                throw ImagingError.writeFailed(path: named, reason: "\(what) \(kind(info.st_mode)), not a folder")
+            }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ImagingError.writeFailed(path: named, reason: "cannot create folder \(directory.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Whether two output paths name the same file: the same inode when both exist (hard links,
+    /// symbolic links), else the same path once `.`, `..` and symbolic links in the part of the
+    /// path that exists are resolved. Outputs that collide would silently overwrite each other.
+    public static func sameFile(_ a: URL, _ b: URL) -> Bool {
+        var sa = stat(), sb = stat()
+        if stat(a.path, &sa) == 0, stat(b.path, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+        return resolvedPath(a) == resolvedPath(b)
+    }
+
+    /// The absolute path with symbolic links resolved as far as the path exists.
+    public static func resolvedPath(_ url: URL) -> String {
+        var current = url.standardizedFileURL
+        var rest: [String] = []
+        while true {
+            if let resolved = realpath(current.path, nil) {
+                defer { free(resolved) }
+                return ([String(cString: resolved)] + rest).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+            }
+            if current.path == "/" || current.path.isEmpty { return url.standardizedFileURL.path }
+            rest.insert(current.lastPathComponent, at: 0)
+            current = current.deletingLastPathComponent()
+        }
+    }
+
+    /// Refuses outputs that name the same file (`roles` say which option each came from), in
+    /// the order given: the error names the later one's path and both roles.
+    public static func checkDistinctOutputs(_ outputs: [(role: String, url: URL)]) throws {
+        for (j, later) in outputs.enumerated() {
+            for earlier in outputs[..<j] where sameFile(earlier.url, later.url) {
+                throw ImagingError.writeFailed(path: later.url.path,
+                                               reason: "is both the \(earlier.role) and the \(later.role); each output needs its own file")
+            }
+        }
+    }
+
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a folder"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a regular file"
+        }
+    }
+
+    static func linkText(_ path: String) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n >= 0 else { return "?" }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -88,7 +88,7 @@ public enum PredictionWriter {
             try PNGCodec.writeRGB(colours, to: url("normals.png")); written.append(url("normals.png"))
         }
         if let raw = options.rawDirectory {
-            try FileManager.default.createDirectory(at: raw, withIntermediateDirectories: true)
+            try FileData.prepareFolder(raw)
             if let logits = rawLogits ?? prediction.logits {
                 let segm = raw.appendingPathComponent("segm.npy")
                 try NPY.write(NPYArray(shape: [1, logits.channels, logits.height, logits.width], values: logits.values), to: segm)

@@ -97,6 +97,21 @@ public enum ReconstructionJob {
                 ? "--depth predicted needs --network <weights.safetensors>"
                 : "\(source.name): the sequence has no depth; reconstructing from RGB alone needs the network (--network <weights.safetensors>)")
         }
+        // Every output is checked before any work: a bad path fails now, not after the run.
+        let output = request.output ?? URL(fileURLWithPath: "Output").appendingPathComponent("\(source.name).ply")
+        let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")
+        let previewURL = output.deletingPathExtension().appendingPathExtension("preview.png")
+        var outputs: [(role: String, url: URL)] = [("map (-o)", output),
+                                                   (request.trajectory == nil ? "trajectory (<map>.trajectory.txt)" : "trajectory (--trajectory)", trajectoryURL)]
+        if request.preview { outputs.append(("map preview (<map>.preview.png)", previewURL)) }
+        if let mesh = request.mesh {
+            outputs.append(("mesh (--mesh)", mesh.output))
+            if request.preview {
+                outputs.append(("mesh preview (<mesh>.preview.png)", mesh.output.deletingPathExtension().appendingPathExtension("preview.png")))
+            }
+        }
+        try checkOutputs(outputs)
+
         let predictor = try makePredictor(request, source: source, depthSource: depthSource)
         if let predictor { logger.info("labels: \(predictor.name), \(predictor.classSet)") } else { logger.info("labels: none (geometry only)") }
 
@@ -107,11 +122,6 @@ public enum ReconstructionJob {
         options.depth = depthSource
         options.tracking = request.tracking
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
-        let output = request.output ?? URL(fileURLWithPath: "Output").appendingPathComponent("\(source.name).ply")
-        let trajectoryURL = request.trajectory ?? output.deletingPathExtension().appendingPathExtension("trajectory.txt")
-        try checkWritable(output)
-        try checkWritable(trajectoryURL)
-        if let mesh = request.mesh { try checkWritable(mesh.output) }
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
         switch outcome {
@@ -138,7 +148,7 @@ public enum ReconstructionJob {
 
         var preview: URL?
         if request.preview {
-            let url = output.deletingPathExtension().appendingPathExtension("preview.png")
+            let url = previewURL
             let threshold = request.onlyStable ? request.exportThreshold : 0
             if let image = MapPreview.render(map: reconstruction.map, classSet: predictor?.classSet,
                                              trajectory: reconstruction.trajectory.map(\.pose), minimumConfidence: threshold) {
@@ -246,23 +256,23 @@ public enum ReconstructionJob {
         }
     }
 
-    /// Fails before any work when the output cannot be created, instead of after a long run.
-    static func checkWritable(_ url: URL) throws {
-        let directory = url.deletingLastPathComponent()
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else {
-                throw PipelineError.invalidOption("\(url.path): cannot write: \(directory.path) is not a folder")
+    /// Fails before any work when an output cannot be written, instead of after a long run:
+    /// outputs that name the same file (one would silently replace the other), a folder that
+    /// cannot be created or written, or a path holding something other than a regular file (a
+    /// device, FIFO, socket or folder, which the atomic write refuses anyway).
+    static func checkOutputs(_ outputs: [(role: String, url: URL)]) throws {
+        do {
+            try FileData.checkDistinctOutputs(outputs)
+            for (_, url) in outputs {
+                let target = try FileData.checkOutputFile(url)
+                let directory = target.deletingLastPathComponent()
+                try FileData.prepareFolder(directory, for: url.path)
+                guard FileManager.default.isWritableFile(atPath: directory.path) else {
+                    throw ImagingError.writeFailed(path: url.path, reason: "folder \(directory.path) is not writable")
+                }
             }
-        } else {
-            do {
-                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            } catch {
-                throw PipelineError.invalidOption("\(url.path): cannot create folder \(directory.path): \(error.localizedDescription)")
-            }
-        }
-        guard FileManager.default.isWritableFile(atPath: directory.path) else {
-            throw PipelineError.invalidOption("\(url.path): folder \(directory.path) is not writable")
+        } catch let error as ImagingError {
+            throw PipelineError.invalidOption(error.description)
         }
     }
 

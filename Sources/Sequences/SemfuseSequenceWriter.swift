@@ -24,11 +24,7 @@ public final class SemfuseSequenceWriter {
             intrinsics: .init(fx: intrinsics.fx, fy: intrinsics.fy, cx: intrinsics.cx, cy: intrinsics.cy,
                               width: intrinsics.width, height: intrinsics.height),
             depthScale: depthScale, classSet: classSet?.name, frames: [])
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        } catch {
-            throw SequenceError.writeFailed(path: folder.path, reason: error.localizedDescription)
-        }
+        try write { try FileData.prepareFolder(folder) }
     }
 
     private func write(_ body: () throws -> Void) throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Export
 import Foundation
+import Imaging
 import Logging
 import Mapping
 import Meshing
@@ -77,6 +78,11 @@ struct Mesh: ParsableCommand {
         request.includeProbabilities = probabilities
         request.ascii = ascii
         if preview { request.preview = output.deletingPathExtension().appendingPathExtension("preview.png") }
+        // The map is read first, so writing over it would silently replace it with the mesh.
+        var outputs: [(role: String, url: URL)] = [("input map", input), ("mesh (-o)", output)]
+        if let preview = request.preview { outputs.append(("mesh preview (<mesh>.preview.png)", preview)) }
+        try FileData.checkDistinctOutputs(outputs)
+        for (_, url) in outputs.dropFirst() { _ = try FileData.checkOutputFile(url) }
         request.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
         let lines = try MeshWriter.write(cloud, source: input.path, request: request, comments: ["meshed from \(input.lastPathComponent)"])
         print(lines.joined(separator: "\n"))

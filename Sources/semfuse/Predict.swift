@@ -110,6 +110,20 @@ struct Predict: ParsableCommand {
         guard FileManager.default.fileExists(atPath: inputURL.path, isDirectory: &isDirectory) else {
             throw CLIError("\(input): no such file or folder")
         }
+        // Output folders are checked before the models load: a bad path fails at once.
+        let name = inputURL.deletingPathExtension().lastPathComponent
+        let outputURL = URL(fileURLWithPath: output ?? "Output/predict/\(name)")
+        do {
+            try FileData.prepareFolder(outputURL)
+            if let saveRaw { try FileData.prepareFolder(URL(fileURLWithPath: saveRaw)) }
+            if let record {
+                guard isDirectory.boolValue else { throw CLIError("--record needs a sequence folder as input") }
+                if FileData.sameFile(URL(fileURLWithPath: record), inputURL) {
+                    throw ImagingError.writeFailed(path: record, reason: "--record would overwrite the input sequence it reads; give another folder")
+                }
+                try FileData.prepareFolder(URL(fileURLWithPath: record))
+            }
+        } catch let error as ImagingError { throw CLIError(error.description) }
         let threadCount = threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
         let depthSettings = try depthOptions()
         var models: [DenseModel] = []
@@ -119,13 +133,6 @@ struct Predict: ParsableCommand {
         } catch { throw CLIError("\(error)") }
         let classSet = models.lazy.compactMap(\.classSet).first
         logger.info("models: \(models.map { "\($0.name) (\($0.classSet.map { "\($0.name) labels" } ?? "")\($0.classSet != nil && $0.predictsDepth ? ", " : "")\($0.predictsDepth ? "depth" : ""))" }.joined(separator: ", "))")
-        let name = inputURL.deletingPathExtension().lastPathComponent
-        let outputURL = URL(fileURLWithPath: output ?? "Output/predict/\(name)")
-        do {
-            try FileManager.default.createDirectory(at: outputURL, withIntermediateDirectories: true)
-        } catch {
-            throw CLIError("\(outputURL.path): cannot create output folder: \(error.localizedDescription)")
-        }
         var options = PredictionWriter.Options()
         options.probabilities = probabilities
         options.threads = threadCount

@@ -111,4 +111,84 @@ final class ConverterTests: XCTestCase {
         let wrong = try convert([Self.fixtures.appendingPathComponent("fixture-zip.ckpt").path, dir.appendingPathComponent("o.st").path], expectSuccess: false)
         XCTAssertTrue(wrong.output.contains("missing (291)"), wrong.output)
     }
+
+    /// Crafted checkpoints (Fixtures/crafted_checkpoints.py writes them; see its list): a pickle
+    /// that would run `touch MARKER` through posix.system in each of the legacy header records
+    /// and in a zip's data.pkl, views with negative, non-integer or absurd sizes, strides and
+    /// offsets, storages that disagree with their data, zip members missing or claiming bytes
+    /// they do not hold. Each: status 1, one line naming the file and the fault, no traceback,
+    /// the command never run, no output written.
+    func testCraftedCheckpointsNeverRunCodeOrCrash() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let marker = dir.appendingPathComponent("MARKER")
+        let made = try ProcessRunner.env(["python3", Self.fixtures.appendingPathComponent("crafted_checkpoints.py").path, dir.path, marker.path])
+        XCTAssertEqual(made.status, 0, made.output)
+        let out = dir.appendingPathComponent("out.safetensors")
+        let refused = "the pickle refers to the global posix.system, which is not on the converter's allow-list"
+        let cases: [(String, String)] = [
+            ("system-in-magic.ckpt", refused),
+            ("system-in-sysinfo.ckpt", refused),
+            ("system-in-zip.ckpt", refused),
+            ("view-negative-stride.ckpt", "tensor w: stride (-1,) does not give one integer in 0..2^62"),
+            ("view-negative-size.ckpt", "tensor w: size (-2, 2) is not a list"),
+            ("view-float-size.ckpt", "tensor w: size (2.5,) is not a list"),
+            ("view-past-storage.ckpt", "runs past its storage of 4 elements"),
+            ("view-huge-count.ckpt", "view of 1208925819614629174706176 elements reads a storage of only 4"),
+            ("view-huge-offset.ckpt", "storage offset 1180591620717411303424 is not an integer in 0..2^62"),
+            ("storage-numel-mismatch.ckpt", "storage 0 holds -1 elements but the pickle declared 4"),
+            ("zip-missing-member.ckpt", "storage 0 missing from the archive"),
+            ("zip-oversized-member.ckpt", "storage 0 declares 4294967294 bytes but the archive holds only 16"),
+            ("zip-multi-disk.ckpt", "corrupt zip checkpoint: zipfiles that span multiple disks are not supported"),
+        ]
+        for (name, message) in cases {
+            let path = dir.appendingPathComponent(name)
+            let result = try convert(["--mode", "any", path.path, out.path], expectSuccess: false)
+            XCTAssertEqual(result.status, 1, "\(name): \(result.output)")
+            XCTAssertTrue(result.output.hasPrefix("error: \(path.path): "), "\(name): \(result.output)")
+            XCTAssertTrue(result.output.contains(message), "\(name) lacks '\(message)': \(result.output)")
+            XCTAssertEqual(result.output.split(separator: "\n").count, 1, "\(name): one line: \(result.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: marker.path), "\(name) ran its command")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "\(name): no output")
+        }
+    }
+
+    /// The output is written atomically over a regular file or nothing, never over a device,
+    /// FIFO, folder or the input itself, which all stay as they were; a symbolic link to a
+    /// regular file is followed (the link stays a link).
+    func testOutputIsNeverASpecialFileOrTheInput() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let input = dir.appendingPathComponent("in.ckpt")
+        try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("fixture-zip.ckpt"), to: input)
+        let original = try Data(contentsOf: input)
+        let fifo = dir.appendingPathComponent("fifo.safetensors")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        let folder = dir.appendingPathComponent("folder.safetensors")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        let cases: [(URL, String)] = [
+            (fifo, "is a FIFO (named pipe)"),
+            (folder, "is a folder"),
+            (URL(fileURLWithPath: "/dev/null"), "is a character device"),
+            (input, "it is the input \(input.path)"),
+        ]
+        for (output, message) in cases {
+            let result = try convert(["--mode", "any", input.path, output.path], expectSuccess: false)
+            XCTAssertEqual(result.status, 1, result.output)
+            XCTAssertTrue(result.output.contains("\(output.path): cannot write: \(message)"), result.output)
+        }
+        XCTAssertEqual(FileKind(atPath: fifo.path), .fifo)
+        XCTAssertEqual(FileKind(atPath: "/dev/null"), .characterDevice)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [])
+        XCTAssertEqual(try Data(contentsOf: input), original)
+
+        let real = dir.appendingPathComponent("real.safetensors")
+        try Data("old".utf8).write(to: real)
+        let link = dir.appendingPathComponent("link.safetensors")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: real)
+        try convert(["--mode", "any", input.path, link.path])
+        XCTAssertEqual(FileKind(atPath: link.path), .symbolicLink)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link.path), real.path)
+        XCTAssertEqual(try Safetensors.read(real).count, 6)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("partial") }
+        XCTAssertEqual(leftovers, [], "no temporary files")
+    }
 }

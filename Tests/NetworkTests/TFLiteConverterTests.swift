@@ -179,4 +179,55 @@ final class TFLiteConverterTests: XCTestCase {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("out.") }
         XCTAssertEqual(leftovers, [], "no temporary files either")
     }
+
+    /// Tiny models built with the flatbuffers Builder (Fixtures/crafted_tflite.py), each declaring
+    /// one index, offset or size the file cannot back: a buffer past the file's end, negative and
+    /// huge shapes (2^64 elements wraps to 0 in int64), a negative tensor index (Python would read
+    /// from the list's end) and an absent (-1) data input. The valid one converts, so the
+    /// failures are the crafted fields' own; each other fails with one line naming the file.
+    func testCraftedModelsFailWithAClearMessage() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/crafted_tflite.py")
+        let made = try ProcessRunner.env(["python3", script.path, dir.path])
+        XCTAssertEqual(made.status, 0, made.output)
+        let out = dir.appendingPathComponent("out.safetensors")
+        try convert([dir.appendingPathComponent("valid.tflite").path, out.path])
+        try FileManager.default.removeItem(at: out)
+        let cases: [(String, String)] = [
+            ("buffer-past-end.tflite", "buffer 1: bytes 1099511627776..1099511627788 lie outside the file"),
+            ("negative-shape.tflite", "tensor t2 'depth' has a dynamic shape [1, 4, -4, 1]"),
+            ("huge-shape.tflite", "tensor t2 'depth' has shape [1, 65536, 65536, 1]: 4294967296 elements"),
+            ("huge-constant.tflite", "tensor t1 'filter' has shape [65536, 65536, 65536, 65536]: 18446744073709551616 elements"),
+            ("negative-index.tflite", "operator 0 (CONV_2D) refers to input tensor -3, but there are 3 tensors"),
+            ("absent-input.tflite", "CONV_2D (TFLite op 0): input 0 is absent (-1)"),
+        ]
+        for (name, message) in cases {
+            let path = dir.appendingPathComponent(name)
+            let result = try convert([path.path, out.path], expectSuccess: false)
+            XCTAssertEqual(result.status, 1, "\(name): \(result.output)")
+            XCTAssertTrue(result.output.hasPrefix("error: \(path.path): \(message)"), "\(name): \(result.output)")
+            XCTAssertEqual(result.output.split(separator: "\n").count, 1, "\(name): one line: \(result.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "\(name): no output")
+        }
+    }
+
+    /// As for the checkpoint converter: never over a FIFO, a device or the input.
+    func testOutputIsNeverASpecialFileOrTheInput() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/crafted_tflite.py")
+        XCTAssertEqual(try ProcessRunner.env(["python3", script.path, dir.path]).status, 0)
+        let input = dir.appendingPathComponent("valid.tflite")
+        let original = try Data(contentsOf: input)
+        let fifo = dir.appendingPathComponent("fifo.safetensors")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        for (output, message) in [(fifo.path, "is a FIFO (named pipe)"), ("/dev/null", "is a character device"),
+                                  (input.path, "it is the input \(input.path)")] {
+            let result = try convert([input.path, output], expectSuccess: false)
+            XCTAssertEqual(result.status, 1, result.output)
+            XCTAssertTrue(result.output.contains("\(output): cannot write: \(message)"), result.output)
+        }
+        XCTAssertEqual(FileKind(atPath: fifo.path), .fifo)
+        XCTAssertEqual(FileKind(atPath: "/dev/null"), .characterDevice)
+        XCTAssertEqual(try Data(contentsOf: input), original)
+    }
 }
