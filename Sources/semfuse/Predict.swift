@@ -81,7 +81,7 @@ struct Predict: ParsableCommand {
 
     func validate() throws {
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
         _ = try depthOptions()
     }
