@@ -114,6 +114,11 @@ public enum ReconstructionJob {
         options.selection = request.selection
         options.fusion = request.fusion
         options.poses = request.poses ?? (source.capabilities.hasPoses ? .groundTruth : .track)
+        if request.poses == nil {
+            logger.notice(options.poses == .groundTruth
+                ? "poses: the sequence's ground truth (--poses track to track and score against it)"
+                : "poses: tracking (frame-to-model ICP), the sequence has no ground-truth poses")
+        }
         options.depth = depthSource
         options.tracking = request.tracking
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)

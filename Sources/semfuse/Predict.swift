@@ -151,6 +151,8 @@ struct Predict: ParsableCommand {
         }
 
         let source = try SequenceLoader.open(inputURL, options: ReaderOptions())
+        for line in source.assumptions { logger.notice("\(line)") }
+        for line in source.warnings { logger.warning("\(line)") }
         let positions = try FrameSelection(parsing: frames ?? "0:", every: every).positions(count: source.frameCount)
         guard !positions.isEmpty else { throw CLIError("\(source.name): no frames selected") }
         if record != nil && classSet == nil { throw CLIError("--record stores class probabilities: give a segmenter with --weights") }

@@ -95,10 +95,10 @@ struct Reconstruct: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the map (class colours | RGB).")
     var preview = true
 
-    @Option(help: "Intrinsics override: 'fx,fy,cx,cy' or a file (one line 'fx fy cx cy' or a 3x3 matrix).")
+    @Option(help: "Intrinsics override: 'fx,fy,cx,cy' or a file (one line 'fx fy cx cy' or a 3x3 matrix). fx must be positive; fy may be negative (y-up images such as ICL-NUIM's). Write a leading minus as --intrinsics=...")
     var intrinsics: String?
 
-    @Option(help: "Depth units per metre, overriding the layout's default (7-Scenes 1000, TUM/ICL 5000).")
+    @Option(help: "Depth units per metre, overriding the layout's default (7-Scenes 1000, TUM/ICL 5000); 1-100000.")
     var depthScale: Double?
 
     @Option(help: "Ignore depth beyond this many metres (ElasticFusion's default 3).")

@@ -220,7 +220,7 @@ public final class SemfuseSequenceReader: FrameSource {
             let parts = value.split(separator: "/", omittingEmptySubsequences: true)
             let problem: String?
             if value.isEmpty { problem = "is empty" }
-            else if value.hasPrefix("/") || value.hasPrefix("~") { problem = "is absolute" }
+            else if value.hasPrefix("/") { problem = "is absolute" }
             else if parts.contains("..") { problem = "contains '..'" }
             else if value.contains("\0") { problem = "contains a NUL character" }
             else { problem = nil }
