@@ -2,7 +2,8 @@
 ///
 /// `fy` may be negative: ICL-NUIM's renderer uses a y-up image convention and its published
 /// calibration is (481.2, −480, 319.5, 239.5). Projection and back-projection simply use the
-/// signed value, so such data lands in the right place without special cases.
+/// signed value, so such data lands in the right place without special cases. Which values
+/// are accepted from users and files (a negative fx is not) is `InputLimits.intrinsics`.
 public struct Intrinsics: Equatable, Hashable, Sendable, Codable, CustomStringConvertible {
     public var fx: Double
     public var fy: Double
@@ -38,14 +39,6 @@ public struct Intrinsics: Equatable, Hashable, Sendable, Codable, CustomStringCo
     @inlinable
     public func project(_ p: SIMD3<Float>) -> SIMD2<Float> {
         SIMD2(Float(fx) * p.x / p.z + Float(cx), Float(fy) * p.y / p.z + Float(cy))
-    }
-
-    /// Checks the values make a usable camera; returns a reason when they do not.
-    public func validationProblem() -> String? {
-        if width <= 0 || height <= 0 { return "image size \(width)x\(height) is not positive" }
-        if !(fx.isFinite && fy.isFinite && cx.isFinite && cy.isFinite) { return "non-finite value" }
-        if abs(fx) < 1 || abs(fy) < 1 { return "focal length |fx|=\(abs(fx)) |fy|=\(abs(fy)) below 1 px" }
-        return nil
     }
 
     public var description: String {

@@ -5,18 +5,26 @@ import Glibc
 
 /// Whole-file reads and atomic writes with errors that name the file.
 public enum FileData {
+    /// Every input file is read here, so what it is (not a regular file) is checked once: a
+    /// FIFO would block the run or fail as "permission denied", a device would be read forever.
     public static func read(_ url: URL) throws -> Data {
         let path = url.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw ImagingError.fileNotFound(path: path)
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR { throw ImagingError.fileNotFound(path: path) }
+            throw ImagingError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
-        if isDirectory.boolValue { throw ImagingError.unreadable(path: path, reason: "is a directory") }
+        if let kind = specialFileKind(info.st_mode) { throw ImagingError.unreadable(path: path, reason: "not a regular file: \(kind)") }
         do {
             return try Data(contentsOf: url)
         } catch {
             throw ImagingError.unreadable(path: path, reason: error.localizedDescription)
         }
+    }
+
+    /// What a non-regular file is, for messages; nil for a regular file.
+    static func specialFileKind(_ mode: mode_t) -> String? {
+        mode & S_IFMT == S_IFREG ? nil : kind(mode)
     }
 
     /// Writes through a temporary file and a rename, so a full disk, a failed write or a crash

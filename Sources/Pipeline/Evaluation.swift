@@ -87,6 +87,9 @@ public struct Evaluation {
     public var ate: AbsoluteTrajectoryError?
     public var rpe: RelativePoseError?
     public var trajectoryFrames = 0
+    /// Ground-truth frames left out of the trajectory score because their pose could not be used
+    /// (frame position, the reader's error naming the file).
+    public var leftOut: [(position: Int, reason: String)] = []
     public var mapScore: SegmentationScore?
     public var predictionScore: SegmentationScore?
     public var labelFrames = 0
@@ -97,8 +100,11 @@ public struct Evaluation {
     public static func trajectory(_ estimated: [StampedPose], source: FrameSource, maxGap: Double = 0.02) throws -> Evaluation {
         var result = Evaluation()
         var est: [RigidTransform] = [], truth: [RigidTransform] = []
-        let stamps = try (0..<source.frameCount).map { try source.frame(at: $0) }.compactMap { frame -> (Double, RigidTransform)? in
-            frame.worldFromCamera.map { (frame.timestamp, $0) }
+        var stamps: [(Double, RigidTransform)] = []
+        for position in 0..<source.frameCount {
+            let truth = try source.groundTruth(at: position)
+            if let pose = truth.pose { stamps.append((truth.timestamp, pose)) }
+            if let error = truth.poseError { result.leftOut.append((position, error.description)) }
         }
         guard !stamps.isEmpty else { throw PipelineError.missingPoses(sequence: source.name) }
         for entry in estimated {

@@ -80,6 +80,7 @@ public struct FusionBenchmark {
         var stages: [String: [Double]] = [:]
         for (k, position) in positions.enumerated() {
             let frame = try source.frame(at: position)
+            if let error = frame.poseError { throw error }
             guard let depth = frame.depth, let pose = frame.worldFromCamera else {
                 throw PipelineError.invalidOption("bench fusion needs depth and ground-truth poses (\(frame.source))")
             }

@@ -85,8 +85,16 @@ public final class Reconstruction {
 
     /// Frames whose tracking failed (position, reason); they were not fused.
     public private(set) var trackingFailures: [(position: Int, reason: String)] = []
-    /// Ground-truth poses of the fused frames, when tracking a sequence that has them.
+    /// Ground-truth poses of the fused frames that have a usable one, when tracking.
     public private(set) var groundTruthTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    /// The tracked poses of the same frames as `groundTruthTrajectory`, pair by pair.
+    public private(set) var scoredTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    /// Fused frames left out of the tracking score because their ground-truth pose could not be
+    /// used (position, the reader's error naming the file); tracking itself went on.
+    public private(set) var groundTruthLeftOut: [(position: Int, reason: String)] = []
+    /// The largest re-orthonormalisation any ground-truth rotation needed (`Frame.poseDeviation`)
+    /// and the frame it was found in.
+    public private(set) var worstPoseDeviation: (deviation: Double, position: Int, source: String)?
     private var lastPose: RigidTransform?
     private lazy var tracker = ICPTracker(parameters: options.tracking)
     /// Photometric tracking needs colour at the depth resolution.
@@ -107,9 +115,10 @@ public final class Reconstruction {
     }
 
     /// Tracking accuracy against the sequence's ground truth (tracking runs only).
+    /// Frames without ground truth (or left out, `groundTruthLeftOut`) are not scored.
     public var absoluteTrajectoryError: AbsoluteTrajectoryError? {
-        guard options.poses == .track, groundTruthTrajectory.count == trajectory.count else { return nil }
-        return AbsoluteTrajectoryError(estimated: trajectory.map(\.pose), groundTruth: groundTruthTrajectory.map(\.pose))
+        guard options.poses == .track else { return nil }
+        return AbsoluteTrajectoryError(estimated: scoredTrajectory.map(\.pose), groundTruth: groundTruthTrajectory.map(\.pose))
     }
 
     /// The frame positions this run will fuse.
@@ -122,7 +131,14 @@ public final class Reconstruction {
             return .failed(.noFrames("\(source.name): no frames selected (\(source.frameCount) in the sequence, selection \(options.selection))"))
         }
         let start = Date()
-        defer { totalSeconds = Date().timeIntervalSince(start) }
+        defer {
+            totalSeconds = Date().timeIntervalSince(start)
+            if let worst = worstPoseDeviation {
+                // Real ground truth is stored to ~1e-4 (7-Scenes); how far it was is worth a look
+                // when results surprise, not worth a line on every run.
+                logger.debug("ground-truth rotations re-orthonormalised; worst deviation \(String(format: "%.2e", worst.deviation)) from the nearest rotation (frame \(worst.position), \(worst.source); accepted up to \(RigidTransform.rotationTolerance))")
+            }
+        }
         for (done, position) in selected.enumerated() {
             if shouldStop() { return .interrupted(atPosition: position) }
             do {
@@ -146,6 +162,13 @@ public final class Reconstruction {
     private func fuse(position: Int) throws {
         let frame = try source.frame(at: position)
         let where_ = frame.source.isEmpty ? "\(source.name) frame \(position)" : frame.source
+        if frame.worldFromCamera != nil, frame.poseDeviation > (worstPoseDeviation?.deviation ?? 0) {
+            worstPoseDeviation = (frame.poseDeviation, position, where_)
+        }
+        if options.poses == .groundTruth, let error = frame.poseError {
+            // Fusing with ground truth needs this pose: stop with the reader's error (file, line).
+            throw PipelineError.frameFailed(index: position, source: where_, underlying: error)
+        }
         let prediction = try predictor?.predict(frame)
         if options.depth == .predicted && prediction?.depth == nil {
             framesWithoutPredictedDepth += 1
@@ -189,7 +212,6 @@ public final class Reconstruction {
             pose = result.pose
         }
         lastPose = pose
-        if options.poses == .track, let truth = frame.worldFromCamera { groundTruthTrajectory.append((frame.timestamp, truth)) }
         if let probabilities = prediction?.probabilities {
             framesWithPrediction += 1
             // Score the predictor against ground truth (not ground truth against itself), in the
@@ -210,6 +232,15 @@ public final class Reconstruction {
         fusionSeconds.append(report.timings.total)
         stageTimings = stageTimings + report.timings
         trajectory.append((frame.timestamp, pose))
+        if options.poses == .track {
+            if let truth = frame.worldFromCamera {
+                groundTruthTrajectory.append((frame.timestamp, truth))
+                scoredTrajectory.append((frame.timestamp, pose))
+            } else if let error = frame.poseError {
+                groundTruthLeftOut.append((position, error.description))
+                logger.warning("frame \(position): ground-truth pose unusable, left out of the tracking score: \(error)")
+            }
+        }
         logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
                                           "created": "\(report.created)", "removed": "\(report.removed)"])
     }

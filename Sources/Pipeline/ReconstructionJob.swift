@@ -63,6 +63,17 @@ public struct ReconstructionRequest: Sendable {
     public var tracking = TrackingParameters()
 
     public init(sequence: URL) { self.sequence = sequence }
+
+    /// The first out-of-range value (`InputLimits`), for callers that build a request without
+    /// the command line's checks; nil when all are usable.
+    public var validationProblem: String? {
+        InputLimits.check(Double(fusion.confidenceThreshold), "confidence threshold", in: InputLimits.confidenceThreshold)
+            ?? InputLimits.check(Double(fusion.maxDepth), "maximum depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m")
+            ?? InputLimits.check(labelConfidence, "label confidence", in: 0...1, exclusiveLower: true)
+            ?? InputLimits.check(tracking.photometricWeight, "photometric weight", in: InputLimits.photometricWeight)
+            ?? InputLimits.check(fusion.threads, "threads", in: InputLimits.threads)
+            ?? reader.depthScale.flatMap { InputLimits.depthScale($0, "depth scale") }
+    }
 }
 
 /// The result of a reconstruction job: what was written and a human-readable summary.
@@ -89,8 +100,11 @@ public enum ReconstructionJob {
     public static func run(_ request: ReconstructionRequest, logger: Logger = Logger(label: "semfuse"),
                            progress: ((ReconstructionProgress) -> Void)? = nil,
                            shouldStop: () -> Bool = { false }) throws -> ReconstructionResult {
+        if let problem = request.validationProblem { throw PipelineError.invalidOption(problem) }
         let source = try SequenceLoader.open(request.sequence, options: request.reader)
         logger.info("opened \(source.name) as \(source.layout): \(source.frameCount) frames, \(source.intrinsics)")
+        for assumption in source.assumptions { logger.notice("\(assumption)") }
+        for warning in source.warnings { logger.warning("\(warning)") }
         let depthSource = request.depth ?? (source.capabilities.hasDepth ? .sensor : .predicted)
         if depthSource == .predicted && request.network == nil {
             throw PipelineError.invalidOption(source.capabilities.hasDepth
@@ -119,6 +133,11 @@ public enum ReconstructionJob {
         options.selection = request.selection
         options.fusion = request.fusion
         options.poses = request.poses ?? (source.capabilities.hasPoses ? .groundTruth : .track)
+        if request.poses == nil {
+            logger.notice(options.poses == .groundTruth
+                ? "poses: the sequence's ground truth (--poses track to track and score against it)"
+                : "poses: tracking (frame-to-model ICP), the sequence has no ground-truth poses")
+        }
         options.depth = depthSource
         options.tracking = request.tracking
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)

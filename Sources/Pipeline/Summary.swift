@@ -34,6 +34,11 @@ enum Summary {
             }
             lines.append(line)
             if let ate = r.absoluteTrajectoryError { lines.append("  against ground truth: \(ate)") }
+            if let first = r.groundTruthLeftOut.first {
+                let list = r.groundTruthLeftOut.prefix(10).map { "\($0.position)" }.joined(separator: ", ")
+                lines.append("  \(r.groundTruthLeftOut.count) frames left out of the score (unusable ground-truth pose; tracked and fused): "
+                             + "\(list)\(r.groundTruthLeftOut.count > 10 ? ", ..." : ""); first: \(first.reason)")
+            }
         }
         let map = r.map
         let stable = map.stableCount(threshold: r.options.fusion.confidenceThreshold)

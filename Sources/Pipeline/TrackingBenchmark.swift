@@ -47,6 +47,7 @@ public struct TrackingBenchmark {
         var last: RigidTransform?
         for (k, position) in positions.enumerated() {
             let frame = try source.frame(at: position)
+            if let error = frame.poseError { throw error }
             guard let depth = frame.depth, let gt = frame.worldFromCamera else {
                 throw PipelineError.invalidOption("bench tracking needs depth and ground-truth poses (\(frame.source))")
             }

@@ -28,7 +28,8 @@ public struct AbsoluteTrajectoryError: Sendable, CustomStringConvertible {
         var errors = (0..<n).map { (aligned * estimated[$0].translation - groundTruth[$0].translation).length }
         rmse = (errors.map { $0 * $0 }.reduce(0, +) / Double(n)).squareRoot()
         errors.sort()
-        median = errors[n / 2]
+        // The usual median (mean of the middle two for an even count), as evo and numpy report it.
+        median = n % 2 == 1 ? errors[n / 2] : (errors[n / 2 - 1] + errors[n / 2]) / 2
         max = errors[n - 1]
         count = n
     }

@@ -20,13 +20,22 @@ public struct Frame: @unchecked Sendable {
     public var probabilities: ClassProbabilityMap?
     /// Where the frame came from, for messages (e.g. the colour file's path).
     public var source: String
+    /// Why the frame's ground-truth pose could not be used (then `worldFromCamera` is nil).
+    ///
+    /// Readers do not throw for a bad pose file: with tracking, ground truth only scores the
+    /// run, so one bad pose leaves that frame out of the score instead of stopping the run.
+    /// Runs that fuse with ground-truth poses throw this error.
+    public var poseError: SequenceError?
+    /// How far the stored rotation was from orthonormal before it was re-orthonormalised
+    /// (`‖R − nearest rotation‖_F`; 0 for poses stored as quaternions).
+    public var poseDeviation: Double = 0
 
     public init(index: Int, timestamp: Double, color: ColorImage, depth: DepthImage? = nil,
                 worldFromCamera: RigidTransform? = nil, labels: LabelImage? = nil,
-                probabilities: ClassProbabilityMap? = nil, source: String = "") {
+                probabilities: ClassProbabilityMap? = nil, source: String = "", poseError: SequenceError? = nil) {
         self.index = index; self.timestamp = timestamp; self.color = color; self.depth = depth
         self.worldFromCamera = worldFromCamera; self.labels = labels; self.probabilities = probabilities
-        self.source = source
+        self.source = source; self.poseError = poseError
     }
 }
 
@@ -54,6 +63,25 @@ public protocol FrameSource: AnyObject {
     var classSet: ClassSet? { get }
     /// Reads frame `index` (0 ..< frameCount). Throws `SequenceError` naming the file at fault.
     func frame(at index: Int) throws -> Frame
+    /// What the reader assumed because the sequence did not say (a default calibration or
+    /// depth scale), one sentence each, for the user to see before a run.
+    var assumptions: [String] { get }
+    /// Problems found on opening that do not stop every use of the sequence (e.g. ground truth
+    /// missing for some frames), to be shown as warnings.
+    var warnings: [String] { get }
+    /// Timestamp and ground-truth pose of frame `index` without decoding its images (nil pose:
+    /// the frame has none; `poseError`: it has one that cannot be used).
+    func groundTruth(at index: Int) throws -> (timestamp: Double, pose: RigidTransform?, poseError: SequenceError?)
+}
+
+extension FrameSource {
+    public var assumptions: [String] { [] }
+    public var warnings: [String] { [] }
+
+    public func groundTruth(at index: Int) throws -> (timestamp: Double, pose: RigidTransform?, poseError: SequenceError?) {
+        let frame = try frame(at: index)
+        return (frame.timestamp, frame.worldFromCamera, frame.poseError)
+    }
 }
 
 /// Options that override what a reader would detect or assume.

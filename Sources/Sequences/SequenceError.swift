@@ -11,6 +11,8 @@ public enum SequenceError: Error, CustomStringConvertible {
     case frameOutOfRange(index: Int, count: Int)
     case image(ImagingError)
     case writeFailed(path: String, reason: String)
+    /// A value given to a reader (not read from a file) is out of range (`InputLimits`).
+    case invalidValue(String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,7 @@ public enum SequenceError: Error, CustomStringConvertible {
         case .frameOutOfRange(let i, let n): return "frame \(i) is outside the sequence (0..<\(n))"
         case .image(let e): return e.description
         case .writeFailed(let p, let r): return "\(p): cannot write: \(r)"
+        case .invalidValue(let m): return m
         }
     }
 }

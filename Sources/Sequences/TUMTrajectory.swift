@@ -20,10 +20,8 @@ public enum TUMTrajectory {
                                               reason: "expected 8 values 'timestamp tx ty tz qx qy qz qw', found \(row.values.count)")
             }
             let v = row.values
-            let q = SIMD4(v[4], v[5], v[6], v[7])
-            let norm = (q * q).sum().squareRoot()
-            guard norm > 1e-6 else { throw SequenceError.malformed(path: url.path, line: row.line, reason: "zero quaternion") }
-            return StampedPose(timestamp: v[0], pose: RigidTransform(translation: SIMD3(v[1], v[2], v[3]), quaternion: q))
+            return StampedPose(timestamp: v[0], pose: try ReaderSupport.quaternionPose(translation: SIMD3(v[1], v[2], v[3]), quaternion: SIMD4(v[4], v[5], v[6], v[7]),
+                                                                                      path: url.path, line: row.line))
         }
     }
 

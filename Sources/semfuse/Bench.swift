@@ -38,6 +38,10 @@ struct FusionBench: ParsableCommand {
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
+    func validate() throws {
+        try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
+    }
+
     func run() throws {
         let source = try SequenceLoader.open(URL(fileURLWithPath: sequence), options: ReaderOptions())
         let positions = try FrameSelection(parsing: frames).positions(count: source.frameCount)
@@ -118,6 +122,13 @@ struct TrackingBench: ParsableCommand {
 
     @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
     var convergence: Double = TrackingParameters().convergence
+
+    func validate() throws {
+        guard ["full", "half", "both"].contains(resolution) else { throw ValidationError("--resolution must be full, half or both") }
+        try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
+        try limit(modelConfidence.flatMap { InputLimits.check(Double($0), "--model-confidence", in: InputLimits.confidenceThreshold) })
+        try limit(InputLimits.check(convergence, "--convergence", in: 0...1, exclusiveLower: true))
+    }
 
     func run() throws {
         let url = URL(fileURLWithPath: sequence)

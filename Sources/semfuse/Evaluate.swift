@@ -74,10 +74,14 @@ struct Evaluate: ParsableCommand {
         guard depthPredictions == nil || network == nil else { throw ValidationError("give --depth-predictions or --network, not both") }
         guard ["simulated", "recorded", "none"].contains(labels) else { throw ValidationError("--labels must be simulated, recorded or none") }
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
+        try limit(InputLimits.check(Double(maxDepth), "--max-depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m"))
+        if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
     }
 
     func run() throws {
         let source = try SequenceLoader.open(URL(fileURLWithPath: sequence), options: ReaderOptions())
+        for line in source.assumptions { FileHandle.standardError.write(Data("note: \(line)\n".utf8)) }
+        for line in source.warnings { FileHandle.standardError.write(Data("warning: \(line)\n".utf8)) }
         var evaluation = Evaluation()
         var object: [String: Any] = ["sequence": source.name]
         var lines: [String] = ["Evaluation against \(source.name) (\(source.layout))"]
@@ -92,6 +96,11 @@ struct Evaluate: ParsableCommand {
             if let rpe = evaluation.rpe {
                 lines.append("  \(rpe)")
                 object["rpe"] = ["translation_rmse_m": rpe.translationRMSE, "rotation_mean_deg": rpe.rotationMeanDegrees, "pairs": rpe.pairs]
+            }
+            if let first = evaluation.leftOut.first {
+                let list = evaluation.leftOut.prefix(10).map { "\($0.position)" }.joined(separator: ", ")
+                lines.append("  \(evaluation.leftOut.count) ground-truth frames left out (unusable pose): \(list)\(evaluation.leftOut.count > 10 ? ", ..." : ""); first: \(first.reason)")
+                object["left_out_frames"] = evaluation.leftOut.map(\.position)
             }
         }
         if let map {

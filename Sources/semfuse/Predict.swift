@@ -81,7 +81,7 @@ struct Predict: ParsableCommand {
 
     func validate() throws {
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
         _ = try depthOptions()
     }
@@ -158,6 +158,8 @@ struct Predict: ParsableCommand {
         }
 
         let source = try SequenceLoader.open(inputURL, options: ReaderOptions())
+        for line in source.assumptions { logger.notice("\(line)") }
+        for line in source.warnings { logger.warning("\(line)") }
         let positions = try FrameSelection(parsing: frames ?? "0:", every: every).positions(count: source.frameCount)
         guard !positions.isEmpty else { throw CLIError("\(source.name): no frames selected") }
         if record != nil && classSet == nil { throw CLIError("--record stores class probabilities: give a segmenter with --weights") }

@@ -104,10 +104,10 @@ struct Reconstruct: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the map (class colours | RGB).")
     var preview = true
 
-    @Option(help: "Intrinsics override: 'fx,fy,cx,cy' or a file (one line 'fx fy cx cy' or a 3x3 matrix).")
+    @Option(help: "Intrinsics override: 'fx,fy,cx,cy' or a file (one line 'fx fy cx cy' or a 3x3 matrix). fx must be positive; fy may be negative (y-up images such as ICL-NUIM's). Write a leading minus as --intrinsics=...")
     var intrinsics: String?
 
-    @Option(help: "Depth units per metre, overriding the layout's default (7-Scenes 1000, TUM/ICL 5000).")
+    @Option(help: "Depth units per metre, overriding the layout's default (7-Scenes 1000, TUM/ICL 5000); 1-100000.")
     var depthScale: Double?
 
     @Option(help: "Ignore depth beyond this many metres (ElasticFusion's default 3).")
@@ -135,10 +135,13 @@ struct Reconstruct: ParsableCommand {
         }
         if let color, color != "semantic" && color != "rgb" { throw ValidationError("--color must be 'semantic' or 'rgb'") }
         guard labelConfidence > 0, labelConfidence < 1 else { throw ValidationError("--label-confidence must be in (0, 1)") }
-        guard maxDepth > 0.3 else { throw ValidationError("--max-depth must be above 0.3 m") }
         if let classSet, ClassSet.named(classSet) == nil { throw ValidationError("--class-set must be one of \(ClassSet.knownNames.joined(separator: ", "))") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard photometricWeight >= 0 else { throw ValidationError("--photometric-weight must be 0 or more") }
+        // Numeric ranges and their reasons live in InputLimits.
+        try limit(InputLimits.check(Double(maxDepth), "--max-depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m"))
+        try limit(depthScale.flatMap { InputLimits.depthScale($0) })
+        try limit(confidenceThreshold.flatMap { InputLimits.check(Double($0), "--confidence-threshold", in: InputLimits.confidenceThreshold) })
+        try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
+        try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
         if network == nil && (networkEvery != nil || depth == "predicted" || depthNetwork != nil) {
@@ -207,6 +210,11 @@ struct Reconstruct: ParsableCommand {
         print(result.summary)
         if !result.outcome.isSuccess { throw ExitCode(result.exitCode) }
     }
+}
+
+/// Turns an `InputLimits` problem into a usage error (exit 64 with the message).
+func limit(_ problem: String?) throws {
+    if let problem { throw ValidationError(problem) }
 }
 
 /// A plain error message for the command line.

@@ -21,8 +21,11 @@ final class RealDataReaderTests: XCTestCase {
         XCTAssertEqual(depth[320, 240], 1.556, accuracy: 1e-6)
         XCTAssertTrue(depth.pixels.allSatisfy { $0 == 0 || ($0 >= 0.3 && $0 <= 8) })
         // The pose file's first row, read by hand: 7.0352107e-001 3.1905547e-001 -6.3492483e-001 ...
+        // The stored rotation is 1.2e-4 from orthonormal; the reader gives the nearest rotation,
+        // whose first entry numpy's SVD puts at 0.70356538.
         let pose = try XCTUnwrap(frame.worldFromCamera)
-        XCTAssertEqual(pose.rotation[0, 0], 0.70352107, accuracy: 1e-8)
+        XCTAssertEqual(pose.rotation[0, 0], 0.70356538, accuracy: 1e-8)
+        XCTAssertEqual(frame.poseDeviation, 1.18e-4, accuracy: 0.01e-4)
         XCTAssertTrue(pose.isValid)
     }
 

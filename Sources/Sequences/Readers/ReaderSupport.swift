@@ -58,13 +58,20 @@ enum ReaderSupport {
         return image
     }
 
-    /// Whitespace-separated numbers of a text file, with the line each came from.
-    static func numbers(in url: URL) throws -> [(line: Int, values: [Double])] {
+    /// A whole UTF-8 text file, read through `FileData` (so FIFOs and devices are refused with
+    /// what they are).
+    static func text(_ url: URL) throws -> String {
         guard fileExists(url) else { throw SequenceError.notFound(path: url.path) }
-        let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+        let data = try image { try FileData.read(url) }
+        guard let text = String(data: data, encoding: .utf8) else {
             throw SequenceError.malformed(path: url.path, line: nil, reason: "not readable as UTF-8 text")
         }
+        return text
+    }
+
+    /// Whitespace-separated numbers of a text file, with the line each came from.
+    static func numbers(in url: URL) throws -> [(line: Int, values: [Double])] {
+        let text = try self.text(url)
         var rows: [(Int, [Double])] = []
         for (k, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -81,8 +88,33 @@ enum ReaderSupport {
         return rows
     }
 
+    /// A stored rotation and translation as a rigid transform, re-orthonormalised when within
+    /// `RigidTransform.rotationTolerance`, else `SequenceError.malformed` naming file and line.
+    static func rigid(rotation: Matrix3, translation: SIMD3<Double>, path: String, line: Int?) throws -> (pose: RigidTransform, deviation: Double) {
+        switch RigidTransform.checked(rotation: rotation, translation: translation) {
+        case .success(let result): return (result.transform, result.deviation)
+        case .failure(let problem): throw SequenceError.malformed(path: path, line: line, reason: problem.description)
+        }
+    }
+
+    /// A pose stored as translation and quaternion (x, y, z, w). Quaternions are normalised (files
+    /// store them to 6-9 digits); a zero or non-finite one names the file and line.
+    static func quaternionPose(translation: SIMD3<Double>, quaternion q: SIMD4<Double>, path: String, line: Int) throws -> RigidTransform {
+        let norm = (q * q).sum().squareRoot()
+        guard norm.isFinite, norm > 1e-6 else { throw SequenceError.malformed(path: path, line: line, reason: "zero quaternion") }
+        return RigidTransform(translation: translation, quaternion: q)
+    }
+
+    /// The depth scale to use: the option's (checked, for callers other than the command line)
+    /// or the layout's default.
+    static func depthScale(_ options: ReaderOptions, default value: Double) throws -> Double {
+        guard let given = options.depthScale else { return value }
+        if let problem = InputLimits.depthScale(given) { throw SequenceError.invalidValue(problem) }
+        return given
+    }
+
     static func validated(_ intrinsics: Intrinsics, source: String) throws -> Intrinsics {
-        if let problem = intrinsics.validationProblem() { throw SequenceError.invalidIntrinsics(path: source, reason: problem) }
+        if let problem = InputLimits.intrinsics(intrinsics) { throw SequenceError.invalidIntrinsics(path: source, reason: problem) }
         return intrinsics
     }
 }
@@ -109,7 +141,8 @@ public enum IntrinsicsArgument {
             }
             if all.count == 4 || all.count == 6 {
                 return Values(fx: all[0], fy: all[1], cx: all[2], cy: all[3],
-                              width: all.count == 6 ? Int(all[4]) : nil, height: all.count == 6 ? Int(all[5]) : nil)
+                              width: try all.count == 6 ? side(all[4], "width", url.path) : nil,
+                              height: try all.count == 6 ? side(all[5], "height", url.path) : nil)
             }
             throw SequenceError.malformed(path: url.path, line: nil,
                                           reason: "expected 'fx fy cx cy [width height]' or a 3x3 matrix, found \(all.count) numbers")
@@ -119,6 +152,16 @@ public enum IntrinsicsArgument {
             throw SequenceError.invalidIntrinsics(path: argument, reason: "expected 'fx,fy,cx,cy[,width,height]' or an existing file")
         }
         let v = parts.map { $0! }
-        return Values(fx: v[0], fy: v[1], cx: v[2], cy: v[3], width: v.count == 6 ? Int(v[4]) : nil, height: v.count == 6 ? Int(v[5]) : nil)
+        return Values(fx: v[0], fy: v[1], cx: v[2], cy: v[3], width: try v.count == 6 ? side(v[4], "width", argument) : nil,
+                      height: try v.count == 6 ? side(v[5], "height", argument) : nil)
+    }
+
+    /// An image side given as a number: a whole number in `InputLimits.imageSide` (converting
+    /// 1e300 to Int would trap).
+    static func side(_ value: Double, _ name: String, _ source: String) throws -> Int {
+        guard let n = Int(exactly: value), InputLimits.imageSide.contains(n) else {
+            throw SequenceError.invalidIntrinsics(path: source, reason: "\(name) \(value) is not a whole number of pixels in \(InputLimits.imageSide)")
+        }
+        return n
     }
 }

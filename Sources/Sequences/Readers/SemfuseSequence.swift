@@ -70,11 +70,8 @@ public final class SemfuseSequenceReader: FrameSource {
         let data = try ReaderSupport.image { try FileData.read(manifestURL) }
         do {
             manifest = try JSONDecoder().decode(SequenceManifest.self, from: data)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "missing field '\(key.stringValue)'")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "field '\(field)': \(context.debugDescription)")
+        } catch let error as DecodingError {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: Self.explain(error, data: data))
         } catch {
             throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "not valid JSON: \(error.localizedDescription)")
         }
@@ -89,8 +86,11 @@ public final class SemfuseSequenceReader: FrameSource {
         let k = options.intrinsics?.intrinsics(width: cam.width, height: cam.height)
             ?? Intrinsics(fx: cam.fx, fy: cam.fy, cx: cam.cx, cy: cam.cy, width: cam.width, height: cam.height)
         intrinsics = try ReaderSupport.validated(k, source: manifestURL.path)
-        depthScale = options.depthScale ?? manifest.depthScale
-        guard depthScale > 0 else { throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "depth_scale must be positive") }
+        if let problem = InputLimits.depthScale(manifest.depthScale, "depth_scale") {
+            throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: problem)
+        }
+        depthScale = try ReaderSupport.depthScale(options, default: manifest.depthScale)
+        try Self.checkPathsStayInside(manifest, manifest: manifestURL.path)
         if let name = manifest.classSet {
             guard let set = ClassSet.named(name) else {
                 throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "unknown class_set '\(name)' (nyu40 or nyu13)")
@@ -143,6 +143,92 @@ public final class SemfuseSequenceReader: FrameSource {
         }
         return Frame(index: index, timestamp: entry.timestamp, color: color, depth: depth, worldFromCamera: poses?[index].pose,
                      labels: labels, probabilities: probabilities, source: colorURL.path)
+    }
+
+    /// Says which field is wrong and how, for every decoding failure (Foundation's own text for
+    /// a wrong type is "The data couldn't be read because it isn't in the correct format").
+    static func explain(_ error: DecodingError, data: Data) -> String {
+        func field(_ path: [CodingKey]) -> String {
+            var text = ""
+            for key in path {
+                if let index = key.intValue { text += "[\(index)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
+            }
+            return text.isEmpty ? "the top level" : "'\(text)'"
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "missing field '\((context.codingPath + [key]).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: "."))'"
+                .replacingOccurrences(of: ".[", with: "[")
+        case .typeMismatch(let type, let context):
+            return "field \(field(context.codingPath)) has the wrong type: expected \(describe(type))\(found(context.codingPath, in: data))"
+        case .valueNotFound(let type, let context):
+            return "field \(field(context.codingPath)) is null, expected \(describe(type))"
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty {
+                return "not valid JSON: \((context.underlyingError as NSError?)?.localizedDescription ?? context.debugDescription)"
+            }
+            return "field \(field(context.codingPath)): \(context.debugDescription)"
+        @unknown default:
+            return "not a valid manifest: \(error)"
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Double.Type, is Float.Type: return "a number"
+        case is Int.Type: return "a whole number"
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        default:
+            let name = "\(type)"
+            if name.hasPrefix("Array") { return "a list" }
+            if name.hasPrefix("Dictionary") { return "an object" }
+            return "an object"
+        }
+    }
+
+    /// ", found <kind>" from the raw JSON at `path`, when it can be looked up.
+    private static func found(_ path: [CodingKey], in data: Data) -> String {
+        guard var value = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else { return "" }
+        for key in path {
+            if let index = key.intValue, let list = value as? [Any], list.indices.contains(index) { value = list[index] }
+            else if let object = value as? [String: Any], let next = object[key.stringValue] { value = next }
+            else { return "" }
+        }
+        switch value {
+        case is String: return ", found a string"
+        case is [Any]: return ", found a list"
+        case is [String: Any]: return ", found an object"
+        case is NSNull: return ", found null"
+        case let number as NSNumber: return ", found \(number)"
+        default: return ""
+        }
+    }
+
+    /// Every file a manifest names must be a relative path inside the sequence folder: a
+    /// manifest is data, and `../` or an absolute path would let it read any file on the
+    /// machine (and write beside it when the sequence is re-recorded).
+    static func checkPathsStayInside(_ manifest: SequenceManifest, manifest path: String) throws {
+        var named: [(String, String)] = manifest.poses.map { [("poses", $0)] } ?? []
+        for (k, frame) in manifest.frames.enumerated() {
+            named.append(("frames[\(k)].rgb", frame.rgb))
+            if let p = frame.depth { named.append(("frames[\(k)].depth", p)) }
+            if let p = frame.labels { named.append(("frames[\(k)].labels", p)) }
+            if let p = frame.probabilities { named.append(("frames[\(k)].probabilities", p)) }
+        }
+        for (field, value) in named {
+            let parts = value.split(separator: "/", omittingEmptySubsequences: true)
+            let problem: String?
+            if value.isEmpty { problem = "is empty" }
+            else if value.hasPrefix("/") { problem = "is absolute" }
+            else if parts.contains("..") { problem = "contains '..'" }
+            else if value.contains("\0") { problem = "contains a NUL character" }
+            else { problem = nil }
+            if let problem {
+                throw SequenceError.malformed(path: path, line: nil,
+                                              reason: "\(field) '\(value)' \(problem): paths must be relative and stay inside the sequence folder")
+            }
+        }
     }
 
     /// Reads a [C, h, w] (or [1, C, h, w]) probability array into a pixel-major map.

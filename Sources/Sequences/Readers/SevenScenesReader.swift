@@ -16,8 +16,8 @@ public final class SevenScenesReader: FrameSource {
     public var classSet: ClassSet? { nil }
     /// Frame numbers found, sorted.
     public let frameNumbers: [Int]
-    /// What the reader assumed (e.g. default intrinsics), for the user to see.
-    public private(set) var notes: [String] = []
+    /// What the reader assumed (default intrinsics, depth scale), for the user to see.
+    public private(set) var assumptions: [String] = []
     private let colorExtension: String
     private let options: ReaderOptions
     private let depthScale: Double
@@ -51,7 +51,10 @@ public final class SevenScenesReader: FrameSource {
         let ext = extensions.contains("png") ? "png" : (extensions.first ?? "png")
         frameNumbers = sorted
         colorExtension = ext
-        depthScale = options.depthScale ?? 1000
+        depthScale = try ReaderSupport.depthScale(options, default: 1000)
+        if options.depthScale == nil {
+            assumptions.append("depth scale: assuming 7-Scenes' 1000 units per metre (millimetres); pass --depth-scale for other data")
+        }
 
         // Image size from the first colour frame.
         let firstURL = folder.appendingPathComponent(String(format: "frame-%06d.color.%@", sorted[0], ext))
@@ -70,7 +73,7 @@ public final class SevenScenesReader: FrameSource {
         } else {
             k = Intrinsics(fx: 585, fy: 585, cx: 320, cy: 240, width: 640, height: 480)
                 .scaled(toWidth: first.width, height: first.height)
-            notes.append("no camera-intrinsics.txt: assuming 7-Scenes' Kinect calibration fx=fy=585, cx=320, cy=240 at 640x480")
+            assumptions.append("no camera-intrinsics.txt: assuming 7-Scenes' Kinect calibration fx=fy=585, cx=320, cy=240 at 640x480")
         }
         intrinsics = try ReaderSupport.validated(k, source: folder.path)
         let hasPoses = ReaderSupport.fileExists(folder.appendingPathComponent(String(format: "frame-%06d.pose.txt", sorted[0])))
@@ -85,15 +88,34 @@ public final class SevenScenesReader: FrameSource {
         let color = try ReaderSupport.color(colorURL, frame: n, intrinsics: intrinsics)
         let depth = try ReaderSupport.depth(folder.appendingPathComponent("\(stem).depth.png"), frame: n, scale: depthScale,
                                             intrinsics: intrinsics, options: options)
-        var pose: RigidTransform?
-        if capabilities.hasPoses {
-            pose = try Self.readPose(folder.appendingPathComponent("\(stem).pose.txt"), frame: n)
-        }
-        return Frame(index: index, timestamp: Double(n), color: color, depth: depth, worldFromCamera: pose, source: colorURL.path)
+        var frame = Frame(index: index, timestamp: Double(n), color: color, depth: depth, source: colorURL.path)
+        (_, frame.worldFromCamera, frame.poseError, frame.poseDeviation) = pose(number: n)
+        return frame
     }
 
-    /// A 4x4 camera-to-world matrix as 16 whitespace-separated numbers.
-    static func readPose(_ url: URL, frame: Int) throws -> RigidTransform {
+    public func groundTruth(at index: Int) throws -> (timestamp: Double, pose: RigidTransform?, poseError: SequenceError?) {
+        guard index >= 0, index < frameNumbers.count else { throw SequenceError.frameOutOfRange(index: index, count: frameNumbers.count) }
+        let result = pose(number: frameNumbers[index])
+        return (result.timestamp, result.pose, result.error)
+    }
+
+    /// The pose of frame number `n`, or why it cannot be used; never throws, so a bad pose file
+    /// costs only that frame's ground truth.
+    private func pose(number n: Int) -> (timestamp: Double, pose: RigidTransform?, error: SequenceError?, deviation: Double) {
+        guard capabilities.hasPoses else { return (Double(n), nil, nil, 0) }
+        do {
+            let (pose, deviation) = try Self.readPose(folder.appendingPathComponent(String(format: "frame-%06d.pose.txt", n)), frame: n)
+            return (Double(n), pose, nil, deviation)
+        } catch let error as SequenceError {
+            return (Double(n), nil, error, 0)
+        } catch {
+            return (Double(n), nil, .malformed(path: folder.path, line: nil, reason: "\(error)"), 0)
+        }
+    }
+
+    /// A 4x4 camera-to-world matrix as 16 whitespace-separated numbers, re-orthonormalised
+    /// (see `RigidTransform.rotationTolerance`), with how far its rotation was from orthonormal.
+    static func readPose(_ url: URL, frame: Int) throws -> (pose: RigidTransform, deviation: Double) {
         guard ReaderSupport.fileExists(url) else { throw SequenceError.missingFile(path: url.path, frame: frame) }
         let rows = try ReaderSupport.numbers(in: url)
         let values = rows.flatMap(\.values)
@@ -101,10 +123,8 @@ public final class SevenScenesReader: FrameSource {
             throw SequenceError.malformed(path: url.path, line: rows.first(where: { $0.values.count != 4 })?.line,
                                           reason: "expected a 4x4 matrix (16 numbers), found \(values.count)")
         }
-        let pose = RigidTransform(matrix4RowMajor: values)
-        guard pose.isValid else {
-            throw SequenceError.malformed(path: url.path, line: nil, reason: "not a rigid transform (rotation not orthonormal)")
-        }
-        return pose
+        let matrix = RigidTransform(matrix4RowMajor: values)
+        // The rotation's first row is where a reader of the file starts looking.
+        return try ReaderSupport.rigid(rotation: matrix.rotation, translation: matrix.translation, path: url.path, line: rows.first?.line)
     }
 }

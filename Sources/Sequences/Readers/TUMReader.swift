@@ -24,7 +24,8 @@ public final class TUMReader: FrameSource {
     public let capabilities: SequenceCapabilities
     public var classSet: ClassSet? { nil }
     public let associations: [Association]
-    public private(set) var notes: [String] = []
+    /// What the reader assumed (intrinsics, depth scale), for the user to see.
+    public private(set) var assumptions: [String] = []
     private let options: ReaderOptions
     private let depthScale: Double
     public var frameCount: Int { associations.count }
@@ -39,7 +40,8 @@ public final class TUMReader: FrameSource {
         self.folder = folder
         self.options = options
         name = folder.standardizedFileURL.lastPathComponent
-        depthScale = options.depthScale ?? 5000
+        depthScale = try ReaderSupport.depthScale(options, default: 5000)
+        if options.depthScale == nil { assumptions.append("depth scale: assuming TUM RGB-D's 5000 units per metre") }
         let rgb = try Self.list(folder.appendingPathComponent("rgb.txt"))
         let depth = try Self.list(folder.appendingPathComponent("depth.txt"))
         guard !rgb.isEmpty, !depth.isEmpty else {
@@ -49,8 +51,12 @@ public final class TUMReader: FrameSource {
         let groundTruth = ReaderSupport.fileExists(gtURL) ? try TUMTrajectory.read(gtURL).sorted { $0.timestamp < $1.timestamp } : []
         let rgbSorted = rgb.sorted { $0.0 < $1.0 }
         var result: [Association] = []
+        // One-to-one like TUM's associate.py: a colour image pairs with at most one depth image
+        // (the first in time), so no frame is fused twice.
+        var usedColor = Set<Int>()
         for (t, path) in depth.sorted(by: { $0.0 < $1.0 }) {
-            guard let nearest = Self.nearest(t, in: rgbSorted.map(\.0)), abs(rgbSorted[nearest].0 - t) <= maxColorGap else { continue }
+            guard let nearest = Self.nearest(t, in: rgbSorted.map(\.0)), abs(rgbSorted[nearest].0 - t) <= maxColorGap,
+                  usedColor.insert(nearest).inserted else { continue }
             let stamp = rgbSorted[nearest].0
             let pose = groundTruth.isEmpty ? nil : Self.interpolate(groundTruth, at: stamp, maxGap: maxPoseGap)
             result.append(Association(timestamp: stamp, rgb: rgbSorted[nearest].1, depth: path, pose: pose))
@@ -68,7 +74,7 @@ public final class TUMReader: FrameSource {
         } else {
             let f = Self.freiburg1
             k = Intrinsics(fx: f.fx, fy: f.fy, cx: f.cx, cy: f.cy, width: 640, height: 480).scaled(toWidth: firstColor.width, height: firstColor.height)
-            notes.append("no intrinsics.txt: assuming TUM freiburg1 calibration (517.3, 516.5, 318.6, 255.3); pass --intrinsics for other cameras")
+            assumptions.append("no intrinsics.txt: assuming TUM freiburg1 calibration (517.3, 516.5, 318.6, 255.3); pass --intrinsics for other cameras")
         }
         intrinsics = try ReaderSupport.validated(k, source: folder.path)
         // Poses are only "available" when every associated frame has one.
@@ -85,13 +91,12 @@ public final class TUMReader: FrameSource {
         return Frame(index: index, timestamp: a.timestamp, color: color, depth: depth, worldFromCamera: a.pose, source: colorURL.path)
     }
 
-    /// `timestamp path` lines.
+    /// `timestamp path` lines. A timestamp listed twice is an error naming both lines: the
+    /// same image would otherwise be fused twice (or two images claim one time).
     static func list(_ url: URL) throws -> [(Double, String)] {
-        guard ReaderSupport.fileExists(url) else { throw SequenceError.notFound(path: url.path) }
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
-            throw SequenceError.malformed(path: url.path, line: nil, reason: "not readable as UTF-8 text")
-        }
+        let text = try ReaderSupport.text(url)
         var out: [(Double, String)] = []
+        var seen: [Double: Int] = [:]
         for (k, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
@@ -99,6 +104,10 @@ public final class TUMReader: FrameSource {
             guard parts.count >= 2, let t = Double(parts[0]), t.isFinite else {
                 throw SequenceError.malformed(path: url.path, line: k + 1, reason: "expected 'timestamp path'")
             }
+            if let earlier = seen[t] {
+                throw SequenceError.malformed(path: url.path, line: k + 1, reason: "timestamp \(parts[0]) is listed twice (also on line \(earlier))")
+            }
+            seen[t] = k + 1
             out.append((t, String(parts[1])))
         }
         return out
