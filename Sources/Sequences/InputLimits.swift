@@ -20,6 +20,8 @@ public enum InputLimits {
     public static let maxDepth: ClosedRange<Double> = 0.3...100
     /// Weight of the photometric tracking term against ICP (both normalised by their noise).
     public static let photometricWeight: ClosedRange<Double> = 0...1000
+    /// Mesh voxel edge, metres: from 0.1 mm (finer than any depth sensor resolves) to 10 m.
+    public static let voxelSize: ClosedRange<Double> = 0.0001...10
     /// Worker threads.
     public static let threads: ClosedRange<Int> = 1...1024
     /// Focal lengths in pixels: below 1 px a pixel spans more than 45 degrees; above 100000 px

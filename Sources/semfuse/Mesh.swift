@@ -7,6 +7,7 @@ import Mapping
 import Meshing
 import Pipeline
 import Semantics
+import Sequences
 
 /// `semfuse mesh`: a triangle mesh from a surfel map that `semfuse reconstruct` wrote.
 struct Mesh: ParsableCommand {
@@ -52,7 +53,7 @@ struct Mesh: ParsableCommand {
 
     func validate() throws {
         if let color, MeshColor(rawValue: color) == nil { throw ValidationError("--color must be 'semantic' or 'rgb'") }
-        if let voxelSize, !(voxelSize >= 1e-4 && voxelSize <= 10) { throw ValidationError("--voxel-size must be between 0.0001 and 10 metres") }
+        if let problem = voxelSize.flatMap({ InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") }) { throw ValidationError(problem) }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 

@@ -140,6 +140,8 @@ struct Reconstruct: ParsableCommand {
         try limit(InputLimits.check(Double(maxDepth), "--max-depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m"))
         try limit(depthScale.flatMap { InputLimits.depthScale($0) })
         try limit(confidenceThreshold.flatMap { InputLimits.check(Double($0), "--confidence-threshold", in: InputLimits.confidenceThreshold) })
+        try limit(keepConfidence.flatMap { InputLimits.check(Double($0), "--keep-confidence", in: InputLimits.confidenceThreshold) })
+        try limit(voxelSize.flatMap { InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") })
         try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
         try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
@@ -147,7 +149,6 @@ struct Reconstruct: ParsableCommand {
         if network == nil && (networkEvery != nil || depth == "predicted" || depthNetwork != nil) {
             throw ValidationError("--network-every, --depth-network and --depth predicted need --network (a segmenter such as 'deeplab', or the joint network's weights)")
         }
-        if let voxelSize, !(voxelSize >= 1e-4 && voxelSize <= 10) { throw ValidationError("--voxel-size must be between 0.0001 and 10 metres") }
         if voxelSize != nil && mesh == nil && meshPerClass == nil { throw ValidationError("--voxel-size is for the mesh: give --mesh <file.ply>") }
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
         _ = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
