@@ -2,12 +2,13 @@ import CCPUID
 
 /// Whether this CPU can run the SIMD kernels.
 ///
-/// The kernel targets (`NetworkKernels`) are compiled with `-target-cpu haswell`: AVX2 for
+/// The kernel targets (`NetworkKernels`, unchecked, and `Mapping`, checked) are compiled with
+/// `-target-cpu haswell`: AVX2 for
 /// 8-lane SIMD and FMA so `addingProduct` is one `vfmadd` instead of a library call per lane.
 /// Any instruction in them, even a plain vector move (VEX-encoded under AVX), raises SIGILL on a
 /// CPU without AVX, so every entry point checks here first and fails with a sentence instead of
-/// "Illegal instruction". The rest of the package is compiled for the baseline x86-64, so this
-/// check itself (and everything before it) runs anywhere.
+/// "Illegal instruction". The rest of the package (this check, semfuse's entry point) is compiled
+/// for the baseline x86-64, so it runs anywhere.
 ///
 /// The features required are the x86-64-v3 level (what a compiler may emit for Haswell without
 /// intrinsics): Haswell and later Intel, Excavator/Zen and later AMD.
