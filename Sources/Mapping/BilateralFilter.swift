@@ -147,9 +147,9 @@ public struct BilateralFilter: Sendable {
 @usableFromInline
 func fastExp2(_ t: Float) -> Float {
     let tc = max(t, -126)
-    // floor(tc) without `rounded(.down)`: that is one SSE4.1 instruction, but the baseline
-    // x86-64 this target is compiled for has none, so it became a libm call per lane. Round to
-    // nearest by the 1.5·2^23 trick (exact for |tc| < 2^22), then step down where that rounded up.
+    // floor(tc) without `rounded(.down)`: that is one SSE4.1 instruction, but a build for the
+    // baseline x86-64 has none and made it a libm call per lane. Round to nearest by the
+    // 1.5·2^23 trick (exact for |tc| < 2^22), then step down where that rounded up.
     let nearest = (tc + 12_582_912) - 12_582_912
     let fl = nearest > tc ? nearest - 1 : nearest
     let f = tc - fl
