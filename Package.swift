@@ -1,11 +1,28 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// Release builds enable FMA/AVX2 (Haswell and later) so `SIMD.addingProduct` compiles to
-/// vfmadd instead of a per-lane library call; debug builds stay portable and checked.
+/// Release builds keep Swift's checks everywhere (`-O`: out-of-bounds indices and integer
+/// overflow trap instead of being undefined behaviour; the parsers read untrusted files) and,
+/// except the two below, compile for the baseline x86-64, so any CPU can start the program and
+/// be told what it lacks.
+///
+/// Only the SIMD kernel target (`NetworkKernels`: raw-pointer loops over buffers whose sizes
+/// the graph planner has already checked) is built `-Ounchecked` for `kernelCPU`: AVX2 for the
+/// 8-lane vectors and FMA so `SIMD.addingProduct` is one vfmadd instead of a per-lane libm call.
+/// Code compiled for it dies of SIGILL on an older CPU, so its callers check the CPU first
+/// (`CPUCheck.KernelCPU`, which knows the feature set this name implies: x86-64-v3).
+let kernelCPU = "haswell"
 let kernelFlags: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-target-cpu", kernelCPU], .when(configuration: .release)),
 ]
+/// Mapping's per-pixel loops are checked (`-O`) but also compiled for `kernelCPU`: on the baseline
+/// x86-64 (SSE2, 4 lanes, no vector floor) the bilateral filter ran 3x slower. Its entry points
+/// check the CPU like the network's (`SurfelFusion.init`; semfuse checks before anything).
+let checkedKernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", kernelCPU], .when(configuration: .release)),
+]
+/// Tells `CPUCheck` that the kernels were compiled for `kernelCPU` (release builds only).
+let kernelCPUDefine: [SwiftSetting] = [.define("KERNELS_NEED_X86_64_V3", .when(configuration: .release))]
 let libm: [LinkerSetting] = [.linkedLibrary("m")]
 
 let package = Package(
@@ -27,34 +44,42 @@ let package = Package(
         .target(name: "CJPEG", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("jpeg")]),
         // Small dense solves through Eigen behind an extern "C" header (Debian: libeigen3-dev).
         .target(name: "EigenBridge", cxxSettings: [.unsafeFlags(["-O2"])]),
+        // CPUID behind a C function, and the decision whether the kernels can run here.
+        .target(name: "CCPUID"),
+        .target(name: "CPUCheck", dependencies: ["CCPUID"], swiftSettings: kernelCPUDefine),
 
-        .target(name: "Geometry", swiftSettings: kernelFlags, linkerSettings: libm),
-        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG"], swiftSettings: kernelFlags, linkerSettings: libm),
-        .target(name: "Semantics", dependencies: ["Imaging"], swiftSettings: kernelFlags, linkerSettings: libm),
-        .target(name: "Sequences", dependencies: ["Geometry", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
-        // The joint depth + segmentation network: OpenBLAS GEMMs and SIMD kernels.
-        .target(name: "Network", dependencies: ["CBLAS", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
-        .target(name: "Mapping", dependencies: ["Geometry", "Imaging", "Semantics", "EigenBridge"], swiftSettings: kernelFlags, linkerSettings: libm),
-        .target(name: "Export", dependencies: ["Geometry", "Imaging", "Semantics", "Mapping"], swiftSettings: kernelFlags, linkerSettings: libm),
-        // Surfels to triangle meshes: a sparse signed-distance volume and marching cubes.
-        .target(name: "Meshing", dependencies: ["Export", "Imaging", "Semantics"], swiftSettings: kernelFlags, linkerSettings: libm),
+        .target(name: "Geometry", linkerSettings: libm),
+        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG"], linkerSettings: libm),
+        .target(name: "Semantics", dependencies: ["Imaging"], linkerSettings: libm),
+        .target(name: "Sequences", dependencies: ["Geometry", "Imaging", "Semantics"], linkerSettings: libm),
+        // The SIMD and BLAS kernels of both networks (the only unchecked, AVX2 code).
+        .target(name: "NetworkKernels", dependencies: ["CBLAS"], swiftSettings: kernelFlags, linkerSettings: libm),
+        // The joint depth + segmentation network and the converted-model executor.
+        .target(name: "Network", dependencies: ["CBLAS", "CPUCheck", "Imaging", "NetworkKernels", "Semantics"], linkerSettings: libm),
+        .target(name: "Mapping", dependencies: ["CPUCheck", "Geometry", "Imaging", "Semantics", "EigenBridge"],
+                swiftSettings: checkedKernelFlags, linkerSettings: libm),
+        .target(name: "Export", dependencies: ["Geometry", "Imaging", "Semantics", "Mapping"], linkerSettings: libm),
+        // Surfels to triangle meshes: a sparse signed-distance volume and marching cubes (checked:
+        // it reads PLY files users give it).
+        .target(name: "Meshing", dependencies: ["Export", "Imaging", "Semantics"], linkerSettings: libm),
         .target(name: "Pipeline", dependencies: [
             "Geometry", "Imaging", "Semantics", "Sequences", "Mapping", "Export", "Meshing", "EigenBridge", "Network",
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: kernelFlags, linkerSettings: libm),
+        ], linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [
-            "Pipeline", "Network", "Mapping", "Meshing", "Export",
+            "CPUCheck", "Pipeline", "Network", "Mapping", "Meshing", "Export",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: kernelFlags),
+        ]),
 
         // Shared test helpers (locating ../shared, temporary folders); used by tests only.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CPUCheckTests", dependencies: ["CPUCheck"]),
         .testTarget(name: "GeometryTests", dependencies: ["Geometry", "EigenBridge"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SemanticsTests", dependencies: ["Semantics", "TestSupport"]),
         .testTarget(name: "SequencesTests", dependencies: ["Sequences", "TestSupport"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "NetworkKernels", "CPUCheck", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
         .testTarget(name: "MeshingTests", dependencies: ["Meshing", "Export", "Semantics"]),

@@ -6,7 +6,7 @@ import Geometry
 ///
 /// Association, label fusion and cleanup look surfels up through it; it also keeps each visible
 /// surfel's camera-frame position so lookups need no transform.
-public struct IndexMap: @unchecked Sendable {
+public struct IndexMap: Sendable {
     public private(set) var width: Int = 0
     public private(set) var height: Int = 0
     /// Surfel index per pixel, -1 where empty.
@@ -15,14 +15,27 @@ public struct IndexMap: @unchecked Sendable {
     public internal(set) var cameraPosition: [SIMD3<Float>] = []
     /// Its z alone (+inf where empty): a compact copy for neighbourhood scans.
     public internal(set) var depth: [Float] = []
-    // Depth test keys, one buffer per worker: (depth bits << 32 | surfel index). For positive
-    // floats the bit pattern orders like the value, so the smallest key is the nearest surfel,
-    // ties going to the lower index whatever the thread count.
-    private var keys: [[UInt64]] = []
+    // Depth test keys, one image per worker, back to back: (depth bits << 32 | surfel index).
+    // For positive floats the bit pattern orders like the value, so the smallest key is the
+    // nearest surfel, ties going to the lower index whatever the thread count.
+    private var keys: [UInt64] = []
 
     public init() {}
 
     @inlinable public func index(x: Int, y: Int) -> Int32 { surfel[y * width + x] }
+
+    /// Read-only views of the per-pixel arrays for one kernel call (`KernelMemory.swift`).
+    struct KernelInputs {
+        let surfel: KernelInput<Int32>, cameraPosition: KernelInput<SIMD3<Float>>, depth: KernelInput<Float>
+    }
+
+    func withKernelInputs<R>(_ body: (KernelInputs) throws -> R) rethrows -> R {
+        try surfel.withKernelInput { surfel in
+        try cameraPosition.withKernelInput { cameraPosition in
+        try depth.withKernelInput { depth in
+            try body(KernelInputs(surfel: surfel, cameraPosition: cameraPosition, depth: depth))
+        }}}
+    }
 
     /// Draws the active surfels (`tick - lastSeen <= timeDelta`) of `map` seen from
     /// `cameraFromWorld`. The result does not depend on the number of threads.
@@ -36,61 +49,52 @@ public struct IndexMap: @unchecked Sendable {
             surfel = [Int32](repeating: -1, count: n)
             cameraPosition = [SIMD3<Float>](repeating: SIMD3(0, 0, .infinity), count: n)
             depth = [Float](repeating: .infinity, count: n)
-            keys = []
         }
-        while keys.count < workers { keys.append([UInt64](repeating: .max, count: n)) }
+        if keys.count < workers * n { keys = [UInt64](repeating: .max, count: workers * n) }
         let T = cameraFromWorld.float
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
         let oldest = Int32(clamping: tick - timeDelta)
-        var pointers: [UnsafeMutablePointer<UInt64>] = []
-        for k in 0..<workers { keys[k].withUnsafeMutableBufferPointer { pointers.append($0.baseAddress!) } }
-        nonisolated(unsafe) let targets = pointers
-        map.positions.withUnsafeBufferPointer { positions in
-            map.lastSeen.withUnsafeBufferPointer { lastSeen in
-                nonisolated(unsafe) let positions = positions, lastSeen = lastSeen
-                DispatchQueueRunner.run(workers) { k in
-                    let key = targets[k]
-                    key.update(repeating: .max, count: n)
-                    let lo = count * k / workers, hi = count * (k + 1) / workers
-                    let maxU = Float(w), maxV = Float(h)
-                    for i in lo..<hi where lastSeen[i] >= oldest {
-                        let pc = T.apply(positions[i])
-                        guard pc.z > 0, pc.z <= maxDepth else { continue }
-                        let u = (fx * pc.x / pc.z + cx + 0.5).rounded(.down)
-                        let v = (fy * pc.y / pc.z + cy + 0.5).rounded(.down)
-                        guard u >= 0, v >= 0, u < maxU, v < maxV else { continue }
-                        let p = Int(v) * w + Int(u)
-                        let candidate = UInt64(pc.z.bitPattern) << 32 | UInt64(UInt32(i))
-                        if candidate < key[p] { key[p] = candidate }
-                    }
-                }
-                // Merge the workers' buffers and resolve ids and camera positions.
-                surfel.withUnsafeMutableBufferPointer { ids in
-                    cameraPosition.withUnsafeMutableBufferPointer { cam in
-                    depth.withUnsafeMutableBufferPointer { zs in
-                        nonisolated(unsafe) let ids = ids, cam = cam, zs = zs
-                        parallelChunks(n, chunks: threads, threads: threads) { range in
-                            for p in range {
-                                var best = targets[0][p]
-                                for k in 1..<workers { best = min(best, targets[k][p]) }
-                                if best == .max {
-                                    ids[p] = -1
-                                    cam[p] = SIMD3(0, 0, .infinity)
-                                    zs[p] = .infinity
-                                } else {
-                                    let i = Int(UInt32(truncatingIfNeeded: best))
-                                    ids[p] = Int32(i)
-                                    let c = T.apply(positions[i])
-                                    cam[p] = c
-                                    zs[p] = c.z
-                                }
-                            }
-                        }
-                    }
-                    }
+        let maxU = Float(w), maxV = Float(h)
+        map.withKernelInputs { m in
+        keys.withKernelOutput { keys in
+            // Each worker z-buffers its own share of the surfels into its own key image.
+            ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
+                let key = keys.slice((k * n)..<((k + 1) * n))
+                key.fill(.max)
+                for i in surfels where m.lastSeen[i] >= oldest {
+                    let pc = T.apply(m.positions[i])
+                    guard pc.z > 0, pc.z <= maxDepth else { continue }
+                    let u = (fx * pc.x / pc.z + cx + 0.5).rounded(.down)
+                    let v = (fy * pc.y / pc.z + cy + 0.5).rounded(.down)
+                    guard u >= 0, v >= 0, u < maxU, v < maxV else { continue }
+                    let p = Int(v) * w + Int(u)
+                    let candidate = UInt64(pc.z.bitPattern) << 32 | UInt64(UInt32(i))
+                    if candidate < key[p] { key[p] = candidate }
                 }
             }
-        }
+            // Merge the workers' key images and resolve ids and camera positions.
+            surfel.withKernelOutput { ids in
+            cameraPosition.withKernelOutput { cam in
+            depth.withKernelOutput { zs in
+                ParallelFor.run(n, chunks: threads, threads: threads) { _, pixels in
+                    for p in pixels {
+                        var best = keys[p]
+                        for k in 1..<workers { best = min(best, keys[k * n + p]) }
+                        if best == .max {
+                            ids[p] = -1
+                            cam[p] = SIMD3(0, 0, .infinity)
+                            zs[p] = .infinity
+                        } else {
+                            let i = Int(UInt32(truncatingIfNeeded: best))
+                            ids[p] = Int32(i)
+                            let c = T.apply(m.positions[i])
+                            cam[p] = c
+                            zs[p] = c.z
+                        }
+                    }
+                }
+            }}}
+        }}
     }
 
     /// Renumbers surfels after the map was compacted (`remap[old]` = new index or -1).
@@ -104,12 +108,4 @@ public struct IndexMap: @unchecked Sendable {
 
     /// Number of pixels showing a surfel.
     public var filledCount: Int { surfel.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
-}
-
-/// Runs `body(k)` for k in 0..<n concurrently (n = 1 runs inline).
-enum DispatchQueueRunner {
-    static func run(_ n: Int, threads: Int = .max, _ body: (Int) -> Void) {
-        if n <= 1 || threads <= 1 { for k in 0..<n { body(k) }; return }
-        DispatchQueue.concurrentPerform(iterations: n, execute: body)
-    }
 }

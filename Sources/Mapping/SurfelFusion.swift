@@ -1,3 +1,4 @@
+import CPUCheck
 import Foundation
 import Geometry
 import Imaging
@@ -26,20 +27,22 @@ public final class SurfelFusion {
     private var filteredDepth: [Float] = []
     private var preIndexMap = IndexMap()
     private var postIndexMap = IndexMap()
-    private var match: [Int32] = []
-    private var measuredPosition: [SIMD3<Float>] = []
-    private var measuredNormal: [SIMD3<Float>] = []
-    private var measuredRadius: [Float] = []
-    private var measuredWeight: [Float] = []
+    // Per pixel: the matched surfel (-1 new, -2 not processed) and the measurement in world
+    // coordinates (`associate`), the state and creation time of the visible surfel (`cleanup`).
+    private let matches = KernelBuffer<Int32>()
+    private let measuredPosition = KernelBuffer<SIMD3<Float>>()
+    private let measuredNormal = KernelBuffer<SIMD3<Float>>()
+    private let measuredRadius = KernelBuffer<Float>()
+    private let measuredWeight = KernelBuffer<Float>()
+    private let pixelInitTime = KernelBuffer<Int32>()
+    private let pixelState = KernelBuffer<UInt8>()
     private var lastWriter: [Int32] = []
     private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
-    private var pixelInitTime: [Int32] = []
     /// The most recent live vertex/normal map (finest level), for filling prediction holes.
     var lastLiveFrame: VertexNormalMap?
     /// Intensity of the last tracked live frame, for filling holes in the predicted intensity.
     var lastLiveIntensity: [Float]?
-    private var pixelState: [UInt8] = []
 
     /// Statistics of one integrated frame.
     public struct FrameReport: Sendable {
@@ -72,6 +75,7 @@ public final class SurfelFusion {
 
     public init(intrinsics: Intrinsics, classCount: Int, unlabelledClass: Int? = nil,
                 parameters: FusionParameters = FusionParameters()) {
+        KernelCPU.requireSupported()   // the module is AVX2 code (Package.swift, checkedKernelFlags)
         self.intrinsics = intrinsics
         self.parameters = parameters
         self.map = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass)
@@ -162,8 +166,8 @@ public final class SurfelFusion {
         let n = depth.count
         if rawDepth.count != n { rawDepth = [Float](repeating: 0, count: n) }
         let lo = parameters.minDepth, hi = parameters.maxDepth
-        depth.pixels.withUnsafeBufferPointer { src in
-            rawDepth.withUnsafeMutableBufferPointer { dst in
+        depth.pixels.withKernelInput { src in
+            rawDepth.withKernelOutput { dst in
                 for i in 0..<n {
                     let z = src[i]
                     dst[i] = z.isFinite && z >= lo && z <= hi ? z : 0
@@ -184,12 +188,11 @@ public final class SurfelFusion {
     /// stores the measurement in world coordinates.
     private func associate(pose: RigidTransform, velocityWeight: Float, report: inout FrameReport) {
         let w = intrinsics.width, h = intrinsics.height, n = w * h
-        if match.count != n {
-            match = [Int32](repeating: -2, count: n)
-            measuredPosition = [SIMD3<Float>](repeating: .zero, count: n)
-            measuredNormal = [SIMD3<Float>](repeating: .zero, count: n)
-            measuredRadius = [Float](repeating: 0, count: n)
-            measuredWeight = [Float](repeating: 0, count: n)
+        if matches.resize(n, repeating: -2) {
+            measuredPosition.resize(n, repeating: .zero)
+            measuredNormal.resize(n, repeating: .zero)
+            measuredRadius.resize(n, repeating: 0)
+            measuredWeight.resize(n, repeating: 0)
         }
         let everyPixel = tick == 1 || !parameters.checkerboard
         let parity = tick % 2
@@ -204,19 +207,14 @@ public final class SurfelFusion {
         let camR = pose.inverse.float
         let threads = parameters.threads
 
-        rawDepth.withUnsafeBufferPointer { raw in
-        filteredDepth.withUnsafeBufferPointer { filt in
-        preIndexMap.surfel.withUnsafeBufferPointer { ids in
-        preIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
-        map.normals.withUnsafeBufferPointer { normals in
-        match.withUnsafeMutableBufferPointer { match in
-        measuredPosition.withUnsafeMutableBufferPointer { mPos in
-        measuredNormal.withUnsafeMutableBufferPointer { mNrm in
-        measuredRadius.withUnsafeMutableBufferPointer { mRad in
-        measuredWeight.withUnsafeMutableBufferPointer { mW in
-            nonisolated(unsafe) let raw = raw, filt = filt, ids = ids, idPos = idPos, normals = normals
-            nonisolated(unsafe) let match = match, mPos = mPos, mNrm = mNrm, mRad = mRad, mW = mW
-            parallelChunks(h, chunks: threads * 2, threads: threads) { rows in
+        let match = matches.output, mPos = measuredPosition.output, mNrm = measuredNormal.output
+        let mRad = measuredRadius.output, mW = measuredWeight.output
+        rawDepth.withKernelInput { raw in
+        filteredDepth.withKernelInput { filt in
+        preIndexMap.withKernelInputs { index in
+        map.withKernelInputs { m in
+            let ids = index.surfel, idPos = index.cameraPosition, normals = m.normals
+            ParallelFor.run(h, chunks: threads * 2, threads: threads) { _, rows in
                 for y in rows {
                     for x in 0..<w {
                         let p = y * w + x
@@ -274,25 +272,24 @@ public final class SurfelFusion {
                     }
                 }
             }
-        }}}}}}}}}}
+        }}}}
     }
 
     /// Merges matched measurements (the last pixel hitting a surfel wins, as on the GPU) and
     /// appends new unstable surfels in scan order.
     private func applyUpdates(color: ColorImage, report: inout FrameReport) {
-        let n = match.count
+        let n = matches.count
         let t = Int32(clamping: tick)
         if lastWriter.count < map.count { lastWriter.append(contentsOf: repeatElement(-1, count: map.count - lastWriter.count)) }
         newPixels.removeAll(keepingCapacity: true)
         var processed = 0
-        match.withUnsafeBufferPointer { match in
-            lastWriter.withUnsafeMutableBufferPointer { writer in
-                for p in 0..<n {
-                    let s = match[p]
-                    if s == -2 { continue }
-                    processed += 1
-                    if s >= 0 { writer[Int(s)] = Int32(p) } else { newPixels.append(Int32(p)) }
-                }
+        let match = matches.input
+        lastWriter.withKernelOutput { writer in
+            for p in 0..<n {
+                let s = match[p]
+                if s == -2 { continue }
+                processed += 1
+                if s >= 0 { writer[Int(s)] = Int32(p) } else { newPixels.append(Int32(p)) }
             }
         }
         report.processedPixels = processed
@@ -300,26 +297,16 @@ public final class SurfelFusion {
         // merge concurrently without touching the same surfel.
         let mergeFactor = parameters.radiusMergeFactor
         var fusedPerChunk = [Int](repeating: 0, count: parameters.threads * 2)
-        match.withUnsafeBufferPointer { match in
-        lastWriter.withUnsafeBufferPointer { writer in
-        measuredPosition.withUnsafeBufferPointer { mPos in
-        measuredNormal.withUnsafeBufferPointer { mNrm in
-        measuredRadius.withUnsafeBufferPointer { mRad in
-        measuredWeight.withUnsafeBufferPointer { mW in
-        color.pixels.withUnsafeBufferPointer { rgb in
-        map.positions.withUnsafeMutableBufferPointer { pos in
-        map.normals.withUnsafeMutableBufferPointer { nrm in
-        map.radii.withUnsafeMutableBufferPointer { rad in
-        map.confidences.withUnsafeMutableBufferPointer { conf in
-        map.colors.withUnsafeMutableBufferPointer { col in
-        map.lastSeen.withUnsafeMutableBufferPointer { seen in
-        fusedPerChunk.withUnsafeMutableBufferPointer { counts in
-            nonisolated(unsafe) let match = match, writer = writer, mPos = mPos, mNrm = mNrm, mRad = mRad, mW = mW, rgb = rgb
-            nonisolated(unsafe) let pos = pos, nrm = nrm, rad = rad, conf = conf, col = col, seen = seen, counts = counts
+        let mPos = measuredPosition.input, mNrm = measuredNormal.input, mRad = measuredRadius.input, mW = measuredWeight.input
+        lastWriter.withKernelInput { writer in
+        color.pixels.withKernelInput { rgb in
+        map.withKernelViews { m in
+        fusedPerChunk.withKernelOutput { counts in
+            let pos = m.positions, nrm = m.normals, rad = m.radii, conf = m.confidences, col = m.colors, seen = m.lastSeen
             let chunks = counts.count
-            DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
+            ParallelFor.run(n, chunks: chunks, threads: parameters.threads) { k, pixels in
                 var fused = 0
-                for p in (n * k / chunks)..<(n * (k + 1) / chunks) {
+                for p in pixels {
                     let s = match[p]
                     guard s >= 0, writer[Int(s)] == Int32(p) else { continue }
                     let i = Int(s)
@@ -341,13 +328,12 @@ public final class SurfelFusion {
                 }
                 counts[k] = fused
             }
-        }}}}}}}}}}}}}}
+        }}}}
         report.fused = fusedPerChunk.reduce(0, +)
         map.reserve(additional: newPixels.count)
         for p32 in newPixels {
             let p = Int(p32)
-            map.append(position: measuredPosition[p], normal: measuredNormal[p], radius: measuredRadius[p],
-                       confidence: measuredWeight[p], color: color.pixels[p], time: t)
+            map.append(position: mPos[p], normal: mNrm[p], radius: mRad[p], confidence: mW[p], color: color.pixels[p], time: t)
         }
         report.created = newPixels.count
     }
@@ -371,18 +357,16 @@ public final class SurfelFusion {
         // Nearest source column/row for every image column/row (SemanticFusion: nearest scaling).
         let columns = (0..<w).map { min(pw - 1, ($0 * pw) / w) }
         let rowsMap = (0..<h).map { min(ph - 1, ($0 * ph) / h) }
-        rawDepth.withUnsafeBufferPointer { raw in
-        postIndexMap.surfel.withUnsafeBufferPointer { ids in
-        postIndexMap.depth.withUnsafeBufferPointer { idDepth in
-        probabilities.values.withUnsafeBufferPointer { q in
-        map.probabilities.withUnsafeMutableBufferPointer { prob in
-        map.labelUpdates.withUnsafeMutableBufferPointer { updates in
-        updatedPerChunk.withUnsafeMutableBufferPointer { counts in
-            nonisolated(unsafe) let raw = raw, ids = ids, idDepth = idDepth, q = q, prob = prob, updates = updates, counts = counts
+        rawDepth.withKernelInput { raw in
+        postIndexMap.withKernelInputs { index in
+        probabilities.values.withKernelInput { q in
+        map.withKernelViews { m in
+        updatedPerChunk.withKernelOutput { counts in
+            let ids = index.surfel, idDepth = index.depth, prob = m.probabilities, updates = m.labelUpdates
             let chunks = counts.count
-            DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
+            ParallelFor.run(h, chunks: chunks, threads: parameters.threads) { k, rows in
                 var updated = 0
-                for y in (h * k / chunks)..<(h * (k + 1) / chunks) {
+                for y in rows {
                     let qRow = rowsMap[y] * pw
                     for x in 0..<w {
                         let pix = y * w + x
@@ -392,7 +376,7 @@ public final class SurfelFusion {
                         guard z > 0, abs(idDepth[pix] - z) < agreement else { continue }
                         let qBase = (qRow + columns[x]) * c
                         let pBase = Int(id) * c
-                        guard BayesUpdate.apply(prob.baseAddress! + pBase, q.baseAddress! + qBase, count: c,
+                        guard BayesUpdate.apply(prob.address(pBase), q.address(qBase), count: c,
                                                 floor: floor, uniform: uniform) else { continue }
                         if updates[Int(id)] < UInt16.max { updates[Int(id)] += 1 }
                         updated += 1
@@ -400,29 +384,28 @@ public final class SurfelFusion {
                 }
                 counts[k] = updated
             }
-        }}}}}}}
+        }}}}}
         let created = newPixels.count
         guard created > 0, firstNew + created == map.count else { return updatedPerChunk.reduce(0, +) }
-        newPixels.withUnsafeBufferPointer { pixels in
-        probabilities.values.withUnsafeBufferPointer { q in
-        map.probabilities.withUnsafeMutableBufferPointer { prob in
-        map.labelUpdates.withUnsafeMutableBufferPointer { updates in
-        updatedPerChunk.withUnsafeMutableBufferPointer { counts in
-            nonisolated(unsafe) let pixels = pixels, q = q, prob = prob, updates = updates, counts = counts
+        newPixels.withKernelInput { pixels in
+        probabilities.values.withKernelInput { q in
+        map.withKernelViews { m in
+        updatedPerChunk.withKernelOutput { counts in
+            let prob = m.probabilities, updates = m.labelUpdates
             let chunks = counts.count
-            DispatchQueueRunner.run(chunks, threads: parameters.threads) { k in
+            ParallelFor.run(created, chunks: chunks, threads: parameters.threads) { k, surfels in
                 var updated = 0
-                for j in (created * k / chunks)..<(created * (k + 1) / chunks) {
+                for j in surfels {
                     let pix = Int(pixels[j]), id = firstNew + j
                     let qBase = (rowsMap[pix / w] * pw + columns[pix % w]) * c
-                    guard BayesUpdate.apply(prob.baseAddress! + id * c, q.baseAddress! + qBase, count: c,
+                    guard BayesUpdate.apply(prob.address(id * c), q.address(qBase), count: c,
                                             floor: floor, uniform: uniform) else { continue }
                     updates[id] = 1
                     updated += 1
                 }
                 counts[k] += updated
             }
-        }}}}}
+        }}}}
         return updatedPerChunk.reduce(0, +)
     }
 
@@ -441,18 +424,13 @@ public final class SurfelFusion {
         let keep = parameters.keepConfidence ?? threshold
         // Per-pixel copies of what the neighbourhood tests read, so the 4x4 scans touch
         // contiguous memory instead of jumping through surfel indices.
-        if pixelInitTime.count != n {
-            pixelInitTime = [Int32](repeating: 0, count: n)
-            pixelState = [UInt8](repeating: 0, count: n)
-        }
-        postIndexMap.surfel.withUnsafeBufferPointer { ids in
-        map.confidences.withUnsafeBufferPointer { conf in
-        map.lastSeen.withUnsafeBufferPointer { lastSeen in
-        map.initTimes.withUnsafeBufferPointer { initTimes in
-        pixelState.withUnsafeMutableBufferPointer { state in
-        pixelInitTime.withUnsafeMutableBufferPointer { pixelInit in
-            nonisolated(unsafe) let ids = ids, conf = conf, lastSeen = lastSeen, initTimes = initTimes, state = state, pixelInit = pixelInit
-            parallelChunks(n, chunks: parameters.threads, threads: parameters.threads) { range in
+        pixelInitTime.resize(n, repeating: 0)
+        pixelState.resize(n, repeating: 0)
+        let state = pixelState.output, pixelInit = pixelInitTime.output
+        postIndexMap.withKernelInputs { index in
+        map.withKernelInputs { m in
+            let ids = index.surfel, conf = m.confidences, lastSeen = m.lastSeen, initTimes = m.initTimes
+            ParallelFor.run(n, chunks: parameters.threads, threads: parameters.threads) { _, range in
                 for p in range {
                     let id = Int(ids[p])
                     guard id >= 0 else { state[p] = 0; continue }
@@ -462,54 +440,44 @@ public final class SurfelFusion {
                     pixelInit[p] = initTimes[id]
                 }
             }
-        }}}}}}
-        map.positions.withUnsafeBufferPointer { positions in
-        map.normals.withUnsafeBufferPointer { normals in
-        map.radii.withUnsafeBufferPointer { radii in
-        map.confidences.withUnsafeBufferPointer { conf in
-        map.initTimes.withUnsafeBufferPointer { initTimes in
-        map.lastSeen.withUnsafeBufferPointer { lastSeen in
-        postIndexMap.cameraPosition.withUnsafeBufferPointer { idPos in
-        postIndexMap.depth.withUnsafeBufferPointer { idDepth in
-        pixelState.withUnsafeBufferPointer { state in
-        pixelInitTime.withUnsafeBufferPointer { pixelInit in
-        removeFlags.withUnsafeMutableBufferPointer { flags in
-            nonisolated(unsafe) let positions = positions, normals = normals, radii = radii, conf = conf
-            nonisolated(unsafe) let initTimes = initTimes, lastSeen = lastSeen, idPos = idPos, flags = flags
-            nonisolated(unsafe) let state = state, pixelInit = pixelInit, idDepth = idDepth
-            parallelChunks(count, chunks: parameters.threads * 2, threads: parameters.threads) { range in
-                for i in range {
-                    flags[i] = false
-                    let age = tick32 - lastSeen[i]
-                    if age > timeDelta { continue }                                        // rule 4
-                    if age > timeout && conf[i] < keep { flags[i] = true; continue }       // rule 3
-                    let pc = T.apply(positions[i])
-                    guard pc.z > 0 else { continue }
-                    let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy
-                    guard u >= 0, v >= 0, u <= Float(w - 1), v <= Float(h - 1) else { continue }
-                    let x0 = Int(u.rounded(.down)) - 1, y0 = Int(v.rounded(.down)) - 1
-                    let facing = abs(T.rotate(normals[i]).z) > 0.85
-                    let lateral2 = (1.4 * radii[i]) * (1.4 * radii[i])
-                    let myInit = initTimes[i]
-                    var duplicates = 0, violations = 0
-                    for yy in max(0, y0)...min(h - 1, y0 + 3) {
-                        for xx in max(0, x0)...min(w - 1, x0 + 3) {
-                            let q = yy * w + xx
-                            let st = state[q]
-                            guard st & 1 != 0 else { continue }             // stable neighbours only
-                            let behind = idDepth[q] - pc.z
-                            if behind > 0, behind < 0.01, pixelInit[q] < myInit {
-                                let pj = idPos[q]
-                                let dx = pj.x - pc.x, dy = pj.y - pc.y
-                                if dx * dx + dy * dy < lateral2 { duplicates += 1 }
+
+            let positions = m.positions, normals = m.normals, radii = m.radii
+            let idPos = index.cameraPosition, idDepth = index.depth
+            removeFlags.withKernelOutput { flags in
+                ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { _, range in
+                    for i in range {
+                        flags[i] = false
+                        let age = tick32 - lastSeen[i]
+                        if age > timeDelta { continue }                                        // rule 4
+                        if age > timeout && conf[i] < keep { flags[i] = true; continue }       // rule 3
+                        let pc = T.apply(positions[i])
+                        guard pc.z > 0 else { continue }
+                        let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy
+                        guard u >= 0, v >= 0, u <= Float(w - 1), v <= Float(h - 1) else { continue }
+                        let x0 = Int(u.rounded(.down)) - 1, y0 = Int(v.rounded(.down)) - 1
+                        let facing = abs(T.rotate(normals[i]).z) > 0.85
+                        let lateral2 = (1.4 * radii[i]) * (1.4 * radii[i])
+                        let myInit = initTimes[i]
+                        var duplicates = 0, violations = 0
+                        for yy in max(0, y0)...min(h - 1, y0 + 3) {
+                            for xx in max(0, x0)...min(w - 1, x0 + 3) {
+                                let q = yy * w + xx
+                                let st = state[q]
+                                guard st & 1 != 0 else { continue }             // stable neighbours only
+                                let behind = idDepth[q] - pc.z
+                                if behind > 0, behind < 0.01, pixelInit[q] < myInit {
+                                    let pj = idPos[q]
+                                    let dx = pj.x - pc.x, dy = pj.y - pc.y
+                                    if dx * dx + dy * dy < lateral2 { duplicates += 1 }
+                                }
+                                if facing, behind > 0.01, st & 2 != 0 { violations += 1 }
                             }
-                            if facing, behind > 0.01, st & 2 != 0 { violations += 1 }
                         }
+                        if duplicates > 8 || violations > 4 { flags[i] = true }
                     }
-                    if duplicates > 8 || violations > 4 { flags[i] = true }
                 }
             }
-        }}}}}}}}}}}
+        }}
         let removed = removeFlags.reduce(0) { $0 + ($1 ? 1 : 0) }
         if removed > 0 {
             // Keep the exposed post-fusion index map consistent with the compacted map.

@@ -5,8 +5,9 @@ import Imaging
 ///
 /// Stored as a structure of arrays (positions, normals, ... each contiguous) so kernels stream
 /// through one attribute at a time and cleanup compacts cheaply. This is the one long-lived
-/// mutable object of a reconstruction, hence a class.
-public final class SurfelMap: @unchecked Sendable {
+/// mutable object of a reconstruction, hence a class; not Sendable (one fusion owns it; pass
+/// `copy()` to another thread).
+public final class SurfelMap {
     /// World-frame centres.
     public internal(set) var positions: [SIMD3<Float>] = []
     /// World-frame unit normals, pointing toward the cameras that observed the surface.
@@ -128,11 +129,7 @@ public final class SurfelMap: @unchecked Sendable {
         confidences[w] = confidences[r]; colors[w] = colors[r]
         initTimes[w] = initTimes[r]; lastSeen[w] = lastSeen[r]; labelUpdates[w] = labelUpdates[r]
         let c = classCount
-        if c > 0 {
-            probabilities.withUnsafeMutableBufferPointer { p in
-                (p.baseAddress! + w * c).update(from: p.baseAddress! + r * c, count: c)
-            }
-        }
+        for k in 0..<c { probabilities[w * c + k] = probabilities[r * c + k] }
     }
 
     /// The most likely class of surfel `i` and its probability, or nil if it was never labelled.
@@ -159,5 +156,51 @@ public final class SurfelMap: @unchecked Sendable {
         m.colors = colors; m.initTimes = initTimes; m.lastSeen = lastSeen
         m.probabilities = probabilities; m.labelUpdates = labelUpdates
         return m
+    }
+
+    /// Views of every attribute for one kernel call (`KernelMemory.swift`).
+    struct KernelViews {
+        let positions: KernelOutput<SIMD3<Float>>, normals: KernelOutput<SIMD3<Float>>
+        let radii: KernelOutput<Float>, confidences: KernelOutput<Float>, colors: KernelOutput<RGB8>
+        let initTimes: KernelOutput<Int32>, lastSeen: KernelOutput<Int32>
+        let probabilities: KernelOutput<Float>, labelUpdates: KernelOutput<UInt16>
+    }
+
+    /// Read-only views of the attributes the renderers and tests read.
+    struct KernelInputs {
+        let positions: KernelInput<SIMD3<Float>>, normals: KernelInput<SIMD3<Float>>
+        let radii: KernelInput<Float>, confidences: KernelInput<Float>, colors: KernelInput<RGB8>
+        let initTimes: KernelInput<Int32>, lastSeen: KernelInput<Int32>
+    }
+
+    /// Runs `body` with read-write views of every attribute: the one place the kernels open the
+    /// map's storage for writing. Appending or removing surfels inside `body` is not allowed.
+    func withKernelViews<R>(_ body: (KernelViews) throws -> R) rethrows -> R {
+        try positions.withKernelOutput { positions in
+        try normals.withKernelOutput { normals in
+        try radii.withKernelOutput { radii in
+        try confidences.withKernelOutput { confidences in
+        try colors.withKernelOutput { colors in
+        try initTimes.withKernelOutput { initTimes in
+        try lastSeen.withKernelOutput { lastSeen in
+        try probabilities.withKernelOutput { probabilities in
+        try labelUpdates.withKernelOutput { labelUpdates in
+            try body(KernelViews(positions: positions, normals: normals, radii: radii, confidences: confidences, colors: colors,
+                                 initTimes: initTimes, lastSeen: lastSeen, probabilities: probabilities, labelUpdates: labelUpdates))
+        }}}}}}}}}
+    }
+
+    /// Runs `body` with read-only views of the geometric attributes.
+    func withKernelInputs<R>(_ body: (KernelInputs) throws -> R) rethrows -> R {
+        try positions.withKernelInput { positions in
+        try normals.withKernelInput { normals in
+        try radii.withKernelInput { radii in
+        try confidences.withKernelInput { confidences in
+        try colors.withKernelInput { colors in
+        try initTimes.withKernelInput { initTimes in
+        try lastSeen.withKernelInput { lastSeen in
+            try body(KernelInputs(positions: positions, normals: normals, radii: radii, confidences: confidences, colors: colors,
+                                  initTimes: initTimes, lastSeen: lastSeen))
+        }}}}}}}
     }
 }

@@ -22,7 +22,7 @@ public struct SurfelRenderer {
 
     /// Per-pixel result of a render: surfel index (-1 empty), camera-frame depth along z (0
     /// empty), camera-frame point and normal.
-    public struct Output: @unchecked Sendable {
+    public struct Output: Sendable {
         public var width: Int
         public var height: Int
         public var surfel: [Int32]
@@ -45,32 +45,34 @@ public struct SurfelRenderer {
         let w = intrinsics.width, h = intrinsics.height, n = w * h
         let count = map.count
         let workers = max(1, min(threads, count / 4_096 + 1))
-        var keys = [[UInt64]](repeating: [UInt64](repeating: .max, count: n), count: workers)
+        // One z-buffer of keys (depth bits << 32 | surfel index) per worker, back to back.
+        var keys = [UInt64](repeating: .max, count: workers * n)
         let T = cameraFromWorld.float
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
         let minConf = selection.minimumConfidence ?? -.infinity
         let oldest: Int32 = selection.activeWithin.map { Int32(clamping: selection.tick - $0) } ?? .min
-        var pointers: [UnsafeMutablePointer<UInt64>] = []
-        for k in 0..<workers { keys[k].withUnsafeMutableBufferPointer { pointers.append($0.baseAddress!) } }
-        nonisolated(unsafe) let targets = pointers
-        map.positions.withUnsafeBufferPointer { positions in
-        map.normals.withUnsafeBufferPointer { normals in
-        map.radii.withUnsafeBufferPointer { radii in
-        map.confidences.withUnsafeBufferPointer { conf in
-        map.lastSeen.withUnsafeBufferPointer { lastSeen in
-            nonisolated(unsafe) let positions = positions, normals = normals, radii = radii, conf = conf, lastSeen = lastSeen
-            DispatchQueueRunner.run(workers) { k in
-                let key = targets[k]
-                for i in (count * k / workers)..<(count * (k + 1) / workers) {
-                    guard conf[i] >= minConf, lastSeen[i] >= oldest else { continue }
-                    let p = T.apply(positions[i])
+        var surfel = [Int32](repeating: -1, count: n)
+        var depthPixels = [Float](repeating: 0, count: n)
+        var vertices = [SIMD3<Float>](repeating: .zero, count: n)
+        var normalsOut = [SIMD3<Float>](repeating: .zero, count: n)
+        map.withKernelInputs { m in
+        keys.withKernelOutput { keys in
+            ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
+                let key = keys.slice((k * n)..<((k + 1) * n))
+                for i in surfels {
+                    guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest else { continue }
+                    let p = T.apply(m.positions[i])
                     guard p.z > 0.05 else { continue }
-                    let nrm = T.rotate(normals[i])
-                    let r = radii[i]
+                    let nrm = T.rotate(m.normals[i])
+                    let r = m.radii[i]
                     let u = fx * p.x / p.z + cx, v = fy * p.y / p.z + cy
                     let pr = min(maxPixelRadius, max(0.5, r * max(abs(fx), abs(fy)) / p.z))
-                    let x0 = max(0, Int((u - pr).rounded(.up))), x1 = min(w - 1, Int((u + pr).rounded(.down)))
-                    let y0 = max(0, Int((v - pr).rounded(.up))), y1 = min(h - 1, Int((v + pr).rounded(.down)))
+                    // The disc's pixel box, clamped in floating point first so a surfel far
+                    // outside the image (or a non-finite one read from a file) converts no
+                    // out-of-range value to Int.
+                    guard u.isFinite, v.isFinite, pr.isFinite else { continue }
+                    let x0 = Int(min(max((u - pr).rounded(.up), 0), Float(w))), x1 = Int(max(min((u + pr).rounded(.down), Float(w - 1)), -1))
+                    let y0 = Int(min(max((v - pr).rounded(.up), 0), Float(h))), y1 = Int(max(min((v + pr).rounded(.down), Float(h - 1)), -1))
                     guard x0 <= x1, y0 <= y1 else { continue }
                     let np = nrm.dot(p)
                     for y in y0...y1 {
@@ -92,37 +94,29 @@ public struct SurfelRenderer {
                     }
                 }
             }
-        }}}}}
-        var surfel = [Int32](repeating: -1, count: n)
-        var depthPixels = [Float](repeating: 0, count: n)
-        var vertices = [SIMD3<Float>](repeating: .zero, count: n)
-        var normalsOut = [SIMD3<Float>](repeating: .zero, count: n)
-        // Resolve the per-worker z-buffers, rows in parallel (each pixel written once). `keys`
-        // must outlive the raw pointers in `targets`.
-        withExtendedLifetime(keys) {
-        surfel.withUnsafeMutableBufferPointer { so in
-        depthPixels.withUnsafeMutableBufferPointer { dO in
-        vertices.withUnsafeMutableBufferPointer { vo in
-        normalsOut.withUnsafeMutableBufferPointer { no in
-        map.normals.withUnsafeBufferPointer { mn in
-            nonisolated(unsafe) let so = so, dO = dO, vo = vo, no = no, mn = mn
-            parallelChunks(h, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
-                for y in rows {
-                    for x in 0..<w {
-                        let pix = y * w + x
-                        var best = targets[0][pix]
-                        for k in 1..<workers { best = min(best, targets[k][pix]) }
-                        guard best != .max else { continue }
-                        let i = Int(UInt32(truncatingIfNeeded: best))
-                        let z = Float(bitPattern: UInt32(best >> 32))
-                        so[pix] = Int32(i)
-                        dO[pix] = z
-                        vo[pix] = SIMD3((Float(x) - cx) / fx * z, (Float(y) - cy) / fy * z, z)
-                        no[pix] = T.rotate(mn[i])
+            // Resolve the per-worker z-buffers, rows in parallel (each pixel written once).
+            surfel.withKernelOutput { so in
+            depthPixels.withKernelOutput { dO in
+            vertices.withKernelOutput { vo in
+            normalsOut.withKernelOutput { no in
+                ParallelFor.run(h, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { _, rows in
+                    for y in rows {
+                        for x in 0..<w {
+                            let pix = y * w + x
+                            var best = keys[pix]
+                            for k in 1..<workers { best = min(best, keys[k * n + pix]) }
+                            guard best != .max else { continue }
+                            let i = Int(UInt32(truncatingIfNeeded: best))
+                            let z = Float(bitPattern: UInt32(best >> 32))
+                            so[pix] = Int32(i)
+                            dO[pix] = z
+                            vo[pix] = SIMD3((Float(x) - cx) / fx * z, (Float(y) - cy) / fy * z, z)
+                            no[pix] = T.rotate(m.normals[i])
+                        }
                     }
                 }
-            }
-        }}}}}}
+            }}}}
+        }}
         let depth = DepthImage(width: w, height: h, pixels: depthPixels)
         return Output(width: w, height: h, surfel: surfel, depth: depth, vertices: vertices, normals: normalsOut)
     }

@@ -1,4 +1,6 @@
+import CPUCheck
 import Foundation
+import NetworkKernels
 
 /// Raw outputs of one forward pass at output stride 4, CHW.
 public struct NetworkOutput: Sendable {
@@ -27,9 +29,12 @@ public final class JointNetwork {
     public let weights: NetworkWeights
     /// Threads for OpenBLAS and for the network's own kernels.
     public var threads: Int
-    let workspace = Workspace()
+    /// Created after the CPU check: even its initialiser is AVX2 code (`KernelCPU`).
+    let workspace: Workspace
 
     public init(weights: NetworkWeights, threads: Int = 2) {
+        KernelCPU.requireSupported()
+        workspace = Workspace()
         self.weights = weights
         self.threads = max(1, threads)
     }

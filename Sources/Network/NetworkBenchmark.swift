@@ -1,4 +1,6 @@
+import CPUCheck
 import Foundation
+import NetworkKernels
 
 /// Forward-pass timing of the network at one input size and thread count: warm-up runs first,
 /// then `runs` timed passes, reported as median and spread, GFLOP/s (2 × conv multiply-adds per
@@ -72,6 +74,7 @@ public struct NetworkBenchmark {
     /// (M = 9·40, what the network uses) + shifted adds, and im2col (K = 9·256) + one GEMM
     /// (M = 40). Median milliseconds (perTap, im2col) and the largest difference of the outputs.
     public static func headComparison(width: Int, height: Int, threads: Int, runs: Int) -> (perTap: Double, im2col: Double, difference: Float) {
+        KernelCPU.requireSupported()
         configureBLAS()
         let (h, w) = NetworkArchitecture.outputSize(height: height, width: width)
         let cin = NetworkArchitecture.width, cout = 40, n = h * w

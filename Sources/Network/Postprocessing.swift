@@ -1,4 +1,6 @@
+import CPUCheck
 import Imaging
+import NetworkKernels
 import Semantics
 
 /// Turning raw logits into what people and fusion use, for any model's `C x h x w` logits.
@@ -71,3 +73,14 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// Bicubic resize as OpenCV's `INTER_CUBIC` for float images (a = −0.75, half-pixel centres,
+/// indices clamped at the borders), which the authors' notebooks use to bring the stride-4
+/// outputs to full resolution. Plain CHW arrays in and out. (The public door to the kernel:
+/// checks the CPU first, see `KernelCPU`.)
+public func resizeBicubic(_ input: [Float], channels: Int, height: Int, width: Int,
+                          toHeight: Int, width toWidth: Int, threads: Int = 1) -> [Float] {
+    KernelCPU.requireSupported()
+    return resizeBicubicKernel(input, channels: channels, height: height, width: width, toHeight: toHeight, width: toWidth,
+                               threads: threads)
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPUCheck
 import Foundation
 import Logging
 
@@ -17,6 +18,16 @@ struct Semfuse: ParsableCommand {
         (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose) and ICL-NUIM.
         """,
         subcommands: [Reconstruct.self, Mesh.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
+
+    /// Checks the CPU before anything else runs: the network kernels are AVX2/FMA code and would
+    /// otherwise die of "Illegal instruction" on an older CPU (see `KernelCPU`).
+    static func main() {
+        if let problem = KernelCPU.problemHere {
+            FileHandle.standardError.write(Data("semfuse: error: \(problem)\n".utf8))
+            Foundation.exit(EXIT_FAILURE)
+        }
+        main(nil)
+    }
 }
 
 /// Logging options shared by every subcommand.

@@ -3,6 +3,7 @@ import Imaging
 @testable import Network
 import TestSupport
 import XCTest
+import NetworkKernels
 
 /// Checks the Swift network against PyTorch outputs of the same architecture and weights
 /// (`../shared/data/network-golden`, see its README). Needs ../shared; skips with a message

@@ -1,6 +1,7 @@
 import Foundation
 @testable import Network
 import XCTest
+import NetworkKernels
 
 /// The graph executor's kernels (converted TFLite models) against plain loops written straight
 /// from TensorFlow's definitions, on odd sizes, with 1 and 2 threads.

@@ -3,6 +3,7 @@ import Imaging
 @testable import Network
 import TestSupport
 import XCTest
+import NetworkKernels
 
 /// The bundled converted models (`Models/`) run by the graph executor against the reference
 /// TFLite interpreter's outputs (`Fixtures/tflite`, made by tools/dev/make_tflite_fixtures.py

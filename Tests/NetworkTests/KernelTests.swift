@@ -1,6 +1,7 @@
 import Foundation
 @testable import Network
 import XCTest
+import NetworkKernels
 
 /// Each kernel against a plain, obviously-correct loop, on odd sizes and 1 and 2 threads.
 final class KernelTests: XCTestCase {

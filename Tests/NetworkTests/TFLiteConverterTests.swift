@@ -2,6 +2,7 @@ import Foundation
 @testable import Network
 import TestSupport
 import XCTest
+import NetworkKernels
 
 /// `tools/convert_tflite.py` (Python 3 + numpy + the `flatbuffers` runtime), run as users run it,
 /// on the two real TFLite models in ../shared/data/weights and on corrupted copies of one.

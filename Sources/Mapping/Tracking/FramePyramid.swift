@@ -4,7 +4,7 @@ import Imaging
 
 /// Per-level camera-frame vertex and normal maps of one depth image, coarse levels by
 /// ElasticFusion's depth pyramid (5x5 Gaussian, only samples within 9 cm of the centre).
-public struct VertexNormalMap: @unchecked Sendable {
+public struct VertexNormalMap: Sendable {
     public var intrinsics: Intrinsics
     /// NaN-free: invalid pixels have z == 0.
     public var vertices: [SIMD3<Float>]
@@ -19,10 +19,9 @@ public struct VertexNormalMap: @unchecked Sendable {
         var v = [SIMD3<Float>](repeating: .zero, count: w * h)
         var n = [SIMD3<Float>](repeating: .zero, count: w * h)
         let chunks = threads > 1 ? 4 * threads : 1
-        depth.withUnsafeBufferPointer { dp in
-            v.withUnsafeMutableBufferPointer { vp in
-                nonisolated(unsafe) let dp = dp, vp = vp
-                parallelChunks(h, chunks: chunks, threads: threads) { rows in
+        depth.withKernelInput { dp in
+            v.withKernelOutput { vp in
+                ParallelFor.run(h, chunks: chunks, threads: threads) { _, rows in
                     for y in rows {
                         for x in 0..<w where dp[y * w + x] > 0 {
                             vp[y * w + x] = k.backProject(u: Float(x), v: Float(y), depth: dp[y * w + x])
@@ -31,10 +30,9 @@ public struct VertexNormalMap: @unchecked Sendable {
                 }
             }
         }
-        v.withUnsafeBufferPointer { vp in
-            n.withUnsafeMutableBufferPointer { np in
-                nonisolated(unsafe) let vp = vp, np = np
-                parallelChunks(max(0, h - 1), chunks: chunks, threads: threads) { rows in
+        v.withKernelInput { vp in
+            n.withKernelOutput { np in
+                ParallelFor.run(max(0, h - 1), chunks: chunks, threads: threads) { _, rows in
                     for y in rows {
                         for x in 0..<(w - 1) {
                             let p = y * w + x
@@ -59,17 +57,21 @@ public struct VertexNormalMap: @unchecked Sendable {
         self.intrinsics = intrinsics; self.vertices = vertices; self.normals = normals
     }
 
+    /// Read-only views of both maps for one kernel call (`KernelMemory.swift`).
+    func withKernelInputs<R>(_ body: (_ vertices: KernelInput<SIMD3<Float>>, _ normals: KernelInput<SIMD3<Float>>) throws -> R) rethrows -> R {
+        try vertices.withKernelInput { v in try normals.withKernelInput { n in try body(v, n) } }
+    }
+
     /// The next coarser level of a model prediction: 2x2 average, invalid if any input is.
     public func downsampled(threads: Int = 1) -> VertexNormalMap {
         let w = intrinsics.width, h = intrinsics.height, w2 = w / 2, h2 = h / 2
         var v = [SIMD3<Float>](repeating: .zero, count: w2 * h2)
         var n = [SIMD3<Float>](repeating: .zero, count: w2 * h2)
-        vertices.withUnsafeBufferPointer { vs in
-        normals.withUnsafeBufferPointer { ns in
-        v.withUnsafeMutableBufferPointer { vo in
-        n.withUnsafeMutableBufferPointer { no in
-            nonisolated(unsafe) let vs = vs, ns = ns, vo = vo, no = no
-            parallelChunks(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
+        vertices.withKernelInput { vs in
+        normals.withKernelInput { ns in
+        v.withKernelOutput { vo in
+        n.withKernelOutput { no in
+            ParallelFor.run(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { _, rows in
                 for y in rows {
                     for x in 0..<w2 {
                         let a = (2 * y) * w + 2 * x, b = a + 1, c = a + w, d = c + 1
@@ -115,10 +117,9 @@ func gaussianDownsample(_ values: [Float], width w: Int, height h: Int, maxDiffe
     let g: [Float] = [0.0625, 0.25, 0.375, 0.25, 0.0625]
     let limit = maxDifference ?? .infinity
     var out = [Float](repeating: 0, count: w2 * h2)
-    values.withUnsafeBufferPointer { dp in
-    out.withUnsafeMutableBufferPointer { op in
-        nonisolated(unsafe) let dp = dp, op = op
-        parallelChunks(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { rows in
+    values.withKernelInput { dp in
+    out.withKernelOutput { op in
+        ParallelFor.run(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { _, rows in
             for y in rows {
                 for x in 0..<w2 {
                     let cx = 2 * x, cy = 2 * y

@@ -154,20 +154,12 @@ public struct ICPTracker: Sendable {
         let usePhotometric = photometric != nil && liveI.width == w && liveI.height == h && modelI.width == mw && modelI.height == mh
         let minGradient2 = (photometric?.minGradient ?? 0) * (photometric?.minGradient ?? 0)
         var partial = [System](repeating: System(), count: chunks)
-        frame.vertices.withUnsafeBufferPointer { fv in
-        frame.normals.withUnsafeBufferPointer { fn in
-        model.vertices.withUnsafeBufferPointer { mv in
-        model.normals.withUnsafeBufferPointer { mn in
-        liveI.intensity.withUnsafeBufferPointer { li in
-        liveI.gradientX.withUnsafeBufferPointer { lgx in
-        liveI.gradientY.withUnsafeBufferPointer { lgy in
-        modelI.intensity.withUnsafeBufferPointer { mi in
-        modelI.gradientX.withUnsafeBufferPointer { mgx in
-        modelI.gradientY.withUnsafeBufferPointer { mgy in
-        partial.withUnsafeMutableBufferPointer { out in
-            nonisolated(unsafe) let fv = fv, fn = fn, mv = mv, mn = mn, out = out
-            nonisolated(unsafe) let li = li, lgx = lgx, lgy = lgy, mi = mi, mgx = mgx, mgy = mgy
-            DispatchQueueRunner.run(chunks, threads: threads) { c in
+        frame.withKernelInputs { fv, fn in
+        model.withKernelInputs { mv, mn in
+        liveI.withKernelInputs { li, lgx, lgy in
+        modelI.withKernelInputs { mi, mgx, mgy in
+        partial.withKernelOutput { out in
+            ParallelFor.run(h, chunks: chunks, threads: threads) { c, imageRows in
                 var s = System()
                 // Rows of JᵀJ and Jᵀe: summed in Float along one image row (a few hundred
                 // terms), then added to the Double totals, so the per-pixel work is 8-wide Float.
@@ -175,7 +167,7 @@ public struct ICPTracker: Sendable {
                 var b = SIMD8<Double>.zero
                 var photoRows = [SIMD8<Double>](repeating: .zero, count: 6)
                 var photoB = SIMD8<Double>.zero
-                for y in (h * c / chunks)..<(h * (c + 1) / chunks) {
+                for y in imageRows {
                     var r0 = SIMD8<Float>(), r1 = SIMD8<Float>(), r2 = SIMD8<Float>()
                     var r3 = SIMD8<Float>(), r4 = SIMD8<Float>(), r5 = SIMD8<Float>(), bf = SIMD8<Float>()
                     var p0 = SIMD8<Float>(), p1 = SIMD8<Float>(), p2 = SIMD8<Float>()
@@ -196,8 +188,11 @@ public struct ICPTracker: Sendable {
                         let v = R.apply(vc)
                         guard v.z > 0 else { continue }
                         let uf = fx * v.x / v.z + cx, vf = fy * v.y / v.z + cy
-                        let u = Int(uf.rounded()), t = Int(vf.rounded())
-                        guard u >= 0, t >= 0, u < mw, t < mh else { continue }
+                        // Range-checked before converting: a point just in front of the camera
+                        // projects arbitrarily far out (or to NaN), which Int() would trap on.
+                        let ur = uf.rounded(), tr = vf.rounded()
+                        guard ur >= 0, tr >= 0, ur < Float(mw), tr < Float(mh) else { continue }
+                        let u = Int(ur), t = Int(tr)
                         let q = t * mw + u
                         let vm = mv[q], nm = mn[q]
                         // Photometric term: the live pixel's intensity against the model's at the
@@ -244,7 +239,7 @@ public struct ICPTracker: Sendable {
                 }
                 out[c] = s
             }
-        }}}}}}}}}}}
+        }}}}}
         var total = System()
         for s in partial {
             for i in 0..<36 { total.A[i] += s.A[i] }

@@ -4,7 +4,7 @@ import Imaging
 
 /// One pyramid level of a grey image for photometric alignment: intensity (0-255, 0 = no data)
 /// and its gradient (3x3 Sobel / 8, intensity units per pixel; zero next to missing data).
-public struct IntensityMap: @unchecked Sendable {
+public struct IntensityMap: Sendable {
     public var width: Int
     public var height: Int
     public var intensity: [Float]
@@ -28,6 +28,14 @@ public struct IntensityMap: @unchecked Sendable {
             }
         }
         gradientX = gx; gradientY = gy
+    }
+
+    /// Read-only views of intensity and gradients for one kernel call (`KernelMemory.swift`).
+    func withKernelInputs<R>(_ body: (_ intensity: KernelInput<Float>, _ gradientX: KernelInput<Float>,
+                                      _ gradientY: KernelInput<Float>) throws -> R) rethrows -> R {
+        try intensity.withKernelInput { i in
+        try gradientX.withKernelInput { gx in
+        try gradientY.withKernelInput { gy in try body(i, gx, gy) }}}
     }
 
     /// Luma (0.299 R + 0.587 G + 0.114 B), as ElasticFusion; black pixels become 1 so 0 can

@@ -53,11 +53,10 @@ extension SurfelFusion {
         var grey: [Float] = []
         if intensity {
             grey = [Float](repeating: 0, count: w * h)
-            map.colors.withUnsafeBufferPointer { colors in
-                for p in 0..<(w * h) where render.surfel[p] >= 0 {
-                    let c = colors[Int(render.surfel[p])]
-                    grey[p] = max(1, 0.299 * Float(c.r) + 0.587 * Float(c.g) + 0.114 * Float(c.b))
-                }
+            let colors = map.colors
+            for p in 0..<(w * h) where render.surfel[p] >= 0 {
+                let c = colors[Int(render.surfel[p])]
+                grey[p] = max(1, 0.299 * Float(c.r) + 0.587 * Float(c.g) + 0.114 * Float(c.b))
             }
         }
         var covered = 0, samples = 0

@@ -1,4 +1,5 @@
 import Foundation
+import NetworkKernels
 
 /// What a converted mobile model predicts.
 public enum GraphModelKind: Sendable, Equatable {

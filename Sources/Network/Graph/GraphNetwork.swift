@@ -1,5 +1,7 @@
+import CPUCheck
 import Foundation
 import Imaging
+import NetworkKernels
 
 /// A CHW float32 map: one output of a converted model at its output resolution
 /// (logits for segmenters, metres for depth models).
@@ -21,7 +23,8 @@ public final class GraphNetwork {
     let model: GraphModel
     /// Threads for the kernels.
     public var threads: Int
-    let workspace = Workspace()
+    /// Created after the CPU check: even its initialiser is AVX2 code (`KernelCPU`).
+    let workspace: Workspace
     private var constantMaps: [Int: FeatureMap] = [:]
     private var plans: [Int: Plan] = [:]
 
@@ -44,6 +47,7 @@ public final class GraphNetwork {
 
     /// Loads a `graph-v1` safetensors file written by `tools/convert_tflite.py`.
     public static func load(_ url: URL, threads: Int = 2) throws -> GraphNetwork {
+        KernelCPU.requireSupported()   // GraphModel builds kernel values (ConvGeometry, Clamp): AVX2 code
         let (tensors, metadata) = try Safetensors.readWithMetadata(url)
         return GraphNetwork(model: try GraphModel(tensors: tensors, metadata: metadata, source: url.path), threads: threads)
     }
@@ -60,6 +64,8 @@ public final class GraphNetwork {
     }
 
     init(model: GraphModel, threads: Int) {
+        KernelCPU.requireSupported()
+        workspace = Workspace()
         self.model = model
         self.threads = max(1, threads)
         for (id, constant) in model.constants {

@@ -7,7 +7,7 @@
 /// output channels that read it. Horizontal strides 1 and 2 run eight outputs at a time (stride 2
 /// de-interleaves a 16-float load), with a 3x3 specialisation that keeps the nine weights in
 /// registers; other strides take a scalar loop over the same padded plane.
-func depthwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+package func depthwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                           geometry g: ConvGeometry, multiplier: Int, clamp: Clamp, workspace: Workspace, threads: Int) {
     precondition(multiplier >= 1 && output.channels == input.channels * multiplier)
     precondition(g.padTop >= 0 && g.padLeft >= 0)

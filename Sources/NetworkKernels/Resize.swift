@@ -3,7 +3,7 @@ import Foundation
 /// Half-pixel bilinear resize (PyTorch `interpolate(mode: bilinear, align_corners: False)` to an
 /// explicit size): `src = (d + 0.5)·in/out − 0.5`, clamped below at 0, the upper neighbour
 /// clamped to the last index.
-func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
+package func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
     let hi = input.height, wi = input.width, ho = output.height, wo = output.width
     if ho == 2 * hi && wo == 2 * wi && wi >= 2 {
         upsample2x(input, into: output, workspace: workspace, threads: threads)
@@ -35,7 +35,7 @@ func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, workspace: Wor
 /// Exact 2x half-pixel bilinear (every decoder step on even sizes): the weights are the constants
 /// 1/4 and 3/4, so rows are blended with SIMD and then each blended row is widened, instead of
 /// a table lookup and four gathers per output.
-func upsample2x(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
+package func upsample2x(_ input: FeatureMap, into output: FeatureMap, workspace: Workspace, threads: Int) {
     let hi = input.height, wi = input.width, wo = output.width
     let workers = max(1, min(threads, input.channels))
     let scratch = workspace.floats("bilinear.row", count: (wi + 16) * workers)
@@ -68,7 +68,7 @@ func upsample2x(_ input: FeatureMap, into output: FeatureMap, workspace: Workspa
     }
 }
 
-struct BilinearTap {
+package struct BilinearTap {
     var i0: Int, i1: Int, w0: Float, w1: Float
     init(destination d: Int, outputSize: Int, inputSize: Int) {
         let scale = Float(inputSize) / Float(outputSize)
@@ -83,7 +83,7 @@ struct BilinearTap {
 /// Bicubic resize as OpenCV's `INTER_CUBIC` for float images (a = −0.75, half-pixel centres,
 /// indices clamped at the borders), which the authors' notebooks use to bring the stride-4
 /// outputs to full resolution. Plain CHW arrays in and out.
-public func resizeBicubic(_ input: [Float], channels: Int, height hi: Int, width wi: Int,
+package func resizeBicubicKernel(_ input: [Float], channels: Int, height hi: Int, width wi: Int,
                           toHeight ho: Int, width wo: Int, threads: Int = 1) -> [Float] {
     precondition(input.count == channels * hi * wi)
     func taps(_ outputSize: Int, _ inputSize: Int) -> [(idx: (Int, Int, Int, Int), w: (Float, Float, Float, Float))] {

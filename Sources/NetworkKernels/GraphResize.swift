@@ -1,7 +1,7 @@
 import Foundation
 
 /// TF resize coordinate modes: halfPixel (half_pixel_centers), alignCorners, legacy (neither: src = dst·in/out).
-enum ResizeMode { case halfPixel, alignCorners, legacy }
+package enum ResizeMode { case halfPixel, alignCorners, legacy }
 
 /// TF's resize scale, in float as TF computes it: (in−1)/(out−1) for align_corners (0 for a
 /// one-pixel output), in/out otherwise.
@@ -34,7 +34,7 @@ extension BilinearTap {
 /// the two most recent input rows, then output rows are vertical SIMD blends of two cached rows.
 /// Upsampling by f thus gathers only 1/f of the outputs' columns; downsampling resizes each input
 /// row at most once. The exact-2x half-pixel case keeps its constant-weight fast path.
-func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, mode: ResizeMode, workspace: Workspace, threads: Int) {
+package func resizeBilinear(_ input: FeatureMap, into output: FeatureMap, mode: ResizeMode, workspace: Workspace, threads: Int) {
     precondition(input.channels == output.channels)
     let hi = input.height, wi = input.width, ho = output.height, wo = output.width
     if mode == .halfPixel && ho == 2 * hi && wo == 2 * wi && wi >= 2 {
@@ -107,7 +107,7 @@ private struct BilinearRowCache {
 /// alignCorners src = round(d·(in−1)/(out−1)) (half away from zero); all clamped to in−1.
 /// Source columns come from a table; an output row whose source row equals the previous output
 /// row's is a copy of it (every row after the first, when upsampling by an integer factor).
-func resizeNearest(_ input: FeatureMap, into output: FeatureMap, mode: ResizeMode, threads: Int) {
+package func resizeNearest(_ input: FeatureMap, into output: FeatureMap, mode: ResizeMode, threads: Int) {
     precondition(input.channels == output.channels)
     let hi = input.height, wi = input.width, ho = output.height, wo = output.width
     let sy = resizeScale(hi, ho, mode), sx = resizeScale(wi, wo, mode)

@@ -3,7 +3,7 @@
 /// (M = 9·cout instead of im2col's M = cout, which is too thin for the 40-class and 1-channel
 /// heads), then the nine shifted planes are summed into the output. `tapWeights` is
 /// `[tap][cout][cin]` with tap = 3·dy + dx.
-func convolution3x3(_ input: FeatureMap, into output: FeatureMap, tapWeights: UnsafePointer<Float>,
+package func convolution3x3(_ input: FeatureMap, into output: FeatureMap, tapWeights: UnsafePointer<Float>,
                     bias: UnsafePointer<Float>, workspace: Workspace, threads: Int) {
     let h = input.height, w = input.width, cout = output.channels, plane = input.plane
     let taps = workspace.floats("conv3x3.taps", count: 9 * cout * plane)
@@ -30,7 +30,7 @@ func convolution3x3(_ input: FeatureMap, into output: FeatureMap, tapWeights: Un
 
 /// The stem: 3x3 convolution, stride 2, padding 1, 3 → 32 channels, folded BatchNorm, ReLU6,
 /// lowered to im2col (K = 27) and one GEMM.
-func stemConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
+package func stemConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                      bias: UnsafePointer<Float>, workspace: Workspace, threads: Int) {
     let h = input.height, w = input.width, ho = output.height, wo = output.width
     let n = ho * wo, k = input.channels * 9

@@ -3,7 +3,7 @@
 /// would be wrong). Separable: a horizontal pass into `rows`, then a vertical pass.
 /// `rowBuffer` holds `width + 16` floats, `rows` `height * width + 8`.
 @inline(__always)
-func maxPool5x5(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, height: Int, width: Int,
+package func maxPool5x5(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, height: Int, width: Int,
                 rowBuffer: UnsafeMutablePointer<Float>, rows: UnsafeMutablePointer<Float>) {
     let ninf = -Float.infinity
     rowBuffer[0] = ninf; rowBuffer[1] = ninf
@@ -46,11 +46,11 @@ func maxPool5x5(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Floa
 
 /// How a pooling pass also folds the previous CRP stage into the running sum, saving one
 /// pass over memory per stage.
-enum Accumulate { case copy, add }
+package enum Accumulate { case copy, add }
 
 /// `pooled[c] = maxpool(src[c])`, and `acc[c] = src[c]` (first stage) or `acc[c] += src[c]`:
 /// the pooling half of a dense CRP stage fused with the residual sum of the stage before.
-func maxPoolAccumulating(_ src: FeatureMap, into pooled: FeatureMap, accumulator: FeatureMap, mode: Accumulate,
+package func maxPoolAccumulating(_ src: FeatureMap, into pooled: FeatureMap, accumulator: FeatureMap, mode: Accumulate,
                          workspace: Workspace, threads: Int) {
     let h = src.height, w = src.width
     let workers = max(1, min(threads, src.channels))
@@ -72,7 +72,7 @@ func maxPoolAccumulating(_ src: FeatureMap, into pooled: FeatureMap, accumulator
 /// channels: `acc = x; b = x; 4×: b = w_i[c]·maxpool(b); acc += b`. Each channel's planes stay in
 /// cache for all four stages.
 /// `stageWeights` holds `stages` blocks of one scale per channel.
-func depthwiseCRP(_ input: FeatureMap, into output: FeatureMap, stageWeights: UnsafePointer<Float>, stages: Int,
+package func depthwiseCRP(_ input: FeatureMap, into output: FeatureMap, stageWeights: UnsafePointer<Float>, stages: Int,
                   workspace: Workspace, threads: Int) {
     let h = input.height, w = input.width, plane = input.plane
     let workers = max(1, min(threads, input.channels))

@@ -6,7 +6,7 @@ import Foundation
 /// im2col rows ordered (cin, ky, kx); bias and residual optional. A 1x1, stride-1, unpadded
 /// convolution is one GEMM straight off the map; everything else goes through im2col, in bands of
 /// output rows so the column buffer stays bounded on large maps.
-func convolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+package func convolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  geometry g: ConvGeometry, clamp: Clamp, residual: FeatureMap?, workspace: Workspace, threads: Int) {
     if let residual { precondition(residual.count == output.count) }
     if g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1 && g.padTop == 0 && g.padLeft == 0
@@ -48,7 +48,7 @@ func convolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePo
 /// 1/2 resolution. Blocks are spread evenly over the threads. Meant for thin layers (encoders):
 /// with 256x256 weights re-packing A per block costs more than the cache saves, so the joint
 /// network's decoder uses `gemm` directly.
-func pointwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
+package func pointwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                                   bias: UnsafePointer<Float>?, clamp: Clamp, residual: FeatureMap?, threads: Int) {
     let m = output.channels, n = input.plane, k = input.channels
     let parallel = m * n * k >= (1 << 20) && threads > 1
@@ -75,7 +75,7 @@ func pointwiseConvolution(_ input: FeatureMap, into output: FeatureMap, weights:
 
 /// `gemm` into a band of a larger output: `C` rows are `ldc` floats apart (the full plane) while
 /// `B` is the band's own dense `[K, n]` columns. Same column split over the threads as `gemm`.
-func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+package func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
           c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
     let workers = m * n * k >= (1 << 21) && n >= 64 ? max(1, min(threads, n / 32)) : 1
     parallelRanges(workers, threads: workers) { w, _ in

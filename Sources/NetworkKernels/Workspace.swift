@@ -2,30 +2,35 @@ import Foundation
 
 /// A CHW float32 feature map living in workspace memory: channel `c` is the plane starting at
 /// `base + c * plane`. A view, not an owner; valid until its workspace buffer is reused.
-struct FeatureMap {
-    let base: UnsafeMutablePointer<Float>
-    let channels: Int
-    let height: Int
-    let width: Int
-    var plane: Int { height * width }
-    var count: Int { channels * height * width }
-    @inline(__always) func channel(_ c: Int) -> UnsafeMutablePointer<Float> { base + c * plane }
+package struct FeatureMap {
+    package let base: UnsafeMutablePointer<Float>
+    package let channels: Int
+    package let height: Int
+    package let width: Int
+    package init(base: UnsafeMutablePointer<Float>, channels: Int, height: Int, width: Int) {
+        self.base = base; self.channels = channels; self.height = height; self.width = width
+    }
+    package var plane: Int { height * width }
+    package var count: Int { channels * height * width }
+    @inline(__always) package func channel(_ c: Int) -> UnsafeMutablePointer<Float> { base + c * plane }
 }
 
 /// Named, reusable buffers. Each forward pass asks for the same buffers in the same order, so
 /// after the first frame at a given size (or any smaller one) nothing is allocated: the buffer
 /// plan is fixed per input size, without having to spell it out separately from the forward code.
-final class Workspace {
+package final class Workspace {
     private struct Buffer { var pointer: UnsafeMutableRawPointer; var bytes: Int }
     private var buffers: [String: Buffer] = [:]
     /// Every allocation made so far (for tests that check steady-state frames allocate nothing).
-    private(set) var allocationCount = 0
+    package private(set) var allocationCount = 0
 
     /// Trailing bytes every buffer keeps, so SIMD kernels may read (never use) a few lanes past
     /// the end of a plane.
-    static let slackBytes = 256
+    package static let slackBytes = 256
 
-    func raw(_ key: String, bytes: Int) -> UnsafeMutableRawPointer {
+    package init() {}
+
+    package func raw(_ key: String, bytes: Int) -> UnsafeMutableRawPointer {
         if let buffer = buffers[key], buffer.bytes >= bytes { return buffer.pointer }
         if let old = buffers[key] { old.pointer.deallocate() }
         let pointer = UnsafeMutableRawPointer.allocate(byteCount: bytes + Self.slackBytes, alignment: 64)
@@ -35,15 +40,15 @@ final class Workspace {
         return pointer
     }
 
-    func floats(_ key: String, count: Int) -> UnsafeMutablePointer<Float> {
+    package func floats(_ key: String, count: Int) -> UnsafeMutablePointer<Float> {
         raw(key, bytes: count * MemoryLayout<Float>.stride).assumingMemoryBound(to: Float.self)
     }
 
-    func map(_ key: String, channels: Int, height: Int, width: Int) -> FeatureMap {
+    package func map(_ key: String, channels: Int, height: Int, width: Int) -> FeatureMap {
         FeatureMap(base: floats(key, count: channels * height * width), channels: channels, height: height, width: width)
     }
 
-    var totalBytes: Int { buffers.values.reduce(0) { $0 + $1.bytes } }
+    package var totalBytes: Int { buffers.values.reduce(0) { $0 + $1.bytes } }
 
     deinit { for buffer in buffers.values { buffer.pointer.deallocate() } }
 }
@@ -51,7 +56,7 @@ final class Workspace {
 /// Splits `count` items into at most `threads` contiguous ranges and runs them concurrently
 /// (serially for one thread); `body` gets the worker index, for per-worker scratch.
 @inline(__always)
-func parallelRanges(_ count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
+package func parallelRanges(_ count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
     let workers = max(1, min(threads, count))
     if workers == 1 { body(0, 0..<count); return }
     DispatchQueue.concurrentPerform(iterations: workers) { worker in

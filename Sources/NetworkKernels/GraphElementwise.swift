@@ -1,13 +1,13 @@
 import Foundation
 
-enum ElementwiseOperation { case add, multiply }
+package enum ElementwiseOperation { case add, multiply }
 
 /// out = clamp(a ∘ b) with numpy broadcasting on (C, H, W): each of a's and b's dims is either 1
 /// or out's. Every pattern reduces to rows of out's width (or, when neither side broadcasts within
 /// a channel, one row per channel plane) whose operands are each either a full row or one repeated
 /// scalar, so four SIMD row loops cover same-shape, per-channel (C×1×1), scalar (1×1×1), 1×H×W and
 /// the rarer mixes alike; the broadcast choice is made per row, never per pixel.
-func elementwise(_ operation: ElementwiseOperation, _ a: FeatureMap, _ b: FeatureMap, into output: FeatureMap,
+package func elementwise(_ operation: ElementwiseOperation, _ a: FeatureMap, _ b: FeatureMap, into output: FeatureMap,
                  clamp: Clamp, threads: Int) {
     let c = output.channels, h = output.height, w = output.width
     func broadcasts(_ side: FeatureMap) -> Bool {
@@ -81,20 +81,20 @@ private func mapElements(_ input: FeatureMap, into output: FeatureMap, clamp: Cl
 }
 
 /// In place clamp of a whole map (no-op for .none).
-func applyClamp(_ map: FeatureMap, _ clamp: Clamp, threads: Int) {
+package func applyClamp(_ map: FeatureMap, _ clamp: Clamp, threads: Int) {
     guard !clamp.isNone else { return }
     mapElements(map, into: map, clamp: clamp, threads: threads, { $0 }, { $0 })
 }
 
 /// x · relu6(x + 3) / 6, then clamp.
-func hardSwish(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, threads: Int) {
+package func hardSwish(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, threads: Int) {
     let three = F8(repeating: 3), sixth = F8(repeating: 1 / 6)
     mapElements(input, into: output, clamp: clamp, threads: threads,
                 { $0 * clamp6($0 + three) * sixth }, { $0 * min(max($0 + 3, 0), 6) * (1 / 6) })
 }
 
 /// 1 / (1 + exp(−x)), then clamp.
-func logistic(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, threads: Int) {
+package func logistic(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, threads: Int) {
     let one = F8(repeating: 1)
     mapElements(input, into: output, clamp: clamp, threads: threads,
                 { one / (one + vexp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) })
@@ -104,7 +104,7 @@ func logistic(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, thread
 /// exp(r), n folded into the exponent bits); within a few ulp of `expf` over the clamped range
 /// [−87.3, 88.3], whose ends stay normal and finite. A per-element libm call was ten times slower.
 @inline(__always)
-func vexp(_ x: F8) -> F8 {
+package func vexp(_ x: F8) -> F8 {
     let x = vmin(vmax(x, F8(repeating: -87.3)), F8(repeating: 88.3))
     // n = round(x·log2 e) by the 1.5·2²³ trick, whose sum also holds n in its low mantissa bits
     // (the standard library's SIMD `rounded` and float→int conversions run lane by lane).
@@ -126,7 +126,7 @@ func vexp(_ x: F8) -> F8 {
 
 /// Zero padding: output is zeroed, input is placed with its channel 0 at output channel
 /// `channelOffset`, row 0 at `top`, column 0 at `left` (TF PAD with zeros, any of the three axes).
-func pad(_ input: FeatureMap, into output: FeatureMap, top: Int, left: Int, channelOffset: Int, threads: Int) {
+package func pad(_ input: FeatureMap, into output: FeatureMap, top: Int, left: Int, channelOffset: Int, threads: Int) {
     precondition(top >= 0 && left >= 0 && channelOffset >= 0)
     precondition(channelOffset + input.channels <= output.channels && top + input.height <= output.height
                  && left + input.width <= output.width, "pad: input does not fit in the output")

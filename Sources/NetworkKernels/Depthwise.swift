@@ -1,7 +1,7 @@
 /// Depthwise 3x3 convolution (padding 1, stride 1 or 2) with the folded BatchNorm bias and
 /// ReLU6, as in every MobileNet-v2 inverted residual (PyTorch's symmetric padding): the general
 /// depthwise kernel with that geometry.
-func depthwise3x3(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
+package func depthwise3x3(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                   bias: UnsafePointer<Float>, stride: Int, workspace: Workspace, threads: Int) {
     precondition(stride == 1 || stride == 2)
     precondition(output.height == (input.height + stride - 1) / stride && output.width == (input.width + stride - 1) / stride)

@@ -2,7 +2,7 @@
 /// The in-image taps of a window form a rectangle, so each output pixel sums that rectangle and
 /// divides by its area; the rectangle's bounds are worked out per row and per column, not per tap.
 /// (The converted models pool only globally or on small maps, so this stays a direct loop.)
-func averagePool(_ input: FeatureMap, into output: FeatureMap, geometry g: ConvGeometry, clamp: Clamp, threads: Int) {
+package func averagePool(_ input: FeatureMap, into output: FeatureMap, geometry g: ConvGeometry, clamp: Clamp, threads: Int) {
     precondition(input.channels == output.channels)
     let h = input.height, w = input.width, ho = output.height, wo = output.width
     /// The taps k in 0..<size with 0 ≤ origin + k·step < extent.
@@ -34,7 +34,7 @@ func averagePool(_ input: FeatureMap, into output: FeatureMap, geometry g: ConvG
 
 /// Mean over each whole channel into a C×1×1 map, then clamp. Four vector accumulators per
 /// channel keep the sum's rounding error small on large planes.
-func globalAveragePool(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, threads: Int) {
+package func globalAveragePool(_ input: FeatureMap, into output: FeatureMap, clamp: Clamp, threads: Int) {
     precondition(output.channels == input.channels && output.height == 1 && output.width == 1)
     let n = input.plane
     parallelRanges(input.channels, threads: input.count >= 65536 ? threads : 1) { _, channels in

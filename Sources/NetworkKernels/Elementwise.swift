@@ -1,6 +1,6 @@
 /// Per-channel epilogues that follow a GEMM: add the folded BatchNorm bias, optionally a
 /// residual, then optionally clamp to ReLU6. One pass over the map.
-func addBias(_ map: FeatureMap, bias: UnsafePointer<Float>?, residual: FeatureMap? = nil,
+package func addBias(_ map: FeatureMap, bias: UnsafePointer<Float>?, residual: FeatureMap? = nil,
              relu6: Bool, threads: Int) {
     let plane = map.plane
     parallelRanges(map.channels, threads: threads) { _, channels in
@@ -12,12 +12,12 @@ func addBias(_ map: FeatureMap, bias: UnsafePointer<Float>?, residual: FeatureMa
 
 /// `p[i] = relu6?(p[i] + bias + residual[i])` over `count` floats.
 @inline(__always)
-func biasEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafeMutablePointer<Float>?, relu6: Bool) {
+package func biasEpilogue(_ p: UnsafeMutablePointer<Float>, count: Int, bias: Float, residual: UnsafeMutablePointer<Float>?, relu6: Bool) {
     clampEpilogue(p, count: count, bias: bias, residual: residual.map { UnsafePointer($0) }, clamp: relu6 ? .relu6 : .none)
 }
 
 /// `dst[c] = relu6(scale[c] · src[c])`: the heads' depthwise 1x1 convolution and its activation.
-func scaleChannelsReLU6(_ src: FeatureMap, scale: UnsafePointer<Float>, into dst: FeatureMap, threads: Int) {
+package func scaleChannelsReLU6(_ src: FeatureMap, scale: UnsafePointer<Float>, into dst: FeatureMap, threads: Int) {
     let plane = src.plane
     parallelRanges(src.channels, threads: threads) { _, channels in
         for c in channels {
@@ -32,7 +32,7 @@ func scaleChannelsReLU6(_ src: FeatureMap, scale: UnsafePointer<Float>, into dst
 
 /// `dst += src` over `count` floats.
 @inline(__always)
-func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+package func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
     var i = 0
     while i + 8 <= count { store8(load8(dst + i) + load8(src + i), dst + i); i += 8 }
     while i < count { dst[i] += src[i]; i += 1 }

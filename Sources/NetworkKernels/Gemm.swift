@@ -9,7 +9,7 @@ import Foundation
 /// after every call and starved the network's other parallel kernels on two cores (they ran no
 /// faster with 2 threads than with 1); splitting ourselves also keeps small layers on one thread.
 @inline(__always)
-func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+package func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
           c: UnsafeMutablePointer<Float>, beta: Float = 0, threads: Int = 1) {
     // Below ~2 M multiply-adds a second thread costs more than it saves.
     let workers = m * n * k >= (1 << 21) && n >= 64 ? max(1, min(threads, n / 32)) : 1
@@ -28,13 +28,13 @@ func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Floa
 }
 
 /// Keeps OpenBLAS single-threaded (see `gemm`).
-func configureBLAS() {
+package func configureBLAS() {
     openblas_set_num_threads(1)
 }
 
 /// A 1x1 convolution with its epilogue (folded BatchNorm bias, optional residual, optional
 /// ReLU6): `pointwiseConvolution` with ReLU6 as its clamp.
-func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
+package func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                     bias: UnsafePointer<Float>?, residual: FeatureMap? = nil, relu6: Bool, threads: Int) {
     pointwiseConvolution(input, into: output, weights: weights, bias: bias, clamp: relu6 ? .relu6 : .none,
                          residual: residual, threads: threads)

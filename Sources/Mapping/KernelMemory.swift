@@ -1,0 +1,121 @@
+/// The mapping kernels' memory access, in one place (as `NetworkKernels` keeps its SIMD loads
+/// and workspace): views for the duration of one kernel call, and owned fixed-address storage
+/// for the per-pixel and per-worker workspaces.
+///
+/// Rules: a view is made by `withKernelInput`/`withKernelOutput` (arrays), `SurfelMap`'s
+/// `withKernelViews`/`withKernelInputs`, or a `KernelBuffer` its caller owns, and is used only
+/// inside the call that made it (passed into `ParallelFor.run`, never stored). Views are
+/// Sendable because the chunks of one `ParallelFor` share them; each chunk writes disjoint
+/// indices. Indexing is unchecked like the `UnsafeBufferPointer` it replaces: the kernels derive
+/// every index from the image and map sizes their callers validated.
+
+/// Read access to `count` contiguous elements.
+struct KernelInput<Element>: @unchecked Sendable {
+    let base: UnsafePointer<Element>
+    let count: Int
+
+    init(_ buffer: UnsafeBufferPointer<Element>) {
+        // An empty array may have no storage; its view is never dereferenced.
+        base = buffer.baseAddress ?? UnsafePointer(bitPattern: MemoryLayout<Element>.alignment)!
+        count = buffer.count
+    }
+
+    @inline(__always) subscript(i: Int) -> Element { base[i] }
+    /// Address of element `i`, for kernels that stream a run of elements (class distributions).
+    @inline(__always) func address(_ i: Int) -> UnsafePointer<Element> { base + i }
+}
+
+/// Read and write access to `count` contiguous elements.
+struct KernelOutput<Element>: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Element>
+    let count: Int
+
+    init(_ buffer: UnsafeMutableBufferPointer<Element>) {
+        base = buffer.baseAddress ?? UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment)!
+        count = buffer.count
+    }
+
+    init(base: UnsafeMutablePointer<Element>, count: Int) { self.base = base; self.count = count }
+
+    @inline(__always) subscript(i: Int) -> Element {
+        get { base[i] }
+        nonmutating set { base[i] = newValue }
+    }
+    @inline(__always) func address(_ i: Int) -> UnsafeMutablePointer<Element> { base + i }
+    /// Elements `range` as a view of their own (e.g. one worker's z-buffer of several).
+    @inline(__always) func slice(_ range: Range<Int>) -> KernelOutput<Element> {
+        KernelOutput(base: base + range.lowerBound, count: range.count)
+    }
+    /// Sets every element to `value`.
+    @inline(__always) func fill(_ value: Element) { base.update(repeating: value, count: count) }
+    var input: KernelInput<Element> { KernelInput(UnsafeBufferPointer(start: base, count: count)) }
+}
+
+extension Array {
+    /// Runs `body` with a read view of the array's elements.
+    @inline(__always)
+    func withKernelInput<R>(_ body: (KernelInput<Element>) throws -> R) rethrows -> R {
+        try withUnsafeBufferPointer { try body(KernelInput($0)) }
+    }
+
+    /// Runs `body` with a read-write view of the array's elements.
+    @inline(__always)
+    mutating func withKernelOutput<R>(_ body: (KernelOutput<Element>) throws -> R) rethrows -> R {
+        try withUnsafeMutableBufferPointer { try body(KernelOutput($0)) }
+    }
+}
+
+/// Owned storage for a kernel workspace (per-pixel association results, per-worker z-buffers):
+/// allocated when its size changes and otherwise reused frame after frame, at a fixed address,
+/// so a kernel takes views of several workspaces without a closure each. Its views stay valid
+/// while the buffer is alive and not resized; the owner takes them in the method that runs the
+/// kernel. A reference type because it owns memory; not Sendable (views are what crosses threads).
+final class KernelBuffer<Element> {
+    private(set) var count = 0
+    private var storage: UnsafeMutablePointer<Element>?
+
+    init() {}
+
+    init(count: Int, repeating value: Element) { resize(count, repeating: value) }
+
+    deinit { release() }
+
+    private func release() {
+        guard let storage else { return }
+        storage.deinitialize(count: count)
+        storage.deallocate()
+        self.storage = nil
+        count = 0
+    }
+
+    /// Makes the buffer `count` elements long, all `value`, if it is not that long already
+    /// (contents are kept otherwise). Returns whether it was reallocated.
+    @discardableResult
+    func resize(_ count: Int, repeating value: Element) -> Bool {
+        precondition(count >= 0)
+        guard count != self.count || storage == nil else { return false }
+        release()
+        let memory = UnsafeMutablePointer<Element>.allocate(capacity: max(count, 1))
+        memory.initialize(repeating: value, count: count)
+        storage = memory
+        self.count = count
+        return true
+    }
+
+    /// Sets every element to `value`.
+    func fill(_ value: Element) { storage?.update(repeating: value, count: count) }
+
+    /// Bounds-checked element access, for code outside the kernels.
+    subscript(i: Int) -> Element {
+        get { precondition(i >= 0 && i < count, "index out of range"); return storage![i] }
+        set { precondition(i >= 0 && i < count, "index out of range"); storage![i] = newValue }
+    }
+
+    var input: KernelInput<Element> { output.input }
+    var output: KernelOutput<Element> {
+        KernelOutput(base: storage ?? UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment)!, count: count)
+    }
+
+    /// A copy of the contents.
+    var array: [Element] { Array(UnsafeBufferPointer(start: storage, count: count)) }
+}
