@@ -82,6 +82,18 @@ final class SemfuseSequenceTests: XCTestCase {
         XCTAssertThrowsError(try NPY.decode(Data("hello world".utf8), path: "no.npy")) { XCTAssertTrue("\($0)".contains("magic")) }
     }
 
+    /// Issue 9: a probability file of shape (C, 0, 0) is a valid NPY file but no image; it used
+    /// to trap later when the empty map was resized.
+    func testEmptyProbabilityMapIsAnError() throws {
+        let url = try SharedData.temporaryDirectory(self).appendingPathComponent("empty.npy")
+        try NPY.write(NPYArray(shape: [13, 0, 0], values: []), to: url)
+        XCTAssertThrowsError(try SemfuseSequenceReader.readProbabilities(url, classCount: 13, frame: 0)) { error in
+            guard case SequenceError.malformed(let path, _, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, url.path)
+            XCTAssertTrue(reason.contains("empty 0x0 image"), reason)
+        }
+    }
+
     func testBadInputsNameTheFileAndTheProblem() throws {
         let dir = try SharedData.temporaryDirectory(self)
         try write(dir)
