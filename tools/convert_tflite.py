@@ -475,6 +475,10 @@ class Converter:
             raise ConversionError(f"input {xin.label} has batch size {xin.shape[0]}; only batch 1 is supported")
         ends, kind = self.find_outputs()
         ops = self.needed_ops(ends)
+        produced = {t for op in ops for t in op.outputs}
+        for t in ends:  # a graph whose output nothing computes (no operators left) is not a model
+            if t not in produced:
+                raise ConversionError(f"output tensor {self.T[t].label} is not computed by any operator")
         dropped = len(m.operators) - len(ops)
         for op in ops:  # refuse before writing anything
             if op.name not in SUPPORTED:
