@@ -2,6 +2,10 @@ import Foundation
 
 /// Whole-file reads and atomic writes with errors that name the file.
 public enum FileData {
+    /// The largest file `read` loads whole (a map PLY of tens of millions of points stays far
+    /// below it).
+    public static let maxFileBytes = 1 << 32
+
     public static func read(_ url: URL) throws -> Data {
         let path = url.path
         var isDirectory: ObjCBool = false
@@ -9,6 +13,19 @@ public enum FileData {
             throw ImagingError.fileNotFound(path: path)
         }
         if isDirectory.boolValue { throw ImagingError.unreadable(path: path, reason: "is a directory") }
+        // A FIFO or a device (/dev/zero, /dev/urandom) has no end to read to, and a file larger
+        // than any input this tool reads is refused before it is loaded into memory.
+        var status = stat()
+        if stat(path, &status) == 0 {
+            let type = status.st_mode & S_IFMT
+            guard type == S_IFREG else {
+                let kind = type == S_IFIFO ? "a FIFO" : (type == S_IFCHR || type == S_IFBLK ? "a device" : (type == S_IFSOCK ? "a socket" : "a special file"))
+                throw ImagingError.unreadable(path: path, reason: "is \(kind), not a regular file")
+            }
+            guard Int(status.st_size) <= maxFileBytes else {
+                throw ImagingError.tooLarge(path: path, reason: "the file is \(status.st_size) bytes; inputs above \(maxFileBytes) bytes (4 GiB) are refused")
+            }
+        }
         do {
             return try Data(contentsOf: url)
         } catch {

@@ -179,4 +179,18 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(try NPY.decode(npy("(40, 0, 0)"), path: "empty.npy").shape, [40, 0, 0])
         XCTAssertEqual(try NPY.decode(npy("(0, 4611686018427387904)"), path: "empty.npy").values, [])
     }
+
+    /// A FIFO or a device has no end: reading it whole would block or grow without bound.
+    func testSpecialFilesAreRefusedBeforeReading() throws {
+        let fifo = try SharedData.temporaryDirectory(self).appendingPathComponent("pipe.png")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        XCTAssertThrowsError(try PNGCodec.readRGB(fifo)) { error in
+            guard case ImagingError.unreadable(let path, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, fifo.path)
+            XCTAssertEqual(reason, "is a FIFO, not a regular file")
+        }
+        XCTAssertThrowsError(try FileData.read(URL(fileURLWithPath: "/dev/zero"))) { error in
+            XCTAssertEqual(error as? ImagingError, .unreadable(path: "/dev/zero", reason: "is a device, not a regular file"))
+        }
+    }
 }
