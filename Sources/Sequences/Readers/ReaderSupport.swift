@@ -109,7 +109,7 @@ public enum IntrinsicsArgument {
             }
             if all.count == 4 || all.count == 6 {
                 return Values(fx: all[0], fy: all[1], cx: all[2], cy: all[3],
-                              width: all.count == 6 ? Int(all[4]) : nil, height: all.count == 6 ? Int(all[5]) : nil)
+                              width: all.count == 6 ? try size(all[4], url.path) : nil, height: all.count == 6 ? try size(all[5], url.path) : nil)
             }
             throw SequenceError.malformed(path: url.path, line: nil,
                                           reason: "expected 'fx fy cx cy [width height]' or a 3x3 matrix, found \(all.count) numbers")
@@ -119,6 +119,16 @@ public enum IntrinsicsArgument {
             throw SequenceError.invalidIntrinsics(path: argument, reason: "expected 'fx,fy,cx,cy[,width,height]' or an existing file")
         }
         let v = parts.map { $0! }
-        return Values(fx: v[0], fy: v[1], cx: v[2], cy: v[3], width: v.count == 6 ? Int(v[4]) : nil, height: v.count == 6 ? Int(v[5]) : nil)
+        return Values(fx: v[0], fy: v[1], cx: v[2], cy: v[3], width: v.count == 6 ? try size(v[4], argument) : nil,
+                      height: v.count == 6 ? try size(v[5], argument) : nil)
+    }
+
+    /// An image side: a whole number of pixels within `ImageLimits` (1e300 used to trap in the
+    /// conversion to Int).
+    static func size(_ value: Double, _ source: String) throws -> Int {
+        guard value.rounded() == value, value >= 1, value <= Double(ImageLimits.maxSide) else {
+            throw SequenceError.invalidIntrinsics(path: source, reason: "image size \(value) is not a whole number of pixels in 1...\(ImageLimits.maxSide)")
+        }
+        return Int(value)
     }
 }
