@@ -72,14 +72,17 @@ public enum NPY {
         // wrap to a small count.
         let bodyStart = headerStart + headerLength
         let available = bytes.count - bodyStart
+        func tooLarge() -> ImagingError {
+            .tooLarge(path: path, reason: "NPY: shape \(shape) of \(dtype.rawValue) needs more than the \(available) bytes of data in the file (truncated or crafted file)")
+        }
         var expected = dtype.size
         for dimension in shape.contains(0) ? [0] : shape {
             let (product, overflow) = expected.multipliedReportingOverflow(by: dimension)
-            guard !overflow, product <= available else {
-                throw ImagingError.tooLarge(path: path, reason: "NPY: shape \(shape) of \(dtype.rawValue) needs more than the \(available) bytes of data in the file (truncated or crafted file)")
-            }
+            guard !overflow, product <= available else { throw tooLarge() }
             expected = product
         }
+        // A 0-d shape `()` is one element: the loop above never compared it with the data.
+        guard expected <= available else { throw tooLarge() }
         let count = expected / dtype.size
         var values = [Float](repeating: 0, count: count)
         bytes.withUnsafeBytes { raw in

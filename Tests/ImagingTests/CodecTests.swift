@@ -174,6 +174,9 @@ final class CodecTests: XCTestCase {
         assertTooLarge(try NPY.decode(npy("(40, 2147483648, 2147483648)", body: 16), path: "wrap.npy"), path: "wrap.npy", "16 bytes")
         assertTooLarge(try NPY.decode(npy("(4611686018427387904,)"), path: "big.npy"), path: "big.npy", "0 bytes")
         assertTooLarge(try NPY.decode(npy("(2, 3)", body: 23), path: "short.npy"), path: "short.npy", "23 bytes")
+        // A 0-d array is one element, found by the fuzzer reading past a 1-byte body.
+        assertTooLarge(try NPY.decode(npy("()", body: 3), path: "scalar.npy"), path: "scalar.npy", "3 bytes")
+        XCTAssertEqual(try NPY.decode(npy("()", body: 4), path: "scalar.npy").values, [0])
         XCTAssertEqual(try NPY.decode(npy("(2, 3)", body: 24), path: "ok.npy").values.count, 6)
         // Empty arrays are valid NumPy files whatever the other dimensions say.
         XCTAssertEqual(try NPY.decode(npy("(40, 0, 0)"), path: "empty.npy").shape, [40, 0, 0])
