@@ -21,12 +21,14 @@ scratch=.build-fuzz
 case "$target" in python|convert-*) native=0 ;; *) native=1 ;; esac
 if [ $native -eq 1 ]; then
   # SEMFUSE_FUZZ_NO_BUILD=1: several targets in parallel share one build made beforehand.
-  if [ "${SEMFUSE_FUZZ_NO_BUILD:-0}" != 1 ]; then echo "building the fuzzers ($scratch)…"; fi
-  if [ "${SEMFUSE_FUZZ_NO_BUILD:-0}" != 1 ] && ! SEMFUSE_FUZZ=1 swift build --scratch-path "$scratch" -c debug -Xswiftc -O \
-      --sanitize=fuzzer --sanitize=address --product semfuse-fuzz 2>&1 | grep -E "error|warning: unre|Compiling semfuse|Build"; then
-    :
+  # The same flags every time: SwiftPM keys its build plan on them, and a call without the
+  # sanitizers (even --show-bin-path) makes the next build drop the coverage instrumentation.
+  flags=(--scratch-path "$scratch" -c debug -Xswiftc -O --sanitize=fuzzer --sanitize=address)
+  if [ "${SEMFUSE_FUZZ_NO_BUILD:-0}" != 1 ]; then
+    echo "building the fuzzers ($scratch)…"
+    SEMFUSE_FUZZ=1 swift build "${flags[@]}" --product semfuse-fuzz 2>&1 | grep -E "error|Build" || true
   fi
-  binary=$(SEMFUSE_FUZZ=1 swift build --scratch-path "$scratch" -c debug --show-bin-path)/semfuse-fuzz
+  binary=$(SEMFUSE_FUZZ=1 swift build "${flags[@]}" --show-bin-path)/semfuse-fuzz
   [ -x "$binary" ] || { echo "fuzz: build failed ($binary missing)" >&2; exit 2; }
   mapfile -t all < <(sed -n '/static let names = \[/,/\]/p' Tests/FuzzTargets/FuzzTargets.swift | grep -oE '"[a-z0-9-]+"' | tr -d '"')
 else
@@ -48,6 +50,10 @@ run_swift() {
   local status=$?
   local executions=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   local coverage=$(grep -oE 'cov: [0-9]+' "$log" | tail -1)
+  # A binary without coverage instrumentation fuzzes blind: say so instead of "no findings".
+  if grep -q "no interesting inputs were found" "$log"; then
+    echo "fuzz $name: the binary is not instrumented for coverage (rebuild: rm -rf $scratch)"; findings=$((findings + 1))
+  fi
   local found=0
   for crash in "$artifacts"*; do
     [ -f "$crash" ] || continue
@@ -59,7 +65,7 @@ run_swift() {
     echo "fuzz $name: FINDING after ${executions:-?} executions (status $status); inputs copied to Tests/FuzzCorpus/$name/"
     grep -E "ERROR: |SUMMARY|Fatal error|panic|==[0-9]+==" "$log" | head -5
   else
-    echo "fuzz $name: ${executions:-?} executions in ${seconds}s or ${runs} runs, ${coverage:-cov ?}, no findings"
+    echo "fuzz $name: ${executions:-?} executions (limits: $seconds s, $runs runs), ${coverage:-cov ?} Swift edges, no findings"
   fi
   cp "$log" "$scratch/artifacts/$name.log"
   rm -f "$log"
@@ -83,7 +89,7 @@ run_python() {
     echo "fuzz $name: $found FINDING(S) in ${executions:-?} executions (status $status); inputs in $scratch/artifacts/$name/"
     grep -E "^FINDING|Uncaught|ERROR" "$log" | head -20
   else
-    echo "fuzz $name: ${executions:-?} executions, no findings"
+    echo "fuzz $name: ${executions:-?} executions (limits: $seconds s, $runs runs), no findings"
   fi
   cp "$log" "$scratch/artifacts/$name.log"
   rm -f "$log"
