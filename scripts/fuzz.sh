@@ -7,7 +7,7 @@
 # `all` runs each in turn, `python` runs the two converters under atheris (dev-only:
 # `pip install atheris`). Each target runs until `seconds` (default 60) or `max-executions`
 # (default unlimited) and prints its executions and findings. The build goes to .build-fuzz
-# (optimised but with Swift's overflow and bounds checks, unlike the -Ounchecked release build).
+# (debug: Swift's overflow and bounds checks on).
 # Seeds come from Tests/FuzzCorpus/<target>; the working corpus grows in .build-fuzz/corpus/.
 # A crashing input is copied to Tests/FuzzCorpus/<target>/crash-<hash>, which the normal test
 # suite then replays (FuzzRegressionTests). Exit status: 0 when nothing was found, 1 otherwise.
@@ -21,9 +21,11 @@ scratch=.build-fuzz
 case "$target" in python|convert-*) native=0 ;; *) native=1 ;; esac
 if [ $native -eq 1 ]; then
   # SEMFUSE_FUZZ_NO_BUILD=1: several targets in parallel share one build made beforehand.
-  # The same flags every time: SwiftPM keys its build plan on them, and a call without the
-  # sanitizers (even --show-bin-path) makes the next build drop the coverage instrumentation.
-  flags=(--scratch-path "$scratch" -c debug -Xswiftc -O --sanitize=fuzzer --sanitize=address)
+  # `--sanitize=fuzzer --sanitize=address` becomes two swiftc flags in an order that varies from
+  # run to run, and the last one wins: half the builds had no coverage instrumentation. One
+  # combined -sanitize=fuzzer,address (after SwiftPM's own) instruments every time; --sanitize=fuzzer
+  # makes SwiftPM link libFuzzer. Debug (-Onone): Swift's overflow and bounds checks stay on.
+  flags=(--scratch-path "$scratch" -c debug --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address)
   if [ "${SEMFUSE_FUZZ_NO_BUILD:-0}" != 1 ]; then
     echo "building the fuzzers ($scratch)…"
     SEMFUSE_FUZZ=1 swift build "${flags[@]}" --product semfuse-fuzz 2>&1 | grep -E "error|Build" || true
