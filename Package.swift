@@ -88,3 +88,14 @@ let package = Package(
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17
 )
+
+// Fuzzing (issue 9): every parser as a function of a file's bytes (`FuzzTargets`), replayed over
+// Tests/FuzzCorpus by the normal suite; the libFuzzer harness itself is only added for
+// scripts/fuzz.sh (SEMFUSE_FUZZ=1), so ordinary builds never need the fuzzer runtime.
+package.targets += [
+    .target(name: "FuzzTargets", dependencies: ["Imaging", "Export", "Network", "Sequences"], path: "Tests/FuzzTargets"),
+    .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"]),
+]
+if Context.environment["SEMFUSE_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "semfuse-fuzz", dependencies: ["FuzzTargets"], path: "Fuzz"))
+}

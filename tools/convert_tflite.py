@@ -491,6 +491,10 @@ class Converter:
             raise ConversionError(f"input {xin.label} has an empty shape {xin.shape}")
         ends, kind = self.find_outputs()
         ops = self.needed_ops(ends)
+        produced = {t for op in ops for t in op.outputs}
+        for t in ends:  # a graph whose output nothing computes (no operators left) is not a model
+            if t not in produced:
+                raise ConversionError(f"output tensor {self.T[t].label} is not computed by any operator")
         dropped = len(m.operators) - len(ops)
         for op in ops:  # refuse before writing anything
             if op.name not in SUPPORTED:

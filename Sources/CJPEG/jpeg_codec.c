@@ -2,6 +2,7 @@
 #include <jpeglib.h>
 #include <setjmp.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -30,10 +31,27 @@ static void copy_message(char *dst, size_t size, const char *src) {
     dst[size - 1] = 0;
 }
 
+/* A progressive file can hold thousands of tiny scans, each a full pass over the coefficients:
+   a few kilobytes that take minutes to decode. libjpeg-turbo's own tools stop at 500 scans. */
+#define SEMFUSE_JPEG_MAX_SCANS 500
+
+static void semfuse_jpeg_progress(j_common_ptr info) {
+    if (info->is_decompressor) {
+        j_decompress_ptr d = (j_decompress_ptr)info;
+        if (d->input_scan_number > SEMFUSE_JPEG_MAX_SCANS) {
+            semfuse_jpeg_error *err = (semfuse_jpeg_error *)info->err;
+            snprintf(err->message, sizeof err->message, "more than %d progressive scans", SEMFUSE_JPEG_MAX_SCANS);
+            longjmp(err->jump, 1);
+        }
+    }
+}
+
 int semfuse_jpeg_decode_rgb(const unsigned char *data, size_t size,
+                            long max_side, long max_pixels, size_t max_memory,
                             unsigned char **out_pixels, int *out_width, int *out_height,
                             char *error, size_t error_size) {
     struct jpeg_decompress_struct info;
+    struct jpeg_progress_mgr progress;
     semfuse_jpeg_error err;
     unsigned char *volatile pixels = NULL;
     *out_pixels = NULL;
@@ -47,18 +65,43 @@ int semfuse_jpeg_decode_rgb(const unsigned char *data, size_t size,
         return 1;
     }
     jpeg_create_decompress(&info);
+    /* Whole-image buffers (progressive coefficients) beyond this fail with an error instead of
+       growing without bound: there is no backing store. */
+    info.mem->max_memory_to_use = (long)max_memory;
+    memset(&progress, 0, sizeof progress);
+    progress.progress_monitor = semfuse_jpeg_progress;
+    info.progress = &progress;
     jpeg_mem_src(&info, data, (unsigned long)size);
     jpeg_read_header(&info, TRUE);
+    /* The declared size is checked before anything is allocated for it (status 2). */
+    if (info.image_width == 0 || info.image_height == 0 || (long)info.image_width > max_side ||
+        (long)info.image_height > max_side || (long)info.image_width * (long)info.image_height > max_pixels) {
+        snprintf(error, error_size, "%u %u", info.image_width, info.image_height);
+        jpeg_destroy_decompress(&info);
+        return 2;
+    }
     info.out_color_space = JCS_RGB;
+    info.scale_num = 1;
+    info.scale_denom = 1;
     jpeg_start_decompress(&info);
     size_t stride = (size_t)info.output_width * 3;
-    pixels = (unsigned char *)malloc(stride * info.output_height);
-    if (!pixels) {
-        copy_message(error, error_size, "out of memory");
-        jpeg_destroy_decompress(&info);
-        return 1;
-    }
+    /* Rows are allocated as they are decoded, so a truncated file that declares a large image
+       fails (libjpeg's end-of-data warning is an error here) before the full buffer exists. */
+    size_t capacity = 0;
     while (info.output_scanline < info.output_height) {
+        if (info.output_scanline >= capacity) {
+            size_t rows = capacity == 0 ? 64 : capacity * 2;
+            if (rows > info.output_height) rows = info.output_height;
+            unsigned char *grown = (unsigned char *)realloc(pixels, stride * rows);
+            if (!grown) {
+                copy_message(error, error_size, "out of memory");
+                jpeg_destroy_decompress(&info);
+                free(pixels);
+                return 1;
+            }
+            pixels = grown;
+            capacity = rows;
+        }
         unsigned char *row = pixels + stride * info.output_scanline;
         jpeg_read_scanlines(&info, &row, 1);
     }

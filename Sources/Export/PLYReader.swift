@@ -49,7 +49,9 @@ public struct PLYFile: Sendable {
             cloud.normals = (0..<vertexCount).map { SIMD3(nx[$0], ny[$0], nz[$0]) }
         }
         if let r = column(named: "red"), let g = column(named: "green"), let b = column(named: "blue") {
-            cloud.colors = (0..<vertexCount).map { RGB8(UInt8(clamping: Int(r[$0])), UInt8(clamping: Int(g[$0])), UInt8(clamping: Int(b[$0]))) }
+            // Clamped in Double: a float colour of NaN or 1e300 must not trap in an Int conversion.
+            func byte(_ v: Double) -> UInt8 { v.isNaN ? 0 : UInt8(Swift.max(0, Swift.min(255, v))) }
+            cloud.colors = (0..<vertexCount).map { RGB8(byte(r[$0]), byte(g[$0]), byte(b[$0])) }
         }
         cloud.labels = column(named: "label")?.map { Int32($0) }
         cloud.labelConfidence = f("label_confidence")
@@ -124,13 +126,46 @@ public enum PLYReader {
         let vertex = elements[vertexIndex]
         guard !vertex.hasList else { throw fail("list properties in the vertex element are not supported") }
         let properties = vertex.properties.map { (name: $0.0, type: $0.1) }
-        var columns = [[Double]](repeating: [Double](repeating: 0, count: vertex.count), count: properties.count)
+        for axis in ["x", "y", "z"] where !properties.contains(where: { $0.name == axis }) {
+            throw fail("the vertex element has no '\(axis)' property")
+        }
         var offset = endRange.upperBound
+        let bodyBytes = bytes.count - offset
+        // Declared counts are checked against the bytes present, with overflow-checked
+        // arithmetic, before the columns are allocated: a header may claim any count.
+        func tooMany(_ reason: String) -> ExportError {
+            fail("\(reason): more than the \(bodyBytes) bytes after the header can hold (truncated or crafted file)")
+        }
+
+        if format == "ascii" {
+            // Every value takes at least one character.
+            let (tokens, overflow) = vertex.count.multipliedReportingOverflow(by: properties.count)
+            guard !overflow, tokens <= bodyBytes else { throw tooMany("\(vertex.count) vertices of \(properties.count) values") }
+        } else {
+            for e in elements[..<vertexIndex] {
+                guard !e.hasList else { throw fail("element '\(e.name)' with list properties before the vertices is not supported") }
+                let rowSize = e.properties.reduce(0) { $0 + $1.1.size }
+                let (size, overflow) = e.count.multipliedReportingOverflow(by: rowSize)
+                let (end, overflow2) = offset.addingReportingOverflow(size)
+                guard !overflow, !overflow2, end <= bytes.count else { throw tooMany("\(e.count) '\(e.name)' elements of \(rowSize) bytes") }
+                offset = end
+            }
+            let stride = properties.reduce(0) { $0 + $1.type.size }
+            let (needed, overflow) = vertex.count.multipliedReportingOverflow(by: stride)
+            guard !overflow, needed <= bytes.count - offset else {
+                throw fail("truncated binary body: \(vertex.count) vertices of \(stride) bytes need \(overflow ? "more than \(Int.max)" : "\(needed)") bytes, found \(bytes.count - offset)")
+            }
+        }
+        var columns = [[Double]](repeating: [Double](repeating: 0, count: vertex.count), count: properties.count)
 
         if format == "ascii" {
             guard let body = String(bytes: bytes[offset...], encoding: .ascii) else { throw fail("body is not ASCII") }
             var lines = body.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).makeIterator()
-            for e in elements[..<vertexIndex] { for _ in 0..<e.count { _ = lines.next() } }
+            for e in elements[..<vertexIndex] {
+                for _ in 0..<e.count where lines.next() == nil {
+                    throw fail("ascii body ends inside element '\(e.name)' (\(e.count) declared)")
+                }
+            }
             for i in 0..<vertex.count {
                 guard let line = lines.next() else { throw fail("ascii body ends after \(i) of \(vertex.count) vertices") }
                 let tokens = line.split(whereSeparator: \.isWhitespace)
@@ -144,15 +179,6 @@ public enum PLYReader {
             }
         } else {
             let bigEndian = format == "binary_big_endian"
-            for e in elements[..<vertexIndex] {
-                guard !e.hasList else { throw fail("element '\(e.name)' with list properties before the vertices is not supported") }
-                offset += e.count * e.properties.reduce(0) { $0 + $1.1.size }
-            }
-            let stride = properties.reduce(0) { $0 + $1.type.size }
-            let needed = vertex.count * stride
-            guard offset <= bytes.count, bytes.count - offset >= needed else {
-                throw fail("truncated binary body: \(vertex.count) vertices need \(needed) bytes, found \(max(0, bytes.count - offset))")
-            }
             bytes.withUnsafeBytes { raw in
                 let base = raw.baseAddress! + offset
                 var o = 0
@@ -163,6 +189,12 @@ public enum PLYReader {
                     }
                 }
             }
+        }
+        // `pointCloud()` turns labels into Int32 and colours into bytes: a label must be an
+        // integer in range, or the conversion would trap on a crafted value.
+        if let k = properties.firstIndex(where: { $0.name == "label" }),
+           let bad = columns[k].firstIndex(where: { Int32(exactly: $0) == nil }) {
+            throw fail("vertex \(bad): label \(columns[k][bad]) is not a 32-bit integer")
         }
         return PLYFile(format: format, comments: comments, properties: properties, vertexCount: vertex.count, columns: columns)
     }

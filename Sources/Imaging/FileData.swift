@@ -5,6 +5,10 @@ import Glibc
 
 /// Whole-file reads and atomic writes with errors that name the file.
 public enum FileData {
+    /// The largest file `read` loads whole (a map PLY of tens of millions of points stays far
+    /// below it).
+    public static let maxFileBytes = 1 << 32
+
     /// Every input file is read here, so what it is (not a regular file) is checked once: a
     /// FIFO would block the run or fail as "permission denied", a device would be read forever.
     public static func read(_ url: URL) throws -> Data {
@@ -15,6 +19,9 @@ public enum FileData {
             throw ImagingError.unreadable(path: path, reason: String(cString: strerror(errno)))
         }
         if let kind = specialFileKind(info.st_mode) { throw ImagingError.unreadable(path: path, reason: "not a regular file: \(kind)") }
+        guard Int(info.st_size) <= maxFileBytes else {
+            throw ImagingError.tooLarge(path: path, reason: "the file is \(info.st_size) bytes; inputs above \(maxFileBytes) bytes (4 GiB) are refused")
+        }
         do {
             return try Data(contentsOf: url)
         } catch {

@@ -4,6 +4,9 @@ public enum ImagingError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     case corrupt(path: String, reason: String)
     case unexpectedFormat(path: String, expected: String, found: String)
+    /// A declared size (image dimensions, array shape) beyond what the reader accepts or beyond
+    /// what the file's bytes can hold: refused before anything is allocated.
+    case tooLarge(path: String, reason: String)
     case unsupportedExtension(path: String)
     case writeFailed(path: String, reason: String)
 
@@ -13,6 +16,7 @@ public enum ImagingError: Error, CustomStringConvertible, Equatable {
         case .unreadable(let p, let r): return "\(p): cannot read: \(r)"
         case .corrupt(let p, let r): return "\(p): corrupt or truncated image: \(r)"
         case .unexpectedFormat(let p, let e, let f): return "\(p): expected \(e), found \(f)"
+        case .tooLarge(let p, let r): return "\(p): declared size refused: \(r)"
         case .unsupportedExtension(let p): return "\(p): unsupported image type (use .png, .jpg or .jpeg)"
         case .writeFailed(let p, let r): return "\(p): cannot write: \(r)"
         }

@@ -3,6 +3,11 @@ import Foundation
 
 /// JPEG decoding and encoding through libjpeg-turbo.
 public enum JPEGCodec {
+    /// libjpeg's working memory (whole-image coefficient buffers of progressive files, about 6
+    /// bytes per pixel at full resolution) is capped so a crafted file fails with an error
+    /// instead of exhausting memory.
+    static let maxWorkingMemory = 6 * ImageLimits.maxPixels
+
     public static func readRGB(_ url: URL) throws -> ColorImage {
         try decode(FileData.read(url), path: url.path)
     }
@@ -15,7 +20,13 @@ public enum JPEGCodec {
         var width: Int32 = 0, height: Int32 = 0
         var message = [CChar](repeating: 0, count: 256)
         let status = data.withUnsafeBytes { raw in
-            semfuse_jpeg_decode_rgb(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, &pixels, &width, &height, &message, 256)
+            semfuse_jpeg_decode_rgb(raw.bindMemory(to: UInt8.self).baseAddress, raw.count,
+                                    ImageLimits.maxSide, ImageLimits.maxPixels, maxWorkingMemory,
+                                    &pixels, &width, &height, &message, 256)
+        }
+        if status == 2 {
+            let declared = String(cString: message).split(separator: " ").compactMap { Int($0) }
+            try ImageLimits.check(width: declared.first ?? 0, height: declared.last ?? 0, path: path)
         }
         guard status == 0, let pixels else {
             throw ImagingError.corrupt(path: path, reason: String(cString: message))

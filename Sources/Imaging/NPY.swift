@@ -17,6 +17,9 @@ public enum NPY {
         var size: Int { self == .float32 ? 4 : (self == .float16 ? 2 : 1) }
     }
 
+    /// NumPy's own limit on the number of dimensions.
+    static let maxDimensions = 64
+
     public static func read(_ url: URL) throws -> NPYArray {
         try decode(FileData.read(url), path: url.path)
     }
@@ -53,7 +56,7 @@ public enum NPY {
             throw fail("Fortran-ordered arrays are not supported")
         }
         guard let shapeText = header.range(of: "'shape':").map({ header[$0.upperBound...] }),
-              let open = shapeText.firstIndex(of: "("), let close = shapeText.firstIndex(of: ")") else {
+              let open = shapeText.firstIndex(of: "("), let close = shapeText[open...].firstIndex(of: ")") else {
             throw fail("no shape in header")
         }
         var shape: [Int] = []
@@ -62,13 +65,25 @@ public enum NPY {
             if t.isEmpty { continue }
             guard let v = Int(t), v >= 0 else { throw fail("bad shape entry '\(t)'") }
             shape.append(v)
+            guard shape.count <= maxDimensions else { throw fail("more than \(maxDimensions) dimensions in shape") }
         }
-        let count = shape.reduce(1, *)
+        // The declared shape is checked against the bytes present, with overflow-checked
+        // products, before the values are allocated: a shape such as (40, 2^31, 2^31) must not
+        // wrap to a small count.
         let bodyStart = headerStart + headerLength
-        let expected = count * dtype.size
-        guard bytes.count - bodyStart >= expected else {
-            throw fail("truncated data: shape \(shape) needs \(expected) bytes, file has \(bytes.count - bodyStart)")
+        let available = bytes.count - bodyStart
+        func tooLarge() -> ImagingError {
+            .tooLarge(path: path, reason: "NPY: shape \(shape) of \(dtype.rawValue) needs more than the \(available) bytes of data in the file (truncated or crafted file)")
         }
+        var expected = dtype.size
+        for dimension in shape.contains(0) ? [0] : shape {
+            let (product, overflow) = expected.multipliedReportingOverflow(by: dimension)
+            guard !overflow, product <= available else { throw tooLarge() }
+            expected = product
+        }
+        // A 0-d shape `()` is one element: the loop above never compared it with the data.
+        guard expected <= available else { throw tooLarge() }
+        let count = expected / dtype.size
         var values = [Float](repeating: 0, count: count)
         bytes.withUnsafeBytes { raw in
             let body = raw.baseAddress! + bodyStart

@@ -41,7 +41,28 @@ public enum PNGCodec {
                             hasAlpha: (image.format & semfuse_png_format_flag_alpha) != 0,
                             isPalette: (image.format & colormapFlag) != 0)
             defer { png_image_free(&image) }
+            try checkDeclaredSize(info, fileBytes: raw.count, path: path)
             return try body(&image, info)
+        }
+    }
+
+    /// zlib's deflate never expands more than 1032:1 (a 258-byte match in 2 bits); a file whose
+    /// header needs more image data than that times its own length is refused before the
+    /// decoder allocates rows for it.
+    static let maximumDeflateRatio = 1032
+
+    /// Refuses a declared size above `ImageLimits`, or one the file's bytes cannot hold even at
+    /// deflate's maximum compression ratio, before the pixel buffer is allocated.
+    private static func checkDeclaredSize(_ info: Info, fileBytes: Int, path: String) throws {
+        try ImageLimits.check(width: info.width, height: info.height, path: path)
+        // The fewest bits per pixel the stored format can have: 16-bit samples stay 16-bit, 8-bit
+        // RGB is 24 bits, palette and grayscale files may pack down to 1 bit. Alpha is not
+        // counted (a tRNS chunk adds alpha without stored samples).
+        let minimumBits = info.is16Bit ? (info.isColor ? 48 : 16) : (info.isColor && !info.isPalette ? 24 : 1)
+        let minimumBytes = (info.width * info.height * minimumBits + 7) / 8   // ≤ 2^26 · 48: no overflow
+        let (capacity, overflow) = fileBytes.multipliedReportingOverflow(by: maximumDeflateRatio)
+        if !overflow && minimumBytes > capacity + 1024 {
+            throw ImagingError.tooLarge(path: path, reason: "header declares \(info.summary), at least \(minimumBytes) bytes of image data; a \(fileBytes)-byte file cannot hold that much even at zlib's maximum compression (truncated or crafted file)")
         }
     }
 
@@ -88,8 +109,12 @@ public enum PNGCodec {
     /// Reads a 16-bit single-channel image with the stored values unchanged (depth maps).
     /// An 8-bit file is rejected: it cannot hold depth and usually means a wrong file.
     public static func readGray16(_ url: URL) throws -> Image<UInt16> {
-        let path = url.path
-        return try withImage(FileData.read(url), path: path) { image, info in
+        try readGray16(data: FileData.read(url), path: url.path)
+    }
+
+    /// `readGray16` on bytes already in memory; `path` names the file in errors.
+    public static func readGray16(data: Data, path: String) throws -> Image<UInt16> {
+        try withImage(data, path: path) { image, info in
             guard info.is16Bit, !info.isColor, !info.isPalette else {
                 throw ImagingError.unexpectedFormat(path: path, expected: "16-bit single-channel PNG (depth)", found: info.summary)
             }
@@ -101,8 +126,12 @@ public enum PNGCodec {
     /// Reads an 8-bit single-channel image unchanged (label ids). Colour, palette and 16-bit
     /// files are rejected because converting them would invent ids.
     public static func readGray8(_ url: URL) throws -> Image<UInt8> {
-        let path = url.path
-        return try withImage(FileData.read(url), path: path) { image, info in
+        try readGray8(data: FileData.read(url), path: url.path)
+    }
+
+    /// `readGray8` on bytes already in memory; `path` names the file in errors.
+    public static func readGray8(data: Data, path: String) throws -> Image<UInt8> {
+        try withImage(data, path: path) { image, info in
             guard !info.is16Bit, !info.isColor, !info.isPalette else {
                 throw ImagingError.unexpectedFormat(path: path, expected: "8-bit grayscale PNG of class ids", found: info.summary)
             }

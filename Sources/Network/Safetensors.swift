@@ -77,12 +77,11 @@ public enum Safetensors {
             guard let info = entry as? [String: Any], let dtype = info["dtype"] as? String,
                   let shapeAny = info["shape"] as? [Any], let offsetsAny = info["data_offsets"] as? [Any],
                   offsetsAny.count == 2 else { throw bad("entry \(name) lacks dtype, shape or data_offsets") }
-            let shape = shapeAny.compactMap { ($0 as? NSNumber)?.intValue }
-            let offsets = offsetsAny.compactMap { ($0 as? NSNumber)?.intValue }
+            let shape = shapeAny.compactMap(exactInteger)
+            let offsets = offsetsAny.compactMap(exactInteger)
             guard shape.count == shapeAny.count, shape.allSatisfy({ $0 >= 0 }), offsets.count == 2 else {
-                throw bad("entry \(name) has a malformed shape or offsets")
+                throw bad("entry \(name) has a malformed shape or offsets (need non-negative integers)")
             }
-            let count = shape.reduce(1, *)
             let elementSize: Int
             switch dtype {
             case "F32", "I32", "U32": elementSize = 4
@@ -94,9 +93,21 @@ public enum Safetensors {
             guard offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= body else {
                 throw bad("entry \(name): data offsets \(offsets) lie outside the \(body)-byte data section (truncated file?)")
             }
-            guard offsets[1] - offsets[0] == count * elementSize else {
+            // The shape's byte count is computed with overflow checks and compared with the
+            // data it claims before anything is allocated: a shape of 2^62 elements must not
+            // wrap around to match a small data range.
+            var byteCount = shape.contains(0) ? 0 : elementSize
+            for dimension in shape where byteCount > 0 {
+                let (product, overflow) = byteCount.multipliedReportingOverflow(by: dimension)
+                guard !overflow, product <= body else {
+                    throw bad("entry \(name): shape \(shape) of \(dtype) needs more than the \(body)-byte data section")
+                }
+                byteCount = product
+            }
+            guard offsets[1] - offsets[0] == byteCount else {
                 throw bad("entry \(name): \(offsets[1] - offsets[0]) bytes of data for shape \(shape) of \(dtype)")
             }
+            let count = byteCount / elementSize
             let start = data.startIndex + headerEnd + offsets[0]
             var values = [Float](repeating: 0, count: count)
             data[start ..< start + count * elementSize].withUnsafeBytes { raw in
@@ -123,6 +134,15 @@ public enum Safetensors {
             tensors[name] = NamedTensor(shape: shape, values: values, dtype: dtype)
         }
         return tensors
+    }
+
+    /// A JSON number that is a whole number within Int's range; fractions, out-of-range values
+    /// and non-numbers give nil instead of being truncated or trapping in a conversion.
+    private static func exactInteger(_ any: Any) -> Int? {
+        guard let number = any as? NSNumber else { return nil }
+        let value = number.doubleValue
+        guard value.isFinite, value.rounded() == value, value >= -0x1p63, value < 0x1p63 else { return nil }
+        return Int(value)   // in range by the guard; beyond 2^53 a size fails the bounds checks anyway
     }
 
     /// Writes the tensors as Float32 (whatever `dtype` says), names sorted.

@@ -94,6 +94,31 @@ final class PLYTests: XCTestCase {
         expect(binary, "truncated binary body")
     }
 
+    func testDeclaredCountsAreCheckedBeforeAllocating() throws {
+        func expect(_ text: String, body: [UInt8] = [], _ fragment: String, line: UInt = #line) {
+            XCTAssertThrowsError(try PLYReader.decode(Data(text.utf8) + Data(body), path: "count.ply"), line: line) { error in
+                guard case ExportError.malformedPLY(let path, let reason) = error else { return XCTFail("\(error)", line: line) }
+                XCTAssertEqual(path, "count.ply", line: line)
+                XCTAssertTrue(reason.contains(fragment), reason, line: line)
+            }
+        }
+        let xyz = "property float x\nproperty float y\nproperty float z\n"
+        // 10^12 vertices used to abort allocating 24 TB of columns; 2^61 overflowed the byte count.
+        expect("ply\nformat ascii 1.0\nelement vertex 1000000000000\n\(xyz)end_header\n1 2 3\n", "more than the 6 bytes")
+        expect("ply\nformat binary_little_endian 1.0\nelement vertex 2305843009213693952\n\(xyz)end_header\n", body: [0, 0, 0, 0], "truncated binary body")
+        expect("ply\nformat binary_little_endian 1.0\nelement vertex 1000000000000\n\(xyz)end_header\n", body: [0, 0, 0, 0], "truncated binary body")
+        // 2^62 faces of 4 bytes wrapped to 0 bytes, and the file was accepted.
+        expect("ply\nformat binary_little_endian 1.0\nelement face 4611686018427387904\nproperty int n\nelement vertex 1\n\(xyz)end_header\n",
+               body: [UInt8](repeating: 0, count: 12), "4611686018427387904 'face' elements")
+        // An ASCII element count larger than the lines present is an error, not a 10^12-step loop.
+        expect("ply\nformat ascii 1.0\nelement face 1000000000000\nproperty int n\nelement vertex 1\n\(xyz)end_header\n1 2 3\n", "ends inside element 'face'")
+        // Values the point cloud conversion would trap on.
+        expect("ply\nformat ascii 1.0\nelement vertex 1\n\(xyz)property float label\nend_header\n1 2 3 1e300\n", "label 1e+300 is not a 32-bit integer")
+        expect("ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nend_header\n1 2\n", "no 'z' property")
+        let cloud = try PLYReader.decode(Data("ply\nformat ascii 1.0\nelement vertex 1\n\(xyz)property float red\nproperty float green\nproperty float blue\nend_header\n1 2 3 nan 1e300 -5\n".utf8), path: "c.ply").pointCloud()
+        XCTAssertEqual(cloud.colors, [RGB8(0, 255, 0)])
+    }
+
     func testGarbageNeverCrashes() throws {
         let valid = try PLYWriter.encode(sampleCloud())
         var state: UInt64 = 42

@@ -53,6 +53,30 @@ final class WeightsTests: XCTestCase {
         }
     }
 
+    func testDeclaredShapesAreCheckedWithOverflow() throws {
+        func file(_ entry: String, body: Int) -> Data {
+            var header = "{\"a\":\(entry)}"
+            while (8 + header.utf8.count) % 8 != 0 { header += " " }
+            var blob = Data()
+            withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { blob.append(contentsOf: $0) }
+            return blob + Data(header.utf8) + Data(count: body)
+        }
+        func expect(_ entry: String, body: Int = 8, _ fragment: String, line: UInt = #line) {
+            XCTAssertThrowsError(try Safetensors.decode(file(entry, body: body), path: "shape.safetensors"), line: line) { error in
+                guard case NetworkError.malformedSafetensors(let path, let reason) = error else { return XCTFail("\(error)", line: line) }
+                XCTAssertEqual(path, "shape.safetensors", line: line)
+                XCTAssertTrue(reason.contains(fragment), reason, line: line)
+            }
+        }
+        // 2^62 · 4 · 4 bytes wraps to 0 and matched an empty data range.
+        expect(#"{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}"#, "needs more than the 8-byte data section")
+        expect(#"{"dtype":"F64","shape":[2147483648,2147483648,2147483648],"data_offsets":[0,8]}"#, "needs more than")
+        expect(#"{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}"#, "malformed shape")
+        expect(#"{"dtype":"F32","shape":[2],"data_offsets":[0,1e300]}"#, "malformed shape or offsets")
+        XCTAssertEqual(try Safetensors.decode(file(#"{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#, body: 8), path: "ok")["a"]?.values, [0, 0])
+        XCTAssertEqual(try Safetensors.decode(file(#"{"dtype":"F32","shape":[0,4611686018427387904],"data_offsets":[0,0]}"#, body: 8), path: "ok")["a"]?.count, 0)
+    }
+
     func testLoadingChecksEveryNameAndShape() throws {
         var tensors = randomTensors()
         XCTAssertNoThrow(try NetworkWeights(tensors: tensors, source: "ok"))

@@ -82,6 +82,32 @@ final class SemfuseSequenceTests: XCTestCase {
         XCTAssertThrowsError(try NPY.decode(Data("hello world".utf8), path: "no.npy")) { XCTAssertTrue("\($0)".contains("magic")) }
     }
 
+    /// Issue 9: a probability file of shape (C, 0, 0) is a valid NPY file but no image; it used
+    /// to trap later when the empty map was resized.
+    func testEmptyProbabilityMapIsAnError() throws {
+        let url = try SharedData.temporaryDirectory(self).appendingPathComponent("empty.npy")
+        try NPY.write(NPYArray(shape: [13, 0, 0], values: []), to: url)
+        XCTAssertThrowsError(try SemfuseSequenceReader.readProbabilities(url, classCount: 13, frame: 0)) { error in
+            guard case SequenceError.malformed(let path, _, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, url.path)
+            XCTAssertTrue(reason.contains("empty 0x0 image"), reason)
+        }
+    }
+
+    /// Issue 9: an image size of 1e300 in an intrinsics file or argument trapped converting to Int.
+    func testIntrinsicsImageSizeMustBeAWholeNumberInRange() throws {
+        let file = try SharedData.temporaryDirectory(self).appendingPathComponent("k.txt")
+        try Data("585 585 320 240 1e300 480\n".utf8).write(to: file)
+        for (argument, path) in [(file.path, file.path), ("585,585,320,240,640,-1", "585,585,320,240,640,-1"), ("585,585,320,240,640.5,480", "585,585,320,240,640.5,480")] {
+            XCTAssertThrowsError(try IntrinsicsArgument.parse(argument)) { error in
+                guard case SequenceError.invalidIntrinsics(let p, let reason) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(p, path)
+                XCTAssertTrue(reason.contains("not a whole number of pixels"), reason)
+            }
+        }
+        XCTAssertEqual(try IntrinsicsArgument.parse("585,585,320,240,640,480").width, 640)
+    }
+
     func testBadInputsNameTheFileAndTheProblem() throws {
         let dir = try SharedData.temporaryDirectory(self)
         try write(dir)

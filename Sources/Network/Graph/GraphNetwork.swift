@@ -52,6 +52,13 @@ public final class GraphNetwork {
         return GraphNetwork(model: try GraphModel(tensors: tensors, metadata: metadata, source: url.path), threads: threads)
     }
 
+    /// `load` on a file already in memory (`path` names it in errors), so the fuzzer and tests
+    /// can feed crafted bytes without a file system round trip.
+    public static func load(data: Data, path: String, threads: Int = 2) throws -> GraphNetwork {
+        let tensors = try Safetensors.decode(data, path: path), metadata = try Safetensors.metadata(data, path: path)
+        return GraphNetwork(model: try GraphModel(tensors: tensors, metadata: metadata, source: path), threads: threads)
+    }
+
     /// Whether `url` is a converted mobile model (as opposed to the joint network's checkpoint
     /// layout): reads only the header.
     public static func isGraphModel(_ url: URL) -> Bool {

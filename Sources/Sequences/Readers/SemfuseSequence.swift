@@ -244,6 +244,9 @@ public final class SemfuseSequenceReader: FrameSource {
             throw SequenceError.malformed(path: url.path, line: nil, reason: "\(shape[0]) classes, the sequence's class set has \(classCount)")
         }
         let (c, h, w) = (shape[0], shape[1], shape[2])
+        guard h > 0, w > 0 else {
+            throw SequenceError.malformed(path: url.path, line: nil, reason: "probabilities of an empty \(w)x\(h) image")
+        }
         var values = [Float](repeating: 0, count: c * h * w)
         for k in 0..<c {
             for p in 0..<(h * w) {
