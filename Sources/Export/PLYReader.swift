@@ -35,6 +35,8 @@ public struct PLYFile: Sendable {
     public var vertexCount: Int
     /// Column-major values: `columns[k][i]` is property k of vertex i.
     public var columns: [[Double]]
+    /// Triangles of the face element (polygons fanned), nil when the file has none.
+    public var faces: [SIMD3<UInt32>]? = nil
 
     public func column(named name: String) -> [Double]? {
         properties.firstIndex { $0.name == name }.map { columns[$0] }
@@ -70,8 +72,9 @@ public struct PLYFile: Sendable {
     }
 }
 
-/// Reads the vertex element of ASCII and binary (little/big-endian) PLY files. Elements after
-/// the vertices (e.g. faces) are ignored; elements before them must have fixed-size rows.
+/// Reads the vertex and face elements of ASCII and binary (little/big-endian) PLY files, in
+/// whichever order they come; polygons are fanned into triangles. Other elements before them
+/// are read past; anything after both is ignored.
 public enum PLYReader {
     public static func read(_ url: URL) throws -> PLYFile {
         let data: Data
@@ -90,7 +93,8 @@ public enum PLYReader {
         guard let header = String(bytes: bytes[0..<endRange.lowerBound], encoding: .ascii) else { throw fail("header is not ASCII") }
         var format: String?
         var comments: [String] = []
-        struct Element { var name: String; var count: Int; var properties: [(String, PLYFile.ScalarType)]; var hasList: Bool }
+        enum Property { case scalar(String, PLYFile.ScalarType), list(String, count: PLYFile.ScalarType, item: PLYFile.ScalarType) }
+        struct Element { var name: String; var count: Int; var properties: [Property] }
         var elements: [Element] = []
         for (n, raw) in header.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
@@ -106,17 +110,21 @@ public enum PLYReader {
             case "comment", "obj_info": comments.append(parts.dropFirst().joined(separator: " "))
             case "element":
                 guard parts.count == 3, let count = Int(parts[2]), count >= 0 else { throw fail("header line \(n + 1): bad element '\(line)'") }
-                elements.append(Element(name: parts[1], count: count, properties: [], hasList: false))
+                elements.append(Element(name: parts[1], count: count, properties: []))
             case "property":
                 guard !elements.isEmpty else { throw fail("header line \(n + 1): property before any element") }
                 if parts.count >= 2 && parts[1] == "list" {
-                    elements[elements.count - 1].hasList = true
+                    guard parts.count == 5, let countType = PLYFile.ScalarType(ply: parts[2]), let itemType = PLYFile.ScalarType(ply: parts[3]),
+                          countType != .float32, countType != .float64 else {
+                        throw fail("header line \(n + 1): bad list property '\(line)'")
+                    }
+                    elements[elements.count - 1].properties.append(.list(parts[4], count: countType, item: itemType))
                     continue
                 }
                 guard parts.count == 3, let type = PLYFile.ScalarType(ply: parts[1]) else {
                     throw fail("header line \(n + 1): unknown property type in '\(line)'")
                 }
-                elements[elements.count - 1].properties.append((parts[2], type))
+                elements[elements.count - 1].properties.append(.scalar(parts[2], type))
             default:
                 throw fail("header line \(n + 1): unexpected '\(keyword)'")
             }
@@ -124,71 +132,75 @@ public enum PLYReader {
         guard let format else { throw fail("no format line") }
         guard let vertexIndex = elements.firstIndex(where: { $0.name == "vertex" }) else { throw fail("no vertex element") }
         let vertex = elements[vertexIndex]
-        guard !vertex.hasList else { throw fail("list properties in the vertex element are not supported") }
-        let properties = vertex.properties.map { (name: $0.0, type: $0.1) }
+        var properties: [(name: String, type: PLYFile.ScalarType)] = []
+        for property in vertex.properties {
+            guard case .scalar(let name, let type) = property else { throw fail("list properties in the vertex element are not supported") }
+            properties.append((name, type))
+        }
         for axis in ["x", "y", "z"] where !properties.contains(where: { $0.name == axis }) {
             throw fail("the vertex element has no '\(axis)' property")
         }
-        var offset = endRange.upperBound
-        let bodyBytes = bytes.count - offset
-        // Declared counts are checked against the bytes present, with overflow-checked
-        // arithmetic, before the columns are allocated: a header may claim any count.
-        func tooMany(_ reason: String) -> ExportError {
-            fail("\(reason): more than the \(bodyBytes) bytes after the header can hold (truncated or crafted file)")
+        let faceIndex = elements.firstIndex { $0.name == "face" }
+        let bodyStart = endRange.upperBound
+        let bodyBytes = bytes.count - bodyStart
+        // Every declared row takes at least one byte (binary) or one character (ASCII), so a
+        // count above the body's size is refused before anything is allocated.
+        for e in elements[...max(vertexIndex, faceIndex ?? vertexIndex)] where e.count > bodyBytes {
+            throw fail((format == "ascii" ? "" : "truncated binary body: ") + "\(e.count) '\(e.name)' elements: more than the \(bodyBytes) bytes after the header can hold; the body ends inside element '\(e.name)' (truncated or crafted file)")
         }
-
-        if format == "ascii" {
-            // Every value takes at least one character.
-            let (tokens, overflow) = vertex.count.multipliedReportingOverflow(by: properties.count)
-            guard !overflow, tokens <= bodyBytes else { throw tooMany("\(vertex.count) vertices of \(properties.count) values") }
-        } else {
-            for e in elements[..<vertexIndex] {
-                guard !e.hasList else { throw fail("element '\(e.name)' with list properties before the vertices is not supported") }
-                let rowSize = e.properties.reduce(0) { $0 + $1.1.size }
-                let (size, overflow) = e.count.multipliedReportingOverflow(by: rowSize)
-                let (end, overflow2) = offset.addingReportingOverflow(size)
-                guard !overflow, !overflow2, end <= bytes.count else { throw tooMany("\(e.count) '\(e.name)' elements of \(rowSize) bytes") }
-                offset = end
-            }
-            let stride = properties.reduce(0) { $0 + $1.type.size }
-            let (needed, overflow) = vertex.count.multipliedReportingOverflow(by: stride)
-            guard !overflow, needed <= bytes.count - offset else {
-                throw fail("truncated binary body: \(vertex.count) vertices of \(stride) bytes need \(overflow ? "more than \(Int.max)" : "\(needed)") bytes, found \(bytes.count - offset)")
-            }
-        }
-        var columns = [[Double]](repeating: [Double](repeating: 0, count: vertex.count), count: properties.count)
-
-        if format == "ascii" {
-            guard let body = String(bytes: bytes[offset...], encoding: .ascii) else { throw fail("body is not ASCII") }
-            var lines = body.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).makeIterator()
-            for e in elements[..<vertexIndex] {
-                for _ in 0..<e.count where lines.next() == nil {
-                    throw fail("ascii body ends inside element '\(e.name)' (\(e.count) declared)")
-                }
-            }
-            for i in 0..<vertex.count {
-                guard let line = lines.next() else { throw fail("ascii body ends after \(i) of \(vertex.count) vertices") }
-                let tokens = line.split(whereSeparator: \.isWhitespace)
-                guard tokens.count >= properties.count else {
-                    throw fail("vertex \(i) has \(tokens.count) values, expected \(properties.count)")
-                }
-                for k in 0..<properties.count {
-                    guard let v = Double(tokens[k]) else { throw fail("vertex \(i): '\(tokens[k])' is not a number") }
-                    columns[k][i] = v
-                }
-            }
-        } else {
-            let bigEndian = format == "binary_big_endian"
-            bytes.withUnsafeBytes { raw in
-                let base = raw.baseAddress! + offset
-                var o = 0
-                for i in 0..<vertex.count {
-                    for k in 0..<properties.count {
-                        columns[k][i] = value(base + o, properties[k].type, bigEndian: bigEndian)
-                        o += properties[k].type.size
+        var reader = BodyReader(bytes: bytes, offset: bodyStart, format: format, path: path)
+        var columns: [[Double]] = []
+        var faces: [SIMD3<UInt32>]?
+        for (index, e) in elements.enumerated() where index <= max(vertexIndex, faceIndex ?? vertexIndex) {
+            if index == vertexIndex {
+                if format != "ascii" {
+                    let stride = properties.reduce(0) { $0 + $1.type.size }
+                    let (needed, overflow) = vertex.count.multipliedReportingOverflow(by: stride)
+                    guard !overflow, needed <= bytes.count - reader.offset else {
+                        throw fail("truncated binary body: \(vertex.count) vertices of \(stride) bytes need \(overflow ? "more than \(Int.max)" : "\(needed)") bytes, found \(bytes.count - reader.offset)")
                     }
                 }
+                columns = [[Double]](repeating: [Double](repeating: 0, count: vertex.count), count: properties.count)
+                for i in 0..<vertex.count {
+                    reader.beginRow("vertex \(i)", expected: "\(properties.count)")
+                    for k in 0..<properties.count {
+                        guard let v = try reader.next(properties[k].type) else { throw fail("body ends after \(i) of \(vertex.count) vertices") }
+                        columns[k][i] = v
+                    }
+                    reader.endRow()
+                }
+                continue
             }
+            let isFace = index == faceIndex
+            var triangles: [SIMD3<UInt32>] = []
+            if isFace { triangles.reserveCapacity(e.count) }
+            for row in 0..<e.count {
+                reader.beginRow("\(e.name) \(row)", expected: "more")
+                for property in e.properties {
+                    switch property {
+                    case .scalar(_, let type):
+                        guard try reader.next(type) != nil else { throw fail("body ends inside element '\(e.name)' (row \(row) of \(e.count))") }
+                    case .list(let name, let countType, let itemType):
+                        guard let n = try reader.next(countType) else { throw fail("body ends inside element '\(e.name)' (row \(row) of \(e.count))") }
+                        guard n >= 0, n <= 1024, n == n.rounded() else { throw fail("\(e.name) \(row): list of \(n) items") }
+                        var polygon: [UInt32] = []
+                        for _ in 0..<Int(n) {
+                            guard let v = try reader.next(itemType) else { throw fail("body ends inside element '\(e.name)' (row \(row) of \(e.count))") }
+                            if isFace && (name == "vertex_indices" || name == "vertex_index") {
+                                guard v >= 0, v < Double(vertex.count), v == v.rounded() else {
+                                    throw fail("face \(row) refers to vertex \(v); there are \(vertex.count)")
+                                }
+                                polygon.append(UInt32(v))
+                            }
+                        }
+                        if polygon.count >= 3 {
+                            for k in 1..<(polygon.count - 1) { triangles.append(SIMD3(polygon[0], polygon[k], polygon[k + 1])) }
+                        }
+                    }
+                }
+                reader.endRow()
+            }
+            if isFace { faces = triangles }
         }
         // `pointCloud()` turns labels into Int32 and colours into bytes: a label must be an
         // integer in range, or the conversion would trap on a crafted value.
@@ -196,7 +208,9 @@ public enum PLYReader {
            let bad = columns[k].firstIndex(where: { Int32(exactly: $0) == nil }) {
             throw fail("vertex \(bad): label \(columns[k][bad]) is not a 32-bit integer")
         }
-        return PLYFile(format: format, comments: comments, properties: properties, vertexCount: vertex.count, columns: columns)
+        var file = PLYFile(format: format, comments: comments, properties: properties, vertexCount: vertex.count, columns: columns)
+        file.faces = faces
+        return file
     }
 
     private static func findEndHeader(_ bytes: [UInt8]) -> Range<Int>? {
@@ -216,7 +230,7 @@ public enum PLYReader {
         return nil
     }
 
-    private static func value(_ p: UnsafeRawPointer, _ type: PLYFile.ScalarType, bigEndian: Bool) -> Double {
+    static func value(_ p: UnsafeRawPointer, _ type: PLYFile.ScalarType, bigEndian: Bool) -> Double {
         @inline(__always) func u16() -> UInt16 { let v = p.loadUnaligned(as: UInt16.self); return bigEndian ? v.bigEndian : v.littleEndian }
         @inline(__always) func u32() -> UInt32 { let v = p.loadUnaligned(as: UInt32.self); return bigEndian ? v.bigEndian : v.littleEndian }
         switch type {
@@ -232,4 +246,53 @@ public enum PLYReader {
             return Double(bitPattern: bigEndian ? v.bigEndian : v.littleEndian)
         }
     }
+}
+
+/// Reads a PLY body value by value: binary with bounds checks, or ASCII one whitespace-separated
+/// token at a time, each row on its own line.
+struct BodyReader {
+    let bytes: [UInt8]
+    var offset: Int
+    let format: String
+    let path: String
+    private var row = "", expected = "", valuesInRow = 0
+
+    init(bytes: [UInt8], offset: Int, format: String, path: String) {
+        self.bytes = bytes; self.offset = offset; self.format = format; self.path = path
+    }
+
+    mutating func beginRow(_ name: String, expected: String) {
+        row = name; self.expected = expected; valuesInRow = 0
+    }
+
+    /// The next value, nil at the end of the body.
+    mutating func next(_ type: PLYFile.ScalarType) throws -> Double? {
+        if format == "ascii" {
+            while offset < bytes.count, Self.isSpace(bytes[offset]) {
+                if bytes[offset] == 0x0A && valuesInRow > 0 {
+                    throw ExportError.malformedPLY(path: path, reason: "\(row) has \(valuesInRow) values, expected \(expected)")
+                }
+                offset += 1
+            }
+            guard offset < bytes.count else { return nil }
+            valuesInRow += 1
+            let start = offset
+            while offset < bytes.count, !Self.isSpace(bytes[offset]) { offset += 1 }
+            guard offset - start <= 64, let text = String(bytes: bytes[start..<offset], encoding: .ascii), let v = Double(text) else {
+                throw ExportError.malformedPLY(path: path, reason: "'\(String(decoding: bytes[start..<min(offset, start + 64)], as: UTF8.self))' is not a number (byte \(start))")
+            }
+            return v
+        }
+        guard offset + type.size <= bytes.count else { return nil }
+        defer { offset += type.size }
+        return bytes.withUnsafeBytes { PLYReader.value($0.baseAddress! + offset, type, bigEndian: format == "binary_big_endian") }
+    }
+
+    /// ASCII rows end at a line break: values beyond a row's properties are ignored.
+    mutating func endRow() {
+        guard format == "ascii" else { return }
+        while offset < bytes.count, bytes[offset] != 0x0A { offset += 1 }
+    }
+
+    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
 }

@@ -142,9 +142,9 @@ struct Evaluate: ParsableCommand {
             }
             if let p = predictor, let mapping { predictor = ClassMappingPredictor(p, mapping: mapping) }
             if source.capabilities.hasDepth && source.capabilities.hasPoses,
-               let g = try MapGeometryScore.compute(map: cloud.positions, source: source, every: every) {
-                lines.append(String(format: "  map geometry against sensor depth (%d frames, ground-truth poses): accuracy median %.1f cm (%.0f %% within 2 cm, %.0f %% within 5 cm), completeness median %.1f cm (%.0f %% within 2 cm, %.0f %% within 5 cm)",
-                                    g.frames, g.accuracyMedian * 100, g.accuracyWithin2cm * 100, g.accuracyWithin5cm * 100,
+               let g = try MapGeometryScore.compute(map: cloud.positions, triangles: file.faces, source: source, every: every) {
+                lines.append(String(format: "  %@ geometry against sensor depth (%d frames, ground-truth poses): accuracy median %.2f cm (%.0f %% within 2 cm, %.0f %% within 5 cm), completeness median %.2f cm (%.0f %% within 2 cm, %.0f %% within 5 cm)",
+                                    file.faces == nil ? "map" : "mesh (\(file.faces!.count) triangles; completeness to the surface)", g.frames, g.accuracyMedian * 100, g.accuracyWithin2cm * 100, g.accuracyWithin5cm * 100,
                                     g.completenessMedian * 100, g.completenessWithin2cm * 100, g.completenessWithin5cm * 100))
                 object["map_geometry"] = ["accuracy_median_m": g.accuracyMedian, "accuracy_within_2cm": g.accuracyWithin2cm, "accuracy_within_5cm": g.accuracyWithin5cm,
                                           "completeness_median_m": g.completenessMedian, "completeness_within_2cm": g.completenessWithin2cm,

@@ -94,6 +94,58 @@ final class PLYTests: XCTestCase {
         expect(binary, "truncated binary body")
     }
 
+    /// Meshes: semfuse's faces read back; foreign files with faces before vertices, `uint`
+    /// indices, quads (fanned) and extra face properties; bad indices refused.
+    func testFacesRoundTripAndForeignLayouts() throws {
+        var vertices = PointCloud(positions: [SIMD3(0, 0, 0), SIMD3(1, 0, 0), SIMD3(1, 1, 0), SIMD3(0, 1, 0)])
+        vertices.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, 1), count: 4)
+        let mesh = TriangleMesh(vertices: vertices, faces: [SIMD3(0, 1, 2), SIMD3(0, 2, 3)])
+        for format in [PLYWriter.Format.binaryLittleEndian, .ascii] {
+            let file = try PLYReader.decode(try PLYWriter.encode(mesh, format: format), path: "mesh.ply")
+            XCTAssertEqual(file.faces, mesh.faces, "\(format)")
+            XCTAssertEqual(file.pointCloud().positions, vertices.positions)
+        }
+        XCTAssertNil(try PLYReader.decode(try PLYWriter.encode(vertices), path: "cloud.ply").faces)
+        // Faces first, uint indices, a quad and a per-face colour, ASCII.
+        let foreign = """
+        ply
+        format ascii 1.0
+        element face 1
+        property list uchar uint vertex_indices
+        property uchar red
+        element vertex 4
+        property float x
+        property float y
+        property float z
+        end_header
+        4 0 1 2 3 255
+        0 0 0
+        1 0 0
+        1 1 0
+        0 1 0
+
+        """
+        let file = try PLYReader.decode(Data(foreign.utf8), path: "foreign.ply")
+        XCTAssertEqual(file.faces, [SIMD3(0, 1, 2), SIMD3(0, 2, 3)])
+        XCTAssertEqual(file.vertexCount, 4)
+        // The same in big-endian binary, faces first, `int` count and `uint` indices.
+        var body = Data()
+        func be32(_ v: UInt32) { withUnsafeBytes(of: v.bigEndian) { body.append(contentsOf: $0) } }
+        be32(3); be32(0); be32(1); be32(3)
+        for p in vertices.positions { for c in [p.x, p.y, p.z] { be32(c.bitPattern) } }
+        let binaryHeader = "ply\nformat binary_big_endian 1.0\nelement face 1\nproperty list int uint vertex_indices\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+        let binary = try PLYReader.decode(Data(binaryHeader.utf8) + body, path: "be.ply")
+        XCTAssertEqual(binary.faces, [SIMD3(0, 1, 3)])
+        XCTAssertEqual(binary.pointCloud().positions, vertices.positions)
+        // An index beyond the vertices, and a negative list length.
+        XCTAssertThrowsError(try PLYReader.decode(Data(foreign.replacingOccurrences(of: "4 0 1 2 3 255", with: "3 0 1 9 255").utf8), path: "bad.ply")) {
+            XCTAssertTrue("\($0)".contains("bad.ply") && "\($0)".contains("face 0 refers to vertex 9"), "\($0)")
+        }
+        XCTAssertThrowsError(try PLYReader.decode(Data(binaryHeader.utf8) + Data([0xFF, 0xFF, 0xFF, 0xFF]) + body.dropFirst(4), path: "neg.ply")) {
+            XCTAssertTrue("\($0)".contains("neg.ply") && "\($0)".contains("list of -1"), "\($0)")
+        }
+    }
+
     func testDeclaredCountsAreCheckedBeforeAllocating() throws {
         func expect(_ text: String, body: [UInt8] = [], _ fragment: String, line: UInt = #line) {
             XCTAssertThrowsError(try PLYReader.decode(Data(text.utf8) + Data(body), path: "count.ply"), line: line) { error in

@@ -190,10 +190,10 @@ final class CodecTests: XCTestCase {
         XCTAssertThrowsError(try PNGCodec.readRGB(fifo)) { error in
             guard case ImagingError.unreadable(let path, let reason) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(path, fifo.path)
-            XCTAssertEqual(reason, "is a FIFO, not a regular file")
+            XCTAssertEqual(reason, "not a regular file: a FIFO (named pipe)")
         }
         XCTAssertThrowsError(try FileData.read(URL(fileURLWithPath: "/dev/zero"))) { error in
-            XCTAssertEqual(error as? ImagingError, .unreadable(path: "/dev/zero", reason: "is a device, not a regular file"))
+            XCTAssertEqual(error as? ImagingError, .unreadable(path: "/dev/zero", reason: "not a regular file: a character device"))
         }
     }
 }
