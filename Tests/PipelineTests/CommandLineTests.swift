@@ -6,15 +6,7 @@ import TestSupport
 
 /// Runs the built `semfuse` binary the way scripts do.
 final class CommandLineTests: XCTestCase {
-    private func binary() throws -> URL {
-        // Tests/PipelineTests/<file> → repository root → .build/<configuration>/semfuse
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for configuration in ["release", "debug"] {
-            let url = root.appendingPathComponent(".build/\(configuration)/semfuse")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw XCTSkip("semfuse binary not built (run `swift build` first)")
-    }
+    private func binary() throws -> URL { try ProcessRunner.semfuseBinary() }
 
     private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
         try ProcessRunner.run(try binary(), arguments)

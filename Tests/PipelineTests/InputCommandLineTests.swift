@@ -5,14 +5,7 @@ import TestSupport
 /// Issue 9 at the command line: nonsense values refused before any work with nothing written,
 /// assumptions said on the console, and a bad ground-truth pose that does not stop tracking.
 final class InputCommandLineTests: XCTestCase {
-    private func binary() throws -> URL {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for configuration in ["release", "debug"] {
-            let url = root.appendingPathComponent(".build/\(configuration)/semfuse")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw XCTSkip("semfuse binary not built (run `swift build` first)")
-    }
+    private func binary() throws -> URL { try ProcessRunner.semfuseBinary() }
 
     private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
         try ProcessRunner.run(try binary(), arguments)

@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// Runs a program the way a user's shell would and returns its exit status and combined
 /// stdout/stderr, for tests of the command-line tool and of `tools/`.
@@ -19,5 +20,17 @@ public enum ProcessRunner {
     /// `/usr/bin/env <arguments>`: finds the program on PATH.
     public static func env(_ arguments: [String]) throws -> (status: Int32, output: String) {
         try run(URL(fileURLWithPath: "/usr/bin/env"), arguments)
+    }
+
+    /// The built `semfuse` binary (release, else debug), as scripts run it; skips the test when
+    /// it is not built.
+    public static func semfuseBinary() throws -> URL {
+        // Tests/TestSupport/<file> → repository root → .build/<configuration>/semfuse
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for configuration in ["release", "debug"] {
+            let url = root.appendingPathComponent(".build/\(configuration)/semfuse")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw XCTSkip("semfuse binary not built (run `swift build` first)")
     }
 }
