@@ -186,6 +186,27 @@ public enum FileData {
         }
     }
 
+    /// Refuses an output that would replace one of the run's inputs: the input file itself, or,
+    /// when `input` is a folder (a sequence), any file that already exists inside it (its frames,
+    /// poses, lists and manifest are all inputs; a new file next to them is fine). Links are
+    /// resolved first, so `seq/link -> seq/poses.txt` is caught too.
+    public static func checkNotInput(_ output: (role: String, url: URL), input: URL, inputRole: String = "input") throws {
+        if sameFile(output.url, input) {
+            throw ImagingError.writeFailed(path: output.url.path,
+                                           reason: "the \(output.role) is the \(inputRole) itself; semfuse never replaces what it reads")
+        }
+        var info = stat()
+        guard stat(input.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, stat(output.url.path, &info) == 0 else { return }
+        let folder = resolvedPath(input)
+        let target = resolvedPath(output.url)
+        if target.hasPrefix(folder.hasSuffix("/") ? folder : folder + "/") {
+            throw ImagingError.writeFailed(path: output.url.path, reason: """
+                the \(output.role) would replace a file of the \(inputRole) \(input.path); semfuse never replaces what it reads \
+                (write outputs elsewhere, e.g. under Output/)
+                """)
+        }
+    }
+
     static func kind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFREG: return "a regular file"

@@ -124,7 +124,7 @@ public enum ReconstructionJob {
                 outputs.append(("mesh preview (<mesh>.preview.png)", mesh.output.deletingPathExtension().appendingPathExtension("preview.png")))
             }
         }
-        try checkOutputs(outputs)
+        try checkOutputs(outputs, sequence: request.sequence)
 
         let predictor = try makePredictor(request, source: source, depthSource: depthSource)
         if let predictor { logger.info("labels: \(predictor.name), \(predictor.classSet)") } else { logger.info("labels: none (geometry only)") }
@@ -278,10 +278,12 @@ public enum ReconstructionJob {
     /// Fails before any work when an output cannot be written, instead of after a long run:
     /// outputs that name the same file (one would silently replace the other), a folder that
     /// cannot be created or written, or a path holding something other than a regular file (a
-    /// device, FIFO, socket or folder, which the atomic write refuses anyway).
-    static func checkOutputs(_ outputs: [(role: String, url: URL)]) throws {
+    /// device, FIFO, socket or folder, which the atomic write refuses anyway), or a file of the
+    /// input sequence (`--trajectory seq/poses.txt` would destroy the ground truth it scores against).
+    static func checkOutputs(_ outputs: [(role: String, url: URL)], sequence: URL) throws {
         do {
             try FileData.checkDistinctOutputs(outputs)
+            for output in outputs { try FileData.checkNotInput(output, input: sequence, inputRole: "input sequence") }
             for (_, url) in outputs {
                 let target = try FileData.checkOutputFile(url)
                 let directory = target.deletingLastPathComponent()

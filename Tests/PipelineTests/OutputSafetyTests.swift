@@ -12,11 +12,7 @@ final class OutputSafetyTests: XCTestCase {
     static let sequence = repository.appendingPathComponent("Sequences/synthetic-room")
 
     private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        for configuration in ["release", "debug"] {
-            let url = Self.repository.appendingPathComponent(".build/\(configuration)/semfuse")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return try ProcessRunner.run(url, arguments) }
-        }
-        throw XCTSkip("semfuse binary not built (run `swift build` first)")
+        try ProcessRunner.run(try ProcessRunner.semfuseBinary(), arguments)
     }
 
     /// `reconstruct` over a FIFO, a folder, a device node (when the test may make one) and a
@@ -77,6 +73,40 @@ final class OutputSafetyTests: XCTestCase {
                               "-o", same.path, "--trajectory", dir.appendingPathComponent("same.preview.png").path])
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertEqual(FileKind(atPath: same.path), .regular)
+    }
+
+    /// An output over a file of the sequence being read (its poses, its manifest, a link to
+    /// one) would destroy the input, and the ground truth the run is scored against: refused
+    /// before any work, the file unchanged. A new file inside the sequence folder is fine.
+    func testOutputsNeverReplaceTheInputSequence() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let copy = dir.appendingPathComponent("room")
+        try FileManager.default.copyItem(at: Self.sequence, to: copy)
+        let poses = copy.appendingPathComponent("poses.txt")
+        let before = try Data(contentsOf: poses)
+        let link = dir.appendingPathComponent("link.txt")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: poses.path)
+        let cases: [([String], String)] = [
+            (["-o", dir.appendingPathComponent("map.ply").path, "--trajectory", poses.path],
+             "\(poses.path): cannot write: the trajectory (--trajectory) would replace a file of the input sequence \(copy.path)"),
+            (["-o", copy.appendingPathComponent("sequence.json").path],
+             "the map (-o) would replace a file of the input sequence"),
+            (["-o", dir.appendingPathComponent("map.ply").path, "--trajectory", link.path],
+             "\(link.path): cannot write: the trajectory (--trajectory) would replace a file of the input sequence"),
+            (["-o", copy.path], "cannot write: the map (-o) is the input sequence itself"),
+        ]
+        for (arguments, message) in cases {
+            let result = try run(["reconstruct", copy.path, "--frames", "0:3", "--all-surfels"] + arguments)
+            XCTAssertNotEqual(result.status, 0, result.output)
+            XCTAssertTrue(result.output.contains(message), "lacks '\(message)': \(result.output)")
+            XCTAssertFalse(result.output.contains("frame 1/"), "refused before any work: \(result.output)")
+        }
+        XCTAssertEqual(try Data(contentsOf: poses), before, "poses.txt unchanged")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("map.ply").path))
+        let inside = copy.appendingPathComponent("map.ply")
+        let result = try run(["reconstruct", copy.path, "--frames", "0:3", "--all-surfels", "-q", "--no-preview", "-o", inside.path])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertEqual(FileKind(atPath: inside.path), .regular)
     }
 
     /// `predict` into a FIFO as its output folder, and `--record` into the very sequence it
