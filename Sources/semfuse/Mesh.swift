@@ -60,11 +60,7 @@ struct Mesh: ParsableCommand {
     func run() throws {
         logging.bootstrap()
         let input = URL(fileURLWithPath: map)
-        let file = try PLYReader.read(input)
-        var cloud = file.pointCloud()
-        if let name = file.comments.first(where: { $0.hasPrefix("class_set ") }).map({ String($0.dropFirst("class_set ".count)) }) {
-            cloud.classSet = ClassSet.named(name)
-        }
+        let cloud = try Self.readMap(input)
         if probabilities && cloud.classProbabilities == nil {
             throw CLIError("\(input.path): --probabilities needs prob_0 ... per point (reconstruct with --probabilities)")
         }
@@ -87,5 +83,16 @@ struct Mesh: ParsableCommand {
         request.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
         let lines = try MeshWriter.write(cloud, source: input.path, request: request, comments: ["meshed from \(input.lastPathComponent)"])
         print(lines.joined(separator: "\n"))
+    }
+
+    /// A surfel map as `semfuse reconstruct` wrote it: the points and their attributes, and the
+    /// class set named by its `class_set` comment (labels mean nothing without it).
+    static func readMap(_ url: URL) throws -> PointCloud {
+        let file = try PLYReader.read(url)
+        var cloud = file.pointCloud()
+        if let name = file.comments.first(where: { $0.hasPrefix("class_set ") }).map({ String($0.dropFirst("class_set ".count)) }) {
+            cloud.classSet = ClassSet.named(name)
+        }
+        return cloud
     }
 }

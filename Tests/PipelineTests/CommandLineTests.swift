@@ -1,3 +1,4 @@
+import Export
 import Foundation
 import Imaging
 import Sequences
@@ -126,6 +127,21 @@ final class CommandLineTests: XCTestCase {
         let text = try String(contentsOf: mesh, encoding: .utf8)
         XCTAssertTrue(text.contains("format ascii 1.0") && text.contains("property list uchar int vertex_indices"))
         XCTAssertTrue(text.contains("property int label"), String(text.prefix(2000)))
+
+        // `bench mesh` on the same map: one JSON line whose mesh matches what `mesh` wrote.
+        result = try run(["bench", "mesh", map.path, "--voxel-size", "0.03", "--repeats", "2", "--threads", "2", "--json"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let line = result.output.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], result.output)
+        for key in ["median_ms", "p10_ms", "p90_ms", "ms_per_100k_surfels", "volume_median_ms", "surface_median_ms",
+                    "attributes_median_ms", "single_thread_median_ms", "speedup_vs_single_thread"] {
+            XCTAssertNotNil(object[key], "\(key) in \(line)")
+        }
+        let written = try PLYReader.read(mesh)
+        XCTAssertEqual(object["triangles"] as? Int, written.faces?.count, line)
+        XCTAssertEqual(object["surfels"] as? Int, try PLYReader.read(map).pointCloud().count, line)
+        XCTAssertEqual(object["voxel_mm"] as? Double ?? 0, 30, accuracy: 1e-3)
+        XCTAssertLessThanOrEqual(object["p10_ms"] as? Double ?? 1, object["median_ms"] as? Double ?? 0)
     }
 
     func testBenchNetworkPrintsJSON() throws {
