@@ -144,6 +144,50 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThanOrEqual(object["p10_ms"] as? Double ?? 1, object["median_ms"] as? Double ?? 0)
     }
 
+    /// `semfuse mesh --probabilities --mesh-per-class` on a map written with --probabilities: every
+    /// vertex carries a distribution (sums to 1, its argmax is its label), and the per-class
+    /// meshes split the whole mesh: each holds only its class, and together every triangle once.
+    func testMeshWithProbabilitiesSplitByClass() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let map = dir.appendingPathComponent("room.ply")
+        var result = try run(["reconstruct", root.appendingPathComponent("Sequences/synthetic-room").path, "--frames", "0:20",
+                              "-o", map.path, "--probabilities", "--no-preview", "-q"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let mesh = dir.appendingPathComponent("room.mesh.ply"), parts = dir.appendingPathComponent("classes")
+        result = try run(["mesh", map.path, "-o", mesh.path, "--probabilities", "--mesh-per-class", parts.path,
+                          "--voxel-size", "0.03", "--no-preview"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let whole = try PLYReader.read(mesh)
+        let vertices = whole.pointCloud()
+        let labels = try XCTUnwrap(vertices.labels), probabilities = try XCTUnwrap(vertices.classProbabilities, "prob_* per vertex")
+        let classes = probabilities.classCount
+        XCTAssertEqual(classes, 40)
+        XCTAssertEqual(probabilities.values.count, classes * vertices.count)
+        for v in 0..<vertices.count {
+            let row = probabilities.values[(v * classes)..<((v + 1) * classes)]
+            XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-3, "vertex \(v)")
+            XCTAssertEqual(row.firstIndex(of: row.max()!)! - v * classes, Int(labels[v]), "vertex \(v)")
+        }
+        let faces = try XCTUnwrap(whole.faces)
+        var perClassFaces = 0
+        let files = try FileManager.default.contentsOfDirectory(atPath: parts.path).filter { $0.hasSuffix(".ply") }
+        XCTAssertGreaterThan(files.count, 2, "\(files)")
+        for name in files {
+            let part = try PLYReader.read(parts.appendingPathComponent(name))
+            let id = name.hasPrefix("unlabelled") ? -1 : try XCTUnwrap(Int(name.prefix { $0.isNumber }), name)
+            let partLabels = try XCTUnwrap(part.pointCloud().labels)
+            let partFaces = part.faces ?? []
+            perClassFaces += partFaces.count
+            for f in partFaces {
+                // A face belongs to the class of its vertices' majority; each part holds its own class.
+                let counts = [f.x, f.y, f.z].filter { Int(partLabels[Int($0)]) == id }.count
+                XCTAssertGreaterThanOrEqual(counts, 1, "\(name): a face without a vertex of class \(id)")
+            }
+        }
+        XCTAssertEqual(perClassFaces, faces.count, "every triangle in exactly one class mesh")
+    }
+
     func testBenchNetworkPrintsJSON() throws {
         let result = try run(["bench", "network", "--size", "64x48", "--threads", "1", "--runs", "3", "--warmup", "1", "--json"])
         XCTAssertEqual(result.status, 0, result.output)
