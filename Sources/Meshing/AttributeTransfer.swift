@@ -3,7 +3,8 @@ import Foundation
 import Imaging
 import Semantics
 
-/// Gives mesh vertices the attributes of the surfels around them.
+/// Gives mesh vertices the attributes of the surfels around them, and puts them on the
+/// surfels' surface.
 ///
 /// Each vertex fuses the surfels within 2σ of it, σ being the surfel's radius kept between half
 /// a voxel and one voxel, with weight confidence x Gaussian of the distance: class
@@ -14,16 +15,26 @@ import Semantics
 /// takes the nearest surfel within reach of the grid. With only `label`/`label_confidence` columns (no
 /// probabilities), each surfel votes for its label with weight x label confidence, and the
 /// vertex's confidence is its label's share of the votes.
+///
+/// Positions: marching cubes places a vertex where the linearly interpolated distance crosses
+/// zero on a voxel edge, which is off the surfels by a fraction of a voxel wherever the
+/// surface curves or the volume's Gaussians blur it. With `refinePositions`, each vertex moves
+/// along the fused normal by the weighted mean of its signed distances to the surrounding
+/// surfels' planes (one moving-least-squares projection step), at most `maximumShift` voxels.
 enum AttributeTransfer {
+    /// Largest move of a vertex onto the surfels, in voxels: a vertex of a cube the surface
+    /// crosses lies within a voxel of it; a larger correction would be an outlier's pull.
+    static let maximumShift: Float = 1
     static func transfer(to positions: [SIMD3<Float>], faces: [SIMD3<UInt32>], from cloud: PointCloud, surfels: Surfels,
-                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, threads: Int) -> PointCloud {
-        var out = PointCloud(positions: positions)
+                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, refinePositions: Bool = true,
+                         threads: Int) -> PointCloud {
         let n = positions.count
         let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
         let probabilities = cloud.classProbabilities
         let classCount = probabilities?.classCount ?? (cloud.classSet?.count ?? 0)
         let hasLabels = cloud.labels != nil || probabilities != nil
         var normals = [SIMD3<Float>](repeating: .zero, count: n)
+        var refined = positions
         var colors = [RGB8](repeating: RGB8(128, 128, 128), count: n)
         var labels = [Int32](repeating: -1, count: n)
         var labelConfidence = [Float](repeating: 0, count: n)
@@ -31,22 +42,25 @@ enum AttributeTransfer {
         let wantProbabilities = !fused.isEmpty
         let faceNormals = vertexNormalsFromFaces(positions, faces)
         normals.withUnsafeMutableBufferPointer { normalsOut in
+        refined.withUnsafeMutableBufferPointer { positionsOut in
         colors.withUnsafeMutableBufferPointer { colorsOut in
         labels.withUnsafeMutableBufferPointer { labelsOut in
         labelConfidence.withUnsafeMutableBufferPointer { confidenceOut in
         fused.withUnsafeMutableBufferPointer { fusedOut in
-            nonisolated(unsafe) let normalsOut = normalsOut, colorsOut = colorsOut, labelsOut = labelsOut
+            nonisolated(unsafe) let normalsOut = normalsOut, positionsOut = positionsOut, colorsOut = colorsOut, labelsOut = labelsOut
             nonisolated(unsafe) let confidenceOut = confidenceOut, fusedOut = fusedOut
             parallelFor(n, threads: threads) { v in
                 let p = positions[v]
                 var scores = [Float](repeating: 0, count: max(classCount, 1))
                 var total: Float = 0, labelled: Float = 0
                 var normal = SIMD3<Float>(), rgb = SIMD3<Float>()
+                var planeDistance: Float = 0
                 var nearest = -1, nearestDistance = Float.infinity
                 func accumulate(_ k: Int, _ w: Float) {
                     let i = surfels.usable[k]
                     total += w
                     normal += w * surfels.normal[k]
+                    planeDistance += w * (surfels.normal[k] * (p - surfels.position[k])).sum()
                     if let colors = cloud.colors {
                         let c = colors[i]
                         rgb += w * SIMD3(Float(c.r), Float(c.g), Float(c.b))
@@ -69,9 +83,15 @@ enum AttributeTransfer {
                     guard d2 <= 4 * s * s else { return }
                     accumulate(k, surfels.weight[k] * exp(-d2 / (2 * s * s)))
                 }
-                if total == 0 && nearest >= 0 { accumulate(nearest, 1) }
+                let reached = total > 0
+                if !reached && nearest >= 0 { accumulate(nearest, 1) }
                 let length = (normal * normal).sum().squareRoot()
                 normalsOut[v] = length > 0 ? normal / length : faceNormals[v]
+                if refinePositions, reached, length > 0 {
+                    let limit = maximumShift * voxel
+                    let shift = min(max(planeDistance / total, -limit), limit)
+                    positionsOut[v] = p - shift * (normal / length)
+                }
                 if total > 0, cloud.colors != nil {
                     let c = rgb / total
                     colorsOut[v] = RGB8(UInt8(clamping: Int(c.x.rounded())), UInt8(clamping: Int(c.y.rounded())), UInt8(clamping: Int(c.z.rounded())))
@@ -90,7 +110,8 @@ enum AttributeTransfer {
                     confidenceOut[v] = scores[best] / labelled
                 }
             }
-        }}}}}
+        }}}}}}
+        var out = PointCloud(positions: refined)
         out.normals = normals
         if hasLabels, classCount > 0 {
             out.labels = labels

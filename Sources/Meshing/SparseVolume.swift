@@ -16,6 +16,10 @@ struct SparseVolume {
     /// Per voxel, block-major: Σ w·d and Σ w.
     var distanceSum: [Float] = []
     var weightSum: [Float] = []
+    /// Per voxel, 1 where some surfel's disc (its radius, at least a voxel, plus half a voxel)
+    /// reaches it. The signed distance reaches further (the Gaussian's tail closes holes and
+    /// corners); this marks where surface was actually seen, to trim what lies beyond.
+    var covered: [UInt8] = []
 
     init(voxelSize: Float) { self.voxelSize = voxelSize }
 
@@ -33,6 +37,18 @@ struct SparseVolume {
     mutating func allocateStorage() {
         distanceSum = [Float](repeating: 0, count: blocks.count * Self.blockVoxels)
         weightSum = [Float](repeating: 0, count: blocks.count * Self.blockVoxels)
+        covered = [UInt8](repeating: 0, count: blocks.count * Self.blockVoxels)
+    }
+
+    /// Whether the voxel nearest to `p` (world coordinates) is covered; false outside the volume.
+    func isCovered(near p: SIMD3<Float>) -> Bool {
+        let q = (p / voxelSize).rounded(.toNearestOrAwayFromZero)
+        guard q.min() > -Float(Int32.max / 2), q.max() < Float(Int32.max / 2) else { return false }
+        let c = SIMD3<Int32>(Int32(q.x), Int32(q.y), Int32(q.z))
+        let b = SIMD3(Self.floorDiv(c.x), Self.floorDiv(c.y), Self.floorDiv(c.z))
+        guard let id = blockIndex[b] else { return false }
+        let l = c &- b &* Int32(Self.side)
+        return covered[Int(id) * Self.blockVoxels + Self.local(Int(l.x), Int(l.y), Int(l.z))] != 0
     }
 
     @inline(__always) static func local(_ x: Int, _ y: Int, _ z: Int) -> Int { (z * side + y) * side + x }

@@ -43,6 +43,13 @@ public struct MeshingParameters: Sendable, Equatable {
     /// Connected pieces with fewer faces are dropped: specks around stray surfels (a lone
     /// surfel makes one or two triangles), not surface.
     public var minimumComponentFaces: Int = 12
+    /// Removes faces beyond the surfels' discs (see `SparseVolume.covered`): without it the
+    /// volume's Gaussian tails grow every border of the map outwards by up to two σ.
+    public var trimUncovered = true
+    /// Moves each vertex onto the planes of the surfels around it (see `AttributeTransfer`):
+    /// marching cubes' linear interpolation leaves vertices a fraction of a voxel off curved
+    /// surfaces.
+    public var refineVertices = true
     public var threads: Int = 1
 
     public init(voxelSize: Float? = nil, threads: Int = 1) {
@@ -59,6 +66,8 @@ public struct MeshingReport: Sendable {
     public var surfelsSkipped = 0
     /// Faces dropped as parts of pieces smaller than `minimumComponentFaces`.
     public var facesDropped = 0
+    /// Faces removed because they lay beyond every surfel's disc (`trimUncovered`).
+    public var facesTrimmed = 0
     public var seconds: (volume: Double, surface: Double, attributes: Double) = (0, 0, 0)
     public var volumeBytes: Int { blocks * SparseVolume.blockVoxels * 8 }
 }
@@ -93,15 +102,23 @@ public enum SurfelMesher {
 
         var (positions, faces) = try MarchingCubes.extract(&volume, minimumWeight: parameters.minimumWeight,
                                                            threads: parameters.threads, source: source)
+        // Trim surface the Gaussian tails extrapolated beyond the surfels: a face is kept when at
+        // least two of its vertices lie on covered voxels (within a surfel's disc).
+        var before = faces.count
+        if parameters.trimUncovered {
+            let covered = positions.map { volume.isCovered(near: $0) }
+            faces = faces.filter { f in (covered[Int(f.x)] ? 1 : 0) + (covered[Int(f.y)] ? 1 : 0) + (covered[Int(f.z)] ? 1 : 0) >= 2 }
+            report.facesTrimmed = before - faces.count
+        }
         volume = SparseVolume(voxelSize: voxel)
-        let before = faces.count
+        before = faces.count
         (positions, faces) = MeshCleanup.dropSmallComponents(positions, faces, minimumFaces: parameters.minimumComponentFaces)
         report.facesDropped = before - faces.count
         report.seconds.surface = lap()
 
         var vertices = AttributeTransfer.transfer(to: positions, faces: faces, from: cloud, surfels: surfels, voxel: voxel,
                                                   colorMode: colorMode, includeProbabilities: includeProbabilities,
-                                                  threads: parameters.threads)
+                                                  refinePositions: parameters.refineVertices, threads: parameters.threads)
         vertices.classSet = cloud.classSet
         report.seconds.attributes = lap()
         return (TriangleMesh(vertices: vertices, faces: faces), report)
@@ -171,7 +188,8 @@ public enum SurfelMesher {
         let blocks = volume.blocks
         volume.distanceSum.withUnsafeMutableBufferPointer { dist in
             volume.weightSum.withUnsafeMutableBufferPointer { weight in
-                nonisolated(unsafe) let dist = dist, weight = weight
+            volume.covered.withUnsafeMutableBufferPointer { covered in
+                nonisolated(unsafe) let dist = dist, weight = weight, covered = covered
                 parallelFor(blockCount, threads: parameters.threads) { b in
                     let origin = blocks[b] &* Int32(side)
                     let base = b * cells
@@ -180,6 +198,8 @@ public enum SurfelMesher {
                         let p = surfels.position[k], n = surfels.normal[k]
                         let sigma = surfels.sigma[k], support = surfels.support[k], w0 = surfels.weight[k]
                         let inv2s2 = 1 / (2 * sigma * sigma), support2 = support * support
+                        let coverRadius = max(surfels.radius[k], voxel) + 0.5 * voxel
+                        let cover2 = coverRadius * coverRadius
                         let reach = (support + band) / voxel
                         let q = p / voxel
                         func range(_ c: Int) -> ClosedRange<Int>? {
@@ -219,11 +239,13 @@ public enum SurfelMesher {
                                     let index = base + SparseVolume.local(cell3.x, cell3.y, cell3.z)
                                     dist[index] += w * d
                                     weight[index] += w
+                                    if l2 <= cover2 { covered[index] = 1 }
                                 }
                             }
                         }
                     }
                 }
+            }
             }
         }
         return volume

@@ -52,6 +52,9 @@ public enum MeshWriter {
         if report.surfelsSkipped > 0 {
             lines.append("  \(report.surfelsSkipped) surfels skipped (no usable normal or zero confidence)")
         }
+        if report.facesTrimmed > 0 {
+            lines.append("  \(report.facesTrimmed) triangles trimmed beyond the surfels' discs")
+        }
         if report.facesDropped > 0 {
             lines.append("  \(report.facesDropped) triangles dropped in pieces of fewer than \(request.parameters.minimumComponentFaces)")
         }

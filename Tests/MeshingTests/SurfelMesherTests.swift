@@ -223,4 +223,56 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertLessThan(report.blocks, 200)
         assertClosedAndConsistent(mesh)
     }
+    /// Projecting the vertices onto the surfels' planes brings them closer to the true
+    /// surface than marching cubes' interpolation alone, on a curved shape (coarse voxel, where
+    /// the interpolation error is largest) and at a box's edges; and it keeps the mesh closed.
+    func testVertexRefinementMovesVerticesOntoTheSurface() throws {
+        let radius: Float = 0.1, voxel: Float = 0.02, center = SIMD3<Float>(0, 0, 1.5)
+        let cloud = sphere(radius: radius, spacing: 0.006, center: center)
+        func errors(_ refine: Bool) throws -> (median: Float, worst: Float, mesh: TriangleMesh) {
+            var parameters = MeshingParameters(voxelSize: voxel, threads: 2)
+            parameters.refineVertices = refine
+            let mesh = try SurfelMesher.mesh(cloud, parameters: parameters).mesh
+            let e = mesh.vertices.positions.map { p -> Float in
+                let d = p - center
+                return abs((d * d).sum().squareRoot() - radius)
+            }.sorted()
+            return (e[e.count / 2], e.last!, mesh)
+        }
+        let raw = try errors(false), refined = try errors(true)
+        XCTAssertLessThan(refined.median, 0.5 * raw.median, "median distance to the sphere: \(refined.median) refined, \(raw.median) raw")
+        XCTAssertLessThan(refined.worst, raw.worst)
+        XCTAssertLessThan(refined.median, 0.05 * voxel)
+        XCTAssertEqual(refined.mesh.faces, raw.mesh.faces, "refinement moves vertices, never changes the triangles")
+        assertClosedAndConsistent(refined.mesh)
+    }
+
+    /// Trimming removes the rim the volume's Gaussian tails grow around a surface's border: an
+    /// open square patch of large surfels (whose Gaussians reach two radii) meshes to about the
+    /// square covered by their discs, not to a larger one.
+    func testOpenBordersAreNotExtendedBeyondTheSurfels() throws {
+        var positions: [SIMD3<Float>] = [], normals: [SIMD3<Float>] = []
+        let side: Float = 0.2, spacing: Float = 0.01, voxel: Float = 0.01
+        let n = Int(side / spacing)
+        for i in 0...n { for j in 0...n {
+            positions.append(SIMD3(Float(i) * spacing - side / 2, Float(j) * spacing - side / 2, 1))
+            normals.append(SIMD3(0, 0, -1))
+        } }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = normals
+        cloud.radius = [Float](repeating: 2 * voxel, count: positions.count)
+        cloud.confidence = [Float](repeating: 5, count: positions.count)
+        func extent(_ trim: Bool) throws -> (Float, Int) {
+            var parameters = MeshingParameters(voxelSize: voxel, threads: 1)
+            parameters.trimUncovered = trim
+            let (mesh, report) = try SurfelMesher.mesh(cloud, parameters: parameters)
+            let xs = mesh.vertices.positions.map { max(abs($0.x), abs($0.y)) }
+            return (xs.max() ?? 0, report.facesTrimmed)
+        }
+        let (untrimmed, none) = try extent(false), (trimmed, removed) = try extent(true)
+        XCTAssertEqual(none, 0)
+        XCTAssertGreaterThan(removed, 0)
+        XCTAssertLessThan(trimmed, untrimmed)
+        XCTAssertLessThanOrEqual(trimmed, side / 2 + 2 * voxel + voxel, "the mesh ends within a voxel of the last discs")
+    }
 }

@@ -4,7 +4,7 @@
 
     python3 tools/dev/open3d_reference.py SEQ OUT.ply [--frames A:B] [--voxel 0.01]
 
-SEQ is a 7-Scenes folder (frame-NNNNNN.{color,depth}.png + .pose.txt, depth in mm, 65535 or 0
+SEQ is a 7-Scenes folder (frame-NNNNNN.color.{png,jpg}, .depth.png + .pose.txt, depth in mm, 65535 or 0
 missing) or an ICL-NUIM folder (color/N.png, depth/N.png at 5000 per metre, pose.txt lines
 `tx ty tz qx qy qz qw`). Integrates every selected frame into a VoxelBlockGrid (Open3D's
 current TSDF, on the CPU, with its defaults: 16^3 blocks, truncation 8 voxels, extraction at
@@ -28,14 +28,14 @@ import open3d.core as o3c
 
 
 def seven_scenes(folder):
-    frames = sorted(glob.glob(os.path.join(folder, "frame-*.color.png")))
+    frames = sorted(glob.glob(os.path.join(folder, "frame-*.color.png")) + glob.glob(os.path.join(folder, "frame-*.color.jpg")))
     K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
     path = os.path.join(folder, "camera-intrinsics.txt")
     if os.path.exists(path):
         K = np.loadtxt(path)
     out = []
     for color in frames:
-        stem = color[: -len(".color.png")]
+        stem = color[: -len(".color.png")]  # .color.jpg has the same length
         out.append((color, stem + ".depth.png", np.loadtxt(stem + ".pose.txt")))
     return out, K, 1000.0
 
