@@ -16,9 +16,10 @@ struct SparseVolume {
     /// Per voxel, block-major: Σ w·d and Σ w.
     var distanceSum: [Float] = []
     var weightSum: [Float] = []
-    /// Per voxel, 1 where some surfel's disc (its radius, at least a voxel, plus half a voxel)
-    /// reaches it. The signed distance reaches further (the Gaussian's tail closes holes and
-    /// corners); this marks where surface was actually seen, to trim what lies beyond.
+    /// Per voxel, 1 where some surfel's disc (its radius, at least a voxel, plus half a voxel,
+    /// and within a voxel of its plane) reaches it. The signed distance reaches further (the
+    /// Gaussian's tail closes holes and corners, the band spans ±2 voxels); this marks where
+    /// surface was actually seen, to trim what lies beyond.
     var covered: [UInt8] = []
 
     init(voxelSize: Float) { self.voxelSize = voxelSize }

@@ -239,7 +239,7 @@ public enum SurfelMesher {
                                     let index = base + SparseVolume.local(cell3.x, cell3.y, cell3.z)
                                     dist[index] += w * d
                                     weight[index] += w
-                                    if l2 <= cover2 { covered[index] = 1 }
+                                    if l2 <= cover2, abs(d) <= voxel { covered[index] = 1 }
                                 }
                             }
                         }
