@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Geometry
 import Imaging
@@ -28,6 +29,10 @@ public struct ReconstructionOptions: Sendable {
     public var poses = PoseSource.groundTruth
     public var depth = DepthSource.sensor
     public var tracking = TrackingParameters()
+    /// When tracking fails, look the frame up among the keyframes and register it to the map
+    /// again (`Relocaliser`); off, a lost camera stays lost.
+    public var relocalise = true
+    public var relocalisation = Relocaliser.Parameters()
     public init() {}
 }
 
@@ -85,6 +90,24 @@ public final class Reconstruction {
 
     /// Frames whose tracking failed (position, reason); they were not fused.
     public private(set) var trackingFailures: [(position: Int, reason: String)] = []
+    /// Frames whose tracking failed and that were registered to the map again from a keyframe
+    /// (they were fused).
+    public private(set) var relocalisations: [Relocalisation] = []
+    public struct Relocalisation: Sendable {
+        public var position: Int
+        public var keyframePosition: Int
+        /// Keypoint matches and RANSAC inliers behind the hypothesis (0 when ICP started from the
+        /// keyframe's own pose).
+        public var matches: Int
+        public var inliers: Int
+        /// Why tracking from the last pose failed.
+        public var reason: String
+    }
+    /// Keyframes of the places seen so far, for relocalisation (tracking runs only).
+    public private(set) var relocaliser: Relocaliser?
+    /// Seconds spent keeping the keyframes (fern encoding of every fused frame, keypoints of
+    /// the new keyframes) and in relocalisation attempts, for the summary.
+    public private(set) var keyframeSeconds = 0.0, relocalisationSeconds = 0.0
     /// Ground-truth poses of the fused frames that have a usable one, when tracking.
     public private(set) var groundTruthTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
     /// The tracked poses of the same frames as `groundTruthTrajectory`, pair by pair.
@@ -112,6 +135,9 @@ public final class Reconstruction {
         let classSet = predictor?.classSet
         self.fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: classSet?.count ?? 0,
                                    unlabelledClass: classSet?.unlabelledId, parameters: options.fusion)
+        if options.poses == .track && options.relocalise {
+            relocaliser = Relocaliser(intrinsics: source.intrinsics, parameters: options.relocalisation)
+        }
     }
 
     /// Tracking accuracy against the sequence's ground truth (tracking runs only).
@@ -200,18 +226,27 @@ public final class Reconstruction {
             let model = fusion.predictedModel(from: previous, intensity: usePhotometric)
             let live = fusion.liveFrame(depth: depth)
             let liveIntensity = usePhotometric ? fusion.liveIntensity(color: frame.color) : nil
-            let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
+            var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
                                        frameIntensity: liveIntensity, modelIntensity: model.intensity)
             if let failure = result.failure {
-                trackingFailures.append((position, failure))
-                logger.warning("tracking failed at frame \(position): \(failure); keeping the last good pose, frame not fused")
-                return
+                guard let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
+                                                 position: position, reason: failure) else {
+                    trackingFailures.append((position, failure))
+                    logger.warning("tracking failed at frame \(position): \(failure); keeping the last good pose, frame not fused")
+                    return
+                }
+                result = recovered
             }
             fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             filtered = live.filteredDepth
             pose = result.pose
         }
         lastPose = pose
+        if relocaliser != nil {
+            let start = DispatchTime.now().uptimeNanoseconds
+            relocaliser?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: position)
+            keyframeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
         if let probabilities = prediction?.probabilities {
             framesWithPrediction += 1
             // Score the predictor against ground truth (not ground truth against itself), in the
@@ -243,6 +278,37 @@ public final class Reconstruction {
         }
         logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
                                           "created": "\(report.created)", "removed": "\(report.removed)"])
+    }
+
+    /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by
+    /// tracking the frame against the map rendered from it (no holes filled from the last live
+    /// frame, which was taken elsewhere), with the tracker's own failure tests. The first that
+    /// passes is the frame's tracking result.
+    private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
+                            position: Int, reason: String) -> TrackingResult? {
+        guard let relocaliser else { return nil }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
+            // Surfels from the keep confidence up (default 1) are drawn, not only the stable ones:
+            // a camera lost early in a sequence has a map of mostly unstable surface, and
+            // tracking's fill from the last live frame is not available here.
+            let model = fusion.predictedModel(from: hypothesis.worldFromCamera, intensity: usePhotometric, fillHoles: false,
+                                              minimumConfidence: options.fusion.keepConfidence ?? 1)
+            let result = tracker.track(frame: live, model: model.geometry, previousPose: hypothesis.worldFromCamera,
+                                       threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
+            guard result.succeeded else {
+                logger.debug("relocalisation hypothesis rejected", metadata: [
+                    "frame": "\(position)", "keyframe": "\(hypothesis.keyframePosition)", "ferns": "\(hypothesis.fernDissimilarity)",
+                    "keypoints": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(result.failure ?? "")"])
+                continue
+            }
+            relocalisations.append(Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition,
+                                                  matches: hypothesis.matches, inliers: hypothesis.inliers, reason: reason))
+            logger.notice("relocalised frame \(position) from keyframe \(hypothesis.keyframePosition) (\(hypothesis.inliers) of \(hypothesis.matches) keypoint matches; tracking had failed: \(reason))")
+            return result
+        }
+        return nil
     }
 
     /// Adds the argmax agreement of `probabilities` (nearest-scaled to the label image) with

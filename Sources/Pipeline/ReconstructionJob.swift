@@ -61,6 +61,8 @@ public struct ReconstructionRequest: Sendable {
     public var networkThreads: Int?
     /// Frame-to-model tracking parameters (with `poses` = track).
     public var tracking = TrackingParameters()
+    /// Relocalise a lost camera from keyframes (with `poses` = track).
+    public var relocalise = true
 
     public init(sequence: URL) { self.sequence = sequence }
 
@@ -140,6 +142,7 @@ public enum ReconstructionJob {
         }
         options.depth = depthSource
         options.tracking = request.tracking
+        options.relocalise = request.relocalise
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)

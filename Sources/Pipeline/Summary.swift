@@ -33,6 +33,18 @@ enum Summary {
                 line += "; tracking FAILED on \(r.trackingFailures.count) frames (\(list)\(r.trackingFailures.count > 5 ? ", ..." : "")), not fused"
             }
             lines.append(line)
+            if let relocaliser = r.relocaliser {
+                var text = String(format: "  relocalisation: %d keyframes (%.1f ms per fused frame to keep them)", relocaliser.keyframeCount,
+                                  r.keyframeSeconds * 1000 / Double(max(r.framesFused, 1)))
+                if r.relocalisations.isEmpty {
+                    text += ", not needed"
+                } else {
+                    let list = r.relocalisations.prefix(5).map { "\($0.position) from keyframe \($0.keyframePosition) (\($0.inliers)/\($0.matches) keypoints)" }
+                    text += "; relocalised \(r.relocalisations.count) frame\(r.relocalisations.count == 1 ? "" : "s"): " + list.joined(separator: ", ") + (r.relocalisations.count > 5 ? ", ..." : "")
+                    text += String(format: "; %.2f s in relocalisation attempts", r.relocalisationSeconds)
+                }
+                lines.append(text)
+            }
             if let ate = r.absoluteTrajectoryError { lines.append("  against ground truth: \(ate)") }
             if let first = r.groundTruthLeftOut.first {
                 let list = r.groundTruthLeftOut.prefix(10).map { "\($0.position)" }.joined(separator: ", ")

@@ -125,6 +125,9 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Tracking: weight of the photometric term against point-to-plane ICP (0, the default: geometric only; 1: both terms normalised by their noise, 1 cm and 10 grey levels).")
     var photometricWeight: Double = TrackingParameters().photometricWeight
 
+    @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
+    var noRelocalisation = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -200,6 +203,7 @@ struct Reconstruct: ParsableCommand {
         request.depthNetwork = depthNetwork
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.tracking.photometricWeight = photometricWeight
+        request.relocalise = !noRelocalisation
         request.networkEvery = networkEvery
         request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
 

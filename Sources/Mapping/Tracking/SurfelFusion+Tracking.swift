@@ -42,10 +42,14 @@ extension SurfelFusion {
 
     /// The prediction with the model's intensity (surfel colours splatted like the geometry,
     /// holes filled from the last live frame by the same rule) for photometric tracking.
-    public func predictedModel(from pose: RigidTransform, levels: Int = 3, intensity: Bool = true)
+    /// `fillHoles: false` skips the fill from the last live frame: a relocalisation hypothesis is
+    /// far from where that frame was taken. `minimumConfidence` overrides which surfels are drawn
+    /// (default: the stable ones, as tracking uses).
+    public func predictedModel(from pose: RigidTransform, levels: Int = 3, intensity: Bool = true, fillHoles: Bool = true,
+                               minimumConfidence: Float? = nil)
         -> (geometry: [VertexNormalMap], intensity: [IntensityMap]?) {
         let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
-                                             selection: .init(minimumConfidence: parameters.trackingConfidenceThreshold ?? parameters.confidenceThreshold,
+                                             selection: .init(minimumConfidence: minimumConfidence ?? parameters.trackingConfidenceThreshold ?? parameters.confidenceThreshold,
                                                               activeWithin: parameters.timeDelta, tick: tick),
                                              threads: parameters.threads)
         var vertices = render.vertices, normals = render.normals
@@ -67,7 +71,7 @@ extension SurfelFusion {
                 if render.surfel[p] >= 0 { covered += 1 }
             }
         }
-        if Double(covered) < 0.75 * Double(samples), let live = lastLiveFrame {
+        if fillHoles, Double(covered) < 0.75 * Double(samples), let live = lastLiveFrame {
             let liveGrey = intensity ? lastLiveIntensity : nil
             for p in 0..<(w * h) where render.surfel[p] < 0 {
                 vertices[p] = live.vertices[p]
