@@ -1,5 +1,8 @@
 #include "EigenBridge.h"
 #include <eigen3/Eigen/Dense>
+#include <eigen3/Eigen/Sparse>
+#include <eigen3/Eigen/SparseCholesky>
+#include <vector>
 #include <cmath>
 
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -56,5 +59,51 @@ extern "C" int eb_orthonormalize3(const double *R, double *out) {
     }
     Eigen::Map<Eigen::Matrix<double, 3, 3, Eigen::RowMajor>> o(out);
     o = q;
+    return 0;
+}
+
+namespace {
+bool lowerTriplets(int n, int count, const int *rows, const int *cols, const double *values,
+                   std::vector<Eigen::Triplet<double>> &out) {
+    if (n <= 0 || count < 0) return false;
+    out.reserve(count);
+    for (int i = 0; i < count; ++i) {
+        int r = rows[i], c = cols[i];
+        if (r < 0 || c < 0 || r >= n || c >= n || r < c || !std::isfinite(values[i])) return false;
+        out.emplace_back(r, c, values[i]);
+    }
+    return true;
+}
+}
+
+extern "C" int eb_sparse_ldlt(int n, int count, const int *rows, const int *cols, const double *values, const double *b, double *x) {
+    std::vector<Eigen::Triplet<double>> triplets;
+    if (!lowerTriplets(n, count, rows, cols, values, triplets)) return 1;
+    Eigen::SparseMatrix<double> a(n, n);
+    a.setFromTriplets(triplets.begin(), triplets.end());
+    Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>, Eigen::Lower> solver;
+    solver.compute(a);
+    if (solver.info() != Eigen::Success) return 1;
+    Eigen::Map<const Eigen::VectorXd> rhs(b, n);
+    Eigen::VectorXd sol = solver.solve(rhs);
+    if (solver.info() != Eigen::Success || !sol.allFinite()) return 1;
+    for (int i = 0; i < n; ++i) x[i] = sol[i];
+    return 0;
+}
+
+extern "C" int eb_dense_ldlt_from_triplets(int n, int count, const int *rows, const int *cols, const double *values, const double *b, double *x) {
+    std::vector<Eigen::Triplet<double>> triplets;
+    if (!lowerTriplets(n, count, rows, cols, values, triplets)) return 1;
+    Eigen::MatrixXd a = Eigen::MatrixXd::Zero(n, n);
+    for (const auto &t : triplets) {
+        a(t.row(), t.col()) += t.value();
+        if (t.row() != t.col()) a(t.col(), t.row()) += t.value();
+    }
+    Eigen::LDLT<Eigen::MatrixXd> ldlt(a);
+    if (ldlt.info() != Eigen::Success) return 1;
+    Eigen::Map<const Eigen::VectorXd> rhs(b, n);
+    Eigen::VectorXd sol = ldlt.solve(rhs);
+    if (!sol.allFinite()) return 1;
+    for (int i = 0; i < n; ++i) x[i] = sol[i];
     return 0;
 }

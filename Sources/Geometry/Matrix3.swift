@@ -28,6 +28,19 @@ public struct Matrix3: Equatable, Hashable, Sendable {
         }
     }
 
+    public init(columns c0: SIMD3<Double>, _ c1: SIMD3<Double>, _ c2: SIMD3<Double>) {
+        self.init(rows: SIMD3(c0.x, c1.x, c2.x), SIMD3(c0.y, c1.y, c2.y), SIMD3(c0.z, c1.z, c2.z))
+    }
+
+    public func column(_ j: Int) -> SIMD3<Double> { SIMD3(r0[j], r1[j], r2[j]) }
+
+    public static func + (a: Matrix3, b: Matrix3) -> Matrix3 { Matrix3(rows: a.r0 + b.r0, a.r1 + b.r1, a.r2 + b.r2) }
+
+    public func scaled(_ s: Double) -> Matrix3 { Matrix3(rows: r0 * s, r1 * s, r2 * s) }
+
+    /// (A⁻¹)ᵀ, which maps normals under A; the identity's for a singular A.
+    public var inverseTranspose: Matrix3 { inverse?.transposed ?? .identity }
+
     public var transposed: Matrix3 {
         Matrix3(rows: SIMD3(r0.x, r1.x, r2.x), SIMD3(r0.y, r1.y, r2.y), SIMD3(r0.z, r1.z, r2.z))
     }

@@ -22,6 +22,16 @@ int eb_umeyama_rigid(int count, const double *source, const double *target, doub
 /* Nearest orthonormal matrix to a 3x3 (SVD), used to re-orthonormalise accumulated rotations. */
 int eb_orthonormalize3(const double *R, double *out);
 
+/* Solves the sparse symmetric positive definite system A x = b (n x n) by a simplicial sparse
+   LDLT (Cholesky) factorisation. A is given as `count` triplets (row, col, value) of its lower
+   triangle (row >= col); repeated entries are summed. Returns 1 if an index is out of range,
+   the factorisation fails, or the solution is not finite. */
+int eb_sparse_ldlt(int n, int count, const int *rows, const int *cols, const double *values, const double *b, double *x);
+
+/* The same system solved densely (LDLT of the full n x n matrix built from the same lower
+   triplets), as the reference the sparse path is tested against. */
+int eb_dense_ldlt_from_triplets(int n, int count, const int *rows, const int *cols, const double *values, const double *b, double *x);
+
 #ifdef __cplusplus
 }
 #endif
