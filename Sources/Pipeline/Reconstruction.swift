@@ -119,6 +119,7 @@ public final class Reconstruction {
     /// and the frame it was found in.
     public private(set) var worstPoseDeviation: (deviation: Double, position: Int, source: String)?
     private var lastPose: RigidTransform?
+    private var consecutiveFailures = 0
     private lazy var tracker = ICPTracker(parameters: options.tracking)
     /// Photometric tracking needs colour at the depth resolution.
     private var usePhotometric: Bool {
@@ -232,10 +233,20 @@ public final class Reconstruction {
                 guard let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
                                                  position: position, reason: failure) else {
                     trackingFailures.append((position, failure))
-                    logger.warning("tracking failed at frame \(position): \(failure); keeping the last good pose, frame not fused")
+                    consecutiveFailures += 1
+                    // One warning per lost stretch (and every 50th frame of it), not one per frame.
+                    if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
+                        logger.warning("tracking failed at frame \(position)\(consecutiveFailures > 1 ? " (\(consecutiveFailures) frames in a row)" : ""): \(failure); keeping the last good pose, frame not fused\(relocaliser == nil ? "" : "; relocalisation found no pose")")
+                    } else {
+                        logger.debug("tracking failed at frame \(position): \(failure)")
+                    }
                     return
                 }
                 result = recovered
+            }
+            if consecutiveFailures > 0 {
+                logger.notice("tracking resumed at frame \(position) after \(consecutiveFailures) frames that could not be tracked")
+                consecutiveFailures = 0
             }
             fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             filtered = live.filteredDepth
