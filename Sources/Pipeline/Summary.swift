@@ -37,10 +37,12 @@ enum Summary {
                 var text = String(format: "  relocalisation: %d keyframes (%.1f ms per fused frame to keep them)", relocaliser.keyframeCount,
                                   r.keyframeSeconds * 1000 / Double(max(r.framesFused, 1)))
                 if r.relocalisations.isEmpty {
-                    text += ", not needed"
+                    text += r.trackingFailures.isEmpty ? ", not needed" : ", no lost frame relocalised"
                 } else {
                     let list = r.relocalisations.prefix(5).map { "\($0.position) from keyframe \($0.keyframePosition) (\($0.inliers)/\($0.matches) keypoints)" }
                     text += "; relocalised \(r.relocalisations.count) frame\(r.relocalisations.count == 1 ? "" : "s"): " + list.joined(separator: ", ") + (r.relocalisations.count > 5 ? ", ..." : "")
+                }
+                if r.relocalisationSeconds > 0 {
                     text += String(format: "; %.2f s in relocalisation attempts", r.relocalisationSeconds)
                 }
                 lines.append(text)

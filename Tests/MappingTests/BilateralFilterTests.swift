@@ -29,7 +29,7 @@ final class BilateralFilterTests: XCTestCase {
     }
 
     private func testImage() -> DepthImage {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var img = DepthImage(width: 53, height: 41, repeating: 0)
         for y in 0..<41 {
             for x in 0..<53 {
@@ -94,16 +94,7 @@ final class BilateralFilterTests: XCTestCase {
     }
 }
 
-/// Small deterministic generator for test data.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
+/// Uniform doubles in [0, 1) from the project's generator, for test data.
+extension SplitMix64 {
     mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

@@ -92,7 +92,7 @@ final class SurfelFusionTests: XCTestCase {
 
     func testLabelFusionFixesInconsistentPerFrameLabels() throws {
         // Class 2 is right; in 40 % of frames (pseudo-random per frame) the evidence favours 5.
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let wrongFrames = (0..<50).map { _ in rng.nextDouble() < 0.4 }
         func probs(_ i: Int) -> ClassProbabilityMap? {
             var v = [Float](repeating: 0.02, count: 40 * 30 * 8)

@@ -61,8 +61,7 @@ final class RealRelocalisationTests: XCTestCase {
         let detector = KeypointDetector()
         func features(_ f: Frame) throws -> KeypointSet {
             let color = try XCTUnwrap(f.color), depth = try XCTUnwrap(f.depth)
-            let grey = color.pixels.map { 0.299 * Float($0.r) + 0.587 * Float($0.g) + 0.114 * Float($0.b) }
-            return detector.detect(grey: grey, width: color.width, height: color.height, depth: depth, intrinsics: source.intrinsics)
+            return detector.detect(grey: IntensityMap.luma(color), width: color.width, height: color.height, depth: depth, intrinsics: source.intrinsics)
         }
         let ka = try features(a), kb = try features(b)
         let matches = KeypointDetector.match(kb, ka)

@@ -8,7 +8,8 @@ import Imaging
 /// Each tracked frame is fern-encoded; a frame unlike every keyframe becomes one and keeps its
 /// pose and keypoints with depth. For a lost frame, the keyframes whose ferns are most similar
 /// are registered to it by keypoint matching and RANSAC, which gives a pose hypothesis; the
-/// keyframe's own pose is a hypothesis too (for frames without colour, or too few keypoints).
+/// most similar keyframe's own pose is one too (for frames without colour, or too few
+/// keypoints). Each hypothesis costs an ICP, so a lost frame tries at most `candidates` + 1.
 /// The caller verifies each hypothesis by ICP against the map, so a wrong one is never fused.
 public struct Relocaliser: Sendable {
     public struct Parameters: Sendable, Equatable {
@@ -64,8 +65,10 @@ public struct Relocaliser: Sendable {
         var registered: [Hypothesis] = [], own: [Hypothesis] = []
         for (index, dissimilarity) in nearest {
             let keyframe = database.keyframes[index]
-            own.append(Hypothesis(worldFromCamera: keyframe.worldFromCamera, keyframePosition: keyframe.position,
-                                  fernDissimilarity: dissimilarity, matches: 0, inliers: 0))
+            if own.isEmpty {
+                own.append(Hypothesis(worldFromCamera: keyframe.worldFromCamera, keyframePosition: keyframe.position,
+                                      fernDissimilarity: dissimilarity, matches: 0, inliers: 0))
+            }
             let matches = KeypointDetector.match(live, keyframe.features)
             guard matches.count >= parameters.ransac.minimumInliers,
                   let fit = RigidRANSAC.estimate(source: matches.map { live.points[$0.0] }, target: matches.map { keyframe.features.points[$0.1] },
@@ -78,7 +81,6 @@ public struct Relocaliser: Sendable {
 
     func features(color: ColorImage?, depth: DepthImage) -> KeypointSet {
         guard let color, color.width == depth.width, color.height == depth.height else { return KeypointSet() }
-        let grey = color.pixels.map { 0.299 * Float($0.r) + 0.587 * Float($0.g) + 0.114 * Float($0.b) }
-        return detector.detect(grey: grey, width: color.width, height: color.height, depth: depth, intrinsics: intrinsics)
+        return detector.detect(grey: IntensityMap.luma(color), width: color.width, height: color.height, depth: depth, intrinsics: intrinsics)
     }
 }
