@@ -15,8 +15,13 @@ public struct SurfelRenderer {
         /// Only surfels seen within this many frames of `tick` (nil: all).
         public var activeWithin: Int?
         public var tick: Int
-        public init(minimumConfidence: Float? = nil, activeWithin: Int? = nil, tick: Int = 0) {
+        /// Draw the complement of the window instead: only surfels *not* seen within
+        /// `activeWithin` frames (ElasticFusion's inactive model, which local loop closure
+        /// registers the active model against).
+        public var inactive: Bool
+        public init(minimumConfidence: Float? = nil, activeWithin: Int? = nil, tick: Int = 0, inactive: Bool = false) {
             self.minimumConfidence = minimumConfidence; self.activeWithin = activeWithin; self.tick = tick
+            self.inactive = inactive
         }
     }
 
@@ -50,7 +55,14 @@ public struct SurfelRenderer {
         let T = cameraFromWorld.float
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
         let minConf = selection.minimumConfidence ?? -.infinity
-        let oldest: Int32 = selection.activeWithin.map { Int32(clamping: selection.tick - $0) } ?? .min
+        // Surfels are drawn when lastSeen lies in [oldest, newest]: the active window, or for the
+        // inactive model everything before it.
+        var oldest: Int32 = selection.activeWithin.map { Int32(clamping: selection.tick - $0) } ?? .min
+        var newest = Int32.max
+        if selection.inactive {
+            newest = oldest == .min ? .min : oldest - 1
+            oldest = .min
+        }
         var surfel = [Int32](repeating: -1, count: n)
         var depthPixels = [Float](repeating: 0, count: n)
         var vertices = [SIMD3<Float>](repeating: .zero, count: n)
@@ -60,7 +72,7 @@ public struct SurfelRenderer {
             ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 for i in surfels {
-                    guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest else { continue }
+                    guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest, m.lastSeen[i] <= newest else { continue }
                     let p = T.apply(m.positions[i])
                     guard p.z > 0.05 else { continue }
                     let nrm = T.rotate(m.normals[i])

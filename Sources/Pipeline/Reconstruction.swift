@@ -33,6 +33,10 @@ public struct ReconstructionOptions: Sendable {
     /// again (`Relocaliser`); off, a lost camera stays lost.
     public var relocalise = true
     public var relocalisation = Relocaliser.Parameters()
+    /// Bend the map back into one surface when the camera returns to surface it left more than
+    /// `fusion.timeDelta` frames ago (ElasticFusion's local loop closure; tracking runs only).
+    public var loopClosure = true
+    public var loopClosureParameters = LoopClosureParameters()
     public init() {}
 }
 
@@ -73,8 +77,24 @@ public final class Reconstruction {
     public var map: SurfelMap { fusion.map }
     public var classSet: ClassSet? { predictor?.classSet }
 
-    /// Camera-to-world pose of every fused frame with its timestamp.
+    /// Camera-to-world pose of every fused frame with its timestamp; corrected by every loop
+    /// closure since, like the map.
     public private(set) var trajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    /// The same poses as tracked, before any loop closure bent them.
+    public private(set) var rawTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    /// Map time (`SurfelFusion.tick`) at which each trajectory entry was fused.
+    private var trajectoryTicks: [Int] = []
+    /// Loop closures that bent the map, in order.
+    public private(set) var loopClosures: [LoopClosureReport] = []
+    /// Loop-closure registrations tried and rejected, frames where inactive surface in view was
+    /// found to agree already (and made active again), and the time spent in all attempts.
+    public private(set) var loopClosureRejections = 0, loopClosureReactivations = 0
+    public private(set) var loopClosureSeconds = 0.0
+    /// Frames on which a registration against the inactive model was tried.
+    public private(set) var loopClosureAttempts = 0
+    private var loopCloser: LoopCloser?
+    /// Sequence position → map time of the fused frames, for moving keyframes with the map.
+    private var tickOfPosition: [Int: Int] = [:]
     public private(set) var framesFused = 0
     public private(set) var framesWithPrediction = 0
     /// Frames skipped because fusion uses predicted depth and the predictor did not run on them.
@@ -110,8 +130,10 @@ public final class Reconstruction {
     public private(set) var keyframeSeconds = 0.0, relocalisationSeconds = 0.0
     /// Ground-truth poses of the fused frames that have a usable one, when tracking.
     public private(set) var groundTruthTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
-    /// The tracked poses of the same frames as `groundTruthTrajectory`, pair by pair.
-    public private(set) var scoredTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
+    /// The (corrected) tracked poses of the same frames as `groundTruthTrajectory`, pair by pair.
+    public var scoredTrajectory: [(timestamp: Double, pose: RigidTransform)] { scoredIndices.map { trajectory[$0] } }
+    /// Indices into `trajectory` of the frames in `groundTruthTrajectory`.
+    private var scoredIndices: [Int] = []
     /// Fused frames left out of the tracking score because their ground-truth pose could not be
     /// used (position, the reader's error naming the file); tracking itself went on.
     public private(set) var groundTruthLeftOut: [(position: Int, reason: String)] = []
@@ -138,6 +160,9 @@ public final class Reconstruction {
                                    unlabelledClass: classSet?.unlabelledId, parameters: options.fusion)
         if options.poses == .track && options.relocalise {
             relocaliser = Relocaliser(intrinsics: source.intrinsics, parameters: options.relocalisation)
+        }
+        if options.poses == .track && options.loopClosure {
+            loopCloser = LoopCloser(parameters: options.loopClosureParameters, tracking: options.tracking)
         }
     }
 
@@ -250,7 +275,7 @@ public final class Reconstruction {
             }
             fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             filtered = live.filteredDepth
-            pose = result.pose
+            pose = closeLoop(pose: result.pose, position: position)
         }
         lastPose = pose
         if relocaliser != nil {
@@ -278,10 +303,13 @@ public final class Reconstruction {
         fusionSeconds.append(report.timings.total)
         stageTimings = stageTimings + report.timings
         trajectory.append((frame.timestamp, pose))
+        rawTrajectory.append((frame.timestamp, pose))
+        trajectoryTicks.append(fusion.tick)
+        tickOfPosition[position] = fusion.tick
         if options.poses == .track {
             if let truth = frame.worldFromCamera {
                 groundTruthTrajectory.append((frame.timestamp, truth))
-                scoredTrajectory.append((frame.timestamp, pose))
+                scoredIndices.append(trajectory.count - 1)
             } else if let error = frame.poseError {
                 groundTruthLeftOut.append((position, error.description))
                 logger.warning("frame \(position): ground-truth pose unusable, left out of the tracking score: \(error)")
@@ -289,6 +317,39 @@ public final class Reconstruction {
         }
         logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
                                           "created": "\(report.created)", "removed": "\(report.removed)"])
+    }
+
+    /// Local loop closure for a frame tracked to `pose` (before it is fused): when the map is
+    /// bent, the trajectory and the keyframes move with it and the frame takes the corrected pose.
+    private func closeLoop(pose: RigidTransform, position: Int) -> RigidTransform {
+        guard let loopCloser else { return pose }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { loopClosureSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        switch loopCloser.attempt(fusion, pose: pose) {
+        case .skipped:
+            return pose
+        case .rejected(let reason):
+            loopClosureAttempts += 1
+            loopClosureRejections += 1
+            logger.debug("loop closure rejected", metadata: ["frame": "\(position)", "reason": "\(reason)"])
+            return pose
+        case .reactivated(let count):
+            loopClosureAttempts += 1
+            loopClosureReactivations += 1
+            logger.debug("inactive surface agrees with the active map; made active again", metadata: ["frame": "\(position)", "surfels": "\(count)"])
+            return pose
+        case .closed(let report, let deformation, let corrected):
+            loopClosureAttempts += 1
+            loopClosures.append(report)
+            for k in trajectory.indices {
+                trajectory[k].pose = deformation.deform(trajectory[k].pose, time: trajectoryTicks[k])
+            }
+            relocaliser?.moveKeyframes { keyframePose, keyframePosition in
+                tickOfPosition[keyframePosition].map { deformation.deform(keyframePose, time: $0) } ?? keyframePose
+            }
+            logger.notice("\(String(format: "loop closed at frame %d (%@): %d constraints, %d pins, residual %.1f -> %.1f mm, camera moved %.1f mm / %.2f deg, %d surfels active again, %.0f ms", position, report.kind.rawValue, report.constraints, report.pins, report.residualBefore * 1000, report.residualAfter * 1000, report.correctionMetres * 1000, report.correctionDegrees, report.reactivated, report.seconds * 1000))")
+            return corrected
+        }
     }
 
     /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by

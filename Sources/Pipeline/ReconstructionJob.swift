@@ -63,6 +63,10 @@ public struct ReconstructionRequest: Sendable {
     public var tracking = TrackingParameters()
     /// Relocalise a lost camera from keyframes (with `poses` = track).
     public var relocalise = true
+    /// Close loops by deforming the map (with `poses` = track).
+    public var loopClosure = true
+    /// Where to write the trajectory as tracked, before loop closures corrected it.
+    public var rawTrajectory: URL?
 
     public init(sequence: URL) { self.sequence = sequence }
 
@@ -120,6 +124,7 @@ public enum ReconstructionJob {
         var outputs: [(role: String, url: URL)] = [("map (-o)", output),
                                                    (request.trajectory == nil ? "trajectory (<map>.trajectory.txt)" : "trajectory (--trajectory)", trajectoryURL)]
         if request.preview { outputs.append(("map preview (<map>.preview.png)", previewURL)) }
+        if let raw = request.rawTrajectory { outputs.append(("raw trajectory (--trajectory-raw)", raw)) }
         if let mesh = request.mesh {
             outputs.append(("mesh (--mesh)", mesh.output))
             if request.preview {
@@ -143,6 +148,10 @@ public enum ReconstructionJob {
         options.depth = depthSource
         options.tracking = request.tracking
         options.relocalise = request.relocalise
+        options.loopClosure = request.loopClosure
+        if request.rawTrajectory != nil && options.poses != .track {
+            logger.warning("--trajectory-raw: poses are not tracked (ground truth), so the raw trajectory equals the trajectory")
+        }
         let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
@@ -166,7 +175,12 @@ public enum ReconstructionJob {
         if !outcome.isSuccess { comments.append("PARTIAL map: the run stopped early") }
         try PLYWriter.write(cloud, to: output, format: request.ascii ? .ascii : .binaryLittleEndian, comments: comments)
         try TUMTrajectory.write(reconstruction.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: trajectoryURL,
-                                comment: "semfuse trajectory of \(source.name): timestamp tx ty tz qx qy qz qw (camera-to-world)")
+                                comment: "semfuse trajectory of \(source.name): timestamp tx ty tz qx qy qz qw (camera-to-world)"
+                                    + (reconstruction.loopClosures.isEmpty ? "" : "; corrected by \(reconstruction.loopClosures.count) loop closures"))
+        if let raw = request.rawTrajectory {
+            try TUMTrajectory.write(reconstruction.rawTrajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: raw,
+                                    comment: "semfuse trajectory of \(source.name) as tracked, before loop closures: timestamp tx ty tz qx qy qz qw (camera-to-world)")
+        }
 
         var preview: URL?
         if request.preview {

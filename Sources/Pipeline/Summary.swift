@@ -47,6 +47,24 @@ enum Summary {
                 }
                 lines.append(text)
             }
+            if r.options.loopClosure {
+                var text = "  loop closure: "
+                if r.loopClosures.isEmpty {
+                    text += r.loopClosureAttempts == 0 ? "no old (inactive) surface came back into view" : "none accepted"
+                } else {
+                    let list = r.loopClosures.prefix(8).map {
+                        String(format: "frame tick %d %@ (%d constraints + %d pins, %.1f -> %.1f mm)", $0.tick, $0.kind.rawValue, $0.constraints, $0.pins,
+                               $0.residualBefore * 1000, $0.residualAfter * 1000)
+                    }
+                    text += "\(r.loopClosures.count) closed: " + list.joined(separator: "; ") + (r.loopClosures.count > 8 ? "; ..." : "")
+                }
+                if r.loopClosureAttempts > 0 {
+                    text += String(format: "; %d registrations tried (%d rejected, %d found the old surface in place), %.1f ms per fused frame",
+                                   r.loopClosureAttempts, r.loopClosureRejections, r.loopClosureReactivations,
+                                   r.loopClosureSeconds * 1000 / Double(max(r.framesFused, 1)))
+                }
+                lines.append(text)
+            }
             if let ate = r.absoluteTrajectoryError { lines.append("  against ground truth: \(ate)") }
             if let first = r.groundTruthLeftOut.first {
                 let list = r.groundTruthLeftOut.prefix(10).map { "\($0.position)" }.joined(separator: ", ")

@@ -26,8 +26,11 @@ struct Reconstruct: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output PLY file. Default: Output/<sequence name>.ply")
     var output: String?
 
-    @Option(help: "Camera trajectory file (TUM format). Default: beside the PLY, <name>.trajectory.txt")
+    @Option(help: "Camera trajectory file (TUM format). Default: beside the PLY, <name>.trajectory.txt. With --poses track it holds the poses as corrected by loop closures.")
     var trajectory: String?
+
+    @Option(name: .customLong("trajectory-raw"), help: "Also write the tracked trajectory as it was before any loop closure corrected it (TUM format; with --poses track).")
+    var trajectoryRaw: String?
 
     @Option(help: "Frames to use as start:end (end exclusive), e.g. 0:300, 100:, :50.")
     var frames: String?
@@ -128,6 +131,9 @@ struct Reconstruct: ParsableCommand {
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
+    @Flag(name: .customLong("no-loop-closure"), help: "Tracking: do not bend the map back into one surface when the camera returns to surface it left more than 200 frames ago (ElasticFusion's local loop closure: the recent map is registered to the old one and the map deformed).")
+    var noLoopClosure = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -204,6 +210,8 @@ struct Reconstruct: ParsableCommand {
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.tracking.photometricWeight = photometricWeight
         request.relocalise = !noRelocalisation
+        request.loopClosure = !noLoopClosure
+        request.rawTrajectory = trajectoryRaw.map { URL(fileURLWithPath: $0) }
         request.networkEvery = networkEvery
         request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
 

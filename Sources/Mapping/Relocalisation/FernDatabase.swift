@@ -135,6 +135,12 @@ public struct FernDatabase: Sendable {
 
     public mutating func add(_ keyframe: Keyframe) { keyframes.append(keyframe) }
 
+    /// Moves every keyframe's pose (after a loop closure bent the map they were taken in).
+    /// Keypoints are stored in their camera's frame, so they move with it.
+    public mutating func movePoses(_ move: (_ pose: RigidTransform, _ position: Int) -> RigidTransform) {
+        for k in keyframes.indices { keyframes[k].worldFromCamera = move(keyframes[k].worldFromCamera, keyframes[k].position) }
+    }
+
     /// The `count` keyframes most similar to `code`, most similar first, with their dissimilarity.
     public func nearest(_ code: Code, count: Int) -> [(index: Int, dissimilarity: Double)] {
         let scored = keyframes.indices.map { ($0, Self.dissimilarity(code, keyframes[$0].code)) }

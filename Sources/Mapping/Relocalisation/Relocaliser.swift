@@ -46,6 +46,11 @@ public struct Relocaliser: Sendable {
 
     public var keyframeCount: Int { database.keyframes.count }
 
+    /// Moves the keyframes' poses with the map (loop closure).
+    public mutating func moveKeyframes(_ move: (_ pose: RigidTransform, _ position: Int) -> RigidTransform) {
+        database.movePoses(move)
+    }
+
     /// Records a tracked frame: a keyframe when its appearance is new. Returns whether it became one.
     @discardableResult
     public mutating func observe(color: ColorImage?, depth: DepthImage, worldFromCamera: RigidTransform, position: Int) -> Bool {

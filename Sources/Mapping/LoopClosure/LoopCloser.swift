@@ -1,0 +1,323 @@
+import Foundation
+import Geometry
+import Imaging
+
+/// Parameters of ElasticFusion's loop closure by map deformation (reference notes §4).
+public struct LoopClosureParameters: Sendable, Equatable {
+    /// A registration is tried only when the inactive model covers at least this fraction of a
+    /// 32x24 grid of pixels in the current view (less overlap cannot constrain a pose).
+    public var minInactiveCoverage = 0.15
+    /// Acceptance of the model-to-model registration: inliers at least this fraction of the
+    /// image's pixels (ElasticFusion: 35,000 of 640x480, 11 %).
+    public var minInlierFraction = 0.03
+    /// Acceptance: inliers at least this fraction of the pixels where both models are seen.
+    public var minOverlapInliers = 0.4
+    /// Acceptance: RMS point-to-plane residual of the registration (metres).
+    public var maxResidual = 0.01
+    /// Acceptance: conditioning of the registration's normal equations (min/max LDLT pivot);
+    /// stricter than tracking's, since a loop closure bends the whole map.
+    public var minConditioning = 1e-5
+    /// Corrections larger than this are not trusted (metres, degrees): ICP does not converge
+    /// from that far, so such a "match" is more likely a wrong one.
+    public var maxCorrection = 0.3
+    public var maxCorrectionDegrees = 20.0
+    /// Corrections smaller than this do not bend the map: the inactive surface already agrees
+    /// with the active one, and is only made active again.
+    public var minCorrection = 0.002
+    public var minCorrectionDegrees = 0.2
+    /// Deformation graph: one node per this many surfels, in creation order (ElasticFusion
+    /// samples every 5000th), within these bounds.
+    public var surfelsPerNode = 5000
+    public var minNodes = 160
+    public var maxNodes = 1024
+    /// A surfel (or camera) is influenced by the nearest nodes among this many nodes nearest to
+    /// it in time (ElasticFusion: 20), so surface made long ago moves with the nodes of its time.
+    public var temporalCandidates = 20
+    /// Constraints are sampled on this grid of the view (ElasticFusion: 32x24).
+    public var gridColumns = 32
+    public var gridRows = 24
+    /// A closure needs at least this many grid points on recent surface (made within the active
+    /// window) and as many on the old surface.
+    public var minConstraints = 8
+    /// A deformation is rejected when the constraints' RMS error after optimisation exceeds
+    /// this (metres), or when it removes less than half of the error before.
+    public var maxDeformationResidual = 0.01
+    /// After a closure, stable inactive surfels in view no more than this behind the rendered
+    /// surface are made active again (ElasticFusion: 0.1 m).
+    public var reactivationDepth: Float = 0.1
+    public var graph = DeformationGraph.Parameters()
+    public init() {}
+}
+
+/// One loop closure: what was registered and how the map was bent.
+public struct LoopClosureReport: Sendable {
+    public enum Kind: String, Sendable {
+        /// The active model registered to the inactive model rendered from the current pose.
+        case local
+        /// The current frame registered to a keyframe found by appearance (randomised ferns).
+        case global
+    }
+    public var kind: Kind
+    /// Map time (fused frames so far) when it happened.
+    public var tick: Int
+    /// Surface constraints (active points pulled to where the registration puts them) and pins
+    /// (inactive points held in place).
+    public var constraints: Int
+    public var pins: Int
+    /// RMS distance of the constraint points from their targets before and after (metres).
+    public var residualBefore: Double
+    public var residualAfter: Double
+    /// How far the registration moved the current camera (metres, degrees).
+    public var correctionMetres: Double
+    public var correctionDegrees: Double
+    public var nodes: Int
+    /// The registration: inliers, pixels where both models were rendered, its conditioning.
+    public var inliers: Int
+    public var overlap: Int
+    public var conditioning: Double
+    /// Surfels made active again after the closure.
+    public var reactivated: Int
+    public var seconds: Double
+}
+
+/// The bend of one loop closure, for everything that has a time and a position in the map's
+/// frame: the trajectory's camera poses and the relocaliser's keyframes.
+public struct MapDeformation: Sendable {
+    public let graph: DeformationGraph
+    /// Creation time of each node's surfel, ascending (the graph's node order).
+    let nodeTimes: [Int32]
+    let temporalCandidates: Int
+    /// Nodes nearest in time whose motion moves a camera (fewer than a surfel's candidates: a
+    /// camera moves with what it saw then, not with what was made many frames around it).
+    var poseCandidates: Int { max(3, temporalCandidates * 2 / 5) }
+
+    /// The `count` nodes whose times are nearest to `time` (default: `temporalCandidates`).
+    func candidates(time: Int32, count: Int? = nil) -> Range<Int> {
+        let wanted = count ?? temporalCandidates
+        let n = nodeTimes.count
+        var lo = 0, hi = n
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if nodeTimes[mid] < time { lo = mid + 1 } else { hi = mid }
+        }
+        let start = max(0, min(lo - wanted / 2, n - wanted))
+        return start..<min(n, start + wanted)
+    }
+
+    /// Where the bend moves a camera that was at `pose` at map time `time`: rigidly, as the
+    /// surface made around that time moved (the best rigid fit of those nodes' motion). A camera
+    /// stands a metre or more from what it sees, so moving its centre like a surface point
+    /// through the nodes' affine parts (ElasticFusion's way) turns small errors of their
+    /// rotations into centimetres; the nodes' translations alone are far better determined.
+    public func deform(_ pose: RigidTransform, time: Int) -> RigidTransform {
+        let nodes = candidates(time: Int32(clamping: time), count: poseCandidates)
+        let source = nodes.map { SIMD3<Float>(graph.positions[$0]) }
+        let target = nodes.map { SIMD3<Float>(graph.positions[$0] + graph.translation[$0]) }
+        if nodes.count >= 3, let motion = RigidRANSAC.fit(source, target), motion.isValid {
+            return motion * pose
+        }
+        return graph.deform(pose, graph.influence(of: pose.translation, candidates: nodes))
+    }
+
+    /// The influence of a point made at `time`.
+    func influence(of point: SIMD3<Double>, time: Int32) -> DeformationGraph.Influence {
+        graph.influence(of: point, candidates: candidates(time: time))
+    }
+}
+
+/// ElasticFusion's local loop closure: each frame, the inactive model (surface not seen for
+/// `FusionParameters.timeDelta` frames) is rendered from the tracked pose; where it overlaps the
+/// view, the active model's prediction is registered to it with the tracker's own ICP. A good
+/// registration means the camera has come back to old surface along a drifted path: the map is
+/// bent by a deformation graph so the recent (active) surface lands on the old one, the old
+/// surface is pinned, and the bent surface becomes active again.
+public struct LoopCloser: Sendable {
+    public enum Outcome: Sendable {
+        /// Nothing to do this frame (no inactive surface in view, or too little).
+        case skipped
+        /// A registration was tried and failed a check (the reason says which).
+        case rejected(String)
+        /// The inactive surface already agreed with the active one: it was made active again.
+        case reactivated(Int)
+        /// The map was bent; `pose` is the corrected pose of the current camera.
+        case closed(LoopClosureReport, MapDeformation, pose: RigidTransform)
+    }
+
+    public var parameters: LoopClosureParameters
+    public var tracker: ICPTracker
+    public init(parameters: LoopClosureParameters = LoopClosureParameters(), tracking: TrackingParameters = TrackingParameters()) {
+        self.parameters = parameters
+        // The registration's inlier test is the overlap test below: the tracker's (a fraction
+        // of every pixel of the active prediction) would refuse any partial revisit.
+        var registration = tracking
+        registration.minInlierFraction = 0
+        registration.photometricWeight = 0
+        self.tracker = ICPTracker(parameters: registration)
+    }
+
+    /// Tries a local loop closure for a camera tracked to `pose`, before the frame is fused.
+    public func attempt(_ fusion: SurfelFusion, pose: RigidTransform) -> Outcome {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let p = fusion.parameters
+        guard fusion.tick > p.timeDelta else { return .skipped }
+        let stable = p.trackingConfidenceThreshold ?? p.confidenceThreshold
+        let renderer = SurfelRenderer()
+        let cameraFromWorld = pose.inverse
+        let inactive = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
+                                       selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick, inactive: true),
+                                       threads: p.threads)
+        guard gridCoverage(inactive) >= parameters.minInactiveCoverage else { return .skipped }
+        let active = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
+                                     selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick),
+                                     threads: p.threads)
+        var overlap = 0
+        for q in 0..<(active.width * active.height) where active.surfel[q] >= 0 && inactive.surfel[q] >= 0 { overlap += 1 }
+        let result = tracker.track(frame: pyramid(active, fusion), model: pyramid(inactive, fusion), previousPose: pose, threads: p.threads)
+        let correction = pose.inverse * result.pose
+        let metres = correction.translationNorm, degrees = correction.rotationAngle * 180 / .pi
+        let detail = String(format: "%d inliers, %d overlapping pixels, residual %.1f mm, conditioning %.1e, correction %.1f mm %.2f deg",
+                            result.inliers, overlap, result.residual * 1000, result.conditioning, metres * 1000, degrees)
+        if let failure = result.failure { return .rejected("registration: \(failure) (\(detail))") }
+        let pixels = Double(fusion.intrinsics.width * fusion.intrinsics.height)
+        if Double(result.inliers) < parameters.minInlierFraction * pixels || Double(result.inliers) < parameters.minOverlapInliers * Double(overlap) {
+            return .rejected("registration: too few inliers (\(detail))")
+        }
+        if result.residual > parameters.maxResidual {
+            return .rejected("registration residual too large (\(detail))")
+        }
+        if result.conditioning < parameters.minConditioning {
+            return .rejected("registration poorly constrained (\(detail))")
+        }
+        if metres > parameters.maxCorrection || degrees > parameters.maxCorrectionDegrees {
+            return .rejected("correction too large (\(detail))")
+        }
+        if metres < parameters.minCorrection && degrees < parameters.minCorrectionDegrees {
+            return .reactivated(reactivate(fusion, pose: pose))
+        }
+
+        // Constraints on the grid: active points to where the registration puts them, inactive
+        // points pinned. Each carries the creation time of its surfel, which picks its nodes.
+        let map = fusion.map
+        var points: [(source: SIMD3<Double>, target: SIMD3<Double>, time: Int32)] = []
+        var pins = 0
+        let windowStart = Int32(clamping: fusion.tick - p.timeDelta)
+        let w = active.width, h = active.height
+        for gy in 0..<parameters.gridRows {
+            for gx in 0..<parameters.gridColumns {
+                let q = ((2 * gy + 1) * h / (2 * parameters.gridRows)) * w + (2 * gx + 1) * w / (2 * parameters.gridColumns)
+                // Active surface made before the window was re-observed, not made along the
+                // drifted path: its nodes belong to the old map, so it is not pulled.
+                if active.surfel[q] >= 0, map.initTimes[Int(active.surfel[q])] >= windowStart {
+                    let v = SIMD3<Double>(active.vertices[q])
+                    points.append((pose * v, result.pose * v, map.initTimes[Int(active.surfel[q])]))
+                }
+                if inactive.surfel[q] >= 0 {
+                    let world = pose * SIMD3<Double>(inactive.vertices[q])
+                    points.append((world, world, map.initTimes[Int(inactive.surfel[q])]))
+                    pins += 1
+                }
+            }
+        }
+        guard points.count - pins >= parameters.minConstraints, pins >= parameters.minConstraints else {
+            return .rejected("too few constraints (\(points.count - pins) recent surface points, \(pins) old ones on the grid)")
+        }
+        guard let deformation = makeGraph(map) else { return .rejected("map too small for a deformation graph") }
+        var graph = deformation.graph
+        let constraints = points.map {
+            DeformationGraph.Constraint(source: $0.source, target: $0.target, influence: deformation.influence(of: $0.source, time: $0.time))
+        }
+        guard let report = graph.optimise(constraints) else { return .rejected("deformation: normal equations singular") }
+        if !(report.constraintErrorAfter <= parameters.maxDeformationResidual) || report.constraintErrorAfter > 0.5 * report.constraintErrorBefore {
+            return .rejected(String(format: "deformation residual %.1f mm (%.1f mm before)", report.constraintErrorAfter * 1000, report.constraintErrorBefore * 1000))
+        }
+        let bent = MapDeformation(graph: graph, nodeTimes: deformation.nodeTimes, temporalCandidates: deformation.temporalCandidates)
+        apply(bent, to: map, threads: p.threads)
+        let reactivated = reactivate(fusion, pose: result.pose)
+        let closure = LoopClosureReport(kind: .local, tick: fusion.tick, constraints: points.count - pins, pins: pins,
+                                        residualBefore: report.constraintErrorBefore, residualAfter: report.constraintErrorAfter,
+                                        correctionMetres: metres, correctionDegrees: degrees, nodes: graph.nodeCount,
+                                        inliers: result.inliers, overlap: overlap, conditioning: result.conditioning,
+                                        reactivated: reactivated, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        return .closed(closure, bent, pose: result.pose)
+    }
+
+    /// Fraction of a 32x24 grid of pixels a render covers.
+    func gridCoverage(_ render: SurfelRenderer.Output) -> Double {
+        var covered = 0
+        for gy in 0..<24 {
+            for gx in 0..<32 where render.surfel[(gy * render.height / 24) * render.width + gx * render.width / 32] >= 0 { covered += 1 }
+        }
+        return Double(covered) / (32 * 24)
+    }
+
+    func pyramid(_ render: SurfelRenderer.Output, _ fusion: SurfelFusion) -> [VertexNormalMap] {
+        var maps = [VertexNormalMap(intrinsics: fusion.intrinsics, vertices: render.vertices, normals: render.normals)]
+        for _ in 1..<3 { maps.append(maps[maps.count - 1].downsampled(threads: fusion.parameters.threads)) }
+        return maps
+    }
+
+    /// Nodes sampled uniformly from the surfels in creation order.
+    func makeGraph(_ map: SurfelMap) -> MapDeformation? {
+        let count = map.count
+        guard count >= 4 else { return nil }
+        let nodes = min(count, max(parameters.minNodes, min(parameters.maxNodes, count / max(1, parameters.surfelsPerNode))))
+        let order = (0..<count).sorted { (map.initTimes[$0], $0) < (map.initTimes[$1], $1) }
+        var positions: [SIMD3<Double>] = [], times: [Int32] = []
+        for k in 0..<nodes {
+            let i = order[(2 * k + 1) * count / (2 * nodes)]
+            positions.append(SIMD3<Double>(map.positions[i]))
+            times.append(map.initTimes[i])
+        }
+        return MapDeformation(graph: DeformationGraph(nodes: positions, parameters: parameters.graph), nodeTimes: times,
+                              temporalCandidates: max(parameters.graph.pointNeighbours + 1, parameters.temporalCandidates))
+    }
+
+    /// Moves every surfel (position and normal) by the bend.
+    func apply(_ deformation: MapDeformation, to map: SurfelMap, threads: Int) {
+        let count = map.count
+        var positions = map.positions, normals = map.normals
+        let times = map.initTimes
+        positions.withKernelOutput { positionsOut in
+        normals.withKernelOutput { normalsOut in
+            ParallelFor.run(count, chunks: max(1, threads * 4), threads: threads) { _, range in
+                for i in range {
+                    let p = SIMD3<Double>(positionsOut[i])
+                    let influence = deformation.influence(of: p, time: times[i])
+                    positionsOut[i] = SIMD3<Float>(deformation.graph.deform(p, influence))
+                    normalsOut[i] = SIMD3<Float>(deformation.graph.deformNormal(SIMD3<Double>(normalsOut[i]), influence))
+                }
+            }
+        }}
+        map.positions = positions
+        map.normals = normals
+    }
+
+    /// ElasticFusion's rule 5: stable inactive surfels that project into the view from `pose`
+    /// and lie no more than `reactivationDepth` behind the rendered surface are seen again.
+    func reactivate(_ fusion: SurfelFusion, pose: RigidTransform) -> Int {
+        let p = fusion.parameters
+        let stable = p.trackingConfidenceThreshold ?? p.confidenceThreshold
+        let k = fusion.intrinsics
+        let render = SurfelRenderer().render(fusion.map, cameraFromWorld: pose.inverse, intrinsics: k,
+                                             selection: .init(minimumConfidence: stable), threads: p.threads)
+        let T = pose.inverse.float
+        let fx = Float(k.fx), fy = Float(k.fy), cx = Float(k.cx), cy = Float(k.cy)
+        let oldest = Int32(clamping: fusion.tick - p.timeDelta)
+        let now = Int32(clamping: fusion.tick)
+        let map = fusion.map
+        var lastSeen = map.lastSeen
+        var reactivated = 0
+        for i in 0..<map.count where lastSeen[i] < oldest && map.confidences[i] >= stable {
+            let c = T.apply(map.positions[i])
+            guard c.z > 0 else { continue }
+            let u = (fx * c.x / c.z + cx).rounded(), v = (fy * c.y / c.z + cy).rounded()
+            guard u >= 0, v >= 0, u < Float(k.width), v < Float(k.height) else { continue }
+            let z = render.depth.pixels[Int(v) * k.width + Int(u)]
+            guard z > 0, c.z <= z + parameters.reactivationDepth else { continue }
+            lastSeen[i] = now
+            reactivated += 1
+        }
+        map.lastSeen = lastSeen
+        return reactivated
+    }
+}
