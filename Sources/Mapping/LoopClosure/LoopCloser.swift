@@ -261,30 +261,74 @@ public struct LoopCloser: Sendable {
         let count = map.count
         guard count >= 4 else { return nil }
         let nodes = min(count, max(parameters.minNodes, min(parameters.maxNodes, count / max(1, parameters.surfelsPerNode))))
-        let order = (0..<count).sorted { (map.initTimes[$0], $0) < (map.initTimes[$1], $1) }
+        // Creation order as sorted (time, index) keys: one integer sort, no closure per compare.
+        let initTimes = map.initTimes, mapPositions = map.positions
+        let order = (0..<count).map { UInt64(UInt32(bitPattern: initTimes[$0] ^ Int32.min)) << 32 | UInt64($0) }.sorted()
         var positions: [SIMD3<Double>] = [], times: [Int32] = []
         for k in 0..<nodes {
-            let i = order[(2 * k + 1) * count / (2 * nodes)]
-            positions.append(SIMD3<Double>(map.positions[i]))
-            times.append(map.initTimes[i])
+            let i = Int(UInt32(truncatingIfNeeded: order[(2 * k + 1) * count / (2 * nodes)]))
+            positions.append(SIMD3<Double>(mapPositions[i]))
+            times.append(initTimes[i])
         }
         return MapDeformation(graph: DeformationGraph(nodes: positions, parameters: parameters.graph), nodeTimes: times,
                               temporalCandidates: max(parameters.graph.pointNeighbours + 1, parameters.temporalCandidates))
     }
 
-    /// Moves every surfel (position and normal) by the bend.
+    /// Moves every surfel (position and normal) by the bend: the same influences as
+    /// `DeformationGraph.influence` (the `pointNeighbours` nearest of the nodes nearest in time,
+    /// weighted (1 − d/d_max)²), found without allocating per surfel, since a map has a million.
     func apply(_ deformation: MapDeformation, to map: SurfelMap, threads: Int) {
+        let graph = deformation.graph
+        let k = min(graph.parameters.pointNeighbours, 7)
         let count = map.count
         var positions = map.positions, normals = map.normals
         let times = map.initTimes
+        let nodePositions = graph.positions.map { SIMD3<Float>($0) }
+        let nodeTargets = graph.positions.indices.map { SIMD3<Float>(graph.positions[$0] + graph.translation[$0]) }
+        let affine = graph.affine.map { RigidTransformF(matrix: $0) }
+        let normalMatrices = graph.affine.map { RigidTransformF(matrix: $0.inverseTranspose) }
+        // Candidate ranges per distinct creation time (times are frame counters: few of them).
+        var ranges: [Int32: Range<Int>] = [:]
+        for t in Set(times) { ranges[t] = deformation.candidates(time: t) }
         positions.withKernelOutput { positionsOut in
         normals.withKernelOutput { normalsOut in
             ParallelFor.run(count, chunks: max(1, threads * 4), threads: threads) { _, range in
                 for i in range {
-                    let p = SIMD3<Double>(positionsOut[i])
-                    let influence = deformation.influence(of: p, time: times[i])
-                    positionsOut[i] = SIMD3<Float>(deformation.graph.deform(p, influence))
-                    normalsOut[i] = SIMD3<Float>(deformation.graph.deformNormal(SIMD3<Double>(normalsOut[i]), influence))
+                    guard let candidates = ranges[times[i]], !candidates.isEmpty else { continue }
+                    let p = positionsOut[i]
+                    // The k + 1 nearest candidates, sorted (insertion into a small vector).
+                    var bestD = SIMD8<Float>(repeating: .infinity)
+                    var bestJ = SIMD8<Int32>(repeating: -1)
+                    for j in candidates {
+                        let d = p - nodePositions[j]
+                        var dist = (d * d).sum().squareRoot()
+                        guard dist < bestD[k] else { continue }
+                        var node = Int32(j)
+                        for slot in 0...k where dist < bestD[slot] {
+                            swap(&dist, &bestD[slot]); swap(&node, &bestJ[slot])
+                        }
+                    }
+                    let found = min(k, candidates.count)
+                    let dMax = candidates.count > k ? bestD[k] : bestD[found - 1] * 1.5 + 1e-9
+                    var weights = SIMD8<Float>(repeating: 0), sum: Float = 0
+                    for slot in 0..<found {
+                        let r = 1 - bestD[slot] / max(dMax, 1e-12)
+                        weights[slot] = r * r
+                        sum += r * r
+                    }
+                    if !(sum > 1e-12) {
+                        for slot in 0..<found { weights[slot] = 1 }
+                        sum = Float(found)
+                    }
+                    var moved = SIMD3<Float>.zero, turned = SIMD3<Float>.zero
+                    for slot in 0..<found {
+                        let j = Int(bestJ[slot]), w = weights[slot] / sum
+                        moved += w * (affine[j].rotate(p - nodePositions[j]) + nodeTargets[j])
+                        turned += w * normalMatrices[j].rotate(normalsOut[i])
+                    }
+                    positionsOut[i] = moved
+                    let length = (turned * turned).sum().squareRoot()
+                    if length > 0 { normalsOut[i] = turned / length }
                 }
             }
         }}
@@ -306,9 +350,10 @@ public struct LoopCloser: Sendable {
         let now = Int32(clamping: fusion.tick)
         let map = fusion.map
         var lastSeen = map.lastSeen
+        let positions = map.positions, confidences = map.confidences
         var reactivated = 0
-        for i in 0..<map.count where lastSeen[i] < oldest && map.confidences[i] >= stable {
-            let c = T.apply(map.positions[i])
+        for i in 0..<positions.count where lastSeen[i] < oldest && confidences[i] >= stable {
+            let c = T.apply(positions[i])
             guard c.z > 0 else { continue }
             let u = (fx * c.x / c.z + cx).rounded(), v = (fy * c.y / c.z + cy).rounded()
             guard u >= 0, v >= 0, u < Float(k.width), v < Float(k.height) else { continue }
@@ -319,5 +364,12 @@ public struct LoopCloser: Sendable {
         }
         map.lastSeen = lastSeen
         return reactivated
+    }
+}
+
+private extension RigidTransformF {
+    /// A 3x3 matrix (not necessarily a rotation) as the linear part of a float transform.
+    init(matrix m: Matrix3) {
+        self.init(r0: SIMD3<Float>(m.r0), r1: SIMD3<Float>(m.r1), r2: SIMD3<Float>(m.r2), t: .zero)
     }
 }
