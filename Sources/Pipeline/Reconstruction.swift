@@ -84,8 +84,8 @@ public final class Reconstruction {
     public private(set) var rawTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
     /// Map time (`SurfelFusion.tick`) at which each trajectory entry was fused.
     private var trajectoryTicks: [Int] = []
-    /// Loop closures that bent the map, in order.
-    public private(set) var loopClosures: [LoopClosureReport] = []
+    /// Loop closures that bent the map, in order, with the sequence position of the frame.
+    public private(set) var loopClosures: [(position: Int, report: LoopClosureReport)] = []
     /// Loop-closure registrations tried and rejected, frames where inactive surface in view was
     /// found to agree already (and made active again), and the time spent in all attempts.
     public private(set) var loopClosureRejections = 0, loopClosureReactivations = 0
@@ -340,7 +340,7 @@ public final class Reconstruction {
             return pose
         case .closed(let report, let deformation, let corrected):
             loopClosureAttempts += 1
-            loopClosures.append(report)
+            loopClosures.append((position, report))
             for k in trajectory.indices {
                 trajectory[k].pose = deformation.deform(trajectory[k].pose, time: trajectoryTicks[k])
             }

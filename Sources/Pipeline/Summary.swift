@@ -52,9 +52,11 @@ enum Summary {
                 if r.loopClosures.isEmpty {
                     text += r.loopClosureAttempts == 0 ? "no old (inactive) surface came back into view" : "none accepted"
                 } else {
-                    let list = r.loopClosures.prefix(8).map {
-                        String(format: "frame tick %d %@ (%d constraints + %d pins, %.1f -> %.1f mm)", $0.tick, $0.kind.rawValue, $0.constraints, $0.pins,
-                               $0.residualBefore * 1000, $0.residualAfter * 1000)
+                    let list = r.loopClosures.prefix(8).map { c -> String in
+                        let report = c.report
+                        return String(format: "frame %d %@ (%d constraints + %d pins, residual %.1f -> %.1f mm, camera moved %.1f mm, %.0f ms)", c.position,
+                                      report.kind.rawValue, report.constraints, report.pins, report.residualBefore * 1000, report.residualAfter * 1000,
+                                      report.correctionMetres * 1000, report.seconds * 1000)
                     }
                     text += "\(r.loopClosures.count) closed: " + list.joined(separator: "; ") + (r.loopClosures.count > 8 ? "; ..." : "")
                 }

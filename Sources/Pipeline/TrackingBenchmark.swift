@@ -18,6 +18,11 @@ public struct TrackingBenchmark {
         /// model prediction (splatting + pyramid), alignment.
         public var stageMilliseconds: [String: [Double]] = [:]
         public var ate: AbsoluteTrajectoryError?
+        /// Milliseconds per tracked frame spent on loop closure (the inactive model's prediction
+        /// and, where it is in view, the registration and any deformation); part of the total.
+        public var loopClosureMilliseconds: [Double] = []
+        /// The closures that bent the map, with the time each took.
+        public var loopClosures: [LoopClosureReport] = []
         public var trackingMedian: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.5) }
         public var trackingP10: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.1) }
         public var trackingP90: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.9) }
@@ -29,6 +34,8 @@ public struct TrackingBenchmark {
     public var parameters: TrackingParameters
     /// Confidence surfels need to be in the tracker's model (nil: the stable threshold).
     public var modelConfidence: Float?
+    /// Close loops by deforming the map, as `reconstruct` does.
+    public var loopClosure = true
     public init(source: FrameSource, positions: [Int], parameters: TrackingParameters = TrackingParameters()) {
         self.source = source; self.positions = positions; self.parameters = parameters
     }
@@ -45,6 +52,9 @@ public struct TrackingBenchmark {
         var iterations: [Int] = []
         var stages: [String: [Double]] = [:]
         var last: RigidTransform?
+        let closer = loopClosure ? LoopCloser(tracking: parameters) : nil
+        var loopMilliseconds: [Double] = [], closures: [LoopClosureReport] = []
+        var ticks: [Int] = []
         for (k, position) in positions.enumerated() {
             let frame = try source.frame(at: position)
             if let error = frame.poseError { throw error }
@@ -59,16 +69,23 @@ public struct TrackingBenchmark {
             if let previous = last {
                 let model = fusion.predictedModel(from: previous, intensity: photometric)
                 let tModel = DispatchTime.now().uptimeNanoseconds
-                defer {
-                    let tAligned = DispatchTime.now().uptimeNanoseconds
-                    stages["live frame", default: []].append(Double(tLive - t0) / 1e6)
-                    stages["model prediction", default: []].append(Double(tModel - tLive) / 1e6)
-                    stages["alignment", default: []].append(Double(tAligned - tModel) / 1e6)
-                }
                 let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous,
                                            frameIntensity: liveIntensity, modelIntensity: model.intensity)
+                let tAligned = DispatchTime.now().uptimeNanoseconds
+                stages["live frame", default: []].append(Double(tLive - t0) / 1e6)
+                stages["model prediction", default: []].append(Double(tModel - tLive) / 1e6)
+                stages["alignment", default: []].append(Double(tAligned - tModel) / 1e6)
                 iterations.append(result.iterations)
                 if result.succeeded { fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity); pose = result.pose } else { failures += 1; pose = previous }
+                if let closer, result.succeeded {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    if case .closed(let report, let deformation, let corrected) = closer.attempt(fusion, pose: pose) {
+                        pose = corrected
+                        closures.append(report)
+                        for k in estimated.indices { estimated[k] = deformation.deform(estimated[k], time: ticks[k]) }
+                    }
+                    loopMilliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
             } else {
                 fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             }
@@ -78,11 +95,12 @@ public struct TrackingBenchmark {
             let t2 = DispatchTime.now().uptimeNanoseconds
             if last != nil { tracking.append(Double(t1 - t0) / 1e6); total.append(Double(t2 - t0) / 1e6) }
             last = pose
-            estimated.append(pose); truth.append(gt)
+            estimated.append(pose); truth.append(gt); ticks.append(fusion.tick)
             progress?(k + 1, positions.count)
         }
         return Result(trackingMilliseconds: tracking, totalMilliseconds: total, failures: failures,
-                      iterations: iterations, stageMilliseconds: stages, ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth))
+                      iterations: iterations, stageMilliseconds: stages, ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth),
+                      loopClosureMilliseconds: loopMilliseconds, loopClosures: closures)
     }
 }
 

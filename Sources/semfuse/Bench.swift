@@ -99,7 +99,8 @@ struct TrackingBench: ParsableCommand {
         Tracks the frames from the first ground-truth pose with frame-to-model ICP and fuses them, \
         at full resolution and at half resolution, and prints the absolute trajectory error \
         (RMSE, median, max after rigid alignment) and the median time per frame for tracking alone \
-        and for tracking + fusion.
+        and for tracking + loop closure + fusion, with the loop closure's own cost per frame and \
+        the time of each deformation.
         """)
 
     @Argument(help: "Sequence folder with ground-truth poses (default: ../shared/data/7scenes-redkitchen).")
@@ -123,6 +124,12 @@ struct TrackingBench: ParsableCommand {
     @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
     var convergence: Double = TrackingParameters().convergence
 
+    @Flag(name: .customLong("no-loop-closure"), help: "Do not close loops (ElasticFusion's local loop closure by map deformation), as `reconstruct --no-loop-closure`.")
+    var noLoopClosure = false
+
+    @Flag(help: "Print one JSON line with the results instead of text.")
+    var json = false
+
     func validate() throws {
         guard ["full", "half", "both"].contains(resolution) else { throw ValidationError("--resolution must be full, half or both") }
         try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
@@ -135,7 +142,8 @@ struct TrackingBench: ParsableCommand {
         let probe = try SequenceLoader.open(url, options: ReaderOptions())
         let positions = try FrameSelection(parsing: frames).positions(count: probe.frameCount)
         guard !positions.isEmpty else { throw CLIError("no frames selected") }
-        print("bench tracking: \(probe.name), \(positions.count) frames")
+        if !json { print("bench tracking: \(probe.name), \(positions.count) frames") }
+        var rows: [[String: Any]] = []
         let scales = resolution == "full" ? [1] : resolution == "half" ? [2] : [1, 2]
         var variants = [("ICP + photometric (weight \(photometricWeight))", photometricWeight)]
         if photometricWeight == 0 { variants = [("ICP only", 0)] }
@@ -148,14 +156,37 @@ struct TrackingBench: ParsableCommand {
             parameters.convergence = convergence
             var bench = TrackingBenchmark(source: source, positions: positions, parameters: parameters)
             bench.modelConfidence = modelConfidence
+            bench.loopClosure = !noLoopClosure
             let result = try bench.run { done, total in
                 if done % 100 == 0 || done == total { FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8)) }
+            }
+            let loopMedian = FusionBenchmark.Run.percentile(result.loopClosureMilliseconds, 0.5)
+            if json {
+                var row: [String: Any] = [
+                    "width": source.intrinsics.width, "height": source.intrinsics.height, "photometric_weight": weight,
+                    "tracking_median_ms": result.trackingMedian, "tracking_p10_ms": result.trackingP10, "tracking_p90_ms": result.trackingP90,
+                    "tracking_fusion_median_ms": result.totalMedian, "frames_per_second": 1000 / max(result.totalMedian, 1e-9),
+                    "failures": result.failures, "loop_closure": !noLoopClosure,
+                    "loop_closure_median_ms": loopMedian,
+                    "loop_closure_p90_ms": FusionBenchmark.Run.percentile(result.loopClosureMilliseconds, 0.9),
+                    "loop_closures": result.loopClosures.count,
+                    "deformation_ms": result.loopClosures.map { $0.seconds * 1000 },
+                ]
+                if let ate = result.ate { row["ate_rmse_mm"] = ate.rmse * 1000; row["ate_median_mm"] = ate.median * 1000; row["ate_max_mm"] = ate.max * 1000 }
+                rows.append(row)
+                continue
             }
             let size = "\(source.intrinsics.width)x\(source.intrinsics.height) \(label)"
             print(String(format: "%@: tracking median %.1f ms (p10 %.1f, p90 %.1f), tracking + fusion median %.1f ms (%.1f frames/s), %d failures",
                          size, result.trackingMedian, result.trackingP10, result.trackingP90, result.totalMedian,
                          1000 / max(result.totalMedian, 1e-9), result.failures))
             if let ate = result.ate { print("  \(ate)") }
+            if !noLoopClosure {
+                let closures = result.loopClosures.map { String(format: "%.0f ms at tick %d", $0.seconds * 1000, $0.tick) }
+                print(String(format: "  loop closure: median %.2f ms per frame (p90 %.2f), %d closures%@", loopMedian,
+                             FusionBenchmark.Run.percentile(result.loopClosureMilliseconds, 0.9), result.loopClosures.count,
+                             closures.isEmpty ? "" : " (" + closures.joined(separator: ", ") + ")"))
+            }
             for (stage, values) in result.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "  %@ median %.1f ms", stage, FusionBenchmark.Run.percentile(values, 0.5)))
             }
@@ -165,6 +196,10 @@ struct TrackingBench: ParsableCommand {
                              Double(iterations.reduce(0, +)) / Double(iterations.count), TrackingParameters().iterations.reduce(0, +)))
             }
           }
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: ["results": rows], options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
         }
     }
 }

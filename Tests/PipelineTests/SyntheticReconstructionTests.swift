@@ -189,6 +189,35 @@ final class SyntheticReconstructionTests: XCTestCase {
         XCTAssertTrue(result.summary.contains("FAILED"))
     }
 
+    /// A tracked run writes the corrected trajectory and, on request, the raw one; the summary
+    /// reports loop closure (none here: 40 frames never leave surface inactive), and
+    /// `loopClosure = false` leaves it out.
+    func testTrackedRunWritesRawTrajectoryAndReportsLoopClosure() throws {
+        let sequence = try makeSequence()
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .none
+        request.poses = .track
+        request.selection = FrameSelection(start: 0, end: 40)
+        request.output = sequence.deletingLastPathComponent().appendingPathComponent("tracked.ply")
+        request.rawTrajectory = sequence.deletingLastPathComponent().appendingPathComponent("tracked.raw.txt")
+        let result = try ReconstructionJob.run(request)
+        XCTAssertEqual(result.exitCode, 0)
+        let corrected = try TUMTrajectory.read(result.trajectory), raw = try TUMTrajectory.read(request.rawTrajectory!)
+        XCTAssertEqual(corrected.count, 40)
+        XCTAssertEqual(raw.count, 40)
+        for (a, b) in zip(corrected, raw) { XCTAssertLessThan((a.pose.translation - b.pose.translation).length, 1e-6) }
+        XCTAssertTrue(result.summary.contains("loop closure: no old (inactive) surface came back into view"), result.summary)
+
+        request.loopClosure = false
+        request.rawTrajectory = nil
+        request.output = sequence.deletingLastPathComponent().appendingPathComponent("open-loop.ply")
+        let open = try ReconstructionJob.run(request)
+        XCTAssertFalse(open.summary.contains("loop closure"), open.summary)
+        // The same raw output may not be named twice.
+        request.rawTrajectory = open.trajectory
+        XCTAssertThrowsError(try ReconstructionJob.run(request))
+    }
+
     func testInterruptionWritesTheMapSoFar() throws {
         let sequence = try makeSequence()
         var request = ReconstructionRequest(sequence: sequence)

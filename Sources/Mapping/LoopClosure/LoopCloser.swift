@@ -163,6 +163,11 @@ public struct LoopCloser: Sendable {
         let stable = p.trackingConfidenceThreshold ?? p.confidenceThreshold
         let renderer = SurfelRenderer()
         let cameraFromWorld = pose.inverse
+        // Most frames have no old surface in view: a projection of the surfels' centres decides
+        // that before any disc is splatted.
+        guard projectedCoverage(fusion, cameraFromWorld: cameraFromWorld, minimumConfidence: stable) >= parameters.minInactiveCoverage else {
+            return .skipped
+        }
         let inactive = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
                                        selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick, inactive: true),
                                        threads: p.threads)
@@ -239,6 +244,30 @@ public struct LoopCloser: Sendable {
                                         inliers: result.inliers, overlap: overlap, conditioning: result.conditioning,
                                         reactivated: reactivated, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         return .closed(closure, bent, pose: result.pose)
+    }
+
+    /// Fraction of the 32x24 grid cells of the view that the centre of at least one stable
+    /// inactive surfel projects into (an upper bound of what the rendered inactive model covers,
+    /// at the cost of one projection per inactive surfel).
+    func projectedCoverage(_ fusion: SurfelFusion, cameraFromWorld: RigidTransform, minimumConfidence: Float) -> Double {
+        let k = fusion.intrinsics, p = fusion.parameters
+        let T = cameraFromWorld.float
+        let fx = Float(k.fx), fy = Float(k.fy), cx = Float(k.cx), cy = Float(k.cy)
+        let w = Float(k.width), h = Float(k.height)
+        let oldest = Int32(clamping: fusion.tick - p.timeDelta)
+        let map = fusion.map
+        let positions = map.positions, confidences = map.confidences, lastSeen = map.lastSeen
+        var cells = [Bool](repeating: false, count: 32 * 24)
+        var covered = 0
+        for i in 0..<positions.count where lastSeen[i] < oldest && confidences[i] >= minimumConfidence {
+            let c = T.apply(positions[i])
+            guard c.z > 0.05, c.z < p.maxIndexDepth else { continue }
+            let u = fx * c.x / c.z + cx, v = fy * c.y / c.z + cy
+            guard u >= 0, v >= 0, u < w, v < h else { continue }
+            let cell = Int(v * 24 / h) * 32 + Int(u * 32 / w)
+            if !cells[cell] { cells[cell] = true; covered += 1 }
+        }
+        return Double(covered) / Double(cells.count)
     }
 
     /// Fraction of a 32x24 grid of pixels a render covers.
