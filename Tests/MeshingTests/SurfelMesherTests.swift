@@ -191,6 +191,62 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertEqual(voted.vertices.colors?.first, cloud.classSet!.color(of: Int(voted.vertices.labels![0])))
     }
 
+    /// Surfels no prediction reached (label -1, uniform probabilities, as the map writes them)
+    /// give no class evidence: where only they lie the mesh is unlabelled, as the map is, not
+    /// class 0 by a tie of uniform scores; next to labelled surfels they do not dilute the
+    /// label. The class set's "unlabelled" class (NYU-13's 0) never wins, as in the map.
+    func testUnlabelledSurfelsGiveNoLabelAndTheUnlabelledClassNeverWins() throws {
+        var positions: [SIMD3<Float>] = [], probabilities: [Float] = [], labels: [Int32] = []
+        let spacing: Float = 0.004, voxel: Float = 0.008, classes = ClassSet.nyu13.count
+        for i in -50...50 {
+            for j in -30...30 {
+                positions.append(SIMD3(Float(i) * spacing, Float(j) * spacing, 1.5))
+                var row = [Float](repeating: 1 / Float(classes), count: classes)
+                if i >= 0 {
+                    // Unlabelled class 0 has the highest probability; the map's label is 3.
+                    row = [Float](repeating: 0.1 / Float(classes - 2), count: classes)
+                    row[0] = 0.5; row[3] = 0.4
+                    labels.append(3)
+                } else {
+                    labels.append(-1)
+                }
+                probabilities += row
+            }
+        }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: positions.count)
+        cloud.radius = [Float](repeating: spacing, count: positions.count)
+        cloud.confidence = [Float](repeating: 3, count: positions.count)
+        cloud.classProbabilities = (classCount: classes, values: probabilities)
+        cloud.labels = labels
+        cloud.labelConfidence = labels.map { $0 >= 0 ? 0.4 : 0 }
+        cloud.classSet = ClassSet.nyu13
+        XCTAssertEqual(ClassSet.nyu13.unlabelledId, 0)
+        let mesh = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2), includeProbabilities: true).mesh
+        let out = try XCTUnwrap(mesh.vertices.labels)
+        let fused = try XCTUnwrap(mesh.vertices.classProbabilities)
+        var left = 0, right = 0
+        for (v, p) in mesh.vertices.positions.enumerated() where abs(p.x) > 3 * voxel {
+            if p.x < 0 {
+                left += 1
+                XCTAssertEqual(out[v], -1)
+                XCTAssertEqual(fused.values[v * classes], 1 / Float(classes), accuracy: 1e-6)
+            } else {
+                right += 1
+                XCTAssertEqual(out[v], 3)
+                XCTAssertEqual(mesh.vertices.labelConfidence![v], 0.4, accuracy: 1e-3)
+            }
+        }
+        XCTAssertGreaterThan(left, 100)
+        XCTAssertGreaterThan(right, 100)
+        // Without the label column, the uniform rows are recognised as no evidence.
+        cloud.labels = nil; cloud.labelConfidence = nil
+        let bare = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2)).mesh
+        for (v, p) in bare.vertices.positions.enumerated() where abs(p.x) > 3 * voxel {
+            XCTAssertEqual(bare.vertices.labels![v], p.x < 0 ? -1 : 3)
+        }
+    }
+
     func testNoSurfelsOrOneSurfelGiveAnEmptyMesh() throws {
         var empty = PointCloud(positions: [])
         empty.normals = []
