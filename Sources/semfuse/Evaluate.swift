@@ -2,6 +2,7 @@ import ArgumentParser
 import Export
 import Foundation
 import Imaging
+import Meshing
 import Network
 import Pipeline
 import Semantics
@@ -64,6 +65,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Ignore sensor depth beyond this many metres when scoring depth.")
     var maxDepth: Float = 10
 
+    @Option(help: "The surfel map (PLY) the mesh given by --map was made from: report how far the mesh's vertex labels agree with the map's (docs/meshing.md, \"Label agreement\").")
+    var meshLabels: String?
+
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
@@ -73,6 +77,7 @@ struct Evaluate: ParsableCommand {
         }
         guard depthPredictions == nil || network == nil else { throw ValidationError("give --depth-predictions or --network, not both") }
         guard ["simulated", "recorded", "none"].contains(labels) else { throw ValidationError("--labels must be simulated, recorded or none") }
+        guard meshLabels == nil || map != nil else { throw ValidationError("--mesh-labels needs the mesh as --map") }
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
         try limit(InputLimits.check(Double(maxDepth), "--max-depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m"))
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
@@ -107,6 +112,31 @@ struct Evaluate: ParsableCommand {
             let file = try PLYReader.read(URL(fileURLWithPath: map))
             let name = file.comments.first { $0.hasPrefix("class_set ") }.map { String($0.dropFirst("class_set ".count)) }
             var cloud = try file.pointCloud()
+            if let meshLabels {
+                guard file.faces != nil else { throw CLIError("\(map): --mesh-labels compares a mesh's labels, and this PLY has no faces") }
+                let surfels = try Mesh.readMap(URL(fileURLWithPath: meshLabels))
+                guard surfels.classSet?.name == name else {
+                    throw CLIError("\(meshLabels) (class set \(surfels.classSet?.name ?? "none")) and \(map) (\(name ?? "none")) do not share a class set")
+                }
+                let a = try LabelAgreementMeasure.measure(mesh: cloud, map: surfels, source: meshLabels,
+                                                          threads: max(1, ProcessInfo.processInfo.activeProcessorCount))
+                func percent(_ t: LabelAgreement.Tally) -> String { t.fraction.map { String(format: "%.1f %%", $0 * 100) } ?? "n/a" }
+                lines.append("  mesh labels against the surfel map \(meshLabels) (\(a.vertices) vertices, \(surfels.count) surfels):")
+                lines.append("    the label the map shows at the vertex (discs containing it): \(percent(a.covering)) of \(a.covering.compared) vertices agree; \(a.uncovered) vertices inside no disc")
+                let bins = LabelAgreement.shareBins
+                for (b, t) in a.coveringByShare.enumerated() where t.compared > 0 {
+                    let upper = b + 1 < bins.count ? String(format: "%.1f)", bins[b + 1]) : "1]"
+                    lines.append(String(format: "      map's label share [%.1f, %@: %.1f %% of the compared vertices, %@ agree", bins[b], upper,
+                                        100 * Double(t.compared) / Double(max(a.covering.compared, 1)), percent(t)))
+                }
+                lines.append("    the nearest surfel's label (within \(Int(LabelAgreementMeasure.nearestRadius * 100)) cm): \(percent(a.nearest)) of \(a.nearest.compared) vertices agree")
+                lines.append("    the map against itself (each surfel against the others, same definitions): discs \(percent(a.mapCovering)) of \(a.mapCovering.compared), nearest \(percent(a.mapNearest)) of \(a.mapNearest.compared)")
+                func tally(_ t: LabelAgreement.Tally) -> [String: Any] { ["compared": t.compared, "agreeing": t.agreeing, "fraction": t.fraction ?? NSNull()] }
+                object["mesh_labels"] = ["vertices": a.vertices, "covering_discs": tally(a.covering), "uncovered": a.uncovered,
+                                         "covering_by_share": a.coveringByShare.enumerated().map { ["from": Double(bins[$0.offset]), "tally": tally($0.element)] as [String: Any] },
+                                         "nearest_surfel": tally(a.nearest), "map_covering_discs": tally(a.mapCovering),
+                                         "map_nearest_surfel": tally(a.mapNearest)] as [String: Any]
+            }
             let mapClassSet = name.flatMap(ClassSet.named) ?? source.classSet ?? .nyu40
             if cloud.labels != nil && name.flatMap(ClassSet.named) == nil && source.classSet == nil {
                 throw CLIError("\(map): no class set in the PLY comments and none in the sequence")
