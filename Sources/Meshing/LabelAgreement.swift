@@ -14,7 +14,8 @@ import Semantics
 ///   confidence per label. Where only surfels without a label cover the point, the map shows no
 ///   label (-1), and a vertex agrees only if it is unlabelled too. Points inside no disc are
 ///   counted as `uncovered`, not compared.
-/// - **Nearest surfel**: the label (-1 included) of the nearest surfel within `nearestRadius`.
+/// - **Nearest surfel**: the label (-1 included) of the nearest surfel within 2 cm or twice the
+///   median surfel radius, whichever is larger (`nearestRadius`).
 ///
 /// Surfels without a normal or radius, or with a radius over 16 times the median, are left out.
 ///
@@ -40,14 +41,16 @@ public struct LabelAgreement: Sendable, Equatable {
     public static let shareBins: [Float] = [0, 0.5, 0.7, 0.9]
     /// Vertices against the nearest surfel's label.
     public var nearest = Tally()
+    /// How far the nearest surfel was searched, metres.
+    public var nearestRadius: Float = 0
     /// Surfels against the label the other surfels' discs show at their centre, and against the
     /// nearest other surfel.
     public var mapCovering = Tally(), mapNearest = Tally()
 }
 
 public enum LabelAgreementMeasure {
-    /// Search radius of the nearest-surfel definition, metres.
-    public static let nearestRadius: Float = 0.02
+    /// Least search radius of the nearest-surfel definition, metres.
+    public static let minimumNearestRadius: Float = 0.02
 
     /// - Parameters:
     ///   - mesh: the mesh's vertices (positions and `label`).
@@ -64,6 +67,7 @@ public enum LabelAgreementMeasure {
         let index = DiscIndex(map: map, normals: normals)
         var result = LabelAgreement()
         result.vertices = mesh.count
+        result.nearestRadius = index.centreCell
 
         let meshShown = shownLabels(at: mesh.positions, excludingSelf: false, map: map, labels: mapLabels, index: index, threads: threads)
         let meshNearest = nearestLabels(at: mesh.positions, excludingSelf: false, labels: mapLabels, index: index, threads: threads)
@@ -127,15 +131,16 @@ public enum LabelAgreementMeasure {
         return out
     }
 
-    /// The label (-1 for none) of the nearest surfel within `nearestRadius` of each point.
+    /// The label (-1 for none) of the nearest surfel within `index.centreCell` of each point.
     static func nearestLabels(at points: [SIMD3<Float>], excludingSelf: Bool, labels: [Int32], index: DiscIndex, threads: Int) -> [Int32?] {
         var out = [Int32?](repeating: nil, count: points.count)
         out.withUnsafeMutableBufferPointer { buffer in
             nonisolated(unsafe) let buffer = buffer
             parallelFor(points.count, threads: threads) { q in
                 let skip = excludingSelf ? q : -1
-                var best = -1, bestDistance = nearestRadius * nearestRadius
-                index.forEachCentre(near: points[q], within: nearestRadius) { i, d2 in
+                let radius = index.centreCell
+                var best = -1, bestDistance = radius * radius
+                index.forEachCentre(near: points[q], within: radius) { i, d2 in
                     guard i != skip, d2 < bestDistance || (d2 == bestDistance && best >= 0 && i < best) else { return }
                     best = i; bestDistance = d2
                 }
@@ -159,7 +164,8 @@ struct DiscIndex {
     let cell: Float
     private var discs: [SIMD3<Int32>: [Int32]] = [:]
     private var centres: [SIMD3<Int32>: [Int32]] = [:]
-    let centreCell: Float = LabelAgreementMeasure.nearestRadius
+    /// Cell of the centre grid, and the nearest-surfel search radius.
+    let centreCell: Float
 
     init(map: PointCloud, normals: [SIMD3<Float>]) {
         positions = map.positions
@@ -181,6 +187,7 @@ struct DiscIndex {
         // Cells about four times the typical disc: most discs touch one to eight cells.
         let median = radii.isEmpty ? 0.01 : radii[radii.count / 2]
         cell = max(0.001, 4 * median)
+        centreCell = max(LabelAgreementMeasure.minimumNearestRadius, 2 * median)
         for i in 0..<map.count where usable[i] {
             // Discs over 16 times the median radius (none in the maps `reconstruct` writes,
             // whose radii stay within a few times each other) would list in thousands of cells.

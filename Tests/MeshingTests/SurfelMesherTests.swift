@@ -307,6 +307,7 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertEqual(a.uncovered, off)
         XCTAssertEqual(a.covering.compared, onPlane)
         XCTAssertEqual(a.covering.agreeing, onPlane - wrong)
+        XCTAssertEqual(a.nearestRadius, 0.02)
         XCTAssertEqual(a.nearest.compared, onPlane)
         XCTAssertEqual(a.nearest.agreeing, onPlane - wrong)
         // Shares: the strip (no label) in the first bin, the right side (0.6) in the second, the
