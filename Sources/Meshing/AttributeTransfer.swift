@@ -14,7 +14,10 @@ import Semantics
 /// as the surfels'. A vertex no surfel reaches (rare: vertices lie within a voxel of surfels)
 /// takes the nearest surfel within reach of the grid. With only `label`/`label_confidence` columns (no
 /// probabilities), each surfel votes for its label with weight x label confidence, and the
-/// vertex's confidence is its label's share of the votes.
+/// vertex's confidence is its label's share of the votes. As in the map, surfels without a
+/// label (no prediction reached them: label -1, uniform probabilities) give no class evidence,
+/// a vertex only they reach stays unlabelled (-1), and the class set's "unlabelled" class (NYU-13's
+/// 0) never wins.
 ///
 /// Positions: marching cubes places a vertex where the linearly interpolated distance crosses
 /// zero on a voxel edge, which is off the surfels by a fraction of a voxel wherever the
@@ -40,6 +43,8 @@ enum AttributeTransfer {
         var labelConfidence = [Float](repeating: 0, count: n)
         var fused = includeProbabilities && classCount > 0 ? [Float](repeating: 0, count: n * classCount) : []
         let wantProbabilities = !fused.isEmpty
+        let unlabelledClass = cloud.classSet?.unlabelledId
+        let evidence = probabilities.map { hasEvidence(cloud, $0) } ?? []
         let faceNormals = vertexNormalsFromFaces(positions, faces)
         normals.withUnsafeMutableBufferPointer { normalsOut in
         refined.withUnsafeMutableBufferPointer { positionsOut in
@@ -66,7 +71,9 @@ enum AttributeTransfer {
                         rgb += w * SIMD3(Float(c.r), Float(c.g), Float(c.b))
                     }
                     guard classCount > 0 else { return }
-                    if let probabilities {
+                    // A surfel that never received a prediction (label -1 in the map) shows no
+                    // label; its uniform probabilities are not evidence.
+                    if let probabilities, evidence[i] {
                         let base = i * probabilities.classCount
                         for c in 0..<classCount { scores[c] += w * probabilities.values[base + c] }
                         labelled += w
@@ -96,9 +103,14 @@ enum AttributeTransfer {
                     let c = rgb / total
                     colorsOut[v] = RGB8(UInt8(clamping: Int(c.x.rounded())), UInt8(clamping: Int(c.y.rounded())), UInt8(clamping: Int(c.z.rounded())))
                 }
+                if wantProbabilities, labelled == 0 {
+                    // No evidence: uniform, as the map writes such surfels.
+                    for c in 0..<classCount { fusedOut[v * classCount + c] = 1 / Float(classCount) }
+                }
                 guard classCount > 0, labelled > 0 else { return }
-                var best = 0
-                for c in 1..<classCount where scores[c] > scores[best] { best = c }
+                var best = -1
+                for c in 0..<classCount where c != unlabelledClass && (best < 0 || scores[c] > scores[best]) { best = c }
+                guard best >= 0 else { return }
                 if probabilities != nil {
                     let sum = scores.reduce(0, +)
                     guard sum > 0 else { return }
@@ -124,6 +136,19 @@ enum AttributeTransfer {
             out.colors = colors
         }
         return out
+    }
+
+    /// Whether each surfel's probabilities carry evidence: its map label is not -1 (the map
+    /// writes -1 for surfels no prediction reached), or, without a label column, its
+    /// probabilities are not all equal.
+    static func hasEvidence(_ cloud: PointCloud, _ probabilities: (classCount: Int, values: [Float])) -> [Bool] {
+        if let labels = cloud.labels { return labels.map { $0 >= 0 } }
+        let c = probabilities.classCount
+        return (0..<cloud.count).map { i in
+            let row = probabilities.values[(i * c)..<((i + 1) * c)]
+            guard let lo = row.min(), let hi = row.max() else { return false }
+            return hi > lo
+        }
     }
 
     /// Area-weighted normals of the faces around each vertex, for vertices no surfel reaches.

@@ -247,6 +247,67 @@ public struct MapGeometryScore: Sendable {
                                 mapPoints: points.count, measuredPoints: measured.count, frames: frames)
     }
 
+    /// What a raw depth frame scores as a map: the accuracy figure's floor set by the sensor.
+    ///
+    /// Every `heldOutEvery`-th frame in turn is left out of the reference (the samples `compute`
+    /// uses: every `every`-th frame at every `pixelStep`-th pixel); its own depth, back-projected
+    /// at every pixel, is the map, scored like any map's points against the other frames'
+    /// samples. `thinned` keeps one of those points per cube of `thinVoxel` (the first in row
+    /// order), spread evenly over the surface like a mesh's vertices, where the per-pixel points
+    /// are densest where the camera is closest. Both pool the held-out frames' points.
+    ///
+    /// A map cannot be checked against the measured depth more finely than the measured depth
+    /// agrees with itself: its noise, and the spacing of its samples, are in every figure.
+    public struct DepthFloor: Sendable {
+        public var perPixel: (median: Double, within2cm: Double, points: Int)
+        public var thinned: (median: Double, within2cm: Double, points: Int)
+        public var heldOutFrames: Int
+    }
+
+    public static func depthFloor(source: FrameSource, every: Int, heldOutEvery: Int = 10, thinVoxel: Float = 0.01,
+                                  pixelStep: Int = 4, maxDepth: Float = 3, radius: Float = 0.1) throws -> DepthFloor? {
+        let k = source.intrinsics
+        func samples(_ position: Int, step: Int) throws -> [SIMD3<Float>] {
+            let frame = try source.frame(at: position)
+            guard let depth = frame.depth, let pose = frame.worldFromCamera else { return [] }
+            var out: [SIMD3<Float>] = []
+            for y in stride(from: 0, to: depth.height, by: step) {
+                for x in stride(from: 0, to: depth.width, by: step) {
+                    let z = depth.pixels[y * depth.width + x]
+                    guard z > 0, z < maxDepth, z.isFinite else { continue }
+                    let p = SIMD3<Double>((Double(x) - k.cx) / k.fx * Double(z), (Double(y) - k.cy) / k.fy * Double(z), Double(z))
+                    let w = pose * p
+                    out.append(SIMD3<Float>(Float(w.x), Float(w.y), Float(w.z)))
+                }
+            }
+            return out
+        }
+        let referenceFrames = Array(stride(from: 0, to: source.frameCount, by: max(1, every)))
+        var reference: [Int: [SIMD3<Float>]] = [:]
+        for position in referenceFrames { reference[position] = try samples(position, step: pixelStep) }
+        var perPixel: [Float] = [], thinned: [Float] = []
+        var held = 0
+        for h in stride(from: 0, to: source.frameCount, by: max(1, heldOutEvery)) {
+            let map = try samples(h, step: 1)
+            guard !map.isEmpty else { continue }
+            let others = referenceFrames.filter { $0 != h }.flatMap { reference[$0] ?? [] }
+            guard !others.isEmpty else { continue }
+            held += 1
+            perPixel += distances(from: map, to: others, radius: radius)
+            var seen = Set<SIMD3<Int32>>()
+            let sparse = map.filter { p in
+                let q = (p / thinVoxel).rounded(.down)
+                return seen.insert(SIMD3(Int32(clamping: Int(q.x)), Int32(clamping: Int(q.y)), Int32(clamping: Int(q.z)))).inserted
+            }
+            thinned += distances(from: sparse, to: others, radius: radius)
+        }
+        guard held > 0 else { return nil }
+        func median(_ v: [Float]) -> Double { Double(v.sorted()[v.count / 2]) }
+        func within(_ v: [Float], _ d: Float) -> Double { Double(v.filter { $0 <= d }.count) / Double(v.count) }
+        return DepthFloor(perPixel: (median(perPixel), within(perPixel, 0.02), perPixel.count),
+                          thinned: (median(thinned), within(thinned, 0.02), thinned.count), heldOutFrames: held)
+    }
+
     /// Distance from each query to the nearest triangle among those in the 27 cells around it
     /// (so exact up to `cell`; +infinity when none is that close).
     static func distances(from queries: [SIMD3<Float>], toTriangles triangles: [SIMD3<UInt32>], vertices: [SIMD3<Float>],

@@ -2,6 +2,7 @@ import ArgumentParser
 import Export
 import Foundation
 import Imaging
+import Meshing
 import Network
 import Pipeline
 import Semantics
@@ -64,6 +65,15 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Ignore sensor depth beyond this many metres when scoring depth.")
     var maxDepth: Float = 10
 
+    @Option(help: "The surfel map (PLY) the mesh given by --map was made from: report how far the mesh's vertex labels agree with the map's (docs/meshing.md, \"Label agreement\").")
+    var meshLabels: String?
+
+    @Flag(help: "With --map: also score raw depth frames as maps (every 10th frame held out of the reference, back-projected at every pixel, and thinned to one point per --floor-voxel cube), the floor of the map accuracy figure.")
+    var depthFloor = false
+
+    @Option(help: "Cube size for the thinned raw-depth floor, metres (a mesh's vertices are about one per voxel).")
+    var floorVoxel: Float = 0.01
+
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
@@ -73,6 +83,9 @@ struct Evaluate: ParsableCommand {
         }
         guard depthPredictions == nil || network == nil else { throw ValidationError("give --depth-predictions or --network, not both") }
         guard ["simulated", "recorded", "none"].contains(labels) else { throw ValidationError("--labels must be simulated, recorded or none") }
+        guard !depthFloor || map != nil else { throw ValidationError("--depth-floor is reported with --map") }
+        guard floorVoxel > 0.0005 && floorVoxel < 1 else { throw ValidationError("--floor-voxel must be between 0.5 mm and 1 m") }
+        guard meshLabels == nil || map != nil else { throw ValidationError("--mesh-labels needs the mesh as --map") }
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
         try limit(InputLimits.check(Double(maxDepth), "--max-depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m"))
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
@@ -107,6 +120,31 @@ struct Evaluate: ParsableCommand {
             let file = try PLYReader.read(URL(fileURLWithPath: map))
             let name = file.comments.first { $0.hasPrefix("class_set ") }.map { String($0.dropFirst("class_set ".count)) }
             var cloud = try file.pointCloud()
+            if let meshLabels {
+                guard file.faces != nil else { throw CLIError("\(map): --mesh-labels compares a mesh's labels, and this PLY has no faces") }
+                let surfels = try Mesh.readMap(URL(fileURLWithPath: meshLabels))
+                guard surfels.classSet?.name == name else {
+                    throw CLIError("\(meshLabels) (class set \(surfels.classSet?.name ?? "none")) and \(map) (\(name ?? "none")) do not share a class set")
+                }
+                let a = try LabelAgreementMeasure.measure(mesh: cloud, map: surfels, source: meshLabels,
+                                                          threads: max(1, ProcessInfo.processInfo.activeProcessorCount))
+                func percent(_ t: LabelAgreement.Tally) -> String { t.fraction.map { String(format: "%.1f %%", $0 * 100) } ?? "n/a" }
+                lines.append("  mesh labels against the surfel map \(meshLabels) (\(a.vertices) vertices, \(surfels.count) surfels):")
+                lines.append("    the label the map shows at the vertex (discs containing it): \(percent(a.covering)) of \(a.covering.compared) vertices agree; \(a.uncovered) vertices inside no disc")
+                let bins = LabelAgreement.shareBins
+                for (b, t) in a.coveringByShare.enumerated() where t.compared > 0 {
+                    let upper = b + 1 < bins.count ? String(format: "%.1f)", bins[b + 1]) : "1]"
+                    lines.append(String(format: "      map's label share [%.1f, %@: %.1f %% of the compared vertices, %@ agree", bins[b], upper,
+                                        100 * Double(t.compared) / Double(max(a.covering.compared, 1)), percent(t)))
+                }
+                lines.append("    the nearest surfel's label (within \(String(format: "%.1f", a.nearestRadius * 100)) cm): \(percent(a.nearest)) of \(a.nearest.compared) vertices agree")
+                lines.append("    the map against itself (each surfel against the others, same definitions): discs \(percent(a.mapCovering)) of \(a.mapCovering.compared), nearest \(percent(a.mapNearest)) of \(a.mapNearest.compared)")
+                func tally(_ t: LabelAgreement.Tally) -> [String: Any] { ["compared": t.compared, "agreeing": t.agreeing, "fraction": t.fraction ?? NSNull()] }
+                object["mesh_labels"] = ["vertices": a.vertices, "covering_discs": tally(a.covering), "uncovered": a.uncovered,
+                                         "covering_by_share": a.coveringByShare.enumerated().map { ["from": Double(bins[$0.offset]), "tally": tally($0.element)] as [String: Any] },
+                                         "nearest_surfel": tally(a.nearest), "nearest_radius_m": Double(a.nearestRadius), "map_covering_discs": tally(a.mapCovering),
+                                         "map_nearest_surfel": tally(a.mapNearest)] as [String: Any]
+            }
             let mapClassSet = name.flatMap(ClassSet.named) ?? source.classSet ?? .nyu40
             if cloud.labels != nil && name.flatMap(ClassSet.named) == nil && source.classSet == nil {
                 throw CLIError("\(map): no class set in the PLY comments and none in the sequence")
@@ -149,6 +187,14 @@ struct Evaluate: ParsableCommand {
                 object["map_geometry"] = ["accuracy_median_m": g.accuracyMedian, "accuracy_within_2cm": g.accuracyWithin2cm, "accuracy_within_5cm": g.accuracyWithin5cm,
                                           "completeness_median_m": g.completenessMedian, "completeness_within_2cm": g.completenessWithin2cm,
                                           "completeness_within_5cm": g.completenessWithin5cm, "frames": g.frames, "map_points": g.mapPoints]
+            }
+            if depthFloor, source.capabilities.hasDepth && source.capabilities.hasPoses,
+               let f = try MapGeometryScore.depthFloor(source: source, every: every, thinVoxel: floorVoxel) {
+                lines.append(String(format: "  raw depth as a map (%d held-out frames against the others): accuracy median %.3f cm (%.1f %% within 2 cm) per pixel, %.3f cm (%.1f %%) thinned to one point per %.1f cm cube",
+                                    f.heldOutFrames, f.perPixel.median * 100, f.perPixel.within2cm * 100, f.thinned.median * 100, f.thinned.within2cm * 100, floorVoxel * 100))
+                object["depth_floor"] = ["held_out_frames": f.heldOutFrames, "per_pixel_accuracy_median_m": f.perPixel.median, "per_pixel_within_2cm": f.perPixel.within2cm,
+                                         "per_pixel_points": f.perPixel.points, "thinned_accuracy_median_m": f.thinned.median, "thinned_within_2cm": f.thinned.within2cm,
+                                         "thinned_points": f.thinned.points, "thin_voxel_m": Double(floorVoxel)]
             }
             if cloud.labels == nil || !source.capabilities.hasLabels {
                 lines.append("  labels not scored: \(cloud.labels == nil ? "the map has no labels" : "the sequence has no label images")")

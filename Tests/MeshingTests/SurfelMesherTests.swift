@@ -191,6 +191,158 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertEqual(voted.vertices.colors?.first, cloud.classSet!.color(of: Int(voted.vertices.labels![0])))
     }
 
+    /// Surfels no prediction reached (label -1, uniform probabilities, as the map writes them)
+    /// give no class evidence: where only they lie the mesh is unlabelled, as the map is, not
+    /// class 0 by a tie of uniform scores; next to labelled surfels they do not dilute the
+    /// label. The class set's "unlabelled" class (NYU-13's 0) never wins, as in the map.
+    func testUnlabelledSurfelsGiveNoLabelAndTheUnlabelledClassNeverWins() throws {
+        var positions: [SIMD3<Float>] = [], probabilities: [Float] = [], labels: [Int32] = []
+        let spacing: Float = 0.004, voxel: Float = 0.008, classes = ClassSet.nyu13.count
+        for i in -50...50 {
+            for j in -30...30 {
+                positions.append(SIMD3(Float(i) * spacing, Float(j) * spacing, 1.5))
+                var row = [Float](repeating: 1 / Float(classes), count: classes)
+                if i >= 0 {
+                    // Unlabelled class 0 has the highest probability; the map's label is 3.
+                    row = [Float](repeating: 0.1 / Float(classes - 2), count: classes)
+                    row[0] = 0.5; row[3] = 0.4
+                    labels.append(3)
+                } else {
+                    labels.append(-1)
+                }
+                probabilities += row
+            }
+        }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: positions.count)
+        cloud.radius = [Float](repeating: spacing, count: positions.count)
+        cloud.confidence = [Float](repeating: 3, count: positions.count)
+        cloud.classProbabilities = (classCount: classes, values: probabilities)
+        cloud.labels = labels
+        cloud.labelConfidence = labels.map { $0 >= 0 ? 0.4 : 0 }
+        cloud.classSet = ClassSet.nyu13
+        XCTAssertEqual(ClassSet.nyu13.unlabelledId, 0)
+        let mesh = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2), includeProbabilities: true).mesh
+        let out = try XCTUnwrap(mesh.vertices.labels)
+        let fused = try XCTUnwrap(mesh.vertices.classProbabilities)
+        var left = 0, right = 0
+        for (v, p) in mesh.vertices.positions.enumerated() where abs(p.x) > 3 * voxel {
+            if p.x < 0 {
+                left += 1
+                XCTAssertEqual(out[v], -1)
+                XCTAssertEqual(fused.values[v * classes], 1 / Float(classes), accuracy: 1e-6)
+            } else {
+                right += 1
+                XCTAssertEqual(out[v], 3)
+                XCTAssertEqual(mesh.vertices.labelConfidence![v], 0.4, accuracy: 1e-3)
+            }
+        }
+        XCTAssertGreaterThan(left, 100)
+        XCTAssertGreaterThan(right, 100)
+        // Without the label column, the uniform rows are recognised as no evidence.
+        cloud.labels = nil; cloud.labelConfidence = nil
+        let bare = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(voxelSize: voxel, threads: 2)).mesh
+        for (v, p) in bare.vertices.positions.enumerated() where abs(p.x) > 3 * voxel {
+            XCTAssertEqual(bare.vertices.labels![v], p.x < 0 ? -1 : 3)
+        }
+    }
+
+    /// The label-agreement measure on a plane with a known answer: class 1 left of x = 0 and
+    /// class 2 right of it (decided 0.95 on the left, 0.6 on the right), four isolated surfels
+    /// flipped; mesh vertices on the plane away from the boundary with every 10th label wrong,
+    /// vertices off the plane (inside no disc, near no surfel), and unlabelled surfels in a
+    /// strip where the map shows no label.
+    func testLabelAgreementCountsAKnownAnswer() throws {
+        let spacing: Float = 0.004, classes = 3
+        var positions: [SIMD3<Float>] = [], probabilities: [Float] = [], labels: [Int32] = []
+        let flipped: Set<SIMD2<Int>> = [SIMD2(-30, -10), SIMD2(-20, 10), SIMD2(20, -10), SIMD2(30, 10)]
+        for i in -50...50 {
+            for j in -30...30 {
+                positions.append(SIMD3(Float(i) * spacing, Float(j) * spacing, 1.5))
+                let unlabelled = j >= 25
+                var label: Int32 = i < 0 ? 1 : 2
+                if flipped.contains(SIMD2(i, j)) { label = 3 - label }
+                if unlabelled {
+                    labels.append(-1); probabilities += [Float](repeating: 1 / 3, count: classes)
+                } else {
+                    labels.append(label)
+                    let decided: Float = i < 0 ? 0.95 : 0.6
+                    var row = [Float](repeating: 0, count: classes)
+                    row[Int(label)] = decided; row[Int(3 - label)] = 1 - decided
+                    probabilities += row
+                }
+            }
+        }
+        var map = PointCloud(positions: positions)
+        map.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: positions.count)
+        map.radius = [Float](repeating: 1.2 * spacing, count: positions.count)
+        map.confidence = [Float](repeating: 2, count: positions.count)
+        map.labels = labels
+        map.labelConfidence = labels.map { $0 < 0 ? 0 : 0.8 }
+        map.classProbabilities = (classCount: classes, values: probabilities)
+        // Vertices on a half-spacing-offset grid, 1 mm off the plane, away from the class
+        // boundary, the flipped surfels' rows and the edge of the unlabelled strip (where the
+        // nearest surfel would be a tie between a labelled and an unlabelled one).
+        var vertices: [SIMD3<Float>] = [], vertexLabels: [Int32] = []
+        var onLeft = 0, onRight = 0, inStrip = 0, wrong = 0
+        for i in stride(from: -45, through: 45, by: 3) where abs(i) >= 5 {
+            for j in stride(from: -28, through: 28, by: 4) where abs(j) >= 2 && abs(abs(j) - 10) >= 2 && j != 24 {
+                vertices.append(SIMD3((Float(i) + 0.5) * spacing, (Float(j) + 0.5) * spacing, 1.5 + 0.001))
+                var label: Int32 = i < 0 ? 1 : 2
+                if j >= 26 { label = -1; inStrip += 1 } else if i < 0 { onLeft += 1 } else { onRight += 1 }
+                if vertices.count % 10 == 0 { label = label == 1 ? 2 : 1; wrong += 1 }
+                vertexLabels.append(label)
+            }
+        }
+        let off = 7
+        for k in 0..<off { vertices.append(SIMD3(Float(k) * 0.01, 0, 1.6)); vertexLabels.append(1) }
+        var mesh = PointCloud(positions: vertices)
+        mesh.labels = vertexLabels
+        let onPlane = vertices.count - off
+        XCTAssertGreaterThan(inStrip, 5)
+        XCTAssertGreaterThan(wrong, 20)
+
+        let a = try LabelAgreementMeasure.measure(mesh: mesh, map: map, threads: 2)
+        XCTAssertEqual(a.vertices, vertices.count)
+        XCTAssertEqual(a.uncovered, off)
+        XCTAssertEqual(a.covering.compared, onPlane)
+        XCTAssertEqual(a.covering.agreeing, onPlane - wrong)
+        XCTAssertEqual(a.nearestRadius, 0.02)
+        XCTAssertEqual(a.nearest.compared, onPlane)
+        XCTAssertEqual(a.nearest.agreeing, onPlane - wrong)
+        // Shares: the strip (no label) in the first bin, the right side (0.6) in the second, the
+        // left side (0.95) in the last.
+        XCTAssertEqual(a.coveringByShare.map(\.compared), [inStrip, onRight, 0, onLeft])
+        // The map against itself: each flipped surfel is outvoted by the discs of its four
+        // neighbours (radius 1.2 spacings: the four nearest, not the diagonals). At x = 0 the
+        // class-2 surfels (0.6) are outvoted by their class-1 neighbour (0.95) and their
+        // class-2 neighbours (55 labelled rows); the first unlabelled row (101 surfels) is
+        // covered by the labelled row below it, so the map shows a label there. 160 in all.
+        let total = positions.count
+        XCTAssertEqual(a.mapCovering.compared, total)
+        XCTAssertEqual(a.mapCovering.agreeing, total - 160)
+        // Nearest other surfel: four neighbours are equidistant up to rounding, so only bounds:
+        // the flipped ones always disagree; at most their neighbours, the two boundary columns
+        // and the strip's corners also do.
+        XCTAssertEqual(a.mapNearest.compared, total)
+        XCTAssertLessThanOrEqual(a.mapNearest.agreeing, total - flipped.count)
+        XCTAssertGreaterThanOrEqual(a.mapNearest.agreeing, total - 5 * flipped.count - 2 * 61 - 2)
+
+        // A mesh that copies the map's labels at the surfel centres: its own disc joins the
+        // vote and changes none of the 160; the nearest surfel is itself.
+        var exact = PointCloud(positions: positions)
+        exact.labels = labels
+        let b = try LabelAgreementMeasure.measure(mesh: exact, map: map)
+        XCTAssertEqual(b.covering.compared, total)
+        XCTAssertEqual(b.covering.agreeing, total - 160)
+        XCTAssertEqual(b.nearest.agreeing, total)
+        // Without labels on either side it says what is missing.
+        mesh.labels = nil
+        XCTAssertThrowsError(try LabelAgreementMeasure.measure(mesh: mesh, map: map))
+        map.normals = nil
+        XCTAssertThrowsError(try LabelAgreementMeasure.measure(mesh: exact, map: map))
+    }
+
     func testNoSurfelsOrOneSurfelGiveAnEmptyMesh() throws {
         var empty = PointCloud(positions: [])
         empty.normals = []
