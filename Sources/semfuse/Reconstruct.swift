@@ -131,6 +131,9 @@ struct Reconstruct: ParsableCommand {
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
+    @Option(help: "Frames a surface may go unseen before it leaves the active map (ElasticFusion's -t, 200). Tracking and fusion use the active map; a loop closes when the camera comes back to inactive surface.")
+    var timeWindow: Int = FusionParameters().timeDelta
+
     @Flag(name: .customLong("no-loop-closure"), help: "Tracking: do not bend the map back into one surface when the camera returns to surface it left more than 200 frames ago (ElasticFusion's local loop closure: the recent map is registered to the old one and the map deformed).")
     var noLoopClosure = false
 
@@ -152,6 +155,7 @@ struct Reconstruct: ParsableCommand {
         try limit(keepConfidence.flatMap { InputLimits.check(Double($0), "--keep-confidence", in: InputLimits.confidenceThreshold) })
         try limit(voxelSize.flatMap { InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") })
         try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
+        try limit(InputLimits.check(timeWindow, "--time-window", in: InputLimits.timeWindow))
         try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
@@ -195,6 +199,7 @@ struct Reconstruct: ParsableCommand {
         request.reader.depthScale = depthScale
         request.reader.maxDepth = max(maxDepth, 8)
         request.fusion.maxDepth = maxDepth
+        request.fusion.timeDelta = timeWindow
         request.fusion.confidenceThreshold = confidenceThreshold ?? 10
         // Measured on 7-Scenes (docs/results.md, "Complete maps"): keeping and writing surfels
         // from confidence 1 on leaves accuracy as it is and completes the map; a given

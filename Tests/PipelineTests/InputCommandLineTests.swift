@@ -27,6 +27,7 @@ final class InputCommandLineTests: XCTestCase {
             ("--max-depth", "inf", "--max-depth is inf, expected a finite number in (0.3, 100] m"),
             ("--photometric-weight", "nan", "--photometric-weight is nan"),
             ("--threads", "0", "--threads is 0, expected 1 to 1024"),
+            ("--time-window", "1", "--time-window is 1, expected 2 to 1000000"),
         ] {
             let result = try run(["reconstruct", sequence.path, option, value, "-o", out.appendingPathComponent("map.ply").path, "--frames", "0:2", "-q"])
             XCTAssertNotEqual(result.status, 0, "\(option) \(value): \(result.output)")
