@@ -17,7 +17,7 @@ struct Semfuse: ParsableCommand {
         Sequence layouts are detected automatically: semfuse folders (sequence.json), TUM RGB-D \
         (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose) and ICL-NUIM.
         """,
-        subcommands: [Reconstruct.self, Mesh.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
+        subcommands: [Reconstruct.self, Convert.self, Mesh.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
 
     /// Checks the CPU before anything else runs: the network kernels are AVX2/FMA code and would
     /// otherwise die of "Illegal instruction" on an older CPU (see `KernelCPU`).
