@@ -143,7 +143,8 @@ public enum ReconstructionJob {
         options.depth = depthSource
         options.tracking = request.tracking
         options.relocalise = request.relocalise
-        let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
+        // Frame N+1 is decoded on a background thread while frame N is fused (issue 13).
+        let reconstruction = try Reconstruction(source: PrefetchingFrameSource(source), predictor: predictor, options: options)
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
         switch outcome {

@@ -1,0 +1,159 @@
+import Foundation
+import XCTest
+import Geometry
+import Imaging
+import Mapping
+import Semantics
+import Sequences
+import TestSupport
+@testable import Pipeline
+
+/// A source's frames without their ground-truth poses, so a tracked run starts at the identity
+/// whatever the layout stores (a .klg made without a ground-truth sidecar has none).
+final class WithoutPoses: FrameSource {
+    let inner: FrameSource
+    init(_ inner: FrameSource) { self.inner = inner }
+    var name: String { inner.name }
+    var layout: String { inner.layout }
+    var intrinsics: Intrinsics { inner.intrinsics }
+    var frameCount: Int { inner.frameCount }
+    var capabilities: SequenceCapabilities { SequenceCapabilities(hasDepth: true, hasPoses: false) }
+    var classSet: ClassSet? { nil }
+    func frame(at index: Int) throws -> Frame {
+        var frame = try inner.frame(at: index)
+        frame.worldFromCamera = nil
+        return frame
+    }
+}
+
+/// Issue 13: replaying .klg logs through the reconstruction and the command line.
+final class ReplayTests: XCTestCase {
+    /// A .klg made from the PNG-50 kitchen frames reconstructs to the same map as the folder when
+    /// tracking uses depth only: same surfel positions, normals, confidences and trajectory, bit
+    /// for bit; only the surfel colours differ, by the JPEG error of the log's colour.
+    func testKLGReconstructionEqualsTheFolders() throws {
+        let url = try SharedData.require("7scenes-redkitchen-png50")
+        let dir = try SharedData.temporaryDirectory(self)
+        let folder = WithoutPoses(try SequenceLoader.open(url))
+        let log = dir.appendingPathComponent("kitchen.klg")
+        let count = 20
+        let writer = try KLGWriter(file: log, intrinsics: folder.intrinsics)
+        let raw = try SequenceLoader.open(url, options: SequenceConversion.readerOptions())
+        for k in 0..<count {
+            var frame = try raw.frame(at: k)
+            frame.worldFromCamera = nil
+            try writer.append(frame)
+        }
+        try writer.complete()
+        let klg = try SequenceLoader.open(log)
+        XCTAssertEqual(klg.layout, "klg")
+        XCTAssertFalse(klg.capabilities.hasPoses)
+
+        var options = ReconstructionOptions()
+        options.poses = .track
+        options.selection = FrameSelection(start: 0, end: count)
+        options.fusion.threads = 1
+        let a = try Reconstruction(source: folder, predictor: nil, options: options)
+        let b = try Reconstruction(source: PrefetchingFrameSource(klg), predictor: nil, options: options)
+        XCTAssertTrue(a.run().isSuccess)
+        XCTAssertTrue(b.run().isSuccess)
+        XCTAssertEqual(a.framesFused, count)
+        XCTAssertEqual(b.framesFused, count)
+        XCTAssertEqual(a.trajectory.map(\.pose.matrix4RowMajor), b.trajectory.map(\.pose.matrix4RowMajor))
+        XCTAssertGreaterThan(a.map.count, 100_000)
+        XCTAssertEqual(a.map.positions, b.map.positions)
+        XCTAssertEqual(a.map.normals, b.map.normals)
+        XCTAssertEqual(a.map.confidences, b.map.confidences)
+        var total = 0
+        for (p, q) in zip(a.map.colors, b.map.colors) { total += abs(Int(p.r) - Int(q.r)) + abs(Int(p.g) - Int(q.g)) + abs(Int(p.b) - Int(q.b)) }
+        let mean = Double(total) / Double(a.map.count * 3)
+        XCTAssertLessThan(mean, 3, "surfel colours differ by \(mean) on average, more than JPEG q90 explains")
+    }
+
+    // MARK: command line
+
+    private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try ProcessRunner.run(try ProcessRunner.semfuseBinary(), arguments)
+    }
+
+    /// A truncated log: the frames present are fused, the map is written, the run says how many
+    /// and which frame stopped it, and exits non-zero.
+    func testTruncatedLogFusesWhatIsThereAndExitsNonZero() throws {
+        let url = try SharedData.require("7scenes-redkitchen-png50")
+        let dir = try SharedData.temporaryDirectory(self)
+        let log = dir.appendingPathComponent("cut.klg")
+        let made = try run(["convert", url.path, log.path, "--frames", "0:6", "-q"])
+        XCTAssertEqual(made.status, 0, made.output)
+        // Cut the file in the middle of frame 4.
+        let reader = try KLGReader(file: log)
+        let data = try Data(contentsOf: log)
+        try data.prefix(Int(reader.entries[4].offset) + 1000).write(to: log)
+        let output = dir.appendingPathComponent("map.ply")
+        let result = try run(["reconstruct", log.path, "-o", output.path, "--no-preview"])
+        XCTAssertEqual(result.status, 1, result.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: output.path), "the map fused so far is written")
+        XCTAssertTrue(result.output.contains("declares 6 frames but only the first 4"), result.output)
+        XCTAssertTrue(result.output.contains("frame 4") && result.output.contains("cut.klg"), result.output)
+        XCTAssertTrue(result.output.contains("stopping after 4 fused frames"), result.output)
+    }
+
+    /// `convert` between layouts with --frames and --every; a .klg's poses and calibration
+    /// come back through the sidecars; a folder target that is not empty is refused.
+    func testConvertBetweenLayouts() throws {
+        let url = try SharedData.require("7scenes-redkitchen-png50")
+        let dir = try SharedData.temporaryDirectory(self)
+        let log = dir.appendingPathComponent("k.klg")
+        let a = try run(["convert", url.path, log.path, "--frames", "10:20", "--every", "3", "-q"])
+        XCTAssertEqual(a.status, 0, a.output)
+        XCTAssertTrue(a.output.contains("Wrote 4 of 4 selected frames"), a.output)
+        let klg = try KLGReader(file: log)
+        XCTAssertEqual(klg.frameCount, 4)
+        XCTAssertEqual(try klg.frame(at: 1).timestamp, 163, "7-Scenes frame numbers are the timestamps (frame-000163)")
+        XCTAssertTrue(klg.capabilities.hasPoses)
+
+        let tum = dir.appendingPathComponent("tum")
+        let b = try run(["convert", log.path, tum.path, "--format", "tum", "-q"])
+        XCTAssertEqual(b.status, 0, b.output)
+        let tumReader = try SequenceLoader.open(tum)
+        XCTAssertEqual(tumReader.layout, "tum")
+        XCTAssertEqual(tumReader.frameCount, 4)
+        XCTAssertEqual(tumReader.intrinsics, klg.intrinsics)
+        XCTAssertTrue(tumReader.capabilities.hasPoses)
+        let original = try SequenceLoader.open(url).frame(at: 13)
+        let back = try tumReader.frame(at: 1)
+        XCTAssertEqual(back.depth!.pixels.map { ($0 * 1000).rounded() }, original.depth!.pixels.map { ($0 * 1000).rounded() })
+        let t = back.worldFromCamera!.translation - original.worldFromCamera!.translation
+        XCTAssertLessThan((t * t).sum().squareRoot(), 1e-6)
+
+        let again = try run(["convert", log.path, tum.path, "--format", "tum", "-q"])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.output.contains("not empty"), again.output)
+        let mismatch = try run(["convert", url.path, dir.appendingPathComponent("x.klg").path, "--format", "tum"])
+        XCTAssertNotEqual(mismatch.status, 0)
+    }
+
+    /// Recorded class probabilities survive a conversion into a semfuse folder; a .klg cannot
+    /// hold them and the command says it dropped them.
+    func testConvertKeepsProbabilitiesWhereTheTargetCanHoldThem() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let synth = dir.appendingPathComponent("synth")
+        let made = try run(["synth", synth.path, "--frames", "2", "--width", "64", "--height", "48", "--record-probabilities", "-q"])
+        XCTAssertEqual(made.status, 0, made.output)
+        let copy = dir.appendingPathComponent("copy")
+        let a = try run(["convert", synth.path, copy.path, "-q"])
+        XCTAssertEqual(a.status, 0, a.output)
+        let original = try SequenceLoader.open(synth), converted = try SequenceLoader.open(copy)
+        XCTAssertTrue(converted.capabilities.hasProbabilities)
+        XCTAssertTrue(converted.capabilities.hasLabels)
+        XCTAssertEqual(converted.classSet, original.classSet)
+        let p = try original.frame(at: 1), q = try converted.frame(at: 1)
+        XCTAssertEqual(p.labels?.pixels, q.labels?.pixels)
+        XCTAssertEqual(p.probabilities?.values, q.probabilities?.values, "float16 values survive a float16 round trip")
+        XCTAssertEqual(p.color.pixels, q.color.pixels)
+
+        let b = try run(["convert", synth.path, dir.appendingPathComponent("s.klg").path])
+        XCTAssertEqual(b.status, 0, b.output)
+        XCTAssertTrue(b.output.contains("dropped recorded class probabilities"), b.output)
+        XCTAssertTrue(b.output.contains("dropped label images"), b.output)
+    }
+}
