@@ -10,7 +10,8 @@ public enum SequenceLoader {
         guard ReaderSupport.directoryExists(url) else {
             if ReaderSupport.fileExists(url) {
                 if KLGReader.detect(url) { return try KLGReader(file: url, options: options) }
-                throw SequenceError.unknownLayout(path: url.path, reason: "is a file but not a .klg log; give the sequence folder or a recording (.klg)")
+                if ScanNetSensReader.detect(url) { return try ScanNetSensReader(file: url, options: options) }
+                throw SequenceError.unknownLayout(path: url.path, reason: "is a file but not a .klg log or a .sens scan; give the sequence folder or a recording (.klg, .sens)")
             }
             throw SequenceError.notFound(path: url.path)
         }

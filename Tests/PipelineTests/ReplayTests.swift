@@ -70,6 +70,40 @@ final class ReplayTests: XCTestCase {
         XCTAssertLessThan(mean, 3, "surfel colours differ by \(mean) on average, more than JPEG q90 explains")
     }
 
+    /// A ScanNet scan whose frame 2 has ScanNet's -inf pose: the run tracks (the scan is not
+    /// fused with ground truth), frame 2 is fused but left out of the score, the rest are scored.
+    func testScanNetInvalidPoseIsSkippedForScoring() throws {
+        let url = try SharedData.require("7scenes-redkitchen-png50")
+        let source = try SequenceLoader.open(url, options: SequenceConversion.readerOptions())
+        let k = source.intrinsics
+        let m = SensFile.intrinsics(fx: Float(k.fx), fy: Float(k.fy), cx: Float(k.cx), cy: Float(k.cy))
+        var file = SensFile(colorIntrinsics: m, depthIntrinsics: m, colorSize: (640, 480), depthSize: (640, 480))
+        for n in 0..<6 {
+            let f = try source.frame(at: n)
+            var raw: [UInt8] = []
+            for z in f.depth!.pixels { let v = UInt16(z > 0 && z < 65 ? (z * 1000).rounded() : 0); raw += [UInt8(v & 0xFF), UInt8(v >> 8)] }
+            file.records.append(.init(pose: n == 2 ? [Float](repeating: -.infinity, count: 16) : f.worldFromCamera!.matrix4RowMajor.map(Float.init),
+                                      colorTime: UInt64(n + 1) * 33_000, depthTime: UInt64(n + 1) * 33_000,
+                                      color: [UInt8](try JPEGCodec.encode(f.color, quality: 90)), depth: Zlib.compress(raw)!))
+        }
+        let dir = try SharedData.temporaryDirectory(self)
+        let scan = dir.appendingPathComponent("scene.sens")
+        try file.write(to: scan)
+        let sens = try SequenceLoader.open(scan)
+        XCTAssertFalse(sens.capabilities.hasPoses)
+        var options = ReconstructionOptions()
+        options.poses = .groundTruth
+        XCTAssertThrowsError(try Reconstruction(source: sens, predictor: nil, options: options), "never fused as ground truth")
+        options.poses = .track
+        let run = try Reconstruction(source: PrefetchingFrameSource(sens), predictor: nil, options: options)
+        XCTAssertTrue(run.run().isSuccess)
+        XCTAssertEqual(run.framesFused, 6)
+        XCTAssertEqual(run.groundTruthLeftOut.map(\.position), [2])
+        XCTAssertEqual(run.scoredTrajectory.count, 5)
+        let ate = try XCTUnwrap(run.absoluteTrajectoryError)
+        XCTAssertLessThan(ate.rmse, 0.05, "tracking on the registered scan stays near the ground truth")
+    }
+
     // MARK: command line
 
     private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {

@@ -303,7 +303,7 @@ final class KLGTests: XCTestCase {
         XCTAssertEqual(try SequenceLoader.open(url).layout, "klg")
         let other = dir.appendingPathComponent("a.txt")
         try Data("x".utf8).write(to: other)
-        XCTAssertTrue(sequenceError { _ = try SequenceLoader.open(other) }.contains("not a .klg"))
+        XCTAssertTrue(sequenceError { _ = try SequenceLoader.open(other) }.contains("not a .klg log or a .sens scan"))
     }
 
     // MARK: streaming
