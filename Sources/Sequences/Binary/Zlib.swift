@@ -14,6 +14,9 @@ public enum Zlib {
         case invalid(String)
         /// The input ended before the stream did, after `found` bytes of output.
         case truncated(found: Int)
+        /// `input` bytes cannot inflate to `expected` (deflate's ratio is at most 1032:1), so the
+        /// output is never allocated.
+        case tooSmallFor(expected: Int, input: Int)
 
         public var description: String {
             switch self {
@@ -21,6 +24,7 @@ public enum Zlib {
             case .tooShort(let e, let f): return "inflates to \(f) bytes, expected \(e)"
             case .invalid(let m): return "not a valid zlib stream: \(m)"
             case .truncated(let f): return "the zlib stream is truncated (ends after \(f) output bytes)"
+            case .tooSmallFor(let e, let n): return "cannot inflate to the expected \(e) bytes: \(n) bytes of zlib data hold at most \(Zlib.maxOutput(forInput: n))"
             }
         }
     }
@@ -28,6 +32,7 @@ public enum Zlib {
     /// Inflates `input` into exactly `expected` bytes; anything else is an error.
     public static func inflate(_ input: ArraySlice<UInt8>, expected: Int) -> Result<[UInt8], InflateError> {
         precondition(expected >= 0)
+        guard expected <= maxOutput(forInput: input.count) else { return .failure(.tooSmallFor(expected: expected, input: input.count)) }
         var output = [UInt8](repeating: 0, count: expected)
         var produced = 0
         var message = [CChar](repeating: 0, count: 128)
@@ -47,6 +52,10 @@ public enum Zlib {
             return .failure(.invalid(text))
         }
     }
+
+    /// The most `count` bytes of zlib data can inflate to: deflate's best ratio is 1032:1, plus
+    /// slack for the stream's header and trailer.
+    public static func maxOutput(forInput count: Int) -> Int { 1032 * count + 1024 }
 
     /// zlib `compress2` at `level` (1 = `Z_BEST_SPEED`, ElasticFusion's loggers' choice).
     public static func compress(_ input: [UInt8], level: Int32 = 1) -> [UInt8]? {

@@ -209,8 +209,8 @@ public final class KLGReader: FrameSource {
         let block = try data.read(at: entry.offset, count: entry.depthSize, what: "frame 0 depth")
         // Try growing outputs until the stream fits, never beyond what the block can inflate to
         // (zlib's ratio is at most 1032:1) or the image limit.
-        var capacity = ef.width * ef.height * 2
-        let ceiling = min(2 * ImageLimits.maxPixels, 1032 * entry.depthSize + 1024)
+        let ceiling = min(2 * ImageLimits.maxPixels, Zlib.maxOutput(forInput: entry.depthSize))
+        var capacity = min(ef.width * ef.height * 2, ceiling)
         while true {
             switch Zlib.inflate(block[...], expected: capacity) {
             case .success:
