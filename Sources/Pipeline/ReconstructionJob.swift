@@ -63,6 +63,8 @@ public struct ReconstructionRequest: Sendable {
     public var tracking = TrackingParameters()
     /// Relocalise a lost camera from keyframes (with `poses` = track).
     public var relocalise = true
+    /// Decode the next frame on a background thread while the current one is fused.
+    public var prefetch = true
 
     public init(sequence: URL) { self.sequence = sequence }
 
@@ -144,9 +146,14 @@ public enum ReconstructionJob {
         options.tracking = request.tracking
         options.relocalise = request.relocalise
         // Frame N+1 is decoded on a background thread while frame N is fused (issue 13).
-        let reconstruction = try Reconstruction(source: PrefetchingFrameSource(source), predictor: predictor, options: options)
+        let reading = PrefetchingFrameSource(source, readAhead: request.prefetch)
+        let reconstruction = try Reconstruction(source: reading, predictor: predictor, options: options)
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
+        if reading.requests > 0 {
+            let ahead = request.prefetch ? "\(reading.prefetchHits) of \(reading.requests) frames were decoded ahead, during fusion" : "no read-ahead (--no-prefetch)"
+            logger.info("reading: fusion waited \(String(format: "%.2f", reading.waitSeconds)) s for frames (\(String(format: "%.1f", reading.waitSeconds * 1000 / Double(reading.requests))) ms per frame); \(ahead)")
+        }
         switch outcome {
         case .completed: break
         case .interrupted(let position):

@@ -22,8 +22,19 @@ public final class PrefetchingFrameSource: FrameSource, @unchecked Sendable {
     private var lastIndex: Int?
     /// Requests answered from the read-ahead, for tests and the summary.
     public private(set) var prefetchHits = 0
+    /// Seconds the caller spent inside `frame(at:)`: waiting for a frame read ahead, or reading
+    /// one that was not. What reading still costs the fusion thread, with or without read-ahead.
+    public private(set) var waitSeconds = 0.0
+    /// Frames handed out.
+    public private(set) var requests = 0
+    /// false: no read-ahead; frames are read when asked for, and only `waitSeconds` is kept (so
+    /// runs with and without the overlap report the same measure).
+    public let readAhead: Bool
 
-    public init(_ inner: FrameSource) { self.inner = inner }
+    public init(_ inner: FrameSource, readAhead: Bool = true) {
+        self.inner = inner
+        self.readAhead = readAhead
+    }
 
     public var name: String { inner.name }
     public var layout: String { inner.layout }
@@ -35,6 +46,12 @@ public final class PrefetchingFrameSource: FrameSource, @unchecked Sendable {
     public var warnings: [String] { inner.warnings }
 
     public func frame(at index: Int) throws -> Frame {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer {
+            waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            requests += 1
+        }
+        guard readAhead else { return try inner.frame(at: index) }
         let result: Result<Frame, Error>
         lock.lock()
         if pendingIndex == index {

@@ -43,6 +43,7 @@ public enum SequenceConversion {
             if caps.hasLabels { dropped.append("label images (a \(format.rawValue) sequence cannot hold them; convert to a semfuse folder to keep them)") }
             if caps.hasProbabilities { dropped.append("recorded class probabilities (a \(format.rawValue) sequence cannot hold them; convert to a semfuse folder to keep them)") }
         }
+        var posed = 0
         var result = Result(written: 0, selected: positions.count, failure: nil, interruptedAt: nil, dropped: dropped)
         for position in positions {
             if shouldStop() { result.interruptedAt = position; break }
@@ -52,8 +53,13 @@ public enum SequenceConversion {
                 break
             }
             try writer.append(frame)
+            if frame.worldFromCamera != nil { posed += 1 }
             result.written += 1
             progress?(result.written, positions.count)
+        }
+        // Every layout but 7-Scenes stores poses for all frames or none.
+        if format != .sevenScenes && posed > 0 && posed < result.written {
+            result.dropped.append("ground-truth poses (\(posed) of \(result.written) frames have one; a \(format.rawValue) sequence stores poses for every frame or none; 7-Scenes folders keep them per frame)")
         }
         if result.written > 0 { try writer.complete() }
         return result

@@ -255,7 +255,6 @@ public final class SevenScenesWriter: SequenceWriting {
     public let folder: URL
     public let intrinsics: Intrinsics
     private var count = 0
-    private var posesSeen = 0
 
     public init(folder: URL, intrinsics: Intrinsics) throws {
         self.folder = folder
@@ -272,18 +271,13 @@ public final class SevenScenesWriter: SequenceWriting {
         try SequenceWriters.write { try PNGCodec.writeRGB(frame.color, to: folder.appendingPathComponent("\(stem).color.png")) }
         let units = Image(width: depthImage.width, height: depthImage.height, pixels: SequenceWriters.quantise(depthImage, scale: 1000))
         try SequenceWriters.write { try PNGCodec.writeGray16(units, to: folder.appendingPathComponent("\(stem).depth.png")) }
+        // Poses are per frame: a frame without one (a ScanNet -inf pose) gets no pose file, which
+        // the reader reports as that frame's missing ground truth.
         if let pose = frame.worldFromCamera {
-            // The reader takes a pose file for every frame once the first has one.
-            guard posesSeen == count else {
-                throw SequenceError.writeFailed(path: folder.path, reason: "frame \(frame.index) has a pose but an earlier frame had none; 7-Scenes folders need a pose for every frame or none")
-            }
-            posesSeen += 1
             let m = pose.matrix4RowMajor
             var text = ""
             for r in 0..<4 { text += (0..<4).map { String(format: "%.9g", m[4 * r + $0]) }.joined(separator: " ") + "\n" }
             try SequenceWriters.writeText(text, to: folder.appendingPathComponent("\(stem).pose.txt"))
-        } else if posesSeen > 0 {
-            throw SequenceError.writeFailed(path: folder.path, reason: "frame \(frame.index) has no pose but earlier frames had; 7-Scenes folders need a pose for every frame or none")
         }
         count += 1
     }

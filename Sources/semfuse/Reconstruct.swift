@@ -20,7 +20,7 @@ struct Reconstruct: ParsableCommand {
         written, and the command exits with a non-zero status.
         """)
 
-    @Argument(help: "Sequence folder (semfuse, TUM RGB-D, 7-Scenes/3DMatch or ICL-NUIM layout).")
+    @Argument(help: "Sequence folder (semfuse, TUM RGB-D, 7-Scenes/3DMatch or ICL-NUIM layout) or recording (ElasticFusion .klg log, ScanNet .sens scan).")
     var sequence: String
 
     @Option(name: .shortAndLong, help: "Output PLY file. Default: Output/<sequence name>.ply")
@@ -128,6 +128,9 @@ struct Reconstruct: ParsableCommand {
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
+    @Flag(help: "Read each frame only when it is fused, instead of decoding the next one on a background thread meanwhile (for measuring what the overlap saves).")
+    var noPrefetch = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -204,6 +207,7 @@ struct Reconstruct: ParsableCommand {
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.tracking.photometricWeight = photometricWeight
         request.relocalise = !noRelocalisation
+        request.prefetch = !noPrefetch
         request.networkEvery = networkEvery
         request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
 
