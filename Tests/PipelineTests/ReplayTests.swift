@@ -190,4 +190,45 @@ final class ReplayTests: XCTestCase {
         XCTAssertTrue(b.output.contains("dropped recorded class probabilities"), b.output)
         XCTAssertTrue(b.output.contains("dropped label images"), b.output)
     }
+
+    /// A ScanNet scan with one -inf pose converted: a .klg (poses for every frame or none) drops
+    /// them and says so; a 7-Scenes folder keeps the valid ones per frame; the colour comes at
+    /// the depth size.
+    func testConvertScanWithAnInvalidPose() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let (w, h) = (32, 24)
+        let k = SensFile.intrinsics(fx: 30, fy: 30, cx: 15.5, cy: 11.5)
+        let kc = SensFile.intrinsics(fx: 60, fy: 60, cx: 31.5, cy: 23.5)
+        var file = SensFile(colorIntrinsics: kc, depthIntrinsics: k, colorSize: (2 * w, 2 * h), depthSize: (w, h))
+        let color = ColorImage(width: 2 * w, height: 2 * h, pixels: (0..<(4 * w * h)).map { RGB8(UInt8($0 % 200), 90, 40) })
+        for n in 0..<3 {
+            var raw: [UInt8] = []
+            for p in 0..<(w * h) { let v = UInt16(1000 + p % 500 + 10 * n); raw += [UInt8(v & 0xFF), UInt8(v >> 8)] }
+            var pose = SensFile.identity
+            pose[3] = Float(n) * 0.01
+            file.records.append(.init(pose: n == 1 ? [Float](repeating: -.infinity, count: 16) : pose, colorTime: 0, depthTime: 0,
+                                      color: [UInt8](try JPEGCodec.encode(color, quality: 90)), depth: Zlib.compress(raw)!))
+        }
+        let scan = dir.appendingPathComponent("scene0001_00.sens")
+        try file.write(to: scan)
+        let log = dir.appendingPathComponent("scene.klg")
+        let a = try run(["convert", scan.path, log.path])
+        XCTAssertEqual(a.status, 0, a.output)
+        XCTAssertTrue(a.output.contains("1 of 3 frames have no valid pose"), a.output)
+        XCTAssertTrue(a.output.contains("dropped ground-truth poses (2 of 3 frames have one"), a.output)
+        let klg = try KLGReader(file: log)
+        XCTAssertFalse(klg.capabilities.hasPoses)
+        XCTAssertEqual(klg.intrinsics, Intrinsics(fx: 30, fy: 30, cx: 15.5, cy: 11.5, width: w, height: h))
+        XCTAssertEqual(try klg.frame(at: 2).depth![0, 0], 1.02, accuracy: 1e-6)
+
+        let folder = dir.appendingPathComponent("seven")
+        let b = try run(["convert", scan.path, folder.path, "--format", "7scenes", "-q"])
+        XCTAssertEqual(b.status, 0, b.output)
+        let seven = try SevenScenesReader(folder: folder)
+        XCTAssertEqual(seven.intrinsics.width, w)
+        XCTAssertNotNil(try seven.frame(at: 0).worldFromCamera)
+        XCTAssertNil(try seven.frame(at: 1).worldFromCamera)
+        XCTAssertNotNil(try seven.frame(at: 1).poseError, "the missing pose is that frame's missing ground truth")
+        XCTAssertEqual(try seven.frame(at: 2).worldFromCamera!.translation.x, 0.02, accuracy: 1e-6)
+    }
 }

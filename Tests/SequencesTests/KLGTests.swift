@@ -215,6 +215,21 @@ final class KLGTests: XCTestCase {
         XCTAssertTrue(m2.contains("frame 2") && m2.contains("ends after 2 frames"), m2)
     }
 
+    /// A header count smaller than the frames present: the declared frames are read (as
+    /// ElasticFusion would) and the bytes after them are reported.
+    func testBytesAfterTheDeclaredFramesAreReported() throws {
+        let dir = try SharedData.temporaryDirectory(self)
+        let url = dir.appendingPathComponent("short-count.klg")
+        try Self.writeLog(url, count: 3)
+        var data = try Data(contentsOf: url)
+        data.replaceSubrange(0..<4, with: [2, 0, 0, 0])
+        try data.write(to: url)
+        let reader = try KLGReader(file: url)
+        XCTAssertEqual(reader.frameCount, 2)
+        XCTAssertNil(reader.stopError)
+        XCTAssertTrue(reader.warnings.contains { $0.contains("bytes after the 2 frames the header declares were ignored") }, "\(reader.warnings)")
+    }
+
     func testAbsurdCountAllocatesOnlyWhatTheFileHolds() throws {
         let dir = try SharedData.temporaryDirectory(self)
         let url = dir.appendingPathComponent("absurd.klg")
