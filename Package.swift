@@ -42,6 +42,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "CJPEG", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("jpeg")]),
+        // zlib streams for .klg and ScanNet .sens depth behind a caller-sized buffer (Debian: zlib1g-dev).
+        .target(name: "CZlib", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("z")]),
         // Small dense solves through Eigen behind an extern "C" header (Debian: libeigen3-dev).
         .target(name: "EigenBridge", cxxSettings: [.unsafeFlags(["-O2"])]),
         // CPUID behind a C function, and the decision whether the kernels can run here.
@@ -51,7 +53,7 @@ let package = Package(
         .target(name: "Geometry", linkerSettings: libm),
         .target(name: "Imaging", dependencies: ["CPNG", "CJPEG"], linkerSettings: libm),
         .target(name: "Semantics", dependencies: ["Imaging"], linkerSettings: libm),
-        .target(name: "Sequences", dependencies: ["Geometry", "Imaging", "Semantics"], linkerSettings: libm),
+        .target(name: "Sequences", dependencies: ["CZlib", "Geometry", "Imaging", "Semantics"], linkerSettings: libm),
         // The SIMD and BLAS kernels of both networks (the only unchecked, AVX2 code).
         .target(name: "NetworkKernels", dependencies: ["CBLAS"], swiftSettings: kernelFlags, linkerSettings: libm),
         // The joint depth + segmentation network and the converted-model executor.

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import flatbuffers
 import numpy as np
@@ -259,6 +260,62 @@ def main():
     small["frames"] = [{"timestamp": 0.5, "rgb": "rgb.png"}]
     small["notes"], small["generator"] = ["a note"], {"tool": "fuzz_seeds.py"}
     write("manifest", "minimal.json", json.dumps(small))
+    recording_seeds()
+
+
+def recording_seeds():
+    """Seeds of the recording readers (.klg logs, ScanNet .sens scans), built from the committed
+    JPEG and PNG seeds with struct and zlib only: every colour and depth variant each format
+    allows, a truncated log, a -inf pose and the IMU section after the frames."""
+    def corpus(target, name):
+        with open(os.path.join(CORPUS, target, "seed-" + name), "rb") as f:
+            return f.read()
+
+    jpeg16 = corpus("jpeg", "baseline.jpg")  # 16x16
+    png16x12 = corpus("png-rgb", "color.png")  # 16x12 RGB
+
+    def depth(w, h, base=800):
+        return b"".join(struct.pack("<H", (base + 37 * i) % 5000) for i in range(w * h))
+
+    def klg(frames, declared=None):
+        out = struct.pack("<i", len(frames) if declared is None else declared)
+        for t, d, c in frames:
+            out += struct.pack("<qii", t, len(d), len(c)) + d + c
+        return out
+
+    write("klg", "jpeg.klg", klg([(33000, zlib.compress(depth(16, 16), 1), jpeg16),
+                                  (66000, zlib.compress(depth(16, 16, 900), 1), jpeg16)]))
+    write("klg", "raw.klg", klg([(0, depth(8, 6), bytes(range(144)))]))
+    write("klg", "depth-only.klg", klg([(5, zlib.compress(depth(16, 12)), b"")]))
+    write("klg", "truncated.klg", klg([(1, zlib.compress(depth(16, 16)), jpeg16)] * 2, declared=3))
+
+    def mat(values):
+        return struct.pack("<16f", *values)
+
+    def intr(fx, fy, cx, cy):
+        return mat([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+
+    identity = mat([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+    inf = mat([float("-inf")] * 16)
+
+    def sens(color_type, depth_type, color_size, depth_size, k_color, k_depth, frames, imu=True, version=4):
+        out = struct.pack("<IQ", version, 6) + b"fuzzer"
+        out += k_color + identity + k_depth + identity
+        out += struct.pack("<iiIIIIfQ", color_type, depth_type, color_size[0], color_size[1],
+                           depth_size[0], depth_size[1], 1000.0, len(frames))
+        for pose, c, d in frames:
+            out += pose + struct.pack("<QQQQ", 0, 0, len(c), len(d)) + c + d
+        if imu:
+            out += struct.pack("<Q", 0)
+        return out
+
+    write("sens", "jpeg.sens", sens(2, 1, (16, 16), (8, 8), intr(14, 14, 7.5, 7.5), intr(7, 7, 3.5, 3.5),
+                                    [(identity, jpeg16, zlib.compress(depth(8, 8))),
+                                     (inf, jpeg16, zlib.compress(depth(8, 8, 1200)))]))
+    write("sens", "png.sens", sens(1, 0, (16, 12), (16, 12), intr(14, 14, 8, 6), intr(14, 14, 8, 6),
+                                   [(identity, png16x12, depth(16, 12))], imu=False))
+    write("sens", "raw.sens", sens(0, 1, (8, 6), (8, 6), intr(7, 7, 4, 3), intr(7, 7, 4, 3),
+                                   [(identity, bytes(range(144)), zlib.compress(depth(8, 6)))]))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ public struct ReconstructionRequest: Sendable {
     public var loopClosure = true
     /// Where to write the trajectory as tracked, before loop closures corrected it.
     public var rawTrajectory: URL?
+    /// Decode the next frame on a background thread while the current one is fused.
+    public var prefetch = true
 
     public init(sequence: URL) { self.sequence = sequence }
 
@@ -152,9 +154,15 @@ public enum ReconstructionJob {
         if request.rawTrajectory != nil && options.poses != .track {
             logger.warning("--trajectory-raw: poses are not tracked (ground truth), so the raw trajectory equals the trajectory")
         }
-        let reconstruction = try Reconstruction(source: source, predictor: predictor, options: options)
+        // Frame N+1 is decoded on a background thread while frame N is fused (issue 13).
+        let reading = PrefetchingFrameSource(source, readAhead: request.prefetch)
+        let reconstruction = try Reconstruction(source: reading, predictor: predictor, options: options)
 
         let outcome = reconstruction.run(progress: progress, shouldStop: shouldStop)
+        if reading.requests > 0 {
+            let ahead = request.prefetch ? "\(reading.prefetchHits) of \(reading.requests) frames were decoded ahead, during fusion" : "no read-ahead (--no-prefetch)"
+            logger.info("reading: fusion waited \(String(format: "%.2f", reading.waitSeconds)) s for frames (\(String(format: "%.1f", reading.waitSeconds * 1000 / Double(reading.requests))) ms per frame); \(ahead)")
+        }
         switch outcome {
         case .completed: break
         case .interrupted(let position):

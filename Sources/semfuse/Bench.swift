@@ -7,7 +7,7 @@ import Sequences
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with -c release).",
-        subcommands: [NetworkBench.self, FusionBench.self, TrackingBench.self, MeshBench.self])
+        subcommands: [NetworkBench.self, FusionBench.self, TrackingBench.self, MeshBench.self, ReadBench.self])
 }
 
 struct FusionBench: ParsableCommand {

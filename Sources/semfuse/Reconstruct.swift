@@ -20,7 +20,7 @@ struct Reconstruct: ParsableCommand {
         written, and the command exits with a non-zero status.
         """)
 
-    @Argument(help: "Sequence folder (semfuse, TUM RGB-D, 7-Scenes/3DMatch or ICL-NUIM layout).")
+    @Argument(help: "Sequence folder (semfuse, TUM RGB-D, 7-Scenes/3DMatch or ICL-NUIM layout) or recording (ElasticFusion .klg log, ScanNet .sens scan).")
     var sequence: String
 
     @Option(name: .shortAndLong, help: "Output PLY file. Default: Output/<sequence name>.ply")
@@ -136,6 +136,8 @@ struct Reconstruct: ParsableCommand {
 
     @Flag(name: .customLong("no-loop-closure"), help: "Tracking: do not bend the map back into one surface when the camera returns to surface it left more than 200 frames ago (ElasticFusion's local loop closure: the recent map is registered to the old one and the map deformed).")
     var noLoopClosure = false
+    @Flag(help: "Read each frame only when it is fused, instead of decoding the next one on a background thread meanwhile (for measuring what the overlap saves).")
+    var noPrefetch = false
 
     @OptionGroup var logging: LoggingOptions
 
@@ -217,6 +219,7 @@ struct Reconstruct: ParsableCommand {
         request.relocalise = !noRelocalisation
         request.loopClosure = !noLoopClosure
         request.rawTrajectory = trajectoryRaw.map { URL(fileURLWithPath: $0) }
+        request.prefetch = !noPrefetch
         request.networkEvery = networkEvery
         request.depth = depth.flatMap(ReconstructionOptions.DepthSource.init(rawValue:))
 

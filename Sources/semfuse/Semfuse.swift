@@ -14,10 +14,13 @@ struct Semfuse: ParsableCommand {
           semfuse reconstruct Sequences/synthetic-room --labels simulated -o Output/room.ply
           semfuse reconstruct ../shared/data/7scenes-redkitchen-png50 --poses groundtruth -o Output/kitchen.ply
           semfuse bench fusion ../shared/data/7scenes-redkitchen
+          semfuse convert ../shared/data/7scenes-redkitchen Output/kitchen.klg
         Sequence layouts are detected automatically: semfuse folders (sequence.json), TUM RGB-D \
-        (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose) and ICL-NUIM.
+        (rgb.txt + depth.txt), 7-Scenes/3DMatch (frame-NNNNNN.color/depth/pose), ICL-NUIM, \
+        ElasticFusion .klg logs and ScanNet .sens scans; 'semfuse convert' turns any of them into \
+        a semfuse, TUM or 7-Scenes folder or a .klg log.
         """,
-        subcommands: [Reconstruct.self, Mesh.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
+        subcommands: [Reconstruct.self, Convert.self, Mesh.self, Predict.self, Synth.self, Evaluate.self, Bench.self])
 
     /// Checks the CPU before anything else runs: the network kernels are AVX2/FMA code and would
     /// otherwise die of "Illegal instruction" on an older CPU (see `KernelCPU`).

@@ -17,6 +17,7 @@ public enum FuzzTargets {
     public static let names = [
         "png-rgb", "png-gray8", "png-gray16", "jpeg", "npy", "ply", "safetensors", "graph",
         "tum-list", "tum-groundtruth", "7scenes-pose", "7scenes-intrinsics", "icl-pose", "intrinsics", "manifest",
+        "klg", "sens",
     ]
 
     public static func body(_ name: String) -> Body? {
@@ -61,6 +62,16 @@ public enum FuzzTargets {
         case "manifest": return { data in
             let folder = try Scratch.shared.folder("semfuse", replacing: "sequence.json", with: data)
             _ = try SemfuseSequenceReader(folder: folder).frame(at: 0)
+        }
+        // Recordings are single files: the input is the whole log or scan; the reader indexes it
+        // and reads its first frames (zlib depth, JPEG/PNG/raw colour, registration).
+        case "klg": return { data in
+            let reader = try KLGReader(file: Scratch.shared.file("fuzz.klg", data))
+            for k in 0..<min(reader.frameCount, 4) { _ = try reader.frame(at: k) }
+        }
+        case "sens": return { data in
+            let reader = try ScanNetSensReader(file: Scratch.shared.file("fuzz.sens", data))
+            for k in 0..<min(reader.frameCount, 4) { _ = try reader.frame(at: k) }
         }
         default: return nil
         }
