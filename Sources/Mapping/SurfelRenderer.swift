@@ -35,6 +35,16 @@ public struct SurfelRenderer {
         public var vertices: [SIMD3<Float>]
         public var normals: [SIMD3<Float>]
 
+        /// Fraction of a 32x24 grid of pixels that a surfel covers (ElasticFusion's test of
+        /// whether a prediction is dense enough).
+        public var gridCoverage: Double {
+            var covered = 0
+            for gy in 0..<24 {
+                for gx in 0..<32 where surfel[(gy * height / 24) * width + gx * width / 32] >= 0 { covered += 1 }
+            }
+            return Double(covered) / (32 * 24)
+        }
+
         /// Colours every covered pixel; `color(i)` gives surfel i's colour.
         public func colorImage(background: RGB8 = RGB8(0, 0, 0), _ color: (Int) -> RGB8) -> ColorImage {
             ColorImage(width: width, height: height, pixels: surfel.map { $0 < 0 ? background : color(Int($0)) })

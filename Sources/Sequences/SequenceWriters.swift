@@ -58,6 +58,16 @@ public enum SequenceWriters {
         }
     }
 
+    /// The frame's depth, checked to be there and to have the sequence's size with its colour;
+    /// `target` names the layout in the error ("a TUM folder").
+    static func checkedDepth(_ frame: Frame, _ k: Intrinsics, output: String, target: String) throws -> DepthImage {
+        guard let depth = frame.depth else {
+            throw SequenceError.writeFailed(path: output, reason: "frame \(frame.index) (\(frame.source)) has no depth; \(target) needs depth in every frame")
+        }
+        try checkSize(frame, k, output: output)
+        return depth
+    }
+
     static func checkSize(_ frame: Frame, _ k: Intrinsics, output: String) throws {
         let sizes = [(frame.color.width, frame.color.height)] + (frame.depth.map { [($0.width, $0.height)] } ?? [])
         for (w, h) in sizes where w != k.width || h != k.height {
@@ -131,10 +141,7 @@ public final class KLGWriter: SequenceWriting {
 
     /// The bytes of one frame record.
     public static func record(_ frame: Frame, intrinsics k: Intrinsics, jpegQuality: Int?, path: String) throws -> [UInt8] {
-        guard let depth = frame.depth else {
-            throw SequenceError.writeFailed(path: path, reason: "frame \(frame.index) (\(frame.source)) has no depth; a .klg log needs depth in every frame")
-        }
-        try SequenceWriters.checkSize(frame, k, output: path)
+        let depth = try SequenceWriters.checkedDepth(frame, k, output: path, target: "a .klg log")
         guard frame.timestamp.isFinite, abs(frame.timestamp) < 9e12 else {
             throw SequenceError.writeFailed(path: path, reason: "frame \(frame.index) has timestamp \(frame.timestamp), not storable in microseconds")
         }
@@ -213,10 +220,7 @@ public final class TUMSequenceWriter: SequenceWriting {
     }
 
     public func append(_ frame: Frame) throws {
-        guard let depthImage = frame.depth else {
-            throw SequenceError.writeFailed(path: folder.path, reason: "frame \(frame.index) (\(frame.source)) has no depth; a TUM folder needs depth")
-        }
-        try SequenceWriters.checkSize(frame, intrinsics, output: folder.path)
+        let depthImage = try SequenceWriters.checkedDepth(frame, intrinsics, output: folder.path, target: "a TUM folder")
         // TUM pairs colour and depth by timestamp: times must increase or frames would be
         // paired with the wrong image (or merged).
         guard frame.timestamp.isFinite, frame.timestamp > lastTimestamp else {
@@ -263,10 +267,7 @@ public final class SevenScenesWriter: SequenceWriting {
     }
 
     public func append(_ frame: Frame) throws {
-        guard let depthImage = frame.depth else {
-            throw SequenceError.writeFailed(path: folder.path, reason: "frame \(frame.index) (\(frame.source)) has no depth; a 7-Scenes folder needs depth")
-        }
-        try SequenceWriters.checkSize(frame, intrinsics, output: folder.path)
+        let depthImage = try SequenceWriters.checkedDepth(frame, intrinsics, output: folder.path, target: "a 7-Scenes folder")
         let stem = String(format: "frame-%06d", count)
         try SequenceWriters.write { try PNGCodec.writeRGB(frame.color, to: folder.appendingPathComponent("\(stem).color.png")) }
         let units = Image(width: depthImage.width, height: depthImage.height, pixels: SequenceWriters.quantise(depthImage, scale: 1000))

@@ -22,6 +22,16 @@ final class LoopClosureTests: XCTestCase {
                               translation: SIMD3(0.03 * s, 0.01 * s, 0))
     }
 
+    /// Fusion as the pipeline's defaults (keep confidence 1), with a 40-frame active window so
+    /// one loop of 180 frames leaves the start inactive before the camera is back.
+    static func makeFusion() -> SurfelFusion {
+        var parameters = FusionParameters()
+        parameters.timeDelta = 40
+        parameters.keepConfidence = 1
+        parameters.threads = 2
+        return SurfelFusion(intrinsics: intrinsics, classCount: 0, parameters: parameters)
+    }
+
     struct Run {
         var fusion: SurfelFusion
         var truth: [RigidTransform] = []
@@ -35,11 +45,7 @@ final class LoopClosureTests: XCTestCase {
     /// the first closure the run stops: that is the moment the test is about.
     func fuseUntilClosure(frames: Int, closing: Bool = true) throws -> Run {
         let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: Self.intrinsics)
-        var parameters = FusionParameters()
-        parameters.timeDelta = 40
-        parameters.keepConfidence = 1
-        parameters.threads = 2
-        var run = Run(fusion: SurfelFusion(intrinsics: Self.intrinsics, classCount: 0, parameters: parameters))
+        var run = Run(fusion: Self.makeFusion())
         let closer = LoopCloser()
         for k in 0..<frames {
             let frame = renderer.render(k).frame
@@ -121,11 +127,7 @@ final class LoopClosureTests: XCTestCase {
     /// 6 % of the pixels, so a registration can be a few millimetres off.)
     func testNoDriftMeansNoHarm() throws {
         let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: Self.intrinsics)
-        var parameters = FusionParameters()
-        parameters.timeDelta = 40
-        parameters.keepConfidence = 1
-        parameters.threads = 2
-        let fusion = SurfelFusion(intrinsics: Self.intrinsics, classCount: 0, parameters: parameters)
+        let fusion = Self.makeFusion()
         let closer = LoopCloser()
         var recognised = 0
         for k in 0..<200 {

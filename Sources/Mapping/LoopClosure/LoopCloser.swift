@@ -174,7 +174,7 @@ public struct LoopCloser: Sendable {
         let inactive = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
                                        selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick, inactive: true),
                                        threads: p.threads)
-        guard gridCoverage(inactive) >= parameters.minInactiveCoverage else { return .skipped }
+        guard inactive.gridCoverage >= parameters.minInactiveCoverage else { return .skipped }
         let active = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
                                      selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick),
                                      threads: p.threads)
@@ -274,19 +274,9 @@ public struct LoopCloser: Sendable {
         return Double(covered) / Double(cells.count)
     }
 
-    /// Fraction of a 32x24 grid of pixels a render covers.
-    func gridCoverage(_ render: SurfelRenderer.Output) -> Double {
-        var covered = 0
-        for gy in 0..<24 {
-            for gx in 0..<32 where render.surfel[(gy * render.height / 24) * render.width + gx * render.width / 32] >= 0 { covered += 1 }
-        }
-        return Double(covered) / (32 * 24)
-    }
-
     func pyramid(_ render: SurfelRenderer.Output, _ fusion: SurfelFusion) -> [VertexNormalMap] {
-        var maps = [VertexNormalMap(intrinsics: fusion.intrinsics, vertices: render.vertices, normals: render.normals)]
-        for _ in 1..<3 { maps.append(maps[maps.count - 1].downsampled(threads: fusion.parameters.threads)) }
-        return maps
+        VertexNormalMap(intrinsics: fusion.intrinsics, vertices: render.vertices, normals: render.normals)
+            .pyramid(levels: 3, threads: fusion.parameters.threads)
     }
 
     /// Nodes sampled uniformly from the surfels in creation order.

@@ -62,6 +62,13 @@ public struct VertexNormalMap: Sendable {
         try vertices.withKernelInput { v in try normals.withKernelInput { n in try body(v, n) } }
     }
 
+    /// This model prediction and its coarser levels (`downsampled`), finest first.
+    public func pyramid(levels: Int, threads: Int = 1) -> [VertexNormalMap] {
+        var maps = [self]
+        for _ in 1..<max(1, levels) { maps.append(maps[maps.count - 1].downsampled(threads: threads)) }
+        return maps
+    }
+
     /// The next coarser level of a model prediction: 2x2 average, invalid if any input is.
     public func downsampled(threads: Int = 1) -> VertexNormalMap {
         let w = intrinsics.width, h = intrinsics.height, w2 = w / 2, h2 = h / 2

@@ -63,15 +63,7 @@ extension SurfelFusion {
                 grey[p] = max(1, 0.299 * Float(c.r) + 0.587 * Float(c.g) + 0.114 * Float(c.b))
             }
         }
-        var covered = 0, samples = 0
-        for gy in 0..<24 {
-            for gx in 0..<32 {
-                let p = (gy * h / 24) * w + gx * w / 32
-                samples += 1
-                if render.surfel[p] >= 0 { covered += 1 }
-            }
-        }
-        if fillHoles, Double(covered) < 0.75 * Double(samples), let live = lastLiveFrame {
+        if fillHoles, render.gridCoverage < 0.75, let live = lastLiveFrame {
             let liveGrey = intensity ? lastLiveIntensity : nil
             for p in 0..<(w * h) where render.surfel[p] < 0 {
                 vertices[p] = live.vertices[p]
@@ -79,8 +71,7 @@ extension SurfelFusion {
                 if let liveGrey, live.vertices[p].z > 0 { grey[p] = liveGrey[p] }
             }
         }
-        var maps = [VertexNormalMap(intrinsics: intrinsics, vertices: vertices, normals: normals)]
-        for _ in 1..<levels { maps.append(maps[maps.count - 1].downsampled(threads: parameters.threads)) }
+        let maps = VertexNormalMap(intrinsics: intrinsics, vertices: vertices, normals: normals).pyramid(levels: levels, threads: parameters.threads)
         return (maps, intensity ? IntensityMap.pyramid(intensity: grey, width: w, height: h, levels: levels) : nil)
     }
 }
