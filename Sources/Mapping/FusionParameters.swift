@@ -43,6 +43,8 @@ public struct FusionParameters: Sendable, Equatable {
     /// Label fusion: every class probability is kept at or above this after normalising, so a
     /// class driven to zero by Float32 underflow can still recover with new evidence.
     public var probabilityFloor: Float = 1e-6
+    /// Label fusion: how each surfel's class distribution is stored (`LabelStorage`).
+    public var labelStorage: LabelStorage = .standard
     /// Worker threads for the per-frame kernels.
     public var threads: Int = defaultThreadCount
 

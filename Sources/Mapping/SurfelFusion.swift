@@ -36,6 +36,12 @@ public final class SurfelFusion {
     private let measuredWeight = KernelBuffer<Float>()
     private let pixelInitTime = KernelBuffer<Int32>()
     private let pixelState = KernelBuffer<UInt8>()
+    /// Label-fusion workspace per worker chunk (top-k storage).
+    private let labelScratch = KernelBuffer<Float>()
+    /// Σ q and the classes of largest q per pixel of the class prediction (top-k storage).
+    private let predictionSum = KernelBuffer<Float>()
+    private let predictionRanking = KernelBuffer<UInt16>()
+    private let rankingScratch = KernelBuffer<Float>()
     private var lastWriter: [Int32] = []
     private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
@@ -78,7 +84,7 @@ public final class SurfelFusion {
         KernelCPU.requireSupported()   // the module is AVX2 code (Package.swift, checkedKernelFlags)
         self.intrinsics = intrinsics
         self.parameters = parameters
-        self.map = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass)
+        self.map = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass, labelStorage: parameters.labelStorage)
         self.bilateral = BilateralFilter(window: parameters.bilateralWindow, sigmaSpace: parameters.bilateralSigmaSpace,
                                          sigmaRange: parameters.bilateralSigmaRange)
     }
@@ -351,20 +357,26 @@ public final class SurfelFusion {
         let w = intrinsics.width, h = intrinsics.height, c = map.classCount
         let pw = probabilities.width, ph = probabilities.height
         let agreement = parameters.labelDepthAgreement
-        let floor = parameters.probabilityFloor
-        let uniform = 1 / Float(c)
-        var updatedPerChunk = [Int](repeating: 0, count: parameters.threads * 2)
+        let chunks = parameters.threads * 2
+        var updatedPerChunk = [Int](repeating: 0, count: chunks)
+        let scratchCount = TopKBayesUpdate.scratchCount(kept: map.keptClasses)
+        labelScratch.resize(max(1, chunks * scratchCount), repeating: 0)
         // Nearest source column/row for every image column/row (SemanticFusion: nearest scaling).
         let columns = (0..<w).map { min(pw - 1, ($0 * pw) / w) }
         let rowsMap = (0..<h).map { min(ph - 1, ($0 * ph) / h) }
+        let scratch = labelScratch.output
+        if map.keptClasses > 0 { rankPredictions(probabilities) }
+        let ranking = PredictionRanking(sum: predictionSum.input, order: predictionRanking.input,
+                                        count: TopKBayesUpdate.rankingCount(kept: map.keptClasses, classCount: c))
         rawDepth.withKernelInput { raw in
         postIndexMap.withKernelInputs { index in
         probabilities.values.withKernelInput { q in
         map.withKernelViews { m in
         updatedPerChunk.withKernelOutput { counts in
-            let ids = index.surfel, idDepth = index.depth, prob = m.probabilities, updates = m.labelUpdates
-            let chunks = counts.count
+            let ids = index.surfel, idDepth = index.depth
+            let update = LabelUpdate(map: map, views: m, q: q, ranking: ranking, floor: parameters.probabilityFloor)
             ParallelFor.run(h, chunks: chunks, threads: parameters.threads) { k, rows in
+                let work = scratch.slice((k * scratchCount)..<((k + 1) * scratchCount))
                 var updated = 0
                 for y in rows {
                     let qRow = rowsMap[y] * pw
@@ -374,11 +386,8 @@ public final class SurfelFusion {
                         if id < 0 || Int(id) >= firstNew { continue }
                         let z = raw[pix]
                         guard z > 0, abs(idDepth[pix] - z) < agreement else { continue }
-                        let qBase = (qRow + columns[x]) * c
-                        let pBase = Int(id) * c
-                        guard BayesUpdate.apply(prob.address(pBase), q.address(qBase), count: c,
-                                                floor: floor, uniform: uniform) else { continue }
-                        if updates[Int(id)] < UInt16.max { updates[Int(id)] += 1 }
+                        guard update.apply(surfel: Int(id), qPixel: qRow + columns[x], scratch: work) else { continue }
+                        if m.labelUpdates[Int(id)] < UInt16.max { m.labelUpdates[Int(id)] += 1 }
                         updated += 1
                     }
                 }
@@ -391,22 +400,40 @@ public final class SurfelFusion {
         probabilities.values.withKernelInput { q in
         map.withKernelViews { m in
         updatedPerChunk.withKernelOutput { counts in
-            let prob = m.probabilities, updates = m.labelUpdates
-            let chunks = counts.count
+            let update = LabelUpdate(map: map, views: m, q: q, ranking: ranking, floor: parameters.probabilityFloor)
             ParallelFor.run(created, chunks: chunks, threads: parameters.threads) { k, surfels in
+                let work = scratch.slice((k * scratchCount)..<((k + 1) * scratchCount))
                 var updated = 0
                 for j in surfels {
                     let pix = Int(pixels[j]), id = firstNew + j
-                    let qBase = (rowsMap[pix / w] * pw + columns[pix % w]) * c
-                    guard BayesUpdate.apply(prob.address(id * c), q.address(qBase), count: c,
-                                            floor: floor, uniform: uniform) else { continue }
-                    updates[id] = 1
+                    guard update.apply(surfel: id, qPixel: rowsMap[pix / w] * pw + columns[pix % w], scratch: work) else { continue }
+                    m.labelUpdates[id] = 1
                     updated += 1
                 }
                 counts[k] += updated
             }
         }}}}
         return updatedPerChunk.reduce(0, +)
+    }
+
+    /// Σ q and the classes of largest q of every pixel of the prediction, once per frame
+    /// instead of once per surfel update.
+    private func rankPredictions(_ probabilities: ClassProbabilityMap) {
+        let n = probabilities.width * probabilities.height, c = probabilities.classCount
+        let m = TopKBayesUpdate.rankingCount(kept: map.keptClasses, classCount: c)
+        let chunks = parameters.threads
+        predictionSum.resize(n, repeating: 0)
+        predictionRanking.resize(n * m, repeating: 0)
+        rankingScratch.resize(chunks * c, repeating: 0)
+        let sums = predictionSum.output, order = predictionRanking.output, scratch = rankingScratch.output
+        probabilities.values.withKernelInput { q in
+            ParallelFor.run(n, chunks: chunks, threads: parameters.threads) { k, pixels in
+                let work = scratch.address(k * c)
+                for i in pixels {
+                    sums[i] = TopKBayesUpdate.rank(q.address(i * c), classCount: c, into: order.address(i * m), count: m, work: work)
+                }
+            }
+        }
     }
 
     /// ElasticFusion's cleanup (reference §1, rules 1-4) over all surfels, using the post-fusion
@@ -486,6 +513,41 @@ public final class SurfelFusion {
         return removed
     }
 }
+
+/// One surfel's Bayesian update in whichever layout the map stores (`LabelStorage`).
+struct LabelUpdate {
+    let values: KernelOutput<Float>, classes: KernelOutput<UInt16>
+    let q: KernelInput<Float>, ranking: PredictionRanking
+    let classCount: Int, kept: Int, slots: Int
+    let floor: Float, uniform: Float
+
+    /// `ranking` is read by top-k storage only (`SurfelFusion.rankPredictions`).
+    init(map: SurfelMap, views: SurfelMap.KernelViews, q: KernelInput<Float>, ranking: PredictionRanking, floor: Float) {
+        values = views.labelValues; classes = views.labelClasses; self.q = q; self.ranking = ranking
+        classCount = map.classCount; kept = map.keptClasses; slots = map.labelSlots
+        self.floor = floor; uniform = 1 / Float(map.classCount)
+    }
+
+    /// Fuses the distribution of prediction pixel `qPixel` into surfel `i`; false when it carried
+    /// no evidence.
+    @inline(__always)
+    func apply(surfel i: Int, qPixel: Int, scratch: KernelOutput<Float>) -> Bool {
+        if kept == 0 {
+            return BayesUpdate.apply(values.address(i * slots), q.address(qPixel * classCount), count: classCount,
+                                     floor: floor, uniform: uniform)
+        }
+        return TopKBayesUpdate.apply(ids: classes.address(i * kept), p: values.address(i * slots), kept: kept,
+                                     q: q.address(qPixel * classCount), classCount: classCount,
+                                     qSum: ranking.sum[qPixel], order: ranking.order.address(qPixel * ranking.count),
+                                     orderCount: ranking.count, floor: floor, scratch: scratch.base)
+    }
+}
+
+/// Per pixel of a class prediction: Σ q, and the `count` classes of largest q, largest first.
+struct PredictionRanking {
+    let sum: KernelInput<Float>, order: KernelInput<UInt16>, count: Int
+}
+
 
 /// The per-surfel Bayesian update kernel, p ← normalise(max(normalise(p ⊙ q), floor)).
 enum BayesUpdate {

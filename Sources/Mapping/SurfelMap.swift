@@ -19,19 +19,38 @@ public final class SurfelMap {
     /// Frame counter (tick, from 1) when the surfel was created / last fused.
     public internal(set) var initTimes: [Int32] = []
     public internal(set) var lastSeen: [Int32] = []
-    /// Class probabilities, `classCount` per surfel, surfel-major.
-    public internal(set) var probabilities: [Float] = []
+    /// Class distributions, `labelSlots` floats per surfel, surfel-major: every class
+    /// probability (`.dense`), or the kept classes' probabilities and the remainder (`.topK`,
+    /// see `TopKBayesUpdate`). Read them through `classProbabilities(of:)` and `label(of:)`.
+    internal(set) var labelValues: [Float] = []
+    /// Class ids of the kept classes, `keptClasses` per surfel (`.topK` only).
+    internal(set) var labelClasses: [UInt16] = []
     /// Number of label updates each surfel received (0 = never labelled).
     public internal(set) var labelUpdates: [UInt16] = []
 
     public let classCount: Int
     /// Class excluded from a surfel's label (e.g. NYU-13's "unlabelled"), if any.
     public let unlabelledClass: Int?
+    /// How the class distributions are stored.
+    public let labelStorage: LabelStorage
+    /// Classes kept per surfel (`.topK`), 0 when every class is stored or there are no classes.
+    let keptClasses: Int
+    /// Floats of `labelValues` per surfel.
+    let labelSlots: Int
 
-    public init(classCount: Int, unlabelledClass: Int? = nil) {
-        precondition(classCount >= 0)
+    public init(classCount: Int, unlabelledClass: Int? = nil, labelStorage: LabelStorage = .standard) {
+        precondition(classCount >= 0 && classCount < Int(TopKBayesUpdate.empty))
         self.classCount = classCount
         self.unlabelledClass = unlabelledClass
+        self.labelStorage = labelStorage
+        if let k = labelStorage.kept(classCount: classCount) {
+            precondition(k >= 1)
+            keptClasses = k
+            labelSlots = k + 1
+        } else {
+            keptClasses = 0
+            labelSlots = classCount
+        }
     }
 
     public var count: Int { positions.count }
@@ -55,7 +74,8 @@ public final class SurfelMap {
     /// Memory held per surfel by the map's arrays, in bytes (array strides, not capacity).
     public var bytesPerSurfel: Int {
         MemoryLayout<SIMD3<Float>>.stride * 2 + MemoryLayout<Float>.stride * 2 + MemoryLayout<RGB8>.stride
-            + MemoryLayout<Int32>.stride * 2 + MemoryLayout<UInt16>.stride + MemoryLayout<Float>.stride * classCount
+            + MemoryLayout<Int32>.stride * 2 + MemoryLayout<UInt16>.stride
+            + MemoryLayout<Float>.stride * labelSlots + MemoryLayout<UInt16>.stride * keptClasses
     }
 
     public func isStable(_ i: Int, threshold: Float) -> Bool { confidences[i] >= threshold }
@@ -72,7 +92,7 @@ public final class SurfelMap {
         positions.reserveCapacity(n); normals.reserveCapacity(n); radii.reserveCapacity(n)
         confidences.reserveCapacity(n); colors.reserveCapacity(n); initTimes.reserveCapacity(n)
         lastSeen.reserveCapacity(n); labelUpdates.reserveCapacity(n)
-        if classCount > 0 { probabilities.reserveCapacity(n * classCount) }
+        labelValues.reserveCapacity(n * labelSlots); labelClasses.reserveCapacity(n * keptClasses)
     }
 
     /// Appends a surfel with a uniform class prior.
@@ -86,8 +106,12 @@ public final class SurfelMap {
         initTimes.append(time)
         lastSeen.append(time)
         labelUpdates.append(0)
-        if classCount > 0 {
-            probabilities.append(contentsOf: repeatElement(1 / Float(classCount), count: classCount))
+        if keptClasses > 0 {
+            labelValues.append(contentsOf: repeatElement(0, count: keptClasses))
+            labelValues.append(1)
+            labelClasses.append(contentsOf: repeatElement(TopKBayesUpdate.empty, count: keptClasses))
+        } else if classCount > 0 {
+            labelValues.append(contentsOf: repeatElement(1 / Float(classCount), count: classCount))
         }
     }
 
@@ -119,7 +143,7 @@ public final class SurfelMap {
             positions.removeLast(removed); normals.removeLast(removed); radii.removeLast(removed)
             confidences.removeLast(removed); colors.removeLast(removed)
             initTimes.removeLast(removed); lastSeen.removeLast(removed); labelUpdates.removeLast(removed)
-            if classCount > 0 { probabilities.removeLast(removed * classCount) }
+            labelValues.removeLast(removed * labelSlots); labelClasses.removeLast(removed * keptClasses)
         }
         return remap
     }
@@ -128,33 +152,64 @@ public final class SurfelMap {
         positions[w] = positions[r]; normals[w] = normals[r]; radii[w] = radii[r]
         confidences[w] = confidences[r]; colors[w] = colors[r]
         initTimes[w] = initTimes[r]; lastSeen[w] = lastSeen[r]; labelUpdates[w] = labelUpdates[r]
-        let c = classCount
-        for k in 0..<c { probabilities[w * c + k] = probabilities[r * c + k] }
+        let c = labelSlots
+        for k in 0..<c { labelValues[w * c + k] = labelValues[r * c + k] }
+        let kept = keptClasses
+        for k in 0..<kept { labelClasses[w * kept + k] = labelClasses[r * kept + k] }
     }
 
     /// The most likely class of surfel `i` and its probability, or nil if it was never labelled.
+    /// Ties go to the lower class id.
     public func label(of i: Int) -> (classId: Int, probability: Float)? {
         guard classCount > 0, labelUpdates[i] > 0 else { return nil }
-        var best = -1
-        var bestP: Float = -1
-        let base = i * classCount
-        for k in 0..<classCount where k != unlabelledClass && probabilities[base + k] > bestP {
-            bestP = probabilities[base + k]; best = k
+        let base = i * labelSlots
+        guard keptClasses > 0 else {
+            var best = -1
+            var bestP: Float = -1
+            for k in 0..<classCount where k != unlabelledClass && labelValues[base + k] > bestP {
+                bestP = labelValues[base + k]; best = k
+            }
+            return best >= 0 ? (best, bestP) : nil
         }
-        return best >= 0 ? (best, bestP) : nil
+        // Kept classes are sorted, and each is at least as likely as the remainder's even share,
+        // so the first kept class that is not the unlabelled one is the label.
+        let idBase = i * keptClasses
+        var held = 0
+        for s in 0..<keptClasses {
+            let id = labelClasses[idBase + s]
+            if id == TopKBayesUpdate.empty { break }
+            if Int(id) != unlabelledClass { return (Int(id), labelValues[base + s]) }
+            held += 1
+        }
+        // Nothing or only the unlabelled class is kept: every other class holds the remainder's
+        // share; the lowest id wins, as in the dense argmax's ties.
+        let rest = classCount - held
+        guard rest > 0 else { return nil }
+        let share = labelValues[base + keptClasses] / Float(rest)
+        guard let best = (0..<classCount).first(where: { $0 != unlabelledClass }), share > 0 else { return nil }
+        return (best, share)
     }
 
-    /// Class probability vector of surfel `i`.
-    public func classProbabilities(of i: Int) -> ArraySlice<Float> {
-        probabilities[(i * classCount)..<((i + 1) * classCount)]
+    /// Class probability vector of surfel `i`, all `classCount` classes (the classes a top-k
+    /// map does not keep share its remainder evenly).
+    public func classProbabilities(of i: Int) -> [Float] {
+        let base = i * labelSlots
+        guard keptClasses > 0 else { return Array(labelValues[base..<(base + classCount)]) }
+        let idBase = i * keptClasses
+        var held = 0
+        while held < keptClasses && labelClasses[idBase + held] != TopKBayesUpdate.empty { held += 1 }
+        let rest = classCount - held
+        var p = [Float](repeating: rest > 0 ? labelValues[base + keptClasses] / Float(rest) : 0, count: classCount)
+        for s in 0..<held { p[Int(labelClasses[idBase + s])] = labelValues[base + s] }
+        return p
     }
 
     /// Deep copy, e.g. to keep a snapshot while fusion goes on.
     public func copy() -> SurfelMap {
-        let m = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass)
+        let m = SurfelMap(classCount: classCount, unlabelledClass: unlabelledClass, labelStorage: labelStorage)
         m.positions = positions; m.normals = normals; m.radii = radii; m.confidences = confidences
         m.colors = colors; m.initTimes = initTimes; m.lastSeen = lastSeen
-        m.probabilities = probabilities; m.labelUpdates = labelUpdates
+        m.labelValues = labelValues; m.labelClasses = labelClasses; m.labelUpdates = labelUpdates
         return m
     }
 
@@ -163,7 +218,7 @@ public final class SurfelMap {
         let positions: KernelOutput<SIMD3<Float>>, normals: KernelOutput<SIMD3<Float>>
         let radii: KernelOutput<Float>, confidences: KernelOutput<Float>, colors: KernelOutput<RGB8>
         let initTimes: KernelOutput<Int32>, lastSeen: KernelOutput<Int32>
-        let probabilities: KernelOutput<Float>, labelUpdates: KernelOutput<UInt16>
+        let labelValues: KernelOutput<Float>, labelClasses: KernelOutput<UInt16>, labelUpdates: KernelOutput<UInt16>
     }
 
     /// Read-only views of the attributes the renderers and tests read.
@@ -183,11 +238,13 @@ public final class SurfelMap {
         try colors.withKernelOutput { colors in
         try initTimes.withKernelOutput { initTimes in
         try lastSeen.withKernelOutput { lastSeen in
-        try probabilities.withKernelOutput { probabilities in
+        try labelValues.withKernelOutput { labelValues in
+        try labelClasses.withKernelOutput { labelClasses in
         try labelUpdates.withKernelOutput { labelUpdates in
             try body(KernelViews(positions: positions, normals: normals, radii: radii, confidences: confidences, colors: colors,
-                                 initTimes: initTimes, lastSeen: lastSeen, probabilities: probabilities, labelUpdates: labelUpdates))
-        }}}}}}}}}
+                                 initTimes: initTimes, lastSeen: lastSeen, labelValues: labelValues, labelClasses: labelClasses,
+                                 labelUpdates: labelUpdates))
+        }}}}}}}}}}
     }
 
     /// Runs `body` with read-only views of the geometric attributes.

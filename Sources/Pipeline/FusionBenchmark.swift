@@ -34,6 +34,8 @@ public struct FusionBenchmark {
     public let source: FrameSource
     public let positions: [Int]
     public let classCount: Int
+    /// How the surfels store their class distributions.
+    public var labelStorage = LabelStorage.standard
 
     public init(source: FrameSource, positions: [Int], classCount: Int = 40) {
         self.source = source
@@ -72,6 +74,7 @@ public struct FusionBenchmark {
     public func run(threads: Int, progress: ((Int, Int) -> Void)? = nil) throws -> Run {
         var parameters = FusionParameters()
         parameters.threads = threads
+        parameters.labelStorage = labelStorage
         let intr = source.intrinsics
         let fusion = SurfelFusion(intrinsics: intr, classCount: classCount, parameters: parameters)
         let probabilities = Self.syntheticProbabilities(width: (intr.width + 3) / 4, height: (intr.height + 3) / 4,

@@ -35,18 +35,23 @@ struct FusionBench: ParsableCommand {
     @Flag(help: "Skip the single-thread baseline run.")
     var noBaseline = false
 
+    @Option(help: ArgumentHelp("How each surfel stores its class distribution: top<k> (the k most likely classes and a shared remainder) or dense (every class as Float32, SemanticFusion's table).", valueName: "top4|dense"))
+    var labelStorage: String = LabelStorage.standard.description
+
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
 
     func validate() throws {
         try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
+        _ = try parseLabelStorage(labelStorage)
     }
 
     func run() throws {
         let source = try SequenceLoader.open(URL(fileURLWithPath: sequence), options: ReaderOptions())
         let positions = try FrameSelection(parsing: frames).positions(count: source.frameCount)
         guard !positions.isEmpty else { throw CLIError("no frames selected") }
-        let bench = FusionBenchmark(source: source, positions: positions)
+        var bench = FusionBenchmark(source: source, positions: positions)
+        bench.labelStorage = try parseLabelStorage(labelStorage)
         let mainThreads = threads ?? defaultThreads()
         let show: (Int, Int) -> Void = { done, total in
             if !json && (done % 50 == 0 || done == total) {
@@ -61,7 +66,7 @@ struct FusionBench: ParsableCommand {
                 "sequence": source.name, "frames": main.frames, "width": source.intrinsics.width, "height": source.intrinsics.height,
                 "threads": main.threads, "median_ms": main.median, "p10_ms": main.p10, "p90_ms": main.p90,
                 "frames_per_second": main.framesPerSecond, "surfels": main.surfelCount, "stable_surfels": main.stableCount,
-                "bytes_per_surfel": main.bytesPerSurfel,
+                "bytes_per_surfel": main.bytesPerSurfel, "label_storage": bench.labelStorage.description,
             ]
             if let baseline { object["single_thread_median_ms"] = baseline.median; object["speedup_vs_single_thread"] = baseline.median / main.median }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
@@ -85,7 +90,7 @@ struct FusionBench: ParsableCommand {
             print(String(format: "speed-up of %d threads over 1: %.2fx", main.threads, baseline.median / main.median))
         }
         print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
-        print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel, \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
+        print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel (labels \(bench.labelStorage)), \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
     }
 
     private func defaultThreads() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }

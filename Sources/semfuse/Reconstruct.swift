@@ -125,6 +125,9 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
+    @Option(help: ArgumentHelp("How each surfel stores its class distribution: top<k> keeps the k most likely classes exactly and shares the rest of the mass evenly among the others (81 bytes per surfel with top4, whatever the class count); dense keeps every class as Float32 (SemanticFusion's table: 213 bytes per surfel with 40 classes). Maps and --probabilities outputs show the full distribution either way (docs/results.md, \"Compact class distributions\").", valueName: "top4|dense"))
+    var labelStorage: String = LabelStorage.standard.description
+
     @Option(help: "Tracking: weight of the photometric term against point-to-plane ICP (0, the default: geometric only; 1: both terms normalised by their noise, 1 cm and 10 grey levels).")
     var photometricWeight: Double = TrackingParameters().photometricWeight
 
@@ -143,6 +146,7 @@ struct Reconstruct: ParsableCommand {
 
     func validate() throws {
         guard every >= 1 else { throw ValidationError("--every must be at least 1") }
+        _ = try parseLabelStorage(labelStorage)
         if let poses, poses != "groundtruth" && poses != "track" { throw ValidationError("--poses must be 'groundtruth' or 'track'") }
         guard ["auto", "recorded", "ground-truth", "groundtruth", "simulated", "none"].contains(labels) else {
             throw ValidationError("--labels must be auto, recorded, ground-truth, simulated or none")
@@ -212,6 +216,7 @@ struct Reconstruct: ParsableCommand {
             logger.notice("predicted depth: writing all surfels (give --confidence-threshold to keep only stable ones)")
         }
         if let threads { request.fusion.threads = threads }
+        request.fusion.labelStorage = try parseLabelStorage(labelStorage)
         request.network = network
         request.depthNetwork = depthNetwork
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
@@ -295,4 +300,12 @@ enum DepthInputArgument {
         }
         return input
     }
+}
+
+/// `--label-storage`: `dense`, or `top<k>` with 1 ≤ k ≤ `LabelStorage.maxKept`.
+func parseLabelStorage(_ text: String) throws -> LabelStorage {
+    guard let storage = LabelStorage(text) else {
+        throw ValidationError("--label-storage: '\(text)' is neither 'dense' nor 'top<k>' with k from 1 to \(LabelStorage.maxKept) (e.g. top4)")
+    }
+    return storage
 }

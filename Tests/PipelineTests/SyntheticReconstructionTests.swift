@@ -66,6 +66,34 @@ final class SyntheticReconstructionTests: XCTestCase {
         XCTAssertGreaterThan(mapAccuracy, frameAccuracy + 0.05, "fusion must fix a good part of the per-frame errors")
     }
 
+    /// The compact label storage (the default, `LabelStorage.standard`) against SemanticFusion's
+    /// dense Float32 table on the same run: the same points, the same labels almost everywhere,
+    /// and no loss of label accuracy against the true classes.
+    func testCompactLabelStorageKeepsTheDenseMapsLabels() throws {
+        let sequence = try makeSequence()
+        let folder = sequence.deletingLastPathComponent()
+        func run(_ storage: LabelStorage) throws -> PointCloud {
+            var request = ReconstructionRequest(sequence: sequence)
+            request.labels = .simulated
+            request.fusion.labelStorage = storage
+            request.output = folder.appendingPathComponent("room-\(storage).ply")
+            let result = try ReconstructionJob.run(request)
+            XCTAssertTrue(result.outcome.isSuccess)
+            return try PLYReader.read(result.output).pointCloud()
+        }
+        let dense = try run(.dense), compact = try run(.standard)
+        XCTAssertEqual(dense.positions, compact.positions, "label storage must not change the geometry")
+        let a = try XCTUnwrap(dense.labels), b = try XCTUnwrap(compact.labels)
+        let agreement = Double(zip(a, b).filter { $0 == $1 }.count) / Double(a.count)
+        let scene = SyntheticScene.livingRoom()
+        let denseAccuracy = try XCTUnwrap(scene.score(positions: dense.positions, labels: a)?.labelAccuracy)
+        let compactAccuracy = try XCTUnwrap(scene.score(positions: compact.positions, labels: b)?.labelAccuracy)
+        print(String(format: "synthetic room, %d points: %@ labels agree with dense on %.3f %%; accuracy against the truth %.3f %% (dense %.3f %%)",
+                     a.count, "\(LabelStorage.standard)", agreement * 100, compactAccuracy * 100, denseAccuracy * 100))
+        XCTAssertGreaterThanOrEqual(agreement, 0.995)
+        XCTAssertGreaterThanOrEqual(compactAccuracy, denseAccuracy - 0.002)
+    }
+
     /// `reconstruct --mesh` on the synthetic room: the mesh lies on the true surfaces, its
     /// labels agree with the surfel map's around each vertex and with the true classes, and the
     /// faces are written as PLY triangles (`element face`, `list uchar int`).

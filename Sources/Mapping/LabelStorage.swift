@@ -1,0 +1,236 @@
+/// How a surfel map stores each surfel's class distribution.
+///
+/// SemanticFusion keeps every class probability per surfel as Float32: 160 of a surfel's 213
+/// bytes with 40 classes. After a few observations almost all of the mass sits on one to three
+/// classes, so `topK` keeps those exactly and folds the rest into one remainder shared evenly
+/// by the classes not kept (docs/results.md, "Compact class distributions", measures k).
+public enum LabelStorage: Hashable, Sendable, CustomStringConvertible {
+    /// Every class probability as Float32: 4·C bytes per surfel.
+    case dense
+    /// The `k` most likely classes (UInt16 id and Float32 probability each) and the remaining
+    /// mass (Float32): 6k + 4 bytes per surfel, whatever the class count.
+    case topK(Int)
+
+    /// The default, chosen by measurement: the kitchen and synthetic-room maps keep the labels
+    /// of the dense map (docs/results.md).
+    public static let standard = LabelStorage.topK(4)
+
+    /// Parses `dense` or `topK` such as `top4` / `top-4`.
+    public init?(_ text: String) {
+        let t = text.lowercased()
+        if t == "dense" { self = .dense; return }
+        guard t.hasPrefix("top") else { return nil }
+        var digits = t.dropFirst(3)
+        if digits.first == "-" { digits = digits.dropFirst() }
+        guard let k = Int(digits), (1...LabelStorage.maxKept).contains(k) else { return nil }
+        self = .topK(k)
+    }
+
+    /// Upper bound on `k`: beyond it `dense` is smaller for any class count worth compacting.
+    public static let maxKept = 64
+
+    public var description: String {
+        switch self {
+        case .dense: return "dense"
+        case .topK(let k): return "top\(k)"
+        }
+    }
+
+    /// Classes kept per surfel for `classCount` classes, or nil when every class is stored.
+    func kept(classCount: Int) -> Int? {
+        switch self {
+        case .dense: return nil
+        case .topK(let k): return classCount > 0 ? k : nil
+        }
+    }
+}
+
+/// The per-surfel Bayesian update on a top-k distribution: the same
+/// p ← normalise(max(normalise(p ⊙ q), floor)) as `BayesUpdate`, where each class not kept
+/// starts from an even share of the remainder, followed by keeping the k largest.
+///
+/// Layout of one surfel: `ids[0..<k]` class ids sorted by decreasing probability, `UInt16.max`
+/// for an empty slot (empty slots come last); `p[0..<k]` their probabilities and `p[k]` the
+/// remainder. With k ≥ classCount nothing is folded and the result equals the dense update up to
+/// rounding.
+///
+/// Why it is cheap: every class not kept has the same prior, so their posteriors are ordered as
+/// their q is. The best of them are the first classes of the prediction pixel's own ranking
+/// (`rank`, once per pixel and frame, shared by every surfel seen through that pixel) that are
+/// not kept, and once they sink to the floor the remainder is known without a pass over q.
+enum TopKBayesUpdate {
+    static let empty = UInt16.max
+
+    /// Floats of workspace `apply` needs per worker.
+    static func scratchCount(kept k: Int) -> Int { 4 * k }
+
+    /// Length of the per-pixel ranking `apply` needs: as many classes as may be kept, plus as
+    /// many others.
+    static func rankingCount(kept k: Int, classCount c: Int) -> Int { min(c, 2 * k) }
+
+    /// Returns false (and leaves the surfel unchanged) when `q` carries no evidence. Resets to the
+    /// uniform distribution (all mass in the remainder) when the product underflows or is not
+    /// finite, as `BayesUpdate` does. `qSum` is Σ q and `order` the `rankingCount` classes of
+    /// largest q, largest first (`rank`); `scratch` holds `scratchCount(kept:)` floats.
+    @inline(__always)
+    static func apply(ids: UnsafeMutablePointer<UInt16>, p: UnsafeMutablePointer<Float>, kept k: Int,
+                      q: UnsafePointer<Float>, classCount c: Int, qSum evidence: Float,
+                      order: UnsafePointer<UInt16>, orderCount: Int, floor: Float,
+                      scratch: UnsafeMutablePointer<Float>) -> Bool {
+        guard evidence > 0 else { return false }
+        // Workspace: the kept classes' posteriors and ids, then the best other classes'.
+        let heldValue = scratch, heldId = scratch + k, candValue = scratch + 2 * k, candId = scratch + 3 * k
+        var held = 0
+        while held < k && ids[held] != empty { held += 1 }
+        let rest = c - held
+        let share = rest > 0 ? p[k] / Float(rest) : 0
+        var heldQ: Float = 0, total: Float = 0
+        for s in 0..<held {
+            let j = Int(ids[s])
+            heldQ += q[j]
+            heldValue[s] = p[s] * q[j]
+            heldId[s] = Float(j)
+            total += heldValue[s]
+        }
+        total += share * max(0, evidence - heldQ)
+        guard total > 1e-30, total.isFinite else {
+            for s in 0..<k { ids[s] = empty; p[s] = 0 }
+            p[k] = 1
+            return true
+        }
+        let inv = 1 / total
+        let scale = share * inv   // a class not kept: posterior max(scale · q_j, floor)
+        // Kept classes by their new posterior (insertion sort of ≤ k).
+        var resum: Float = 0
+        for s in 0..<held {
+            heldValue[s] = max(heldValue[s] * inv, floor)
+            resum += heldValue[s]
+            let v = heldValue[s], id = heldId[s]
+            var t = s
+            while t > 0 && heldValue[t - 1] < v {
+                heldValue[t] = heldValue[t - 1]; heldId[t] = heldId[t - 1]
+                t -= 1
+            }
+            heldValue[t] = v; heldId[t] = id
+        }
+        // The best classes not kept, best first, from the pixel's ranking: those that fill an
+        // empty slot or beat the smallest kept posterior (usually none).
+        let slots = min(k, c)
+        let threshold = held == slots ? heldValue[held - 1] : -Float.infinity
+        var chosen = 0, bestOther: Float = 0
+        for t in 0..<orderCount where chosen < slots {
+            let id = order[t]
+            var isHeld = false
+            for s in 0..<held where ids[s] == id { isHeld = true }
+            if isHeld { continue }
+            let v = scale * q[Int(id)]
+            if chosen == 0 { bestOther = v }
+            guard v > threshold else { break }
+            candValue[chosen] = max(v, floor); candId[chosen] = Float(id)
+            chosen += 1
+        }
+        // Mass of the classes not kept: all at the floor when the best of them is, else summed.
+        var restSum = Float(rest) * floor
+        if bestOther > floor {
+            restSum = flooredSum(q, count: c, scale: scale, floor: floor)
+            for s in 0..<held { restSum -= max(scale * q[Int(heldId[s])], floor) }
+            restSum = max(0, restSum)
+        }
+        resum += restSum
+        // Merge the two sorted lists into the slots; what is left over joins the remainder.
+        var a = 0, b = 0, out = 0
+        var tail = restSum
+        while out < slots && (a < held || b < chosen) {
+            if b >= chosen || (a < held && heldValue[a] >= candValue[b]) {
+                p[out] = heldValue[a]; ids[out] = UInt16(heldId[a]); a += 1
+            } else {
+                p[out] = candValue[b]; ids[out] = UInt16(candId[b]); tail -= candValue[b]; b += 1
+            }
+            out += 1
+        }
+        while a < held { tail += heldValue[a]; a += 1 }
+        let inv2 = 1 / resum
+        for s in 0..<out { p[s] *= inv2 }
+        for s in out..<k { ids[s] = empty; p[s] = 0 }
+        p[k] = max(0, tail) * inv2
+        return true
+    }
+
+    /// Σ q, and the `count` classes of largest q, largest first (ties: lower id first), into
+    /// `order`, by repeated vectorised arg-maxima (a sort would branch on every class). `work`
+    /// holds `classCount` floats. q must be non-negative (`ClassProbabilityMap` checks).
+    @inline(__always)
+    static func rank(_ q: UnsafePointer<Float>, classCount c: Int, into order: UnsafeMutablePointer<UInt16>,
+                     count m: Int, work: UnsafeMutablePointer<Float>) -> Float {
+        var total: Float = 0
+        var j = 0
+        if c >= 8 {
+            let src = UnsafeRawPointer(q), dst = UnsafeMutableRawPointer(work)
+            var acc = SIMD8<Float>()
+            while j + 8 <= c {
+                let v = src.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+                dst.storeBytes(of: v, toByteOffset: j * 4, as: SIMD8<Float>.self)
+                acc += v
+                j += 8
+            }
+            total = acc.sum()
+        }
+        while j < c { work[j] = q[j]; total += q[j]; j += 1 }
+        for t in 0..<m {
+            let best = argmax(work, count: c)
+            order[t] = UInt16(truncatingIfNeeded: best)
+            work[best] = -1
+        }
+        return total
+    }
+
+    /// Index of the largest element of `w` (the lowest index among equals).
+    @inline(__always)
+    private static func argmax(_ w: UnsafePointer<Float>, count c: Int) -> Int {
+        var bestValue: Float = -.infinity, best = 0
+        var j = 0
+        if c >= 8 {
+            let raw = UnsafeRawPointer(w)
+            var top = SIMD8<Float>(repeating: -.infinity), index = SIMD8<Int32>(repeating: 0)
+            var lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+            let step = SIMD8<Int32>(repeating: 8)
+            while j + 8 <= c {
+                let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+                let better = v .> top
+                top.replace(with: v, where: better)
+                index.replace(with: lane, where: better)
+                lane &+= step
+                j += 8
+            }
+            for l in 0..<8 where top[l] > bestValue || (top[l] == bestValue && Int(index[l]) < best) {
+                bestValue = top[l]; best = Int(index[l])
+            }
+        }
+        while j < c {
+            if w[j] > bestValue { bestValue = w[j]; best = j }
+            j += 1
+        }
+        return best
+    }
+
+    /// Σ max(scale · q_j, floor), eight at a time when the count allows.
+    @inline(__always)
+    private static func flooredSum(_ q: UnsafePointer<Float>, count c: Int, scale: Float, floor: Float) -> Float {
+        var total: Float = 0
+        var j = 0
+        if c >= 8 {
+            let raw = UnsafeRawPointer(q)
+            let s8 = SIMD8<Float>(repeating: scale), f8 = SIMD8<Float>(repeating: floor)
+            var acc = SIMD8<Float>()
+            while j + 8 <= c {
+                var v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) * s8
+                v.replace(with: f8, where: v .< f8)
+                acc += v
+                j += 8
+            }
+            total = acc.sum()
+        }
+        while j < c { total += max(scale * q[j], floor); j += 1 }
+        return total
+    }
+}

@@ -1,0 +1,217 @@
+import XCTest
+import Geometry
+import Imaging
+import Semantics
+@testable import Mapping
+
+/// The compact class distributions (`LabelStorage.topK`) against the dense Float32 table.
+final class LabelStorageTests: XCTestCase {
+    /// The top-k semantics written out plainly: the classes not kept share the remainder evenly,
+    /// then p ← normalise(max(normalise(p ⊙ q), floor)), then the k largest are kept (ties: the
+    /// lower id) and the rest summed into the remainder.
+    private struct ReferenceTopK {
+        var kept: [(id: Int, p: Double)] = []
+        var remainder: Double = 1
+        let classCount: Int, k: Int, floor: Double
+
+        func full() -> [Double] {
+            let rest = classCount - kept.count
+            var p = [Double](repeating: rest > 0 ? remainder / Double(rest) : 0, count: classCount)
+            for e in kept { p[e.id] = e.p }
+            return p
+        }
+
+        mutating func update(_ q: [Double]) {
+            let prior = full()
+            let product = (0..<classCount).map { prior[$0] * q[$0] }
+            let total = product.reduce(0, +)
+            var v = product.map { max($0 / total, floor) }
+            let resum = v.reduce(0, +)
+            v = v.map { $0 / resum }
+            let order = (0..<classCount).sorted { v[$0] > v[$1] || (v[$0] == v[$1] && $0 < $1) }
+            kept = order.prefix(k).map { ($0, v[$0]) }
+            remainder = order.dropFirst(k).reduce(0) { $0 + v[$1] }
+        }
+    }
+
+    /// Random softmax-like distributions: one class dominant by a random margin, the others noise.
+    private func randomDistributions(_ n: Int, classCount c: Int, seed: UInt64) -> [[Float]] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<n).map { _ in
+            let dominant = Int(rng.next() % UInt64(c))
+            var q = (0..<c).map { _ in Float(rng.nextDouble()) * 0.05 + 0.005 }
+            q[dominant] += Float(rng.nextDouble()) * 2
+            let s = q.reduce(0, +)
+            return q.map { $0 / s }
+        }
+    }
+
+    /// Runs the kernel over a sequence of distributions for one surfel; returns the full vector
+    /// after each update.
+    private func runKernel(_ qs: [[Float]], classCount c: Int, k: Int, floor: Float) -> [[Float]] {
+        var ids = [UInt16](repeating: TopKBayesUpdate.empty, count: k)
+        var p = [Float](repeating: 0, count: k + 1)
+        p[k] = 1
+        var scratch = [Float](repeating: 0, count: TopKBayesUpdate.scratchCount(kept: k))
+        var work = [Float](repeating: 0, count: c)
+        var order = [UInt16](repeating: 0, count: TopKBayesUpdate.rankingCount(kept: k, classCount: c))
+        var out: [[Float]] = []
+        for q in qs {
+            let qSum = q.withUnsafeBufferPointer { qb in
+                TopKBayesUpdate.rank(qb.baseAddress!, classCount: c, into: &order, count: order.count, work: &work)
+            }
+            let ok = q.withUnsafeBufferPointer { qb in
+                TopKBayesUpdate.apply(ids: &ids, p: &p, kept: k, q: qb.baseAddress!, classCount: c, qSum: qSum,
+                                      order: order, orderCount: order.count, floor: floor, scratch: &scratch)
+            }
+            XCTAssertTrue(ok)
+            let rest = c - ids.filter { $0 != TopKBayesUpdate.empty }.count
+            var full = [Float](repeating: rest > 0 ? p[k] / Float(rest) : 0, count: c)
+            for s in 0..<k where ids[s] != TopKBayesUpdate.empty { full[Int(ids[s])] = p[s] }
+            // Kept classes in decreasing order, each at least the remainder's share.
+            for s in 1..<k where ids[s] != TopKBayesUpdate.empty { XCTAssertGreaterThanOrEqual(p[s - 1], p[s]) }
+            out.append(full)
+        }
+        return out
+    }
+
+    func testKernelFollowsThePlainTopKDefinition() {
+        for (c, k, floor) in [(40, 4, Float(1e-6)), (13, 2, 1e-6), (40, 1, 1e-6), (7, 3, 1e-3), (150, 4, 1e-6)] {
+            let qs = randomDistributions(60, classCount: c, seed: UInt64(c * 10 + k))
+            let got = runKernel(qs, classCount: c, k: k, floor: floor)
+            var reference = ReferenceTopK(classCount: c, k: k, floor: Double(floor))
+            for (t, q) in qs.enumerated() {
+                reference.update(q.map(Double.init))
+                let want = reference.full()
+                for j in 0..<c {
+                    XCTAssertEqual(Double(got[t][j]), want[j], accuracy: 1e-4 * max(want[j], 1e-3),
+                                   "classes \(c), k \(k), update \(t), class \(j)")
+                }
+                XCTAssertEqual(got[t].reduce(0, +), 1, accuracy: 1e-5)
+            }
+        }
+    }
+
+    func testEveryClassKeptEqualsTheDenseUpdate() {
+        for c in [5, 8, 16] {
+            let qs = randomDistributions(40, classCount: c, seed: UInt64(c))
+            let got = runKernel(qs, classCount: c, k: c, floor: 1e-6)
+            var dense = [Float](repeating: 1 / Float(c), count: c)
+            for (t, q) in qs.enumerated() {
+                q.withUnsafeBufferPointer { qb in
+                    _ = BayesUpdate.apply(&dense, qb.baseAddress!, count: c, floor: 1e-6, uniform: 1 / Float(c))
+                }
+                for j in 0..<c { XCTAssertEqual(got[t][j], dense[j], accuracy: 2e-6 + 1e-5 * dense[j]) }
+            }
+        }
+    }
+
+    func testNoEvidenceLeavesTheSurfelAndUnderflowResetsIt() {
+        let c = 6, k = 2
+        var ids: [UInt16] = [3, 1]
+        var p: [Float] = [0.7, 0.2, 0.1]
+        var scratch = [Float](repeating: 0, count: TopKBayesUpdate.scratchCount(kept: k))
+        let order: [UInt16] = [0, 1, 2, 3]
+        let zeros = [Float](repeating: 0, count: c)
+        XCTAssertFalse(TopKBayesUpdate.apply(ids: &ids, p: &p, kept: k, q: zeros, classCount: c, qSum: 0,
+                                             order: order, orderCount: 4, floor: 1e-6, scratch: &scratch))
+        XCTAssertEqual(ids, [3, 1]); XCTAssertEqual(p, [0.7, 0.2, 0.1])
+        // Evidence only where the surfel has (almost) none: the product underflows to the reset.
+        var tiny: [UInt16] = [3, 1]
+        var pt: [Float] = [1, 0, 0]
+        var q = [Float](repeating: 0, count: c)
+        q[0] = 1e-30
+        XCTAssertTrue(TopKBayesUpdate.apply(ids: &tiny, p: &pt, kept: k, q: q, classCount: c, qSum: 1e-30,
+                                            order: order, orderCount: 4, floor: 1e-6, scratch: &scratch))
+        XCTAssertEqual(tiny, [TopKBayesUpdate.empty, TopKBayesUpdate.empty]); XCTAssertEqual(pt, [0, 0, 1])
+    }
+
+    private func fusePlane(storage: LabelStorage, classCount: Int, unlabelled: Int? = nil, frames: Int = 30,
+                           probabilities: (Int) -> ClassProbabilityMap) throws -> SurfelMap {
+        let scene = PlaneScene()
+        var params = FusionParameters()
+        params.labelStorage = storage
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: classCount, unlabelledClass: unlabelled, parameters: params)
+        for i in 0..<frames {
+            let pose = scene.pose(i)
+            try fusion.integrate(depth: scene.depth(pose), color: scene.color(), worldFromCamera: pose, probabilities: probabilities(i))
+        }
+        return fusion.map
+    }
+
+    /// Per-frame evidence that changes its mind: a left and right half with different classes,
+    /// a third class winning on a pseudo-random 30 % of frames.
+    private func flickering(classCount c: Int) -> (Int) -> ClassProbabilityMap {
+        var rng = SplitMix64(seed: 11)
+        let wrong = (0..<64).map { _ in rng.nextDouble() < 0.3 }
+        return { i in
+            let w = 24, h = 18
+            var v = [Float](repeating: 0.1 / Float(c), count: w * h * c)
+            for y in 0..<h {
+                for x in 0..<w {
+                    let right = x >= w / 2
+                    let base = (y * w + x) * c
+                    v[base + (right ? 1 : 2)] += wrong[i] ? 0.3 : 0.6
+                    v[base + 4] += wrong[i] ? 0.6 : 0.3
+                    let s = v[base..<(base + c)].reduce(0, +)
+                    for j in 0..<c { v[base + j] /= s }
+                }
+            }
+            return ClassProbabilityMap(width: w, height: h, classCount: c, values: v)
+        }
+    }
+
+    func testTopKMapShowsTheDenseMapsLabelsAndDistributions() throws {
+        let c = 12
+        let dense = try fusePlane(storage: .dense, classCount: c, probabilities: flickering(classCount: c))
+        let compact = try fusePlane(storage: .topK(3), classCount: c, probabilities: flickering(classCount: c))
+        let full = try fusePlane(storage: .topK(c), classCount: c, probabilities: flickering(classCount: c))
+        XCTAssertEqual(dense.count, compact.count, "label storage must not change the geometry")
+        XCTAssertEqual(dense.positions, compact.positions)
+        XCTAssertGreaterThan(dense.count, 3000)
+        var agree = 0, labelled = 0
+        for i in 0..<dense.count {
+            XCTAssertEqual(dense.labelUpdates[i], compact.labelUpdates[i])
+            guard let d = dense.label(of: i) else { XCTAssertNil(compact.label(of: i)); continue }
+            labelled += 1
+            let t = try XCTUnwrap(compact.label(of: i))
+            if t.classId == d.classId { agree += 1 }
+            XCTAssertEqual(compact.classProbabilities(of: i).reduce(0, +), 1, accuracy: 1e-4)
+            // Keeping every class reproduces the dense table (the compaction moves ids too).
+            let f = full.classProbabilities(of: i), e = dense.classProbabilities(of: i)
+            for j in 0..<c { XCTAssertEqual(f[j], e[j], accuracy: 1e-5) }
+        }
+        XCTAssertGreaterThan(labelled, 2000)
+        XCTAssertEqual(agree, labelled, "three kept classes hold the two-class evidence of every surfel")
+        XCTAssertEqual(dense.bytesPerSurfel - compact.bytesPerSurfel, 4 * c - (4 * 3 + 4 + 2 * 3))
+    }
+
+    func testUnlabelledClassIsSkippedInTheTopKLabel() throws {
+        // Class 0 ("unlabelled") dominates the evidence; the label is the best other class.
+        let c = 5
+        let map = try fusePlane(storage: .topK(2), classCount: c, unlabelled: 0, frames: 6) { _ in
+            var v = [Float](repeating: 0.05, count: 8 * 6 * c)
+            for p in 0..<(8 * 6) { v[p * c] = 0.6; v[p * c + 3] = 0.25 }
+            return ClassProbabilityMap(width: 8, height: 6, classCount: c, values: v)
+        }
+        var checked = 0
+        for i in 0..<map.count {
+            guard let (label, p) = map.label(of: i) else { continue }
+            XCTAssertEqual(label, 3)
+            XCTAssertEqual(p, map.classProbabilities(of: i)[3])
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 1000)
+    }
+
+    func testParsing() {
+        XCTAssertEqual(LabelStorage("dense"), .dense)
+        XCTAssertEqual(LabelStorage("top4"), .topK(4))
+        XCTAssertEqual(LabelStorage("Top-2"), .topK(2))
+        XCTAssertNil(LabelStorage("top0"))
+        XCTAssertNil(LabelStorage("top"))
+        XCTAssertNil(LabelStorage("top65"))
+        XCTAssertNil(LabelStorage("sparse"))
+        XCTAssertEqual(LabelStorage.topK(3).description, "top3")
+    }
+}
