@@ -64,9 +64,9 @@ enum TopKBayesUpdate {
     /// Floats of workspace `apply` needs per worker.
     static func scratchCount(kept k: Int) -> Int { 4 * k }
 
-    /// Length of the per-pixel ranking `apply` needs: as many classes as may be kept, plus as
-    /// many others.
-    static func rankingCount(kept k: Int, classCount c: Int) -> Int { min(c, 2 * k) }
+    /// Length of the per-pixel ranking `apply` reads: the kept classes and two more cover the
+    /// usual cases; `apply` looks further in q when more classes than that rise above the kept.
+    static func rankingCount(kept k: Int, classCount c: Int) -> Int { min(c, k + 2) }
 
     /// Returns false (and leaves the surfel unchanged) when `q` carries no evidence. Resets to the
     /// uniform distribution (all mass in the remainder) when the product underflows or is not
@@ -117,7 +117,7 @@ enum TopKBayesUpdate {
         // empty slot or beat the smallest kept posterior (usually none).
         let slots = min(k, c)
         let threshold = held == slots ? heldValue[held - 1] : -Float.infinity
-        var chosen = 0, bestOther: Float = 0
+        var chosen = 0, bestOther: Float = 0, exhausted = true
         for t in 0..<orderCount where chosen < slots {
             let id = order[t]
             var isHeld = false
@@ -125,9 +125,33 @@ enum TopKBayesUpdate {
             if isHeld { continue }
             let v = scale * q[Int(id)]
             if chosen == 0 { bestOther = v }
-            guard v > threshold else { break }
+            guard v > threshold else { exhausted = false; break }
             candValue[chosen] = max(v, floor); candId[chosen] = Float(id)
             chosen += 1
+        }
+        if exhausted && chosen < slots && orderCount < c {
+            // More classes beat the threshold than the ranking holds (evidence turned against
+            // most kept classes at once): find the rest in q, in order.
+            for j in 0..<c {
+                let id = UInt16(truncatingIfNeeded: j)
+                var seen = false
+                for s in 0..<held where ids[s] == id { seen = true }
+                for t in 0..<orderCount where order[t] == id { seen = true }
+                let v = scale * q[j]
+                guard !seen, v > threshold else { continue }
+                let value = max(v, floor)
+                if chosen == slots {
+                    guard value > candValue[slots - 1] else { continue }
+                    chosen -= 1
+                }
+                var t = chosen
+                while t > 0 && candValue[t - 1] < value {
+                    candValue[t] = candValue[t - 1]; candId[t] = candId[t - 1]
+                    t -= 1
+                }
+                candValue[t] = value; candId[t] = Float(j)
+                chosen += 1
+            }
         }
         // Mass of the classes not kept: all at the floor when the best of them is, else summed.
         var restSum = Float(rest) * floor
@@ -202,9 +226,11 @@ enum TopKBayesUpdate {
                 lane &+= step
                 j += 8
             }
-            for l in 0..<8 where top[l] > bestValue || (top[l] == bestValue && Int(index[l]) < best) {
-                bestValue = top[l]; best = Int(index[l])
-            }
+            // The largest lane value, and the lowest class index holding it.
+            bestValue = top.max()
+            var candidates = SIMD8<Int32>(repeating: .max)
+            candidates.replace(with: index, where: top .== bestValue)
+            best = Int(candidates.min())
         }
         while j < c {
             if w[j] > bestValue { bestValue = w[j]; best = j }

@@ -34,13 +34,15 @@ final class LabelStorageTests: XCTestCase {
         }
     }
 
-    /// Random softmax-like distributions: one class dominant by a random margin, the others noise.
+    /// Random softmax-like distributions: one class dominant by a random margin, the others noise;
+    /// one in three raises several classes at once, so that more classes than the kept ones
+    /// overtake them (the path where `apply` looks past the pixel's ranking).
     private func randomDistributions(_ n: Int, classCount c: Int, seed: UInt64) -> [[Float]] {
         var rng = SplitMix64(seed: seed)
         return (0..<n).map { _ in
-            let dominant = Int(rng.next() % UInt64(c))
             var q = (0..<c).map { _ in Float(rng.nextDouble()) * 0.05 + 0.005 }
-            q[dominant] += Float(rng.nextDouble()) * 2
+            let raised = rng.next() % 3 == 0 ? 3 + Int(rng.next() % 4) : 1
+            for _ in 0..<raised { q[Int(rng.next() % UInt64(c))] += Float(rng.nextDouble()) * 2 }
             let s = q.reduce(0, +)
             return q.map { $0 / s }
         }
@@ -76,8 +78,8 @@ final class LabelStorageTests: XCTestCase {
     }
 
     func testKernelFollowsThePlainTopKDefinition() {
-        for (c, k, floor) in [(40, 4, Float(1e-6)), (13, 2, 1e-6), (40, 1, 1e-6), (7, 3, 1e-3), (150, 4, 1e-6)] {
-            let qs = randomDistributions(60, classCount: c, seed: UInt64(c * 10 + k))
+        for (c, k, floor) in [(40, 4, Float(1e-6)), (13, 2, 1e-6), (40, 1, 1e-6), (7, 3, 1e-3), (150, 4, 1e-6), (40, 6, 1e-6)] {
+            let qs = randomDistributions(200, classCount: c, seed: UInt64(c * 10 + k))
             let got = runKernel(qs, classCount: c, k: k, floor: floor)
             var reference = ReferenceTopK(classCount: c, k: k, floor: Double(floor))
             for (t, q) in qs.enumerated() {
@@ -90,6 +92,29 @@ final class LabelStorageTests: XCTestCase {
                 XCTAssertEqual(got[t].reduce(0, +), 1, accuracy: 1e-5)
             }
         }
+    }
+
+    /// Kept classes that the evidence still ranks first but whose tiny probabilities every other
+    /// class overtakes: more classes enter than the pixel's ranking holds.
+    func testClassesBeyondThePixelsRankingEnterTheKeptSet() {
+        let c = 10, k = 4
+        var ids: [UInt16] = [0, 1, 2, 3]
+        var p: [Float] = [0.5, 1e-4, 1e-4, 1e-4, 1 - 0.5 - 3e-4]
+        var q = [Float](repeating: 0.2 / 6, count: c)
+        for j in 0..<4 { q[j] = 0.2 }
+        var reference = ReferenceTopK(kept: (0..<4).map { ($0, Double(p[$0])) }, remainder: Double(p[4]), classCount: c, k: k, floor: 1e-6)
+        reference.update(q.map(Double.init))
+        var order = [UInt16](repeating: 0, count: TopKBayesUpdate.rankingCount(kept: k, classCount: c))
+        var work = [Float](repeating: 0, count: c)
+        var scratch = [Float](repeating: 0, count: TopKBayesUpdate.scratchCount(kept: k))
+        let qSum = TopKBayesUpdate.rank(q, classCount: c, into: &order, count: order.count, work: &work)
+        XCTAssertEqual(order, [0, 1, 2, 3, 4, 5])
+        XCTAssertTrue(TopKBayesUpdate.apply(ids: &ids, p: &p, kept: k, q: q, classCount: c, qSum: qSum,
+                                            order: order, orderCount: order.count, floor: 1e-6, scratch: &scratch))
+        XCTAssertEqual(ids, reference.kept.map { UInt16($0.id) })
+        XCTAssertEqual(ids, [0, 4, 5, 6])
+        for s in 0..<k { XCTAssertEqual(Double(p[s]), reference.kept[s].p, accuracy: 1e-6) }
+        XCTAssertEqual(Double(p[k]), reference.remainder, accuracy: 1e-6)
     }
 
     func testEveryClassKeptEqualsTheDenseUpdate() {
