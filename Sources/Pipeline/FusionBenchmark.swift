@@ -23,6 +23,13 @@ public struct FusionBenchmark {
         public var p10: Double { Self.percentile(perFrameMilliseconds, 0.1) }
         public var p90: Double { Self.percentile(perFrameMilliseconds, 0.9) }
         public var framesPerSecond: Double { median > 0 ? 1000 / median : 0 }
+        /// Median of the first and of the last `window` frames (issue 12's "flat cost as the map
+        /// grows": frames 400-499 against 0-99), nil when the run has fewer than 2 windows.
+        public func growth(window: Int = 100) -> (first: Double, last: Double)? {
+            guard window > 0, perFrameMilliseconds.count >= 2 * window else { return nil }
+            return (Self.percentile(Array(perFrameMilliseconds.prefix(window)), 0.5),
+                    Self.percentile(Array(perFrameMilliseconds.suffix(window)), 0.5))
+        }
 
         public static func percentile(_ values: [Double], _ q: Double) -> Double {
             guard !values.isEmpty else { return 0 }

@@ -18,7 +18,8 @@ struct FusionBench: ParsableCommand {
         Fuses the frames with their ground-truth poses and a 40-class probability map at output \
         stride 4 (the joint network's shape) on every frame, and prints the median time per frame, \
         frames per second, the spread, a per-stage breakdown, the surfel count and bytes per \
-        surfel. Frame reading is not timed. The same frames are also fused with one thread as the \
+        surfel, and with 200 frames or more the medians of the first and last 100 (how the cost grows \
+        with the map). Frame reading is not timed. The same frames are also fused with one thread as the \
         in-run baseline, so the speed-up of the parallel kernels is a ratio measured on the same \
         machine at the same time.
         """)
@@ -69,6 +70,10 @@ struct FusionBench: ParsableCommand {
                 "bytes_per_surfel": main.bytesPerSurfel, "label_storage": bench.labelStorage.description,
             ]
             if let baseline { object["single_thread_median_ms"] = baseline.median; object["speedup_vs_single_thread"] = baseline.median / main.median }
+            if let growth = main.growth() {
+                object["first_100_median_ms"] = growth.first; object["last_100_median_ms"] = growth.last
+                object["last_over_first"] = growth.last / growth.first
+            }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -79,7 +84,12 @@ struct FusionBench: ParsableCommand {
         }
         func stages(_ r: FusionBenchmark.Run) {
             for (name, values) in r.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
-                print("  " + name + String(repeating: " ", count: max(1, 20 - name.count)) + String(format: "median %.2f ms", FusionBenchmark.Run.percentile(values, 0.5)))
+                var text = "  " + name + String(repeating: " ", count: max(1, 20 - name.count)) + String(format: "median %.2f ms", FusionBenchmark.Run.percentile(values, 0.5))
+                if values.count >= 200 {
+                    text += String(format: " (first 100 frames %.2f, last 100 %.2f)", FusionBenchmark.Run.percentile(Array(values.prefix(100)), 0.5),
+                                   FusionBenchmark.Run.percentile(Array(values.suffix(100)), 0.5))
+                }
+                print(text)
             }
         }
         print(line(main))
@@ -88,6 +98,10 @@ struct FusionBench: ParsableCommand {
             print(line(baseline))
             stages(baseline)
             print(String(format: "speed-up of %d threads over 1: %.2fx", main.threads, baseline.median / main.median))
+        }
+        if let growth = main.growth() {
+            print(String(format: "as the map grows: median %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx)",
+                         growth.first, growth.last, growth.last / growth.first))
         }
         print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
         print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel (labels \(bench.labelStorage)), \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
