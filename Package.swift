@@ -48,6 +48,7 @@ let package = Package(
         .target(name: "EigenBridge", cxxSettings: [.unsafeFlags(["-O2"])]),
         // CPUID behind a C function, and the decision whether the kernels can run here.
         .target(name: "CCPUID"),
+        .target(name: "CPrefetch"),
         .target(name: "CPUCheck", dependencies: ["CCPUID"], swiftSettings: kernelCPUDefine),
 
         .target(name: "Geometry", linkerSettings: libm),
@@ -58,7 +59,7 @@ let package = Package(
         .target(name: "NetworkKernels", dependencies: ["CBLAS"], swiftSettings: kernelFlags, linkerSettings: libm),
         // The joint depth + segmentation network and the converted-model executor.
         .target(name: "Network", dependencies: ["CBLAS", "CPUCheck", "Imaging", "NetworkKernels", "Semantics"], linkerSettings: libm),
-        .target(name: "Mapping", dependencies: ["CPUCheck", "Geometry", "Imaging", "Semantics", "EigenBridge"],
+        .target(name: "Mapping", dependencies: ["CPUCheck", "CPrefetch", "Geometry", "Imaging", "Semantics", "EigenBridge"],
                 swiftSettings: checkedKernelFlags, linkerSettings: libm),
         .target(name: "Export", dependencies: ["Geometry", "Imaging", "Semantics", "Mapping"], linkerSettings: libm),
         // Surfels to triangle meshes: a sparse signed-distance volume and marching cubes (checked:

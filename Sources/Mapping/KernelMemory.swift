@@ -1,3 +1,5 @@
+import CPrefetch
+
 /// The mapping kernels' memory access, in one place (as `NetworkKernels` keeps its SIMD loads
 /// and workspace): views for the duration of one kernel call, and owned fixed-address storage
 /// for the per-pixel and per-worker workspaces.
@@ -42,6 +44,9 @@ struct KernelOutput<Element>: @unchecked Sendable {
         nonmutating set { base[i] = newValue }
     }
     @inline(__always) func address(_ i: Int) -> UnsafeMutablePointer<Element> { base + i }
+    /// Starts loading the cache line of element `i` (a hint: no access, no fault), for kernels
+    /// that know which scattered elements they will update a few iterations ahead.
+    @inline(__always) func prefetch(_ i: Int) { semfuse_prefetch_for_write(UnsafeRawPointer(base + i)) }
     /// Elements `range` as a view of their own (e.g. one worker's z-buffer of several).
     @inline(__always) func slice(_ range: Range<Int>) -> KernelOutput<Element> {
         KernelOutput(base: base + range.lowerBound, count: range.count)

@@ -226,11 +226,13 @@ enum TopKBayesUpdate {
                 lane &+= step
                 j += 8
             }
-            // The largest lane value, and the lowest class index holding it.
-            bestValue = top.max()
-            var candidates = SIMD8<Int32>(repeating: .max)
-            candidates.replace(with: index, where: top .== bestValue)
-            best = Int(candidates.min())
+            // The largest lane value, and the lowest class index holding it (lane by lane:
+            // SIMD's max() and min() are generic calls here, not inlined).
+            bestValue = top[0]
+            for l in 1..<8 { bestValue = max(bestValue, top[l]) }
+            var lowest = Int32.max
+            for l in 0..<8 where top[l] == bestValue { lowest = min(lowest, index[l]) }
+            best = Int(lowest)
         }
         while j < c {
             if w[j] > bestValue { bestValue = w[j]; best = j }

@@ -382,6 +382,11 @@ public final class SurfelFusion {
                     let qRow = rowsMap[y] * pw
                     for x in 0..<w {
                         let pix = y * w + x
+                        // Surfel records are scattered: start loading the one a few pixels on.
+                        if x + LabelUpdate.lookahead < w {
+                            let ahead = ids[pix + LabelUpdate.lookahead]
+                            if ahead >= 0 { update.prefetch(surfel: Int(ahead)) }
+                        }
                         let id = ids[pix]
                         if id < 0 || Int(id) >= firstNew { continue }
                         let z = raw[pix]
@@ -526,6 +531,22 @@ struct LabelUpdate {
         values = views.labelValues; classes = views.labelClasses; self.q = q; self.ranking = ranking
         classCount = map.classCount; kept = map.keptClasses; slots = map.labelSlots
         self.floor = floor; uniform = 1 / Float(map.classCount)
+    }
+
+    /// Pixels ahead whose surfel the label pass prefetches.
+    static let lookahead = 8
+
+    /// Starts loading surfel `i`'s class distribution.
+    @inline(__always)
+    func prefetch(surfel i: Int) {
+        let start = i * slots
+        values.prefetch(start)
+        values.prefetch(start + slots - 1)
+        if kept > 0 {
+            classes.prefetch(i * kept)
+        } else if slots > 32 {
+            values.prefetch(start + slots / 2)
+        }
     }
 
     /// Fuses the distribution of prediction pixel `qPixel` into surfel `i`; false when it carried
