@@ -97,13 +97,19 @@ public struct IndexMap: Sendable {
         }}
     }
 
-    /// Renumbers surfels after the map was compacted (`remap[old]` = new index or -1).
-    mutating func remapSurfels(_ remap: [Int32]) {
-        for p in 0..<surfel.count where surfel[p] >= 0 {
-            let n = remap[Int(surfel[p])]
-            surfel[p] = n
-            if n < 0 { cameraPosition[p] = SIMD3(0, 0, .infinity); depth[p] = .infinity }
-        }
+    /// Renumbers surfels after the map was compacted (`removed`: the compaction's flags).
+    mutating func remapSurfels(_ compaction: SurfelMap.Compaction, removed: [Bool]) {
+        removed.withKernelInput { removed in
+        surfel.withKernelOutput { ids in
+        cameraPosition.withKernelOutput { cam in
+        depth.withKernelOutput { zs in
+            for p in 0..<ids.count where ids[p] >= 0 {
+                let old = Int(ids[p])
+                let n = compaction.newIndex(old, removed: removed[old])
+                ids[p] = n
+                if n < 0 { cam[p] = SIMD3(0, 0, .infinity); zs[p] = .infinity }
+            }
+        }}}}
     }
 
     /// Number of pixels showing a surfel.

@@ -445,7 +445,12 @@ public final class SurfelFusion {
     /// index map for the neighbourhood tests. Returns the number removed.
     private func cleanup(cameraFromWorld: RigidTransform) -> Int {
         let count = map.count
-        if removeFlags.count != count { removeFlags = [Bool](repeating: false, count: count) }
+        if removeFlags.count != count {
+            // Every flag is written below; resizing in place keeps the allocation frame to frame.
+            removeFlags.removeAll(keepingCapacity: true)
+            removeFlags.append(contentsOf: repeatElement(false, count: count))
+        }
+        var removedPerChunk = [Int](repeating: 0, count: parameters.threads * 2)
         let T = cameraFromWorld.float
         let w = intrinsics.width, h = intrinsics.height, n = w * h
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
@@ -476,12 +481,15 @@ public final class SurfelFusion {
             let positions = m.positions, normals = m.normals, radii = m.radii
             let idPos = index.cameraPosition, idDepth = index.depth
             removeFlags.withKernelOutput { flags in
-                ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { _, range in
+            removedPerChunk.withKernelOutput { removedCounts in
+                ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
+                    var removedHere = 0
+                    defer { removedCounts[chunk] = removedHere }
                     for i in range {
                         flags[i] = false
                         let age = tick32 - lastSeen[i]
                         if age > timeDelta { continue }                                        // rule 4
-                        if age > timeout && conf[i] < keep { flags[i] = true; continue }       // rule 3
+                        if age > timeout && conf[i] < keep { flags[i] = true; removedHere += 1; continue }  // rule 3
                         let pc = T.apply(positions[i])
                         guard pc.z > 0 else { continue }
                         let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy
@@ -505,15 +513,15 @@ public final class SurfelFusion {
                                 if facing, behind > 0.01, st & 2 != 0 { violations += 1 }
                             }
                         }
-                        if duplicates > 8 || violations > 4 { flags[i] = true }
+                        if duplicates > 8 || violations > 4 { flags[i] = true; removedHere += 1 }
                     }
                 }
-            }
+            }}
         }}
-        let removed = removeFlags.reduce(0) { $0 + ($1 ? 1 : 0) }
+        let removed = removedPerChunk.reduce(0, +)
         if removed > 0 {
             // Keep the exposed post-fusion index map consistent with the compacted map.
-            postIndexMap.remapSurfels(map.remove(where: removeFlags))
+            postIndexMap.remapSurfels(map.remove(where: removeFlags, removed: removed), removed: removeFlags)
         }
         return removed
     }

@@ -115,47 +115,53 @@ public final class SurfelMap {
         }
     }
 
-    /// Removes the surfels whose flag is set by moving surfels from the end into the holes
-    /// (O(removed) instead of shifting the whole map every frame). Class distributions move with
-    /// their surfels, as SemanticFusion's table follows ElasticFusion's compaction.
-    /// - Returns: `remap[old]` = new index, or -1 for removed surfels.
-    @discardableResult
-    func remove(where flags: [Bool]) -> [Int32] {
-        precondition(flags.count == count)
-        var remap = (0..<Int32(count)).map { $0 }
-        var end = count, i = 0
-        while i < end {
-            if !flags[i] { i += 1; continue }
-            remap[i] = -1
-            var j = end - 1
-            while j > i && flags[j] { remap[j] = -1; j -= 1 }
-            if j > i {
-                move(from: j, to: i)
-                remap[j] = Int32(i)
-                end = j
-                i += 1
-            } else {
-                end = i
-            }
+    /// Where a compaction (`remove(where:)`) put the surfels: those below `newCount` that were
+    /// kept stay where they are; those at or beyond it moved into the holes.
+    struct Compaction {
+        let newCount: Int
+        /// New index of old surfel `newCount + j`, or -1 if it was removed.
+        let tail: [Int32]
+
+        /// New index of old surfel `old`, or -1 if it was removed (`removed`: its flag).
+        @inline(__always)
+        func newIndex(_ old: Int, removed: Bool) -> Int32 {
+            old >= newCount ? tail[old - newCount] : (removed ? -1 : Int32(old))
         }
-        let removed = count - end
+    }
+
+    /// Removes the `removed` surfels whose flag is set by moving surfels from the end into the
+    /// holes (O(removed) moves instead of shifting the whole map every frame): the lowest hole
+    /// takes the last surviving surfel, and so on. Class distributions move with their surfels,
+    /// as SemanticFusion's table follows ElasticFusion's compaction.
+    @discardableResult
+    func remove(where flags: [Bool], removed: Int) -> Compaction {
+        precondition(flags.count == count && removed >= 0 && removed <= count)
+        let oldCount = count, newCount = count - removed
+        var tail = [Int32](repeating: -1, count: removed)
+        let slots = labelSlots, kept = keptClasses
+        flags.withKernelInput { flags in
+        tail.withKernelOutput { tail in
+        withKernelViews { m in
+            var j = oldCount - 1
+            for i in 0..<newCount where flags[i] {
+                while flags[j] { j -= 1 }   // stays ≥ newCount: as many survivors there as holes here
+                precondition(j >= newCount, "remove(where:): \(removed) is not the number of flags set")
+                m.positions[i] = m.positions[j]; m.normals[i] = m.normals[j]; m.radii[i] = m.radii[j]
+                m.confidences[i] = m.confidences[j]; m.colors[i] = m.colors[j]
+                m.initTimes[i] = m.initTimes[j]; m.lastSeen[i] = m.lastSeen[j]; m.labelUpdates[i] = m.labelUpdates[j]
+                for k in 0..<slots { m.labelValues[i * slots + k] = m.labelValues[j * slots + k] }
+                for k in 0..<kept { m.labelClasses[i * kept + k] = m.labelClasses[j * kept + k] }
+                tail[j - newCount] = Int32(i)
+                j -= 1
+            }
+        }}}
         if removed > 0 {
             positions.removeLast(removed); normals.removeLast(removed); radii.removeLast(removed)
             confidences.removeLast(removed); colors.removeLast(removed)
             initTimes.removeLast(removed); lastSeen.removeLast(removed); labelUpdates.removeLast(removed)
-            labelValues.removeLast(removed * labelSlots); labelClasses.removeLast(removed * keptClasses)
+            labelValues.removeLast(removed * slots); labelClasses.removeLast(removed * kept)
         }
-        return remap
-    }
-
-    private func move(from r: Int, to w: Int) {
-        positions[w] = positions[r]; normals[w] = normals[r]; radii[w] = radii[r]
-        confidences[w] = confidences[r]; colors[w] = colors[r]
-        initTimes[w] = initTimes[r]; lastSeen[w] = lastSeen[r]; labelUpdates[w] = labelUpdates[r]
-        let c = labelSlots
-        for k in 0..<c { labelValues[w * c + k] = labelValues[r * c + k] }
-        let kept = keptClasses
-        for k in 0..<kept { labelClasses[w * kept + k] = labelClasses[r * kept + k] }
+        return Compaction(newCount: newCount, tail: tail)
     }
 
     /// The most likely class of surfel `i` and its probability, or nil if it was never labelled.

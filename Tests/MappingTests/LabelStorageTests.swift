@@ -240,3 +240,30 @@ final class LabelStorageTests: XCTestCase {
         XCTAssertEqual(LabelStorage.topK(3).description, "top3")
     }
 }
+
+/// `SurfelMap.remove(where:removed:)`: the lowest hole takes the last surviving surfel, labels
+/// move with their surfels, and the compaction says where each old surfel went.
+final class SurfelMapCompactionTests: XCTestCase {
+    func testHolesTakeTheLastSurvivorsAndLabelsMoveWithThem() {
+        let map = SurfelMap(classCount: 6, labelStorage: .topK(2))
+        for i in 0..<10 {
+            map.append(position: SIMD3(Float(i), 0, 0), normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 1,
+                       color: RGB8(0, 0, 0), time: 1)
+        }
+        // Give each surfel a label equal to its index mod 6, through the map's own storage.
+        map.withKernelViews { m in
+            for i in 0..<10 {
+                m.labelClasses[i * 2] = UInt16(i % 6); m.labelValues[i * 3] = 0.9; m.labelValues[i * 3 + 2] = 0.1
+                m.labelUpdates[i] = 1
+            }
+        }
+        var flags = [Bool](repeating: false, count: 10)
+        for i in [1, 4, 8, 9] { flags[i] = true }
+        let compaction = map.remove(where: flags, removed: 4)
+        XCTAssertEqual(map.count, 6)
+        // Holes 1 and 4 take survivors 7 and 6 (8 and 9 were removed themselves).
+        XCTAssertEqual(map.positions.map { Int($0.x) }, [0, 7, 2, 3, 6, 5])
+        XCTAssertEqual((0..<6).map { map.label(of: $0)?.classId }, [0, 1, 2, 3, 0, 5])
+        XCTAssertEqual((0..<10).map { compaction.newIndex($0, removed: flags[$0]) }, [0, -1, 2, 3, -1, 5, 4, 1, -1, -1])
+    }
+}
