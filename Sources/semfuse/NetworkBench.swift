@@ -14,8 +14,9 @@ struct NetworkBench: ParsableCommand {
         median, min, max and p10-p90 in ms, GFLOP/s achieved (2 x 5.94 GMAC at 640x480), the time \
         of the pass's GEMMs alone measured in the same run (the floor; the ratio to it is robust \
         to machine noise) and where the time goes. Weights do not change the speed; without --weights deterministic random \
-        weights are used. Anchors measured on the development machine (2 vCPU Zen3): onnxruntime \
-        ~255 ms (1 thread) / ~150 ms (2 threads) at 640x480, ~60 / ~31 ms at 320x240.
+        weights are used. Compare with onnxruntime only in the same run, on the same machine: \
+        tools/dev/bench_against_onnxruntime.py exports the network to ONNX and times both in turn \
+        (fixed anchors from another session were off by 2x on this machine).
         """)
 
     @Option(help: "Input size WIDTHxHEIGHT (default: 640x480 and 320x240).")
