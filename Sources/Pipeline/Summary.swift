@@ -76,7 +76,8 @@ enum Summary {
         }
         let map = r.map
         let stable = map.stableCount(threshold: r.options.fusion.confidenceThreshold)
-        lines.append("  surfels: \(map.count) (\(stable) stable), \(map.bytesPerSurfel) bytes each")
+        let labels = map.classCount > 0 ? " (class distributions: \(map.labelStorage))" : ""
+        lines.append("  surfels: \(map.count) (\(stable) stable), \(map.bytesPerSurfel) bytes each\(labels)")
         let sorted = r.fusionSeconds.sorted()
         if !sorted.isEmpty {
             let median = sorted[sorted.count / 2] * 1000
