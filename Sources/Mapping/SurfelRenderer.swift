@@ -19,9 +19,12 @@ public struct SurfelRenderer {
         /// `activeWithin` frames (ElasticFusion's inactive model, which local loop closure
         /// registers the active model against).
         public var inactive: Bool
-        public init(minimumConfidence: Float? = nil, activeWithin: Int? = nil, tick: Int = 0, inactive: Bool = false) {
+        /// Only surfels made at or before this map time (nil: all): the surface an old keyframe
+        /// saw, without what later, more drifted frames added around it.
+        public var madeBy: Int?
+        public init(minimumConfidence: Float? = nil, activeWithin: Int? = nil, tick: Int = 0, inactive: Bool = false, madeBy: Int? = nil) {
             self.minimumConfidence = minimumConfidence; self.activeWithin = activeWithin; self.tick = tick
-            self.inactive = inactive
+            self.inactive = inactive; self.madeBy = madeBy
         }
     }
 
@@ -69,6 +72,7 @@ public struct SurfelRenderer {
         // inactive model everything before it.
         var oldest: Int32 = selection.activeWithin.map { Int32(clamping: selection.tick - $0) } ?? .min
         var newest = Int32.max
+        let madeBy = selection.madeBy.map { Int32(clamping: $0) } ?? .max
         if selection.inactive {
             newest = oldest == .min ? .min : oldest - 1
             oldest = .min
@@ -82,7 +86,7 @@ public struct SurfelRenderer {
             ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 for i in surfels {
-                    guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest, m.lastSeen[i] <= newest else { continue }
+                    guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest, m.lastSeen[i] <= newest, m.initTimes[i] <= madeBy else { continue }
                     let p = T.apply(m.positions[i])
                     guard p.z > 0.05 else { continue }
                     let nrm = T.rotate(m.normals[i])

@@ -34,9 +34,12 @@ public struct ReconstructionOptions: Sendable {
     public var relocalise = true
     public var relocalisation = Relocaliser.Parameters()
     /// Bend the map back into one surface when the camera returns to surface it left more than
-    /// `fusion.timeDelta` frames ago (ElasticFusion's local loop closure; tracking runs only).
+    /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking
+    /// runs only). Global closures start from the keyframes, which are kept for them even when
+    /// `relocalise` is off.
     public var loopClosure = true
     public var loopClosureParameters = LoopClosureParameters()
+    public var globalLoopSearch = GlobalLoopSearch.Parameters()
     public init() {}
 }
 
@@ -93,6 +96,7 @@ public final class Reconstruction {
     /// Frames on which a registration against the inactive model was tried.
     public private(set) var loopClosureAttempts = 0
     private var loopCloser: LoopCloser?
+    private var globalLoopSearch: GlobalLoopSearch?
     /// Sequence position → map time of the fused frames, for moving keyframes with the map.
     private var tickOfPosition: [Int: Int] = [:]
     public private(set) var framesFused = 0
@@ -123,7 +127,8 @@ public final class Reconstruction {
         /// Why tracking from the last pose failed.
         public var reason: String
     }
-    /// Keyframes of the places seen so far, for relocalisation (tracking runs only).
+    /// Keyframes of the places seen so far, for relocalisation and global loop closure (tracking
+    /// runs only).
     public private(set) var relocaliser: Relocaliser?
     /// Seconds spent keeping the keyframes (fern encoding of every fused frame, keypoints of
     /// the new keyframes) and in relocalisation attempts, for the summary.
@@ -158,11 +163,12 @@ public final class Reconstruction {
         let classSet = predictor?.classSet
         self.fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: classSet?.count ?? 0,
                                    unlabelledClass: classSet?.unlabelledId, parameters: options.fusion)
-        if options.poses == .track && options.relocalise {
+        if options.poses == .track && (options.relocalise || options.loopClosure) {
             relocaliser = Relocaliser(intrinsics: source.intrinsics, parameters: options.relocalisation)
         }
         if options.poses == .track && options.loopClosure {
             loopCloser = LoopCloser(parameters: options.loopClosureParameters, tracking: options.tracking)
+            globalLoopSearch = GlobalLoopSearch(parameters: options.globalLoopSearch)
         }
     }
 
@@ -233,6 +239,8 @@ public final class Reconstruction {
         }
         let pose: RigidTransform
         var filtered: [Float]?
+        // The frame's fern code, when loop closure needed it before the keyframes do.
+        var code: FernDatabase.Code?
         switch options.poses {
         case .groundTruth:
             guard let given = frame.worldFromCamera else {
@@ -261,7 +269,7 @@ public final class Reconstruction {
                     consecutiveFailures += 1
                     // One warning per lost stretch (and every 50th frame of it), not one per frame.
                     if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
-                        logger.warning("tracking failed at frame \(position)\(consecutiveFailures > 1 ? " (\(consecutiveFailures) frames in a row)" : ""): \(failure); keeping the last good pose, frame not fused\(relocaliser == nil ? "" : "; relocalisation found no pose")")
+                        logger.warning("tracking failed at frame \(position)\(consecutiveFailures > 1 ? " (\(consecutiveFailures) frames in a row)" : ""): \(failure); keeping the last good pose, frame not fused\(options.relocalise ? "; relocalisation found no pose" : "")")
                     } else {
                         logger.debug("tracking failed at frame \(position): \(failure)")
                     }
@@ -275,12 +283,13 @@ public final class Reconstruction {
             }
             fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             filtered = live.filteredDepth
-            pose = closeLoop(pose: result.pose, position: position)
+            pose = closeLoop(pose: result.pose, position: position, color: frame.color, depth: depth, live: live.pyramid, code: &code)
         }
         lastPose = pose
-        if relocaliser != nil {
+        if let relocaliser {
             let start = DispatchTime.now().uptimeNanoseconds
-            relocaliser?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: position)
+            self.relocaliser?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: position, tick: fusion.tick,
+                                      code: code ?? relocaliser.encode(color: frame.color, depth: depth))
             keyframeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
         if let probabilities = prediction?.probabilities {
@@ -319,24 +328,40 @@ public final class Reconstruction {
                                           "created": "\(report.created)", "removed": "\(report.removed)"])
     }
 
-    /// Local loop closure for a frame tracked to `pose` (before it is fused): when the map is
-    /// bent, the trajectory and the keyframes move with it and the frame takes the corrected pose.
-    private func closeLoop(pose: RigidTransform, position: Int) -> RigidTransform {
+    /// Loop closure for a frame tracked to `pose` (before it is fused): local first; when that
+    /// neither closes nor finds the old surface in agreement, global from an old keyframe that
+    /// looks like the frame. When the map is bent, the trajectory and the keyframes move with it
+    /// and the frame takes the corrected pose. `code` receives the frame's fern code when the
+    /// global search computed it, so the keyframes do not compute it again.
+    private func closeLoop(pose: RigidTransform, position: Int, color: ColorImage?, depth: DepthImage, live: [VertexNormalMap],
+                           code: inout FernDatabase.Code?) -> RigidTransform {
         guard let loopCloser else { return pose }
         let start = DispatchTime.now().uptimeNanoseconds
         defer { loopClosureSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        switch loopCloser.attempt(fusion, pose: pose) {
-        case .skipped:
-            return pose
-        case .rejected(let reason):
-            loopClosureAttempts += 1
-            loopClosureRejections += 1
-            logger.debug("loop closure rejected", metadata: ["frame": "\(position)", "reason": "\(reason)"])
+        var outcome = loopCloser.attempt(fusion, pose: pose)
+        var kind = "local"
+        switch outcome {
+        case .closed, .reactivated:
+            break
+        case .skipped, .rejected:
+            if case .rejected(let reason) = outcome { rejected(reason, kind: kind, position: position) }
+            guard let relocaliser, var search = globalLoopSearch else { return pose }
+            let frameCode = relocaliser.encode(color: color, depth: depth)
+            code = frameCode
+            let global = search.attempt(fusion, pose: pose, closer: loopCloser, relocaliser: relocaliser, code: frameCode, color: color, depth: depth, live: live)
+            globalLoopSearch = search
+            guard let hypothesis = global.hypothesis else { return pose }
+            outcome = global.outcome
+            kind = "global from keyframe \(hypothesis.keyframePosition) (\(hypothesis.inliers) of \(hypothesis.matches) keypoint matches)"
+            if case .rejected(let reason) = outcome { rejected(reason, kind: kind, position: position) }
+        }
+        switch outcome {
+        case .skipped, .rejected:
             return pose
         case .reactivated(let count):
             loopClosureAttempts += 1
             loopClosureReactivations += 1
-            logger.debug("inactive surface agrees with the active map; made active again", metadata: ["frame": "\(position)", "surfels": "\(count)"])
+            logger.debug("inactive surface agrees with the active map; made active again", metadata: ["frame": "\(position)", "kind": "\(kind)", "surfels": "\(count)"])
             return pose
         case .closed(let report, let deformation, let corrected):
             loopClosureAttempts += 1
@@ -347,9 +372,15 @@ public final class Reconstruction {
             relocaliser?.moveKeyframes { keyframePose, keyframePosition in
                 tickOfPosition[keyframePosition].map { deformation.deform(keyframePose, time: $0) } ?? keyframePose
             }
-            logger.notice("\(String(format: "loop closed at frame %d (%@): %d constraints, %d pins, residual %.1f -> %.1f mm, camera moved %.1f mm / %.2f deg, %d surfels active again, %.0f ms", position, report.kind.rawValue, report.constraints, report.pins, report.residualBefore * 1000, report.residualAfter * 1000, report.correctionMetres * 1000, report.correctionDegrees, report.reactivated, report.seconds * 1000))")
+            logger.notice("\(String(format: "loop closed at frame %d (%@): %d constraints, %d pins, residual %.1f -> %.1f mm, camera moved %.1f mm / %.2f deg, %d surfels active again, %.0f ms", position, kind, report.constraints, report.pins, report.residualBefore * 1000, report.residualAfter * 1000, report.correctionMetres * 1000, report.correctionDegrees, report.reactivated, report.seconds * 1000))")
             return corrected
         }
+    }
+
+    private func rejected(_ reason: String, kind: String, position: Int) {
+        loopClosureAttempts += 1
+        loopClosureRejections += 1
+        logger.debug("loop closure rejected", metadata: ["frame": "\(position)", "kind": "\(kind)", "reason": "\(reason)"])
     }
 
     /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by
@@ -358,7 +389,7 @@ public final class Reconstruction {
     /// passes is the frame's tracking result.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
                             position: Int, reason: String) -> TrackingResult? {
-        guard let relocaliser else { return nil }
+        guard options.relocalise, let relocaliser else { return nil }
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {

@@ -34,9 +34,11 @@ enum Summary {
             }
             lines.append(line)
             if let relocaliser = r.relocaliser {
-                var text = String(format: "  relocalisation: %d keyframes (%.1f ms per fused frame to keep them)", relocaliser.keyframeCount,
-                                  r.keyframeSeconds * 1000 / Double(max(r.framesFused, 1)))
-                if r.relocalisations.isEmpty {
+                var text = String(format: "  %@: %d keyframes (%.1f ms per fused frame to keep them)",
+                                  r.options.relocalise ? "relocalisation" : "keyframes (for global loop closure; relocalisation off)",
+                                  relocaliser.keyframeCount, r.keyframeSeconds * 1000 / Double(max(r.framesFused, 1)))
+                if !r.options.relocalise {
+                } else if r.relocalisations.isEmpty {
                     text += r.trackingFailures.isEmpty ? ", not needed" : ", no lost frame relocalised"
                 } else {
                     let list = r.relocalisations.prefix(5).map { "\($0.position) from keyframe \($0.keyframePosition) (\($0.inliers)/\($0.matches) keypoints)" }
@@ -55,7 +57,7 @@ enum Summary {
                     let list = r.loopClosures.prefix(8).map { c -> String in
                         let report = c.report
                         return String(format: "frame %d %@ (%d constraints + %d pins, residual %.1f -> %.1f mm, camera moved %.1f mm, %.0f ms)", c.position,
-                                      report.kind.rawValue, report.constraints, report.pins, report.residualBefore * 1000, report.residualAfter * 1000,
+                                      report.keyframePosition.map { "global from keyframe \($0)" } ?? report.kind.rawValue, report.constraints, report.pins, report.residualBefore * 1000, report.residualAfter * 1000,
                                       report.correctionMetres * 1000, report.seconds * 1000)
                     }
                     text += "\(r.loopClosures.count) closed: " + list.joined(separator: "; ") + (r.loopClosures.count > 8 ? "; ..." : "")

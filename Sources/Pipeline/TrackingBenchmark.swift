@@ -19,7 +19,8 @@ public struct TrackingBenchmark {
         public var stageMilliseconds: [String: [Double]] = [:]
         public var ate: AbsoluteTrajectoryError?
         /// Milliseconds per tracked frame spent on loop closure (the inactive model's prediction
-        /// and, where it is in view, the registration and any deformation); part of the total.
+        /// and, where it is in view, the registration and any deformation; keeping the keyframes
+        /// and the global search among them); part of the total.
         public var loopClosureMilliseconds: [Double] = []
         /// The closures that bent the map, with the time each took.
         public var loopClosures: [LoopClosureReport] = []
@@ -53,6 +54,9 @@ public struct TrackingBenchmark {
         var stages: [String: [Double]] = [:]
         var last: RigidTransform?
         let closer = loopClosure ? LoopCloser(tracking: parameters) : nil
+        // Global closures start from keyframes, kept as `reconstruct` keeps them.
+        var keyframes = loopClosure ? Relocaliser(intrinsics: source.intrinsics) : nil
+        var search = GlobalLoopSearch()
         var loopMilliseconds: [Double] = [], closures: [LoopClosureReport] = []
         var ticks: [Int] = []
         for (k, position) in positions.enumerated() {
@@ -77,13 +81,23 @@ public struct TrackingBenchmark {
                 stages["alignment", default: []].append(Double(tAligned - tModel) / 1e6)
                 iterations.append(result.iterations)
                 if result.succeeded { fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity); pose = result.pose } else { failures += 1; pose = previous }
-                if let closer, result.succeeded {
+                if let closer, let relocaliser = keyframes, result.succeeded {
                     let start = DispatchTime.now().uptimeNanoseconds
-                    if case .closed(let report, let deformation, let corrected) = closer.attempt(fusion, pose: pose) {
+                    var outcome = closer.attempt(fusion, pose: pose)
+                    let code = relocaliser.encode(color: frame.color, depth: depth)
+                    switch outcome {
+                    case .skipped, .rejected:
+                        outcome = search.attempt(fusion, pose: pose, closer: closer, relocaliser: relocaliser, code: code,
+                                                 color: frame.color, depth: depth, live: live.pyramid).outcome
+                    case .closed, .reactivated: break
+                    }
+                    if case .closed(let report, let deformation, let corrected) = outcome {
                         pose = corrected
                         closures.append(report)
                         for k in estimated.indices { estimated[k] = deformation.deform(estimated[k], time: ticks[k]) }
+                        keyframes?.moveKeyframes { keyframePose, position in deformation.deform(keyframePose, time: ticks[position]) }
                     }
+                    keyframes?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: k, tick: fusion.tick, code: code)
                     loopMilliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
                 }
             } else {

@@ -143,7 +143,7 @@ struct TrackingBench: ParsableCommand {
     @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
     var convergence: Double = TrackingParameters().convergence
 
-    @Flag(name: .customLong("no-loop-closure"), help: "Do not close loops (ElasticFusion's local loop closure by map deformation), as `reconstruct --no-loop-closure`.")
+    @Flag(name: .customLong("no-loop-closure"), help: "Do not close loops (ElasticFusion's local and global loop closure by map deformation, with the keyframes global closure needs), as `reconstruct --no-loop-closure`.")
     var noLoopClosure = false
 
     @Flag(help: "Print one JSON line with the results instead of text.")

@@ -137,7 +137,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Frames a surface may go unseen before it leaves the active map (ElasticFusion's -t, 200). Tracking and fusion use the active map; a loop closes when the camera comes back to inactive surface.")
     var timeWindow: Int = FusionParameters().timeDelta
 
-    @Flag(name: .customLong("no-loop-closure"), help: "Tracking: do not bend the map back into one surface when the camera returns to surface it left more than 200 frames ago (ElasticFusion's local loop closure: the recent map is registered to the old one and the map deformed).")
+    @Flag(name: .customLong("no-loop-closure"), help: "Tracking: do not bend the map back into one surface when the camera returns to surface it left more than --time-window frames ago. Loop closure is ElasticFusion's: local (the recent map registered to the old surface in view) and global (a frame that looks like an old keyframe, by randomised ferns, registered to it by keypoints, then to the old surface by ICP); either deforms the map and the trajectory.")
     var noLoopClosure = false
     @Flag(help: "Read each frame only when it is fused, instead of decoding the next one on a background thread meanwhile (for measuring what the overlap saves).")
     var noPrefetch = false

@@ -81,7 +81,7 @@ final class RelocalisationTests: XCTestCase {
         let codeA = database.encode(color: color(a, width: w, height: h), depth: depth)
         XCTAssertEqual(database.encode(color: color(a, width: w, height: h), depth: depth), codeA, "encoding is deterministic")
         XCTAssertTrue(database.isNovel(codeA), "an empty database has seen nothing")
-        database.add(FernDatabase.Keyframe(code: codeA, worldFromCamera: .identity, position: 0, features: KeypointSet()))
+        database.add(FernDatabase.Keyframe(code: codeA, worldFromCamera: .identity, position: 0, tick: 0, features: KeypointSet()))
         // The same place from nearly the same viewpoint (a 2-pixel shift): found, not novel.
         let again = database.encode(color: color(shifted(a, width: w, height: h, dx: 2, dy: 1), width: w, height: h), depth: depth)
         XCTAssertLessThan(FernDatabase.dissimilarity(again, codeA), database.parameters.novelty)

@@ -35,4 +35,27 @@ final class SurfelRendererTests: XCTestCase {
         XCTAssertEqual(a.surfel, b.surfel)
         XCTAssertEqual(a.depth.pixels, b.depth.pixels)
     }
+
+    /// `madeBy` draws only surfels made by a map time (a keyframe's surface for a global loop
+    /// closure): after fusing the plane twice from two far-apart places, the first frame's
+    /// surfels alone cover the first view, and none of the second's is drawn.
+    func testMadeByDrawsOnlyTheSurfaceOfItsTime() throws {
+        let scene = PlaneScene()
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 0)
+        let second = RigidTransform(rotation: .identity, translation: SIMD3(8, 0, 0))
+        try fusion.integrate(depth: scene.depth(scene.pose(0)), color: scene.color(), worldFromCamera: scene.pose(0))
+        try fusion.integrate(depth: scene.depth(scene.pose(0)), color: scene.color(), worldFromCamera: second)
+        let map = fusion.map
+        let firstTime = map.initTimes.min()!
+        XCTAssertGreaterThan(map.initTimes.max()!, firstTime, "the second frame made surfels of its own")
+        let all = SurfelRenderer().render(map, cameraFromWorld: second.inverse, intrinsics: scene.intrinsics, threads: 2)
+        let old = SurfelRenderer().render(map, cameraFromWorld: second.inverse, intrinsics: scene.intrinsics,
+                                          selection: .init(madeBy: Int(firstTime)), threads: 2)
+        let first = SurfelRenderer().render(map, cameraFromWorld: scene.pose(0).inverse, intrinsics: scene.intrinsics,
+                                            selection: .init(madeBy: Int(firstTime)), threads: 2)
+        XCTAssertGreaterThan(all.gridCoverage, 0.7)
+        XCTAssertEqual(old.gridCoverage, 0, "the second frame's surface is newer")
+        XCTAssertGreaterThan(first.gridCoverage, 0.7)
+        XCTAssertTrue(first.surfel.allSatisfy { $0 < 0 || map.initTimes[Int($0)] <= firstTime })
+    }
 }

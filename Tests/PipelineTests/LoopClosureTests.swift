@@ -152,4 +152,82 @@ final class LoopClosureTests: XCTestCase {
         let error = try XCTUnwrap(SyntheticScene.livingRoom().score(positions: stable, labels: nil, classMap: nil)).medianDistance
         XCTAssertLessThan(error, 0.003, "the map stays on the true surfaces")
     }
+
+    /// Global loop closure: the same loop at 320x240 (enough texture for keypoints) with a drift
+    /// of 10 degrees and 20 cm per loop, through the global path alone. When the camera is back
+    /// where it started, the frame looks like an old keyframe (ferns), is registered to it by
+    /// keypoints, and the active model is registered to the old surface rendered from there: the
+    /// map is bent and the camera put back near the truth.
+    func testGlobalClosureFromAnOldKeyframe() throws {
+        let intrinsics = SyntheticRenderer.defaultIntrinsics(width: 320, height: 240)
+        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: intrinsics)
+        func drift(_ k: Int) -> RigidTransform {
+            let s = Double(k) / Double(Self.loop)
+            return RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0, 0, 1), angle: s * 10 * .pi / 180),
+                                  translation: SIMD3(0.2 * s, 0.05 * s, 0))
+        }
+        var parameters = FusionParameters()
+        parameters.timeDelta = 40
+        parameters.keepConfidence = 1
+        parameters.threads = 2
+        let fusion = SurfelFusion(intrinsics: intrinsics, classCount: 0, parameters: parameters)
+        var relocaliser = Relocaliser(intrinsics: intrinsics)
+        var search = GlobalLoopSearch()
+        let closer = LoopCloser()
+        var truth: [RigidTransform] = [], drifted: [RigidTransform] = [], ticks: [Int] = []
+        var closure: (frame: Int, report: LoopClosureReport, deformation: MapDeformation, pose: RigidTransform)?
+        var rejected: [String] = []
+        for k in 0..<240 {
+            let frame = renderer.render(k).frame
+            let depth = try XCTUnwrap(frame.depth)
+            let t = try XCTUnwrap(frame.worldFromCamera)
+            var pose = drift(k) * t
+            let code = relocaliser.encode(color: frame.color, depth: depth)
+            let live = fusion.liveFrame(depth: depth)
+            let attempt = search.attempt(fusion, pose: pose, closer: closer, relocaliser: relocaliser, code: code, color: frame.color,
+                                         depth: depth, live: live.pyramid)
+            switch attempt.outcome {
+            case .closed(let report, let deformation, let corrected):
+                closure = (k, report, deformation, corrected)
+                pose = corrected
+            case .rejected(let reason): rejected.append("\(k): \(reason)")
+            default: break
+            }
+            relocaliser.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: k, tick: fusion.tick, code: code)
+            try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose, filteredDepth: live.filteredDepth)
+            truth.append(t); drifted.append(drift(k) * t); ticks.append(fusion.tick)
+            if closure != nil { break }
+        }
+        let c = try XCTUnwrap(closure, "no global closure; rejected: \(rejected.suffix(5)); \(relocaliser.keyframeCount) keyframes")
+        print("global loop closed at frame \(c.frame): \(c.report)")
+        XCTAssertEqual(c.report.kind, .global)
+        XCTAssertGreaterThanOrEqual(c.frame, Self.loop - 10, "only when the camera is back where it started")
+        XCTAssertLessThan(try XCTUnwrap(c.report.keyframePosition), 40, "from a keyframe of the loop's start")
+        let k = c.frame
+        let before = (drifted[k].translation - truth[k].translation).length
+        let after = (c.pose.translation - truth[k].translation).length
+        print(String(format: "camera at the closure: %.1f mm from the truth, drifted %.1f mm", after * 1000, before * 1000))
+        XCTAssertGreaterThan(before, 0.15)
+        // The old surface the frame is registered to carries the drift of the frames that made
+        // it (up to 2 degrees and 4 cm by frame 40), so "near the truth" is within that.
+        XCTAssertLessThan(after, 0.2 * before)
+        XCTAssertLessThan((truth[k].inverse * c.pose).rotationAngle, 0.2 * (truth[k].inverse * drifted[k]).rotationAngle)
+        let earlier = 0..<k
+        let raw = try XCTUnwrap(AbsoluteTrajectoryError(estimated: earlier.map { drifted[$0] }, groundTruth: earlier.map { truth[$0] }))
+        let poses = earlier.map { c.deformation.deform(drifted[$0], time: ticks[$0]) }
+        let bent = try XCTUnwrap(AbsoluteTrajectoryError(estimated: poses, groundTruth: earlier.map { truth[$0] }))
+        print("ATE before the global closure \(raw), after \(bent)")
+        XCTAssertLessThanOrEqual(bent.rmse, raw.rmse)
+        // The bend goes where the map's nodes are densest in space (a rotation between nodes
+        // close together costs little regularisation), so it is not spread evenly over the loop:
+        // the last third moves back towards the truth, the surface pinned at the start stays.
+        func error(_ poses: [RigidTransform], _ frames: Range<Int>) -> Double {
+            frames.map { (poses[$0].translation - truth[$0].translation).length }.reduce(0, +) / Double(frames.count)
+        }
+        let lastThird = (2 * k / 3)..<k, start = 0..<20
+        print(String(format: "mean camera error, last third: %.1f -> %.1f mm; first 20 frames: %.1f -> %.1f mm",
+                     error(drifted, lastThird) * 1000, error(poses, lastThird) * 1000, error(drifted, start) * 1000, error(poses, start) * 1000))
+        XCTAssertLessThan(error(poses, lastThird), 0.3 * error(drifted, lastThird))
+        XCTAssertLessThan(error(poses, start), error(drifted, start) + 0.002)
+    }
 }

@@ -24,6 +24,13 @@ public struct LoopClosureParameters: Sendable, Equatable {
     /// from that far, so such a "match" is more likely a wrong one.
     public var maxCorrection = 0.3
     public var maxCorrectionDegrees = 20.0
+    /// The same for a global closure: there a keypoint registration to an old keyframe brings
+    /// ICP within reach, and ICP against the old surface verifies it, so it may correct more.
+    public var maxGlobalCorrection = 0.5
+    public var maxGlobalCorrectionDegrees = 30.0
+    /// A global closure registers to the old surface made up to this many frames after its
+    /// keyframe (`attempt(madeBy:)`).
+    public var keyframeSurfaceFrames = 20
     /// Corrections smaller than this do not bend the map: the inactive surface already agrees
     /// with the active one, and is only made active again.
     public var minCorrection = 0.002
@@ -81,6 +88,8 @@ public struct LoopClosureReport: Sendable {
     /// Surfels made active again after the closure.
     public var reactivated: Int
     public var seconds: Double
+    /// A global closure's keyframe (its sequence position).
+    public var keyframePosition: Int? = nil
 }
 
 /// The bend of one loop closure, for everything that has a time and a position in the map's
@@ -158,29 +167,56 @@ public struct LoopCloser: Sendable {
         self.tracker = ICPTracker(parameters: registration)
     }
 
-    /// Tries a local loop closure for a camera tracked to `pose`, before the frame is fused.
-    public func attempt(_ fusion: SurfelFusion, pose: RigidTransform) -> Outcome {
+    /// Tries a loop closure for a camera tracked to `pose`, before the frame is fused.
+    ///
+    /// Local (no `hypothesis`): the inactive model is rendered from `pose` itself, and the active
+    /// model rendered from `pose` is registered to it (ElasticFusion's model-to-model step).
+    /// Global: the inactive model is rendered from `hypothesis`, where a registration to an old
+    /// keyframe puts the camera (`Relocaliser.loopHypotheses`), for drift too large for ICP from
+    /// the tracked pose. Only the old surface made by map time `madeBy` is drawn then (the
+    /// keyframe's time and a little after): the keyframe's pose agrees with that surface, while
+    /// surface later frames added around it carries their drift, and pinning it would hold the
+    /// middle of the loop where it is. Registered to it is `live`, the frame itself, when given
+    /// (its surface is all in view, where the stable active model can be a few recent patches),
+    /// else the active model. The same checks and the same bend follow.
+    public func attempt(_ fusion: SurfelFusion, pose: RigidTransform, from hypothesis: RigidTransform? = nil,
+                        madeBy: Int? = nil, live: [VertexNormalMap]? = nil) -> Outcome {
         let start = DispatchTime.now().uptimeNanoseconds
         let p = fusion.parameters
         guard fusion.tick > p.timeDelta else { return .skipped }
+        let kind: LoopClosureReport.Kind = hypothesis == nil ? .local : .global
+        let modelPose = hypothesis ?? pose
         let stable = p.trackingConfidenceThreshold ?? p.confidenceThreshold
+        // A keyframe's surface is drawn from the confidence the map keeps (as relocalisation
+        // does): what one keyframe's time made is often still short of stable.
+        let oldSurface = hypothesis == nil ? stable : min(stable, p.keepConfidence ?? stable)
         let renderer = SurfelRenderer()
-        let cameraFromWorld = pose.inverse
         // Most frames have no old surface in view: a projection of the surfels' centres decides
         // that before any disc is splatted.
-        guard projectedCoverage(fusion, cameraFromWorld: cameraFromWorld, minimumConfidence: stable) >= parameters.minInactiveCoverage else {
+        guard projectedCoverage(fusion, cameraFromWorld: modelPose.inverse, minimumConfidence: oldSurface) >= parameters.minInactiveCoverage else {
             return .skipped
         }
-        let inactive = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
-                                       selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick, inactive: true),
+        let inactive = renderer.render(fusion.map, cameraFromWorld: modelPose.inverse, intrinsics: fusion.intrinsics,
+                                       selection: .init(minimumConfidence: oldSurface, activeWithin: p.timeDelta, tick: fusion.tick, inactive: true, madeBy: madeBy),
                                        threads: p.threads)
         guard inactive.gridCoverage >= parameters.minInactiveCoverage else { return .skipped }
-        let active = renderer.render(fusion.map, cameraFromWorld: cameraFromWorld, intrinsics: fusion.intrinsics,
+        let active = renderer.render(fusion.map, cameraFromWorld: pose.inverse, intrinsics: fusion.intrinsics,
                                      selection: .init(minimumConfidence: stable, activeWithin: p.timeDelta, tick: fusion.tick),
                                      threads: p.threads)
+        // The registered surface at full resolution: the live frame's vertices or the active
+        // model's, with the creation time of each point (a live point is made now).
+        let liveVertices = live.flatMap { $0.first?.intrinsics.width == active.width && $0.first?.intrinsics.height == active.height ? $0[0].vertices : nil }
+        let now = Int32(clamping: fusion.tick)
+        func registered(_ q: Int) -> (vertex: SIMD3<Float>, time: Int32)? {
+            if let liveVertices {
+                return liveVertices[q].z > 0 ? (liveVertices[q], now) : nil
+            }
+            return active.surfel[q] >= 0 ? (active.vertices[q], fusion.map.initTimes[Int(active.surfel[q])]) : nil
+        }
         var overlap = 0
-        for q in 0..<(active.width * active.height) where active.surfel[q] >= 0 && inactive.surfel[q] >= 0 { overlap += 1 }
-        let result = tracker.track(frame: pyramid(active, fusion), model: pyramid(inactive, fusion), previousPose: pose, threads: p.threads)
+        for q in 0..<(active.width * active.height) where inactive.surfel[q] >= 0 && registered(q) != nil { overlap += 1 }
+        let frame = liveVertices != nil ? live! : pyramid(active, fusion)
+        let result = tracker.track(frame: frame, model: pyramid(inactive, fusion), previousPose: modelPose, threads: p.threads)
         let correction = pose.inverse * result.pose
         let metres = correction.translationNorm, degrees = correction.rotationAngle * 180 / .pi
         let detail = String(format: "%d inliers, %d overlapping pixels, residual %.1f mm, conditioning %.1e, correction %.1f mm %.2f deg",
@@ -196,7 +232,9 @@ public struct LoopCloser: Sendable {
         if result.conditioning < parameters.minConditioning {
             return .rejected("registration poorly constrained (\(detail))")
         }
-        if metres > parameters.maxCorrection || degrees > parameters.maxCorrectionDegrees {
+        let (maxMetres, maxDegrees) = kind == .local ? (parameters.maxCorrection, parameters.maxCorrectionDegrees)
+                                                     : (parameters.maxGlobalCorrection, parameters.maxGlobalCorrectionDegrees)
+        if metres > maxMetres || degrees > maxDegrees {
             return .rejected("correction too large (\(detail))")
         }
         if metres < parameters.minCorrection && degrees < parameters.minCorrectionDegrees {
@@ -215,12 +253,12 @@ public struct LoopCloser: Sendable {
                 let q = ((2 * gy + 1) * h / (2 * parameters.gridRows)) * w + (2 * gx + 1) * w / (2 * parameters.gridColumns)
                 // Active surface made before the window was re-observed, not made along the
                 // drifted path: its nodes belong to the old map, so it is not pulled.
-                if active.surfel[q] >= 0, map.initTimes[Int(active.surfel[q])] >= windowStart {
-                    let v = SIMD3<Double>(active.vertices[q])
-                    points.append((pose * v, result.pose * v, map.initTimes[Int(active.surfel[q])]))
+                if let point = registered(q), point.time >= windowStart {
+                    let v = SIMD3<Double>(point.vertex)
+                    points.append((pose * v, result.pose * v, point.time))
                 }
                 if inactive.surfel[q] >= 0 {
-                    let world = pose * SIMD3<Double>(inactive.vertices[q])
+                    let world = modelPose * SIMD3<Double>(inactive.vertices[q])
                     points.append((world, world, map.initTimes[Int(inactive.surfel[q])]))
                     pins += 1
                 }
@@ -241,7 +279,7 @@ public struct LoopCloser: Sendable {
         let bent = MapDeformation(graph: graph, nodeTimes: deformation.nodeTimes, temporalCandidates: deformation.temporalCandidates)
         apply(bent, to: map, threads: p.threads)
         let reactivated = reactivate(fusion, pose: result.pose)
-        let closure = LoopClosureReport(kind: .local, tick: fusion.tick, constraints: points.count - pins, pins: pins,
+        let closure = LoopClosureReport(kind: kind, tick: fusion.tick, constraints: points.count - pins, pins: pins,
                                         residualBefore: report.constraintErrorBefore, residualAfter: report.constraintErrorAfter,
                                         correctionMetres: metres, correctionDegrees: degrees, nodes: graph.nodeCount,
                                         inliers: result.inliers, overlap: overlap, conditioning: result.conditioning,

@@ -57,6 +57,9 @@ public struct FernDatabase: Sendable {
         public var worldFromCamera: RigidTransform
         /// The sequence position of the frame it was made from.
         public var position: Int
+        /// The map's time (frames fused before it) when it was taken: a loop closure looks only
+        /// at keyframes older than the active window.
+        public var tick: Int
         /// Keypoints with depth, for registering a lost frame to this view.
         public var features: KeypointSet
     }
@@ -141,9 +144,10 @@ public struct FernDatabase: Sendable {
         for k in keyframes.indices { keyframes[k].worldFromCamera = move(keyframes[k].worldFromCamera, keyframes[k].position) }
     }
 
-    /// The `count` keyframes most similar to `code`, most similar first, with their dissimilarity.
-    public func nearest(_ code: Code, count: Int) -> [(index: Int, dissimilarity: Double)] {
-        let scored = keyframes.indices.map { ($0, Self.dissimilarity(code, keyframes[$0].code)) }
+    /// The `count` keyframes most similar to `code` among those `include` accepts, most similar
+    /// first, with their dissimilarity.
+    public func nearest(_ code: Code, count: Int, where include: (Keyframe) -> Bool = { _ in true }) -> [(index: Int, dissimilarity: Double)] {
+        let scored = keyframes.indices.filter { include(keyframes[$0]) }.map { ($0, Self.dissimilarity(code, keyframes[$0].code)) }
         return Array(scored.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 > $1.0) }.prefix(count)).map { (index: $0.0, dissimilarity: $0.1) }
     }
 }

@@ -24,8 +24,9 @@ public struct Relocaliser: Sendable {
     /// A pose to verify, and where it came from.
     public struct Hypothesis: Sendable {
         public var worldFromCamera: RigidTransform
-        /// The sequence position of the keyframe it came from.
+        /// The sequence position of the keyframe it came from, and its map time.
         public var keyframePosition: Int
+        public var keyframeTick: Int
         public var fernDissimilarity: Double
         /// Keypoint matches and RANSAC inliers (0 for a keyframe's own pose).
         public var matches: Int
@@ -51,12 +52,18 @@ public struct Relocaliser: Sendable {
         database.movePoses(move)
     }
 
+    /// The frame's fern code, computed once and shared by `observe` and `loopHypotheses`.
+    public func encode(color: ColorImage?, depth: DepthImage) -> FernDatabase.Code {
+        database.encode(color: color, depth: depth)
+    }
+
     /// Records a tracked frame: a keyframe when its appearance is new. Returns whether it became one.
     @discardableResult
-    public mutating func observe(color: ColorImage?, depth: DepthImage, worldFromCamera: RigidTransform, position: Int) -> Bool {
-        let code = database.encode(color: color, depth: depth)
+    public mutating func observe(color: ColorImage?, depth: DepthImage, worldFromCamera: RigidTransform, position: Int,
+                                 tick: Int? = nil, code: FernDatabase.Code? = nil) -> Bool {
+        let code = code ?? database.encode(color: color, depth: depth)
         guard database.isNovel(code) else { return false }
-        database.add(FernDatabase.Keyframe(code: code, worldFromCamera: worldFromCamera, position: position,
+        database.add(FernDatabase.Keyframe(code: code, worldFromCamera: worldFromCamera, position: position, tick: tick ?? position,
                                            features: features(color: color, depth: depth)))
         return true
     }
@@ -67,21 +74,40 @@ public struct Relocaliser: Sendable {
         let nearest = database.nearest(code, count: parameters.candidates)
         guard !nearest.isEmpty else { return [] }
         let live = features(color: color, depth: depth)
-        var registered: [Hypothesis] = [], own: [Hypothesis] = []
-        for (index, dissimilarity) in nearest {
+        let keyframe = database.keyframes[nearest[0].index]
+        let own = Hypothesis(worldFromCamera: keyframe.worldFromCamera, keyframePosition: keyframe.position, keyframeTick: keyframe.tick,
+                             fernDissimilarity: nearest[0].dissimilarity, matches: 0, inliers: 0)
+        return register(live, to: nearest) + [own]
+    }
+
+    /// Pose hypotheses for a tracked frame from keyframes taken before map time `before` (global
+    /// loop closure: the camera is back at a place it left long ago), registered by keypoints,
+    /// the best-supported first, with the number of keyframes that were candidates. Only
+    /// keyframes at most `maxDissimilarity` from the frame by ferns are tried, at most `count`
+    /// of them, and keypoints are detected only when there is one, so most frames cost a fern
+    /// comparison per keyframe. A keyframe's own pose is no hypothesis here: the tracked pose is
+    /// a better start than a view 10-30 cm away.
+    public func loopHypotheses(code: FernDatabase.Code, color: ColorImage?, depth: DepthImage, before tick: Int,
+                               maxDissimilarity: Double, count: Int) -> (candidates: Int, hypotheses: [Hypothesis]) {
+        let nearest = database.nearest(code, count: count) { $0.tick < tick }.filter { $0.dissimilarity <= maxDissimilarity }
+        guard !nearest.isEmpty else { return (0, []) }
+        return (nearest.count, register(features(color: color, depth: depth), to: nearest))
+    }
+
+    /// Keypoint registrations of a frame to keyframes, the most RANSAC inliers first.
+    func register(_ live: KeypointSet, to keyframes: [(index: Int, dissimilarity: Double)]) -> [Hypothesis] {
+        var registered: [Hypothesis] = []
+        for (index, dissimilarity) in keyframes {
             let keyframe = database.keyframes[index]
-            if own.isEmpty {
-                own.append(Hypothesis(worldFromCamera: keyframe.worldFromCamera, keyframePosition: keyframe.position,
-                                      fernDissimilarity: dissimilarity, matches: 0, inliers: 0))
-            }
             let matches = KeypointDetector.match(live, keyframe.features)
             guard matches.count >= parameters.ransac.minimumInliers,
                   let fit = RigidRANSAC.estimate(source: matches.map { live.points[$0.0] }, target: matches.map { keyframe.features.points[$0.1] },
                                                  parameters: parameters.ransac) else { continue }
             registered.append(Hypothesis(worldFromCamera: keyframe.worldFromCamera * fit.targetFromSource, keyframePosition: keyframe.position,
+                                         keyframeTick: keyframe.tick,
                                          fernDissimilarity: dissimilarity, matches: matches.count, inliers: fit.inliers))
         }
-        return registered.sorted { $0.inliers > $1.inliers } + own
+        return registered.sorted { $0.inliers > $1.inliers }
     }
 
     func features(color: ColorImage?, depth: DepthImage) -> KeypointSet {

@@ -1,0 +1,66 @@
+import Imaging
+import Geometry
+
+/// ElasticFusion's global loop closure, driven by the relocaliser's keyframes: when a tracked
+/// frame looks like a keyframe taken before the active window (randomised ferns), the frame is
+/// registered to that keyframe by keypoints, which says where the camera is against the old
+/// surface however far the map has drifted; the loop closer then registers the active model to
+/// the old surface rendered from there and bends the map as for a local closure.
+///
+/// A global attempt costs a keypoint detection, two renders and an ICP (about 0.1-0.2 s at
+/// 640x480 on 2 threads), so after one that found a candidate but did not close, the next waits
+/// `retryAfter` frames. Frames without a similar old keyframe cost only the fern comparisons.
+public struct GlobalLoopSearch: Sendable {
+    public struct Parameters: Sendable, Equatable {
+        /// Old keyframes at most this dissimilar by ferns are candidates (ElasticFusion's
+        /// keyframe novelty threshold: a frame this similar would not have become a keyframe).
+        public var maxDissimilarity = 0.3095
+        /// Candidates registered per attempt, the most similar first.
+        public var candidates = 2
+        /// Frames to wait after an attempt that did not close a loop.
+        public var retryAfter = 15
+        public init() {}
+    }
+
+    /// What an attempt did.
+    public struct Attempt: Sendable {
+        public var outcome: LoopCloser.Outcome
+        /// The keyframe hypothesis the outcome came from (nil when none was tried).
+        public var hypothesis: Relocaliser.Hypothesis?
+        /// Hypotheses registered by keypoints and tried.
+        public var tried: Int
+    }
+
+    public var parameters: Parameters
+    /// Map time before which no attempt is made (the back-off).
+    var nextTick = 0
+
+    public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
+
+    /// Tries a global closure for a frame tracked to `pose` (before it is fused); `code` is the
+    /// frame's fern code, `live` its vertex and normal pyramid (what is registered to the old
+    /// surface).
+    public mutating func attempt(_ fusion: SurfelFusion, pose: RigidTransform, closer: LoopCloser, relocaliser: Relocaliser,
+                                 code: FernDatabase.Code, color: ColorImage?, depth: DepthImage, live: [VertexNormalMap]) -> Attempt {
+        let oldest = fusion.tick - fusion.parameters.timeDelta
+        guard fusion.tick >= nextTick, oldest > 0 else { return Attempt(outcome: .skipped, hypothesis: nil, tried: 0) }
+        let (candidates, hypotheses) = relocaliser.loopHypotheses(code: code, color: color, depth: depth, before: oldest,
+                                                    maxDissimilarity: parameters.maxDissimilarity, count: parameters.candidates)
+        var last = Attempt(outcome: .skipped, hypothesis: nil, tried: 0)
+        for hypothesis in hypotheses {
+            var outcome = closer.attempt(fusion, pose: pose, from: hypothesis.worldFromCamera,
+                                         madeBy: hypothesis.keyframeTick + closer.parameters.keyframeSurfaceFrames, live: live)
+            if case .closed(var report, let deformation, let corrected) = outcome {
+                report.keyframePosition = hypothesis.keyframePosition
+                outcome = .closed(report, deformation, pose: corrected)
+            }
+            last = Attempt(outcome: outcome, hypothesis: hypothesis, tried: last.tried + 1)
+            switch outcome {
+            case .closed, .reactivated: return last
+            case .skipped, .rejected: continue
+            }
+        }
+        if candidates > 0 { nextTick = fusion.tick + parameters.retryAfter }
+        return last
+    }
+}
