@@ -49,6 +49,7 @@ let package = Package(
         // CPUID behind a C function, and the decision whether the kernels can run here.
         .target(name: "CCPUID"),
         .target(name: "CPrefetch"),
+        .target(name: "CAllocator"),
         .target(name: "CPUCheck", dependencies: ["CCPUID"], swiftSettings: kernelCPUDefine),
 
         .target(name: "Geometry", linkerSettings: libm),
@@ -70,7 +71,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], linkerSettings: libm),
         .executableTarget(name: "semfuse", dependencies: [
-            "CPUCheck", "Pipeline", "Network", "Mapping", "Meshing", "Export",
+            "CAllocator", "CPUCheck", "Pipeline", "Network", "Mapping", "Meshing", "Export",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

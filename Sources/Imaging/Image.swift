@@ -14,6 +14,7 @@ public struct Image<Pixel>: @unchecked Sendable {
         self.pixels = Array(repeating: value, count: width * height)
     }
 
+    @inlinable
     public init(width: Int, height: Int, pixels: [Pixel]) {
         precondition(pixels.count == width * height, "pixel count \(pixels.count) != \(width)x\(height)")
         self.width = width
@@ -32,6 +33,9 @@ public struct Image<Pixel>: @unchecked Sendable {
     @inlinable
     public func contains(x: Int, y: Int) -> Bool { x >= 0 && y >= 0 && x < width && y < height }
 
+    /// Inlinable so that it is specialised where it is called: unspecialised, every pixel went
+    /// through a generic append (8 % of a 640x480 tracking run in the depth range cut alone).
+    @inlinable
     public func map<T>(_ transform: (Pixel) throws -> T) rethrows -> Image<T> {
         Image<T>(width: width, height: height, pixels: try pixels.map(transform))
     }
