@@ -78,7 +78,7 @@ let package = Package(
 
         // Shared test helpers (locating ../shared, temporary folders); used by tests only.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "CPUCheckTests", dependencies: ["CPUCheck"]),
+        .testTarget(name: "CPUCheckTests", dependencies: ["CPUCheck", "CAllocator"]),
         .testTarget(name: "GeometryTests", dependencies: ["Geometry", "EigenBridge"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SemanticsTests", dependencies: ["Semantics", "TestSupport"]),
