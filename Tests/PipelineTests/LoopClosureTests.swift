@@ -190,6 +190,11 @@ final class LoopClosureTests: XCTestCase {
             case .closed(let report, let deformation, let corrected):
                 closure = (k, report, deformation, corrected)
                 pose = corrected
+                // Right after a closure the search waits: a camera retracing its old path must
+                // not close again on every frame.
+                let again = search.attempt(fusion, pose: pose, closer: closer, relocaliser: relocaliser, code: code, color: frame.color,
+                                           depth: depth, live: live.pyramid)
+                XCTAssertEqual(again.tried, 0, "no new attempt for \(search.parameters.retryAfter) frames after a closure")
             case .rejected(let reason): rejected.append("\(k): \(reason)")
             default: break
             }

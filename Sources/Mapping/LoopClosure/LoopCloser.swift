@@ -238,7 +238,7 @@ public struct LoopCloser: Sendable {
             return .rejected("correction too large (\(detail))")
         }
         if metres < parameters.minCorrection && degrees < parameters.minCorrectionDegrees {
-            return .reactivated(reactivate(fusion, pose: pose))
+            return .reactivated(reactivate(fusion, pose: pose, minimumConfidence: oldSurface))
         }
 
         // Constraints on the grid: active points to where the registration puts them, inactive
@@ -278,7 +278,7 @@ public struct LoopCloser: Sendable {
         }
         let bent = MapDeformation(graph: graph, nodeTimes: deformation.nodeTimes, temporalCandidates: deformation.temporalCandidates)
         apply(bent, to: map, threads: p.threads)
-        let reactivated = reactivate(fusion, pose: result.pose)
+        let reactivated = reactivate(fusion, pose: result.pose, minimumConfidence: oldSurface)
         let closure = LoopClosureReport(kind: kind, tick: fusion.tick, constraints: points.count - pins, pins: pins,
                                         residualBefore: report.constraintErrorBefore, residualAfter: report.constraintErrorAfter,
                                         correctionMetres: metres, correctionDegrees: degrees, nodes: graph.nodeCount,
@@ -399,9 +399,11 @@ public struct LoopCloser: Sendable {
 
     /// ElasticFusion's rule 5: stable inactive surfels that project into the view from `pose`
     /// and lie no more than `reactivationDepth` behind the rendered surface are seen again.
-    func reactivate(_ fusion: SurfelFusion, pose: RigidTransform) -> Int {
+    /// A global closure reactivates from the confidence it registered to, so the old surface it
+    /// joined is active (and fused into) from the next frame, not found again by the next search.
+    func reactivate(_ fusion: SurfelFusion, pose: RigidTransform, minimumConfidence: Float? = nil) -> Int {
         let p = fusion.parameters
-        let stable = p.trackingConfidenceThreshold ?? p.confidenceThreshold
+        let stable = minimumConfidence ?? p.trackingConfidenceThreshold ?? p.confidenceThreshold
         let k = fusion.intrinsics
         let render = SurfelRenderer().render(fusion.map, cameraFromWorld: pose.inverse, intrinsics: k,
                                              selection: .init(minimumConfidence: stable), threads: p.threads)

@@ -89,6 +89,8 @@ public struct Relocaliser: Sendable {
     /// a better start than a view 10-30 cm away.
     public func loopHypotheses(code: FernDatabase.Code, color: ColorImage?, depth: DepthImage, before tick: Int,
                                maxDissimilarity: Double, count: Int) -> (candidates: Int, hypotheses: [Hypothesis]) {
+        // Frames smaller than the fern image all encode alike: no appearance to match on.
+        guard depth.width >= parameters.ferns.width, depth.height >= parameters.ferns.height else { return (0, []) }
         let nearest = database.nearest(code, count: count) { $0.tick < tick }.filter { $0.dissimilarity <= maxDissimilarity }
         guard !nearest.isEmpty else { return (0, []) }
         return (nearest.count, register(features(color: color, depth: depth), to: nearest))
