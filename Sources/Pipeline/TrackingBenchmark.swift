@@ -35,6 +35,8 @@ public struct TrackingBenchmark {
     public var parameters: TrackingParameters
     /// Confidence surfels need to be in the tracker's model (nil: the stable threshold).
     public var modelConfidence: Float?
+    /// Cleanup's keep confidence (`FusionParameters.keepConfidence`; nil: ElasticFusion's rule).
+    public var keepConfidence: Float?
     /// Close loops by deforming the map, as `reconstruct` does.
     public var loopClosure = true
     public init(source: FrameSource, positions: [Int], parameters: TrackingParameters = TrackingParameters()) {
@@ -44,6 +46,7 @@ public struct TrackingBenchmark {
     public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         var fusionParameters = FusionParameters()
         fusionParameters.trackingConfidenceThreshold = modelConfidence
+        fusionParameters.keepConfidence = keepConfidence
         let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0, parameters: fusionParameters)
         let tracker = ICPTracker(parameters: parameters)
         let photometric = parameters.photometricWeight > 0

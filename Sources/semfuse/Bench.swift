@@ -143,6 +143,9 @@ struct TrackingBench: ParsableCommand {
     @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
     var convergence: Double = TrackingParameters().convergence
 
+    @Option(help: "Cleanup: spare surfels of at least this confidence from ElasticFusion's 20-frame timeout, as `reconstruct --keep-confidence` (reconstruct's default is 1). Default here: none, ElasticFusion's rule, as this bench's earlier figures. Loop closure behaves differently under the two rules (docs/results.md, \"Global loop closure\").")
+    var keepConfidence: Float?
+
     @Flag(name: .customLong("no-loop-closure"), help: "Do not close loops (ElasticFusion's local and global loop closure by map deformation, with the keyframes global closure needs), as `reconstruct --no-loop-closure`.")
     var noLoopClosure = false
 
@@ -153,6 +156,7 @@ struct TrackingBench: ParsableCommand {
         guard ["full", "half", "both"].contains(resolution) else { throw ValidationError("--resolution must be full, half or both") }
         try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
         try limit(modelConfidence.flatMap { InputLimits.check(Double($0), "--model-confidence", in: InputLimits.confidenceThreshold) })
+        try limit(keepConfidence.flatMap { InputLimits.check(Double($0), "--keep-confidence", in: InputLimits.confidenceThreshold) })
         try limit(InputLimits.check(convergence, "--convergence", in: 0...1, exclusiveLower: true))
     }
 
@@ -175,6 +179,7 @@ struct TrackingBench: ParsableCommand {
             parameters.convergence = convergence
             var bench = TrackingBenchmark(source: source, positions: positions, parameters: parameters)
             bench.modelConfidence = modelConfidence
+            bench.keepConfidence = keepConfidence
             bench.loopClosure = !noLoopClosure
             let result = try bench.run { done, total in
                 if done % 100 == 0 || done == total { FileHandle.standardError.write(Data("  \(done)/\(total) frames\n".utf8)) }
@@ -190,7 +195,9 @@ struct TrackingBench: ParsableCommand {
                     "loop_closure_p90_ms": FusionBenchmark.Run.percentile(result.loopClosureMilliseconds, 0.9),
                     "loop_closures": result.loopClosures.count,
                     "deformation_ms": result.loopClosures.map { $0.seconds * 1000 },
+                    "global_loop_closures": result.loopClosures.filter { $0.kind == .global }.count,
                 ]
+                if let keepConfidence { row["keep_confidence"] = Double(keepConfidence) }
                 if let ate = result.ate { row["ate_rmse_mm"] = ate.rmse * 1000; row["ate_median_mm"] = ate.median * 1000; row["ate_max_mm"] = ate.max * 1000 }
                 rows.append(row)
                 continue

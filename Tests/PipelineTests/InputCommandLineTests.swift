@@ -36,6 +36,12 @@ final class InputCommandLineTests: XCTestCase {
             XCTAssertTrue(result.output.contains(expected), "\(option) \(value): \(result.output)")
             XCTAssertEqual(files(in: out), [], "\(option) \(value): nothing may be written")
         }
+        // bench tracking's fusion settings are checked the same way.
+        for (option, value) in [("--keep-confidence", "-3"), ("--keep-confidence", "nan"), ("--model-confidence", "inf")] {
+            let bench = try run(["bench", "tracking", sequence.path, "\(option)=\(value)", "--frames", "0:2"])
+            XCTAssertNotEqual(bench.status, 0, "\(option) \(value): \(bench.output)")
+            XCTAssertTrue(bench.output.contains("\(option) is \(value), expected a finite number in [0, 100000]"), "\(option) \(value): \(bench.output)")
+        }
         // A negative fx would mirror the map: refused, naming the value.
         let result = try run(["reconstruct", sequence.path, "--intrinsics=-585,585,320,240", "-o", out.appendingPathComponent("map.ply").path, "-q"])
         XCTAssertNotEqual(result.status, 0, result.output)
