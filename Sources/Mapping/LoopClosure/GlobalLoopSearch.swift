@@ -4,8 +4,9 @@ import Geometry
 /// ElasticFusion's global loop closure, driven by the relocaliser's keyframes: when a tracked
 /// frame looks like a keyframe taken before the active window (randomised ferns), the frame is
 /// registered to that keyframe by keypoints, which says where the camera is against the old
-/// surface however far the map has drifted; the loop closer then registers the active model to
-/// the old surface rendered from there and bends the map as for a local closure.
+/// surface however far the map has drifted; the loop closer then registers the live frame to
+/// the old surface made around the keyframe's time, rendered from there, and bends the map as for
+/// a local closure (`LoopCloser.attempt(_:pose:from:madeBy:live:)`).
 ///
 /// A global attempt costs a keypoint detection, two renders and an ICP (about 0.1-0.2 s at
 /// 640x480 on 2 threads, 0.3-0.4 s with the bend), so after any attempt the next waits
