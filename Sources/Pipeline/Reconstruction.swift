@@ -335,27 +335,20 @@ public final class Reconstruction {
     /// global search computed it, so the keyframes do not compute it again.
     private func closeLoop(pose: RigidTransform, position: Int, color: ColorImage?, depth: DepthImage, live: [VertexNormalMap],
                            code: inout FernDatabase.Code?) -> RigidTransform {
-        guard let loopCloser else { return pose }
+        guard let loopCloser, var search = globalLoopSearch else { return pose }
         let start = DispatchTime.now().uptimeNanoseconds
         defer { loopClosureSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        var outcome = loopCloser.attempt(fusion, pose: pose)
+        let step = LoopClosureStep.run(fusion, pose: pose, closer: loopCloser, search: &search, keyframes: relocaliser,
+                                       color: color, depth: depth, live: live)
+        globalLoopSearch = search
+        code = step.code
+        if case .rejected(let reason) = step.local { rejected(reason, kind: "local", position: position) }
         var kind = "local"
-        switch outcome {
-        case .closed, .reactivated:
-            break
-        case .skipped, .rejected:
-            if case .rejected(let reason) = outcome { rejected(reason, kind: kind, position: position) }
-            guard let relocaliser, var search = globalLoopSearch else { return pose }
-            let frameCode = relocaliser.encode(color: color, depth: depth)
-            code = frameCode
-            let global = search.attempt(fusion, pose: pose, closer: loopCloser, relocaliser: relocaliser, code: frameCode, color: color, depth: depth, live: live)
-            globalLoopSearch = search
-            guard let hypothesis = global.hypothesis else { return pose }
-            outcome = global.outcome
+        if let hypothesis = step.global?.hypothesis {
             kind = "global from keyframe \(hypothesis.keyframePosition) (\(hypothesis.inliers) of \(hypothesis.matches) keypoint matches)"
-            if case .rejected(let reason) = outcome { rejected(reason, kind: kind, position: position) }
+            if case .rejected(let reason) = step.outcome { rejected(reason, kind: kind, position: position) }
         }
-        switch outcome {
+        switch step.outcome {
         case .skipped, .rejected:
             return pose
         case .reactivated(let count):

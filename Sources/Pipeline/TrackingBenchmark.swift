@@ -86,21 +86,16 @@ public struct TrackingBenchmark {
                 if result.succeeded { fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity); pose = result.pose } else { failures += 1; pose = previous }
                 if let closer, let relocaliser = keyframes, result.succeeded {
                     let start = DispatchTime.now().uptimeNanoseconds
-                    var outcome = closer.attempt(fusion, pose: pose)
-                    let code = relocaliser.encode(color: frame.color, depth: depth)
-                    switch outcome {
-                    case .skipped, .rejected:
-                        outcome = search.attempt(fusion, pose: pose, closer: closer, relocaliser: relocaliser, code: code,
-                                                 color: frame.color, depth: depth, live: live.pyramid).outcome
-                    case .closed, .reactivated: break
-                    }
-                    if case .closed(let report, let deformation, let corrected) = outcome {
+                    let step = LoopClosureStep.run(fusion, pose: pose, closer: closer, search: &search, keyframes: relocaliser,
+                                                   color: frame.color, depth: depth, live: live.pyramid)
+                    if case .closed(let report, let deformation, let corrected) = step.outcome {
                         pose = corrected
                         closures.append(report)
                         for k in estimated.indices { estimated[k] = deformation.deform(estimated[k], time: ticks[k]) }
                         keyframes?.moveKeyframes { keyframePose, position in deformation.deform(keyframePose, time: ticks[position]) }
                     }
-                    keyframes?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: k, tick: fusion.tick, code: code)
+                    keyframes?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: k, tick: fusion.tick,
+                                       code: step.code ?? relocaliser.encode(color: frame.color, depth: depth))
                     loopMilliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
                 }
             } else {

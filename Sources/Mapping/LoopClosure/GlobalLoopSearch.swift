@@ -70,3 +70,38 @@ public struct GlobalLoopSearch: Sendable {
         return last
     }
 }
+
+/// One frame's loop closure, as `reconstruct` and `bench tracking` both run it: the local
+/// closure first; when it neither closes nor finds the old surface in agreement, the global
+/// search. What each did is kept for the caller's log.
+public struct LoopClosureStep: Sendable {
+    /// The local closure's outcome.
+    public var local: LoopCloser.Outcome
+    /// The global search, when it ran.
+    public var global: GlobalLoopSearch.Attempt?
+    /// The frame's fern code, when the global search computed it (the keyframes reuse it).
+    public var code: FernDatabase.Code?
+
+    /// What happened to the map this frame: the global attempt's outcome when it tried a
+    /// keyframe, else the local one's.
+    public var outcome: LoopCloser.Outcome {
+        if let global, global.hypothesis != nil { return global.outcome }
+        return local
+    }
+
+    public static func run(_ fusion: SurfelFusion, pose: RigidTransform, closer: LoopCloser, search: inout GlobalLoopSearch,
+                           keyframes: Relocaliser?, color: ColorImage?, depth: DepthImage, live: [VertexNormalMap]) -> LoopClosureStep {
+        var step = LoopClosureStep(local: closer.attempt(fusion, pose: pose), global: nil, code: nil)
+        switch step.local {
+        case .closed, .reactivated:
+            return step
+        case .skipped, .rejected:
+            guard let keyframes else { return step }
+            let code = keyframes.encode(color: color, depth: depth)
+            step.code = code
+            step.global = search.attempt(fusion, pose: pose, closer: closer, relocaliser: keyframes, code: code,
+                                         color: color, depth: depth, live: live)
+            return step
+        }
+    }
+}

@@ -60,10 +60,10 @@ public struct Relocaliser: Sendable {
     /// Records a tracked frame: a keyframe when its appearance is new. Returns whether it became one.
     @discardableResult
     public mutating func observe(color: ColorImage?, depth: DepthImage, worldFromCamera: RigidTransform, position: Int,
-                                 tick: Int? = nil, code: FernDatabase.Code? = nil) -> Bool {
+                                 tick: Int, code: FernDatabase.Code? = nil) -> Bool {
         let code = code ?? database.encode(color: color, depth: depth)
         guard database.isNovel(code) else { return false }
-        database.add(FernDatabase.Keyframe(code: code, worldFromCamera: worldFromCamera, position: position, tick: tick ?? position,
+        database.add(FernDatabase.Keyframe(code: code, worldFromCamera: worldFromCamera, position: position, tick: tick,
                                            features: features(color: color, depth: depth)))
         return true
     }
