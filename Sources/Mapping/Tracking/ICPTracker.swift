@@ -135,8 +135,11 @@ public struct ICPTracker: Sendable {
 
     /// Point-to-plane normal equations for the current estimate (rows chunked across threads,
     /// partial sums added in chunk order so results do not depend on timing).
+    /// Without a photometric term the eight-lane kernel (`accumulateGeometric`) does the work;
+    /// `vectorised: false` forces this per-pixel loop, which tests compare it against.
     func accumulate(frame: VertexNormalMap, model: VertexNormalMap, transform: RigidTransform, threads: Int,
-                    photometric: (live: IntensityMap, model: IntensityMap, minGradient: Float)? = nil) -> System {
+                    photometric: (live: IntensityMap, model: IntensityMap, minGradient: Float)? = nil,
+                    vectorised: Bool = true) -> System {
         let k = model.intrinsics
         let w = frame.intrinsics.width, h = frame.intrinsics.height
         let mw = k.width, mh = k.height
@@ -152,6 +155,9 @@ public struct ICPTracker: Sendable {
         let emptyMap = IntensityMap(width: 0, height: 0, intensity: [])
         let liveI = photometric?.live ?? emptyMap, modelI = photometric?.model ?? emptyMap
         let usePhotometric = photometric != nil && liveI.width == w && liveI.height == h && modelI.width == mw && modelI.height == mh
+        if !usePhotometric && vectorised {
+            return accumulateGeometric(frame: frame, model: model, transform: transform, threads: threads)
+        }
         let minGradient2 = (photometric?.minGradient ?? 0) * (photometric?.minGradient ?? 0)
         var partial = [System](repeating: System(), count: chunks)
         frame.withKernelInputs { fv, fn in

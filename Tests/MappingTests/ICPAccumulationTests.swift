@@ -1,0 +1,67 @@
+import Foundation
+import Geometry
+import Imaging
+import Sequences
+import XCTest
+@testable import Mapping
+
+/// The eight-lane geometric accumulation against the per-pixel loop it replaced, on real
+/// geometry (two frames of the bundled synthetic room), at widths that are and are not a
+/// multiple of eight, for several transforms and thread counts.
+final class ICPAccumulationTests: XCTestCase {
+    private func crop(_ depth: DepthImage, width: Int, height: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: width * height)
+        for y in 0..<height { for x in 0..<width { out[y * width + x] = depth[x, y] } }
+        return out
+    }
+
+    func testEightLaneKernelMatchesThePerPixelLoop() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let source = try SequenceLoader.open(root.appendingPathComponent("Sequences/synthetic-room"))
+        let f0 = try source.frame(at: 10), f1 = try source.frame(at: 14)
+        let d0 = try XCTUnwrap(f0.depth), d1 = try XCTUnwrap(f1.depth)
+        let truth = try XCTUnwrap(f0.worldFromCamera).inverse * XCTUnwrap(f1.worldFromCamera)
+        let tracker = ICPTracker()
+        var compared = 0
+        // 224 is the room's width (28 blocks); 221 and 53 leave a short last block.
+        for (width, height) in [(224, 168), (221, 163), (53, 41)] {
+            var k = source.intrinsics
+            k.width = width; k.height = height
+            let model = VertexNormalMap(depth: crop(d0, width: width, height: height), intrinsics: k)
+            let frame = VertexNormalMap(depth: crop(d1, width: width, height: height), intrinsics: k)
+            let nudge = RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0.3, 1, 0.2), angle: 0.02),
+                                       translation: SIMD3(0.01, -0.02, 0.015))
+            for transform in [RigidTransform.identity, truth, nudge * truth] {
+                for threads in [1, 2] {
+                    let scalar = tracker.accumulate(frame: frame, model: model, transform: transform, threads: threads, vectorised: false)
+                    let lanes = tracker.accumulate(frame: frame, model: model, transform: transform, threads: threads)
+                    let label = "\(width)x\(height), \(transform), \(threads) threads"
+                    // Unfiltered depth: noisy normals leave about a third of the pixels as inliers.
+                    XCTAssertGreaterThan(scalar.inliers, width * height / 20, label)
+                    XCTAssertLessThan(scalar.inliers, scalar.valid, label)
+                    // The same checks on the same Float values: the same pixels count.
+                    XCTAssertEqual(lanes.valid, scalar.valid, label)
+                    XCTAssertEqual(lanes.inliers, scalar.inliers, label)
+                    // Only the order of Float additions differs.
+                    let scale = scalar.A.map(abs).max()!
+                    for i in 0..<36 { XCTAssertEqual(lanes.A[i], scalar.A[i], accuracy: 1e-5 * scale, "A[\(i)] \(label)") }
+                    let bScale = max(scalar.b.map(abs).max()!, 1e-9)
+                    for i in 0..<6 { XCTAssertEqual(lanes.b[i], scalar.b[i], accuracy: 1e-4 * bScale, "b[\(i)] \(label)") }
+                    XCTAssertEqual(lanes.squaredError, scalar.squaredError, accuracy: 1e-4 * scalar.squaredError, label)
+                    compared += 1
+                }
+            }
+        }
+        XCTAssertEqual(compared, 18)
+    }
+
+    func testEmptyModelGivesNoCorrespondences() {
+        let k = Intrinsics(fx: 50, fy: 50, cx: 10, cy: 8, width: 21, height: 17)
+        let frame = VertexNormalMap(depth: [Float](repeating: 1, count: 21 * 17), intrinsics: k)
+        let model = VertexNormalMap(depth: [Float](repeating: 0, count: 21 * 17), intrinsics: k)
+        let s = ICPTracker().accumulate(frame: frame, model: model, transform: .identity, threads: 2)
+        XCTAssertEqual(s.inliers, 0)
+        XCTAssertEqual(s.valid, 20 * 16) // normals need a right and a lower neighbour
+        XCTAssertEqual(s.A, [Double](repeating: 0, count: 36))
+    }
+}
