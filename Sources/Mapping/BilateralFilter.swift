@@ -4,8 +4,9 @@ import Imaging
 /// Edge-preserving depth smoothing (ElasticFusion's depth_bilateral: 13x13, σs = 4.5 px,
 /// σr = 30 mm). Normals and surfel radii come from the filtered depth; positions from raw.
 ///
-/// The kernel runs tap by tap over whole rows so the innermost loop is contiguous and the
-/// compiler vectorises it; the range weight uses a branch-free exp approximation.
+/// The kernel filters eight neighbouring outputs at once over the whole window, so its sums
+/// stay in registers (an earlier version swept each tap over a whole row of accumulators in
+/// memory); the range weight uses a branch-free exp approximation.
 public struct BilateralFilter: Sendable {
     public let radius: Int
     public let sigmaSpace: Float
@@ -36,8 +37,10 @@ public struct BilateralFilter: Sendable {
     public func apply(_ depth: DepthImage, into output: inout [Float], threads: Int, checkerboardParity: Int? = nil) {
         let w = depth.width, h = depth.height, r = radius
         let pw = w + 2 * r
-        // Zero-padded copy so the inner loop needs no bounds checks.
-        var padded = [Float](repeating: 0, count: pw * (h + 2 * r))
+        let ph = h + 2 * r
+        // Zero-padded copy so the inner loop needs no bounds checks; 8 more at the end because
+        // a row's last block of eight outputs may read past the row's end.
+        var padded = [Float](repeating: 0, count: pw * ph + 8)
         depth.pixels.withKernelInput { src in
             padded.withKernelOutput { dst in
                 for y in 0..<h {
@@ -52,112 +55,110 @@ public struct BilateralFilter: Sendable {
         // For checkerboard filtering: the padded image split into even and odd columns, so the
         // strided outputs of half rows read contiguous memory.
         let planeWidth = (pw + 1) / 2
-        let ph = h + 2 * r
+        let planeSize = planeWidth * ph
         var planeStorage = [Float]()
         if checkerboardParity != nil {
-            planeStorage = [Float](repeating: 0, count: 2 * planeWidth * ph)
+            planeStorage = [Float](repeating: 0, count: 2 * planeSize + 8)
             padded.withKernelInput { pad in
                 planeStorage.withKernelOutput { planes in
                     for y in 0..<ph {
                         for x in 0..<pw {
-                            planes[(x & 1) * planeWidth * ph + y * planeWidth + (x >> 1)] = pad[y * pw + x]
+                            planes[(x & 1) * planeSize + y * planeWidth + (x >> 1)] = pad[y * pw + x]
                         }
                     }
                 }
             }
         }
-        let rangeScale = -1 / (2 * sigmaRange * sigmaRange) * 1.442695041 // log2(e)
+        // Where the window's column dx starts, relative to the top-left tap of an output: in the
+        // padded image, and in the column planes for half rows of each parity.
         let side = 2 * r + 1
+        let fullColumns = Array(0..<side)
+        let halfColumns = (0..<2).map { p in (0..<side).map { dx in ((p + dx) & 1) * planeSize + ((p + dx) >> 1) } }
+        let rangeScale = -1 / (2 * sigmaRange * sigmaRange) * 1.442695041 // log2(e)
         planeStorage.withKernelInput { planes in
         padded.withKernelInput { pad in
         spatialWeights.withKernelInput { sw in
+        fullColumns.withKernelInput { fullCols in
+        halfColumns[0].withKernelInput { half0 in
+        halfColumns[1].withKernelInput { half1 in
         output.withKernelOutput { out in
             ParallelFor.run(h, chunks: threads * 2, threads: threads) { _, rows in
-                // Per-chunk accumulators for one row.
-                var sumW = [Float](repeating: 0, count: w)
-                var sumD = [Float](repeating: 0, count: w)
-                sumW.withKernelOutput { accW in
-                sumD.withKernelOutput { accD in
-                    for y in rows {
-                        if let p = checkerboardParity, y % 2 != p {
-                            halfRow(y: y, parity: p, planes: planes.base, planeWidth: planeWidth, planeRows: ph, width: w, side: side,
-                                    weights: sw.base, rangeScale: rangeScale,
-                                    accW: accW.base, accD: accD.base, out: out.address(y * w))
-                            continue
+                for y in rows {
+                    let o = out.address(y * w)
+                    if let p = checkerboardParity, y % 2 != p {
+                        // Outputs x = p, p + 2, ...: consecutive in the plane of parity p + r.
+                        let m = (w - p + 1) / 2
+                        let columns = p == 0 ? half0 : half1
+                        let centre = planes.address(((p + r) & 1) * planeSize + (y + r) * planeWidth + ((p + r) >> 1))
+                        let top = planes.address(y * planeWidth)
+                        var j = 0
+                        while j < m {
+                            let f = Self.block(top: top + j, columns: columns.base, stride: planeWidth, side: side,
+                                               centre: centre + j, weights: sw.base, rangeScale: rangeScale)
+                            for i in 0..<min(8, m - j) { o[2 * (j + i) + p] = f[i] }
+                            j += 8
                         }
-                        let centre = pad.address((y + r) * pw + r)
-                        for x in 0..<w { accW[x] = 0; accD[x] = 0 }
-                        for dy in 0..<side {
-                            for dx in 0..<side {
-                                let ws = sw[dy * side + dx]
-                                let row = pad.address((y + dy) * pw + dx)
-                                Self.accumulate(row: row, centre: centre, count: w, spatial: ws,
-                                                rangeScale: rangeScale, accW: accW.base, accD: accD.base)
-                            }
-                        }
-                        let o = out.address(y * w)
-                        for x in 0..<w {
-                            o[x] = centre[x] > 0 && accW[x] > 0 ? accD[x] / accW[x] : 0
-                        }
+                        continue
                     }
-                }}
+                    let centre = pad.address((y + r) * pw + r)
+                    let top = pad.address(y * pw)
+                    var x = 0
+                    while x < w {
+                        let f = Self.block(top: top + x, columns: fullCols.base, stride: pw, side: side,
+                                           centre: centre + x, weights: sw.base, rangeScale: rangeScale)
+                        if x + 8 <= w {
+                            UnsafeMutableRawPointer(o + x).storeBytes(of: f, as: SIMD8<Float>.self)
+                        } else {
+                            for i in 0..<(w - x) { o[x + i] = f[i] }
+                        }
+                        x += 8
+                    }
+                }
             }
-        }}}}
+        }}}}}}}
     }
 
-    /// Filters the outputs x = parity, parity + 2, ... of row y from the column planes.
+    /// Eight consecutive outputs over the whole window, their sums kept in registers. Tap
+    /// (dx, dy) of the first output is at `top + columns[dx] + dy * stride`. Taps are added in
+    /// the order the window is stored (row by row), the same for every output.
     @inline(__always)
-    private func halfRow(y: Int, parity p: Int, planes: UnsafePointer<Float>, planeWidth: Int, planeRows: Int, width w: Int,
-                         side: Int, weights: UnsafePointer<Float>, rangeScale: Float,
-                         accW: UnsafeMutablePointer<Float>, accD: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        let r = radius
-        let m = (w - p + 1) / 2
-        let planeSize = planeWidth * planeRows
-        let centre = planes + ((p + r) & 1) * planeSize + (y + r) * planeWidth + ((p + r) >> 1)
-        for j in 0..<m { accW[j] = 0; accD[j] = 0 }
+    private static func block(top: UnsafePointer<Float>, columns: UnsafePointer<Int>, stride: Int, side: Int,
+                              centre centrePointer: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+                              rangeScale: Float) -> SIMD8<Float> {
+        let centre = UnsafeRawPointer(centrePointer).loadUnaligned(as: SIMD8<Float>.self)
+        var sumW = SIMD8<Float>(), sumD = SIMD8<Float>()
+        let zero = SIMD8<Float>()
         for dy in 0..<side {
+            let row = top + dy * stride
             for dx in 0..<side {
-                let row = planes + ((p + dx) & 1) * planeSize + (y + dy) * planeWidth + ((p + dx) >> 1)
-                Self.accumulate(row: row, centre: centre, count: m, spatial: weights[dy * side + dx],
-                                rangeScale: rangeScale, accW: accW, accD: accD)
+                let v = UnsafeRawPointer(row + columns[dx]).loadUnaligned(as: SIMD8<Float>.self)
+                let d = v - centre
+                // Missing neighbours (0) weigh nothing.
+                let wgt = (weights[dy * side + dx] * fastExp2(d * d * rangeScale)).replacing(with: 0, where: v .<= zero)
+                sumW += wgt
+                sumD = sumD.addingProduct(wgt, v)
             }
         }
-        for j in 0..<m {
-            out[2 * j + p] = centre[j] > 0 && accW[j] > 0 ? accD[j] / accW[j] : 0
-        }
-    }
-
-    @inline(__always)
-    private static func accumulate(row: UnsafePointer<Float>, centre: UnsafePointer<Float>, count: Int,
-                                   spatial: Float, rangeScale: Float,
-                                   accW: UnsafeMutablePointer<Float>, accD: UnsafeMutablePointer<Float>) {
-        for x in 0..<count {
-            let v = row[x]
-            let d = v - centre[x]
-            let valid: Float = v > 0 ? 1 : 0
-            let wgt = spatial * valid * fastExp2(d * d * rangeScale)
-            accW[x] += wgt
-            accD[x] += wgt * v
-        }
+        return (sumD / sumW).replacing(with: 0, where: (centre .<= zero) .| (sumW .<= zero))
     }
 }
 
-/// 2^t for t <= 0 with ~1e-4 relative error; branch-free so loops over it vectorise.
+/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error (2^-126 below t = -126), branch-free.
+///
+/// 2^t = 2^floor(t) · 2^f with f in [0, 1): floor is one instruction here (the kernels are built
+/// for x86-64-v3), 2^f a minimax-style cubic evaluated with fused multiply-adds, and 2^floor(t)
+/// is built from its biased exponent floor(t) + 127, read from the low mantissa bits of
+/// 2^23 + floor(t) + 127 (exact: floor(t) is a whole number in [-126, 0]). Not a conversion to
+/// Int32: in a checked build its range check stops the loop around it from vectorising.
 @inline(__always)
-@usableFromInline
-func fastExp2(_ t: Float) -> Float {
-    let tc = max(t, -126)
-    // floor(tc) without `rounded(.down)`: that is one SSE4.1 instruction, but a build for the
-    // baseline x86-64 has none and made it a libm call per lane. Round to nearest by the
-    // 1.5·2^23 trick (exact for |tc| < 2^22), then step down where that rounded up.
-    let nearest = (tc + 12_582_912) - 12_582_912
-    let fl = nearest > tc ? nearest - 1 : nearest
+func fastExp2(_ t: SIMD8<Float>) -> SIMD8<Float> {
+    let tc = t.replacing(with: -126, where: t .< -126)
+    let fl = tc.rounded(.down)
     let f = tc - fl
-    // Minimax-style cubic for 2^f on [0, 1).
-    let p = 1 + f * (0.6951786 + f * (0.2261697 + f * 0.0780236))
-    // 2^fl from its biased exponent fl + 127, read from the low mantissa bits of 2^23 + fl + 127
-    // (exact: fl is a whole number in [-126, 0]). Not `Int32(fl) + 127`: in a checked build that
-    // conversion's range check stops the filter loop from vectorising (10x slower preprocessing).
-    let biased = (fl + 8_388_735).bitPattern & 0x7F_FFFF
-    return Float(bitPattern: biased << 23) * p
+    let c3 = SIMD8<Float>(repeating: 0.0780236)
+    let c2 = SIMD8<Float>(repeating: 0.2261697).addingProduct(f, c3)
+    let c1 = SIMD8<Float>(repeating: 0.6951786).addingProduct(f, c2)
+    let p = SIMD8<Float>(repeating: 1).addingProduct(f, c1)
+    let biased = unsafeBitCast(fl + SIMD8<Float>(repeating: 8_388_735), to: SIMD8<UInt32>.self) & 0x7F_FFFF
+    return unsafeBitCast(biased &<< 23, to: SIMD8<Float>.self) * p
 }

@@ -86,11 +86,18 @@ final class BilateralFilterTests: XCTestCase {
     func testFastExp2Accuracy() {
         var t: Float = -30
         while t <= 0 {
-            let exact = Foundation.exp2(Double(t))
-            XCTAssertLessThan(abs(Double(fastExp2(t)) - exact) / exact, 4e-4, "t = \(t)")
+            // Each lane on its own value: t and seven others across [-126, 0].
+            var lanes = SIMD8<Float>(repeating: t)
+            for i in 1..<8 { lanes[i] = -Float(i) * 15.7 + t / 30 }
+            let result = fastExp2(lanes)
+            for i in 0..<8 {
+                let exact = Foundation.exp2(Double(lanes[i]))
+                XCTAssertLessThan(abs(Double(result[i]) - exact) / exact, 4e-4, "t = \(lanes[i])")
+            }
             t += 0.013
         }
-        XCTAssertEqual(fastExp2(-1000), Float(bitPattern: 1 << 23), accuracy: 1e-37)
+        XCTAssertEqual(fastExp2(SIMD8(repeating: -1000))[3], Float(bitPattern: 1 << 23), accuracy: 1e-37)
+        XCTAssertEqual(fastExp2(SIMD8(repeating: 0))[0], 1)
     }
 }
 
