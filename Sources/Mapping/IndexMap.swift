@@ -61,15 +61,31 @@ public struct IndexMap: Sendable {
             ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 key.fill(.max)
-                for i in surfels where m.lastSeen[i] >= oldest {
-                    let pc = T.apply(m.positions[i])
-                    guard pc.z > 0, pc.z <= maxDepth else { continue }
-                    let u = (fx * pc.x / pc.z + cx + 0.5).rounded(.down)
-                    let v = (fy * pc.y / pc.z + cy + 0.5).rounded(.down)
-                    guard u >= 0, v >= 0, u < maxU, v < maxV else { continue }
-                    let p = Int(v) * w + Int(u)
-                    let candidate = UInt64(pc.z.bitPattern) << 32 | UInt64(UInt32(i))
-                    if candidate < key[p] { key[p] = candidate }
+                // The depth test is a read of a random pixel of a key image larger than the
+                // cache; it stalled on that read. So surfels go in batches: project a batch and
+                // start loading its pixels' keys, then test them (by then mostly in cache).
+                withUnsafeTemporaryAllocation(of: (pixel: Int, candidate: UInt64).self, capacity: Self.batch) { pending in
+                    var start = surfels.lowerBound
+                    while start < surfels.upperBound {
+                        let end = min(start + Self.batch, surfels.upperBound)
+                        var queued = 0
+                        for i in start..<end where m.lastSeen[i] >= oldest {
+                            let pc = T.apply(m.positions[i])
+                            guard pc.z > 0, pc.z <= maxDepth else { continue }
+                            let u = (fx * pc.x / pc.z + cx + 0.5).rounded(.down)
+                            let v = (fy * pc.y / pc.z + cy + 0.5).rounded(.down)
+                            guard u >= 0, v >= 0, u < maxU, v < maxV else { continue }
+                            let p = Int(v) * w + Int(u)
+                            key.prefetch(p)
+                            pending[queued] = (p, UInt64(pc.z.bitPattern) << 32 | UInt64(UInt32(i)))
+                            queued += 1
+                        }
+                        for j in 0..<queued {
+                            let (p, candidate) = pending[j]
+                            key[p] = min(key[p], candidate)
+                        }
+                        start = end
+                    }
                 }
             }
             // Merge the workers' key images and resolve ids and camera positions.
@@ -96,6 +112,10 @@ public struct IndexMap: Sendable {
             }}}
         }}
     }
+
+    /// Surfels projected before their pixels' depth tests (enough to cover the latency of the
+    /// keys' loads, few enough that the keys stay in cache until tested).
+    static let batch = 64
 
     /// Renumbers surfels after the map was compacted (`removed`: the compaction's flags).
     mutating func remapSurfels(_ compaction: SurfelMap.Compaction, removed: [Bool]) {

@@ -30,4 +30,36 @@ final class IndexMapTests: XCTestCase {
         im.render(map, cameraFromWorld: .identity, intrinsics: intr, tick: 202, timeDelta: 200, maxDepth: 20, threads: 1)
         XCTAssertEqual(im.filledCount, 0)
     }
+
+    /// Many surfels (several batches per worker, many per pixel, some inactive, behind or off
+    /// the image) against a plain z-buffer written out here.
+    func testManySurfelsMatchAPlainZBuffer() {
+        let intr = Intrinsics(fx: 60, fy: 60, cx: 31.5, cy: 23.5, width: 64, height: 48)
+        let map = SurfelMap(classCount: 0)
+        var rng = SplitMix64(seed: 11)
+        for _ in 0..<20_000 {
+            let p = SIMD3<Float>(Float(rng.nextDouble() * 3 - 1.5), Float(rng.nextDouble() * 2.4 - 1.2), Float(rng.nextDouble() * 4 - 0.5))
+            map.append(position: p, normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 1, color: .init(0, 0, 0),
+                       time: Int32(rng.next() % 300))
+        }
+        let pose = RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0, 1, 0), angle: 0.1), translation: SIMD3(0.05, 0, -0.1))
+        let T = pose.float
+        var expected = [Int32](repeating: -1, count: intr.width * intr.height)
+        var best = [Float](repeating: .infinity, count: expected.count)
+        for i in 0..<map.count where map.lastSeen[i] >= 300 - 200 {
+            let c = T.apply(map.positions[i])
+            guard c.z > 0, c.z <= 3 else { continue }
+            let u = (Float(intr.fx) * c.x / c.z + Float(intr.cx) + 0.5).rounded(.down)
+            let v = (Float(intr.fy) * c.y / c.z + Float(intr.cy) + 0.5).rounded(.down)
+            guard u >= 0, v >= 0, u < Float(intr.width), v < Float(intr.height) else { continue }
+            let p = Int(v) * intr.width + Int(u)
+            if c.z < best[p] { best[p] = c.z; expected[p] = Int32(i) }  // ties: the lower index stays
+        }
+        XCTAssertGreaterThan(expected.filter { $0 >= 0 }.count, expected.count / 2)
+        for threads in [1, 2, 3] {
+            var im = IndexMap()
+            im.render(map, cameraFromWorld: pose, intrinsics: intr, tick: 300, timeDelta: 200, maxDepth: 3, threads: threads)
+            XCTAssertEqual(im.surfel, expected, "\(threads) threads")
+        }
+    }
 }
