@@ -1,3 +1,4 @@
+import CPrefetch
 import CPUCheck
 import Foundation
 import Geometry
@@ -222,6 +223,17 @@ public final class SurfelFusion {
             let ids = index.surfel, idPos = index.cameraPosition, normals = m.normals
             ParallelFor.run(h, chunks: threads * 2, threads: threads) { _, rows in
                 for y in rows {
+                    // Candidates' normals are read at random surfel indices. Start loading those
+                    // of the rows the next processed row adds to its 3x3 windows, a row ahead.
+                    if everyPixel || y % 2 == parity {
+                        let step = everyPixel ? 1 : 2
+                        for yy in (y + step)...(y + step + 1) where yy < h {
+                            for x in 0..<w {
+                                let id = ids[yy * w + x]
+                                if id >= 0 { semfuse_prefetch_for_read(normals.address(Int(id))) }
+                            }
+                        }
+                    }
                     for x in 0..<w {
                         let p = y * w + x
                         match[p] = -2

@@ -9,4 +9,9 @@ static inline void semfuse_prefetch_for_write(const void *address) {
     __builtin_prefetch(address, 1, 3);
 }
 
+/// Asks the CPU to start loading the cache line at `address` for reading: data that several
+/// workers read, where a write-intent prefetch would take the line from the others.
+static inline void semfuse_prefetch_for_read(const void *address) {
+    __builtin_prefetch(address, 0, 3);
+}
 #endif
