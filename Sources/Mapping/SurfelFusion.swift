@@ -29,14 +29,16 @@ public final class SurfelFusion {
     private var preIndexMap = IndexMap()
     private var postIndexMap = IndexMap()
     // Per pixel: the matched surfel (-1 new, -2 not processed) and the measurement in world
-    // coordinates (`associate`), the state and creation time of the visible surfel (`cleanup`).
+    // coordinates (`associate`), the depth and creation time of the visible surfel (`cleanup`).
     private let matches = KernelBuffer<Int32>()
     private let measuredPosition = KernelBuffer<SIMD3<Float>>()
     private let measuredNormal = KernelBuffer<SIMD3<Float>>()
     private let measuredRadius = KernelBuffer<Float>()
     private let measuredWeight = KernelBuffer<Float>()
     private let pixelInitTime = KernelBuffer<Int32>()
-    private let pixelState = KernelBuffer<UInt8>()
+    /// Per pixel for the cleanup scan: the shown surfel's depth if it is stable, negated if it
+    /// was not seen this frame; NaN where no stable surfel is shown (one load per neighbour).
+    private let pixelStableDepth = KernelBuffer<Float>()
     /// Label-fusion workspace per worker chunk (top-k storage).
     private let labelScratch = KernelBuffer<Float>()
     /// Σ q and the classes of largest q per pixel of the class prediction (top-k storage).
@@ -474,24 +476,23 @@ public final class SurfelFusion {
         // Per-pixel copies of what the neighbourhood tests read, so the 4x4 scans touch
         // contiguous memory instead of jumping through surfel indices.
         pixelInitTime.resize(n, repeating: 0)
-        pixelState.resize(n, repeating: 0)
-        let state = pixelState.output, pixelInit = pixelInitTime.output
+        pixelStableDepth.resize(n, repeating: .nan)
+        let stableDepth = pixelStableDepth.output, pixelInit = pixelInitTime.output
         postIndexMap.withKernelInputs { index in
         map.withKernelInputs { m in
             let ids = index.surfel, conf = m.confidences, lastSeen = m.lastSeen, initTimes = m.initTimes
+            let idDepth = index.depth
             ParallelFor.run(n, chunks: parameters.threads, threads: parameters.threads) { _, range in
                 for p in range {
                     let id = Int(ids[p])
-                    guard id >= 0 else { state[p] = 0; continue }
-                    let stable: UInt8 = conf[id] >= threshold ? 1 : 0
-                    let fresh: UInt8 = lastSeen[id] == tick32 ? 2 : 0
-                    state[p] = stable | fresh
+                    guard id >= 0, conf[id] >= threshold else { stableDepth[p] = .nan; continue }
+                    stableDepth[p] = lastSeen[id] == tick32 ? idDepth[p] : -idDepth[p]
                     pixelInit[p] = initTimes[id]
                 }
             }
 
             let positions = m.positions, normals = m.normals, radii = m.radii
-            let idPos = index.cameraPosition, idDepth = index.depth
+            let idPos = index.cameraPosition
             removeFlags.withKernelOutput { flags in
             removedPerChunk.withKernelOutput { removedCounts in
                 ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
@@ -514,15 +515,15 @@ public final class SurfelFusion {
                         for yy in max(0, y0)...min(h - 1, y0 + 3) {
                             for xx in max(0, x0)...min(w - 1, x0 + 3) {
                                 let q = yy * w + xx
-                                let st = state[q]
-                                guard st & 1 != 0 else { continue }             // stable neighbours only
-                                let behind = idDepth[q] - pc.z
+                                // Stable neighbours only: NaN fails both depth tests.
+                                let shown = stableDepth[q]
+                                let behind = abs(shown) - pc.z
                                 if behind > 0, behind < 0.01, pixelInit[q] < myInit {
                                     let pj = idPos[q]
                                     let dx = pj.x - pc.x, dy = pj.y - pc.y
                                     if dx * dx + dy * dy < lateral2 { duplicates += 1 }
                                 }
-                                if facing, behind > 0.01, st & 2 != 0 { violations += 1 }
+                                if facing, behind > 0.01, shown > 0 { violations += 1 }   // seen this frame
                             }
                         }
                         if duplicates > 8 || violations > 4 { flags[i] = true; removedHere += 1 }
