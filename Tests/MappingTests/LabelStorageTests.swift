@@ -117,6 +117,30 @@ final class LabelStorageTests: XCTestCase {
         XCTAssertEqual(Double(p[k]), reference.remainder, accuracy: 1e-6)
     }
 
+    /// The ranking against its definition: a stable sort by probability, largest first, so equal
+    /// probabilities keep the lower class first (ties are common: quantised or uniform outputs).
+    func testRankingIsTheStableDescendingOrder() {
+        var rng = SplitMix64(seed: 5)
+        for c in [1, 3, 5, 8, 13, 40, 150] {
+            for trial in 0..<60 {
+                // Few distinct values, so many ties, some at the cut-off.
+                let levels = 1 + trial % 5
+                var q = [Float](repeating: 0, count: c)
+                for j in 0..<c { q[j] = Float(rng.next() % UInt64(levels)) / Float(levels) }
+                for m in Set([1, min(c, 3), min(c, 6), c]) {
+                    var order = [UInt16](repeating: 0, count: m)
+                    var work = [Float](repeating: 0, count: c)
+                    let sum = TopKBayesUpdate.rank(q, classCount: c, into: &order, count: m, work: &work)
+                    func before(_ a: Int, _ b: Int) -> Bool { q[a] != q[b] ? q[a] > q[b] : a < b }
+                    let sorted: [Int] = (0..<c).sorted(by: before)
+                    let expected: [UInt16] = sorted.prefix(m).map { UInt16($0) }
+                    XCTAssertEqual(order, expected, "c \(c), m \(m), q \(q)")
+                    XCTAssertEqual(sum, q.reduce(0, +), accuracy: 1e-4 * Float(c))
+                }
+            }
+        }
+    }
+
     func testEveryClassKeptEqualsTheDenseUpdate() {
         for c in [5, 8, 16] {
             let qs = randomDistributions(40, classCount: c, seed: UInt64(c))
