@@ -44,8 +44,8 @@ public struct BilateralFilter: Sendable {
         let w = depth.width, h = depth.height, r = radius
         let pw = w + 2 * r
         let ph = h + 2 * r
-        // Zero-padded copy so the inner loop needs no bounds checks; 8 more at the end because
-        // a row's last block of eight outputs may read past the row's end.
+        // Padded copy (border and holes `missing`) so the inner loop needs no bounds checks; 8
+        // more at the end because a row's last block of eight outputs may read past its end.
         var padded = [Float](repeating: Self.missing, count: pw * ph + 8)
         depth.pixels.withKernelInput { src in
             padded.withKernelOutput { dst in
