@@ -11,13 +11,7 @@ public struct BilateralFilter: Sendable {
     public let radius: Int
     public let sigmaSpace: Float
     public let sigmaRange: Float
-    /// log2 of each tap's spatial weight, row by row: added to the range exponent, so one
-    /// exp2 gives the whole weight.
-    private let spatialLog2Weights: [Float]
-    /// What missing depth becomes in the padded copy: so far from any measured depth that its
-    /// range weight is exp2's floor, 2^-126, whose contributions vanish below a rounding step
-    /// of any pixel's sums (a valid centre contributes weight 1). No test per tap is needed.
-    static let missing: Float = 1e6
+    private let spatialWeights: [Float]
 
     public init(window: Int = 13, sigmaSpace: Float = 4.5, sigmaRange: Float = 0.03) {
         precondition(window >= 1 && window % 2 == 1, "bilateral window must be odd")
@@ -27,10 +21,10 @@ public struct BilateralFilter: Sendable {
         var w = [Float]()
         for dy in -radius...radius {
             for dx in -radius...radius {
-                w.append(Float(-Double(dx * dx + dy * dy) / (2 * Double(sigmaSpace * sigmaSpace)) / log(2.0)))
+                w.append(Float(exp(-Double(dx * dx + dy * dy) / (2 * Double(sigmaSpace * sigmaSpace)))))
             }
         }
-        spatialLog2Weights = w
+        spatialWeights = w
     }
 
     /// Filters `depth` (metres, 0 = missing) into `output`, which is resized as needed.
@@ -44,15 +38,15 @@ public struct BilateralFilter: Sendable {
         let w = depth.width, h = depth.height, r = radius
         let pw = w + 2 * r
         let ph = h + 2 * r
-        // Padded copy (border and holes `missing`) so the inner loop needs no bounds checks; 8
-        // more at the end because a row's last block of eight outputs may read past its end.
-        var padded = [Float](repeating: Self.missing, count: pw * ph + 8)
+        // Zero-padded copy so the inner loop needs no bounds checks; 8 more at the end because
+        // a row's last block of eight outputs may read past the row's end.
+        var padded = [Float](repeating: 0, count: pw * ph + 8)
         depth.pixels.withKernelInput { src in
             padded.withKernelOutput { dst in
                 for y in 0..<h {
                     for x in 0..<w {
                         let v = src[y * w + x]
-                        dst[(y + r) * pw + x + r] = v.isFinite && v > 0 && v < Self.missing ? v : Self.missing
+                        dst[(y + r) * pw + x + r] = v.isFinite && v > 0 ? v : 0
                     }
                 }
             }
@@ -83,7 +77,7 @@ public struct BilateralFilter: Sendable {
         let rangeScale = -1 / (2 * sigmaRange * sigmaRange) * 1.442695041 // log2(e)
         planeStorage.withKernelInput { planes in
         padded.withKernelInput { pad in
-        spatialLog2Weights.withKernelInput { sw in
+        spatialWeights.withKernelInput { sw in
         fullColumns.withKernelInput { fullCols in
         halfColumns[0].withKernelInput { half0 in
         halfColumns[1].withKernelInput { half1 in
@@ -133,18 +127,19 @@ public struct BilateralFilter: Sendable {
                               rangeScale: Float) -> SIMD8<Float> {
         let centre = UnsafeRawPointer(centrePointer).loadUnaligned(as: SIMD8<Float>.self)
         var sumW = SIMD8<Float>(), sumD = SIMD8<Float>()
-        let scale = SIMD8<Float>(repeating: rangeScale)
+        let zero = SIMD8<Float>()
         for dy in 0..<side {
             let row = top + dy * stride
             for dx in 0..<side {
                 let v = UnsafeRawPointer(row + columns[dx]).loadUnaligned(as: SIMD8<Float>.self)
                 let d = v - centre
-                let wgt = fastExp2(SIMD8<Float>(repeating: weights[dy * side + dx]).addingProduct(d * scale, d))
+                // Missing neighbours (0) weigh nothing.
+                let wgt = (weights[dy * side + dx] * fastExp2(d * d * rangeScale)).replacing(with: 0, where: v .<= zero)
                 sumW += wgt
                 sumD = sumD.addingProduct(wgt, v)
             }
         }
-        return (sumD / sumW).replacing(with: 0, where: centre .>= SIMD8<Float>(repeating: missing))
+        return (sumD / sumW).replacing(with: 0, where: (centre .<= zero) .| (sumW .<= zero))
     }
 }
 
