@@ -81,13 +81,7 @@ extension ICPTracker {
                 out[c] = s
             }
         }}}
-        var total = System()
-        for s in partial {
-            for i in 0..<36 { total.A[i] += s.A[i] }
-            for i in 0..<6 { total.b[i] += s.b[i] }
-            total.inliers += s.inliers; total.valid += s.valid; total.squaredError += s.squaredError
-        }
-        return total
+        return System.total(of: partial)
     }
 
     /// Eight consecutive live pixels: transform, project, look up the model, check, add.

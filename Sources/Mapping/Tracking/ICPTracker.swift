@@ -131,6 +131,18 @@ public struct ICPTracker: Sendable {
         var valid = 0
         var squaredError = 0.0
         var residual: Double { inliers > 0 ? (squaredError / Double(inliers)).squareRoot() : .infinity }
+
+        /// The worker chunks' systems added in chunk order, so the sum does not depend on timing.
+        static func total(of partial: [System]) -> System {
+            var total = System()
+            for s in partial {
+                for i in 0..<36 { total.A[i] += s.A[i] }
+                for i in 0..<6 { total.b[i] += s.b[i] }
+                total.inliers += s.inliers; total.valid += s.valid; total.squaredError += s.squaredError
+                total.photometricPixels += s.photometricPixels
+            }
+            return total
+        }
     }
 
     /// Point-to-plane normal equations for the current estimate (rows chunked across threads,
@@ -246,13 +258,6 @@ public struct ICPTracker: Sendable {
                 out[c] = s
             }
         }}}}}
-        var total = System()
-        for s in partial {
-            for i in 0..<36 { total.A[i] += s.A[i] }
-            for i in 0..<6 { total.b[i] += s.b[i] }
-            total.inliers += s.inliers; total.valid += s.valid; total.squaredError += s.squaredError
-            total.photometricPixels += s.photometricPixels
-        }
-        return total
+        return System.total(of: partial)
     }
 }
