@@ -1,2 +1,2 @@
-// The target is the inline function in include/CPrefetch.h; SwiftPM needs one source file.
+// The target is the inline functions in include/CPrefetch.h; SwiftPM needs one source file.
 #include "CPrefetch.h"

@@ -2,9 +2,9 @@
 #define SEMFUSE_CPREFETCH_H
 
 /// Asks the CPU to start loading the cache line at `address` for writing. Swift has no prefetch
-/// intrinsic; the label update reads one surfel record per pixel in an order the hardware
-/// prefetcher cannot predict, and issuing the load a few pixels ahead hides its latency.
-/// A hint only: never faults, whatever the address.
+/// intrinsic; the label update reads one surfel record per pixel, and the index maps' depth
+/// tests one key per surfel, in orders the hardware prefetcher cannot predict, and issuing the
+/// load a little ahead hides its latency. A hint only: never faults, whatever the address.
 static inline void semfuse_prefetch_for_write(const void *address) {
     __builtin_prefetch(address, 1, 3);
 }
