@@ -7,17 +7,24 @@ import Semantics
 /// surfels' surface.
 ///
 /// Each vertex fuses the surfels within 2σ of it, σ being the surfel's radius kept between half
-/// a voxel and one voxel, with weight confidence x Gaussian of the distance: class
-/// probabilities are averaged with those weights and renormalised (a confidence-weighted
-/// fusion, not a copy of the nearest surfel's label); colours and normals likewise. The kernel
-/// is narrower than the one that builds the volume so labels stay as sharp at class boundaries
-/// as the surfels'. A vertex no surfel reaches (rare: vertices lie within a voxel of surfels)
-/// takes the nearest surfel within reach of the grid. With only `label`/`label_confidence` columns (no
+/// a voxel and one voxel, with weight confidence x Gaussian of the distance: colours, normals
+/// and (where no disc covers the vertex) class probabilities are averaged with those weights and
+/// renormalised (a confidence-weighted fusion, not a copy of the nearest surfel's label). The
+/// kernel is narrower than the one that builds the volume so labels stay as sharp at class
+/// boundaries as the surfels'. A vertex no surfel reaches (rare: vertices lie within a voxel of
+/// surfels) takes the nearest surfel within reach of the grid.
+///
+/// With `labelsFromDiscs` (the default), a vertex whose final position lies inside surfels'
+/// discs (within a surfel's radius of its centre along its plane and of its plane) takes its
+/// class distribution from those surfels alone, fused as the map fuses them: Σ confidence x
+/// probability. That is the label the map itself shows at that point, so the mesh shows the
+/// map's labels where the map has them; the Gaussian differs from it where neighbouring surfels
+/// disagree (docs/meshing.md, "Label agreement"). With only `label`/`label_confidence` columns (no
 /// probabilities), each surfel votes for its label with weight x label confidence, and the
 /// vertex's confidence is its label's share of the votes. As in the map, surfels without a
 /// label (no prediction reached them: label -1, uniform probabilities) give no class evidence,
-/// a vertex only they reach stays unlabelled (-1), and the class set's "unlabelled" class (NYU-13's
-/// 0) never wins.
+/// a vertex only they reach (or inside only their discs) stays unlabelled (-1), and the class
+/// set's "unlabelled" class (NYU-13's 0) never wins.
 ///
 /// Positions: marching cubes places a vertex where the linearly interpolated distance crosses
 /// zero on a voxel edge, which is off the surfels by a fraction of a voxel wherever the
@@ -29,7 +36,7 @@ enum AttributeTransfer {
     /// crosses lies within a voxel of it; a larger correction would be an outlier's pull.
     static let maximumShift: Float = 1
     static func transfer(to positions: [SIMD3<Float>], faces: [SIMD3<UInt32>], from cloud: PointCloud, surfels: Surfels,
-                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, refinePositions: Bool = true,
+                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, refinePositions: Bool = true, labelsFromDiscs: Bool = true,
                          threads: Int) -> PointCloud {
         let n = positions.count
         let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
@@ -71,8 +78,11 @@ enum AttributeTransfer {
                         rgb += w * SIMD3(Float(c.r), Float(c.g), Float(c.b))
                     }
                     guard classCount > 0 else { return }
-                    // A surfel that never received a prediction (label -1 in the map) shows no
-                    // label; its uniform probabilities are not evidence.
+                    addEvidence(i, w, to: &scores, &labelled)
+                }
+                // A surfel that never received a prediction (label -1 in the map) shows no
+                // label; its uniform probabilities are not evidence.
+                func addEvidence(_ i: Int, _ w: Float, to scores: inout [Float], _ labelled: inout Float) {
                     if let probabilities, evidence[i] {
                         let base = i * probabilities.classCount
                         for c in 0..<classCount { scores[c] += w * probabilities.values[base + c] }
@@ -102,6 +112,26 @@ enum AttributeTransfer {
                 if total > 0, cloud.colors != nil {
                     let c = rgb / total
                     colorsOut[v] = RGB8(UInt8(clamping: Int(c.x.rounded())), UInt8(clamping: Int(c.y.rounded())), UInt8(clamping: Int(c.z.rounded())))
+                }
+                if classCount > 0, labelsFromDiscs {
+                    // Where the vertex (at its final position) lies inside surfels' discs, its
+                    // label is what the map shows there: those surfels fused as the map fuses
+                    // them (Σ confidence x probability). Only where no disc covers it does the
+                    // Gaussian neighbourhood above decide.
+                    let q = positionsOut[v]
+                    var discScores = [Float](repeating: 0, count: classCount)
+                    var discLabelled: Float = 0, covered = false
+                    grid.forEach(near: q) { k in
+                        let offset = q - surfels.position[k]
+                        let d = (offset * surfels.normal[k]).sum()
+                        let r = surfels.radius[k]
+                        guard abs(d) <= r else { return }
+                        let lateral = offset - d * surfels.normal[k]
+                        guard (lateral * lateral).sum() <= r * r else { return }
+                        covered = true
+                        addEvidence(surfels.usable[k], surfels.weight[k], to: &discScores, &discLabelled)
+                    }
+                    if covered { scores = discScores; labelled = discLabelled }
                 }
                 if wantProbabilities, labelled == 0 {
                     // No evidence: uniform, as the map writes such surfels.

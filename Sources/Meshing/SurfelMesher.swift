@@ -50,6 +50,10 @@ public struct MeshingParameters: Sendable, Equatable {
     /// marching cubes' linear interpolation leaves vertices a fraction of a voxel off curved
     /// surfaces.
     public var refineVertices = true
+    /// Labels a vertex that lies inside surfels' discs with what the map shows there (those
+    /// surfels fused as the map fuses them); off, every vertex fuses the Gaussian neighbourhood
+    /// (see `AttributeTransfer`).
+    public var labelsFromDiscs = true
     public var threads: Int = 1
 
     public init(voxelSize: Float? = nil, threads: Int = 1) {
@@ -118,7 +122,8 @@ public enum SurfelMesher {
 
         var vertices = AttributeTransfer.transfer(to: positions, faces: faces, from: cloud, surfels: surfels, voxel: voxel,
                                                   colorMode: colorMode, includeProbabilities: includeProbabilities,
-                                                  refinePositions: parameters.refineVertices, threads: parameters.threads)
+                                                  refinePositions: parameters.refineVertices, labelsFromDiscs: parameters.labelsFromDiscs,
+                                                  threads: parameters.threads)
         vertices.classSet = cloud.classSet
         report.seconds.attributes = lap()
         return (TriangleMesh(vertices: vertices, faces: faces), report)

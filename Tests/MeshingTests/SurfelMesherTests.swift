@@ -343,6 +343,58 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertThrowsError(try LabelAgreementMeasure.measure(mesh: exact, map: map))
     }
 
+    /// Where the map is undecided (overlapping discs of two classes with mixed probabilities
+    /// and confidences), a vertex inside discs takes the label the map shows there, so the
+    /// disc definition of `LabelAgreementMeasure` agrees on every covered vertex. The Gaussian
+    /// neighbourhood alone (the rule before) disagrees on some, which shows the two differ here.
+    func testVerticesInsideDiscsShowTheMapsLabel() throws {
+        let spacing: Float = 0.004, voxel: Float = 0.008
+        var positions: [SIMD3<Float>] = [], probabilities: [Float] = [], labels: [Int32] = [], confidences: [Float] = []
+        var state: UInt64 = 12345
+        func random() -> Float {   // deterministic, platform-independent
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        for i in -40...40 {
+            for j in -25...25 {
+                positions.append(SIMD3(Float(i) * spacing, Float(j) * spacing, 1.5))
+                let a = 0.3 + 0.4 * random()            // class 1's share: undecided everywhere
+                let row: [Float] = [0.02, 0.98 * a, 0.98 * (1 - a)]
+                probabilities += row
+                labels.append(row[1] >= row[2] ? 1 : 2)
+                confidences.append(1 + 9 * random())
+            }
+        }
+        var map = PointCloud(positions: positions)
+        map.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: positions.count)
+        map.radius = [Float](repeating: 1.5 * spacing, count: positions.count)
+        map.confidence = confidences
+        map.labels = labels
+        map.labelConfidence = labels.indices.map { max(probabilities[3 * $0 + 1], probabilities[3 * $0 + 2]) }
+        map.classProbabilities = (classCount: 3, values: probabilities)
+        map.classSet = ClassSet.nyu13
+
+        var parameters = MeshingParameters(voxelSize: voxel, threads: 2)
+        let discs = try SurfelMesher.mesh(map, parameters: parameters, includeProbabilities: true).mesh.vertices
+        let shown = try LabelAgreementMeasure.measure(mesh: discs, map: map, threads: 2)
+        XCTAssertGreaterThan(shown.covering.compared, 500)
+        XCTAssertEqual(shown.covering.agreeing, shown.covering.compared)
+        // The fused probabilities written with the vertex are the ones its label came from.
+        let fused = try XCTUnwrap(discs.classProbabilities), vertexLabels = try XCTUnwrap(discs.labels)
+        for v in 0..<discs.count where vertexLabels[v] >= 0 {
+            let row = Array(fused.values[(3 * v)..<(3 * v + 3)])
+            XCTAssertEqual(row.firstIndex(of: row.max()!), Int(vertexLabels[v]))
+            XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-4)
+        }
+
+        parameters.labelsFromDiscs = false
+        let gaussian = try SurfelMesher.mesh(map, parameters: parameters).mesh.vertices
+        let before = try LabelAgreementMeasure.measure(mesh: gaussian, map: map, threads: 2)
+        XCTAssertEqual(before.covering.compared, shown.covering.compared)
+        print("covered vertices: \(shown.covering.compared); showing the map's label: discs \(shown.covering.agreeing), Gaussian \(before.covering.agreeing)")
+        XCTAssertLessThan(before.covering.agreeing, before.covering.compared - 10)
+    }
+
     func testNoSurfelsOrOneSurfelGiveAnEmptyMesh() throws {
         var empty = PointCloud(positions: [])
         empty.normals = []
