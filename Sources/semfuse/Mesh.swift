@@ -16,9 +16,10 @@ struct Mesh: ParsableCommand {
         discussion: """
         Each surfel writes its signed distance along its normal into a sparse voxel volume \
         (weighted by its confidence and a Gaussian of the distance from its centre); marching \
-        cubes extracts the surface where the volume was observed, and every vertex takes the \
+        cubes extracts the surface where the volume was observed. Every vertex takes the \
         confidence-weighted fusion of the class probabilities of the surfels around it \
-        (label, label_confidence, colour). Needs normals (nx ny nz); uses radius, confidence, \
+        (label, label_confidence, colour): of the surfels whose discs contain it, which is the \
+        label the map shows there, or of its neighbourhood where no disc does. Needs normals (nx ny nz); uses radius, confidence, \
         labels and prob_* when present. See docs/meshing.md.
         """)
 
