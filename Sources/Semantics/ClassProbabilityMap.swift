@@ -57,12 +57,40 @@ public struct ClassProbabilityMap: @unchecked Sendable {
     }
 
     /// Checks every value is finite and non-negative; returns the first problem found.
+    /// Fusion checks every prediction it is given, so the common case (all values fine) is one
+    /// sixteen-lane pass; only a map with a problem is scanned again to name it.
     public func validationProblem() -> String? {
+        if Self.allFiniteAndNonNegative(values) { return nil }
         for (i, v) in values.enumerated() where !(v.isFinite && v >= 0) {
             let pixel = i / classCount
             return "value \(v) at pixel (\(pixel % width), \(pixel / width)) class \(i % classCount)"
         }
         return nil
+    }
+
+    /// Whether every value is finite and ≥ 0 (NaN fails both comparisons).
+    static func allFiniteAndNonNegative(_ values: [Float]) -> Bool {
+        values.withUnsafeBufferPointer { buffer in
+            let n = buffer.count
+            var ok = SIMDMask<SIMD16<Int32>>(repeating: true)
+            var i = 0
+            if let base = buffer.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                let zero = SIMD16<Float>(repeating: 0), infinity = SIMD16<Float>(repeating: .infinity)
+                while i + 16 <= n {
+                    let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                    ok = ok .& (v .>= zero) .& (v .< infinity)
+                    i += 16
+                }
+            }
+            guard all(ok) else { return false }
+            while i < n {
+                let v = buffer[i]
+                guard v >= 0, v < .infinity else { return false }
+                i += 1
+            }
+            return true
+        }
     }
 
     /// The most likely class per pixel (255 where the pixel has no evidence).

@@ -42,6 +42,27 @@ final class ClassSetTests: XCTestCase {
         XCTAssertEqual(map.argmax().pixels, [1, 1, 1, 1, 1, 255])
     }
 
+    /// The sixteen-lane check finds a bad value anywhere: in a full block, in the tail after the
+    /// last block, and each kind (NaN, negative, ±infinity); a map of good values (zeros included)
+    /// passes, and the message names the first bad value's pixel and class.
+    func testValidationFindsEveryBadValueWherever() {
+        let width = 5, height = 3, classes = 7   // 105 values: six blocks of 16 and a tail of 9
+        let good = (0..<(width * height * classes)).map { Float($0 % 5) / 4 }
+        XCTAssertNil(ClassProbabilityMap(width: width, height: height, classCount: classes, values: good).validationProblem())
+        for bad: Float in [.nan, -0.25, .infinity, -.infinity] {
+            for index in [0, 15, 16, 50, 95, 96, 104] {
+                var values = good
+                values[index] = bad
+                let problem = ClassProbabilityMap(width: width, height: height, classCount: classes, values: values).validationProblem()
+                let pixel = index / classes
+                XCTAssertEqual(problem, "value \(bad) at pixel (\(pixel % width), \(pixel / width)) class \(index % classes)")
+                XCTAssertFalse(ClassProbabilityMap.allFiniteAndNonNegative(values))
+            }
+        }
+        XCTAssertTrue(ClassProbabilityMap.allFiniteAndNonNegative([]))
+        XCTAssertTrue(ClassProbabilityMap.allFiniteAndNonNegative([0, -0.0, .greatestFiniteMagnitude]))
+    }
+
     func testUnknownClassIdIsAnError() throws {
         var labels = LabelImage(width: 3, height: 2, repeating: 1)
         labels[1, 1] = 40
