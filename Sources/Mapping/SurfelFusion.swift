@@ -493,6 +493,8 @@ public final class SurfelFusion {
 
             let positions = m.positions, normals = m.normals, radii = m.radii
             let idPos = index.cameraPosition
+            let window = CleanupWindow(stableDepth: stableDepth.input, pixelInit: pixelInit.input, shownPosition: idPos,
+                                       width: w, height: h)
             removeFlags.withKernelOutput { flags in
             removedPerChunk.withKernelOutput { removedCounts in
                 ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
@@ -511,21 +513,8 @@ public final class SurfelFusion {
                         let facing = abs(T.rotate(normals[i]).z) > 0.85
                         let lateral2 = (1.4 * radii[i]) * (1.4 * radii[i])
                         let myInit = initTimes[i]
-                        var duplicates = 0, violations = 0
-                        for yy in max(0, y0)...min(h - 1, y0 + 3) {
-                            for xx in max(0, x0)...min(w - 1, x0 + 3) {
-                                let q = yy * w + xx
-                                // Stable neighbours only: NaN fails both depth tests.
-                                let shown = stableDepth[q]
-                                let behind = abs(shown) - pc.z
-                                if behind > 0, behind < 0.01, pixelInit[q] < myInit {
-                                    let pj = idPos[q]
-                                    let dx = pj.x - pc.x, dy = pj.y - pc.y
-                                    if dx * dx + dy * dy < lateral2 { duplicates += 1 }
-                                }
-                                if facing, behind > 0.01, shown > 0 { violations += 1 }   // seen this frame
-                            }
-                        }
+                        let (duplicates, violations) = window.counts(x0: x0, y0: y0, position: pc, facing: facing,
+                                                                     lateral2: lateral2, initTime: myInit)
                         if duplicates > 8 || violations > 4 { flags[i] = true; removedHere += 1 }
                     }
                 }
@@ -537,6 +526,74 @@ public final class SurfelFusion {
             postIndexMap.remapSurfels(map.remove(where: removeFlags, removed: removed), removed: removeFlags)
         }
         return removed
+    }
+}
+
+/// The 4x4 neighbourhood tests of ElasticFusion's cleanup (reference §1, rules 1 and 2) around
+/// one surfel, over the post-fusion index map's per-pixel copies.
+struct CleanupWindow {
+    /// Per pixel: the stable surfel's depth, positive if it was seen this frame, negative if
+    /// not, NaN where no stable surfel shows.
+    let stableDepth: KernelInput<Float>
+    /// Per pixel: that surfel's creation time.
+    let pixelInit: KernelInput<Int32>
+    /// Per pixel: camera-frame position of the surfel shown there.
+    let shownPosition: KernelInput<SIMD3<Float>>
+    let width: Int, height: Int
+
+    /// Over the pixels x0...x0+3, y0...y0+3 inside the image: `duplicates`, stable surfels made
+    /// earlier that lie 0-1 cm behind the surfel (camera-frame `position`, depth along the
+    /// view) and within √lateral2 of it sideways; `violations`, when the surfel faces the
+    /// camera, stable surfels seen this frame more than 1 cm behind it (it floats in front of
+    /// observed surface). A window whose row of four lies inside
+    /// the image is tested four pixels at a time (`vectorised`), with the same arithmetic per
+    /// pixel as the scalar loop, so the counts are identical (tested).
+    @inline(__always)
+    func counts(x0: Int, y0: Int, position pc: SIMD3<Float>, facing: Bool, lateral2: Float, initTime: Int32,
+                vectorised: Bool = true) -> (duplicates: Int, violations: Int) {
+        let w = width, h = height
+        var duplicates = 0, violations = 0
+        if vectorised, x0 >= 0, x0 + 3 < w {
+            let z = SIMD4<Float>(repeating: pc.z), zero = SIMD4<Float>(), near = SIMD4<Float>(repeating: 0.01)
+            let initLimit = SIMD4<Int32>(repeating: initTime)
+            for yy in max(0, y0)...min(h - 1, y0 + 3) {
+                let q = yy * w + x0
+                let shown = UnsafeRawPointer(stableDepth.address(q)).loadUnaligned(as: SIMD4<Float>.self)
+                // |shown| − z: clearing the sign bit is exactly `abs`, NaN included.
+                let magnitude = unsafeBitCast(unsafeBitCast(shown, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: SIMD4<Float>.self)
+                let behind = magnitude - z
+                if facing { violations += Self.count((behind .> near) .& (shown .> zero)) }
+                let older = UnsafeRawPointer(pixelInit.address(q)).loadUnaligned(as: SIMD4<Int32>.self) .< initLimit
+                let candidates = (behind .> zero) .& (behind .< near) .& older
+                guard any(candidates) else { continue }
+                for lane in 0..<4 where candidates[lane] {
+                    let pj = shownPosition[q + lane]
+                    let dx = pj.x - pc.x, dy = pj.y - pc.y
+                    if dx * dx + dy * dy < lateral2 { duplicates += 1 }
+                }
+            }
+            return (duplicates, violations)
+        }
+        for yy in max(0, y0)...min(h - 1, y0 + 3) {
+            for xx in max(0, x0)...min(w - 1, x0 + 3) {
+                let q = yy * w + xx
+                // Stable neighbours only: NaN fails both depth tests.
+                let shown = stableDepth[q]
+                let behind = abs(shown) - pc.z
+                if behind > 0, behind < 0.01, pixelInit[q] < initTime {
+                    let pj = shownPosition[q]
+                    let dx = pj.x - pc.x, dy = pj.y - pc.y
+                    if dx * dx + dy * dy < lateral2 { duplicates += 1 }
+                }
+                if facing, behind > 0.01, shown > 0 { violations += 1 }   // seen this frame
+            }
+        }
+        return (duplicates, violations)
+    }
+
+    /// Number of set lanes.
+    @inline(__always) static func count(_ mask: SIMDMask<SIMD4<Int32>>) -> Int {
+        Int(SIMD4<Int32>(repeating: 0).replacing(with: 1, where: mask).wrappedSum())
     }
 }
 

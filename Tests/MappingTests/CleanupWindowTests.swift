@@ -1,0 +1,70 @@
+@testable import Mapping
+import XCTest
+
+/// The cleanup's 4x4 neighbourhood tests, four pixels at a time against the per-pixel loop.
+final class CleanupWindowTests: XCTestCase {
+    /// Every window position of an odd-sized image (borders, where the scalar loop runs, and the
+    /// interior, where the rows go four at a time), both facings and several depths: the counts
+    /// are identical. The per-pixel values include what the predicates split on: no stable
+    /// surfel (NaN), seen this frame or not (sign), ±0, depths exactly 0 and 1 cm behind,
+    /// creation times equal to the surfel's, and lateral offsets on both sides of the radius.
+    func testFourPixelsAtATimeCountExactlyAsThePerPixelLoop() {
+        let width = 37, height = 23, n = width * height
+        var state: UInt64 = 7
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33) % bound
+        }
+        let base: Float = 1.5, near: Float = 0.005
+        let offsets: [Float] = [0, 0.01, 0.005, 0.0099, 0.0101, 0.02, -0.004, 0.001]
+        var depth = [Float](repeating: .nan, count: n)
+        var initTimes = [Int32](repeating: 0, count: n)
+        var positions = [SIMD3<Float>](repeating: .zero, count: n)
+        for p in 0..<n {
+            switch next(10) {
+            case 0: depth[p] = .nan
+            case 1: depth[p] = next(2) == 0 ? 0 : -0.0
+            case 2:
+                // Exactly 0 and 1 cm behind a surfel at z = 5 mm (in Float, 0.015 − 0.005 is
+                // exactly Float(0.01); at 1.5 m no difference is).
+                let z = near + [0, 0.01, 0.02][next(3)]
+                depth[p] = next(3) == 0 ? -z : z
+            default:
+                let z = base + offsets[next(offsets.count)]
+                depth[p] = next(3) == 0 ? -z : z
+            }
+            initTimes[p] = Int32(next(7))
+            positions[p] = SIMD3(Float(next(21) - 10) * 0.001, Float(next(21) - 10) * 0.001, abs(depth[p]))
+        }
+        var vectorWindows = 0, withDuplicates = 0, withViolations = 0
+        depth.withKernelInput { depth in
+        initTimes.withKernelInput { initTimes in
+        positions.withKernelInput { positions in
+            let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, shownPosition: positions, width: width, height: height)
+            for y0 in -1..<height {
+                for x0 in -1..<width {
+                    for facing in [false, true] {
+                        for z in [base, base + 0.003, near] {
+                            let pc = SIMD3<Float>(0.002, -0.001, z)
+                            let args = (x0: x0, y0: y0, initTime: Int32(3 + (x0 + y0) % 3), lateral2: Float(0.008 * 0.008))
+                            let fast = window.counts(x0: args.x0, y0: args.y0, position: pc, facing: facing,
+                                                     lateral2: args.lateral2, initTime: args.initTime)
+                            let slow = window.counts(x0: args.x0, y0: args.y0, position: pc, facing: facing,
+                                                     lateral2: args.lateral2, initTime: args.initTime, vectorised: false)
+                            XCTAssertEqual(fast.duplicates, slow.duplicates, "window at (\(x0), \(y0)), facing \(facing), z \(z)")
+                            XCTAssertEqual(fast.violations, slow.violations, "window at (\(x0), \(y0)), facing \(facing), z \(z)")
+                            if x0 >= 0 && x0 + 3 < width { vectorWindows += 1 }
+                            if slow.duplicates > 0 { withDuplicates += 1 }
+                            if slow.violations > 0 { withViolations += 1 }
+                        }
+                    }
+                }
+            }
+        }}}
+        // The comparison covered the four-at-a-time path and windows where both rules count.
+        XCTAssertGreaterThan(vectorWindows, 3000)
+        XCTAssertGreaterThan(withDuplicates, 500)
+        XCTAssertGreaterThan(withViolations, 500)
+        print("\(vectorWindows) windows four at a time; \(withDuplicates) with duplicates, \(withViolations) with violations")
+    }
+}
