@@ -36,6 +36,9 @@ final class BilateralFilterTests: XCTestCase {
                 let base: Float = x < 25 ? 1.0 : 1.6            // a depth edge
                 let noise = Float(rng.nextDouble() - 0.5) * 0.02
                 img[x, y] = (x + y) % 17 == 0 ? 0 : base + 0.01 * Float(y) / 41 + noise // holes
+                // A block of missing depth wider than eight pixels: whole runs of eight missing
+                // outputs (skipped by the kernel) next to partial ones.
+                if (3..<23).contains(x) && (10..<15).contains(y) { img[x, y] = 0 }
             }
         }
         return img
