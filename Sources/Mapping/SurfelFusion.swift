@@ -545,9 +545,9 @@ struct CleanupWindow {
     /// earlier that lie 0-1 cm behind the surfel (camera-frame `position`, depth along the
     /// view) and within √lateral2 of it sideways; `violations`, when the surfel faces the
     /// camera, stable surfels seen this frame more than 1 cm behind it (it floats in front of
-    /// observed surface). A window whose row of four lies inside
-    /// the image is tested four pixels at a time (`vectorised`), with the same arithmetic per
-    /// pixel as the scalar loop, so the counts are identical (tested).
+    /// observed surface). A window whose rows of four lie inside the image is tested four
+    /// pixels at a time (`vectorised`), with the same arithmetic per pixel as the scalar loop,
+    /// so the counts are identical (tested).
     @inline(__always)
     func counts(x0: Int, y0: Int, position pc: SIMD3<Float>, facing: Bool, lateral2: Float, initTime: Int32,
                 vectorised: Bool = true) -> (duplicates: Int, violations: Int) {

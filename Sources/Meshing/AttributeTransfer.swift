@@ -36,7 +36,8 @@ enum AttributeTransfer {
     /// crosses lies within a voxel of it; a larger correction would be an outlier's pull.
     static let maximumShift: Float = 1
     static func transfer(to positions: [SIMD3<Float>], faces: [SIMD3<UInt32>], from cloud: PointCloud, surfels: Surfels,
-                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, refinePositions: Bool = true, labelsFromDiscs: Bool = true,
+                         voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, refinePositions: Bool = true,
+                         labelsFromDiscs: Bool = true,
                          threads: Int) -> PointCloud {
         let n = positions.count
         let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
@@ -122,12 +123,7 @@ enum AttributeTransfer {
                     var discScores = [Float](repeating: 0, count: classCount)
                     var discLabelled: Float = 0, covered = false
                     grid.forEach(near: q) { k in
-                        let offset = q - surfels.position[k]
-                        let d = (offset * surfels.normal[k]).sum()
-                        let r = surfels.radius[k]
-                        guard abs(d) <= r else { return }
-                        let lateral = offset - d * surfels.normal[k]
-                        guard (lateral * lateral).sum() <= r * r else { return }
+                        guard DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
                         covered = true
                         addEvidence(surfels.usable[k], surfels.weight[k], to: &discScores, &discLabelled)
                     }

@@ -214,14 +214,19 @@ struct DiscIndex {
         guard Self.inRange(p), let list = discs[Self.key(p, cell)] else { return }
         for j in list {
             let i = Int(j)
-            let offset = p - positions[i]
-            let d = (offset * normal[i]).sum()
-            let r = radius[i]
-            guard abs(d) <= r else { continue }
-            let lateral = offset - d * normal[i]
-            guard (lateral * lateral).sum() <= r * r else { continue }
-            body(i)
+            if Self.contains(p - positions[i], normal: normal[i], radius: radius[i]) { body(i) }
         }
+    }
+
+    /// Whether a disc (unit `normal`, `radius`) contains the point at `offset` from its centre:
+    /// within the radius of the centre along the disc's plane and within the radius of the
+    /// plane. The mesher labels vertices with the same test (`AttributeTransfer`).
+    @inline(__always)
+    static func contains(_ offset: SIMD3<Float>, normal: SIMD3<Float>, radius r: Float) -> Bool {
+        let d = (offset * normal).sum()
+        guard abs(d) <= r else { return false }
+        let lateral = offset - d * normal
+        return (lateral * lateral).sum() <= r * r
     }
 
     /// Calls `body` with every usable surfel centre within `within` (≤ `centreCell`) of `p`.

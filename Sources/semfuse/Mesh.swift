@@ -19,8 +19,9 @@ struct Mesh: ParsableCommand {
         cubes extracts the surface where the volume was observed. Every vertex takes the \
         confidence-weighted fusion of the class probabilities of the surfels around it \
         (label, label_confidence, colour): of the surfels whose discs contain it, which is the \
-        label the map shows there, or of its neighbourhood where no disc does. Needs normals (nx ny nz); uses radius, confidence, \
-        labels and prob_* when present. See docs/meshing.md.
+        label the map shows there, or of its neighbourhood where no disc does. Needs normals \
+        (nx ny nz); uses radius, confidence, labels and prob_* when present. See \
+        docs/meshing.md.
         """)
 
     @Argument(help: "Surfel map, a PLY written by 'semfuse reconstruct' (point cloud with normals).")
