@@ -70,20 +70,17 @@ enum AttributeTransfer {
                 var planeDistance: Float = 0
                 var nearest = -1, nearestDistance = Float.infinity
                 func accumulate(_ k: Int, _ w: Float) {
-                    let i = surfels.usable[k]
                     total += w
                     normal += w * surfels.normal[k]
                     planeDistance += w * (surfels.normal[k] * (p - surfels.position[k])).sum()
                     if let colors = cloud.colors {
-                        let c = colors[i]
+                        let c = colors[surfels.usable[k]]
                         rgb += w * SIMD3(Float(c.r), Float(c.g), Float(c.b))
                     }
-                    guard classCount > 0 else { return }
-                    addEvidence(i, w, to: &scores, &labelled)
                 }
                 // A surfel that never received a prediction (label -1 in the map) shows no
                 // label; its uniform probabilities are not evidence.
-                func addEvidence(_ i: Int, _ w: Float, to scores: inout [Float], _ labelled: inout Float) {
+                func addEvidence(_ i: Int, _ w: Float) {
                     if let probabilities, evidence[i] {
                         let base = i * probabilities.classCount
                         for c in 0..<classCount { scores[c] += w * probabilities.values[base + c] }
@@ -93,13 +90,19 @@ enum AttributeTransfer {
                         labelled += w
                     }
                 }
+                // The Gaussian neighbourhood: its weight of surfel k at the vertex, if it reaches.
+                func gaussian(_ k: Int) -> Float? {
+                    let d = p - surfels.position[k]
+                    let d2 = (d * d).sum()
+                    let s = min(max(surfels.radius[k], 0.5 * voxel), voxel)
+                    guard d2 <= 4 * s * s else { return nil }
+                    return surfels.weight[k] * exp(-d2 / (2 * s * s))
+                }
                 grid.forEach(near: p) { k in
                     let d = p - surfels.position[k]
                     let d2 = (d * d).sum()
                     if d2 < nearestDistance { nearestDistance = d2; nearest = k }
-                    let s = min(max(surfels.radius[k], 0.5 * voxel), voxel)
-                    guard d2 <= 4 * s * s else { return }
-                    accumulate(k, surfels.weight[k] * exp(-d2 / (2 * s * s)))
+                    if let w = gaussian(k) { accumulate(k, w) }
                 }
                 let reached = total > 0
                 if !reached && nearest >= 0 { accumulate(nearest, 1) }
@@ -114,20 +117,26 @@ enum AttributeTransfer {
                     let c = rgb / total
                     colorsOut[v] = RGB8(UInt8(clamping: Int(c.x.rounded())), UInt8(clamping: Int(c.y.rounded())), UInt8(clamping: Int(c.z.rounded())))
                 }
-                if classCount > 0, labelsFromDiscs {
+                guard classCount > 0 else { return }
+                var covered = false
+                if labelsFromDiscs {
                     // Where the vertex (at its final position) lies inside surfels' discs, its
                     // label is what the map shows there: those surfels fused as the map fuses
-                    // them (Σ confidence x probability). Only where no disc covers it does the
-                    // Gaussian neighbourhood above decide.
+                    // them (Σ confidence x probability).
                     let q = positionsOut[v]
-                    var discScores = [Float](repeating: 0, count: classCount)
-                    var discLabelled: Float = 0, covered = false
                     grid.forEach(near: q) { k in
                         guard DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
                         covered = true
-                        addEvidence(surfels.usable[k], surfels.weight[k], to: &discScores, &discLabelled)
+                        addEvidence(surfels.usable[k], surfels.weight[k])
                     }
-                    if covered { scores = discScores; labelled = discLabelled }
+                }
+                if !covered {
+                    // Only where no disc covers the vertex does the Gaussian neighbourhood decide
+                    // its classes (the same surfels and weights as its geometry above).
+                    grid.forEach(near: p) { k in
+                        if let w = gaussian(k) { addEvidence(surfels.usable[k], w) }
+                    }
+                    if !reached && nearest >= 0 { addEvidence(surfels.usable[nearest], 1) }
                 }
                 if wantProbabilities, labelled == 0 {
                     // No evidence: uniform, as the map writes such surfels.
