@@ -161,84 +161,91 @@ enum TopKBayesUpdate {
             restSum = max(0, restSum)
         }
         resum += restSum
-        // Merge the two sorted lists into the slots; what is left over joins the remainder.
+        // Merge the two sorted lists into the slots, normalised as they go (scaling them after
+        // the scalar stores made the wide reload stall on store forwarding); what is left over
+        // joins the remainder.
+        let inv2 = 1 / resum
         var a = 0, b = 0, out = 0
         var tail = restSum
         while out < slots && (a < held || b < chosen) {
             if b >= chosen || (a < held && heldValue[a] >= candValue[b]) {
-                p[out] = heldValue[a]; ids[out] = UInt16(heldId[a]); a += 1
+                p[out] = heldValue[a] * inv2; ids[out] = UInt16(heldId[a]); a += 1
             } else {
-                p[out] = candValue[b]; ids[out] = UInt16(candId[b]); tail -= candValue[b]; b += 1
+                p[out] = candValue[b] * inv2; ids[out] = UInt16(candId[b]); tail -= candValue[b]; b += 1
             }
             out += 1
         }
         while a < held { tail += heldValue[a]; a += 1 }
-        let inv2 = 1 / resum
-        for s in 0..<out { p[s] *= inv2 }
         for s in out..<k { ids[s] = empty; p[s] = 0 }
         p[k] = max(0, tail) * inv2
         return true
     }
 
     /// Σ q, and the `count` classes of largest q, largest first (ties: lower id first), into
-    /// `order`, by repeated vectorised arg-maxima (a sort would branch on every class). `work`
-    /// holds `classCount` floats. q must be non-negative (`ClassProbabilityMap` checks).
+    /// `order`. Each round finds the class that follows the last one found in that order with one
+    /// vectorised pass over q, which is only read: marking found classes in a copy stalled every
+    /// round's loads on the forwarding of the scalar store, and a one-pass insertion sort
+    /// mispredicted. q must be non-negative and finite (`ClassProbabilityMap` checks).
     @inline(__always)
     static func rank(_ q: UnsafePointer<Float>, classCount c: Int, into order: UnsafeMutablePointer<UInt16>,
-                     count m: Int, work: UnsafeMutablePointer<Float>) -> Float {
+                     count m: Int) -> Float {
+        let raw = UnsafeRawPointer(q)
         var total: Float = 0
         var j = 0
         if c >= 8 {
-            let src = UnsafeRawPointer(q), dst = UnsafeMutableRawPointer(work)
             var acc = SIMD8<Float>()
             while j + 8 <= c {
-                let v = src.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-                dst.storeBytes(of: v, toByteOffset: j * 4, as: SIMD8<Float>.self)
-                acc += v
+                acc += raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
                 j += 8
             }
             total = acc.sum()
         }
-        while j < c { work[j] = q[j]; total += q[j]; j += 1 }
+        while j < c { total += q[j]; j += 1 }
+        let vectorEnd = c & ~7
+        var lastValue = Float.infinity, last = -1
         for t in 0..<m {
-            let best = argmax(work, count: c)
+            // The largest (value, then lowest id) among classes after (lastValue, last).
+            var bestValue = -Float.infinity, best = -1
+            if vectorEnd > 0 {
+                let lv = SIMD8<Float>(repeating: lastValue), li = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: last))
+                var top = SIMD8<Float>(repeating: -.infinity), index = SIMD8<Int32>(repeating: .max)
+                var lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+                let step = SIMD8<Int32>(repeating: 8)
+                var i = 0
+                while i < vectorEnd {
+                    let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    let after = (v .< lv) .| ((v .== lv) .& (lane .> li))
+                    let better = after .& (v .> top)
+                    top.replace(with: v, where: better)
+                    index.replace(with: lane, where: better)
+                    lane &+= step
+                    i += 8
+                }
+                // The largest lane value and the lowest id holding it, by halving (SIMD's max()
+                // and min() are generic calls here, not inlined; lane loops branch).
+                var m4 = top.lowHalf
+                m4.replace(with: top.highHalf, where: top.highHalf .> m4)
+                var m2 = m4.lowHalf
+                m2.replace(with: m4.highHalf, where: m4.highHalf .> m2)
+                bestValue = m2[1] > m2[0] ? m2[1] : m2[0]
+                var ix = SIMD8<Int32>(repeating: .max)
+                ix.replace(with: index, where: top .== SIMD8(repeating: bestValue))
+                var i4 = ix.lowHalf
+                i4.replace(with: ix.highHalf, where: ix.highHalf .< i4)
+                var i2 = i4.lowHalf
+                i2.replace(with: i4.highHalf, where: i4.highHalf .< i2)
+                if bestValue > -.infinity { best = Int(i2[1] < i2[0] ? i2[1] : i2[0]) }
+            }
+            for i in vectorEnd..<c {
+                let v = q[i]
+                guard v < lastValue || (v == lastValue && i > last) else { continue }
+                if v > bestValue { bestValue = v; best = i }
+            }
+            guard best >= 0 else { break }   // fewer than m classes (m > c)
             order[t] = UInt16(truncatingIfNeeded: best)
-            work[best] = -1
+            lastValue = bestValue; last = best
         }
         return total
-    }
-
-    /// Index of the largest element of `w` (the lowest index among equals).
-    @inline(__always)
-    private static func argmax(_ w: UnsafePointer<Float>, count c: Int) -> Int {
-        var bestValue: Float = -.infinity, best = 0
-        var j = 0
-        if c >= 8 {
-            let raw = UnsafeRawPointer(w)
-            var top = SIMD8<Float>(repeating: -.infinity), index = SIMD8<Int32>(repeating: 0)
-            var lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
-            let step = SIMD8<Int32>(repeating: 8)
-            while j + 8 <= c {
-                let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-                let better = v .> top
-                top.replace(with: v, where: better)
-                index.replace(with: lane, where: better)
-                lane &+= step
-                j += 8
-            }
-            // The largest lane value, and the lowest class index holding it (lane by lane:
-            // SIMD's max() and min() are generic calls here, not inlined).
-            bestValue = top[0]
-            for l in 1..<8 { bestValue = max(bestValue, top[l]) }
-            var lowest = Int32.max
-            for l in 0..<8 where top[l] == bestValue { lowest = min(lowest, index[l]) }
-            best = Int(lowest)
-        }
-        while j < c {
-            if w[j] > bestValue { bestValue = w[j]; best = j }
-            j += 1
-        }
-        return best
     }
 
     /// Σ max(scale · q_j, floor), eight at a time when the count allows.

@@ -44,7 +44,6 @@ public final class SurfelFusion {
     /// Σ q and the classes of largest q per pixel of the class prediction (top-k storage).
     private let predictionSum = KernelBuffer<Float>()
     private let predictionRanking = KernelBuffer<UInt16>()
-    private let rankingScratch = KernelBuffer<Float>()
     private var lastWriter: [Int32] = []
     private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
@@ -443,13 +442,11 @@ public final class SurfelFusion {
         let chunks = parameters.threads
         predictionSum.resize(n, repeating: 0)
         predictionRanking.resize(n * m, repeating: 0)
-        rankingScratch.resize(chunks * c, repeating: 0)
-        let sums = predictionSum.output, order = predictionRanking.output, scratch = rankingScratch.output
+        let sums = predictionSum.output, order = predictionRanking.output
         probabilities.values.withKernelInput { q in
-            ParallelFor.run(n, chunks: chunks, threads: parameters.threads) { k, pixels in
-                let work = scratch.address(k * c)
+            ParallelFor.run(n, chunks: chunks, threads: parameters.threads) { _, pixels in
                 for i in pixels {
-                    sums[i] = TopKBayesUpdate.rank(q.address(i * c), classCount: c, into: order.address(i * m), count: m, work: work)
+                    sums[i] = TopKBayesUpdate.rank(q.address(i * c), classCount: c, into: order.address(i * m), count: m)
                 }
             }
         }

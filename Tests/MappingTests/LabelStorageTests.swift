@@ -55,12 +55,11 @@ final class LabelStorageTests: XCTestCase {
         var p = [Float](repeating: 0, count: k + 1)
         p[k] = 1
         var scratch = [Float](repeating: 0, count: TopKBayesUpdate.scratchCount(kept: k))
-        var work = [Float](repeating: 0, count: c)
         var order = [UInt16](repeating: 0, count: TopKBayesUpdate.rankingCount(kept: k, classCount: c))
         var out: [[Float]] = []
         for q in qs {
             let qSum = q.withUnsafeBufferPointer { qb in
-                TopKBayesUpdate.rank(qb.baseAddress!, classCount: c, into: &order, count: order.count, work: &work)
+                TopKBayesUpdate.rank(qb.baseAddress!, classCount: c, into: &order, count: order.count)
             }
             let ok = q.withUnsafeBufferPointer { qb in
                 TopKBayesUpdate.apply(ids: &ids, p: &p, kept: k, q: qb.baseAddress!, classCount: c, qSum: qSum,
@@ -105,9 +104,8 @@ final class LabelStorageTests: XCTestCase {
         var reference = ReferenceTopK(kept: (0..<4).map { ($0, Double(p[$0])) }, remainder: Double(p[4]), classCount: c, k: k, floor: 1e-6)
         reference.update(q.map(Double.init))
         var order = [UInt16](repeating: 0, count: TopKBayesUpdate.rankingCount(kept: k, classCount: c))
-        var work = [Float](repeating: 0, count: c)
         var scratch = [Float](repeating: 0, count: TopKBayesUpdate.scratchCount(kept: k))
-        let qSum = TopKBayesUpdate.rank(q, classCount: c, into: &order, count: order.count, work: &work)
+        let qSum = TopKBayesUpdate.rank(q, classCount: c, into: &order, count: order.count)
         XCTAssertEqual(order, [0, 1, 2, 3, 4, 5])
         XCTAssertTrue(TopKBayesUpdate.apply(ids: &ids, p: &p, kept: k, q: q, classCount: c, qSum: qSum,
                                             order: order, orderCount: order.count, floor: 1e-6, scratch: &scratch))
@@ -129,8 +127,7 @@ final class LabelStorageTests: XCTestCase {
                 for j in 0..<c { q[j] = Float(rng.next() % UInt64(levels)) / Float(levels) }
                 for m in Set([1, min(c, 3), min(c, 6), c]) {
                     var order = [UInt16](repeating: 0, count: m)
-                    var work = [Float](repeating: 0, count: c)
-                    let sum = TopKBayesUpdate.rank(q, classCount: c, into: &order, count: m, work: &work)
+                    let sum = TopKBayesUpdate.rank(q, classCount: c, into: &order, count: m)
                     func before(_ a: Int, _ b: Int) -> Bool { q[a] != q[b] ? q[a] > q[b] : a < b }
                     let sorted: [Int] = (0..<c).sorted(by: before)
                     let expected: [UInt16] = sorted.prefix(m).map { UInt16($0) }
