@@ -59,17 +59,19 @@ public final class JointNetwork {
         return result
     }
 
-    /// Multiply-adds of the convolutions for one forward pass at `height` x `width`.
+    /// Multiply-adds of the convolutions for one forward pass at `height` x `width`, counted as
+    /// direct convolutions (the usual basis of GFLOP/s figures, whatever algorithm runs).
     public func multiplyAdds(height: Int, width: Int) -> Double {
-        let plan = layerPlan(height: height, width: width)
+        let plan = layerPlan(height: height, width: width, asRun: false)
         return plan.gemms.reduce(0) { $0 + Double($1.m * $1.n * $1.k) } + plan.otherMultiplyAdds
     }
 
     /// The dense convolutions of one forward pass as the GEMMs they become (`M x K` weights
-    /// times `K x N` maps; the 3x3 heads as per-tap GEMMs, the stem as im2col), plus the
-    /// multiply-adds of the depthwise layers. The benchmark times these GEMMs alone as an in-run
-    /// floor for the whole pass.
-    public func layerPlan(height: Int, width: Int) -> (gemms: [(m: Int, n: Int, k: Int)], otherMultiplyAdds: Double) {
+    /// times `K x N` maps; the 3x3 heads as Winograd's 36 GEMMs over the 4x4 tiles or as
+    /// per-tap GEMMs, the stem as im2col), plus the multiply-adds of the depthwise layers. The
+    /// benchmark times these GEMMs alone as an in-run floor for the whole pass. `asRun: false`
+    /// lists every head as its per-tap GEMM (the direct convolution's multiply-adds).
+    public func layerPlan(height: Int, width: Int, asRun: Bool = true) -> (gemms: [(m: Int, n: Int, k: Int)], otherMultiplyAdds: Double) {
         var gemms: [(m: Int, n: Int, k: Int)] = []
         var other = 0.0
         var h = (height + 1) / 2, w = (width + 1) / 2
@@ -93,9 +95,15 @@ public final class JointNetwork {
         }
         let quarter = sizes[3]!
         other += Double(quarter * width256 * NetworkArchitecture.crpStages)
+        let out = NetworkArchitecture.outputSize(height: height, width: width)
+        let tiles = ((out.height + 3) / 4) * ((out.width + 3) / 4)
         for head in weights.heads {
             other += Double(quarter * width256)
-            gemms.append((9 * head.channels, quarter, width256))
+            if asRun && head.winogradWeights != nil {
+                gemms += repeatElement((m: head.channels, n: tiles, k: width256), count: 36)
+            } else {
+                gemms.append((9 * head.channels, quarter, width256))
+            }
         }
         return (gemms, other)
     }
@@ -201,7 +209,7 @@ public final class JointNetwork {
         }
         show("crp1", shared)
 
-        // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias.
+        // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias (Winograd for the wide ones).
         var results: [String: [Float]] = [:]
         for head in self.weights.heads {
             let activated = decoderMap("head.pre", like: l3)
@@ -210,9 +218,16 @@ public final class JointNetwork {
             } }
             show("pre_\(head.name)_relu6", activated)
             let out = ws.map("head.\(head.name)", channels: head.channels, height: l3.height, width: l3.width)
-            timed("heads") { head.tapWeights.withUnsafeBufferPointer { w in
-                head.bias.withUnsafeBufferPointer { b in
-                    convolution3x3(activated, into: out, tapWeights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
+            timed("heads") { head.bias.withUnsafeBufferPointer { b in
+                if let winograd = head.winogradWeights {
+                    winograd.withUnsafeBufferPointer { u in
+                        Winograd.convolution3x3(activated, into: out, transformed: u.baseAddress!, bias: b.baseAddress!,
+                                                workspace: ws, threads: threads)
+                    }
+                } else {
+                    head.tapWeights.withUnsafeBufferPointer { w in
+                        convolution3x3(activated, into: out, tapWeights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
+                    }
                 }
             } }
             show(head.name, out)

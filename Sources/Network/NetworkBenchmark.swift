@@ -70,10 +70,12 @@ public struct NetworkBenchmark {
                       workspaceBytes: network.workspaceBytes)
     }
 
-    /// The 40-class 3x3 head at output stride 4 computed both ways, same run: per-tap GEMM
-    /// (M = 9·40, what the network uses) + shifted adds, and im2col (K = 9·256) + one GEMM
-    /// (M = 40). Median milliseconds (perTap, im2col) and the largest difference of the outputs.
-    public static func headComparison(width: Int, height: Int, threads: Int, runs: Int) -> (perTap: Double, im2col: Double, difference: Float) {
+    /// The 40-class 3x3 head at output stride 4 computed three ways, same run: Winograd F(4x4, 3x3)
+    /// (what the network uses), per-tap GEMM (M = 9·40) + shifted adds, and im2col (K = 9·256) +
+    /// one GEMM (M = 40). Median milliseconds, and the largest difference of im2col's and
+    /// Winograd's outputs from the per-tap one's.
+    public static func headComparison(width: Int, height: Int, threads: Int, runs: Int)
+        -> (winograd: Double, perTap: Double, im2col: Double, difference: Float, winogradDifference: Float) {
         KernelCPU.requireSupported()
         configureBLAS()
         let (h, w) = NetworkArchitecture.outputSize(height: height, width: width)
@@ -87,10 +89,20 @@ public struct NetworkBenchmark {
         let bias = [Float](repeating: 0.1, count: cout)
         let outTap = workspace.map("tap", channels: cout, height: h, width: w)
         let outCol = workspace.map("col", channels: cout, height: h, width: w)
+        let outWinograd = workspace.map("winograd", channels: cout, height: h, width: w)
         let columns = workspace.floats("im2col", count: 9 * cin * n)
-        var tapTimes: [Double] = [], colTimes: [Double] = []
+        let transformed = taps.withUnsafeBufferPointer {
+            Winograd.transformedWeights(tapWeights: $0.baseAddress!, outputChannels: cout, inputChannels: cin)
+        }
+        var tapTimes: [Double] = [], colTimes: [Double] = [], winogradTimes: [Double] = []
         for run in 0...runs {
             var t0 = DispatchTime.now().uptimeNanoseconds
+            transformed.withUnsafeBufferPointer { t in bias.withUnsafeBufferPointer { b in
+                Winograd.convolution3x3(input, into: outWinograd, transformed: t.baseAddress!, bias: b.baseAddress!,
+                                        workspace: workspace, threads: threads)
+            } }
+            if run > 0 { winogradTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+            t0 = DispatchTime.now().uptimeNanoseconds
             taps.withUnsafeBufferPointer { t in bias.withUnsafeBufferPointer { b in
                 convolution3x3(input, into: outTap, tapWeights: t.baseAddress!, bias: b.baseAddress!, workspace: workspace, threads: threads)
             } }
@@ -113,9 +125,13 @@ public struct NetworkBenchmark {
             bias.withUnsafeBufferPointer { addBias(outCol, bias: $0.baseAddress!, relu6: false, threads: threads) }
             if run > 0 { colTimes.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
         }
-        var difference: Float = 0
-        for i in 0..<outTap.count { difference = max(difference, abs(outTap.base[i] - outCol.base[i])) }
-        return (Result.percentile(tapTimes, 0.5), Result.percentile(colTimes, 0.5), difference)
+        var difference: Float = 0, winogradDifference: Float = 0
+        for i in 0..<outTap.count {
+            difference = max(difference, abs(outTap.base[i] - outCol.base[i]))
+            winogradDifference = max(winogradDifference, abs(outTap.base[i] - outWinograd.base[i]))
+        }
+        return (Result.percentile(winogradTimes, 0.5), Result.percentile(tapTimes, 0.5), Result.percentile(colTimes, 0.5),
+                difference, winogradDifference)
     }
 
     /// Median time of running just these GEMMs (random data) through the network's GEMM path.

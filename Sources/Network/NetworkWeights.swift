@@ -1,4 +1,5 @@
 import Foundation
+import NetworkKernels
 
 /// The network's parameters with BatchNorm folded into the convolutions and the 3x3 head
 /// weights rearranged tap-major for the per-tap GEMM. Built from a checkpoint in the official
@@ -12,7 +13,16 @@ public struct NetworkWeights: Sendable {
         var inputChannels: Int, hiddenChannels: Int, outputChannels: Int, stride: Int
         var residual: Bool { stride == 1 && inputChannels == outputChannels }
     }
-    struct Head: Sendable { var name: String; var channels: Int; var preScale: [Float]; var tapWeights: [Float]; var bias: [Float] }
+    struct Head: Sendable {
+        var name: String; var channels: Int; var preScale: [Float]; var tapWeights: [Float]; var bias: [Float]
+        /// Winograd F(4x4, 3x3) weights (`Winograd.transformedWeights`) for heads wide enough to
+        /// gain from them; nil: per-tap GEMM. The input transform costs the same for any output
+        /// width, so the 1-channel depth head stays per-tap (docs/results.md, "Winograd heads").
+        var winogradWeights: [Float]?
+
+        /// Output channels from which a head uses Winograd.
+        static let winogradMinimumChannels = 16
+    }
 
     var stem: Convolution
     var stages: [[InvertedResidual]]
@@ -112,8 +122,11 @@ public struct NetworkWeights: Sendable {
                     for k in 0..<9 { taps[(k * head.channels + o) * cinHead + i] = w[(o * cinHead + i) * 9 + k] }
                 }
             }
+            let winograd = head.channels >= Head.winogradMinimumChannels ? taps.withUnsafeBufferPointer {
+                Winograd.transformedWeights(tapWeights: $0.baseAddress!, outputChannels: head.channels, inputChannels: cinHead)
+            } : nil
             return Head(name: head.name, channels: head.channels, preScale: t("\(headNames[head.name]!).weight"),
-                        tapWeights: taps, bias: t("\(head.name).bias"))
+                        tapWeights: taps, bias: t("\(head.name).bias"), winogradWeights: winograd)
         }
     }
 

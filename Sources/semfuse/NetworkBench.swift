@@ -93,8 +93,9 @@ struct NetworkBench: ParsableCommand {
             for (w, h) in sizes {
                 for t in threadCounts {
                     let r = NetworkBenchmark.headComparison(width: w, height: h, threads: t, runs: max(3, runs / 3))
-                    print(String(format: "%dx%d, %d thread%@: 40-class 3x3 head as per-tap GEMM %.1f ms vs im2col + GEMM %.1f ms (%.2fx; outputs agree to %.1e)",
-                                 w, h, t, t == 1 ? "" : "s", r.perTap, r.im2col, r.im2col / max(r.perTap, 1e-9), r.difference))
+                    print(String(format: "%dx%d, %d thread%@: 40-class 3x3 head as Winograd F(4x4,3x3) %.1f ms vs per-tap GEMM %.1f ms (%.2fx) vs im2col + GEMM %.1f ms (%.2fx); outputs agree to %.1e (Winograd), %.1e (im2col)",
+                                 w, h, t, t == 1 ? "" : "s", r.winograd, r.perTap, r.perTap / max(r.winograd, 1e-9),
+                                 r.im2col, r.im2col / max(r.winograd, 1e-9), r.winogradDifference, r.difference))
                 }
             }
             for (w, h) in sizes {

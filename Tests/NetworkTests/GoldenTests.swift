@@ -44,9 +44,15 @@ final class GoldenTests: XCTestCase {
         XCTAssertEqual(network.multiplyAdds(height: 480, width: 640) / 1e9, 5.940, accuracy: 0.005)
         XCTAssertEqual(network.multiplyAdds(height: 96, width: 128) / 1e9, 0.238, accuracy: 0.001)
         // 58 dense convolutions (docs/network.md §11), the 3x3 heads as one per-tap GEMM each.
+        let direct = network.layerPlan(height: 480, width: 640, asRun: false)
+        XCTAssertEqual(direct.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 2)
+        XCTAssertEqual(direct.gemms.filter { $0.m == 360 && $0.k == 256 }.first?.n, 19_200, "segm head")
+        // As run: the 40-class head as Winograd's 36 GEMMs over the 30 x 40 tiles of 4x4, the
+        // 1-channel depth head per tap.
         let plan = network.layerPlan(height: 480, width: 640)
-        XCTAssertEqual(plan.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 2)
-        XCTAssertEqual(plan.gemms.filter { $0.m == 360 && $0.k == 256 }.first?.n, 19_200, "segm head")
+        XCTAssertEqual(plan.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 36 + 1)
+        XCTAssertEqual(plan.gemms.filter { $0.m == 40 && $0.k == 256 && $0.n == 1_200 }.count, 36, "segm head")
+        XCTAssertEqual(plan.gemms.filter { $0.m == 9 && $0.k == 256 }.first?.n, 19_200, "depth head")
     }
 
     func testPreprocessingMatchesNotebook() throws {

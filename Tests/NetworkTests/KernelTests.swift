@@ -167,6 +167,29 @@ final class KernelTests: XCTestCase {
         assertClose(got, expected, 1e-4, "stem")
     }
 
+    /// Winograd F(4x4, 3x3) against the direct sum: sizes that are and are not multiples of the
+    /// 4x4 tile and of the 8-tile lane groups, a width past one 36-column load (interior and
+    /// border patches), several blocks of tile rows, one and two threads, and a 1x1 image.
+    func testWinograd3x3MatchesTheDirectSum() {
+        for (cin, cout, h, w) in [(7, 5, 9, 11), (16, 40, 30, 77), (3, 2, 1, 1), (9, 3, 4, 4), (33, 8, 61, 45)] {
+            let x = random(cin * h * w), wt = random(cout * cin * 9), b = random(cout)
+            var taps = [Float](repeating: 0, count: wt.count)
+            for o in 0..<cout { for i in 0..<cin { for k in 0..<9 { taps[(k * cout + o) * cin + i] = wt[(o * cin + i) * 9 + k] } } }
+            let u = taps.withUnsafeBufferPointer { Winograd.transformedWeights(tapWeights: $0.baseAddress!, outputChannels: cout, inputChannels: cin) }
+            let expected = naiveConv(x, cin: cin, h: h, w: w, weights: wt, cout: cout, stride: 1, bias: b)
+            let range = expected.map(abs).max() ?? 1
+            for threads in [1, 2] {
+                let ws = Workspace()
+                let got = run(cin, h, w, x, outChannels: cout, outH: h, outW: w) { i, o in
+                    u.withUnsafeBufferPointer { up in b.withUnsafeBufferPointer { bp in
+                        Winograd.convolution3x3(i, into: o, transformed: up.baseAddress!, bias: bp.baseAddress!, workspace: ws, threads: threads)
+                    } }
+                }
+                assertClose(got, expected, 2e-6 * range * Float(cin).squareRoot(), "Winograd \(cin)→\(cout) \(h)x\(w), threads \(threads)")
+            }
+        }
+    }
+
     func testBlocked1x1WithEpilogueAndSplitGemm() {
         // Large enough to be split into several column blocks and across threads.
         let (cin, cout, h, w) = (24, 40, 37, 61)
