@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "Semantics", dependencies: ["Imaging"], linkerSettings: libm),
         .target(name: "Sequences", dependencies: ["CZlib", "Geometry", "Imaging", "Semantics"], linkerSettings: libm),
         // The SIMD and BLAS kernels of both networks (the only unchecked, AVX2 code).
-        .target(name: "NetworkKernels", dependencies: ["CBLAS"], swiftSettings: kernelFlags, linkerSettings: libm),
+        .target(name: "NetworkKernels", dependencies: ["CBLAS", "CPrefetch"], swiftSettings: kernelFlags, linkerSettings: libm),
         // The joint depth + segmentation network and the converted-model executor.
         .target(name: "Network", dependencies: ["CBLAS", "CPUCheck", "Imaging", "NetworkKernels", "Semantics"], linkerSettings: libm),
         .target(name: "Mapping", dependencies: ["CPUCheck", "CPrefetch", "Geometry", "Imaging", "Semantics", "EigenBridge"],

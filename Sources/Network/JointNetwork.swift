@@ -67,8 +67,8 @@ public final class JointNetwork {
     }
 
     /// The dense convolutions of one forward pass as the GEMMs they become (`M x K` weights
-    /// times `K x N` maps; the 3x3 heads as Winograd's 36 GEMMs over the 4x4 tiles or as
-    /// per-tap GEMMs, the stem as im2col), plus the multiply-adds of the depthwise layers. The
+    /// times `K x N` maps; the wide 3x3 heads as Winograd's 36 GEMMs over the 4x4 tiles, the stem
+    /// as im2col), plus the multiply-adds of the depthwise layers and narrow heads. The
     /// benchmark times these GEMMs alone as an in-run floor for the whole pass. `asRun: false`
     /// lists every head as its per-tap GEMM (the direct convolution's multiply-adds).
     public func layerPlan(height: Int, width: Int, asRun: Bool = true) -> (gemms: [(m: Int, n: Int, k: Int)], otherMultiplyAdds: Double) {
@@ -99,10 +99,12 @@ public final class JointNetwork {
         let tiles = ((out.height + 3) / 4) * ((out.width + 3) / 4)
         for head in weights.heads {
             other += Double(quarter * width256)
-            if asRun && head.winogradWeights != nil {
+            if !asRun {
+                gemms.append((9 * head.channels, quarter, width256))
+            } else if head.winogradWeights != nil {
                 gemms += repeatElement((m: head.channels, n: tiles, k: width256), count: 36)
             } else {
-                gemms.append((9 * head.channels, quarter, width256))
+                other += Double(9 * head.channels * quarter * width256)   // narrowConvolution3x3
             }
         }
         return (gemms, other)
@@ -209,25 +211,30 @@ public final class JointNetwork {
         }
         show("crp1", shared)
 
-        // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias (Winograd for the wide ones).
+        // Heads: depthwise 1x1 + ReLU6, then a dense 3x3 with bias: Winograd for the wide heads,
+        // a direct sum for the narrow ones. Both apply the 1x1 + ReLU6 as they read their input;
+        // the activated map is written only for an observer.
         var results: [String: [Float]] = [:]
         for head in self.weights.heads {
-            let activated = decoderMap("head.pre", like: l3)
-            timed("heads") { head.preScale.withUnsafeBufferPointer {
-                scaleChannelsReLU6(shared, scale: $0.baseAddress!, into: activated, threads: threads)
-            } }
-            show("pre_\(head.name)_relu6", activated)
+            if observe != nil {
+                let activated = decoderMap("head.pre", like: l3)
+                timed("heads") { head.preScale.withUnsafeBufferPointer {
+                    scaleChannelsReLU6(shared, scale: $0.baseAddress!, into: activated, threads: threads)
+                } }
+                show("pre_\(head.name)_relu6", activated)
+            }
             let out = ws.map("head.\(head.name)", channels: head.channels, height: l3.height, width: l3.width)
             timed("heads") { head.bias.withUnsafeBufferPointer { b in
                 if let winograd = head.winogradWeights {
-                    winograd.withUnsafeBufferPointer { u in
-                        Winograd.convolution3x3(activated, into: out, transformed: u.baseAddress!, bias: b.baseAddress!,
-                                                workspace: ws, threads: threads)
-                    }
+                    winograd.withUnsafeBufferPointer { u in head.preScale.withUnsafeBufferPointer { scale in
+                        Winograd.convolution3x3(shared, into: out, transformed: u.baseAddress!, bias: b.baseAddress!,
+                                                inputScale: scale.baseAddress!, workspace: ws, threads: threads)
+                    } }
                 } else {
-                    head.tapWeights.withUnsafeBufferPointer { w in
-                        convolution3x3(activated, into: out, tapWeights: w.baseAddress!, bias: b.baseAddress!, workspace: ws, threads: threads)
-                    }
+                    head.tapWeights.withUnsafeBufferPointer { w in head.preScale.withUnsafeBufferPointer { scale in
+                        narrowConvolution3x3(shared, into: out, tapWeights: w.baseAddress!, bias: b.baseAddress!,
+                                             inputScale: scale.baseAddress!, workspace: ws, threads: threads)
+                    } }
                 }
             } }
             show(head.name, out)

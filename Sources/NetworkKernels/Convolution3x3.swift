@@ -54,3 +54,65 @@ package func stemConvolution(_ input: FeatureMap, into output: FeatureMap, weigh
     gemm(m: output.channels, n: n, k: k, a: weights, b: columns, c: output.base, threads: threads)
     addBias(output, bias: bias, relu6: true, threads: threads)
 }
+
+/// Dense 3x3 convolution (padding 1, stride 1) for heads with few output channels (the depth
+/// head has one), computed directly: each input row, activated once as
+/// min(max(x · inputScale[c], 0), 6) when `inputScale` is given (the heads' depthwise 1x1 +
+/// ReLU6), is added into the three output rows it touches. A GEMM with M = 9 · cout ≤ 27 is too
+/// thin for BLAS, and this reads the input once without a separate activation pass. Threads
+/// split the output rows. `tapWeights` is `[tap][cout][cin]` with tap = 3·dy + dx.
+package func narrowConvolution3x3(_ input: FeatureMap, into output: FeatureMap, tapWeights: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>, inputScale: UnsafePointer<Float>?,
+                                  workspace: Workspace, threads: Int) {
+    let h = input.height, w = input.width, cin = input.channels, cout = output.channels
+    precondition(output.height == h && output.width == w, "3x3 with padding 1 keeps the size")
+    guard h > 0, w > 0, cout > 0 else { return }
+    let rowFloats = w + 16
+    let workers = max(1, min(threads, h))
+    let rows = workspace.floats("conv3x3.narrow.\(w)", count: workers * rowFloats)
+    parallelRanges(h, threads: workers) { worker, outRows in
+        // t[1 + x] = activated input column x; t[0] and t[w + 1] stay zero (the padding).
+        let t = rows + worker * rowFloats
+        t.initialize(repeating: 0, count: rowFloats)
+        for o in 0..<cout {
+            for y in outRows { output.channel(o).advanced(by: y * w).initialize(repeating: bias[o], count: w) }
+        }
+        let first = max(0, outRows.lowerBound - 1), last = min(h, outRows.upperBound + 1)
+        for i in 0..<cin {
+            let channel = input.channel(i)
+            for yi in first..<last {
+                let src = channel + yi * w
+                if let inputScale {
+                    let s = inputScale[i], s8 = F8(repeating: s)
+                    var x = 0
+                    while x + 8 <= w { store8(clamp6(load8(src + x) * s8), t + 1 + x); x += 8 }
+                    while x < w { t[1 + x] = min(max(src[x] * s, 0), 6); x += 1 }
+                } else {
+                    (t + 1).update(from: src, count: w)
+                }
+                // Input row yi feeds output row y = yi + 1 − dy through kernel row dy.
+                for dy in 0..<3 {
+                    let y = yi + 1 - dy
+                    guard outRows.contains(y) else { continue }
+                    for o in 0..<cout {
+                        let w0 = tapWeights[((3 * dy) * cout + o) * cin + i]
+                        let w1 = tapWeights[((3 * dy + 1) * cout + o) * cin + i]
+                        let w2 = tapWeights[((3 * dy + 2) * cout + o) * cin + i]
+                        let a = F8(repeating: w0), b = F8(repeating: w1), c = F8(repeating: w2)
+                        let dst = output.channel(o) + y * w
+                        var x = 0
+                        while x + 8 <= w {
+                            var acc = load8(dst + x)
+                            acc = acc.addingProduct(a, load8(t + x))
+                            acc = acc.addingProduct(b, load8(t + x + 1))
+                            acc = acc.addingProduct(c, load8(t + x + 2))
+                            store8(acc, dst + x)
+                            x += 8
+                        }
+                        while x < w { dst[x] += w0 * t[x] + w1 * t[x + 1] + w2 * t[x + 2]; x += 1 }
+                    }
+                }
+            }
+        }
+    }
+}

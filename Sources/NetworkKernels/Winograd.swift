@@ -1,4 +1,5 @@
 import CBLAS
+import CPrefetch
 
 /// Dense 3x3 convolution (padding 1, stride 1) by Winograd's minimal filtering F(4x4, 3x3)
 /// (Lavin & Gray 2016): each 4x4 output tile is A^T [(G g G^T) ⊙ (B^T d B)] A of its 6x6 input
@@ -39,9 +40,12 @@ package enum Winograd {
         return u
     }
 
-    /// out = conv3x3(input) + bias with `transformed` from `transformedWeights`.
+    /// out = conv3x3(x) + bias with `transformed` from `transformedWeights`, where x is the input,
+    /// or with `inputScale` min(max(input · scale[c], 0), 6) (the heads' depthwise 1x1 + ReLU6,
+    /// applied as the patch rows are read instead of in a pass of its own).
     package static func convolution3x3(_ input: FeatureMap, into output: FeatureMap, transformed: UnsafePointer<Float>,
-                                       bias: UnsafePointer<Float>, workspace: Workspace, threads: Int) {
+                                       bias: UnsafePointer<Float>, inputScale: UnsafePointer<Float>? = nil,
+                                       workspace: Workspace, threads: Int) {
         let h = input.height, w = input.width, cin = input.channels, cout = output.channels
         precondition(output.height == h && output.width == w, "Winograd 3x3 keeps the size")
         guard h > 0, w > 0, cin > 0, cout > 0 else { return }
@@ -65,7 +69,7 @@ package enum Winograd {
             let m = v + vCount, lines = m + mCount
             for block in range {
                 let units = (block * groupsPerBlock)..<min(groups, (block + 1) * groupsPerBlock)
-                transformInput(input, v: v, groups: units, geometry: geometry, scratch: lines)
+                transformInput(input, scale: inputScale, v: v, groups: units, geometry: geometry, scratch: lines)
                 for xi in 0..<36 {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(8 * units.count), Int32(cin),
                                 1, transformed + xi * cout * cin, Int32(cin), v + xi * cin * n, Int32(n),
@@ -127,14 +131,25 @@ package enum Winograd {
 
     /// V[6a + k][i][tile] = (B^T d B)[a][k] for every input channel i and tile of the block's
     /// lane groups (group u: tile row u / rowGroups, tiles 8·(u % rowGroups) + 0..<8).
-    static func transformInput(_ input: FeatureMap, v: UnsafeMutablePointer<Float>, groups units: Range<Int>,
+    static func transformInput(_ input: FeatureMap, scale: UnsafePointer<Float>?, v: UnsafeMutablePointer<Float>, groups units: Range<Int>,
                                geometry g: Geometry, scratch: UnsafeMutablePointer<Float>) {
         let lineCount = lineFloats(rowGroups: g.rowGroups)
         let lines = scratch, rows = UnsafeMutableRawPointer(scratch + 6 * lineCount)
         lines.initialize(repeating: 0, count: 6 * lineCount)   // the padding stays zero
         let planeStride = g.cin * g.n * 4   // bytes between ξ in V
+        let firstRow = max(0, 4 * (units.lowerBound / g.rowGroups) - 1)
+        let lastRow = min(g.height, 4 * ((units.upperBound - 1) / g.rowGroups) + 5)
         for i in 0..<g.cin {
             let channel = input.channel(i)
+            // The next channel's rows of this block: short runs in another plane, which the
+            // hardware prefetcher does not pick up before they are read (the reads missed the
+            // cache on most rows).
+            if i + 1 < g.cin {
+                let next = UnsafeRawPointer(input.channel(i + 1) + firstRow * g.width)
+                for offset in stride(from: 0, to: (lastRow - firstRow) * g.width * 4, by: 64) {
+                    semfuse_prefetch_for_read(next + offset)
+                }
+            }
             var loadedRow = -1
             for u in units {
                 let ty = u / g.rowGroups, group = u % g.rowGroups
@@ -145,7 +160,11 @@ package enum Winograd {
                         let y = 4 * ty - 1 + r
                         let line = lines + r * lineCount
                         if y >= 0 && y < g.height {
-                            (line + 1).update(from: channel + y * g.width, count: g.width)
+                            if let scale {
+                                scaleReLU6(channel + y * g.width, by: scale[i], into: line + 1, count: g.width)
+                            } else {
+                                (line + 1).update(from: channel + y * g.width, count: g.width)
+                            }
                         } else {
                             (line + 1).update(repeating: 0, count: g.width)
                         }
@@ -182,6 +201,15 @@ package enum Winograd {
                 }
             }
         }
+    }
+
+    /// dst = min(max(src · s, 0), 6).
+    @inline(__always)
+    static func scaleReLU6(_ src: UnsafePointer<Float>, by s: Float, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        let w = F8(repeating: s)
+        var x = 0
+        while x + 8 <= count { store8(clamp6(load8(src + x) * w), dst + x); x += 8 }
+        while x < count { dst[x] = min(max(src[x] * s, 0), 6); x += 1 }
     }
 
     /// A^T applied to six values.

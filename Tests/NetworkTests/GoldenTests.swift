@@ -48,11 +48,11 @@ final class GoldenTests: XCTestCase {
         XCTAssertEqual(direct.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 2)
         XCTAssertEqual(direct.gemms.filter { $0.m == 360 && $0.k == 256 }.first?.n, 19_200, "segm head")
         // As run: the 40-class head as Winograd's 36 GEMMs over the 30 x 40 tiles of 4x4, the
-        // 1-channel depth head per tap.
+        // 1-channel depth head as a direct sum (no GEMM).
         let plan = network.layerPlan(height: 480, width: 640)
-        XCTAssertEqual(plan.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 36 + 1)
+        XCTAssertEqual(plan.gemms.count, 1 + 2 * 17 + 6 + 3 * 5 + 36)
         XCTAssertEqual(plan.gemms.filter { $0.m == 40 && $0.k == 256 && $0.n == 1_200 }.count, 36, "segm head")
-        XCTAssertEqual(plan.gemms.filter { $0.m == 9 && $0.k == 256 }.first?.n, 19_200, "depth head")
+        XCTAssertEqual(plan.otherMultiplyAdds - direct.otherMultiplyAdds, Double(9 * 19_200 * 256), "depth head")
     }
 
     func testPreprocessingMatchesNotebook() throws {

@@ -187,6 +187,46 @@ final class KernelTests: XCTestCase {
                 }
                 assertClose(got, expected, 2e-6 * range * Float(cin).squareRoot(), "Winograd \(cin)→\(cout) \(h)x\(w), threads \(threads)")
             }
+            // With the heads' per-channel scale + ReLU6 applied as the input is read: the same as
+            // convolving the activated input.
+            let scale = random(cin).map { $0 * 2 }
+            var activated = x
+            for i in 0..<cin { for p in 0..<(h * w) { activated[i * h * w + p] = min(max(x[i * h * w + p] * scale[i], 0), 6) } }
+            let expectedScaled = naiveConv(activated, cin: cin, h: h, w: w, weights: wt, cout: cout, stride: 1, bias: b)
+            let rangeScaled = expectedScaled.map(abs).max() ?? 1
+            let ws = Workspace()
+            let got = run(cin, h, w, x, outChannels: cout, outH: h, outW: w) { i, o in
+                u.withUnsafeBufferPointer { up in b.withUnsafeBufferPointer { bp in scale.withUnsafeBufferPointer { sp in
+                    Winograd.convolution3x3(i, into: o, transformed: up.baseAddress!, bias: bp.baseAddress!, inputScale: sp.baseAddress!,
+                                            workspace: ws, threads: 2)
+                } } }
+            }
+            assertClose(got, expectedScaled, 2e-6 * rangeScaled * Float(cin).squareRoot(), "Winograd with scale + ReLU6 \(cin)→\(cout) \(h)x\(w)")
+        }
+    }
+
+    /// The narrow heads' direct 3x3 against the direct sum, with and without the fused scale +
+    /// ReLU6, split into row ranges by one to three threads.
+    func testNarrow3x3MatchesTheDirectSum() {
+        for (cin, cout, h, w) in [(7, 1, 9, 11), (16, 3, 30, 77), (5, 1, 1, 1), (9, 2, 2, 17)] {
+            let x = random(cin * h * w), wt = random(cout * cin * 9), b = random(cout), scale = random(cin)
+            var taps = [Float](repeating: 0, count: wt.count)
+            for o in 0..<cout { for i in 0..<cin { for k in 0..<9 { taps[(k * cout + o) * cin + i] = wt[(o * cin + i) * 9 + k] } } }
+            var activated = x
+            for i in 0..<cin { for p in 0..<(h * w) { activated[i * h * w + p] = min(max(x[i * h * w + p] * scale[i], 0), 6) } }
+            for scaled in [false, true] {
+                let expected = naiveConv(scaled ? activated : x, cin: cin, h: h, w: w, weights: wt, cout: cout, stride: 1, bias: b)
+                for threads in [1, 2, 3] {
+                    let ws = Workspace()
+                    let got = run(cin, h, w, x, outChannels: cout, outH: h, outW: w) { i, o in
+                        taps.withUnsafeBufferPointer { t in b.withUnsafeBufferPointer { bp in scale.withUnsafeBufferPointer { sp in
+                            narrowConvolution3x3(i, into: o, tapWeights: t.baseAddress!, bias: bp.baseAddress!,
+                                                 inputScale: scaled ? sp.baseAddress! : nil, workspace: ws, threads: threads)
+                        } } }
+                    }
+                    assertClose(got, expected, 1e-4, "narrow 3x3 \(cin)→\(cout) \(h)x\(w), scaled \(scaled), threads \(threads)")
+                }
+            }
         }
     }
 
