@@ -54,6 +54,7 @@ package enum Winograd {
         let groups = tilesY * rowGroups
         // Blocks of about `groupsPerBlockTarget` lane groups, in equal shares per thread.
         let fitting = groupsPerBlockTarget
+        let threads = max(1, threads)
         let perThread = (groups + threads - 1) / threads
         let blocksPerThread = (perThread + fitting - 1) / fitting
         let groupsPerBlock = max(1, (perThread + blocksPerThread - 1) / blocksPerThread)
