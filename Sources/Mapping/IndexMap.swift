@@ -11,7 +11,8 @@ public struct IndexMap: Sendable {
     public private(set) var height: Int = 0
     /// Surfel index per pixel, -1 where empty.
     public internal(set) var surfel: [Int32] = []
-    /// Camera-frame position of the visible surfel (z = +inf where empty).
+    /// Camera-frame position of the visible surfel (z = +inf where empty); empty when rendered
+    /// with `positions: false`.
     public internal(set) var cameraPosition: [SIMD3<Float>] = []
     /// Its z alone (+inf where empty): a compact copy for neighbourhood scans.
     public internal(set) var depth: [Float] = []
@@ -38,17 +39,25 @@ public struct IndexMap: Sendable {
     }
 
     /// Draws the active surfels (`tick - lastSeen <= timeDelta`) of `map` seen from
-    /// `cameraFromWorld`. The result does not depend on the number of threads.
+    /// `cameraFromWorld`. The result does not depend on the number of threads. `positions: false`
+    /// leaves `cameraPosition` empty: resolving every pixel's surfel position is a random read of
+    /// the map per pixel, and the post-fusion map's users need only a few (the cleanup's
+    /// duplicate candidates, which transform them themselves).
     public mutating func render(_ map: SurfelMap, cameraFromWorld: RigidTransform, intrinsics: Intrinsics,
-                                tick: Int, timeDelta: Int, maxDepth: Float, threads: Int) {
+                                tick: Int, timeDelta: Int, maxDepth: Float, threads: Int, positions: Bool = true) {
         let count = map.count
         let w = intrinsics.width, h = intrinsics.height, n = w * h
         let workers = max(1, min(threads, count / 4_096 + 1))
         if w != width || h != height || surfel.count != n {
             width = w; height = h
             surfel = [Int32](repeating: -1, count: n)
-            cameraPosition = [SIMD3<Float>](repeating: SIMD3(0, 0, .infinity), count: n)
             depth = [Float](repeating: .infinity, count: n)
+            cameraPosition = []
+        }
+        if positions && cameraPosition.count != n {
+            cameraPosition = [SIMD3<Float>](repeating: SIMD3(0, 0, .infinity), count: n)
+        } else if !positions && !cameraPosition.isEmpty {
+            cameraPosition = []
         }
         if keys.count < workers * n { keys = [UInt64](repeating: .max, count: workers * n) }
         let T = cameraFromWorld.float
@@ -98,14 +107,14 @@ public struct IndexMap: Sendable {
                         for k in 1..<workers { best = min(best, keys[k * n + p]) }
                         if best == .max {
                             ids[p] = -1
-                            cam[p] = SIMD3(0, 0, .infinity)
+                            if positions { cam[p] = SIMD3(0, 0, .infinity) }
                             zs[p] = .infinity
                         } else {
                             let i = Int(UInt32(truncatingIfNeeded: best))
                             ids[p] = Int32(i)
-                            let c = T.apply(m.positions[i])
-                            cam[p] = c
-                            zs[p] = c.z
+                            // The key's high half is the depth test's z, bit for bit.
+                            zs[p] = Float(bitPattern: UInt32(truncatingIfNeeded: best >> 32))
+                            if positions { cam[p] = T.apply(m.positions[i]) }
                         }
                     }
                 }
@@ -127,7 +136,10 @@ public struct IndexMap: Sendable {
                 let old = Int(ids[p])
                 let n = compaction.newIndex(old, removed: removed[old])
                 ids[p] = n
-                if n < 0 { cam[p] = SIMD3(0, 0, .infinity); zs[p] = .infinity }
+                if n < 0 {
+                    if cam.count > 0 { cam[p] = SIMD3(0, 0, .infinity) }
+                    zs[p] = .infinity
+                }
             }
         }}}}
     }

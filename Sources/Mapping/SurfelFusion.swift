@@ -147,7 +147,8 @@ public final class SurfelFusion {
         report.timings.fusion = lap()
 
         postIndexMap.render(map, cameraFromWorld: cameraFromWorld, intrinsics: intrinsics, tick: tick,
-                            timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads)
+                            timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads,
+                            positions: false)
         report.timings.indexMap += lap()
 
         if let probabilities, map.classCount > 0 {
@@ -489,9 +490,8 @@ public final class SurfelFusion {
             }
 
             let positions = m.positions, normals = m.normals, radii = m.radii
-            let idPos = index.cameraPosition
-            let window = CleanupWindow(stableDepth: stableDepth.input, pixelInit: pixelInit.input, shownPosition: idPos,
-                                       width: w, height: h)
+            let window = CleanupWindow(stableDepth: stableDepth.input, pixelInit: pixelInit.input, shownSurfel: ids,
+                                       surfelPositions: positions, cameraFromWorld: T, width: w, height: h)
             removeFlags.withKernelOutput { flags in
             removedPerChunk.withKernelOutput { removedCounts in
                 ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
@@ -534,9 +534,17 @@ struct CleanupWindow {
     let stableDepth: KernelInput<Float>
     /// Per pixel: that surfel's creation time.
     let pixelInit: KernelInput<Int32>
-    /// Per pixel: camera-frame position of the surfel shown there.
-    let shownPosition: KernelInput<SIMD3<Float>>
+    /// Per pixel: the surfel shown there, with the map's positions and the view, for the
+    /// camera-frame position of a duplicate candidate (few pixels need it).
+    let shownSurfel: KernelInput<Int32>
+    let surfelPositions: KernelInput<SIMD3<Float>>
+    let cameraFromWorld: RigidTransformF
     let width: Int, height: Int
+
+    /// Camera-frame position of the surfel shown at pixel q (one exists where a stable depth does).
+    @inline(__always) func shownPosition(_ q: Int) -> SIMD3<Float> {
+        cameraFromWorld.apply(surfelPositions[Int(shownSurfel[q])])
+    }
 
     /// Over the pixels x0...x0+3, y0...y0+3 inside the image: `duplicates`, stable surfels made
     /// earlier that lie 0-1 cm behind the surfel (camera-frame `position`, depth along the
@@ -564,7 +572,7 @@ struct CleanupWindow {
                 let candidates = (behind .> zero) .& (behind .< near) .& older
                 guard any(candidates) else { continue }
                 for lane in 0..<4 where candidates[lane] {
-                    let pj = shownPosition[q + lane]
+                    let pj = shownPosition(q + lane)
                     let dx = pj.x - pc.x, dy = pj.y - pc.y
                     if dx * dx + dy * dy < lateral2 { duplicates += 1 }
                 }
@@ -578,7 +586,7 @@ struct CleanupWindow {
                 let shown = stableDepth[q]
                 let behind = abs(shown) - pc.z
                 if behind > 0, behind < 0.01, pixelInit[q] < initTime {
-                    let pj = shownPosition[q]
+                    let pj = shownPosition(q)
                     let dx = pj.x - pc.x, dy = pj.y - pc.y
                     if dx * dx + dy * dy < lateral2 { duplicates += 1 }
                 }

@@ -1,5 +1,6 @@
 @testable import Mapping
 import XCTest
+import Geometry
 
 /// The cleanup's 4x4 neighbourhood tests, four pixels at a time against the per-pixel loop.
 final class CleanupWindowTests: XCTestCase {
@@ -20,6 +21,7 @@ final class CleanupWindowTests: XCTestCase {
         var depth = [Float](repeating: .nan, count: n)
         var initTimes = [Int32](repeating: 0, count: n)
         var positions = [SIMD3<Float>](repeating: .zero, count: n)
+        let shown = (0..<n).map { Int32($0) }
         for p in 0..<n {
             switch next(10) {
             case 0: depth[p] = .nan
@@ -40,7 +42,10 @@ final class CleanupWindowTests: XCTestCase {
         depth.withKernelInput { depth in
         initTimes.withKernelInput { initTimes in
         positions.withKernelInput { positions in
-            let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, shownPosition: positions, width: width, height: height)
+        shown.withKernelInput { shown in
+            // Pixel p shows surfel p; the identity view leaves its position as it is.
+            let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, shownSurfel: shown, surfelPositions: positions,
+                                       cameraFromWorld: RigidTransform.identity.float, width: width, height: height)
             for y0 in -1..<height {
                 for x0 in -1..<width {
                     for facing in [false, true] {
@@ -60,7 +65,7 @@ final class CleanupWindowTests: XCTestCase {
                     }
                 }
             }
-        }}}
+        }}}}
         // The comparison covered the four-at-a-time path and windows where both rules count.
         XCTAssertGreaterThan(vectorWindows, 3000)
         XCTAssertGreaterThan(withDuplicates, 500)
