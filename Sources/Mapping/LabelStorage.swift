@@ -1,3 +1,5 @@
+import Foundation
+
 /// How a surfel map stores each surfel's class distribution.
 ///
 /// SemanticFusion keeps every class probability per surfel as Float32: 160 of a surfel's 213
@@ -10,15 +12,35 @@ public enum LabelStorage: Hashable, Sendable, CustomStringConvertible {
     /// The `k` most likely classes (UInt16 id and Float32 probability each) and the remaining
     /// mass (Float32): 6k + 4 bytes per surfel, whatever the class count.
     case topK(Int)
+    /// Every class as one byte: its log-probability below the most likely class's, in steps of
+    /// ln(10⁶)/255 nats (`LogCodeUpdate`). C bytes per surfel; the Bayesian update is integer
+    /// additions. A class more than 10⁶ times less likely than the best stays at that ratio
+    /// (the floor, fixed at the default `probabilityFloor`).
+    case log8
+    /// `log8` up to `automaticLogClasses` classes (at most 100 bytes per surfel), `top4` beyond
+    /// (`resolved(classCount:)`).
+    case automatic
 
-    /// The default, chosen by measurement: the kitchen and synthetic-room maps keep the labels
-    /// of the dense map (docs/results.md).
-    public static let standard = LabelStorage.topK(4)
+    /// The default, chosen by measurement (docs/results.md, "Byte log-codes"): on the kitchen and
+    /// the synthetic room log8 keeps the dense map's labels best, and its update is the fastest.
+    public static let standard = LabelStorage.automatic
 
-    /// Parses `dense` or `topK` such as `top4` / `top-4`.
+    /// Most classes `automatic` stores as `log8`: 53 bytes of geometry and one per class stay
+    /// within 100 bytes per surfel.
+    public static let automaticLogClasses = 47
+
+    /// The storage a map with `classCount` classes uses.
+    public func resolved(classCount: Int) -> LabelStorage {
+        guard self == .automatic else { return self }
+        return classCount <= Self.automaticLogClasses ? .log8 : .topK(4)
+    }
+
+    /// Parses `dense`, `log8`, `auto` or `topK` such as `top4` / `top-4`.
     public init?(_ text: String) {
         let t = text.lowercased()
         if t == "dense" { self = .dense; return }
+        if t == "log8" { self = .log8; return }
+        if t == "auto" { self = .automatic; return }
         guard t.hasPrefix("top") else { return nil }
         var digits = t.dropFirst(3)
         if digits.first == "-" { digits = digits.dropFirst() }
@@ -33,15 +55,126 @@ public enum LabelStorage: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .dense: return "dense"
         case .topK(let k): return "top\(k)"
+        case .log8: return "log8"
+        case .automatic: return "auto"
         }
     }
 
     /// Classes kept per surfel for `classCount` classes, or nil when every class is stored.
     func kept(classCount: Int) -> Int? {
         switch self {
-        case .dense: return nil
+        case .dense, .log8, .automatic: return nil
         case .topK(let k): return classCount > 0 ? k : nil
         }
+    }
+}
+
+/// The per-surfel Bayesian update on byte log-codes (`LabelStorage.log8`).
+///
+/// A surfel stores s_j = −ln(p_j / p_max) / Δ, rounded, in 0...255 (0 for its most likely
+/// classes); a prediction pixel is coded the same way, u_j = −ln(q_j / q_max) / Δ (`encode`).
+/// p ⊙ q then normalised is s_j + u_j less its minimum, held at 255: the floor, as a ratio to
+/// the most likely class instead of to the total (the same wherever one class dominates).
+/// Rounding each u_j costs at most Δ/2 per update; the test bounds what that does to labels.
+enum LogCodeUpdate {
+    /// Δ, nats per code step: 255 steps span a probability ratio of 10⁶.
+    static let step = Float(log(1e6) / 255)
+
+    /// One surfel: codes `s` updated with the pixel's codes `u`, `c` classes.
+    @inline(__always)
+    static func apply(_ s: UnsafeMutablePointer<UInt8>, _ u: UnsafePointer<UInt8>, count c: Int) {
+        let sr = UnsafeMutableRawPointer(s), ur = UnsafeRawPointer(u)
+        var lowest = UInt16.max
+        var j = 0
+        var low8 = SIMD8<UInt16>(repeating: .max)
+        while j + 8 <= c {
+            let t = SIMD8<UInt16>(truncatingIfNeeded: sr.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
+                &+ SIMD8<UInt16>(truncatingIfNeeded: ur.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
+            low8.replace(with: t, where: t .< low8)
+            j += 8
+        }
+        if j > 0 {
+            var l4 = low8.lowHalf
+            l4.replace(with: low8.highHalf, where: low8.highHalf .< l4)
+            lowest = min(min(l4[0], l4[1]), min(l4[2], l4[3]))
+        }
+        while j < c { lowest = min(lowest, UInt16(s[j]) + UInt16(u[j])); j += 1 }
+        let m = SIMD8<UInt16>(repeating: lowest), cap = SIMD8<UInt16>(repeating: 255)
+        j = 0
+        while j + 8 <= c {
+            var t = SIMD8<UInt16>(truncatingIfNeeded: sr.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
+                &+ SIMD8<UInt16>(truncatingIfNeeded: ur.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
+            t &-= m
+            t.replace(with: cap, where: t .> cap)
+            sr.storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: t), toByteOffset: j, as: SIMD8<UInt8>.self)
+            j += 8
+        }
+        while j < c { s[j] = UInt8(min(255, UInt16(s[j]) + UInt16(u[j]) - lowest)); j += 1 }
+    }
+
+    /// Codes of one prediction pixel's distribution `q` (non-negative, `c` classes) into `u`.
+    /// Returns false, leaving `u` as it was, when q carries no evidence (all zero). Eight
+    /// classes at a time; the tail with the same arithmetic lane by lane (`code(ratio:)`).
+    @inline(__always)
+    static func encode(_ q: UnsafePointer<Float>, count c: Int, into u: UnsafeMutablePointer<UInt8>) -> Bool {
+        let raw = UnsafeRawPointer(q), out = UnsafeMutableRawPointer(u)
+        var largest: Float = 0
+        var j = 0
+        if c >= 8 {
+            var top = SIMD8<Float>()
+            while j + 8 <= c {
+                let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+                top.replace(with: v, where: v .> top)
+                j += 8
+            }
+            for l in 0..<8 { largest = max(largest, top[l]) }
+        }
+        while j < c { largest = max(largest, q[j]); j += 1 }
+        guard largest > 0 else { return false }
+        let inverse = 1 / largest
+        j = 0
+        while j + 8 <= c {
+            let codes = code(ratio: raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) * inverse)
+            out.storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: codes), toByteOffset: j, as: SIMD8<UInt8>.self)
+            j += 8
+        }
+        while j < c {
+            u[j] = UInt8(truncatingIfNeeded: code(ratio: SIMD8<Float>(repeating: q[j] * inverse))[0])
+            j += 1
+        }
+        return true
+    }
+
+    /// −log2(ratio) · ln 2 / Δ rounded half up, held in 0...255 (255 below a ratio of 10⁻⁷). log2
+    /// from the exponent and an odd series in t = (m − 1)/(m + 1) for the mantissa m ∈ [√½, √2)
+    /// (|t| < 0.172: error below 1e-7, far below the step).
+    @inline(__always)
+    static func code(ratio: SIMD8<Float>) -> SIMD8<Int32> {
+        let bits = unsafeBitCast(ratio, to: SIMD8<UInt32>.self)
+        var e = SIMD8<Int32>(truncatingIfNeeded: bits &>> 23) &- 127
+        var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F80_0000, to: SIMD8<Float>.self)
+        let high = m .> SIMD8<Float>(repeating: Float(2).squareRoot())
+        m.replace(with: m * 0.5, where: high)
+        e.replace(with: e &+ 1, where: high)
+        let one = SIMD8<Float>(repeating: 1)
+        let t: SIMD8<Float> = (m - one) / (m + one)
+        let t2: SIMD8<Float> = t * t
+        var series = SIMD8<Float>(repeating: 2.0 / 7) * t2 + SIMD8<Float>(repeating: 2.0 / 5)
+        series = series * t2 + SIMD8<Float>(repeating: 2.0 / 3)
+        series = (series * t2 + SIMD8<Float>(repeating: 2)) * t   // ln(m)
+        let ln2 = SIMD8<Float>(repeating: Float(M_LN2))
+        // Int ↔ Float through the 2²³ bias (exact for these small integers): the SIMD
+        // initialisers convert lane by lane through a generic call.
+        let eBits = unsafeBitCast(e &+ 1024, to: SIMD8<UInt32>.self) | 0x4B00_0000
+        let eFloat = unsafeBitCast(eBits, to: SIMD8<Float>.self) - SIMD8<Float>(repeating: 8_389_632)
+        let log2: SIMD8<Float> = eFloat + series / ln2
+        let scaled: SIMD8<Float> = log2 * SIMD8<Float>(repeating: -Float(M_LN2) / step) + SIMD8<Float>(repeating: 0.5)
+        var code = scaled.rounded(.down)
+        code.replace(with: 255, where: code .> 255)
+        code.replace(with: 0, where: code .< 0)
+        code.replace(with: 255, where: ratio .< 1e-7)
+        let codeBits = unsafeBitCast(code + SIMD8<Float>(repeating: 8_388_608), to: SIMD8<Int32>.self)
+        return codeBits & 0xFF
     }
 }
 

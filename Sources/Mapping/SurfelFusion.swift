@@ -44,6 +44,9 @@ public final class SurfelFusion {
     /// Σ q and the classes of largest q per pixel of the class prediction (top-k storage).
     private let predictionSum = KernelBuffer<Float>()
     private let predictionRanking = KernelBuffer<UInt16>()
+    /// Byte log-codes per pixel of the class prediction (log-code storage; `predictionSum` then
+    /// holds 1 where the pixel carries evidence, 0 where not).
+    private let predictionCodes = KernelBuffer<UInt8>()
     private var lastWriter: [Int32] = []
     private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
@@ -380,8 +383,10 @@ public final class SurfelFusion {
         let rowsMap = (0..<h).map { min(ph - 1, ($0 * ph) / h) }
         let scratch = labelScratch.output
         if map.keptClasses > 0 { rankPredictions(probabilities) }
+        if map.codeSlots > 0 { encodePredictions(probabilities) }
         let ranking = PredictionRanking(sum: predictionSum.input, order: predictionRanking.input,
-                                        count: TopKBayesUpdate.rankingCount(kept: map.keptClasses, classCount: c))
+                                        count: TopKBayesUpdate.rankingCount(kept: map.keptClasses, classCount: c),
+                                        codes: predictionCodes.input)
         rawDepth.withKernelInput { raw in
         postIndexMap.withKernelInputs { index in
         probabilities.values.withKernelInput { q in
@@ -448,6 +453,21 @@ public final class SurfelFusion {
             ParallelFor.run(n, chunks: chunks, threads: parameters.threads) { _, pixels in
                 for i in pixels {
                     sums[i] = TopKBayesUpdate.rank(q.address(i * c), classCount: c, into: order.address(i * m), count: m)
+                }
+            }
+        }
+    }
+
+    /// Byte log-codes (`LogCodeUpdate.encode`) of every pixel of the prediction, once per frame.
+    private func encodePredictions(_ probabilities: ClassProbabilityMap) {
+        let n = probabilities.width * probabilities.height, c = probabilities.classCount
+        predictionSum.resize(n, repeating: 0)
+        predictionCodes.resize(n * c, repeating: 0)
+        let flags = predictionSum.output, codes = predictionCodes.output
+        probabilities.values.withKernelInput { q in
+            ParallelFor.run(n, chunks: parameters.threads, threads: parameters.threads) { _, pixels in
+                for i in pixels {
+                    flags[i] = LogCodeUpdate.encode(q.address(i * c), count: c, into: codes.address(i * c)) ? 1 : 0
                 }
             }
         }
@@ -604,15 +624,15 @@ struct CleanupWindow {
 
 /// One surfel's Bayesian update in whichever layout the map stores (`LabelStorage`).
 struct LabelUpdate {
-    let values: KernelOutput<Float>, classes: KernelOutput<UInt16>
+    let values: KernelOutput<Float>, classes: KernelOutput<UInt16>, codes: KernelOutput<UInt8>
     let q: KernelInput<Float>, ranking: PredictionRanking
-    let classCount: Int, kept: Int, slots: Int
+    let classCount: Int, kept: Int, slots: Int, codeSlots: Int
     let floor: Float, uniform: Float
 
     /// `ranking` is read by top-k storage only (`SurfelFusion.rankPredictions`).
     init(map: SurfelMap, views: SurfelMap.KernelViews, q: KernelInput<Float>, ranking: PredictionRanking, floor: Float) {
-        values = views.labelValues; classes = views.labelClasses; self.q = q; self.ranking = ranking
-        classCount = map.classCount; kept = map.keptClasses; slots = map.labelSlots
+        values = views.labelValues; classes = views.labelClasses; codes = views.labelCodes; self.q = q; self.ranking = ranking
+        classCount = map.classCount; kept = map.keptClasses; slots = map.labelSlots; codeSlots = map.codeSlots
         self.floor = floor; uniform = 1 / Float(map.classCount)
     }
 
@@ -622,6 +642,11 @@ struct LabelUpdate {
     /// Starts loading surfel `i`'s class distribution.
     @inline(__always)
     func prefetch(surfel i: Int) {
+        if codeSlots > 0 {
+            codes.prefetch(i * codeSlots)
+            if codeSlots > 32 { codes.prefetch(i * codeSlots + codeSlots - 1) }
+            return
+        }
         let start = i * slots
         values.prefetch(start)
         values.prefetch(start + slots - 1)
@@ -636,6 +661,11 @@ struct LabelUpdate {
     /// no evidence.
     @inline(__always)
     func apply(surfel i: Int, qPixel: Int, scratch: KernelOutput<Float>) -> Bool {
+        if codeSlots > 0 {
+            guard ranking.sum[qPixel] > 0 else { return false }
+            LogCodeUpdate.apply(codes.address(i * codeSlots), ranking.codes.address(qPixel * codeSlots), count: codeSlots)
+            return true
+        }
         if kept == 0 {
             return BayesUpdate.apply(values.address(i * slots), q.address(qPixel * classCount), count: classCount,
                                      floor: floor, uniform: uniform)
@@ -647,9 +677,11 @@ struct LabelUpdate {
     }
 }
 
-/// Per pixel of a class prediction: Σ q, and the `count` classes of largest q, largest first.
+/// Per pixel of a class prediction: Σ q, and the `count` classes of largest q, largest first
+/// (top-k storage); or whether it carries evidence and its byte log-codes (log-code storage).
 struct PredictionRanking {
     let sum: KernelInput<Float>, order: KernelInput<UInt16>, count: Int
+    let codes: KernelInput<UInt8>
 }
 
 

@@ -1,3 +1,4 @@
+import Foundation
 import Geometry
 import Imaging
 
@@ -21,35 +22,42 @@ public final class SurfelMap {
     public internal(set) var lastSeen: [Int32] = []
     /// Class distributions, `labelSlots` floats per surfel, surfel-major: every class
     /// probability (`.dense`), or the kept classes' probabilities and the remainder (`.topK`,
-    /// see `TopKBayesUpdate`). Read them through `classProbabilities(of:)` and `label(of:)`.
+    /// see `TopKBayesUpdate`); none with `.log8` (`labelCodes`). Read them through
+    /// `classProbabilities(of:)` and `label(of:)`.
     internal(set) var labelValues: [Float] = []
     /// Class ids of the kept classes, `keptClasses` per surfel (`.topK` only).
     internal(set) var labelClasses: [UInt16] = []
+    /// Byte log-codes, `codeSlots` per surfel (`.log8` only, see `LogCodeUpdate`).
+    internal(set) var labelCodes: [UInt8] = []
     /// Number of label updates each surfel received (0 = never labelled).
     public internal(set) var labelUpdates: [UInt16] = []
 
     public let classCount: Int
     /// Class excluded from a surfel's label (e.g. NYU-13's "unlabelled"), if any.
     public let unlabelledClass: Int?
-    /// How the class distributions are stored.
+    /// How the class distributions are stored (`automatic` resolved for the class count).
     public let labelStorage: LabelStorage
     /// Classes kept per surfel (`.topK`), 0 when every class is stored or there are no classes.
     let keptClasses: Int
     /// Floats of `labelValues` per surfel.
     let labelSlots: Int
+    /// Bytes of `labelCodes` per surfel.
+    let codeSlots: Int
 
     public init(classCount: Int, unlabelledClass: Int? = nil, labelStorage: LabelStorage = .standard) {
         precondition(classCount >= 0 && classCount < Int(TopKBayesUpdate.empty))
         self.classCount = classCount
         self.unlabelledClass = unlabelledClass
+        let labelStorage = labelStorage.resolved(classCount: classCount)
         self.labelStorage = labelStorage
+        codeSlots = labelStorage == .log8 ? classCount : 0
         if let k = labelStorage.kept(classCount: classCount) {
             precondition(k >= 1)
             keptClasses = k
             labelSlots = k + 1
         } else {
             keptClasses = 0
-            labelSlots = classCount
+            labelSlots = labelStorage == .log8 ? 0 : classCount
         }
     }
 
@@ -75,7 +83,7 @@ public final class SurfelMap {
     public var bytesPerSurfel: Int {
         MemoryLayout<SIMD3<Float>>.stride * 2 + MemoryLayout<Float>.stride * 2 + MemoryLayout<RGB8>.stride
             + MemoryLayout<Int32>.stride * 2 + MemoryLayout<UInt16>.stride
-            + MemoryLayout<Float>.stride * labelSlots + MemoryLayout<UInt16>.stride * keptClasses
+            + MemoryLayout<Float>.stride * labelSlots + MemoryLayout<UInt16>.stride * keptClasses + codeSlots
     }
 
     public func isStable(_ i: Int, threshold: Float) -> Bool { confidences[i] >= threshold }
@@ -93,6 +101,7 @@ public final class SurfelMap {
         confidences.reserveCapacity(n); colors.reserveCapacity(n); initTimes.reserveCapacity(n)
         lastSeen.reserveCapacity(n); labelUpdates.reserveCapacity(n)
         labelValues.reserveCapacity(n * labelSlots); labelClasses.reserveCapacity(n * keptClasses)
+        labelCodes.reserveCapacity(n * codeSlots)
     }
 
     /// Appends a surfel with a uniform class prior.
@@ -110,6 +119,8 @@ public final class SurfelMap {
             labelValues.append(contentsOf: repeatElement(0, count: keptClasses))
             labelValues.append(1)
             labelClasses.append(contentsOf: repeatElement(TopKBayesUpdate.empty, count: keptClasses))
+        } else if codeSlots > 0 {
+            labelCodes.append(contentsOf: repeatElement(0, count: codeSlots))
         } else if classCount > 0 {
             labelValues.append(contentsOf: repeatElement(1 / Float(classCount), count: classCount))
         }
@@ -138,7 +149,7 @@ public final class SurfelMap {
         precondition(flags.count == count && removed >= 0 && removed <= count)
         let oldCount = count, newCount = count - removed
         var tail = [Int32](repeating: -1, count: removed)
-        let slots = labelSlots, kept = keptClasses
+        let slots = labelSlots, kept = keptClasses, codes = codeSlots
         flags.withKernelInput { flags in
         tail.withKernelOutput { tail in
         withKernelViews { m in
@@ -151,6 +162,7 @@ public final class SurfelMap {
                 m.initTimes[i] = m.initTimes[j]; m.lastSeen[i] = m.lastSeen[j]; m.labelUpdates[i] = m.labelUpdates[j]
                 for k in 0..<slots { m.labelValues[i * slots + k] = m.labelValues[j * slots + k] }
                 for k in 0..<kept { m.labelClasses[i * kept + k] = m.labelClasses[j * kept + k] }
+                for k in 0..<codes { m.labelCodes[i * codes + k] = m.labelCodes[j * codes + k] }
                 tail[j - newCount] = Int32(i)
                 j -= 1
             }
@@ -160,6 +172,7 @@ public final class SurfelMap {
             confidences.removeLast(removed); colors.removeLast(removed)
             initTimes.removeLast(removed); lastSeen.removeLast(removed); labelUpdates.removeLast(removed)
             labelValues.removeLast(removed * slots); labelClasses.removeLast(removed * kept)
+            labelCodes.removeLast(removed * codes)
         }
         return Compaction(newCount: newCount, tail: tail)
     }
@@ -168,6 +181,14 @@ public final class SurfelMap {
     /// Ties go to the lower class id.
     public func label(of i: Int) -> (classId: Int, probability: Float)? {
         guard classCount > 0, labelUpdates[i] > 0 else { return nil }
+        if codeSlots > 0 {
+            // The smallest code is the most likely class (ties: the lower id).
+            let p = classProbabilities(of: i)
+            var best = -1
+            var bestP: Float = -1
+            for k in 0..<classCount where k != unlabelledClass && p[k] > bestP { bestP = p[k]; best = k }
+            return best >= 0 ? (best, bestP) : nil
+        }
         let base = i * labelSlots
         guard keptClasses > 0 else {
             var best = -1
@@ -199,6 +220,13 @@ public final class SurfelMap {
     /// Class probability vector of surfel `i`, all `classCount` classes (the classes a top-k
     /// map does not keep share its remainder evenly).
     public func classProbabilities(of i: Int) -> [Float] {
+        if codeSlots > 0 {
+            let base = i * codeSlots
+            var p = (0..<classCount).map { Float(exp(-Double(labelCodes[base + $0]) * Double(LogCodeUpdate.step))) }
+            let total = p.reduce(0, +)
+            for k in 0..<classCount { p[k] /= total }
+            return p
+        }
         let base = i * labelSlots
         guard keptClasses > 0 else { return Array(labelValues[base..<(base + classCount)]) }
         let idBase = i * keptClasses
@@ -216,6 +244,7 @@ public final class SurfelMap {
         m.positions = positions; m.normals = normals; m.radii = radii; m.confidences = confidences
         m.colors = colors; m.initTimes = initTimes; m.lastSeen = lastSeen
         m.labelValues = labelValues; m.labelClasses = labelClasses; m.labelUpdates = labelUpdates
+        m.labelCodes = labelCodes
         return m
     }
 
@@ -225,6 +254,7 @@ public final class SurfelMap {
         let radii: KernelOutput<Float>, confidences: KernelOutput<Float>, colors: KernelOutput<RGB8>
         let initTimes: KernelOutput<Int32>, lastSeen: KernelOutput<Int32>
         let labelValues: KernelOutput<Float>, labelClasses: KernelOutput<UInt16>, labelUpdates: KernelOutput<UInt16>
+        let labelCodes: KernelOutput<UInt8>
     }
 
     /// Read-only views of the attributes the renderers and tests read.
@@ -247,10 +277,11 @@ public final class SurfelMap {
         try labelValues.withKernelOutput { labelValues in
         try labelClasses.withKernelOutput { labelClasses in
         try labelUpdates.withKernelOutput { labelUpdates in
+        try labelCodes.withKernelOutput { labelCodes in
             try body(KernelViews(positions: positions, normals: normals, radii: radii, confidences: confidences, colors: colors,
                                  initTimes: initTimes, lastSeen: lastSeen, labelValues: labelValues, labelClasses: labelClasses,
-                                 labelUpdates: labelUpdates))
-        }}}}}}}}}}
+                                 labelUpdates: labelUpdates, labelCodes: labelCodes))
+        }}}}}}}}}}}
     }
 
     /// Runs `body` with read-only views of the geometric attributes.

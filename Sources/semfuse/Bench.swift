@@ -36,7 +36,7 @@ struct FusionBench: ParsableCommand {
     @Flag(help: "Skip the single-thread baseline run.")
     var noBaseline = false
 
-    @Option(help: ArgumentHelp("How each surfel stores its class distribution: top<k> (the k most likely classes and a shared remainder) or dense (every class as Float32, SemanticFusion's table).", valueName: "top4|dense"))
+    @Option(help: ArgumentHelp("How each surfel stores its class distribution: auto (log8 up to 47 classes, top4 beyond), log8 (one byte per class: its log-probability below the best class's), top<k> (the k most likely classes and a shared remainder) or dense (every class as Float32, SemanticFusion's table).", valueName: "auto|log8|top4|dense"))
     var labelStorage: String = LabelStorage.standard.description
 
     @Flag(help: "Print one JSON object instead of the table.")
@@ -67,7 +67,7 @@ struct FusionBench: ParsableCommand {
                 "sequence": source.name, "frames": main.frames, "width": source.intrinsics.width, "height": source.intrinsics.height,
                 "threads": main.threads, "median_ms": main.median, "p10_ms": main.p10, "p90_ms": main.p90,
                 "frames_per_second": main.framesPerSecond, "surfels": main.surfelCount, "stable_surfels": main.stableCount,
-                "bytes_per_surfel": main.bytesPerSurfel, "label_storage": bench.labelStorage.description,
+                "bytes_per_surfel": main.bytesPerSurfel, "label_storage": bench.labelStorage.resolved(classCount: bench.classCount).description,
             ]
             if let baseline { object["single_thread_median_ms"] = baseline.median; object["speedup_vs_single_thread"] = baseline.median / main.median }
             if let growth = main.growth() {
@@ -104,7 +104,7 @@ struct FusionBench: ParsableCommand {
                          growth.first, growth.last, growth.last / growth.first))
         }
         print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
-        print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel (labels \(bench.labelStorage)), \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
+        print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel (labels \(bench.labelStorage.resolved(classCount: bench.classCount))), \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
     }
 
     private func defaultThreads() -> Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }

@@ -125,7 +125,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
 
-    @Option(help: ArgumentHelp("How each surfel stores its class distribution: top<k> keeps the k most likely classes exactly and shares the rest of the mass evenly among the others (81 bytes per surfel with top4, whatever the class count); dense keeps every class as Float32 (SemanticFusion's table: 213 bytes per surfel with 40 classes). Maps and --probabilities outputs show the full distribution either way (docs/results.md, \"Compact class distributions\").", valueName: "top4|dense"))
+    @Option(help: ArgumentHelp("How each surfel stores its class distribution: log8 keeps one byte per class, its log-probability below the most likely class's in steps of ln(10^6)/255 (53 + C bytes per surfel: 93 with 40 classes); top<k> keeps the k most likely classes exactly and shares the rest of the mass evenly among the others (81 bytes per surfel with top4, whatever the class count); dense keeps every class as Float32 (SemanticFusion's table: 213 bytes per surfel with 40 classes); auto picks log8 up to 47 classes and top4 beyond. Maps and --probabilities outputs show the full distribution either way (docs/results.md, \"Byte log-codes\").", valueName: "auto|log8|top4|dense"))
     var labelStorage: String = LabelStorage.standard.description
 
     @Option(help: "Tracking: weight of the photometric term against point-to-plane ICP (0, the default: geometric only; 1: both terms normalised by their noise, 1 cm and 10 grey levels).")
@@ -302,10 +302,10 @@ enum DepthInputArgument {
     }
 }
 
-/// `--label-storage`: `dense`, or `top<k>` with 1 ≤ k ≤ `LabelStorage.maxKept`.
+/// `--label-storage`: `auto`, `log8`, `dense`, or `top<k>` with 1 ≤ k ≤ `LabelStorage.maxKept`.
 func parseLabelStorage(_ text: String) throws -> LabelStorage {
     guard let storage = LabelStorage(text) else {
-        throw ValidationError("--label-storage: '\(text)' is neither 'dense' nor 'top<k>' with k from 1 to \(LabelStorage.maxKept) (e.g. top4)")
+        throw ValidationError("--label-storage: '\(text)' is none of 'auto', 'log8', 'dense' and 'top<k>' with k from 1 to \(LabelStorage.maxKept) (e.g. top4)")
     }
     return storage
 }

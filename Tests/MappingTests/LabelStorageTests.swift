@@ -259,6 +259,134 @@ final class LabelStorageTests: XCTestCase {
         XCTAssertNil(LabelStorage("top65"))
         XCTAssertNil(LabelStorage("sparse"))
         XCTAssertEqual(LabelStorage.topK(3).description, "top3")
+        XCTAssertEqual(LabelStorage("log8"), .log8)
+        XCTAssertEqual(LabelStorage("auto"), .automatic)
+        XCTAssertEqual(LabelStorage.automatic.resolved(classCount: 40), .log8)
+        XCTAssertEqual(LabelStorage.automatic.resolved(classCount: 47), .log8)
+        XCTAssertEqual(LabelStorage.automatic.resolved(classCount: 150), .topK(4))
+        XCTAssertEqual(LabelStorage.dense.resolved(classCount: 40), .dense)
+        // auto keeps a map of up to 47 classes within 100 bytes per surfel.
+        XCTAssertEqual(SurfelMap(classCount: 47).bytesPerSurfel, 100)
+        XCTAssertEqual(SurfelMap(classCount: 40).labelStorage, .log8)
+    }
+}
+
+/// The byte log-codes (`LabelStorage.log8`): encoding against ln, the update against its integer
+/// definition, and a run of updates against SemanticFusion's Float32 update.
+final class LogCodeTests: XCTestCase {
+    /// Codes are round(−ln(q_j / max q) / Δ) held in 0...255, in the vector lanes and the tail
+    /// alike; zeros and ratios below 10⁻⁷ code 255; a pixel without evidence is refused.
+    func testEncodingFollowsTheLogarithm() {
+        var rng = SplitMix64(seed: 21)
+        let step = Double(LogCodeUpdate.step)
+        var checked = 0
+        for c in [1, 3, 7, 8, 13, 40, 150] {
+            for trial in 0..<200 {
+                var q = (0..<c).map { _ in Float(pow(10, -7 * rng.nextDouble())) }   // ratios over 7 decades
+                if trial % 5 == 0 && c > 1 { q[Int(rng.next() % UInt64(c))] = 0 }
+                if trial % 7 == 0 { q[Int(rng.next() % UInt64(c))] = 1e-9 }
+                var u = [UInt8](repeating: 0, count: c)
+                XCTAssertTrue(LogCodeUpdate.encode(q, count: c, into: &u))
+                let largest = Double(q.max()!)
+                for j in 0..<c {
+                    let ratio = Double(q[j]) / largest
+                    if ratio < 1e-7 { XCTAssertEqual(u[j], 255); continue }
+                    let exact = -log(ratio) / step
+                    // Away from a rounding boundary the code is the rounded value (held at 255).
+                    guard abs(exact - exact.rounded(.down) - 0.5) > 1e-3 else { continue }
+                    XCTAssertEqual(Int(u[j]), min(255, Int((exact + 0.5).rounded(.down))), "c \(c), ratio \(ratio)")
+                    checked += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 40_000)
+        var u = [UInt8](repeating: 7, count: 9)
+        XCTAssertFalse(LogCodeUpdate.encode([Float](repeating: 0, count: 9), count: 9, into: &u))
+        XCTAssertEqual(u, [UInt8](repeating: 7, count: 9))
+    }
+
+    /// s ← min(255, s + u − min(s + u)), eight lanes and tail.
+    func testUpdateIsTheIntegerDefinition() {
+        var rng = SplitMix64(seed: 4)
+        for c in [1, 5, 8, 13, 40, 150] {
+            for _ in 0..<300 {
+                var s = (0..<c).map { _ in UInt8(truncatingIfNeeded: rng.next() % 256) }
+                let u = (0..<c).map { _ in UInt8(truncatingIfNeeded: rng.next() % 256) }
+                let sums = (0..<c).map { Int(s[$0]) + Int(u[$0]) }
+                let low = sums.min()!
+                let expected = sums.map { UInt8(min(255, $0 - low)) }
+                LogCodeUpdate.apply(&s, u, count: c)
+                XCTAssertEqual(s, expected)
+                XCTAssertTrue(s.contains(0))
+            }
+        }
+    }
+
+    /// Thirty updates with changing evidence against the Float32 update: the distributions stay
+    /// within the rounding's reach (Δ/2 per update on each log-ratio) and the label is the same
+    /// wherever the Float32 map is decided by more than that.
+    func testUpdatesTrackTheFloat32Update() {
+        var rng = SplitMix64(seed: 9)
+        let c = 40, floor: Float = 1e-6
+        var decidedChecks = 0
+        for _ in 0..<200 {
+            var dense = [Float](repeating: 1 / Float(c), count: c)
+            var codes = [UInt8](repeating: 0, count: c)
+            let favourite = Int(rng.next() % UInt64(c)), rival = Int(rng.next() % UInt64(c))
+            for _ in 0..<30 {
+                var q = (0..<c).map { _ in Float(rng.nextDouble()) * 0.02 + 0.001 }
+                q[favourite] += Float(rng.nextDouble()); q[rival] += Float(rng.nextDouble()) * 0.9
+                let total = q.reduce(0, +)
+                q = q.map { $0 / total }
+                _ = BayesUpdate.apply(&dense, q, count: c, floor: floor, uniform: 1 / Float(c))
+                var u = [UInt8](repeating: 0, count: c)
+                XCTAssertTrue(LogCodeUpdate.encode(q, count: c, into: &u))
+                LogCodeUpdate.apply(&codes, u, count: c)
+            }
+            let best = dense.indices.max { dense[$0] < dense[$1] }!
+            let step = Double(LogCodeUpdate.step)
+            for j in 0..<c where dense[j] > 1e-5 {
+                // Log-ratio to the best class, from both; 30 roundings of at most Δ/2 each.
+                let want = -log(Double(dense[j]) / Double(dense[best])) / step
+                XCTAssertEqual(Double(codes[j]) - Double(codes[best]), want, accuracy: 15.5, "class \(j)")
+            }
+            let sorted = dense.sorted(by: >)
+            if log(Double(sorted[0]) / Double(sorted[1])) > 30 * step / 2 {
+                XCTAssertEqual(codes.firstIndex(of: 0), best)
+                decidedChecks += 1
+            }
+        }
+        XCTAssertGreaterThan(decidedChecks, 50)
+    }
+
+    /// A log8 map: new surfels are uniform, probabilities come back from the codes, the label is
+    /// the smallest code (skipping the unlabelled class), and compaction moves the codes.
+    func testMapStorageReadsAndCompactsCodes() {
+        let map = SurfelMap(classCount: 3, unlabelledClass: 0, labelStorage: .log8)
+        XCTAssertEqual(map.bytesPerSurfel, 53 + 3)
+        for i in 0..<4 {
+            map.append(position: SIMD3(Float(i), 0, 0), normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 1,
+                       color: RGB8(0, 0, 0), time: 1)
+        }
+        XCTAssertEqual(map.classProbabilities(of: 2), [Float](repeating: 1 / 3, count: 3))
+        map.withKernelViews { m in
+            for i in 0..<4 {
+                m.labelCodes[i * 3] = 0; m.labelCodes[i * 3 + 1] = UInt8(10 * i); m.labelCodes[i * 3 + 2] = 20
+                m.labelUpdates[i] = 1
+            }
+        }
+        let step = LogCodeUpdate.step
+        let p = map.classProbabilities(of: 1)
+        let weights = [1, exp(-10 * step), exp(-20 * step)]
+        for k in 0..<3 { XCTAssertEqual(p[k], weights[k] / weights.reduce(0, +), accuracy: 1e-6) }
+        // Class 0 (unlabelled) has the smallest code; the label is the best of the others.
+        XCTAssertEqual(map.label(of: 1)?.classId, 1)
+        XCTAssertEqual(map.label(of: 3)?.classId, 2)   // codes 0, 30, 20
+        map.remove(where: [false, true, false, false], removed: 1)
+        XCTAssertEqual(map.count, 3)
+        XCTAssertEqual(map.label(of: 1)?.classId, 2, "surfel 3 moved into the hole with its codes")
+        let moved = [1, exp(-30 * step), exp(-20 * step)]
+        XCTAssertEqual(map.classProbabilities(of: 1)[1], moved[1] / moved.reduce(0, +), accuracy: 1e-6)
     }
 }
 

@@ -28,8 +28,8 @@ final class InputCommandLineTests: XCTestCase {
             ("--photometric-weight", "nan", "--photometric-weight is nan"),
             ("--threads", "0", "--threads is 0, expected 1 to 1024"),
             ("--time-window", "1", "--time-window is 1, expected 2 to 1000000"),
-            ("--label-storage", "top0", "--label-storage: 'top0' is neither 'dense' nor 'top<k>' with k from 1 to 64"),
-            ("--label-storage", "sparse", "--label-storage: 'sparse' is neither"),
+            ("--label-storage", "top0", "--label-storage: 'top0' is none of 'auto', 'log8', 'dense' and 'top<k>' with k from 1 to 64"),
+            ("--label-storage", "sparse", "--label-storage: 'sparse' is none of"),
         ] {
             let result = try run(["reconstruct", sequence.path, option, value, "-o", out.appendingPathComponent("map.ply").path, "--frames", "0:2", "-q"])
             XCTAssertNotEqual(result.status, 0, "\(option) \(value): \(result.output)")

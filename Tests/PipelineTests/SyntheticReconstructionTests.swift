@@ -81,17 +81,21 @@ final class SyntheticReconstructionTests: XCTestCase {
             XCTAssertTrue(result.outcome.isSuccess)
             return try PLYReader.read(result.output).pointCloud()
         }
-        let dense = try run(.dense), compact = try run(.standard)
-        XCTAssertEqual(dense.positions, compact.positions, "label storage must not change the geometry")
-        let a = try XCTUnwrap(dense.labels), b = try XCTUnwrap(compact.labels)
-        let agreement = Double(zip(a, b).filter { $0 == $1 }.count) / Double(a.count)
+        let dense = try run(.dense)
+        let a = try XCTUnwrap(dense.labels)
         let scene = SyntheticScene.livingRoom()
         let denseAccuracy = try XCTUnwrap(scene.score(positions: dense.positions, labels: a)?.labelAccuracy)
-        let compactAccuracy = try XCTUnwrap(scene.score(positions: compact.positions, labels: b)?.labelAccuracy)
-        print(String(format: "synthetic room, %d points: %@ labels agree with dense on %.3f %%; accuracy against the truth %.3f %% (dense %.3f %%)",
-                     a.count, "\(LabelStorage.standard)", agreement * 100, compactAccuracy * 100, denseAccuracy * 100))
-        XCTAssertGreaterThanOrEqual(agreement, 0.995)
-        XCTAssertGreaterThanOrEqual(compactAccuracy, denseAccuracy - 0.002)
+        for storage in [LabelStorage.standard, .topK(4), .log8] {
+            let compact = try run(storage)
+            XCTAssertEqual(dense.positions, compact.positions, "label storage must not change the geometry")
+            let b = try XCTUnwrap(compact.labels)
+            let agreement = Double(zip(a, b).filter { $0 == $1 }.count) / Double(a.count)
+            let compactAccuracy = try XCTUnwrap(scene.score(positions: compact.positions, labels: b)?.labelAccuracy)
+            print(String(format: "synthetic room, %d points: %@ labels agree with dense on %.3f %%; accuracy against the truth %.3f %% (dense %.3f %%)",
+                         a.count, "\(storage)", agreement * 100, compactAccuracy * 100, denseAccuracy * 100))
+            XCTAssertGreaterThanOrEqual(agreement, 0.995, "\(storage)")
+            XCTAssertGreaterThanOrEqual(compactAccuracy, denseAccuracy - 0.002, "\(storage)")
+        }
     }
 
     /// `reconstruct --mesh` on the synthetic room: the mesh lies on the true surfaces, its
