@@ -41,9 +41,12 @@ public struct FusionParameters: Sendable, Equatable {
     /// distance, so a pixel of a new occluder does not relabel the surface behind it.
     public var labelDepthAgreement: Float = 0.05
     /// Label fusion: every class probability is kept at or above this after normalising, so a
-    /// class driven to zero by Float32 underflow can still recover with new evidence.
+    /// class driven to zero by Float32 underflow can still recover with new evidence. The
+    /// `dense` and `top<k>` storages use it; `log8` has its floor built into its code range
+    /// (10⁻⁶ of the most likely class).
     public var probabilityFloor: Float = 1e-6
-    /// Label fusion: how each surfel's class distribution is stored (`LabelStorage`).
+    /// Label fusion: how each surfel's class distribution is stored (`LabelStorage`; the
+    /// default, `automatic`, resolves by class count).
     public var labelStorage: LabelStorage = .standard
     /// Worker threads for the per-frame kernels.
     public var threads: Int = defaultThreadCount
