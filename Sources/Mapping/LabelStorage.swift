@@ -80,32 +80,46 @@ enum LogCodeUpdate {
     /// Δ, nats per code step: 255 steps span a probability ratio of 10⁶.
     static let step = Float(log(1e6) / 255)
 
-    /// One surfel: codes `s` updated with the pixel's codes `u`, `c` classes.
+    /// One surfel: codes `s` updated with the pixel's codes `u`, `c` classes; sixteen at a
+    /// time, then eight, then one by one.
     @inline(__always)
     static func apply(_ s: UnsafeMutablePointer<UInt8>, _ u: UnsafePointer<UInt8>, count c: Int) {
         let sr = UnsafeMutableRawPointer(s), ur = UnsafeRawPointer(u)
-        var lowest = UInt16.max
-        var j = 0
-        var low8 = SIMD8<UInt16>(repeating: .max)
-        while j + 8 <= c {
-            let t = SIMD8<UInt16>(truncatingIfNeeded: sr.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
+        @inline(__always) func sum16(_ j: Int) -> SIMD16<UInt16> {
+            SIMD16<UInt16>(truncatingIfNeeded: sr.loadUnaligned(fromByteOffset: j, as: SIMD16<UInt8>.self))
+                &+ SIMD16<UInt16>(truncatingIfNeeded: ur.loadUnaligned(fromByteOffset: j, as: SIMD16<UInt8>.self))
+        }
+        @inline(__always) func sum8(_ j: Int) -> SIMD8<UInt16> {
+            SIMD8<UInt16>(truncatingIfNeeded: sr.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
                 &+ SIMD8<UInt16>(truncatingIfNeeded: ur.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
+        }
+        var low8 = SIMD8<UInt16>(repeating: .max)
+        var j = 0
+        while j + 16 <= c {
+            let t = sum16(j)
+            low8.replace(with: t.lowHalf, where: t.lowHalf .< low8)
+            low8.replace(with: t.highHalf, where: t.highHalf .< low8)
+            j += 16
+        }
+        if j + 8 <= c {
+            let t = sum8(j)
             low8.replace(with: t, where: t .< low8)
             j += 8
         }
-        if j > 0 {
-            var l4 = low8.lowHalf
-            l4.replace(with: low8.highHalf, where: low8.highHalf .< l4)
-            lowest = min(min(l4[0], l4[1]), min(l4[2], l4[3]))
-        }
+        var l4 = low8.lowHalf
+        l4.replace(with: low8.highHalf, where: low8.highHalf .< l4)
+        var lowest = min(min(l4[0], l4[1]), min(l4[2], l4[3]))
         while j < c { lowest = min(lowest, UInt16(s[j]) + UInt16(u[j])); j += 1 }
-        let m = SIMD8<UInt16>(repeating: lowest), cap = SIMD8<UInt16>(repeating: 255)
         j = 0
-        while j + 8 <= c {
-            var t = SIMD8<UInt16>(truncatingIfNeeded: sr.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
-                &+ SIMD8<UInt16>(truncatingIfNeeded: ur.loadUnaligned(fromByteOffset: j, as: SIMD8<UInt8>.self))
-            t &-= m
-            t.replace(with: cap, where: t .> cap)
+        while j + 16 <= c {
+            var t = sum16(j) &- SIMD16<UInt16>(repeating: lowest)
+            t.replace(with: 255, where: t .> SIMD16<UInt16>(repeating: 255))
+            sr.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: t), toByteOffset: j, as: SIMD16<UInt8>.self)
+            j += 16
+        }
+        if j + 8 <= c {
+            var t = sum8(j) &- SIMD8<UInt16>(repeating: lowest)
+            t.replace(with: 255, where: t .> SIMD8<UInt16>(repeating: 255))
             sr.storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: t), toByteOffset: j, as: SIMD8<UInt8>.self)
             j += 8
         }
