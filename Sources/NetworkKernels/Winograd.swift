@@ -8,14 +8,15 @@ import CPrefetch
 ///
 /// Why: the 40-class head's 3x3 (1.77 GMAC at 640x480) was a quarter of the joint network's time
 /// as per-tap GEMMs running at the machine's FMA peak, so only fewer multiplies could make it
-/// faster. The transforms' constants (up to 8 and 1/24) cost accuracy: about 1e-6 of the output
-/// range in float32 against the direct sum, checked by `KernelTests`.
+/// faster. The transforms' constants (up to 8 and 1/24) cost some accuracy: a few 1e-6 of the
+/// output range in float32 against the direct sum (`KernelTests`; the golden 480x640 logits
+/// 3.9e-6 of their range against per-tap's 3.9e-6).
 ///
 /// Layout: tiles go across the image in rows, eight tiles per SIMD lane group (the input patches
-/// of eight neighbouring tiles are four-way de-interleaved from contiguous loads). Blocks of
-/// whole tile rows are handed to the threads; each transforms its block's input into
-/// `V[ξ][cin][tiles]`, multiplies `U[ξ][cout][cin] · V[ξ]` with single-threaded BLAS and
-/// transforms the 36 products back into the output.
+/// of eight neighbouring tiles are four-way de-interleaved from contiguous loads). Blocks of a
+/// few lane groups are handed to the threads in equal shares; each thread transforms its
+/// block's input into `V[ξ][cin][tiles]`, multiplies `U[ξ][cout][cin] · V[ξ]` with
+/// single-threaded BLAS and transforms the 36 products back into the output.
 package enum Winograd {
     /// `U[ξ][cout][cin]`, ξ = 6a + b, from per-tap weights `[tap][cout][cin]` (tap = 3·dy + dx):
     /// U = G g G^T per output/input channel pair. Computed once per set of weights, in Double.
@@ -53,10 +54,9 @@ package enum Winograd {
         let rowGroups = (tilesX + 7) / 8   // lane groups of eight tiles per tile row
         let groups = tilesY * rowGroups
         // Blocks of about `groupsPerBlockTarget` lane groups, in equal shares per thread.
-        let fitting = groupsPerBlockTarget
         let threads = max(1, threads)
         let perThread = (groups + threads - 1) / threads
-        let blocksPerThread = (perThread + fitting - 1) / fitting
+        let blocksPerThread = (perThread + groupsPerBlockTarget - 1) / groupsPerBlockTarget
         let groupsPerBlock = max(1, (perThread + blocksPerThread - 1) / blocksPerThread)
         let blocks = (groups + groupsPerBlock - 1) / groupsPerBlock
         let workers = max(1, min(threads, blocks))
