@@ -83,10 +83,7 @@ package func narrowConvolution3x3(_ input: FeatureMap, into output: FeatureMap, 
             for yi in first..<last {
                 let src = channel + yi * w
                 if let inputScale {
-                    let s = inputScale[i], s8 = F8(repeating: s)
-                    var x = 0
-                    while x + 8 <= w { store8(clamp6(load8(src + x) * s8), t + 1 + x); x += 8 }
-                    while x < w { t[1 + x] = min(max(src[x] * s, 0), 6); x += 1 }
+                    scaleReLU6(src, by: inputScale[i], into: t + 1, count: w)
                 } else {
                     (t + 1).update(from: src, count: w)
                 }

@@ -21,13 +21,19 @@ package func scaleChannelsReLU6(_ src: FeatureMap, scale: UnsafePointer<Float>, 
     let plane = src.plane
     parallelRanges(src.channels, threads: threads) { _, channels in
         for c in channels {
-            let s = src.channel(c), d = dst.channel(c)
-            let w = F8(repeating: scale[c])
-            var i = 0
-            while i + 8 <= plane { store8(clamp6(load8(s + i) * w), d + i); i += 8 }
-            while i < plane { d[i] = min(max(s[i] * scale[c], 0), 6); i += 1 }
+            scaleReLU6(src.channel(c), by: scale[c], into: dst.channel(c), count: plane)
         }
     }
+}
+
+/// dst = min(max(src · s, 0), 6) over `count` floats: the heads' depthwise 1x1 + ReLU6, for a
+/// whole plane or for one row as a kernel reads it.
+@inline(__always)
+package func scaleReLU6(_ src: UnsafePointer<Float>, by s: Float, into dst: UnsafeMutablePointer<Float>, count: Int) {
+    let w = F8(repeating: s)
+    var x = 0
+    while x + 8 <= count { store8(clamp6(load8(src + x) * w), dst + x); x += 8 }
+    while x < count { dst[x] = min(max(src[x] * s, 0), 6); x += 1 }
 }
 
 /// `dst += src` over `count` floats.

@@ -204,15 +204,6 @@ package enum Winograd {
         }
     }
 
-    /// dst = min(max(src · s, 0), 6).
-    @inline(__always)
-    static func scaleReLU6(_ src: UnsafePointer<Float>, by s: Float, into dst: UnsafeMutablePointer<Float>, count: Int) {
-        let w = F8(repeating: s)
-        var x = 0
-        while x + 8 <= count { store8(clamp6(load8(src + x) * w), dst + x); x += 8 }
-        while x < count { dst[x] = min(max(src[x] * s, 0), 6); x += 1 }
-    }
-
     /// A^T applied to six values.
     @inline(__always)
     static func outputTransform(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3: SIMD8<Float>,
