@@ -48,6 +48,13 @@ public struct FusionParameters: Sendable, Equatable {
     /// Label fusion: how each surfel's class distribution is stored (`LabelStorage`; the
     /// default, `automatic`, resolves by class count).
     public var labelStorage: LabelStorage = .standard
+    /// Every this many frames the map is put in spatial order (`SurfelMap.sortSpatially`), so the
+    /// per-frame kernels keep reading it in cache-friendly order as it grows; 0 never. Sorting
+    /// changes no surfel; later exact ties (equal depth bits at a pixel) go to the lower index,
+    /// which now names another surfel, so the map differs in a few bits, not in quality.
+    public var spatialOrderInterval: Int = 25
+    /// Cube size of that order (metres; widened so 1,024 cubes span the map).
+    public var spatialOrderCell: Float = 0.04
     /// Worker threads for the per-frame kernels.
     public var threads: Int = defaultThreadCount
 

@@ -144,6 +144,14 @@ public struct IndexMap: Sendable {
         }}}}
     }
 
+    /// Renumbers surfels after the map was reordered (`newIndex[old]`, `SurfelMap.sortSpatially`).
+    mutating func remapSurfels(_ newIndex: [Int32]) {
+        newIndex.withKernelInput { newIndex in
+        surfel.withKernelOutput { ids in
+            for p in 0..<ids.count where ids[p] >= 0 { ids[p] = newIndex[Int(ids[p])] }
+        }}
+    }
+
     /// Number of pixels showing a surfel.
     public var filledCount: Int { surfel.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
 }

@@ -70,6 +70,35 @@ extension Array {
     }
 }
 
+extension Array {
+    /// The rows `order[0], order[1], …` of `width` elements each, in that order (a gather), as
+    /// a new array with at least this one's capacity. Every entry of `order` must be a row of
+    /// this array (checked); chunks of rows are copied in parallel.
+    func gatheringRows(_ order: [Int32], width: Int, threads: Int) -> [Element] {
+        precondition(width >= 0)
+        guard width > 0 else { return self }
+        let rows = count / width
+        precondition(rows * width == count && order.allSatisfy { $0 >= 0 && Int($0) < rows }, "gatheringRows: not rows of this array")
+        return withUnsafeBufferPointer { source in
+            [Element](unsafeUninitializedCapacity: Swift.max(capacity, order.count * width)) { target, initialized in
+                let from = KernelInput(source), to = KernelOutput(target)
+                order.withKernelInput { order in
+                    ParallelFor.run(order.count, chunks: threads, threads: threads) { _, range in
+                        if width == 1 {
+                            for j in range { to[j] = from[Int(order[j])] }
+                        } else {
+                            for j in range {
+                                to.address(j * width).initialize(from: from.address(Int(order[j]) * width), count: width)
+                            }
+                        }
+                    }
+                }
+                initialized = order.count * width
+            }
+        }
+    }
+}
+
 /// Owned storage for a kernel workspace (per-pixel association results, per-worker z-buffers):
 /// allocated when its size changes and otherwise reused frame after frame, at a fixed address,
 /// so a kernel takes views of several workspaces without a closure each. Its views stay valid

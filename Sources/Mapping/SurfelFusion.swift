@@ -74,13 +74,18 @@ public final class SurfelFusion {
         public var fusion = 0.0
         public var labels = 0.0
         public var cleanup = 0.0
-        public init(preprocess: Double = 0, indexMap: Double = 0, fusion: Double = 0, labels: Double = 0, cleanup: Double = 0) {
+        /// The periodic spatial reordering of the map (0 on the frames without one).
+        public var ordering = 0.0
+        public init(preprocess: Double = 0, indexMap: Double = 0, fusion: Double = 0, labels: Double = 0, cleanup: Double = 0,
+                    ordering: Double = 0) {
             self.preprocess = preprocess; self.indexMap = indexMap; self.fusion = fusion; self.labels = labels; self.cleanup = cleanup
+            self.ordering = ordering
         }
-        public var total: Double { preprocess + indexMap + fusion + labels + cleanup }
+        public var total: Double { preprocess + indexMap + fusion + labels + cleanup + ordering }
         public static func + (a: StageTimings, b: StageTimings) -> StageTimings {
             StageTimings(preprocess: a.preprocess + b.preprocess, indexMap: a.indexMap + b.indexMap,
-                         fusion: a.fusion + b.fusion, labels: a.labels + b.labels, cleanup: a.cleanup + b.cleanup)
+                         fusion: a.fusion + b.fusion, labels: a.labels + b.labels, cleanup: a.cleanup + b.cleanup,
+                         ordering: a.ordering + b.ordering)
         }
     }
 
@@ -161,6 +166,11 @@ public final class SurfelFusion {
 
         report.removed = cleanup(cameraFromWorld: cameraFromWorld)
         report.timings.cleanup = lap()
+
+        if parameters.spatialOrderInterval > 0, tick % parameters.spatialOrderInterval == 0 {
+            postIndexMap.remapSurfels(map.sortSpatially(cell: parameters.spatialOrderCell, threads: parameters.threads))
+            report.timings.ordering = lap()
+        }
         report.surfelCount = map.count
         return report
     }

@@ -23,6 +23,16 @@ public struct FusionBenchmark {
         public var p10: Double { Self.percentile(perFrameMilliseconds, 0.1) }
         public var p90: Double { Self.percentile(perFrameMilliseconds, 0.9) }
         public var framesPerSecond: Double { median > 0 ? 1000 / median : 0 }
+        /// Mean time per frame: unlike the median, it counts the work done only every few frames
+        /// (the map's spatial reordering).
+        public var mean: Double { Self.mean(perFrameMilliseconds) }
+        /// Mean of the first and of the last `window` frames.
+        public func meanGrowth(window: Int = 100) -> (first: Double, last: Double)? {
+            guard window > 0, perFrameMilliseconds.count >= 2 * window else { return nil }
+            return (Self.mean(Array(perFrameMilliseconds.prefix(window))), Self.mean(Array(perFrameMilliseconds.suffix(window))))
+        }
+
+        public static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
         /// Median of the first and of the last `window` frames (issue 12's "flat cost as the map
         /// grows": frames 400-499 against 0-99), nil when the run has fewer than 2 windows.
         public func growth(window: Int = 100) -> (first: Double, last: Double)? {
@@ -103,6 +113,7 @@ public struct FusionBenchmark {
             stages["association+merge", default: []].append(report.timings.fusion * 1000)
             stages["label update", default: []].append(report.timings.labels * 1000)
             stages["cleanup", default: []].append(report.timings.cleanup * 1000)
+            stages["spatial order", default: []].append(report.timings.ordering * 1000)
             progress?(k + 1, positions.count)
         }
         return Run(threads: threads, frames: positions.count, perFrameMilliseconds: times, stageMilliseconds: stages,

@@ -17,9 +17,10 @@ struct FusionBench: ParsableCommand {
         discussion: """
         Fuses the frames with their ground-truth poses and a 40-class probability map at output \
         stride 4 (the joint network's shape) on every frame, and prints the median time per frame, \
-        frames per second, the spread, a per-stage breakdown, the surfel count and bytes per \
-        surfel, and with 200 frames or more the medians of the first and last 100 (how the cost grows \
-        with the map). Frame reading is not timed. The same frames are also fused with one thread as the \
+        frames per second, the spread, the mean (which, unlike the median, counts the map's \
+        spatial reordering every 25 frames), a per-stage breakdown, the surfel count and bytes per \
+        surfel, and with 200 frames or more the medians and means of the first and last 100 (how \
+        the cost grows with the map). Frame reading is not timed. The same frames are also fused with one thread as the \
         in-run baseline, so the speed-up of the parallel kernels is a ratio measured on the same \
         machine at the same time.
         """)
@@ -65,7 +66,7 @@ struct FusionBench: ParsableCommand {
         if json {
             var object: [String: Any] = [
                 "sequence": source.name, "frames": main.frames, "width": source.intrinsics.width, "height": source.intrinsics.height,
-                "threads": main.threads, "median_ms": main.median, "p10_ms": main.p10, "p90_ms": main.p90,
+                "threads": main.threads, "median_ms": main.median, "mean_ms": main.mean, "p10_ms": main.p10, "p90_ms": main.p90,
                 "frames_per_second": main.framesPerSecond, "surfels": main.surfelCount, "stable_surfels": main.stableCount,
                 "bytes_per_surfel": main.bytesPerSurfel, "label_storage": bench.labelStorage.resolved(classCount: bench.classCount).description,
             ]
@@ -74,17 +75,21 @@ struct FusionBench: ParsableCommand {
                 object["first_100_median_ms"] = growth.first; object["last_100_median_ms"] = growth.last
                 object["last_over_first"] = growth.last / growth.first
             }
+            if let growth = main.meanGrowth() {
+                object["first_100_mean_ms"] = growth.first; object["last_100_mean_ms"] = growth.last
+            }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
         }
         func line(_ r: FusionBenchmark.Run) -> String {
-            String(format: "%d thread%@: median %.1f ms/frame (%.1f frames/s), p10 %.1f, p90 %.1f ms",
-                   r.threads, r.threads == 1 ? "" : "s", r.median, r.framesPerSecond, r.p10, r.p90)
+            String(format: "%d thread%@: median %.1f ms/frame (%.1f frames/s), p10 %.1f, p90 %.1f ms, mean %.1f ms",
+                   r.threads, r.threads == 1 ? "" : "s", r.median, r.framesPerSecond, r.p10, r.p90, r.mean)
         }
         func stages(_ r: FusionBenchmark.Run) {
             for (name, values) in r.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
-                var text = "  " + name + String(repeating: " ", count: max(1, 20 - name.count)) + String(format: "median %.2f ms", FusionBenchmark.Run.percentile(values, 0.5))
+                var text = "  " + name + String(repeating: " ", count: max(1, 20 - name.count))
+                    + String(format: "median %.2f ms, mean %.2f", FusionBenchmark.Run.percentile(values, 0.5), FusionBenchmark.Run.mean(values))
                 if values.count >= 200 {
                     text += String(format: " (first 100 frames %.2f, last 100 %.2f)", FusionBenchmark.Run.percentile(Array(values.prefix(100)), 0.5),
                                    FusionBenchmark.Run.percentile(Array(values.suffix(100)), 0.5))
@@ -102,6 +107,10 @@ struct FusionBench: ParsableCommand {
         if let growth = main.growth() {
             print(String(format: "as the map grows: median %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx)",
                          growth.first, growth.last, growth.last / growth.first))
+            if let means = main.meanGrowth() {
+                print(String(format: "                  mean %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx)",
+                             means.first, means.last, means.last / means.first))
+            }
         }
         print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
         print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel (labels \(bench.labelStorage.resolved(classCount: bench.classCount))), \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")

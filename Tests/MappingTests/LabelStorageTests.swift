@@ -415,4 +415,43 @@ final class SurfelMapCompactionTests: XCTestCase {
         XCTAssertEqual((0..<6).map { map.label(of: $0)?.classId }, [0, 1, 2, 3, 0, 5])
         XCTAssertEqual((0..<10).map { compaction.newIndex($0, removed: flags[$0]) }, [0, -1, 2, 3, -1, 5, 4, 1, -1, -1])
     }
+
+    /// `SurfelMap.sortSpatially`: Z-order of the cubes (x is the lowest bit, then y, then z),
+    /// index order within a cube, non-finite positions last, and every attribute and class
+    /// distribution moves with its surfel.
+    func testSpatialOrderIsZOrderAndSurfelsMoveWhole() {
+        // The eight corners of a 1 m cube, in scrambled order, two surfels in the first corner.
+        let corners: [SIMD3<Float>] = [SIMD3(1, 1, 1), SIMD3(0, 0, 0), SIMD3(0, 1, 0), SIMD3(1, 0, 1), SIMD3(0, 0, 1),
+                                       SIMD3(1, 0, 0), SIMD3(0, 1, 1), SIMD3(.nan, 0, 0), SIMD3(1, 1, 0), SIMD3(0.1, 0.1, 0.1)]
+        for storage in [LabelStorage.dense, .topK(2), .log8] {
+            let map = SurfelMap(classCount: 4, labelStorage: storage)
+            for (i, p) in corners.enumerated() {
+                map.append(position: p, normal: SIMD3(0, 0, -1), radius: Float(i), confidence: Float(i),
+                           color: RGB8(UInt8(i), 0, 0), time: Int32(i + 1))
+            }
+            map.withKernelViews { m in
+                for i in 0..<corners.count {
+                    m.labelUpdates[i] = 1
+                    switch storage {
+                    case .log8: for k in 0..<4 { m.labelCodes[i * 4 + k] = k == i % 4 ? 0 : 50 }
+                    case .topK: m.labelClasses[i * 2] = UInt16(i % 4); m.labelValues[i * 3] = 0.9; m.labelValues[i * 3 + 2] = 0.1
+                    default: for k in 0..<4 { m.labelValues[i * 4 + k] = k == i % 4 ? 0.7 : 0.1 }
+                    }
+                }
+            }
+            let before = (0..<map.count).map { map.classProbabilities(of: $0) }
+            let newIndex = map.sortSpatially(cell: 0.5, threads: 2)
+            // (0,0,0) and (0.1,0.1,0.1) share the first cube (index order), then x, y, xy, z, xz, yz, xyz; NaN last.
+            XCTAssertEqual(map.radii.map { Int($0) }, [1, 9, 5, 2, 8, 4, 3, 6, 0, 7], "\(storage)")
+            XCTAssertEqual(Set(newIndex), Set((0..<10).map(Int32.init)))
+            for old in 0..<corners.count {
+                let i = Int(newIndex[old])
+                XCTAssertEqual(map.radii[i], Float(old)); XCTAssertEqual(map.confidences[i], Float(old))
+                XCTAssertEqual(map.colors[i], RGB8(UInt8(old), 0, 0)); XCTAssertEqual(map.initTimes[i], Int32(old + 1))
+                XCTAssertEqual(map.lastSeen[i], Int32(old + 1))
+                XCTAssertEqual(map.label(of: i)?.classId, old % 4, "\(storage)")
+                XCTAssertEqual(map.classProbabilities(of: i), before[old], "\(storage)")
+            }
+        }
+    }
 }

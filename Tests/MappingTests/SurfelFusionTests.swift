@@ -58,6 +58,67 @@ final class SurfelFusionTests: XCTestCase {
         XCTAssertEqual(a.confidences, b.confidences)
     }
 
+    /// The periodic spatial reordering moves surfels in storage only: fused with it (every 4
+    /// frames) and without it, the maps hold the same surfels bit for bit, class distributions
+    /// included; and the exposed index map is renumbered with the map, so every pixel's surfel
+    /// still projects onto that pixel at the depth shown.
+    func testSpatialOrderChangesOnlyWhereSurfelsAreStored() throws {
+        let scene = PlaneScene()
+        func probabilities(_ i: Int) -> ClassProbabilityMap {
+            var v = [Float](repeating: 0, count: 24 * 18 * 3)
+            for p in 0..<(24 * 18) {
+                let a = Float((p * 7 + i * 3) % 11) / 11
+                v[p * 3] = 0.2 + 0.5 * a; v[p * 3 + 1] = 0.5 - 0.4 * a; v[p * 3 + 2] = 0.3 - 0.1 * a
+            }
+            return ClassProbabilityMap(width: 24, height: 18, classCount: 3, values: v)
+        }
+        func fuse(interval: Int, storage: LabelStorage) throws -> SurfelFusion {
+            var params = FusionParameters()
+            params.threads = 2
+            params.spatialOrderInterval = interval
+            params.spatialOrderCell = 0.02
+            params.labelStorage = storage
+            let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 3, parameters: params)
+            for i in 0..<28 {
+                // A jump at frame 14 leaves part of the old view, so the cleanup removes surfels too.
+                let pose = RigidTransform(rotation: scene.pose(i).rotation,
+                                          translation: scene.pose(i).translation + SIMD3(i >= 14 ? 0.3 : 0, 0, 0))
+                try fusion.integrate(depth: scene.depth(pose), color: scene.color(), worldFromCamera: pose,
+                                     probabilities: probabilities(i))
+            }
+            return fusion
+        }
+        for storage in [LabelStorage.dense, .topK(2), .log8] {
+            let plain = try fuse(interval: 0, storage: storage), sorted = try fuse(interval: 4, storage: storage)
+            let a = plain.map, b = sorted.map
+            XCTAssertEqual(a.count, b.count)
+            XCTAssertNotEqual(a.positions, b.positions, "the order must have changed for the test to mean anything")
+            func rows(_ m: SurfelMap) -> [String] {
+                (0..<m.count).map { i in
+                    "\(m.positions[i]) \(m.normals[i]) \(m.radii[i]) \(m.confidences[i]) \(m.colors[i]) \(m.initTimes[i]) "
+                        + "\(m.lastSeen[i]) \(m.labelUpdates[i]) \(m.classProbabilities(of: i)) \(String(describing: m.label(of: i)))"
+                }.sorted()
+            }
+            XCTAssertEqual(rows(a), rows(b), "\(storage)")
+            // The last frame (28) was reordered after its cleanup.
+            let index = sorted.indexMap, pose = RigidTransform(rotation: scene.pose(27).rotation,
+                                                              translation: scene.pose(27).translation + SIMD3(0.3, 0, 0))
+            let k = scene.intrinsics, cameraFromWorld = pose.inverse.float
+            let fx = Float(k.fx), fy = Float(k.fy), cx = Float(k.cx), cy = Float(k.cy)
+            var shown = 0
+            for y in 0..<k.height {
+                for x in 0..<k.width where index.surfel[y * k.width + x] >= 0 {
+                    let c = cameraFromWorld.apply(b.positions[Int(index.surfel[y * k.width + x])])
+                    XCTAssertEqual(Int((fx * c.x / c.z + cx + 0.5).rounded(.down)), x)
+                    XCTAssertEqual(Int((fy * c.y / c.z + cy + 0.5).rounded(.down)), y)
+                    XCTAssertEqual(index.depth[y * k.width + x], c.z)
+                    shown += 1
+                }
+            }
+            XCTAssertGreaterThan(shown, k.width * k.height / 2)
+        }
+    }
+
     func testUnconfirmedSurfelsAreRemovedAndInactiveOnesKept() throws {
         let scene = PlaneScene()
         let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 0)

@@ -43,6 +43,9 @@ public struct LoopClosureParameters: Sendable, Equatable {
     /// A surfel (or camera) is influenced by the nearest nodes among this many nodes nearest to
     /// it in time (ElasticFusion: 20), so surface made long ago moves with the nodes of its time.
     public var temporalCandidates = 20
+    /// A camera of the trajectory moves with the rigid fit of the nodes made within this many
+    /// frames before and after it (at least the `temporalCandidates` · 2/5 nearest in time).
+    public var cameraWindow = 40
     /// Constraints are sampled on this grid of the view (ElasticFusion: 32x24).
     public var gridColumns = 32
     public var gridRows = 24
@@ -103,17 +106,36 @@ public struct MapDeformation: Sendable {
     /// camera moves with what it saw then, not with what was made many frames around it).
     var poseCandidates: Int { max(3, temporalCandidates * 2 / 5) }
 
+    /// Frames each side of a camera's time whose nodes' motion moves it (0: the `poseCandidates`
+    /// nearest in time only; `LoopClosureParameters.cameraWindow`).
+    var cameraWindow = 0
+
     /// The `count` nodes whose times are nearest to `time` (default: `temporalCandidates`).
     func candidates(time: Int32, count: Int? = nil) -> Range<Int> {
         let wanted = count ?? temporalCandidates
         let n = nodeTimes.count
-        var lo = 0, hi = n
+        let lo = firstNode(madeAtOrAfter: time)
+        let start = max(0, min(lo - wanted / 2, n - wanted))
+        return start..<min(n, start + wanted)
+    }
+
+    /// The nodes whose motion moves a camera of map time `time`: those made within
+    /// `cameraWindow` frames of it, or the `poseCandidates` nearest in time if that is more.
+    func cameraNodes(time: Int) -> Range<Int> {
+        let nearest = candidates(time: Int32(clamping: time), count: poseCandidates)
+        guard cameraWindow > 0 else { return nearest }
+        let window = firstNode(madeAtOrAfter: Int32(clamping: time - cameraWindow))..<firstNode(madeAtOrAfter: Int32(clamping: time + cameraWindow + 1))
+        return window.count > nearest.count ? window : nearest
+    }
+
+    /// The first node made at or after `time` (binary search of the ascending node times).
+    func firstNode(madeAtOrAfter time: Int32) -> Int {
+        var lo = 0, hi = nodeTimes.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if nodeTimes[mid] < time { lo = mid + 1 } else { hi = mid }
         }
-        let start = max(0, min(lo - wanted / 2, n - wanted))
-        return start..<min(n, start + wanted)
+        return lo
     }
 
     /// Where the bend moves a camera that was at `pose` at map time `time`: rigidly, as the
@@ -121,8 +143,11 @@ public struct MapDeformation: Sendable {
     /// stands a metre or more from what it sees, so moving its centre like a surface point
     /// through the nodes' affine parts (ElasticFusion's way) turns small errors of their
     /// rotations into centimetres; the nodes' translations alone are far better determined.
+    /// The fit takes every node made within `cameraWindow` frames: the few nearest in time lie
+    /// in one small patch, and which surfels became those nodes swung the fitted rotation, and
+    /// with it the camera, by centimetres (docs/results.md, issue 11).
     public func deform(_ pose: RigidTransform, time: Int) -> RigidTransform {
-        let nodes = candidates(time: Int32(clamping: time), count: poseCandidates)
+        let nodes = cameraNodes(time: time)
         let source = nodes.map { SIMD3<Float>(graph.positions[$0]) }
         let target = nodes.map { SIMD3<Float>(graph.positions[$0] + graph.translation[$0]) }
         if nodes.count >= 3, let motion = RigidRANSAC.fit(source, target), motion.isValid {
@@ -276,7 +301,8 @@ public struct LoopCloser: Sendable {
         if !(report.constraintErrorAfter <= parameters.maxDeformationResidual) || report.constraintErrorAfter > 0.5 * report.constraintErrorBefore {
             return .rejected(String(format: "deformation residual %.1f mm (%.1f mm before)", report.constraintErrorAfter * 1000, report.constraintErrorBefore * 1000))
         }
-        let bent = MapDeformation(graph: graph, nodeTimes: deformation.nodeTimes, temporalCandidates: deformation.temporalCandidates)
+        let bent = MapDeformation(graph: graph, nodeTimes: deformation.nodeTimes, temporalCandidates: deformation.temporalCandidates,
+                                  cameraWindow: deformation.cameraWindow)
         apply(bent, to: map, threads: p.threads)
         let reactivated = reactivate(fusion, pose: result.pose, minimumConfidence: oldSurface)
         let closure = LoopClosureReport(kind: kind, tick: fusion.tick, constraints: points.count - pins, pins: pins,
@@ -317,22 +343,25 @@ public struct LoopCloser: Sendable {
             .pyramid(levels: 3, threads: fusion.parameters.threads)
     }
 
-    /// Nodes sampled uniformly from the surfels in creation order.
+    /// Nodes sampled uniformly from the surfels in creation order. Surfels made in the same
+    /// frame are ranked by where they are (Z-order of the map's grid, then their coordinates),
+    /// not by where the map stores them: storage order changes with every compaction and
+    /// spatial reordering, and the graph must not change with it.
     func makeGraph(_ map: SurfelMap) -> MapDeformation? {
         let count = map.count
         guard count >= 4 else { return nil }
         let nodes = min(count, max(parameters.minNodes, min(parameters.maxNodes, count / max(1, parameters.surfelsPerNode))))
-        // Creation order as sorted (time, index) keys: one integer sort, no closure per compare.
         let initTimes = map.initTimes, mapPositions = map.positions
-        let order = (0..<count).map { UInt64(UInt32(bitPattern: initTimes[$0] ^ Int32.min)) << 32 | UInt64($0) }.sorted()
+        let order = map.creationOrder()
         var positions: [SIMD3<Double>] = [], times: [Int32] = []
         for k in 0..<nodes {
-            let i = Int(UInt32(truncatingIfNeeded: order[(2 * k + 1) * count / (2 * nodes)]))
+            let i = Int(order[(2 * k + 1) * count / (2 * nodes)])
             positions.append(SIMD3<Double>(mapPositions[i]))
             times.append(initTimes[i])
         }
         return MapDeformation(graph: DeformationGraph(nodes: positions, parameters: parameters.graph), nodeTimes: times,
-                              temporalCandidates: max(parameters.graph.pointNeighbours + 1, parameters.temporalCandidates))
+                              temporalCandidates: max(parameters.graph.pointNeighbours + 1, parameters.temporalCandidates),
+                              cameraWindow: parameters.cameraWindow)
     }
 
     /// Moves every surfel (position and normal) by the bend: the same influences as
