@@ -39,6 +39,9 @@ public final class SurfelFusion {
     /// Per pixel for the cleanup scan: the shown surfel's depth if it is stable, negated if it
     /// was not seen this frame; NaN where no stable surfel is shown (one load per neighbour).
     private let pixelStableDepth = KernelBuffer<Float>()
+    /// Per pixel for the cleanup scan: camera-frame x, y of the stable surfel shown there (read
+    /// where `pixelStableDepth` is not NaN), so the duplicate test reads a plane, not the map.
+    private let pixelStableXY = KernelBuffer<SIMD2<Float>>()
     /// Label-fusion workspace per worker chunk (top-k storage).
     private let labelScratch = KernelBuffer<Float>()
     /// Σ q and the classes of largest q per pixel of the class prediction (top-k storage).
@@ -505,23 +508,26 @@ public final class SurfelFusion {
         // contiguous memory instead of jumping through surfel indices.
         pixelInitTime.resize(n, repeating: 0)
         pixelStableDepth.resize(n, repeating: .nan)
-        let stableDepth = pixelStableDepth.output, pixelInit = pixelInitTime.output
+        pixelStableXY.resize(n, repeating: .zero)
+        let stableDepth = pixelStableDepth.output, pixelInit = pixelInitTime.output, stableXY = pixelStableXY.output
         postIndexMap.withKernelInputs { index in
         map.withKernelInputs { m in
             let ids = index.surfel, conf = m.confidences, lastSeen = m.lastSeen, initTimes = m.initTimes
             let idDepth = index.depth
+            let positions = m.positions, normals = m.normals, radii = m.radii
             ParallelFor.run(n, chunks: parameters.threads, threads: parameters.threads) { _, range in
                 for p in range {
                     let id = Int(ids[p])
                     guard id >= 0, conf[id] >= threshold else { stableDepth[p] = .nan; continue }
                     stableDepth[p] = lastSeen[id] == tick32 ? idDepth[p] : -idDepth[p]
                     pixelInit[p] = initTimes[id]
+                    let c = T.apply(positions[id])
+                    stableXY[p] = SIMD2(c.x, c.y)
                 }
             }
 
-            let positions = m.positions, normals = m.normals, radii = m.radii
-            let window = CleanupWindow(stableDepth: stableDepth.input, pixelInit: pixelInit.input, shownSurfel: ids,
-                                       surfelPositions: positions, cameraFromWorld: T, width: w, height: h)
+            let window = CleanupWindow(stableDepth: stableDepth.input, pixelInit: pixelInit.input, stableXY: stableXY.input,
+                                       width: w, height: h)
             removeFlags.withKernelOutput { flags in
             removedPerChunk.withKernelOutput { removedCounts in
                 ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
@@ -564,17 +570,9 @@ struct CleanupWindow {
     let stableDepth: KernelInput<Float>
     /// Per pixel: that surfel's creation time.
     let pixelInit: KernelInput<Int32>
-    /// Per pixel: the surfel shown there, with the map's positions and the view, for the
-    /// camera-frame position of a duplicate candidate (few pixels need it).
-    let shownSurfel: KernelInput<Int32>
-    let surfelPositions: KernelInput<SIMD3<Float>>
-    let cameraFromWorld: RigidTransformF
+    /// Per pixel: that surfel's camera-frame x and y (for the duplicates' lateral distance).
+    let stableXY: KernelInput<SIMD2<Float>>
     let width: Int, height: Int
-
-    /// Camera-frame position of the surfel shown at pixel q (one exists where a stable depth does).
-    @inline(__always) func shownPosition(_ q: Int) -> SIMD3<Float> {
-        cameraFromWorld.apply(surfelPositions[Int(shownSurfel[q])])
-    }
 
     /// Over the pixels x0...x0+3, y0...y0+3 inside the image: `duplicates`, stable surfels made
     /// earlier that lie 0-1 cm behind the surfel (camera-frame `position`, depth along the
@@ -601,11 +599,9 @@ struct CleanupWindow {
                 let older = UnsafeRawPointer(pixelInit.address(q)).loadUnaligned(as: SIMD4<Int32>.self) .< initLimit
                 let candidates = (behind .> zero) .& (behind .< near) .& older
                 guard any(candidates) else { continue }
-                for lane in 0..<4 where candidates[lane] {
-                    let pj = shownPosition(q + lane)
-                    let dx = pj.x - pc.x, dy = pj.y - pc.y
-                    if dx * dx + dy * dy < lateral2 { duplicates += 1 }
-                }
+                let xy = UnsafeRawPointer(stableXY.address(q)).loadUnaligned(as: SIMD8<Float>.self)
+                let dx = xy.evenHalf - SIMD4(repeating: pc.x), dy = xy.oddHalf - SIMD4(repeating: pc.y)
+                duplicates += Self.count(candidates .& (dx * dx + dy * dy .< SIMD4(repeating: lateral2)))
             }
             return (duplicates, violations)
         }
@@ -616,7 +612,7 @@ struct CleanupWindow {
                 let shown = stableDepth[q]
                 let behind = abs(shown) - pc.z
                 if behind > 0, behind < 0.01, pixelInit[q] < initTime {
-                    let pj = shownPosition(q)
+                    let pj = stableXY[q]
                     let dx = pj.x - pc.x, dy = pj.y - pc.y
                     if dx * dx + dy * dy < lateral2 { duplicates += 1 }
                 }

@@ -20,8 +20,7 @@ final class CleanupWindowTests: XCTestCase {
         let offsets: [Float] = [0, 0.01, 0.005, 0.0099, 0.0101, 0.02, -0.004, 0.001]
         var depth = [Float](repeating: .nan, count: n)
         var initTimes = [Int32](repeating: 0, count: n)
-        var positions = [SIMD3<Float>](repeating: .zero, count: n)
-        let shown = (0..<n).map { Int32($0) }
+        var positions = [SIMD2<Float>](repeating: .zero, count: n)
         for p in 0..<n {
             switch next(10) {
             case 0: depth[p] = .nan
@@ -36,16 +35,13 @@ final class CleanupWindowTests: XCTestCase {
                 depth[p] = next(3) == 0 ? -z : z
             }
             initTimes[p] = Int32(next(7))
-            positions[p] = SIMD3(Float(next(21) - 10) * 0.001, Float(next(21) - 10) * 0.001, abs(depth[p]))
+            positions[p] = SIMD2(Float(next(21) - 10) * 0.001, Float(next(21) - 10) * 0.001)
         }
         var vectorWindows = 0, withDuplicates = 0, withViolations = 0
         depth.withKernelInput { depth in
         initTimes.withKernelInput { initTimes in
         positions.withKernelInput { positions in
-        shown.withKernelInput { shown in
-            // Pixel p shows surfel p; the identity view leaves its position as it is.
-            let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, shownSurfel: shown, surfelPositions: positions,
-                                       cameraFromWorld: RigidTransform.identity.float, width: width, height: height)
+            let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height)
             for y0 in -1..<height {
                 for x0 in -1..<width {
                     for facing in [false, true] {
@@ -65,7 +61,7 @@ final class CleanupWindowTests: XCTestCase {
                     }
                 }
             }
-        }}}}
+        }}}
         // The comparison covered the four-at-a-time path and windows where both rules count.
         XCTAssertGreaterThan(vectorWindows, 3000)
         XCTAssertGreaterThan(withDuplicates, 500)
