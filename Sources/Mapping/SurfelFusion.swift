@@ -18,8 +18,21 @@ public final class SurfelFusion {
     public let parameters: FusionParameters
     /// Frame counter: 0 before the first frame, then 1, 2, ... as in ElasticFusion.
     public private(set) var tick: Int = 0
-    /// The index map after the last frame's fusion (the view label fusion and cleanup used).
-    public var indexMap: IndexMap { postIndexMap }
+    /// The index map after the last frame's fusion (the view label fusion and cleanup used),
+    /// with the surfels numbered as in the map after the cleanup's compaction.
+    public var indexMap: IndexMap {
+        applyPendingRemap()
+        return postIndexMap
+    }
+    /// The cleanup's compaction, applied to `postIndexMap` only if someone reads `indexMap`:
+    /// the pipeline renders a new one next frame, so renumbering every pixel was wasted work.
+    private var pendingRemap: (SurfelMap.Compaction, [Bool])?
+
+    private func applyPendingRemap() {
+        guard let (compaction, removed) = pendingRemap else { return }
+        postIndexMap.remapSurfels(compaction, removed: removed)
+        pendingRemap = nil
+    }
 
     private var previousPose: RigidTransform?
     private let bilateral: BilateralFilter
@@ -157,6 +170,7 @@ public final class SurfelFusion {
         applyUpdates(color: color, report: &report)
         report.timings.fusion = lap()
 
+        pendingRemap = nil
         postIndexMap.render(map, cameraFromWorld: cameraFromWorld, intrinsics: intrinsics, tick: tick,
                             timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads,
                             positions: false)
@@ -171,6 +185,7 @@ public final class SurfelFusion {
         report.timings.cleanup = lap()
 
         if parameters.spatialOrderInterval > 0, tick % parameters.spatialOrderInterval == 0 {
+            applyPendingRemap()   // the reordering's numbers follow the compaction's
             postIndexMap.remapSurfels(map.sortSpatially(cell: parameters.spatialOrderCell, threads: parameters.threads))
             report.timings.ordering = lap()
         }
@@ -555,8 +570,8 @@ public final class SurfelFusion {
         }}
         let removed = removedPerChunk.reduce(0, +)
         if removed > 0 {
-            // Keep the exposed post-fusion index map consistent with the compacted map.
-            postIndexMap.remapSurfels(map.remove(where: removeFlags, removed: removed), removed: removeFlags)
+            // The exposed post-fusion index map follows the compacted map when it is read.
+            pendingRemap = (map.remove(where: removeFlags, removed: removed), removeFlags)
         }
         return removed
     }

@@ -134,6 +134,43 @@ final class SurfelFusionTests: XCTestCase {
         XCTAssertEqual(fusion.map.count, 0)
     }
 
+    /// After frames whose cleanup compacted the map (and on some, reordered it), the exposed
+    /// post-fusion index map names surfels by their new indices: each pixel's surfel projects
+    /// onto that pixel from the frame's camera (the compaction's renumbering is applied when
+    /// the map is read, or before a reordering).
+    func testExposedIndexMapFollowsTheCompaction() throws {
+        let scene = PlaneScene()
+        var params = FusionParameters()
+        params.unstableTimeout = 2
+        params.spatialOrderInterval = 3   // some frames are also reordered after their compaction
+        let fusion = SurfelFusion(intrinsics: scene.intrinsics, classCount: 0, parameters: params)
+        let k = scene.intrinsics
+        var checkedFrames = 0, checkedPixels = 0
+        for i in 0..<30 {
+            let pose = scene.pose(i)
+            let report = try fusion.integrate(depth: scene.depth(pose), color: scene.color(), worldFromCamera: pose)
+            guard report.removed > 0 else { continue }
+            let index = fusion.indexMap, T = pose.inverse.float
+            for y in 0..<k.height {
+                for x in 0..<k.width {
+                    let id = Int(index.surfel[y * k.width + x])
+                    guard id >= 0 else { continue }
+                    XCTAssertLessThan(id, fusion.map.count)
+                    guard id < fusion.map.count else { return }
+                    let c = T.apply(fusion.map.positions[id])
+                    let u = (Float(k.fx) * c.x / c.z + Float(k.cx) + 0.5).rounded(.down)
+                    let v = (Float(k.fy) * c.y / c.z + Float(k.cy) + 0.5).rounded(.down)
+                    XCTAssertEqual(Int(u), x); XCTAssertEqual(Int(v), y)
+                    XCTAssertEqual(index.depth[y * k.width + x], c.z)
+                    checkedPixels += 1
+                }
+            }
+            checkedFrames += 1
+        }
+        XCTAssertGreaterThan(checkedFrames, 0, "no frame removed surfels")
+        XCTAssertGreaterThan(checkedPixels, 1_000)
+    }
+
     func testStableSurfelsSurviveOutsideTheActiveWindow() throws {
         let scene = PlaneScene()
         var params = FusionParameters()
