@@ -53,10 +53,10 @@ public enum MeshWriter {
             lines.append("  \(report.surfelsSkipped) surfels skipped (no usable normal or zero confidence)")
         }
         if report.facesTrimmed > 0 {
-            lines.append("  \(report.facesTrimmed) triangles trimmed beyond the surfels' discs")
+            lines.append("  \(report.facesTrimmed) triangle\(report.facesTrimmed == 1 ? "" : "s") trimmed beyond the surfels' discs")
         }
         if report.facesDropped > 0 {
-            lines.append("  \(report.facesDropped) triangles dropped in pieces of fewer than \(request.parameters.minimumComponentFaces)")
+            lines.append("  \(report.facesDropped) triangle\(report.facesDropped == 1 ? "" : "s") dropped in pieces of fewer than \(request.parameters.minimumComponentFaces)")
         }
         if let url = request.preview, let image = MeshPreview.render(mesh, trajectory: request.previewTrajectory) {
             try PNGCodec.writeRGB(image, to: url)
