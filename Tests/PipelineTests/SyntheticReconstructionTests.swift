@@ -42,6 +42,18 @@ final class SyntheticReconstructionTests: XCTestCase {
         return copy
     }
 
+    /// `reconstruct --labels simulated` of the room with fusion parameters changed by
+    /// `configure`; the point cloud as written.
+    private func reconstruct(_ sequence: URL, to output: URL, configure: (inout FusionParameters) -> Void) throws -> PointCloud {
+        var request = ReconstructionRequest(sequence: sequence)
+        request.labels = .simulated
+        configure(&request.fusion)
+        request.output = output
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.outcome.isSuccess)
+        return try PLYReader.read(result.output).pointCloud()
+    }
+
     func testSurfaceErrorAndLabelAccuracyAgainstGroundTruth() throws {
         let sequence = try makeSequence()
         var request = ReconstructionRequest(sequence: sequence)
@@ -73,13 +85,7 @@ final class SyntheticReconstructionTests: XCTestCase {
         let sequence = try makeSequence()
         let folder = sequence.deletingLastPathComponent()
         func run(_ storage: LabelStorage) throws -> PointCloud {
-            var request = ReconstructionRequest(sequence: sequence)
-            request.labels = .simulated
-            request.fusion.labelStorage = storage
-            request.output = folder.appendingPathComponent("room-\(storage).ply")
-            let result = try ReconstructionJob.run(request)
-            XCTAssertTrue(result.outcome.isSuccess)
-            return try PLYReader.read(result.output).pointCloud()
+            try reconstruct(sequence, to: folder.appendingPathComponent("room-\(storage).ply")) { $0.labelStorage = storage }
         }
         let dense = try run(.dense)
         let a = try XCTUnwrap(dense.labels)
@@ -108,13 +114,9 @@ final class SyntheticReconstructionTests: XCTestCase {
         let folder = sequence.deletingLastPathComponent()
         let scene = SyntheticScene.livingRoom()
         func run(_ interval: Int) throws -> (count: Int, error: Double, accuracy: Double) {
-            var request = ReconstructionRequest(sequence: sequence)
-            request.labels = .simulated
-            request.fusion.spatialOrderInterval = interval
-            request.output = folder.appendingPathComponent("room-order\(interval).ply")
-            let result = try ReconstructionJob.run(request)
-            XCTAssertTrue(result.outcome.isSuccess)
-            let cloud = try PLYReader.read(result.output).pointCloud()
+            let cloud = try reconstruct(sequence, to: folder.appendingPathComponent("room-order\(interval).ply")) {
+                $0.spatialOrderInterval = interval
+            }
             let score = try XCTUnwrap(scene.score(positions: cloud.positions, labels: cloud.labels))
             return (cloud.count, score.medianDistance, try XCTUnwrap(score.labelAccuracy))
         }
