@@ -11,7 +11,8 @@ import Semantics
 ///
 /// Per frame: depth cut-off and bilateral filter → index map of active surfels → association on
 /// ElasticFusion's checkerboard → confidence-weighted merge or new unstable surfel → index map
-/// again → Bayesian label update → cleanup.
+/// again → Bayesian label update → cleanup → every `spatialOrderInterval` frames, the map put in
+/// spatial order.
 public final class SurfelFusion {
     public let map: SurfelMap
     public let intrinsics: Intrinsics
