@@ -80,6 +80,10 @@ enum LogCodeUpdate {
     /// Δ, nats per code step: 255 steps span a probability ratio of 10⁶.
     static let step = Float(log(1e6) / 255)
 
+    /// exp(−c·Δ) for every code c: a class's weight before normalising, so reading a surfel's
+    /// distribution takes no `exp` per class.
+    static let weights: [Float] = (0...255).map { Float(exp(-Double($0) * Double(step))) }
+
     /// One surfel: codes `s` updated with the pixel's codes `u`, `c` classes; sixteen at a
     /// time, then eight, then one by one.
     @inline(__always)

@@ -276,12 +276,18 @@ public final class SurfelMap {
     public func label(of i: Int) -> (classId: Int, probability: Float)? {
         guard classCount > 0, labelUpdates[i] > 0 else { return nil }
         if codeSlots > 0 {
-            // The smallest code is the most likely class (ties: the lower id).
-            let p = classProbabilities(of: i)
+            // The smallest code is the most likely class (ties: the lower id); its probability
+            // is its weight over all classes' (as `classProbabilities` normalises, bit for bit).
+            let base = i * codeSlots
+            var total: Float = 0
             var best = -1
-            var bestP: Float = -1
-            for k in 0..<classCount where k != unlabelledClass && p[k] > bestP { bestP = p[k]; best = k }
-            return best >= 0 ? (best, bestP) : nil
+            var bestWeight: Float = -1
+            for k in 0..<classCount {
+                let w = LogCodeUpdate.weights[Int(labelCodes[base + k])]
+                total += w
+                if k != unlabelledClass && w > bestWeight { bestWeight = w; best = k }
+            }
+            return best >= 0 ? (best, bestWeight / total) : nil
         }
         let base = i * labelSlots
         guard keptClasses > 0 else {
@@ -316,7 +322,7 @@ public final class SurfelMap {
     public func classProbabilities(of i: Int) -> [Float] {
         if codeSlots > 0 {
             let base = i * codeSlots
-            var p = (0..<classCount).map { Float(exp(-Double(labelCodes[base + $0]) * Double(LogCodeUpdate.step))) }
+            var p = (0..<classCount).map { LogCodeUpdate.weights[Int(labelCodes[base + $0])] }
             let total = p.reduce(0, +)
             for k in 0..<classCount { p[k] /= total }
             return p

@@ -359,6 +359,38 @@ final class LogCodeTests: XCTestCase {
         XCTAssertGreaterThan(decidedChecks, 50)
     }
 
+    /// Reading a log8 surfel through the weight table gives, bit for bit, what the definition
+    /// gives: exp(−code·Δ) per class, normalised, and the label the argmax of that (first of
+    /// equal values, never the unlabelled class), on random codes with many ties.
+    func testReadingCodesMatchesTheDefinition() {
+        var random = SplitMix64(seed: 5)
+        for unlabelled in [nil, 0, 7] as [Int?] {
+            let map = SurfelMap(classCount: 40, unlabelledClass: unlabelled, labelStorage: .log8)
+            for _ in 0..<300 {
+                map.append(position: .zero, normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 1, color: RGB8(0, 0, 0), time: 1)
+            }
+            map.withKernelViews { m in
+                for i in 0..<300 {
+                    m.labelUpdates[i] = 1
+                    let levels = [1, 3, 256][i % 3]   // few distinct codes: ties everywhere
+                    for k in 0..<40 { m.labelCodes[i * 40 + k] = UInt8(Int(random.next() % UInt64(levels)) * (255 / max(1, levels - 1)) % 256) }
+                }
+            }
+            for i in 0..<300 {
+                var p = (0..<40).map { Float(exp(-Double(map.labelCodes[i * 40 + $0]) * Double(LogCodeUpdate.step))) }
+                let total = p.reduce(0, +)
+                for k in 0..<40 { p[k] /= total }
+                var best = -1
+                var bestP: Float = -1
+                for k in 0..<40 where k != unlabelled && p[k] > bestP { bestP = p[k]; best = k }
+                XCTAssertEqual(map.classProbabilities(of: i), p)
+                let label = map.label(of: i)
+                XCTAssertEqual(label?.classId, best, "surfel \(i)")
+                XCTAssertEqual(label?.probability, bestP, "surfel \(i)")
+            }
+        }
+    }
+
     /// A log8 map: new surfels are uniform, probabilities come back from the codes, the label is
     /// the smallest code (skipping the unlabelled class), and compaction moves the codes.
     func testMapStorageReadsAndCompactsCodes() {
