@@ -244,9 +244,9 @@ public final class SurfelMap {
     /// where the map stores them (only exact duplicates fall back to their indices).
     func creationOrder() -> [Int32] {
         struct Key: Comparable {
-            var time: UInt64, x: UInt32, y: UInt32, z: UInt32, index: Int32
+            var timeAndCube: UInt64, x: UInt32, y: UInt32, z: UInt32, index: Int32
             static func < (a: Key, b: Key) -> Bool {
-                (a.time, a.x, a.y, a.z, a.index) < (b.time, b.x, b.y, b.z, b.index)
+                (a.timeAndCube, a.x, a.y, a.z, a.index) < (b.timeAndCube, b.x, b.y, b.z, b.index)
             }
         }
         let codes = zOrderCodes(cell: 0.01, threads: 1)
@@ -254,7 +254,7 @@ public final class SurfelMap {
         keys.reserveCapacity(count)
         for i in 0..<count {
             let p = positions[i]
-            keys.append(Key(time: UInt64(UInt32(bitPattern: initTimes[i] ^ Int32.min)) << 32 | UInt64(codes[i]),
+            keys.append(Key(timeAndCube: UInt64(UInt32(bitPattern: initTimes[i] ^ Int32.min)) << 32 | UInt64(codes[i]),
                             x: p.x.bitPattern, y: p.y.bitPattern, z: p.z.bitPattern, index: Int32(i)))
         }
         keys.sort()

@@ -26,19 +26,13 @@ public struct FusionBenchmark {
         /// Mean time per frame: unlike the median, it counts the work done only every few frames
         /// (the map's spatial reordering).
         public var mean: Double { Self.mean(perFrameMilliseconds) }
-        /// Mean of the first and of the last `window` frames.
-        public func meanGrowth(window: Int = 100) -> (first: Double, last: Double)? {
-            guard window > 0, perFrameMilliseconds.count >= 2 * window else { return nil }
-            return (Self.mean(Array(perFrameMilliseconds.prefix(window))), Self.mean(Array(perFrameMilliseconds.suffix(window))))
-        }
-
         public static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
-        /// Median of the first and of the last `window` frames (issue 12's "flat cost as the map
-        /// grows": frames 400-499 against 0-99), nil when the run has fewer than 2 windows.
-        public func growth(window: Int = 100) -> (first: Double, last: Double)? {
+        /// A statistic (default: the median) of the first and of the last `window` frames (issue
+        /// 12's "flat cost as the map grows": frames 400-499 against 0-99), nil when the run has
+        /// fewer than 2 windows.
+        public func growth(window: Int = 100, _ statistic: ([Double]) -> Double = { percentile($0, 0.5) }) -> (first: Double, last: Double)? {
             guard window > 0, perFrameMilliseconds.count >= 2 * window else { return nil }
-            return (Self.percentile(Array(perFrameMilliseconds.prefix(window)), 0.5),
-                    Self.percentile(Array(perFrameMilliseconds.suffix(window)), 0.5))
+            return (statistic(Array(perFrameMilliseconds.prefix(window))), statistic(Array(perFrameMilliseconds.suffix(window))))
         }
 
         public static func percentile(_ values: [Double], _ q: Double) -> Double {

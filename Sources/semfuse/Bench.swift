@@ -75,7 +75,7 @@ struct FusionBench: ParsableCommand {
                 object["first_100_median_ms"] = growth.first; object["last_100_median_ms"] = growth.last
                 object["last_over_first"] = growth.last / growth.first
             }
-            if let growth = main.meanGrowth() {
+            if let growth = main.growth(FusionBenchmark.Run.mean) {
                 object["first_100_mean_ms"] = growth.first; object["last_100_mean_ms"] = growth.last
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
@@ -107,7 +107,7 @@ struct FusionBench: ParsableCommand {
         if let growth = main.growth() {
             print(String(format: "as the map grows: median %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx)",
                          growth.first, growth.last, growth.last / growth.first))
-            if let means = main.meanGrowth() {
+            if let means = main.growth(FusionBenchmark.Run.mean) {
                 print(String(format: "                  mean %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx)",
                              means.first, means.last, means.last / means.first))
             }
