@@ -143,6 +143,9 @@ struct TrackingBench: ParsableCommand {
     @Option(help: "Weight of the photometric term (0: geometric ICP only, the default).")
     var photometricWeight: Double = TrackingParameters().photometricWeight
 
+    @Option(help: ICPWeights.help)
+    var icpWeights: ICPWeights = .depthNoise
+
     @Flag(help: "With --photometric-weight > 0: also run geometric-only ICP as an in-run baseline.")
     var compareGeometric = false
 
@@ -186,6 +189,7 @@ struct TrackingBench: ParsableCommand {
             var parameters = TrackingParameters()
             parameters.photometricWeight = weight
             parameters.convergence = convergence
+            parameters.depthNoise = icpWeights.noise
             var bench = TrackingBenchmark(source: source, positions: positions, parameters: parameters)
             bench.modelConfidence = modelConfidence
             bench.keepConfidence = keepConfidence
@@ -197,6 +201,7 @@ struct TrackingBench: ParsableCommand {
             if json {
                 var row: [String: Any] = [
                     "width": source.intrinsics.width, "height": source.intrinsics.height, "photometric_weight": weight,
+                    "icp_weights": icpWeights.rawValue,
                     "tracking_median_ms": result.trackingMedian, "tracking_p10_ms": result.trackingP10, "tracking_p90_ms": result.trackingP90,
                     "tracking_fusion_median_ms": result.totalMedian, "frames_per_second": 1000 / max(result.totalMedian, 1e-9),
                     "failures": result.failures, "loop_closure": !noLoopClosure,
@@ -211,7 +216,7 @@ struct TrackingBench: ParsableCommand {
                 rows.append(row)
                 continue
             }
-            let size = "\(source.intrinsics.width)x\(source.intrinsics.height) \(label)"
+            let size = "\(source.intrinsics.width)x\(source.intrinsics.height) \(label), \(icpWeights.rawValue) weights"
             print(String(format: "%@: tracking median %.1f ms (p10 %.1f, p90 %.1f), tracking + fusion median %.1f ms (%.1f frames/s), %d failures",
                          size, result.trackingMedian, result.trackingP10, result.trackingP90, result.totalMedian,
                          1000 / max(result.totalMedian, 1e-9), result.failures))

@@ -131,6 +131,9 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Tracking: weight of the photometric term against point-to-plane ICP (0, the default: geometric only; 1: both terms normalised by their noise, 1 cm and 10 grey levels).")
     var photometricWeight: Double = TrackingParameters().photometricWeight
 
+    @Option(help: ICPWeights.help)
+    var icpWeights: ICPWeights = .depthNoise
+
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
@@ -221,6 +224,7 @@ struct Reconstruct: ParsableCommand {
         request.depthNetwork = depthNetwork
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.tracking.photometricWeight = photometricWeight
+        request.tracking.depthNoise = icpWeights.noise
         request.relocalise = !noRelocalisation
         request.loopClosure = !noLoopClosure
         request.rawTrajectory = trajectoryRaw.map { URL(fileURLWithPath: $0) }
@@ -276,6 +280,18 @@ final class ProgressPrinter {
 }
 
 /// Parses the depth-model input options shared by `reconstruct`, `predict` and `evaluate`.
+/// How the tracker's ICP weights its correspondences (`--icp-weights`).
+enum ICPWeights: String, ExpressibleByArgument, CaseIterable {
+    case depthNoise = "depth-noise"
+    case uniform
+
+    static let help = ArgumentHelp(
+        "Tracking: how ICP weights a point. depth-noise (the default) by 1/σ(z)², σ a Kinect v1's depth noise at the point's depth (Nguyen et al. 2012: 1.9 mm at 1 m, 6.2 mm at 2 m, 16 mm at 3 m), which took the 7-Scenes kitchen's tracked error from 3.7 to 2.7 cm; uniform weights every point alike, as ElasticFusion, which suits depth whose far range is as trustworthy as its near (the synthetic scenes).",
+        valueName: "depth-noise|uniform")
+
+    var noise: AxialDepthNoise? { self == .depthNoise ? .kinect : nil }
+}
+
 enum DepthInputArgument {
     /// `size`: 'native', 'image' or WIDTHxHEIGHT (nil: `defaultSize`).
     static func parse(size: String?, crop: Double?, focal: String?, defaultSize: DepthInput.Size = .native) throws -> DepthInput {

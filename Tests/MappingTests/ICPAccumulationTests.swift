@@ -21,8 +21,10 @@ final class ICPAccumulationTests: XCTestCase {
         let f0 = try source.frame(at: 10), f1 = try source.frame(at: 14)
         let d0 = try XCTUnwrap(f0.depth), d1 = try XCTUnwrap(f1.depth)
         let truth = try XCTUnwrap(f0.worldFromCamera).inverse * XCTUnwrap(f1.worldFromCamera)
-        let tracker = ICPTracker()
+        var uniform = TrackingParameters()
+        uniform.depthNoise = nil
         var compared = 0
+        for tracker in [ICPTracker(), ICPTracker(parameters: uniform)] {
         // 224 is the room's width (28 blocks); 221 and 53 leave a short last block.
         for (width, height) in [(224, 168), (221, 163), (53, 41)] {
             var k = source.intrinsics
@@ -52,7 +54,48 @@ final class ICPAccumulationTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(compared, 18)
+        }
+        XCTAssertEqual(compared, 36)
+    }
+
+    /// On a plane facing the camera every live point has the same depth, so the depth-noise
+    /// weights scale the whole system by one factor, (σ(1 m) / σ(z))², and leave the squared
+    /// error (reported unweighted) and the correspondences alone. At 1 m the factor is 1.
+    func testDepthNoiseWeightsScaleEachCorrespondenceByItsDepth() {
+        let k = Intrinsics(fx: 60, fy: 60, cx: 31.5, cy: 23.5, width: 64, height: 48)
+        let noise = AxialDepthNoise.kinect
+        var uniform = TrackingParameters()
+        uniform.depthNoise = nil
+        let nudge = RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0.2, 1, 0.1), angle: 0.01),
+                                   translation: SIMD3(0.004, -0.003, 0.006))
+        for z in [Float(1), 2.5, 0.6] {
+            // A plane tilted a little, so the system has a full rank of rotations to scale.
+            var depth = [Float](repeating: 0, count: k.width * k.height)
+            for y in 0..<k.height { for x in 0..<k.width { depth[y * k.width + x] = z * (1 + 0.0005 * Float(x - 32)) } }
+            let frame = VertexNormalMap(depth: depth, intrinsics: k)
+            let model = VertexNormalMap(depth: depth.map { $0 + 0.003 }, intrinsics: k)
+            for vectorised in [true, false] {
+                let plain = ICPTracker(parameters: uniform).accumulate(frame: frame, model: model, transform: nudge, threads: 2, vectorised: vectorised)
+                let weighted = ICPTracker().accumulate(frame: frame, model: model, transform: nudge, threads: 2, vectorised: vectorised)
+                XCTAssertGreaterThan(plain.inliers, k.width * k.height / 2)
+                XCTAssertEqual(weighted.inliers, plain.inliers)
+                XCTAssertEqual(weighted.squaredError, plain.squaredError, accuracy: 1e-9 * plain.squaredError)
+                // The plane's depth varies by ±1.6 % (±6.5 % in weight at 2.5 m), so the
+                // factor holds on average, not exactly.
+                let factor = pow(noise.sigma(atDepth: 1) / noise.sigma(atDepth: Double(z)), 2)
+                let trace = (0..<6).map { plain.A[$0 * 7] }.reduce(0, +), weightedTrace = (0..<6).map { weighted.A[$0 * 7] }.reduce(0, +)
+                XCTAssertEqual(weightedTrace / trace, factor, accuracy: 0.05 * factor, "z = \(z), vectorised \(vectorised)")
+                if z == 1 { XCTAssertEqual(weightedTrace / trace, 1, accuracy: 0.01) } else {
+                    // Near points count more than far ones, never the reverse.
+                    XCTAssertEqual(weightedTrace > trace, z < 1, "z = \(z)")
+                }
+                // Asked for no weights, the tracker's own call is the uniform system.
+                let unweighted = ICPTracker().accumulate(frame: frame, model: model, transform: nudge, threads: 2,
+                                                         depthWeights: false, vectorised: vectorised)
+                XCTAssertEqual(unweighted.A, plain.A)
+                XCTAssertEqual(unweighted.b, plain.b)
+            }
+        }
     }
 
     func testEmptyModelGivesNoCorrespondences() {

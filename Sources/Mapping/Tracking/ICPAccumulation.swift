@@ -1,6 +1,36 @@
 import Foundation
 import Geometry
 
+/// Square roots of the depth-noise weights, (σ(1 m) / σ(z)) per live depth z, in Float.
+struct DepthNoiseWeights {
+    let base: Float, quadratic: Float, offset: Float, reference: Float
+
+    init(_ noise: AxialDepthNoise) {
+        base = Float(noise.base); quadratic = Float(noise.quadratic); offset = Float(noise.offset)
+        reference = Float(noise.sigma(atDepth: 1))
+    }
+
+    @inline(__always)
+    func sqrtWeight(depth z: Float) -> Float {
+        let d = z - offset
+        return reference / (base + quadratic * d * d)
+    }
+
+    @inline(__always)
+    func sqrtWeight(depth z: SIMD8<Float>) -> SIMD8<Float> {
+        let d = z - offset
+        return reference / (base + quadratic * d * d)
+    }
+}
+
+extension TrackingParameters {
+    /// The weights' constants, or nil for uniform weights (also when the model is unusable).
+    var depthNoiseWeights: DepthNoiseWeights? {
+        guard let depthNoise, depthNoise.isUsable else { return nil }
+        return DepthNoiseWeights(depthNoise)
+    }
+}
+
 /// The geometric ICP normal equations eight pixels at a time.
 ///
 /// The per-pixel loop in `ICPTracker.accumulate` handles one correspondence per iteration, with
@@ -17,7 +47,8 @@ extension ICPTracker {
     /// valid pixels, inliers.
     private static let laneSums = 30
 
-    func accumulateGeometric(frame: VertexNormalMap, model: VertexNormalMap, transform: RigidTransform, threads: Int) -> System {
+    func accumulateGeometric(frame: VertexNormalMap, model: VertexNormalMap, transform: RigidTransform, threads: Int,
+                             depthWeights: Bool = true) -> System {
         let k = model.intrinsics
         let w = frame.intrinsics.width, h = frame.intrinsics.height
         let mw = k.width, mh = k.height
@@ -29,6 +60,7 @@ extension ICPTracker {
         let limits = (maxDistance2: parameters.maxDistance * parameters.maxDistance,
                       cosAngle: cos(parameters.maxAngleDegrees * .pi / 180))
         let geometricScale = 1 / (parameters.geometricSigma * parameters.geometricSigma)
+        let noise = depthWeights ? parameters.depthNoiseWeights : nil
         let chunks = max(1, threads * 2)
         var partial = [System](repeating: System(), count: chunks)
         frame.withKernelInputs { fv, fn in
@@ -45,7 +77,7 @@ extension ICPTracker {
                         var x = 0
                         while x + 8 <= w {
                             Self.block(fv.address(y * w + x), fn.address(y * w + x), mv.base, mn.base,
-                                       R: R, camera: camera, limits: limits, acc: acc.baseAddress!)
+                                       R: R, camera: camera, limits: limits, noise: noise, acc: acc.baseAddress!)
                             x += 8
                         }
                         if x < w {
@@ -56,7 +88,7 @@ extension ICPTracker {
                             tailVertices.withUnsafeBufferPointer { tv in
                                 tailNormals.withUnsafeBufferPointer { tn in
                                     Self.block(tv.baseAddress!, tn.baseAddress!, mv.base, mn.base,
-                                               R: R, camera: camera, limits: limits, acc: acc.baseAddress!)
+                                               R: R, camera: camera, limits: limits, noise: noise, acc: acc.baseAddress!)
                                 }
                             }
                         }
@@ -91,6 +123,7 @@ extension ICPTracker {
                               R: RigidTransformF,
                               camera: (fx: Float, fy: Float, cx: Float, cy: Float, width: Int, height: Int),
                               limits: (maxDistance2: Float, cosAngle: Float),
+                              noise: DepthNoiseWeights?,
                               acc: UnsafeMutablePointer<SIMD8<Float>>) {
         var px = SIMD8<Float>(), py = SIMD8<Float>(), pz = SIMD8<Float>()
         var nx = SIMD8<Float>(), ny = SIMD8<Float>(), nz = SIMD8<Float>()
@@ -131,14 +164,19 @@ extension ICPTracker {
             .& (dx * dx + dy * dy + dz * dz .<= limits.maxDistance2)
             .& (rx * ax + ry * ay + rz * az .>= limits.cosAngle)
         let outlier = .!inlier
-        // Jacobian (n, v × n) and residual n·(v − m); zero in lanes that are not inliers.
-        let j0 = ax.replacing(with: 0, where: outlier)
-        let j1 = ay.replacing(with: 0, where: outlier)
-        let j2 = az.replacing(with: 0, where: outlier)
-        let j3 = (vy * az - vz * ay).replacing(with: 0, where: outlier)
-        let j4 = (vz * ax - vx * az).replacing(with: 0, where: outlier)
-        let j5 = (vx * ay - vy * ax).replacing(with: 0, where: outlier)
-        let e = (ax * dx + ay * dy + az * dz).replacing(with: 0, where: outlier)
+        // Jacobian (n, v × n) and residual n·(v − m), both scaled by the square root of the
+        // pixel's weight; zero in lanes that are not inliers. The squared error stays unweighted.
+        let rawError = (ax * dx + ay * dy + az * dz).replacing(with: 0, where: outlier)
+        var s = SIMD8<Float>(repeating: 1)
+        if let noise { s = noise.sqrtWeight(depth: pz) }
+        let sx = s * ax, sy = s * ay, sz = s * az
+        let j0 = sx.replacing(with: 0, where: outlier)
+        let j1 = sy.replacing(with: 0, where: outlier)
+        let j2 = sz.replacing(with: 0, where: outlier)
+        let j3 = (vy * sz - vz * sy).replacing(with: 0, where: outlier)
+        let j4 = (vz * sx - vx * sz).replacing(with: 0, where: outlier)
+        let j5 = (vx * sy - vy * sx).replacing(with: 0, where: outlier)
+        let e = s * rawError
         acc[0] += j0 * j0; acc[1] += j0 * j1; acc[2] += j0 * j2; acc[3] += j0 * j3; acc[4] += j0 * j4; acc[5] += j0 * j5
         acc[6] += j1 * j1; acc[7] += j1 * j2; acc[8] += j1 * j3; acc[9] += j1 * j4; acc[10] += j1 * j5
         acc[11] += j2 * j2; acc[12] += j2 * j3; acc[13] += j2 * j4; acc[14] += j2 * j5
@@ -146,7 +184,7 @@ extension ICPTracker {
         acc[18] += j4 * j4; acc[19] += j4 * j5
         acc[20] += j5 * j5
         acc[21] -= j0 * e; acc[22] -= j1 * e; acc[23] -= j2 * e; acc[24] -= j3 * e; acc[25] -= j4 * e; acc[26] -= j5 * e
-        acc[27] += e * e
+        acc[27] += rawError * rawError
         acc[28] += zero.replacing(with: 1, where: valid)
         acc[29] += zero.replacing(with: 1, where: inlier)
     }

@@ -7,9 +7,8 @@ import Semantics
 /// depth at edges, grazing angles, range limits and random dropouts).
 public struct DepthNoiseModel: Sendable, Equatable {
     public var enabled = true
-    /// σ(z) = axialBase + axialQuadratic · (z − 0.4)² metres.
-    public var axialBase = 0.0012
-    public var axialQuadratic = 0.0019
+    /// Axial noise σ(z) (a Kinect v1's, the model the tracker weights correspondences by).
+    public var axial = AxialDepthNoise.kinect
     /// Disparity quantised to 1/subpixel of a pixel at the Kinect's 640-wide focal length.
     public var baseline = 0.075
     public var subpixel = 8.0
@@ -117,7 +116,7 @@ public struct SyntheticRenderer: Sendable {
                     jump = max(jump, q == 0 ? 10 : abs(q - z))
                 }
                 if jump > noise.edgeJump && SyntheticNoise.uniform(s, UInt64(frame), UInt64(p), 2) < noise.edgeDropout { continue }
-                let sigma = noise.axialBase + noise.axialQuadratic * (z - 0.4) * (z - 0.4)
+                let sigma = noise.axial.sigma(atDepth: z)
                 let noisy = z + sigma * SyntheticNoise.gaussian(s, UInt64(frame), UInt64(p), 3)
                 let disparity = (fb / noisy * noise.subpixel).rounded() / noise.subpixel
                 out[p] = disparity > 0 ? Float(fb / disparity) : 0
