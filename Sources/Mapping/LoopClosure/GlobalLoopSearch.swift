@@ -38,6 +38,13 @@ public struct GlobalLoopSearch: Sendable {
     public var parameters: Parameters
     /// Map time before which no attempt is made (the back-off).
     var nextTick = 0
+    /// Map time at which the camera was last found consistent with old surface (a local or
+    /// global closure, or old surface found in agreement); nil before the first. Bounds later
+    /// corrections (`LoopClosureParameters.driftAllowance`).
+    public var lastConsistentTick: Int?
+
+    /// Frames since `lastConsistentTick` at the map's current time.
+    func framesSinceConsistent(_ fusion: SurfelFusion) -> Int? { lastConsistentTick.map { fusion.tick - $0 } }
 
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
@@ -53,7 +60,8 @@ public struct GlobalLoopSearch: Sendable {
         var last = Attempt(outcome: .skipped, hypothesis: nil, tried: 0)
         for hypothesis in hypotheses {
             var outcome = closer.attempt(fusion, pose: pose, from: hypothesis.worldFromCamera,
-                                         madeBy: hypothesis.keyframeTick + closer.parameters.keyframeSurfaceFrames, live: live)
+                                         madeBy: hypothesis.keyframeTick + closer.parameters.keyframeSurfaceFrames, live: live,
+                                         framesSinceConsistent: framesSinceConsistent(fusion))
             if case .closed(var report, let deformation, let corrected) = outcome {
                 report.keyframePosition = hypothesis.keyframePosition
                 outcome = .closed(report, deformation, pose: corrected)
@@ -62,6 +70,7 @@ public struct GlobalLoopSearch: Sendable {
             switch outcome {
             case .closed, .reactivated:
                 nextTick = fusion.tick + parameters.retryAfter
+                lastConsistentTick = fusion.tick
                 return last
             case .skipped, .rejected: continue
             }
@@ -91,9 +100,11 @@ public struct LoopClosureStep: Sendable {
 
     public static func run(_ fusion: SurfelFusion, pose: RigidTransform, closer: LoopCloser, search: inout GlobalLoopSearch,
                            keyframes: Relocaliser?, color: ColorImage?, depth: DepthImage, live: [VertexNormalMap]) -> LoopClosureStep {
-        var step = LoopClosureStep(local: closer.attempt(fusion, pose: pose), global: nil, code: nil)
+        var step = LoopClosureStep(local: closer.attempt(fusion, pose: pose, framesSinceConsistent: search.framesSinceConsistent(fusion)),
+                                   global: nil, code: nil)
         switch step.local {
         case .closed, .reactivated:
+            search.lastConsistentTick = fusion.tick
             return step
         case .skipped, .rejected:
             guard let keyframes else { return step }
