@@ -17,7 +17,7 @@ public struct AxialDepthNoise: Sendable, Equatable, Hashable {
         self.base = base; self.quadratic = quadratic; self.offset = offset
     }
 
-    /// Kinect v1 (Nguyen et al. 2012): 1.2 mm at 0.4 m, 1.9 mm at 1 m, 6.2 mm at 2 m, 16 mm at 3 m.
+    /// Kinect v1 (Nguyen et al. 2012): 1.2 mm at 0.4 m, 1.9 mm at 1 m, 6.1 mm at 2 m, 14 mm at 3 m.
     public static let kinect = AxialDepthNoise()
 
     /// σ at depth `z`, metres.
