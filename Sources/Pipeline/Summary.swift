@@ -27,7 +27,7 @@ enum Summary {
             lines.append("  labels: none (geometry only)")
         }
         if r.options.poses == .track {
-            var line = "  poses: tracked (frame-to-model ICP)"
+            var line = "  poses: tracked (frame-to-model ICP, " + (r.options.tracking.depthNoise == nil ? "uniform weights" : "depth-noise weights") + ")"
             if !r.trackingFailures.isEmpty {
                 let list = r.trackingFailures.prefix(5).map { "\($0.position)" }.joined(separator: ", ")
                 line += "; tracking FAILED on \(r.trackingFailures.count) frames (\(list)\(r.trackingFailures.count > 5 ? ", ..." : "")), not fused"
