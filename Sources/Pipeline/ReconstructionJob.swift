@@ -79,6 +79,8 @@ public struct ReconstructionRequest: Sendable {
             ?? InputLimits.check(Double(fusion.maxDepth), "maximum depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m")
             ?? InputLimits.check(labelConfidence, "label confidence", in: 0...1, exclusiveLower: true)
             ?? InputLimits.check(tracking.photometricWeight, "photometric weight", in: InputLimits.photometricWeight)
+            ?? (tracking.depthNoise.map { $0.isUsable } == false
+                ? "depth-noise model for ICP weights: needs finite coefficients, base > 0, quadratic ≥ 0 and offset in 0..<100 m" : nil)
             ?? InputLimits.check(fusion.threads, "threads", in: InputLimits.threads)
             ?? reader.depthScale.flatMap { InputLimits.depthScale($0, "depth scale") }
     }

@@ -88,6 +88,22 @@ final class TrackingTests: XCTestCase {
         XCTAssertLessThanOrEqual(ate.rmse, 0.01, "the map and the later frames are not corrupted")
     }
 
+    /// A request with a noise model the tracker cannot divide by is refused before any work,
+    /// naming the model, instead of silently tracking with uniform weights.
+    func testUnusableDepthNoiseModelIsRefused() throws {
+        var request = ReconstructionRequest(sequence: URL(fileURLWithPath: "/nonexistent"))
+        XCTAssertNil(request.validationProblem)
+        for bad in [AxialDepthNoise(base: 0), AxialDepthNoise(quadratic: -1), AxialDepthNoise(base: .nan), AxialDepthNoise(offset: 1e6)] {
+            request.tracking.depthNoise = bad
+            XCTAssertTrue(request.validationProblem?.contains("depth-noise model") == true, "\(bad)")
+            XCTAssertThrowsError(try ReconstructionJob.run(request)) { error in
+                XCTAssertTrue("\(error)".contains("depth-noise model"), "\(error)")
+            }
+        }
+        request.tracking.depthNoise = nil
+        XCTAssertNil(request.validationProblem, "uniform weights need no model")
+    }
+
     func testAbsoluteTrajectoryErrorAlignsRigidly() throws {
         let truth = (0..<20).map { RigidTransform(translation: SIMD3(Double($0) * 0.1, sin(Double($0)), 0.5), quaternion: SIMD4(0, 0, 0, 1)) }
         let offset = RigidTransform.exp(rho: SIMD3(1, -2, 0.5), omega: SIMD3(0.2, 0.1, -0.4))

@@ -51,6 +51,7 @@ public struct TrackingParameters: Sendable, Equatable {
     /// went from 37.0 to 27.0 mm at 320x240: a Kinect's far depth carries more than noise. On the
     /// synthetic room, whose simulated noise is unbiased and whose surfaces lie mostly beyond
     /// 2.3 m, it went from 5.2 to 7.6 mm. See docs/results.md, "Depth-noise weights".
+    /// A model that is not `isUsable` weights uniformly; `ReconstructionRequest` refuses one.
     public var depthNoise: AxialDepthNoise? = .kinect
     public init() {}
 }
