@@ -28,8 +28,10 @@ public enum MeshingError: Error, CustomStringConvertible, Equatable {
 public struct MeshingParameters: Sendable, Equatable {
     /// Voxel edge in metres; nil picks `voxelsPerMedianRadius` times the median surfel radius.
     public var voxelSize: Float?
-    /// Automatic voxel size as a multiple of the median surfel radius.
-    public var voxelsPerMedianRadius: Float = 1.5
+    /// Automatic voxel size as a multiple of the median surfel radius. At 1 a median disc spans
+    /// two voxels, so the surface reaches to within about a voxel of where the surfels end; 1.5
+    /// left 0.2-0.9 points more of the measured surface uncovered at the map's borders (docs/results.md).
+    public var voxelsPerMedianRadius: Float = 1
     /// Bounds of the automatic voxel size in metres.
     public var automaticVoxelRange: ClosedRange<Float> = 0.002...0.05
     /// Half-width of the band along each surfel's normal that it writes, in voxels. A cube the

@@ -30,7 +30,7 @@ struct Mesh: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output mesh PLY. Default: <map>.mesh.ply")
     var output: String?
 
-    @Option(help: "Voxel edge in metres. Default: 1.5x the median surfel radius (within 2 mm - 5 cm).")
+    @Option(help: "Voxel edge in metres. Default: the median surfel radius (within 2 mm - 5 cm).")
     var voxelSize: Double?
 
     @Option(help: "Vertex colours: 'semantic' (class palette of the fused label) or 'rgb' (surfel colours; needs a map written with --color rgb). Default: semantic when the map has labels.")

@@ -101,7 +101,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Also write one mesh per class into this folder (<id>-<name>.ply).")
     var meshPerClass: String?
 
-    @Option(help: "Mesh voxel edge in metres. Default: 1.5x the median surfel radius (within 2 mm - 5 cm).")
+    @Option(help: "Mesh voxel edge in metres. Default: the median surfel radius (within 2 mm - 5 cm).")
     var voxelSize: Double?
 
     @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the map (class colours | RGB).")

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Geometry
+import Export
 import Imaging
 import Mapping
 import Sequences
@@ -46,5 +47,40 @@ final class SevenScenesReconstructionTests: XCTestCase {
                      median * 1000, differences[differences.count * 9 / 10] * 1000, coverage * 100, measured))
         XCTAssertLessThanOrEqual(median, 0.02)
         XCTAssertGreaterThan(coverage, 0.7)
+    }
+
+    /// Issue 10's goal on the PNG-50 frames with ground-truth poses and default flags: the point
+    /// cloud and the mesh each cover the measured surface (median depth-to-map distance ≤ 0.55 cm,
+    /// ≥ 96 % of the measured points within 2 cm) without leaving it (median map-to-depth
+    /// distance ≤ 0.3 cm for the point cloud; the mesh's 0.35 cm is bounded at 0.4 cm, see
+    /// docs/results.md on why its vertices score above the surfels).
+    func testDefaultMapAndMeshCoverTheMeasuredSurface() throws {
+        let url = try SharedData.require("7scenes-redkitchen-png50")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("png50-mesh-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var request = ReconstructionRequest(sequence: url)
+        request.output = folder.appendingPathComponent("map.ply")
+        var mesh = MeshRequest(output: folder.appendingPathComponent("map.mesh.ply"))
+        request.mesh = mesh
+        request.preview = false
+        request.fusion.keepConfidence = 1  // what `semfuse reconstruct` sets without flags
+        let result = try ReconstructionJob.run(request)
+        let source = try SequenceLoader.open(url, options: ReaderOptions())
+        let cloud = try PLYReader.read(result.output).pointCloud()
+        let meshFile = try PLYReader.read(mesh.output)
+        let faces = try XCTUnwrap(meshFile.faces)
+        let maps: [(String, [SIMD3<Float>], [SIMD3<UInt32>]?)] = try [("point cloud", cloud.positions, nil),
+                                                                       ("mesh", meshFile.pointCloud().positions, faces)]
+        let scores = try maps.map { name, points, triangles in
+            let score = try XCTUnwrap(MapGeometryScore.compute(map: points, triangles: triangles, source: source, every: 1))
+            print(String(format: "PNG-50 default %@: accuracy %.3f cm, completeness %.3f cm, %.2f %% within 2 cm (%d points)", name,
+                         score.accuracyMedian * 100, score.completenessMedian * 100, score.completenessWithin2cm * 100, points.count))
+            XCTAssertLessThanOrEqual(score.completenessMedian, 0.0055, name)
+            XCTAssertGreaterThanOrEqual(score.completenessWithin2cm, 0.96, name)
+            return score
+        }
+        XCTAssertLessThanOrEqual(scores[0].accuracyMedian, 0.003)
+        XCTAssertLessThanOrEqual(scores[1].accuracyMedian, 0.004)
     }
 }
