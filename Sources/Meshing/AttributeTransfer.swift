@@ -41,6 +41,7 @@ enum AttributeTransfer {
                          threads: Int) -> PointCloud {
         let n = positions.count
         let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
+        let discs = DiscLookup(surfels: surfels, grid: grid)
         let probabilities = cloud.classProbabilities
         let classCount = probabilities?.classCount ?? (cloud.classSet?.count ?? 0)
         let hasLabels = cloud.labels != nil || probabilities != nil
@@ -124,8 +125,7 @@ enum AttributeTransfer {
                     // label is what the map shows there: those surfels fused as the map fuses
                     // them (Σ confidence x probability).
                     let q = positionsOut[v]
-                    grid.forEach(near: q) { k in
-                        guard DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
+                    discs.forEachDisc(containing: q, grid: grid) { k in
                         covered = true
                         addEvidence(surfels.usable[k], surfels.weight[k])
                     }
@@ -204,24 +204,31 @@ enum AttributeTransfer {
 struct SurfelGrid {
     let cell: Float
     private var order: [Int32] = []
-    private var ranges: [SIMD3<Int32>: Range<Int>] = [:]
+    private var ranges = CellRanges()
 
     init(surfels: Surfels, cell: Float) {
+        self.init(positions: surfels.position, ids: nil, cell: cell)
+    }
+
+    /// A grid of `positions`; `forEach` reports `ids[j]` for position j (j itself without ids).
+    init(positions: [SIMD3<Float>], ids: [Int32]?, cell: Float) {
         self.cell = cell
-        let keys = surfels.position.map { Self.key($0, cell) }
+        let keys = positions.map { Self.key($0, cell) }
         let sorted = keys.indices.sorted { a, b in
             let ka = keys[a], kb = keys[b]
             return (ka.x, ka.y, ka.z, a) < (kb.x, kb.y, kb.z, b)
         }
-        order = sorted.map(Int32.init)
+        order = sorted.map { ids?[$0] ?? Int32($0) }
+        var cells: [(SIMD3<Int32>, Range<Int>)] = []
         var i = 0
         while i < sorted.count {
             let k = keys[sorted[i]]
             var j = i + 1
             while j < sorted.count && keys[sorted[j]] == k { j += 1 }
-            ranges[k] = i..<j
+            cells.append((k, i..<j))
             i = j
         }
+        ranges = CellRanges(cells)
     }
 
     @inline(__always) static func key(_ p: SIMD3<Float>, _ cell: Float) -> SIMD3<Int32> {
@@ -235,10 +242,118 @@ struct SurfelGrid {
         for dz in -1...1 {
             for dy in -1...1 {
                 for dx in -1...1 {
-                    guard let range = ranges[c &+ SIMD3(Int32(dx), Int32(dy), Int32(dz))] else { continue }
+                    guard let range = ranges.range(of: c &+ SIMD3(Int32(dx), Int32(dy), Int32(dz))) else { continue }
                     for j in range { body(Int(order[j])) }
                 }
             }
+        }
+    }
+}
+
+/// Finds the surfels whose discs contain a point (`DiscIndex.contains`, the test
+/// `LabelAgreementMeasure` applies to the map), wherever their centres are.
+///
+/// A disc containing q has its centre within r·√2 of q. The attribute grid reaches one cell
+/// (two voxels) around a point, so it finds every disc up to r = √2 voxels; at a voxel of the
+/// median radius that misses many far and oblique surfels' discs. Those wider discs go into a
+/// second grid whose cell is their largest reach. Discs over 16 times the median radius are left
+/// out, as `DiscIndex` leaves them out, so one oversized surfel cannot make every lookup scan
+/// the map.
+struct DiscLookup {
+    /// Per surfel: its disc is wider than the attribute grid reaches (looked up in `wide`), or
+    /// oversized (never looked up).
+    private let inWide: [Bool]
+    private let excluded: [Bool]
+    private let wide: SurfelGrid?
+    private let surfels: Surfels
+
+    init(surfels: Surfels, grid: SurfelGrid) {
+        self.surfels = surfels
+        let n = surfels.position.count
+        var radii = surfels.radius.filter { $0.isFinite && $0 > 0 }
+        radii.sort()
+        let median = radii.isEmpty ? 0 : radii[radii.count / 2]
+        var inWide = [Bool](repeating: false, count: n), excluded = [Bool](repeating: false, count: n)
+        var widePositions: [SIMD3<Float>] = [], wideIds: [Int32] = []
+        var reach: Float = 0
+        for k in 0..<n {
+            let r = surfels.radius[k]
+            guard r.isFinite, r > 0, r <= 16 * median else { excluded[k] = true; continue }
+            let extent = r * Float(2).squareRoot()
+            guard extent > grid.cell else { continue }
+            inWide[k] = true
+            widePositions.append(surfels.position[k]); wideIds.append(Int32(k))
+            reach = max(reach, extent)
+        }
+        self.inWide = inWide
+        self.excluded = excluded
+        wide = wideIds.isEmpty ? nil : SurfelGrid(positions: widePositions, ids: wideIds, cell: reach)
+    }
+
+    /// Calls `body` with every surfel (index into `surfels`) whose disc contains `q`, once each.
+    @inline(__always)
+    func forEachDisc(containing q: SIMD3<Float>, grid: SurfelGrid, _ body: (Int) -> Void) {
+        grid.forEach(near: q) { k in
+            guard !inWide[k], !excluded[k],
+                  DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
+            body(k)
+        }
+        wide?.forEach(near: q) { k in
+            guard DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
+            body(k)
+        }
+    }
+}
+
+/// A fixed table from grid cells to ranges of a sorted array, looked up 27 times per vertex.
+///
+/// Swift's `Dictionary` hashes each `SIMD3<Int32>` key with SipHash, which was a sixth of the
+/// meshing time of a 900k-vertex mesh. The keys here are fixed once built, so an open-addressing
+/// table with a multiplicative hash does: linear probing in a power-of-two table at most half
+/// full, full keys compared.
+struct CellRanges {
+    private var keys: [SIMD3<Int32>] = []
+    /// Per slot: the range's bounds; `start` -1 marks an empty slot.
+    private var starts: [Int32] = [], ends: [Int32] = []
+    private var mask = 0
+
+    init() {}
+
+    /// `cells` must not repeat a cell (the last one wins if it does).
+    init(_ cells: [(SIMD3<Int32>, Range<Int>)]) {
+        var capacity = 1
+        while capacity < 2 * cells.count { capacity *= 2 }
+        mask = capacity - 1
+        keys = [SIMD3<Int32>](repeating: .zero, count: capacity)
+        starts = [Int32](repeating: -1, count: capacity)
+        ends = [Int32](repeating: 0, count: capacity)
+        for (cell, range) in cells {
+            precondition(range.lowerBound >= 0 && range.upperBound <= Int(Int32.max), "CellRanges: range out of Int32")
+            var slot = Self.hash(cell) & mask
+            while starts[slot] >= 0 && keys[slot] != cell { slot = (slot + 1) & mask }
+            keys[slot] = cell
+            starts[slot] = Int32(range.lowerBound)
+            ends[slot] = Int32(range.upperBound)
+        }
+    }
+
+    @inline(__always)
+    static func hash(_ c: SIMD3<Int32>) -> Int {
+        let x = UInt64(UInt32(bitPattern: c.x)), y = UInt64(UInt32(bitPattern: c.y)), z = UInt64(UInt32(bitPattern: c.z))
+        let h = (x &* 0x9E37_79B9_7F4A_7C15) ^ (y &* 0xC2B2_AE3D_27D4_EB4F) ^ (z &* 0x1656_67B1_9E37_79F9)
+        return Int(truncatingIfNeeded: h ^ (h >> 29))
+    }
+
+    /// The range stored for `cell`, or nil.
+    @inline(__always)
+    func range(of cell: SIMD3<Int32>) -> Range<Int>? {
+        guard mask > 0 || !starts.isEmpty else { return nil }
+        var slot = Self.hash(cell) & mask
+        while true {
+            let start = starts[slot]
+            if start < 0 { return nil }
+            if keys[slot] == cell { return Int(start)..<Int(ends[slot]) }
+            slot = (slot + 1) & mask
         }
     }
 }

@@ -479,4 +479,83 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertLessThan(trimmed, untrimmed)
         XCTAssertLessThanOrEqual(trimmed, side / 2 + 2 * voxel + voxel, "the mesh ends within a voxel of the last discs")
     }
+
+    /// The attribute grid's cell table answers exactly what a dictionary of the same cells
+    /// does: every stored cell its own range, every other cell nothing, including cells far
+    /// from the origin, negative ones and ones that collide in the table.
+    func testCellRangesAgreeWithADictionary() {
+        XCTAssertNil(CellRanges().range(of: .zero))
+        XCTAssertNil(CellRanges([]).range(of: SIMD3(1, 2, 3)))
+        var state: UInt64 = 99
+        func next() -> Int32 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int32(truncatingIfNeeded: Int64(bitPattern: state) >> 40) % 300
+        }
+        var reference: [SIMD3<Int32>: Range<Int>] = [:]
+        var start = 0
+        for _ in 0..<5000 {
+            let cell = SIMD3(next(), next(), next())
+            guard reference[cell] == nil else { continue }
+            let length = Int(abs(next()) % 7) + 1
+            reference[cell] = start..<(start + length)
+            start += length
+        }
+        for extreme in [SIMD3<Int32>(Int32.max, Int32.min, 0), SIMD3(-1, -1, -1), SIMD3(1 << 20, -(1 << 20), 7)] {
+            reference[extreme] = start..<(start + 1)
+            start += 1
+        }
+        let table = CellRanges(reference.map { ($0.key, $0.value) })
+        for (cell, range) in reference { XCTAssertEqual(table.range(of: cell), range, "\(cell)") }
+        var absent = 0
+        for _ in 0..<20000 {
+            let cell = SIMD3(next(), next(), next())
+            XCTAssertEqual(table.range(of: cell), reference[cell])
+            if reference[cell] == nil { absent += 1 }
+        }
+        XCTAssertGreaterThan(absent, 1000)
+    }
+
+    /// Every disc containing a point is found, however much wider than the attribute grid's
+    /// reach it is, and only those: small discs on a plane with discs of up to six voxels among
+    /// them, against a brute-force search (discs over 16x the median radius are left out, as
+    /// the map-agreement measure leaves them out).
+    func testDiscLookupFindsWideDiscs() {
+        let voxel: Float = 0.01
+        var cloud = PointCloud(positions: [])
+        var positions: [SIMD3<Float>] = [], radii: [Float] = []
+        var state: UInt64 = 7
+        func random() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        for i in 0..<2000 {
+            positions.append(SIMD3(random() * 0.5, random() * 0.5, 0.002 * (random() - 0.5)))
+            // Mostly a voxel wide; every tenth up to 6 voxels; one 20 times the median.
+            radii.append(i == 0 ? 20 * voxel : (i % 10 == 0 ? voxel * (1 + 5 * random()) : voxel * (0.5 + random())))
+        }
+        cloud = PointCloud(positions: positions)
+        cloud.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, 1), count: positions.count)
+        cloud.radius = radii
+        cloud.confidence = [Float](repeating: 1, count: positions.count)
+        let surfels = Surfels(cloud: cloud, normals: cloud.normals!, voxel: voxel)
+        let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
+        let lookup = DiscLookup(surfels: surfels, grid: grid)
+        var median = surfels.radius
+        median.sort()
+        let cap = 16 * median[median.count / 2]
+        var foundWide = 0
+        for _ in 0..<3000 {
+            let q = SIMD3<Float>(random() * 0.5, random() * 0.5, 0.004 * (random() - 0.5))
+            var found: [Int] = []
+            lookup.forEachDisc(containing: q, grid: grid) { found.append($0) }
+            let expected = surfels.position.indices.filter {
+                surfels.radius[$0] <= cap
+                    && DiscIndex.contains(q - surfels.position[$0], normal: surfels.normal[$0], radius: surfels.radius[$0])
+            }
+            XCTAssertEqual(found.sorted(), expected)
+            foundWide += expected.filter { surfels.radius[$0] * Float(2).squareRoot() > 2 * voxel }.count
+        }
+        XCTAssertGreaterThan(foundWide, 100, "the test must exercise discs beyond the grid's reach")
+    }
 }
+
