@@ -220,10 +220,26 @@ public enum SurfelMesher {
                         let axis = m.x >= m.y && m.x >= m.z ? 0 : (m.y >= m.z ? 1 : 2)
                         let u = (axis + 1) % 3, v = (axis + 2) % 3
                         guard let ru = range(u), let rv = range(v), let ra = range(axis) else { continue }
-                        var cell3 = SIMD3<Int>(0, 0, 0)
+                        let ox = Int(origin.x), oy = Int(origin.y), oz = Int(origin.z)
+                        // One voxel (block-local x, y, z). The three loops below call it with the
+                        // sweep axis fixed at compile time, so no coordinate is indexed by a
+                        // run-time axis in the innermost loop (same arithmetic either way).
+                        @inline(__always) func visit(_ x: Int, _ y: Int, _ z: Int) {
+                            let voxelPoint = SIMD3<Float>(Float(ox + x), Float(oy + y), Float(oz + z)) * voxel
+                            let offset = voxelPoint - p
+                            let d = (offset * n).sum()
+                            guard abs(d) <= band else { return }
+                            let lateral = offset - d * n
+                            let l2 = (lateral * lateral).sum()
+                            guard l2 <= support2 else { return }
+                            let w = w0 * exp(-l2 * inv2s2)
+                            let index = base + SparseVolume.local(x, y, z)
+                            dist[index] += w * d
+                            weight[index] += w
+                            if l2 <= cover2, abs(d) <= voxel { covered[index] = 1 }
+                        }
                         for j in rv {
                             for i in ru {
-                                cell3[u] = i; cell3[v] = j
                                 // d(t) = n[axis] * (t * voxel + origin - p) + rest, |d| <= band
                                 let wu = Float(Int(origin[u]) + i) * voxel - p[u]
                                 let wv = Float(Int(origin[v]) + j) * voxel - p[v]
@@ -233,20 +249,11 @@ public enum SurfelMesher {
                                 let lo = max(ra.lowerBound, Int(min(t0, t1).rounded(.up)))
                                 let hi = min(ra.upperBound, Int(max(t0, t1).rounded(.down)))
                                 guard lo <= hi else { continue }
-                                for t in lo...hi {
-                                    cell3[axis] = t
-                                    let voxelPoint = SIMD3<Float>(Float(Int(origin.x) + cell3.x), Float(Int(origin.y) + cell3.y), Float(Int(origin.z) + cell3.z)) * voxel
-                                    let offset = voxelPoint - p
-                                    let d = (offset * n).sum()
-                                    guard abs(d) <= band else { continue }
-                                    let lateral = offset - d * n
-                                    let l2 = (lateral * lateral).sum()
-                                    guard l2 <= support2 else { continue }
-                                    let w = w0 * exp(-l2 * inv2s2)
-                                    let index = base + SparseVolume.local(cell3.x, cell3.y, cell3.z)
-                                    dist[index] += w * d
-                                    weight[index] += w
-                                    if l2 <= cover2, abs(d) <= voxel { covered[index] = 1 }
+                                // u = axis + 1, v = axis + 2 (mod 3).
+                                switch axis {
+                                case 0: for t in lo...hi { visit(t, i, j) }
+                                case 1: for t in lo...hi { visit(j, t, i) }
+                                default: for t in lo...hi { visit(i, j, t) }
                                 }
                             }
                         }
