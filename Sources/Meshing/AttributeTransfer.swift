@@ -258,16 +258,18 @@ struct SurfelGrid {
 ///
 /// A disc containing q has its centre within r·√2 of q. The attribute grid reaches one cell
 /// (two voxels) around a point, so it finds every disc up to r = √2 voxels; at a voxel of the
-/// median radius that misses many far and oblique surfels' discs. Those wider discs go into a
-/// second grid whose cell is their largest reach. Discs over 16 times the median radius are left
-/// out, as `DiscIndex` leaves them out, so one oversized surfel cannot make every lookup scan
-/// the map.
+/// median radius that misses many far and oblique surfels' discs. The wider discs go into
+/// further grids by size, each with cells twice the previous one's, so a lookup reaches each
+/// disc from at most about twice its own reach: a few large surfels do not make every lookup scan
+/// a wide neighbourhood of small ones. Discs over 16 times the median radius are left out, as
+/// `DiscIndex` leaves them out.
 struct DiscLookup {
     /// Per surfel: its disc is wider than the attribute grid reaches (looked up in `wide`), or
     /// oversized (never looked up).
     private let inWide: [Bool]
     private let excluded: [Bool]
-    private let wide: SurfelGrid?
+    /// Grids of the wider discs, cells 2, 4, 8, ... times the attribute grid's.
+    private let wide: [SurfelGrid]
     private let surfels: Surfels
 
     init(surfels: Surfels, grid: SurfelGrid) {
@@ -277,20 +279,23 @@ struct DiscLookup {
         radii.sort()
         let median = radii.isEmpty ? 0 : radii[radii.count / 2]
         var inWide = [Bool](repeating: false, count: n), excluded = [Bool](repeating: false, count: n)
-        var widePositions: [SIMD3<Float>] = [], wideIds: [Int32] = []
-        var reach: Float = 0
+        var levels: [Int: (cell: Float, positions: [SIMD3<Float>], ids: [Int32])] = [:]
         for k in 0..<n {
             let r = surfels.radius[k]
             guard r.isFinite, r > 0, r <= 16 * median else { excluded[k] = true; continue }
             let extent = r * Float(2).squareRoot()
             guard extent > grid.cell else { continue }
             inWide[k] = true
-            widePositions.append(surfels.position[k]); wideIds.append(Int32(k))
-            reach = max(reach, extent)
+            var level = 1, cell = 2 * grid.cell
+            while cell < extent { cell *= 2; level += 1 }
+            levels[level, default: (cell, [], [])].positions.append(surfels.position[k])
+            levels[level, default: (cell, [], [])].ids.append(Int32(k))
         }
         self.inWide = inWide
         self.excluded = excluded
-        wide = wideIds.isEmpty ? nil : SurfelGrid(positions: widePositions, ids: wideIds, cell: reach)
+        wide = levels.keys.sorted().map { level in
+            SurfelGrid(positions: levels[level]!.positions, ids: levels[level]!.ids, cell: levels[level]!.cell)
+        }
     }
 
     /// Calls `body` with every surfel (index into `surfels`) whose disc contains `q`, once each.
@@ -301,9 +306,11 @@ struct DiscLookup {
                   DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
             body(k)
         }
-        wide?.forEach(near: q) { k in
-            guard DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
-            body(k)
+        for level in wide {
+            level.forEach(near: q) { k in
+                guard DiscIndex.contains(q - surfels.position[k], normal: surfels.normal[k], radius: surfels.radius[k]) else { return }
+                body(k)
+            }
         }
     }
 }
