@@ -357,7 +357,7 @@ struct CellRanges {
     /// The range stored for `cell`, or nil.
     @inline(__always)
     func range(of cell: SIMD3<Int32>) -> Range<Int>? {
-        guard mask > 0 || !starts.isEmpty else { return nil }
+        guard !starts.isEmpty else { return nil }
         var slot = Self.hash(cell) & mask
         while true {
             let start = starts[slot]
