@@ -562,9 +562,9 @@ public final class SurfelFusion {
                         let facing = abs(T.rotate(normals[i]).z) > 0.85
                         let lateral2 = (1.4 * radii[i]) * (1.4 * radii[i])
                         let myInit = initTimes[i]
-                        let (duplicates, violations) = window.counts(x0: x0, y0: y0, position: pc, facing: facing,
-                                                                     lateral2: lateral2, initTime: myInit)
-                        if duplicates > 8 || violations > 4 { flags[i] = true; removedHere += 1 }
+                        if window.removes(x0: x0, y0: y0, position: pc, facing: facing, lateral2: lateral2, initTime: myInit) {
+                            flags[i] = true; removedHere += 1
+                        }
                     }
                 }
             }}
@@ -636,6 +636,43 @@ struct CleanupWindow {
             }
         }
         return (duplicates, violations)
+    }
+
+    /// Rules 1 and 2's decision, `duplicates > 8 || violations > 4` over `counts`' window, but
+    /// with the rows four pixels at a time stopping as soon as the rows left cannot change the
+    /// answer. Most surfels keep their place, and once two rows hold no duplicate the other
+    /// eight pixels cannot make nine; skipping those rows saves loads from planes that the
+    /// surfels' scattered projections mostly miss in cache. Same decision as `counts` (tested).
+    @inline(__always)
+    func removes(x0: Int, y0: Int, position pc: SIMD3<Float>, facing: Bool, lateral2: Float, initTime: Int32) -> Bool {
+        let w = width, h = height
+        guard x0 >= 0, x0 + 3 < w else {
+            let (duplicates, violations) = counts(x0: x0, y0: y0, position: pc, facing: facing, lateral2: lateral2,
+                                                  initTime: initTime, vectorised: false)
+            return duplicates > 8 || violations > 4
+        }
+        let z = SIMD4<Float>(repeating: pc.z), zero = SIMD4<Float>(), near = SIMD4<Float>(repeating: 0.01)
+        let initLimit = SIMD4<Int32>(repeating: initTime)
+        var duplicates = 0, violations = 0
+        let last = min(h - 1, y0 + 3)
+        for yy in max(0, y0)...last {
+            let q = yy * w + x0
+            let shown = UnsafeRawPointer(stableDepth.address(q)).loadUnaligned(as: SIMD4<Float>.self)
+            let magnitude = unsafeBitCast(unsafeBitCast(shown, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: SIMD4<Float>.self)
+            let behind = magnitude - z
+            if facing { violations += Self.count((behind .> near) .& (shown .> zero)) }
+            let older = UnsafeRawPointer(pixelInit.address(q)).loadUnaligned(as: SIMD4<Int32>.self) .< initLimit
+            let candidates = (behind .> zero) .& (behind .< near) .& older
+            if any(candidates) {
+                let xy = UnsafeRawPointer(stableXY.address(q)).loadUnaligned(as: SIMD8<Float>.self)
+                let dx = xy.evenHalf - SIMD4(repeating: pc.x), dy = xy.oddHalf - SIMD4(repeating: pc.y)
+                duplicates += Self.count(candidates .& (dx * dx + dy * dy .< SIMD4(repeating: lateral2)))
+            }
+            if duplicates > 8 || violations > 4 { return true }
+            let left = 4 * (last - yy)
+            if duplicates + left <= 8 && (!facing || violations + left <= 4) { return false }
+        }
+        return false
     }
 
     /// Number of set lanes.

@@ -68,4 +68,85 @@ final class CleanupWindowTests: XCTestCase {
         XCTAssertGreaterThan(withViolations, 500)
         print("\(vectorWindows) windows four at a time; \(withDuplicates) with duplicates, \(withViolations) with violations")
     }
+
+    /// `removes` (rows four at a time, stopping once the answer is fixed) decides exactly as the
+    /// full counts do, over images where removals are common and where they are rare.
+    func testEarlyStoppingDecidesAsTheFullCounts() {
+        let width = 29, height = 19, n = width * height
+        var state: UInt64 = 11
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33) % bound
+        }
+        var removed = 0, kept = 0
+        for density in [2, 5, 9, 10] {   // out of 10 pixels: a stable surfel just behind
+            var depth = [Float](repeating: .nan, count: n)
+            var initTimes = [Int32](repeating: 0, count: n)
+            var positions = [SIMD2<Float>](repeating: .zero, count: n)
+            for p in 0..<n {
+                if next(10) < density {
+                    let behind: Float = [0.004, 0.008, 0.02, 0.05][next(4)]
+                    depth[p] = (next(4) == 0 ? -1 : 1) * (1.5 + behind)
+                } else if next(2) == 0 {
+                    depth[p] = 1.5 - 0.01
+                }
+                initTimes[p] = Int32(next(4))
+                positions[p] = SIMD2(Float(next(11) - 5) * 0.001, Float(next(11) - 5) * 0.001)
+            }
+            depth.withKernelInput { depth in
+            initTimes.withKernelInput { initTimes in
+            positions.withKernelInput { positions in
+                let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height)
+                for y0 in -1..<height {
+                    for x0 in -1..<width {
+                        for facing in [false, true] {
+                            let pc = SIMD3<Float>(0.001, 0, 1.5), initTime = Int32(2 + (x0 & 1)), lateral2: Float = 0.006 * 0.006
+                            let full = window.counts(x0: x0, y0: y0, position: pc, facing: facing, lateral2: lateral2,
+                                                     initTime: initTime, vectorised: false)
+                            let expected = full.duplicates > 8 || full.violations > 4
+                            XCTAssertEqual(window.removes(x0: x0, y0: y0, position: pc, facing: facing, lateral2: lateral2, initTime: initTime),
+                                           expected, "window at (\(x0), \(y0)), facing \(facing), density \(density)")
+                            if expected { removed += 1 } else { kept += 1 }
+                        }
+                    }
+                }
+            }}}
+        }
+        XCTAssertGreaterThan(removed, 300)
+        XCTAssertGreaterThan(kept, 300)
+        print("\(removed) windows remove, \(kept) keep")
+    }
+
+    /// Every split of duplicates and violations over the window's four rows (15 per row, 15⁴
+    /// windows), so the thresholds' edges (nine duplicates, five violations, reached only in
+    /// the last row) are all met: `removes` against the full counts.
+    func testEarlyStoppingAtEveryRowSplit() {
+        let width = 6, height = 6, pc = SIMD3<Float>(0, 0, 1.5)
+        var splits: [(Int, Int)] = []
+        for d in 0...4 { for v in 0...(4 - d) { splits.append((d, v)) } }
+        var depth = [Float](repeating: .nan, count: width * height)
+        let initTimes = [Int32](repeating: 0, count: width * height)
+        let positions = [SIMD2<Float>](repeating: .zero, count: width * height)
+        var removed = 0, checked = 0
+        for a in splits { for b in splits { for c in splits { for d in splits {
+            for (row, split) in [a, b, c, d].enumerated() {
+                for x in 0..<4 {
+                    // Window at (1, 1): duplicates just behind, violations seen 2 cm behind, others empty.
+                    depth[(row + 1) * width + x + 1] = x < split.0 ? 1.504 : x < split.0 + split.1 ? 1.52 : .nan
+                }
+            }
+            depth.withKernelInput { depth in initTimes.withKernelInput { initTimes in positions.withKernelInput { positions in
+                let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height)
+                let full = window.counts(x0: 1, y0: 1, position: pc, facing: true, lateral2: 1e-4, initTime: 1, vectorised: false)
+                let expected = full.duplicates > 8 || full.violations > 4
+                if window.removes(x0: 1, y0: 1, position: pc, facing: true, lateral2: 1e-4, initTime: 1) != expected {
+                    XCTFail("rows \([a, b, c, d]) (duplicates, violations): expected \(expected)")
+                }
+                if expected { removed += 1 }
+                checked += 1
+            } } }
+        } } } }
+        XCTAssertEqual(checked, 15 * 15 * 15 * 15)
+        XCTAssertGreaterThan(removed, 1000)
+    }
 }
