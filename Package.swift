@@ -49,6 +49,9 @@ let package = Package(
         // CPUID behind a C function, and the decision whether the kernels can run here.
         .target(name: "CCPUID"),
         .target(name: "CPrefetch"),
+        // The int8 GEMM of the quantised network path: an AVX-512 VNNI kernel chosen at run time,
+        // and a portable one with the same results.
+        .target(name: "CInt8", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CAllocator"),
         .target(name: "CPUCheck", dependencies: ["CCPUID"], swiftSettings: kernelCPUDefine),
 
@@ -57,7 +60,7 @@ let package = Package(
         .target(name: "Semantics", dependencies: ["Imaging"], linkerSettings: libm),
         .target(name: "Sequences", dependencies: ["CZlib", "Geometry", "Imaging", "Semantics"], linkerSettings: libm),
         // The SIMD and BLAS kernels of both networks (the only unchecked, AVX2 code).
-        .target(name: "NetworkKernels", dependencies: ["CBLAS", "CPrefetch"], swiftSettings: kernelFlags, linkerSettings: libm),
+        .target(name: "NetworkKernels", dependencies: ["CBLAS", "CInt8", "CPrefetch"], swiftSettings: kernelFlags, linkerSettings: libm),
         // The joint depth + segmentation network and the converted-model executor.
         .target(name: "Network", dependencies: ["CBLAS", "CPUCheck", "Imaging", "NetworkKernels", "Semantics"], linkerSettings: libm),
         .target(name: "Mapping", dependencies: ["CPUCheck", "CPrefetch", "Geometry", "Imaging", "Semantics", "EigenBridge"],
@@ -83,7 +86,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "SemanticsTests", dependencies: ["Semantics", "TestSupport"]),
         .testTarget(name: "SequencesTests", dependencies: ["Sequences", "TestSupport"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "NetworkKernels", "CPUCheck", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "NetworkKernels", "CInt8", "CPUCheck", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MappingTests", dependencies: ["Mapping", "Sequences"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Mapping", "TestSupport"]),
         .testTarget(name: "MeshingTests", dependencies: ["Meshing", "Export", "Semantics"]),

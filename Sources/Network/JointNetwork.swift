@@ -39,6 +39,32 @@ public final class JointNetwork {
         self.threads = max(1, threads)
     }
 
+    /// Arithmetic of the 1x1 convolutions (encoder expand/project, decoder skips, CRP, adapt).
+    /// The stem (on the image), the depthwise layers and the 3x3 heads stay float32. Switching
+    /// to int8 quantises those weights once, per output channel.
+    public var precision: NetworkPrecision = .float32 {
+        didSet { if precision == .int8 && int8 == nil { int8 = Int8Weights(weights) } }
+    }
+    private var int8: Int8Weights?
+
+    /// The 1x1 convolutions' weights on 8-bit grids, keyed like `NetworkWeights`.
+    struct Int8Weights {
+        var expand: [[QuantisedWeights]], project: [[QuantisedWeights]]
+        var skip: [String: QuantisedWeights], denseCRP: [Int: [QuantisedWeights]], adapt: [Int: QuantisedWeights]
+
+        init(_ w: NetworkWeights) {
+            func q(_ values: [Float], rows: Int) -> QuantisedWeights {
+                values.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: rows, columns: values.count / max(rows, 1)) }
+            }
+            expand = w.stages.map { $0.map { q($0.expand.weight, rows: $0.hiddenChannels) } }
+            project = w.stages.map { $0.map { q($0.project.weight, rows: $0.outputChannels) } }
+            let width = NetworkArchitecture.width
+            skip = w.skip.mapValues { q($0, rows: width) }
+            denseCRP = w.denseCRP.mapValues { $0.map { q($0, rows: width) } }
+            adapt = w.adapt.mapValues { q($0, rows: width) }
+        }
+    }
+
     public var architecture: NetworkArchitecture { weights.architecture }
     /// Buffers allocated so far; stays constant once a frame of the largest size has run.
     public var workspaceAllocations: Int { workspace.allocationCount }
@@ -136,11 +162,13 @@ public final class JointNetwork {
         }
         show("layer1", current)
         var skips: [Int: FeatureMap] = [:]
+        let int8 = precision == .int8 ? self.int8 : nil
         for (s, blocks) in weights.stages.enumerated() {
             for (b, block) in blocks.enumerated() {
                 // Block outputs ping-pong within a stage; the stage's last output is kept as a skip.
                 let key = b == blocks.count - 1 ? "layer\(s + 2)" : "block.\(b % 2)"
-                current = invertedResidual(block, input: current, outputKey: key)
+                current = invertedResidual(block, input: current, outputKey: key,
+                                           int8: int8.map { ($0.expand[s][b], $0.project[s][b]) })
             }
             skips[s + 2] = current
             show("layer\(s + 2)", current)
@@ -148,7 +176,15 @@ public final class JointNetwork {
 
         // Decoder.
         let width = NetworkArchitecture.width
-        func conv1x1(_ kind: String, _ weights: [Float], _ input: FeatureMap, into output: FeatureMap, accumulate: Bool) {
+        func conv1x1(_ kind: String, _ weights: [Float], _ input: FeatureMap, into output: FeatureMap, accumulate: Bool,
+                     quantised: QuantisedWeights?) {
+            if let quantised {
+                timed(kind) {
+                    int8Gemm(weights: quantised, n: output.plane, b: input.base, ldb: input.plane, c: output.base, ldc: output.plane,
+                             threads: threads, workspace: ws, accumulate: accumulate)
+                }
+                return
+            }
             timed(kind) { weights.withUnsafeBufferPointer {
                 gemm(m: output.channels, n: output.plane, k: input.channels, a: $0.baseAddress!, b: input.base, c: output.base,
                      beta: accumulate ? 1 : 0, threads: threads)
@@ -160,8 +196,8 @@ public final class JointNetwork {
         let l8 = skips[8]!, l7 = skips[7]!, l6 = skips[6]!, l5 = skips[5]!, l4 = skips[4]!, l3 = skips[3]!
 
         var y = decoderMap("decoder.32", like: l8)
-        conv1x1("decoder skip 1x1", self.weights.skip["conv8"]!, l8, into: y, accumulate: false)
-        conv1x1("decoder skip 1x1", self.weights.skip["conv7"]!, l7, into: y, accumulate: true)
+        conv1x1("decoder skip 1x1", self.weights.skip["conv8"]!, l8, into: y, accumulate: false, quantised: int8?.skip["conv8"])
+        conv1x1("decoder skip 1x1", self.weights.skip["conv7"]!, l7, into: y, accumulate: true, quantised: int8?.skip["conv7"])
         timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
         show("sum4_relu6", y)
 
@@ -174,13 +210,13 @@ public final class JointNetwork {
                 timed("CRP max-pool") {
                     maxPoolAccumulating(source, into: pooled, accumulator: acc, mode: i == 0 ? .copy : .add, workspace: ws, threads: threads)
                 }
-                conv1x1("CRP dense 1x1", w, pooled, into: branch, accumulate: false)
+                conv1x1("CRP dense 1x1", w, pooled, into: branch, accumulate: false, quantised: int8?.denseCRP[crp]?[i])
                 source = branch
             }
             timed("elementwise") { addBias(acc, bias: nil, residual: branch, relu6: false, threads: threads) }
             show("crp\(crp)", acc)
             let adapted = decoderMap("adapt.\(crp)", like: y)
-            conv1x1("adapt 1x1", self.weights.adapt[crp]!, acc, into: adapted, accumulate: false)
+            conv1x1("adapt 1x1", self.weights.adapt[crp]!, acc, into: adapted, accumulate: false, quantised: int8?.adapt[crp])
             show("adapt\(crp)", adapted)
             return adapted
         }
@@ -192,7 +228,8 @@ public final class JointNetwork {
             timed("bilinear upsample") { resizeBilinear(adapted, into: y, workspace: ws, threads: threads) }
             show("up\(level + 1)", y)
             for skip in skips {
-                conv1x1("decoder skip 1x1", self.weights.skip[skip.name]!, skip.map, into: y, accumulate: true)
+                conv1x1("decoder skip 1x1", self.weights.skip[skip.name]!, skip.map, into: y, accumulate: true,
+                        quantised: int8?.skip[skip.name])
             }
             timed("elementwise") { addBias(y, bias: nil, relu6: true, threads: threads) }
             show("sum\(level)_relu6", y)
@@ -244,13 +281,15 @@ public final class JointNetwork {
                              classCount: architecture.classCount, depth: results["depth"]!, normals: results["normal"])
     }
 
-    private func invertedResidual(_ block: NetworkWeights.InvertedResidual, input: FeatureMap, outputKey: String) -> FeatureMap {
+    private func invertedResidual(_ block: NetworkWeights.InvertedResidual, input: FeatureMap, outputKey: String,
+                                  int8: (expand: QuantisedWeights, project: QuantisedWeights)?) -> FeatureMap {
         let ws = workspace
         let expanded = ws.map("block.expand", channels: block.hiddenChannels, height: input.height, width: input.width)
         timed("encoder expand 1x1") {
             block.expand.weight.withUnsafeBufferPointer { w in
                 block.expand.bias.withUnsafeBufferPointer { b in
-                    convolution1x1(input, into: expanded, weights: w.baseAddress!, bias: b.baseAddress!, relu6: true, threads: threads)
+                    convolution1x1(input, into: expanded, weights: w.baseAddress!, bias: b.baseAddress!, relu6: true, threads: threads,
+                                   quantised: int8?.expand, workspace: ws)
                 }
             }
         }
@@ -269,7 +308,8 @@ public final class JointNetwork {
             block.project.weight.withUnsafeBufferPointer { w in
                 block.project.bias.withUnsafeBufferPointer { b in
                     convolution1x1(filtered, into: output, weights: w.baseAddress!, bias: b.baseAddress!,
-                                   residual: block.residual ? input : nil, relu6: false, threads: threads)
+                                   residual: block.residual ? input : nil, relu6: false, threads: threads,
+                                   quantised: int8?.project, workspace: ws)
                 }
             }
         }

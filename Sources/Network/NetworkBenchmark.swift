@@ -15,6 +15,9 @@ public struct NetworkBenchmark {
         /// Median time of the pass's GEMMs alone (same shapes, same threading, measured in the
         /// same run): the floor the rest of the network is compared with.
         public var gemmFloorMilliseconds: Double
+        public var precision: NetworkPrecision
+        /// With int8: the same GEMMs through the int8 kernel (`int8Gemm`), same run (0 otherwise).
+        public var int8GemmFloorMilliseconds: Double
         /// Memory of the network's planned buffers at this size.
         public var workspaceBytes: Int
 
@@ -34,11 +37,16 @@ public struct NetworkBenchmark {
         }
     }
 
+    /// Whether the int8 GEMM runs its AVX-512 VNNI kernel on this CPU (else the portable one).
+    public static var int8KernelUsesVNNI: Bool { NetworkKernels.int8KernelUsesVNNI }
+
     public let weights: NetworkWeights
     public init(weights: NetworkWeights) { self.weights = weights }
 
-    public func run(width: Int, height: Int, threads: Int, runs: Int, warmup: Int = 2, profiledRuns: Int = 3) throws -> Result {
+    public func run(width: Int, height: Int, threads: Int, runs: Int, warmup: Int = 2, profiledRuns: Int = 3,
+                    precision: NetworkPrecision = .float32) throws -> Result {
         let network = JointNetwork(weights: weights, threads: threads)
+        network.precision = precision
         // A smooth synthetic image: realistic value ranges without needing a file.
         var values = [Float](repeating: 0, count: 3 * width * height)
         for c in 0..<3 {
@@ -67,6 +75,10 @@ public struct NetworkBenchmark {
                       profile: profiles.mapValues { Result.percentile($0, 0.5) },
                       gemmFloorMilliseconds: Self.gemmFloor(network.layerPlan(height: height, width: width).gemms,
                                                              threads: threads, runs: max(3, runs / 2)),
+                      precision: precision,
+                      int8GemmFloorMilliseconds: precision == .int8
+                          ? Self.int8GemmFloor(network.layerPlan(height: height, width: width).gemms, threads: threads, runs: max(3, runs / 2))
+                          : 0,
                       workspaceBytes: network.workspaceBytes)
     }
 
@@ -150,6 +162,30 @@ public struct NetworkBenchmark {
             let start = DispatchTime.now().uptimeNanoseconds
             for s in shapes { gemm(m: s.m, n: s.n, k: s.k, a: a, b: b, c: c, threads: threads) }
             if run > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }  // first run warms up
+        }
+        return Result.percentile(times, 0.5)
+    }
+
+    /// `gemmFloor` through the int8 GEMM: weights quantised beforehand (as a network would at
+    /// load), activations quantised and packed inside the timing (as every pass must).
+    static func int8GemmFloor(_ shapes: [(m: Int, n: Int, k: Int)], threads: Int, runs: Int) -> Double {
+        let maxA = shapes.map { $0.m * $0.k }.max() ?? 0
+        let maxB = shapes.map { $0.k * $0.n }.max() ?? 0
+        let maxC = shapes.map { $0.m * $0.n }.max() ?? 0
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: maxA), b = UnsafeMutablePointer<Float>.allocate(capacity: maxB)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: maxC)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<maxA { a[i] = Float(i % 7) * 0.01 - 0.03 }
+        for i in 0..<maxB { b[i] = Float(i % 5) * 0.1 }
+        let quantised = shapes.map { QuantisedWeights(a, rows: $0.m, columns: $0.k) }
+        let workspace = Workspace()
+        var times: [Double] = []
+        for run in 0...runs {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for (s, q) in zip(shapes, quantised) {
+                int8Gemm(weights: q, n: s.n, b: b, ldb: s.n, c: c, ldc: s.n, threads: threads, workspace: workspace)
+            }
+            if run > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
         }
         return Result.percentile(times, 0.5)
     }

@@ -33,9 +33,22 @@ package func configureBLAS() {
 }
 
 /// A 1x1 convolution with its epilogue (folded BatchNorm bias, optional residual, optional
-/// ReLU6): `pointwiseConvolution` with ReLU6 as its clamp.
+/// ReLU6): `pointwiseConvolution` with ReLU6 as its clamp, or with `quantised` weights the int8
+/// GEMM with the same epilogue per column block.
 package func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
-                    bias: UnsafePointer<Float>?, residual: FeatureMap? = nil, relu6: Bool, threads: Int) {
-    pointwiseConvolution(input, into: output, weights: weights, bias: bias, clamp: relu6 ? .relu6 : .none,
-                         residual: residual, threads: threads)
+                    bias: UnsafePointer<Float>?, residual: FeatureMap? = nil, relu6: Bool, threads: Int,
+                    quantised: QuantisedWeights? = nil, workspace: Workspace? = nil) {
+    let clamp: Clamp = relu6 ? .relu6 : .none
+    guard let quantised, let workspace else {
+        pointwiseConvolution(input, into: output, weights: weights, bias: bias, clamp: clamp, residual: residual, threads: threads)
+        return
+    }
+    precondition(quantised.rows == output.channels && quantised.columns == input.channels)
+    int8Gemm(weights: quantised, n: input.plane, b: input.base, ldb: input.plane, c: output.base, ldc: output.plane,
+             threads: threads, workspace: workspace) { columns in
+        for o in 0..<output.channels {
+            clampEpilogue(output.channel(o) + columns.lowerBound, count: columns.count, bias: bias?[o] ?? 0,
+                          residual: residual.map { UnsafePointer($0.channel(o) + columns.lowerBound) }, clamp: clamp)
+        }
+    }
 }

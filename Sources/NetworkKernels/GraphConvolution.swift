@@ -6,11 +6,44 @@ import Foundation
 /// im2col rows ordered (cin, ky, kx); bias and residual optional. A 1x1, stride-1, unpadded
 /// convolution is one GEMM straight off the map; everything else goes through im2col, in bands of
 /// output rows so the column buffer stays bounded on large maps.
+///
+/// With `quantised` (the same weights from `QuantisedWeights`), the GEMMs run in int8
+/// (`int8Gemm`) and each column block's epilogue follows its GEMM.
 package func convolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 geometry g: ConvGeometry, clamp: Clamp, residual: FeatureMap?, workspace: Workspace, threads: Int) {
+                 geometry g: ConvGeometry, clamp: Clamp, residual: FeatureMap?, workspace: Workspace, threads: Int,
+                 quantised: QuantisedWeights? = nil) {
     if let residual { precondition(residual.count == output.count) }
-    if g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1 && g.padTop == 0 && g.padLeft == 0
-        && output.height == input.height && output.width == input.width {
+    let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1 && g.padTop == 0 && g.padLeft == 0
+        && output.height == input.height && output.width == input.width
+    if let quantised {
+        precondition(quantised.rows == output.channels && quantised.columns == input.channels * g.kernelHeight * g.kernelWidth)
+        let epilogue = bias != nil || residual != nil || !clamp.isNone
+        func finish(_ start: Int, _ columns: Range<Int>) {
+            guard epilogue else { return }
+            for o in 0..<output.channels {
+                clampEpilogue(output.channel(o) + start + columns.lowerBound, count: columns.count, bias: bias?[o] ?? 0,
+                              residual: residual.map { UnsafePointer($0.channel(o) + start + columns.lowerBound) }, clamp: clamp)
+            }
+        }
+        if pointwise {
+            int8Gemm(weights: quantised, n: input.plane, b: input.base, ldb: input.plane, c: output.base, ldc: output.plane,
+                     threads: threads, workspace: workspace) { finish(0, $0) }
+            return
+        }
+        let ho = output.height, wo = output.width, k = quantised.columns
+        let bandRows = max(1, min(ho, (1 << 24) / max(1, k * wo)))
+        let columns = workspace.floats("graph.im2col", count: k * bandRows * wo)
+        var y0 = 0
+        while y0 < ho {
+            let rows = y0..<min(ho, y0 + bandRows), n = rows.count * wo, start = y0 * wo
+            im2col(input, rows: rows, outputWidth: wo, geometry: g, into: columns, threads: threads)
+            int8Gemm(weights: quantised, n: n, b: columns, ldb: n, c: output.base + start, ldc: output.plane,
+                     threads: threads, workspace: workspace) { finish(start, $0) }
+            y0 = rows.upperBound
+        }
+        return
+    }
+    if pointwise {
         pointwiseConvolution(input, into: output, weights: weights, bias: bias, clamp: clamp, residual: residual, threads: threads)
         return
     }

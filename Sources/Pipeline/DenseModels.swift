@@ -78,11 +78,15 @@ public enum ModelLibrary {
         throw PipelineError.invalidOption("\(nameOrPath): no such file, and not a bundled model name (bundled: \(names))")
     }
 
-    /// Loads a model file: converted mobile models (`graph-v1`) or the joint network.
-    public static func load(_ nameOrPath: String, threads: Int, depthInput: DepthInput = .default) throws -> DenseModel {
+    /// Loads a model file: converted mobile models (`graph-v1`) or the joint network, its dense
+    /// convolutions in `precision`.
+    public static func load(_ nameOrPath: String, threads: Int, depthInput: DepthInput = .default,
+                            precision: NetworkPrecision = .float32) throws -> DenseModel {
+        if let reason = precision.unavailableReason { throw PipelineError.invalidOption(reason) }
         let url = try resolve(nameOrPath)
         if GraphNetwork.isGraphModel(url) {
             let network = try GraphNetwork.load(url, threads: threads)
+            network.precision = precision
             switch network.kind {
             case .segmenter(let name):
                 guard let classSet = ClassSet.named(name) else {
@@ -93,7 +97,9 @@ public enum ModelLibrary {
                 return GraphDepthModel(network: network, name: url.lastPathComponent, input: depthInput)
             }
         }
-        return try JointModel(weights: NetworkWeights.load(url), name: url.lastPathComponent, threads: threads)
+        let joint = try JointModel(weights: NetworkWeights.load(url), name: url.lastPathComponent, threads: threads)
+        joint.network.precision = precision
+        return joint
     }
 }
 

@@ -4,6 +4,7 @@ import Geometry
 import Imaging
 import Logging
 import Mapping
+import Network
 import Semantics
 import Sequences
 
@@ -59,6 +60,8 @@ public struct ReconstructionRequest: Sendable {
     public var depth: ReconstructionOptions.DepthSource?
     /// Threads for the network (default: the fusion's).
     public var networkThreads: Int?
+    /// Arithmetic of the networks' dense convolutions.
+    public var networkPrecision = NetworkPrecision.float32
     /// Frame-to-model tracking parameters (with `poses` = track).
     public var tracking = TrackingParameters()
     /// Relocalise a lost camera from keyframes (with `poses` = track).
@@ -254,8 +257,10 @@ public enum ReconstructionJob {
                               depthSource: ReconstructionOptions.DepthSource = .sensor) throws -> Predictor? {
         if let weights = request.network {
             let threads = request.networkThreads ?? request.fusion.threads
-            let segmenter = try ModelLibrary.load(weights, threads: threads)
-            let depthModel = try request.depthNetwork.map { try ModelLibrary.load($0, threads: threads, depthInput: request.depthInput) }
+            let segmenter = try ModelLibrary.load(weights, threads: threads, precision: request.networkPrecision)
+            let depthModel = try request.depthNetwork.map {
+                try ModelLibrary.load($0, threads: threads, depthInput: request.depthInput, precision: request.networkPrecision)
+            }
             let network = try NetworkPredictor(segmenter: segmenter, depthModel: depthModel,
                                                every: request.networkEvery ?? (depthSource == .predicted ? 1 : 10),
                                                predictsDepth: depthSource == .predicted, intrinsics: source.intrinsics)

@@ -53,6 +53,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Depth model input: 'native' (its own size) or WIDTHxHEIGHT. Default: the measured default.")
     var depthInput: String?
 
+    @Option(help: precisionHelp)
+    var precision: NetworkPrecision = .float32
+
     @Option(help: "Central fraction of the frame fed to the depth model (1 = whole frame).")
     var depthCrop: Double?
 
@@ -229,7 +232,8 @@ struct Evaluate: ParsableCommand {
             var score = DepthScore(maxDepth: maxDepth)
             let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
             let model = try network.map { try ModelLibrary.load($0, threads: threads,
-                                                                 depthInput: DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)) }
+                                                                 depthInput: DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal),
+                                                                 precision: precision) }
             if let model, !model.predictsDepth { throw CLIError("\(model.name) predicts no depth") }
             for position in stride(from: 0, to: source.frameCount, by: every) {
                 let frame = try source.frame(at: position)

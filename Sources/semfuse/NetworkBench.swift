@@ -37,6 +37,9 @@ struct NetworkBench: ParsableCommand {
     @Option(help: "A bundled model by short name ('deeplab', 'fastdepth'); same as --weights with its file.")
     var model: String?
 
+    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (each timed in turn, same run, with their ratio). Int8 runs AVX-512 VNNI kernels where the CPU has them, portable ones otherwise.")
+    var precision: String = "float32"
+
     @Flag(help: "Print JSON: one object per configuration, one per line.")
     var json = false
 
@@ -57,6 +60,7 @@ struct NetworkBench: ParsableCommand {
             }
         }
         let loaded = try (model ?? weights).map { try NetworkWeights.load(ModelLibrary.resolve($0)) } ?? NetworkWeights.random()
+        let precisions = try parsedPrecisions()
         let bench = NetworkBenchmark(weights: loaded)
         if !json {
             print("bench network: \(weights ?? "random weights"), \(runs) timed runs after \(warmup) warm-up runs per configuration")
@@ -64,12 +68,13 @@ struct NetworkBench: ParsableCommand {
         var results: [NetworkBenchmark.Result] = []
         for (w, h) in sizes {
             for t in threadCounts {
-                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s)…\n".utf8)) }
-                let r = try bench.run(width: w, height: h, threads: t, runs: runs, warmup: warmup)
+              for precision in precisions {
+                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s), \(precision.rawValue)…\n".utf8)) }
+                let r = try bench.run(width: w, height: h, threads: t, runs: runs, warmup: warmup, precision: precision)
                 results.append(r)
                 if json {
                     let object: [String: Any] = [
-                        "width": w, "height": h, "threads": t, "runs": runs,
+                        "width": w, "height": h, "threads": t, "runs": runs, "precision": precision.rawValue,
                         "median_ms": r.median, "min_ms": r.minimum, "max_ms": r.maximum, "p10_ms": r.p10, "p90_ms": r.p90,
                         "gflops": r.gflops, "gmac": r.multiplyAdds / 1e9,
                         "gemm_floor_ms": r.gemmFloorMilliseconds, "workspace_mb": Double(r.workspaceBytes) / 1e6, "ratio_to_gemm_floor": r.median / max(r.gemmFloorMilliseconds, 1e-9),
@@ -77,16 +82,27 @@ struct NetworkBench: ParsableCommand {
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
-                    print(String(format: "%dx%d, %d thread%@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.1f GFLOP/s",
-                                 w, h, t, t == 1 ? "" : "s", r.median, r.minimum, r.p10, r.p90, r.maximum, r.gflops))
-                    print(String(format: "    its GEMMs alone, same run: %.1f ms; whole pass = %.2fx the GEMM floor; buffers %.0f MB",
+                    print(String(format: "%dx%d, %d thread%@, %@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.1f GFLOP/s",
+                                 w, h, t, t == 1 ? "" : "s", precision.rawValue, r.median, r.minimum, r.p10, r.p90, r.maximum, r.gflops))
+                    print(String(format: "    its GEMMs alone in float32, same run: %.1f ms; whole pass = %.2fx that floor; buffers %.0f MB",
                                  r.gemmFloorMilliseconds, r.median / max(r.gemmFloorMilliseconds, 1e-9), Double(r.workspaceBytes) / 1e6))
+                    if precision == .int8 {
+                        print(String(format: "    the same GEMMs in int8 (%@ kernels, activations quantised inside the timing): %.1f ms, %.2fx the float32 GEMMs; whole pass = %.2fx the int8 floor",
+                                     NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable", r.int8GemmFloorMilliseconds,
+                                     r.int8GemmFloorMilliseconds / max(r.gemmFloorMilliseconds, 1e-9), r.median / max(r.int8GemmFloorMilliseconds, 1e-9)))
+                    }
                     let total = r.profile.values.reduce(0, +)
                     for (kind, ms) in r.profile.sorted(by: { $0.value > $1.value }) {
                         print("    " + kind.padding(toLength: 24, withPad: " ", startingAt: 0)
                               + String(format: "%7.1f ms  %4.1f%%", ms, 100 * ms / max(total, 1e-9)))
                     }
                 }
+              }
+              let same = results.filter { $0.width == w && $0.height == h && $0.threads == t }
+              if !json, let f = same.first(where: { $0.precision == .float32 }), let q = same.first(where: { $0.precision == .int8 }) {
+                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time (same run; %@ kernels)",
+                               w, h, t, t == 1 ? "" : "s", q.median / max(f.median, 1e-9), NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
+              }
             }
         }
         if !json {
@@ -99,18 +115,31 @@ struct NetworkBench: ParsableCommand {
                 }
             }
             for (w, h) in sizes {
-                let one = results.first { $0.width == w && $0.height == h && $0.threads == 1 }
-                let two = results.first { $0.width == w && $0.height == h && $0.threads == 2 }
-                if let one, let two {
-                    print(String(format: "%dx%d: 2 threads are %.2fx faster than 1 (same run)", w, h, one.median / two.median))
+                for precision in precisions {
+                    let one = results.first { $0.width == w && $0.height == h && $0.threads == 1 && $0.precision == precision }
+                    let two = results.first { $0.width == w && $0.height == h && $0.threads == 2 && $0.precision == precision }
+                    if let one, let two {
+                        print(String(format: "%dx%d, %@: 2 threads are %.2fx faster than 1 (same run)", w, h, precision.rawValue, one.median / two.median))
+                    }
                 }
             }
         }
     }
 
+    private func parsedPrecisions() throws -> [NetworkPrecision] {
+        let list: [NetworkPrecision]
+        if precision == "both" { list = [.float32, .int8] } else {
+            guard let one = NetworkPrecision(rawValue: precision) else { throw ValidationError("--precision \(precision): expected float32, int8 or both") }
+            list = [one]
+        }
+        if let reason = list.compactMap(\.unavailableReason).first { throw ValidationError(reason) }
+        return list
+    }
+
     /// Converted mobile models: forward pass from the 8-bit image (input scaling included)
     /// to the raw output, at the native size and 640x480 unless sizes are given.
     private func benchGraph(_ url: URL, sizes given: [(Int, Int)]?, threadCounts: [Int]) throws {
+        let precisions = try parsedPrecisions()
         let network = try GraphNetwork.load(url)
         let sizes = given ?? [network.nativeSize, (640, 480)]
         if !json { print("bench network: \(url.lastPathComponent) (\(network.operationCount) ops), \(runs) timed runs after \(warmup) warm-up runs per configuration") }
@@ -122,8 +151,11 @@ struct NetworkBench: ParsableCommand {
                 image.pixels[y * w + x] = RGB8(v(0), v(1), v(2))
             } }
             for t in threadCounts {
+              var medianByPrecision: [NetworkPrecision: Double] = [:]
+              for precision in precisions {
                 network.threads = t
-                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s)…\n".utf8)) }
+                network.precision = precision
+                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s), \(precision.rawValue)…\n".utf8)) }
                 for _ in 0..<warmup { _ = try network.forward(image) }
                 var times: [Double] = []
                 for _ in 0..<runs {
@@ -141,18 +173,19 @@ struct NetworkBench: ParsableCommand {
                 let p = { (q: Double) in NetworkBenchmark.Result.percentile(times, q) }
                 let macs = try network.multiplyAdds(height: h, width: w)
                 let median = p(0.5)
+                medianByPrecision[precision] = median
                 let gflops = 2 * macs / (median / 1000) / 1e9
                 if json {
                     let object: [String: Any] = [
-                        "model": url.lastPathComponent, "width": w, "height": h, "threads": t, "runs": runs,
+                        "model": url.lastPathComponent, "width": w, "height": h, "threads": t, "runs": runs, "precision": precision.rawValue,
                         "median_ms": median, "min_ms": times.min() ?? 0, "max_ms": times.max() ?? 0, "p10_ms": p(0.1), "p90_ms": p(0.9),
                         "gmac": macs / 1e9, "gflops": gflops, "workspace_mb": Double(network.workspaceBytes) / 1e6,
                     ]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
-                    print(String(format: "%dx%d, %d thread%@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.2f GMAC, %.1f GFLOP/s, buffers %.0f MB",
-                                 w, h, t, t == 1 ? "" : "s", median, times.min() ?? 0, p(0.1), p(0.9), times.max() ?? 0, macs / 1e9, gflops,
+                    print(String(format: "%dx%d, %d thread%@, %@: median %.1f ms (min %.1f, p10 %.1f, p90 %.1f, max %.1f), %.2f GMAC, %.1f GFLOP/s, buffers %.0f MB",
+                                 w, h, t, t == 1 ? "" : "s", precision.rawValue, median, times.min() ?? 0, p(0.1), p(0.9), times.max() ?? 0, macs / 1e9, gflops,
                                  Double(network.workspaceBytes) / 1e6))
                     let medians = profiles.mapValues { NetworkBenchmark.Result.percentile($0, 0.5) }
                     let total = medians.values.reduce(0, +)
@@ -160,6 +193,11 @@ struct NetworkBench: ParsableCommand {
                         print("    " + kind.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%7.1f ms  %4.1f%%", ms, 100 * ms / max(total, 1e-9)))
                     }
                 }
+              }
+              if !json, let f = medianByPrecision[.float32], let q = medianByPrecision[.int8] {
+                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time (same run; %@ kernels)",
+                               w, h, t, t == 1 ? "" : "s", q / max(f, 1e-9), NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
+              }
             }
         }
     }

@@ -74,6 +74,9 @@ struct Predict: ParsableCommand {
     @Option(help: "Use every n-th selected frame of a sequence.")
     var every: Int = 1
 
+    @Option(help: precisionHelp)
+    var precision: NetworkPrecision = .float32
+
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
@@ -128,8 +131,10 @@ struct Predict: ParsableCommand {
         let depthSettings = try depthOptions()
         var models: [DenseModel] = []
         do {
-            models.append(try ModelLibrary.load(weights, threads: threadCount, depthInput: depthSettings))
-            if let depthNetwork { models.append(try ModelLibrary.load(depthNetwork, threads: threadCount, depthInput: depthSettings)) }
+            models.append(try ModelLibrary.load(weights, threads: threadCount, depthInput: depthSettings, precision: precision))
+            if let depthNetwork {
+                models.append(try ModelLibrary.load(depthNetwork, threads: threadCount, depthInput: depthSettings, precision: precision))
+            }
         } catch { throw CLIError("\(error)") }
         let classSet = models.lazy.compactMap(\.classSet).first
         logger.info("models: \(models.map { "\($0.name) (\($0.classSet.map { "\($0.name) labels" } ?? "")\($0.classSet != nil && $0.predictsDepth ? ", " : "")\($0.predictsDepth ? "depth" : ""))" }.joined(separator: ", "))")

@@ -3,6 +3,7 @@ import Foundation
 import Geometry
 import Logging
 import Mapping
+import Network
 import Pipeline
 import Semantics
 import Sequences
@@ -67,6 +68,9 @@ struct Reconstruct: ParsableCommand {
 
     @Option(help: "The depth model's training focal length in pixels of its native input; depth is scaled by the frame's focal length over it. 'none' turns the correction off. Default: the value stored in the model file, if any (the bundled FastDepth stores none: on 7-Scenes focal scaling made its depth worse, see docs/results.md).")
     var depthFocal: String?
+
+    @Option(help: precisionHelp)
+    var precision: NetworkPrecision = .float32
 
     @Option(help: "Run the network on every n-th fused frame. Default: 10 (SemanticFusion's rate) with sensor depth, 1 with predicted depth (frames without a network run are then not fused).")
     var networkEvery: Int?
@@ -223,6 +227,7 @@ struct Reconstruct: ParsableCommand {
         request.network = network
         request.depthNetwork = depthNetwork
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
+        request.networkPrecision = precision
         request.tracking.photometricWeight = photometricWeight
         request.tracking.depthNoise = icpWeights.noise
         request.relocalise = !noRelocalisation

@@ -180,9 +180,9 @@ def time_ort(session, w, h, runs, warmup):
     return statistics.median(times)
 
 
-def time_semfuse(binary, w, h, threads, runs, warmup):
+def time_semfuse(binary, w, h, threads, runs, warmup, precision="float32"):
     out = subprocess.run([binary, "bench", "network", "--size", f"{w}x{h}", "--threads", str(threads),
-                          "--runs", str(runs), "--warmup", str(warmup), "--json"],
+                          "--runs", str(runs), "--warmup", str(warmup), "--precision", precision, "--json"],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         line = line.strip()
@@ -202,6 +202,8 @@ def main():
     parser.add_argument("--size", action="append", default=None, help="WIDTHxHEIGHT (default 640x480 and 320x240)")
     parser.add_argument("--threads", type=int, action="append", default=None, help="default 1 and 2")
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "semfuse"))
+    parser.add_argument("--precision", choices=["float32", "int8"], default="float32",
+                        help="semfuse's arithmetic (onnxruntime always runs the float32 export)")
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in (args.size or ["640x480", "320x240"])]
     threads = args.threads or [1, 2]
@@ -231,9 +233,9 @@ def main():
             for (w, h) in sizes:
                 for t in threads:
                     o = time_ort(ort_session(models[(w, h)], t), w, h, args.runs, args.warmup)
-                    m = time_semfuse(args.binary, w, h, t, args.runs, args.warmup)
+                    m = time_semfuse(args.binary, w, h, t, args.runs, args.warmup, args.precision)
                     results.setdefault((w, h, t), []).append((o, m))
-                    print(f"round {r + 1}: {w}x{h}, {t} thread(s): onnxruntime {o:.1f} ms, semfuse {m:.1f} ms ({m / o:.2f}x)", flush=True)
+                    print(f"round {r + 1}: {w}x{h}, {t} thread(s): onnxruntime {o:.1f} ms, semfuse {args.precision} {m:.1f} ms ({m / o:.2f}x)", flush=True)
     print("\nmedians over the rounds:")
     summary = []
     for (w, h, t), pairs in sorted(results.items(), key=lambda kv: (-kv[0][0], kv[0][2])):

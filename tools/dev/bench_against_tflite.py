@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Times the bundled converted models in semfuse (float32, `semfuse bench network --json`)
-against the reference TFLite interpreter (int8/uint8, XNNPACK) on the original .tflite files,
-in the same run, alternating the two so machine drift hits both alike.
+"""Times the bundled converted models in semfuse (`semfuse bench network --json`, float32 and/or
+int8) against the reference TFLite interpreter (int8/uint8, XNNPACK) on the original .tflite
+files, in the same run, alternating them so machine drift hits all alike.
 
 Dev only: needs `pip install ai-edge-litert numpy` and a release build of semfuse.
-Usage: python3 tools/dev/bench_against_tflite.py [--rounds 3] [--runs 15]
+Usage: python3 tools/dev/bench_against_tflite.py [--rounds 3] [--runs 15] [--precision float32|int8|both]
+                                                 [--threads 1,2] [--exe .build/release/semfuse]
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
@@ -33,10 +34,9 @@ def interpreter_ms(path, threads, runs):
     return times
 
 
-def semfuse_ms(model, size, threads, runs):
-    exe = os.path.join(ROOT, ".build", "release", "semfuse")
+def semfuse_ms(exe, model, size, threads, runs, precision):
     out = subprocess.run([exe, "bench", "network", "--model", model, "--size", f"{size[0]}x{size[1]}",
-                          "--threads", str(threads), "--runs", str(runs), "--json"],
+                          "--threads", str(threads), "--runs", str(runs), "--precision", precision, "--json"],
                          check=True, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SEMFUSE_MODELS": os.path.join(ROOT, "Models")})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -45,16 +45,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--precision", choices=["float32", "int8", "both"], default="float32")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--exe", default=os.path.join(ROOT, ".build", "release", "semfuse"))
     args = ap.parse_args()
+    precisions = ["float32", "int8"] if args.precision == "both" else [args.precision]
     for model, tflite, size in MODELS:
-        for threads in (1, 2):
-            ours, theirs = [], []
+        for threads in (int(t) for t in args.threads.split(",")):
+            ours, theirs = {p: [] for p in precisions}, []
             for _ in range(args.rounds):
                 theirs.append(statistics.median(interpreter_ms(os.path.join(SHARED, tflite), threads, args.runs)))
-                ours.append(semfuse_ms(model, size, threads, args.runs)["median_ms"])
-            print(f"{model} {size[0]}x{size[1]} {threads} thread(s): semfuse float32 median {statistics.median(ours):.1f} ms "
-                  f"(rounds {', '.join(f'{v:.1f}' for v in ours)}), TFLite int8 median {statistics.median(theirs):.1f} ms "
-                  f"(rounds {', '.join(f'{v:.1f}' for v in theirs)}), ratio {statistics.median(ours) / statistics.median(theirs):.2f}x")
+                for p in precisions:
+                    ours[p].append(semfuse_ms(args.exe, model, size, threads, args.runs, p)["median_ms"])
+            t = statistics.median(theirs)
+            line = f"{model} {size[0]}x{size[1]} {threads} thread(s): TFLite int8 median {t:.1f} ms (rounds {', '.join(f'{v:.1f}' for v in theirs)})"
+            for p in precisions:
+                o = statistics.median(ours[p])
+                line += f"; semfuse {p} median {o:.1f} ms (rounds {', '.join(f'{v:.1f}' for v in ours[p])}), ratio {o / t:.2f}x"
+            print(line)
 
 
 if __name__ == "__main__":

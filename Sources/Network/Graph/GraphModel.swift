@@ -81,7 +81,13 @@ struct GraphModel {
         var inputs: [Operand]
         var outputs: [Int]
         var clamp: Clamp
+        /// A dense convolution's 8-bit weight grid from the file, per output channel: weight =
+        /// scale · (stored − zeroPoint), with the stored integers in `storedRange`. The int8
+        /// path uses it to run the file's own integers instead of quantising the weights again.
+        var weightGrid: WeightGrid? = nil
     }
+
+    struct WeightGrid { var scales: [Float], zeroPoints: [Float], storedRange: ClosedRange<Float> }
 
     /// A constant operand as a CHW map.
     struct Constant { var channels: Int, height: Int, width: Int, values: [Float] }
@@ -185,6 +191,25 @@ extension GraphModel {
         nativeShapes = shapes
         tensorNames = names
 
+        /// Per output channel (axis 0 of `name`, `channels` of them), the 8-bit grid, if the
+        /// file stores the weights as 8-bit integers with a scale per tensor or along axis 0.
+        func grid(_ name: String, axis: Int?, channels: Int) -> WeightGrid? {
+            guard let t = tensors[name], let scale = tensors["\(name)_scale"] ?? tensors["\(name).scale"] else { return nil }
+            let zero = tensors["\(name)_zero_point"] ?? tensors["\(name).zero_point"]
+            let range: ClosedRange<Float>
+            switch t.dtype {
+            case "U8": range = 0...255
+            case "I8": range = -128...127
+            default: return nil
+            }
+            if scale.count == 1 {
+                return WeightGrid(scales: Array(repeating: scale.values[0], count: channels),
+                                  zeroPoints: Array(repeating: zero?.values[0] ?? 0, count: channels), storedRange: range)
+            }
+            guard axis == 0, scale.count == channels else { return nil }
+            return WeightGrid(scales: scale.values, zeroPoints: zero?.values ?? Array(repeating: 0, count: channels), storedRange: range)
+        }
+
         // Weights: 8-bit with scale and zero point, or float.
         func dequantised(_ name: String, axis: Int?) throws -> (values: [Float], shape: [Int]) {
             guard let t = tensors[name] else { throw bad("missing tensor \(name)") }
@@ -263,6 +288,7 @@ extension GraphModel {
                 guard inputs.count == n else { throw bad("\(context): expected \(n) input(s), got \(inputs.count)") }
             }
             let kind: Kind
+            var weightGrid: WeightGrid?
             switch type {
             case "CONV_2D", "DEPTHWISE_CONV_2D":
                 try requireInputs(1)
@@ -279,6 +305,7 @@ extension GraphModel {
                         reordered[((o * cin + i) * kh + y) * kw + x] = w[((o * kh + y) * kw + x) * cin + i]
                     } } } }
                     kind = .convolution(weights: reordered, bias: bias, outputChannels: cout, inputChannels: cin, window: try window(kernel: (kh, kw)))
+                    weightGrid = grid(weightName, axis: axis, channels: cout)
                 } else {
                     let kh = shape[1], kw = shape[2], cout = shape[3]
                     let multiplier = (op["depth_multiplier"] as? NSNumber)?.intValue ?? 1
@@ -359,7 +386,7 @@ extension GraphModel {
                 throw bad("\(context): operator \(type) is not supported by the engine")
             }
             if case .split = kind {} else if outputs.count != 1 { throw bad("\(context): \(outputs.count) outputs") }
-            operations.append(Operation(name: context, kind: kind, inputs: inputs, outputs: outputs, clamp: clamp))
+            operations.append(Operation(name: context, kind: kind, inputs: inputs, outputs: outputs, clamp: clamp, weightGrid: weightGrid))
         }
         self.constants = constants
         self.operations = operations

@@ -41,6 +41,36 @@ public final class GraphNetwork {
     public var workspaceAllocations: Int { workspace.allocationCount }
     public var workspaceBytes: Int { workspace.totalBytes }
 
+    /// Arithmetic of the dense convolutions. Switching to int8 prepares their 8-bit weights once.
+    public var precision: NetworkPrecision = .float32 {
+        didSet { if precision == .int8 && quantised.isEmpty { quantiseWeights() } }
+    }
+    /// Per operation index: the 8-bit weights of a dense convolution. The first convolution
+    /// (on the image) stays float32: its three input channels make it cheap, and it sees the
+    /// raw input.
+    private var quantised: [Int: QuantisedWeights] = [:]
+    /// How many dense convolutions run in int8, and how many of those use the file's own 8-bit
+    /// weights exactly (the rest are quantised from float per output channel).
+    public var int8Convolutions: (total: Int, exact: Int) {
+        (quantised.count, quantised.values.filter(\.exact).count)
+    }
+
+    /// A file that stores 8-bit weights (`GraphModel.WeightGrid`) keeps its own integers; float
+    /// weights are quantised per output channel.
+    private func quantiseWeights() {
+        for (i, op) in model.operations.enumerated() {
+            guard case let .convolution(weights, _, cout, cin, window) = op.kind, op.inputs.first != .tensor(model.inputTensor) else { continue }
+            let k = cin * window.kernelHeight * window.kernelWidth
+            guard weights.count == cout * k, k <= QuantisedWeights.maximumColumns else { continue }
+            quantised[i] = weights.withUnsafeBufferPointer { w in
+                op.weightGrid.flatMap {
+                    QuantisedWeights(w.baseAddress!, rows: cout, columns: k, scales: $0.scales, zeroPoints: $0.zeroPoints,
+                                     storedRange: $0.storedRange)
+                } ?? QuantisedWeights(w.baseAddress!, rows: cout, columns: k)
+            }
+        }
+    }
+
     /// When set, `forward` records milliseconds per operator type in `lastProfile`.
     public var profiling = false
     public private(set) var lastProfile: [String: Double] = [:]
@@ -310,7 +340,8 @@ public final class GraphNetwork {
         configureBLAS()
         lastProfile = [:]
         let ws = workspace
-        for op in model.operations {
+        let quantised = precision == .int8 ? quantised : [:]
+        for (index, op) in model.operations.enumerated() {
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let inputs = op.inputs.map { operand -> FeatureMap in
                 switch operand {
@@ -326,7 +357,7 @@ public final class GraphNetwork {
                 weights.withUnsafeBufferPointer { w in
                     withOptionalPointer(bias) { b in
                         convolution(inputs[0], into: out, weights: w.baseAddress!, bias: b, geometry: geometry, clamp: op.clamp,
-                                    residual: nil, workspace: ws, threads: threads)
+                                    residual: nil, workspace: ws, threads: threads, quantised: quantised[index])
                     }
                 }
             case let .depthwise(weights, bias, _, multiplier, window):
