@@ -42,6 +42,9 @@ static long pad16(long n) { return (n + 15) & ~15L; }
 /* After the values: per column its sum (int32), 128 − zero point (int32) and scale (float). */
 long semfuse_s8_packed_bytes(long k, long n) { return ((k + 3) / 4) * pad16(n) * 4 + 3 * pad16(n) * 4; }
 
+/* The block buffer: the packed block, then two float arrays of npad the VNNI pack uses as scratch. */
+long semfuse_s8_block_bytes(long k, long n) { return semfuse_s8_packed_bytes(k, n) + 2 * pad16(n) * 4; }
+
 static int32_t *colsum_of(uint8_t *packed, long k, long npad) { return (int32_t *)(void *)(packed + ((k + 3) / 4) * npad * 4); }
 static int32_t *colzero_of(uint8_t *packed, long k, long npad) { return colsum_of(packed, k, npad) + npad; }
 static float *colscale_of(uint8_t *packed, long k, long npad) { return (float *)(void *)(colsum_of(packed, k, npad) + 2 * npad); }
@@ -130,32 +133,58 @@ static PORTABLE void gemm_portable(long m, long n, long k, const uint8_t *a, lon
 #if defined(__x86_64__)
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-static VNNI void pack_vnni(const float *b, long k, long n, long ldb, uint8_t *packed) {
+/* Two passes over the block's rows in memory order (a few streams the prefetcher follows, rather
+   than all k rows per sixteen columns): the column ranges, then the quantised values. The
+   per-column arrays serve as scratch for the ranges (lo in the scales, hi in the sums). */
+static VNNI void pack_vnni(const float *b, long k, long n, long ldb, uint8_t *packed, float *scratch) {
     const long groups = (k + 3) / 4, npad = pad16(n);
     int32_t *colsum = colsum_of(packed, k, npad), *colzero = colzero_of(packed, k, npad);
-    float *colscale = colscale_of(packed, k, npad);
+    float *colscale = colscale_of(packed, k, npad), *hi_of = (float *)(void *)colsum;
     const __m512 inf = _mm512_set1_ps(INFINITY), zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
     const __m512 steps = _mm512_set1_ps(255.0f), one = _mm512_set1_ps(1.0f);
     const __m512i bias = _mm512_set1_epi32(128), low = _mm512_set1_epi32(0xFF);
-    for (long j = 0; j < npad; j += 16) {
-        __mmask16 in = n - j >= 16 ? (__mmask16)0xFFFF : (n > j ? (__mmask16)((1u << (n - j)) - 1) : 0);
-        /* The column grids (column_grid, sixteen at a time, same operations). */
-        __m512 lo = zero, hi = zero;
-        for (long r = 0; r < k; r++) {
-            __m512 x = _mm512_maskz_loadu_ps(in, b + r * ldb + j);
-            __mmask16 finite = _mm512_mask_cmp_ps_mask(in, _mm512_abs_ps(x), inf, _CMP_LT_OQ);
-            lo = _mm512_mask_min_ps(lo, finite, lo, x);
-            hi = _mm512_mask_max_ps(hi, finite, hi, x);
+#define COLUMNS_IN(j) (n - (j) >= 16 ? (__mmask16)0xFFFF : (n > (j) ? (__mmask16)((1u << (n - (j))) - 1) : (__mmask16)0))
+    for (long j = 0; j < npad; j += 16) { _mm512_storeu_ps(colscale + j, zero); _mm512_storeu_ps(hi_of + j, zero); }
+    for (long r0 = 0; r0 < k; r0 += 4) {   /* four rows per update of the ranges */
+        const long rows = k - r0 < 4 ? k - r0 : 4;
+        for (long j = 0; j < npad; j += 16) {
+            __mmask16 in = COLUMNS_IN(j);
+            __m512 lo = _mm512_loadu_ps(colscale + j), hi = _mm512_loadu_ps(hi_of + j);
+            for (long t = 0; t < rows; t++) {
+                __m512 x = _mm512_maskz_loadu_ps(in, b + (r0 + t) * ldb + j);
+                __mmask16 finite = _mm512_mask_cmp_ps_mask(in, _mm512_abs_ps(x), inf, _CMP_LT_OQ);
+                lo = _mm512_mask_min_ps(lo, finite, lo, x);
+                hi = _mm512_mask_max_ps(hi, finite, hi, x);
+            }
+            _mm512_storeu_ps(colscale + j, lo);
+            _mm512_storeu_ps(hi_of + j, hi);
         }
+    }
+    /* The column grids (column_grid, sixteen at a time, same operations). */
+    for (long j = 0; j < npad; j += 16) {
+        __mmask16 in = COLUMNS_IN(j);
+        __m512 lo = _mm512_loadu_ps(colscale + j), hi = _mm512_loadu_ps(hi_of + j);
         __mmask16 wide = _mm512_cmp_ps_mask(hi, lo, _CMP_GT_OQ);
         __m512 scale = _mm512_mask_div_ps(one, wide, _mm512_sub_ps(hi, lo), steps);
-        __m512 inv = _mm512_div_ps(one, scale);
         __m512 z = _mm512_roundscale_ps(_mm512_div_ps(_mm512_sub_ps(zero, lo), scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         z = _mm512_min_ps(_mm512_max_ps(z, zero), top);
-        __m512i zp = _mm512_cvtps_epi32(z);
-        __m512 offset = _mm512_cvtepi32_ps(zp);
-        __m512i sum = _mm512_setzero_si512();
-        for (long g = 0; g < groups; g++) {
+        _mm512_storeu_si512((void *)(colzero + j), _mm512_maskz_sub_epi32(in, bias, _mm512_cvtps_epi32(z)));
+        _mm512_storeu_ps(colscale + j, _mm512_maskz_mov_ps(in, scale));
+        _mm512_storeu_si512((void *)(colsum + j), _mm512_setzero_si512());
+    }
+    /* Per column 1 / scale and the zero point as a float, for the quantisation pass. */
+    float *inverse = scratch, *offsets = scratch + npad;
+    for (long j = 0; j < npad; j += 16) {
+        __mmask16 in = COLUMNS_IN(j);
+        /* Padding columns have scale 0: their lanes are masked off below. */
+        _mm512_storeu_ps(inverse + j, _mm512_mask_div_ps(one, in, one, _mm512_loadu_ps(colscale + j)));
+        _mm512_storeu_ps(offsets + j, _mm512_cvtepi32_ps(_mm512_sub_epi32(bias, _mm512_loadu_si512((const void *)(colzero + j)))));
+    }
+    for (long g = 0; g < groups; g++) {
+        for (long j = 0; j < npad; j += 16) {
+            __mmask16 in = COLUMNS_IN(j);
+            __m512 inv = _mm512_loadu_ps(inverse + j), offset = _mm512_loadu_ps(offsets + j);
+            __m512i sum = _mm512_loadu_si512((const void *)(colsum + j));
             __m512i word = _mm512_setzero_si512();
             for (int t = 0; t < 4; t++) {
                 long r = 4 * g + t;
@@ -168,11 +197,10 @@ static VNNI void pack_vnni(const float *b, long k, long n, long ldb, uint8_t *pa
                 word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_and_si512(q, low), 8 * t));
             }
             _mm512_storeu_si512((void *)(packed + (g * npad + j) * 4), word);
+            _mm512_storeu_si512((void *)(colsum + j), sum);
         }
-        _mm512_storeu_si512((void *)(colsum + j), sum);
-        _mm512_storeu_si512((void *)(colzero + j), _mm512_maskz_sub_epi32(in, bias, zp));
-        _mm512_storeu_ps(colscale + j, _mm512_maskz_mov_ps(in, scale));
     }
+#undef COLUMNS_IN
 }
 
 /* One tile of MR rows by NV·16 columns over all k; MR and NV are constants at every call, so the
@@ -249,7 +277,7 @@ static VNNI void gemm_vnni(long m, long n, long k, const uint8_t *a, long lda, c
 
 void semfuse_s8_pack(const float *b, long k, long n, long ldb, uint8_t *packed, int force_portable) {
 #if defined(__x86_64__)
-    if (vnni_here() && !force_portable) { pack_vnni(b, k, n, ldb, packed); return; }
+    if (vnni_here() && !force_portable) { pack_vnni(b, k, n, ldb, packed, (float *)(void *)(packed + semfuse_s8_packed_bytes(k, n))); return; }
 #endif
     pack_portable(b, k, n, ldb, packed);
 }

@@ -105,7 +105,7 @@ package func int8Gemm(weights a: QuantisedWeights, n: Int, b: UnsafePointer<Floa
     if parallel { blocks = (blocks + columnWorkers - 1) / columnWorkers * columnWorkers }
     let perBlock = ((n + blocks - 1) / blocks + 31) & ~31
     blocks = (n + perBlock - 1) / perBlock
-    let packedBytes = semfuse_s8_packed_bytes(k, perBlock)
+    let packedBytes = semfuse_s8_block_bytes(k, perBlock)
     let scratch = (0..<columnWorkers).map { workspace.raw("int8.packed.\($0)", bytes: packedBytes).assumingMemoryBound(to: UInt8.self) }
     a.values.withUnsafeBufferPointer { values in
     a.zeroPoints.withUnsafeBufferPointer { zeros in

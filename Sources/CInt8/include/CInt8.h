@@ -22,11 +22,14 @@
    They run unless the environment has SEMFUSE_INT8_PORTABLE=1 (to try the portable kernels). */
 int semfuse_int8_vnni_available(void);
 
-/* Bytes of the packed block (values and column sums) for k rows and n columns. */
+/* Bytes of the packed block (values and per-column data) for k rows and n columns. */
 long semfuse_s8_packed_bytes(long k, long n);
+/* Bytes of the buffer `semfuse_s8_pack` needs: the packed block and its scratch after it. */
+long semfuse_s8_block_bytes(long k, long n);
 /* Quantises B[0..k)[0..n) (row stride ldb) column by column and packs it (see above): each column's
    grid spans [min(0, lo), max(0, hi)] of its finite values in 255 steps; q = round(clamp(x / sb + zb,
-   0, 255)), ties to even, NaN as 0. Padding rows and columns are 0. */
+   0, 255)), ties to even, NaN as 0. Padding rows and columns are 0. `packed` must hold
+   semfuse_s8_block_bytes(k, n) bytes. */
 void semfuse_s8_pack(const float *b, long k, long n, long ldb, uint8_t *packed, int force_portable);
 
 /* C (row stride ldc) for m rows and n columns from A and a block packed for these k and n; with
