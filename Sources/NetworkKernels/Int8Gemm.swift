@@ -50,7 +50,7 @@ package struct QuantisedWeights: Sendable {
         var values = [UInt8](repeating: 0, count: m * stride), zeros = [Int32](repeating: 0, count: m)
         for r in 0..<m {
             let s = scales[r], z = zeroPoints[r]
-            guard s > 0, s.isFinite, z == z.rounded(), storedRange.contains(z) || z == 0 else { return nil }
+            guard s > 0, s.isFinite, z == z.rounded(), storedRange.contains(z) else { return nil }
             zeros[r] = Int32(z - storedRange.lowerBound)
             for j in 0..<k {
                 let w = weights[r * k + j]
