@@ -100,7 +100,7 @@ static PORTABLE void pack_portable(const float *b, long k, long n, long ldb, uin
 
 static PORTABLE void gemm_portable(long m, long n, long k, const uint8_t *a, long lda, const int32_t *a_zero,
                           const float *row_scale, const int32_t *row_offset, const uint8_t *packed,
-                          float *c, long ldc, int accumulate) {
+                          float *c, long ldc, int accumulate, const semfuse_epilogue *e) {
     const long groups = (k + 3) / 4, npad = pad16(n);
     const int32_t *colsum = colsum_of((uint8_t *)packed, k, npad), *colzero = colzero_of((uint8_t *)packed, k, npad);
     const float *colscale = colscale_of((uint8_t *)packed, k, npad);
@@ -123,7 +123,13 @@ static PORTABLE void gemm_portable(long m, long n, long k, const uint8_t *a, lon
                 const long col = j0 + j;
                 uint32_t t = acc[j] - (uint32_t)a_zero[i] * (uint32_t)colsum[col] + (uint32_t)row_offset[i] * (uint32_t)colzero[col];
                 float f = (float)(int32_t)t * colscale[col] * row_scale[i];
-                c[i * ldc + col] = accumulate ? c[i * ldc + col] + f : f;
+                if (accumulate) f = c[i * ldc + col] + f;
+                if (e) {
+                    f = f + (e->bias ? e->bias[i] : 0.0f);
+                    if (e->residual) f = f + e->residual[i * e->ldr + col];
+                    f = fminf(fmaxf(f, e->lo), e->hi);   /* fmaxf(NaN, lo) is lo, as the vector max */
+                }
+                c[i * ldc + col] = f;
             }
         }
     }
@@ -208,7 +214,8 @@ static VNNI void pack_vnni(const float *b, long k, long n, long ldb, uint8_t *pa
 static inline __attribute__((always_inline)) VNNI void
 tile(const int MR, const int NV, long groups, const uint8_t *a, long lda, const uint8_t *b, long bstride,
      const int32_t *colsum, const int32_t *colzero, const float *colscale, const int32_t *a_zero,
-     const float *row_scale, const int32_t *row_offset, float *c, long ldc, __mmask16 mask, int accumulate) {
+     const float *row_scale, const int32_t *row_offset, float *c, long ldc, __mmask16 mask, int accumulate,
+     const semfuse_epilogue *e, long row0, long col0) {
     __m512i acc[8][2];
     for (int r = 0; r < MR; r++) for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_si512();
     for (long g = 0; g < groups; g++) {
@@ -236,7 +243,13 @@ tile(const int MR, const int NV, long groups, const uint8_t *a, long lda, const 
             __m512i t = _mm512_add_epi32(_mm512_sub_epi32(acc[r][v], _mm512_mullo_epi32(z, sums[v])), _mm512_mullo_epi32(o, zeros[v]));
             __m512 f = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(t), scales[v]), s);
             float *out = c + r * ldc + 16 * v;
-            if (accumulate) f = _mm512_add_ps(_mm512_maskz_loadu_ps(v == NV - 1 ? mask : (__mmask16)0xFFFF, out), f);
+            const __mmask16 lanes = v == NV - 1 ? mask : (__mmask16)0xFFFF;
+            if (accumulate) f = _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out), f);
+            if (e) {
+                f = _mm512_add_ps(f, _mm512_set1_ps(e->bias ? e->bias[row0 + r] : 0.0f));
+                if (e->residual) f = _mm512_add_ps(f, _mm512_maskz_loadu_ps(lanes, e->residual + (row0 + r) * e->ldr + col0 + 16 * v));
+                f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(e->lo)), _mm512_set1_ps(e->hi));
+            }
             if (v == NV - 1) _mm512_mask_storeu_ps(out, mask, f); else _mm512_storeu_ps(out, f);
         }
     }
@@ -244,7 +257,7 @@ tile(const int MR, const int NV, long groups, const uint8_t *a, long lda, const 
 
 static VNNI void gemm_vnni(long m, long n, long k, const uint8_t *a, long lda, const int32_t *a_zero,
                            const float *row_scale, const int32_t *row_offset, const uint8_t *packed,
-                           float *c, long ldc, int accumulate) {
+                           float *c, long ldc, int accumulate, const semfuse_epilogue *e) {
     const long groups = (k + 3) / 4, npad = pad16(n), bstride = npad * 4;
     const int32_t *colsum = colsum_of((uint8_t *)packed, k, npad), *colzero = colzero_of((uint8_t *)packed, k, npad);
     const float *colscale = colscale_of((uint8_t *)packed, k, npad);
@@ -256,7 +269,7 @@ static VNNI void gemm_vnni(long m, long n, long k, const uint8_t *a, long lda, c
         const uint8_t *b = packed + j * 4;
         long i = 0;
 #define TILE(MR, NV) tile(MR, NV, groups, a + i * lda, lda, b, bstride, colsum + j, colzero + j, colscale + j, \
-                          a_zero + i, row_scale + i, row_offset + i, c + i * ldc + j, ldc, mask, accumulate)
+                          a_zero + i, row_scale + i, row_offset + i, c + i * ldc + j, ldc, mask, accumulate, e, i, j)
         if (nv == 2) {
             for (; i + 8 <= m; i += 8) TILE(8, 2);
             if (i + 4 <= m) { TILE(4, 2); i += 4; }
@@ -284,9 +297,11 @@ void semfuse_s8_pack(const float *b, long k, long n, long ldb, uint8_t *packed, 
 
 void semfuse_u8s8_gemm(long m, long n, long k, const uint8_t *a, long lda, const int32_t *a_zero,
                        const float *row_scale, const int32_t *row_offset, const uint8_t *packed,
-                       float *c, long ldc, int accumulate, int force_portable) {
+                       float *c, long ldc, int accumulate, const semfuse_epilogue *epilogue, int force_portable) {
+    const semfuse_epilogue *e = epilogue && (epilogue->bias || epilogue->residual || epilogue->lo != -INFINITY
+                                             || epilogue->hi != INFINITY) ? epilogue : 0;
 #if defined(__x86_64__)
-    if (vnni_here() && !force_portable) { gemm_vnni(m, n, k, a, lda, a_zero, row_scale, row_offset, packed, c, ldc, accumulate); return; }
+    if (vnni_here() && !force_portable) { gemm_vnni(m, n, k, a, lda, a_zero, row_scale, row_offset, packed, c, ldc, accumulate, e); return; }
 #endif
-    gemm_portable(m, n, k, a, lda, a_zero, row_scale, row_offset, packed, c, ldc, accumulate);
+    gemm_portable(m, n, k, a, lda, a_zero, row_scale, row_offset, packed, c, ldc, accumulate, e);
 }

@@ -34,7 +34,7 @@ package func configureBLAS() {
 
 /// A 1x1 convolution with its epilogue (folded BatchNorm bias, optional residual, optional
 /// ReLU6): `pointwiseConvolution` with ReLU6 as its clamp, or with `quantised` weights the int8
-/// GEMM with the same epilogue per column block.
+/// GEMM with the same epilogue as it stores.
 package func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>,
                     bias: UnsafePointer<Float>?, residual: FeatureMap? = nil, relu6: Bool, threads: Int,
                     quantised: QuantisedWeights? = nil, workspace: Workspace? = nil) {
@@ -45,10 +45,6 @@ package func convolution1x1(_ input: FeatureMap, into output: FeatureMap, weight
     }
     precondition(quantised.rows == output.channels && quantised.columns == input.channels)
     int8Gemm(weights: quantised, n: input.plane, b: input.base, ldb: input.plane, c: output.base, ldc: output.plane,
-             threads: threads, workspace: workspace) { columns in
-        for o in 0..<output.channels {
-            clampEpilogue(output.channel(o) + columns.lowerBound, count: columns.count, bias: bias?[o] ?? 0,
-                          residual: residual.map { UnsafePointer($0.channel(o) + columns.lowerBound) }, clamp: clamp)
-        }
-    }
+             threads: threads, workspace: workspace, bias: bias, residual: residual.map { UnsafePointer($0.base) },
+             residualStride: input.plane, clamp: clamp)
 }

@@ -8,7 +8,7 @@ import Foundation
 /// output rows so the column buffer stays bounded on large maps.
 ///
 /// With `quantised` (the same weights from `QuantisedWeights`), the GEMMs run in int8
-/// (`int8Gemm`) and each column block's epilogue follows its GEMM.
+/// (`int8Gemm`), the epilogue applied as the results are stored.
 package func convolution(_ input: FeatureMap, into output: FeatureMap, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  geometry g: ConvGeometry, clamp: Clamp, residual: FeatureMap?, workspace: Workspace, threads: Int,
                  quantised: QuantisedWeights? = nil) {
@@ -17,17 +17,10 @@ package func convolution(_ input: FeatureMap, into output: FeatureMap, weights: 
         && output.height == input.height && output.width == input.width
     if let quantised {
         precondition(quantised.rows == output.channels && quantised.columns == input.channels * g.kernelHeight * g.kernelWidth)
-        let epilogue = bias != nil || residual != nil || !clamp.isNone
-        func finish(_ start: Int, _ columns: Range<Int>) {
-            guard epilogue else { return }
-            for o in 0..<output.channels {
-                clampEpilogue(output.channel(o) + start + columns.lowerBound, count: columns.count, bias: bias?[o] ?? 0,
-                              residual: residual.map { UnsafePointer($0.channel(o) + start + columns.lowerBound) }, clamp: clamp)
-            }
-        }
         if pointwise {
             int8Gemm(weights: quantised, n: input.plane, b: input.base, ldb: input.plane, c: output.base, ldc: output.plane,
-                     threads: threads, workspace: workspace) { finish(0, $0) }
+                     threads: threads, workspace: workspace, bias: bias, residual: residual.map { UnsafePointer($0.base) },
+                     residualStride: output.plane, clamp: clamp)
             return
         }
         let ho = output.height, wo = output.width, k = quantised.columns
@@ -38,7 +31,8 @@ package func convolution(_ input: FeatureMap, into output: FeatureMap, weights: 
             let rows = y0..<min(ho, y0 + bandRows), n = rows.count * wo, start = y0 * wo
             im2col(input, rows: rows, outputWidth: wo, geometry: g, into: columns, threads: threads)
             int8Gemm(weights: quantised, n: n, b: columns, ldb: n, c: output.base + start, ldc: output.plane,
-                     threads: threads, workspace: workspace) { finish(start, $0) }
+                     threads: threads, workspace: workspace, bias: bias, residual: residual.map { UnsafePointer($0.base + start) },
+                     residualStride: output.plane, clamp: clamp)
             y0 = rows.upperBound
         }
         return

@@ -89,12 +89,13 @@ package var int8KernelUsesVNNI: Bool {
 /// `ldb`) quantised on the fly to 8 bits per column: each pixel's channel vector on a grid over
 /// its own range (asymmetric, 0 included), which factors out of the sum over channels. Int32
 /// sums; the result does not depend on how the columns are split over threads. With
-/// `accumulate` the product is added to C. The columns go in blocks packed while they fit in
-/// cache, split evenly over `threads`; `epilogue`, if given, runs on each block's columns right
-/// after its GEMM, while they are in cache.
+/// `accumulate` the product is added to C; then, as each value is stored, the convolution's
+/// epilogue: + `bias[row]`, + `residual` (laid out like C, rows `residualStride` apart), clamp.
+/// The columns go in blocks packed while they fit in cache, split evenly over `threads`.
 package func int8Gemm(weights a: QuantisedWeights, n: Int, b: UnsafePointer<Float>, ldb: Int,
                       c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int, workspace: Workspace,
-                      accumulate: Bool = false, forcePortable: Bool = false, epilogue: ((Range<Int>) -> Void)? = nil) {
+                      accumulate: Bool = false, bias: UnsafePointer<Float>? = nil, residual: UnsafePointer<Float>? = nil,
+                      residualStride: Int = 0, clamp: Clamp = .none, forcePortable: Bool = false) {
     let m = a.rows, k = a.columns
     guard m > 0, n > 0 else { return }
     // Column blocks of ~96 KB packed (multiples of 32 columns), spread evenly over the threads.
@@ -117,9 +118,10 @@ package func int8Gemm(weights a: QuantisedWeights, n: Int, b: UnsafePointer<Floa
                 let start = block * perBlock, count = min(n, start + perBlock) - start
                 guard count > 0 else { continue }
                 semfuse_s8_pack(b + start, k, count, ldb, packed, forcePortable ? 1 : 0)
+                var epilogue = semfuse_epilogue(bias: bias, residual: residual.map { $0 + start }, ldr: residualStride,
+                                                lo: clamp.lo, hi: clamp.hi)
                 semfuse_u8s8_gemm(m, count, k, values.baseAddress!, a.stride, zeros.baseAddress!, rowScale.baseAddress!,
-                                  rowOffset.baseAddress!, packed, c + start, ldc, accumulate ? 1 : 0, forcePortable ? 1 : 0)
-                epilogue?(start..<(start + count))
+                                  rowOffset.baseAddress!, packed, c + start, ldc, accumulate ? 1 : 0, &epilogue, forcePortable ? 1 : 0)
             }
         }
     }}}}

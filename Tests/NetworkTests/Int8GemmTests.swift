@@ -97,6 +97,43 @@ final class Int8GemmTests: XCTestCase {
         }
     }
 
+    /// The epilogue applied as the kernels store (bias, residual with its own row stride, clamp,
+    /// on top of accumulation) equals the same float operations applied afterwards, in both kernels.
+    func testEpilogueAsStoredEqualsTheSameStepsAfterwards() {
+        let (m, n, k) = (13, 45, 20)
+        let (w, b, ldb) = makeData(m: m, n: n, k: k, seed: 21)
+        let q = w.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: m, columns: k) }
+        let bias = (0..<m).map { Float($0) * 0.25 - 1.5 }
+        let ldr = n + 5
+        let residual = (0..<(m * ldr)).map { Float(($0 * 37) % 23) * 0.1 - 1 }
+        let start = (0..<(m * n)).map { Float(($0 * 11) % 7) * 0.5 }
+        let clamp = Clamp(lo: -0.5, hi: 6)
+        for portable in [false, true] {
+            var fused = start, plain = start
+            let workspace = Workspace()
+            b.withUnsafeBufferPointer { b in bias.withUnsafeBufferPointer { bias in residual.withUnsafeBufferPointer { residual in
+                fused.withUnsafeMutableBufferPointer { c in
+                    int8Gemm(weights: q, n: n, b: b.baseAddress!, ldb: ldb, c: c.baseAddress!, ldc: n, threads: 1, workspace: workspace,
+                             accumulate: true, bias: bias.baseAddress!, residual: residual.baseAddress!, residualStride: ldr,
+                             clamp: clamp, forcePortable: portable)
+                }
+                plain.withUnsafeMutableBufferPointer { c in
+                    int8Gemm(weights: q, n: n, b: b.baseAddress!, ldb: ldb, c: c.baseAddress!, ldc: n, threads: 1, workspace: workspace,
+                             accumulate: true, forcePortable: portable)
+                }
+            } } }
+            for i in 0..<m {
+                for j in 0..<n {
+                    var f = plain[i * n + j] + bias[i]
+                    f = f + residual[i * ldr + j]
+                    f = min(max(f, clamp.lo), clamp.hi)
+                    XCTAssertEqual(fused[i * n + j].bitPattern, f.bitPattern, "(\(i), \(j)), portable \(portable)")
+                }
+            }
+            XCTAssertTrue(fused.contains(6) && fused.contains(-0.5), "both bounds were hit")
+        }
+    }
+
     func testThreadsDoNotChangeTheResult() {
         let (m, n, k) = (64, 3000, 96)
         let (w, b, ldb) = makeData(m: m, n: n, k: k, seed: 99)

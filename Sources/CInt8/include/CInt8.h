@@ -32,10 +32,20 @@ long semfuse_s8_block_bytes(long k, long n);
    semfuse_s8_block_bytes(k, n) bytes. */
 void semfuse_s8_pack(const float *b, long k, long n, long ldb, uint8_t *packed, int force_portable);
 
+/* What is applied to each result as it is stored: + bias[i] (if bias), + residual[i·ldr + j]
+   (if residual; indexed like C), then clamped to [lo, hi] (NaN to lo). Row and column indices
+   are those of this call's C. */
+typedef struct {
+    const float *bias;
+    const float *residual;
+    long ldr;
+    float lo, hi;
+} semfuse_epilogue;
+
 /* C (row stride ldc) for m rows and n columns from A and a block packed for these k and n; with
-   `accumulate`, C + that. `force_portable` selects the portable kernels even where VNNI runs
-   (tests compare the two). */
+   `accumulate`, C + that; then `epilogue` if it is not null. `force_portable` selects the
+   portable kernels even where VNNI runs (tests compare the two). */
 void semfuse_u8s8_gemm(long m, long n, long k, const uint8_t *a, long lda, const int32_t *a_zero,
                        const float *row_scale, const int32_t *row_offset, const uint8_t *packed,
-                       float *c, long ldc, int accumulate, int force_portable);
+                       float *c, long ldc, int accumulate, const semfuse_epilogue *epilogue, int force_portable);
 #endif
