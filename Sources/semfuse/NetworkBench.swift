@@ -37,7 +37,7 @@ struct NetworkBench: ParsableCommand {
     @Option(help: "A bundled model by short name ('deeplab', 'fastdepth'); same as --weights with its file.")
     var model: String?
 
-    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (each timed in turn, same run, with their ratio). Int8 runs AVX-512 VNNI kernels where the CPU has them, portable ones otherwise.")
+    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (each timed in turn, same run, with their ratio). Int8 needs a CPU with AVX-512 VNNI (SEMFUSE_INT8_PORTABLE=1 times the much slower portable kernels instead).")
     var precision: String = "float32"
 
     @Flag(help: "Print JSON: one object per configuration, one per line.")
