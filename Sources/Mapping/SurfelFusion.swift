@@ -603,21 +603,10 @@ struct CleanupWindow {
         let w = width, h = height
         var duplicates = 0, violations = 0
         if vectorised, x0 >= 0, x0 + 3 < w {
-            let z = SIMD4<Float>(repeating: pc.z), zero = SIMD4<Float>(), near = SIMD4<Float>(repeating: 0.01)
-            let initLimit = SIMD4<Int32>(repeating: initTime)
+            let z = SIMD4<Float>(repeating: pc.z), initLimit = SIMD4<Int32>(repeating: initTime)
             for yy in max(0, y0)...min(h - 1, y0 + 3) {
-                let q = yy * w + x0
-                let shown = UnsafeRawPointer(stableDepth.address(q)).loadUnaligned(as: SIMD4<Float>.self)
-                // |shown| − z: clearing the sign bit is exactly `abs`, NaN included.
-                let magnitude = unsafeBitCast(unsafeBitCast(shown, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: SIMD4<Float>.self)
-                let behind = magnitude - z
-                if facing { violations += Self.count((behind .> near) .& (shown .> zero)) }
-                let older = UnsafeRawPointer(pixelInit.address(q)).loadUnaligned(as: SIMD4<Int32>.self) .< initLimit
-                let candidates = (behind .> zero) .& (behind .< near) .& older
-                guard any(candidates) else { continue }
-                let xy = UnsafeRawPointer(stableXY.address(q)).loadUnaligned(as: SIMD8<Float>.self)
-                let dx = xy.evenHalf - SIMD4(repeating: pc.x), dy = xy.oddHalf - SIMD4(repeating: pc.y)
-                duplicates += Self.count(candidates .& (dx * dx + dy * dy .< SIMD4(repeating: lateral2)))
+                addRow(yy * w + x0, z: z, initLimit: initLimit, position: pc, facing: facing, lateral2: lateral2,
+                       duplicates: &duplicates, violations: &violations)
             }
             return (duplicates, violations)
         }
@@ -651,28 +640,37 @@ struct CleanupWindow {
                                                   initTime: initTime, vectorised: false)
             return duplicates > 8 || violations > 4
         }
-        let z = SIMD4<Float>(repeating: pc.z), zero = SIMD4<Float>(), near = SIMD4<Float>(repeating: 0.01)
-        let initLimit = SIMD4<Int32>(repeating: initTime)
+        let z = SIMD4<Float>(repeating: pc.z), initLimit = SIMD4<Int32>(repeating: initTime)
         var duplicates = 0, violations = 0
         let last = min(h - 1, y0 + 3)
         for yy in max(0, y0)...last {
-            let q = yy * w + x0
-            let shown = UnsafeRawPointer(stableDepth.address(q)).loadUnaligned(as: SIMD4<Float>.self)
-            let magnitude = unsafeBitCast(unsafeBitCast(shown, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: SIMD4<Float>.self)
-            let behind = magnitude - z
-            if facing { violations += Self.count((behind .> near) .& (shown .> zero)) }
-            let older = UnsafeRawPointer(pixelInit.address(q)).loadUnaligned(as: SIMD4<Int32>.self) .< initLimit
-            let candidates = (behind .> zero) .& (behind .< near) .& older
-            if any(candidates) {
-                let xy = UnsafeRawPointer(stableXY.address(q)).loadUnaligned(as: SIMD8<Float>.self)
-                let dx = xy.evenHalf - SIMD4(repeating: pc.x), dy = xy.oddHalf - SIMD4(repeating: pc.y)
-                duplicates += Self.count(candidates .& (dx * dx + dy * dy .< SIMD4(repeating: lateral2)))
-            }
+            addRow(yy * w + x0, z: z, initLimit: initLimit, position: pc, facing: facing, lateral2: lateral2,
+                   duplicates: &duplicates, violations: &violations)
             if duplicates > 8 || violations > 4 { return true }
             let left = 4 * (last - yy)
             if duplicates + left <= 8 && (!facing || violations + left <= 4) { return false }
         }
         return false
+    }
+
+    /// Adds the two counts over the four pixels q...q+3 of one window row (all inside the image),
+    /// four at a time with the scalar loop's arithmetic per pixel. `z` and `initLimit` are the
+    /// surfel's depth and creation time in every lane.
+    @inline(__always)
+    private func addRow(_ q: Int, z: SIMD4<Float>, initLimit: SIMD4<Int32>, position pc: SIMD3<Float>, facing: Bool,
+                        lateral2: Float, duplicates: inout Int, violations: inout Int) {
+        let zero = SIMD4<Float>(), near = SIMD4<Float>(repeating: 0.01)
+        let shown = UnsafeRawPointer(stableDepth.address(q)).loadUnaligned(as: SIMD4<Float>.self)
+        // |shown| − z: clearing the sign bit is exactly `abs`, NaN included.
+        let magnitude = unsafeBitCast(unsafeBitCast(shown, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: SIMD4<Float>.self)
+        let behind = magnitude - z
+        if facing { violations += Self.count((behind .> near) .& (shown .> zero)) }
+        let older = UnsafeRawPointer(pixelInit.address(q)).loadUnaligned(as: SIMD4<Int32>.self) .< initLimit
+        let candidates = (behind .> zero) .& (behind .< near) .& older
+        guard any(candidates) else { return }
+        let xy = UnsafeRawPointer(stableXY.address(q)).loadUnaligned(as: SIMD8<Float>.self)
+        let dx = xy.evenHalf - SIMD4(repeating: pc.x), dy = xy.oddHalf - SIMD4(repeating: pc.y)
+        duplicates += Self.count(candidates .& (dx * dx + dy * dy .< SIMD4(repeating: lateral2)))
     }
 
     /// Number of set lanes.
