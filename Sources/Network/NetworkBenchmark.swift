@@ -77,7 +77,8 @@ public struct NetworkBenchmark {
                                                              threads: threads, runs: max(3, runs / 2)),
                       precision: precision,
                       int8GemmFloorMilliseconds: precision == .int8
-                          ? Self.int8GemmFloor(network.layerPlan(height: height, width: width).gemms, threads: threads, runs: max(3, runs / 2))
+                          ? Self.gemmFloor(network.layerPlan(height: height, width: width).gemms, threads: threads, runs: max(3, runs / 2),
+                                           precision: .int8)
                           : 0,
                       workspaceBytes: network.workspaceBytes)
     }
@@ -146,8 +147,12 @@ public struct NetworkBenchmark {
                 difference, winogradDifference)
     }
 
-    /// Median time of running just these GEMMs (random data) through the network's GEMM path.
-    static func gemmFloor(_ shapes: [(m: Int, n: Int, k: Int)], threads: Int, runs: Int) -> Double {
+    /// Median time of running just these GEMMs (random data) through the network's GEMM path:
+    /// float32 (OpenBLAS), or int8 (`int8Gemm`) with the weights quantised beforehand, as a
+    /// network does at load, and the activations quantised and packed inside the timing, as every
+    /// pass must.
+    static func gemmFloor(_ shapes: [(m: Int, n: Int, k: Int)], threads: Int, runs: Int,
+                          precision: NetworkPrecision = .float32) -> Double {
         configureBLAS()
         let maxA = shapes.map { $0.m * $0.k }.max() ?? 0
         let maxB = shapes.map { $0.k * $0.n }.max() ?? 0
@@ -157,35 +162,19 @@ public struct NetworkBenchmark {
         defer { a.deallocate(); b.deallocate(); c.deallocate() }
         for i in 0..<maxA { a[i] = Float(i % 7) * 0.01 }
         for i in 0..<maxB { b[i] = Float(i % 5) * 0.1 }
-        var times: [Double] = []
-        for run in 0...runs {
-            let start = DispatchTime.now().uptimeNanoseconds
-            for s in shapes { gemm(m: s.m, n: s.n, k: s.k, a: a, b: b, c: c, threads: threads) }
-            if run > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }  // first run warms up
-        }
-        return Result.percentile(times, 0.5)
-    }
-
-    /// `gemmFloor` through the int8 GEMM: weights quantised beforehand (as a network would at
-    /// load), activations quantised and packed inside the timing (as every pass must).
-    static func int8GemmFloor(_ shapes: [(m: Int, n: Int, k: Int)], threads: Int, runs: Int) -> Double {
-        let maxA = shapes.map { $0.m * $0.k }.max() ?? 0
-        let maxB = shapes.map { $0.k * $0.n }.max() ?? 0
-        let maxC = shapes.map { $0.m * $0.n }.max() ?? 0
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: maxA), b = UnsafeMutablePointer<Float>.allocate(capacity: maxB)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: maxC)
-        defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        for i in 0..<maxA { a[i] = Float(i % 7) * 0.01 - 0.03 }
-        for i in 0..<maxB { b[i] = Float(i % 5) * 0.1 }
-        let quantised = shapes.map { QuantisedWeights(a, rows: $0.m, columns: $0.k) }
+        let quantised = precision == .int8 ? shapes.map { QuantisedWeights(a, rows: $0.m, columns: $0.k) } : []
         let workspace = Workspace()
         var times: [Double] = []
         for run in 0...runs {
             let start = DispatchTime.now().uptimeNanoseconds
-            for (s, q) in zip(shapes, quantised) {
-                int8Gemm(weights: q, n: s.n, b: b, ldb: s.n, c: c, ldc: s.n, threads: threads, workspace: workspace)
+            for (i, s) in shapes.enumerated() {
+                if precision == .int8 {
+                    int8Gemm(weights: quantised[i], n: s.n, b: b, ldb: s.n, c: c, ldc: s.n, threads: threads, workspace: workspace)
+                } else {
+                    gemm(m: s.m, n: s.n, k: s.k, a: a, b: b, c: c, threads: threads)
+                }
             }
-            if run > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
+            if run > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }  // first run warms up
         }
         return Result.percentile(times, 0.5)
     }
