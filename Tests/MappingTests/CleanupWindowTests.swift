@@ -2,6 +2,14 @@
 import XCTest
 import Geometry
 
+/// A window over these per-pixel planes, for the duration of `body`.
+private func withWindow(_ depth: [Float], _ initTimes: [Int32], _ positions: [SIMD2<Float>], width: Int, height: Int,
+                        _ body: (CleanupWindow) -> Void) {
+    depth.withKernelInput { depth in initTimes.withKernelInput { initTimes in positions.withKernelInput { positions in
+        body(CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height))
+    } } }
+}
+
 /// The cleanup's 4x4 neighbourhood tests, four pixels at a time against the per-pixel loop.
 final class CleanupWindowTests: XCTestCase {
     /// Every window position of an odd-sized image (borders, where the scalar loop runs, and the
@@ -38,10 +46,7 @@ final class CleanupWindowTests: XCTestCase {
             positions[p] = SIMD2(Float(next(21) - 10) * 0.001, Float(next(21) - 10) * 0.001)
         }
         var vectorWindows = 0, withDuplicates = 0, withViolations = 0
-        depth.withKernelInput { depth in
-        initTimes.withKernelInput { initTimes in
-        positions.withKernelInput { positions in
-            let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height)
+        withWindow(depth, initTimes, positions, width: width, height: height) { window in
             for y0 in -1..<height {
                 for x0 in -1..<width {
                     for facing in [false, true] {
@@ -61,7 +66,7 @@ final class CleanupWindowTests: XCTestCase {
                     }
                 }
             }
-        }}}
+        }
         // The comparison covered the four-at-a-time path and windows where both rules count.
         XCTAssertGreaterThan(vectorWindows, 3000)
         XCTAssertGreaterThan(withDuplicates, 500)
@@ -93,10 +98,7 @@ final class CleanupWindowTests: XCTestCase {
                 initTimes[p] = Int32(next(4))
                 positions[p] = SIMD2(Float(next(11) - 5) * 0.001, Float(next(11) - 5) * 0.001)
             }
-            depth.withKernelInput { depth in
-            initTimes.withKernelInput { initTimes in
-            positions.withKernelInput { positions in
-                let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height)
+            withWindow(depth, initTimes, positions, width: width, height: height) { window in
                 for y0 in -1..<height {
                     for x0 in -1..<width {
                         for facing in [false, true] {
@@ -110,7 +112,7 @@ final class CleanupWindowTests: XCTestCase {
                         }
                     }
                 }
-            }}}
+            }
         }
         XCTAssertGreaterThan(removed, 300)
         XCTAssertGreaterThan(kept, 300)
@@ -135,8 +137,7 @@ final class CleanupWindowTests: XCTestCase {
                     depth[(row + 1) * width + x + 1] = x < split.0 ? 1.504 : x < split.0 + split.1 ? 1.52 : .nan
                 }
             }
-            depth.withKernelInput { depth in initTimes.withKernelInput { initTimes in positions.withKernelInput { positions in
-                let window = CleanupWindow(stableDepth: depth, pixelInit: initTimes, stableXY: positions, width: width, height: height)
+            withWindow(depth, initTimes, positions, width: width, height: height) { window in
                 let full = window.counts(x0: 1, y0: 1, position: pc, facing: true, lateral2: 1e-4, initTime: 1, vectorised: false)
                 let expected = full.duplicates > 8 || full.violations > 4
                 if window.removes(x0: 1, y0: 1, position: pc, facing: true, lateral2: 1e-4, initTime: 1) != expected {
@@ -144,7 +145,7 @@ final class CleanupWindowTests: XCTestCase {
                 }
                 if expected { removed += 1 }
                 checked += 1
-            } } }
+            }
         } } } }
         XCTAssertEqual(checked, 15 * 15 * 15 * 15)
         XCTAssertGreaterThan(removed, 1000)
