@@ -10,6 +10,17 @@ private func withWindow(_ depth: [Float], _ initTimes: [Int32], _ positions: [SI
     } } }
 }
 
+/// A small deterministic generator (64-bit LCG) for the test planes.
+private struct TestRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    /// A value in 0..<bound.
+    mutating func next(_ bound: Int) -> Int {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Int(state >> 33) % bound
+    }
+}
+
 /// The cleanup's 4x4 neighbourhood tests, four pixels at a time against the per-pixel loop.
 final class CleanupWindowTests: XCTestCase {
     /// Every window position of an odd-sized image (borders, where the scalar loop runs, and the
@@ -19,11 +30,8 @@ final class CleanupWindowTests: XCTestCase {
     /// creation times equal to the surfel's, and lateral offsets on both sides of the radius.
     func testFourPixelsAtATimeCountExactlyAsThePerPixelLoop() {
         let width = 37, height = 23, n = width * height
-        var state: UInt64 = 7
-        func next(_ bound: Int) -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(state >> 33) % bound
-        }
+        var random = TestRandom(seed: 7)
+        func next(_ bound: Int) -> Int { random.next(bound) }
         let base: Float = 1.5, near: Float = 0.005
         let offsets: [Float] = [0, 0.01, 0.005, 0.0099, 0.0101, 0.02, -0.004, 0.001]
         var depth = [Float](repeating: .nan, count: n)
@@ -78,11 +86,8 @@ final class CleanupWindowTests: XCTestCase {
     /// full counts do, over images where removals are common and where they are rare.
     func testEarlyStoppingDecidesAsTheFullCounts() {
         let width = 29, height = 19, n = width * height
-        var state: UInt64 = 11
-        func next(_ bound: Int) -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(state >> 33) % bound
-        }
+        var random = TestRandom(seed: 11)
+        func next(_ bound: Int) -> Int { random.next(bound) }
         var removed = 0, kept = 0
         for density in [2, 5, 9, 10] {   // out of 10 pixels: a stable surfel just behind
             var depth = [Float](repeating: .nan, count: n)
