@@ -255,33 +255,44 @@ tile(const int MR, const int NV, long groups, const uint8_t *a, long lda, const 
     }
 }
 
+/* Rows MR at a time over the columns [j0, j1), 32 at a time (16 at the end). */
+static inline __attribute__((always_inline)) VNNI void
+row_strip(const int MR, long i, long j0, long j1, long n, long groups, const uint8_t *a, long lda, const uint8_t *packed,
+          long bstride, const int32_t *colsum, const int32_t *colzero, const float *colscale, const int32_t *a_zero,
+          const float *row_scale, const int32_t *row_offset, float *c, long ldc, int accumulate, const semfuse_epilogue *e) {
+    for (long j = j0; j < j1; j += 32) {
+        const long left = n - j;
+        const long last = left > 16 ? left - 16 : left;
+        const __mmask16 mask = last >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << last) - 1);
+#define ARGS groups, a + i * lda, lda, packed + j * 4, bstride, colsum + j, colzero + j, colscale + j, \
+             a_zero + i, row_scale + i, row_offset + i, c + i * ldc + j, ldc, mask, accumulate, e, i, j
+        if (left > 16) tile(MR, 2, ARGS); else tile(MR, 1, ARGS);
+#undef ARGS
+    }
+}
+
+/* Columns in chunks whose packed values fit in L1 (~24 KB); within a chunk, eight rows at a time
+   across all its columns. Each row tile then stores into eight rows of C in sequence rather than
+   hopping over every row of the layer for each 32 columns, which cost more than the arithmetic
+   where K is small and C large (an expansion layer writing 25 MB). */
 static VNNI void gemm_vnni(long m, long n, long k, const uint8_t *a, long lda, const int32_t *a_zero,
                            const float *row_scale, const int32_t *row_offset, const uint8_t *packed,
                            float *c, long ldc, int accumulate, const semfuse_epilogue *e) {
     const long groups = (k + 3) / 4, npad = pad16(n), bstride = npad * 4;
     const int32_t *colsum = colsum_of((uint8_t *)packed, k, npad), *colzero = colzero_of((uint8_t *)packed, k, npad);
     const float *colscale = colscale_of((uint8_t *)packed, k, npad);
-    for (long j = 0; j < n; j += 32) {
-        const long left = n - j;
-        const int nv = left > 16 ? 2 : 1;
-        const long last = left - 16 * (nv - 1);
-        const __mmask16 mask = last >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << last) - 1);
-        const uint8_t *b = packed + j * 4;
+    long chunk = (24 * 1024 / (groups * 4)) & ~31L;
+    if (chunk < 32) chunk = 32;
+    for (long j0 = 0; j0 < n; j0 += chunk) {
+        const long j1 = n - j0 < chunk ? n : j0 + chunk;
         long i = 0;
-#define TILE(MR, NV) tile(MR, NV, groups, a + i * lda, lda, b, bstride, colsum + j, colzero + j, colscale + j, \
-                          a_zero + i, row_scale + i, row_offset + i, c + i * ldc + j, ldc, mask, accumulate, e, i, j)
-        if (nv == 2) {
-            for (; i + 8 <= m; i += 8) TILE(8, 2);
-            if (i + 4 <= m) { TILE(4, 2); i += 4; }
-            if (i + 2 <= m) { TILE(2, 2); i += 2; }
-            if (i < m) { TILE(1, 2); i += 1; }
-        } else {
-            for (; i + 8 <= m; i += 8) TILE(8, 1);
-            if (i + 4 <= m) { TILE(4, 1); i += 4; }
-            if (i + 2 <= m) { TILE(2, 1); i += 2; }
-            if (i < m) { TILE(1, 1); i += 1; }
-        }
-#undef TILE
+#define STRIP(MR) row_strip(MR, i, j0, j1, n, groups, a, lda, packed, bstride, colsum, colzero, colscale, \
+                            a_zero, row_scale, row_offset, c, ldc, accumulate, e)
+        for (; i + 8 <= m; i += 8) STRIP(8);
+        if (i + 4 <= m) { STRIP(4); i += 4; }
+        if (i + 2 <= m) { STRIP(2); i += 2; }
+        if (i < m) { STRIP(1); i += 1; }
+#undef STRIP
     }
 }
 #endif

@@ -89,7 +89,9 @@ final class Int8GemmTests: XCTestCase {
 
     func testVNNIAndPortableKernelsAgreeBitForBit() throws {
         try XCTSkipUnless(int8KernelUsesVNNI, "the AVX-512 VNNI kernels do not run here (no VNNI, or SEMFUSE_INT8_PORTABLE=1): only the portable ones (tested above)")
-        for (m, n, k) in [(1, 1, 1), (9, 17, 5), (13, 33, 37), (24, 200, 96), (40, 47, 300)] {
+        // The last two span several column chunks of the VNNI kernel (~24 KB of packed values
+        // each: 608 and 96 columns here), the last chunk partial, with 8 + 8 + 2 + 1 and 8 + 4 rows.
+        for (m, n, k) in [(1, 1, 1), (9, 17, 5), (13, 33, 37), (24, 200, 96), (40, 47, 300), (19, 1000, 40), (12, 250, 256)] {
             let (w, b, ldb) = makeData(m: m, n: n, k: k, seed: UInt64(7 + m + n + k), specials: true)
             let q = w.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: m, columns: k) }
             let fast = run(q, n: n, b: b, ldb: ldb), slow = run(q, n: n, b: b, ldb: ldb, portable: true)
