@@ -143,3 +143,74 @@ extension GraphModelTests {
         }
     }
 }
+
+extension GraphModelTests {
+    /// Concatenation inputs written in place into the concatenation's output give the same bits
+    /// as copying them there, on the bundled segmenter (two concatenations in its decoder) in
+    /// both precisions, at an odd size.
+    func testInPlaceConcatenationMatchesCopying() throws {
+        let deeplab = try Self.model("deeplabv3-mnv2-ade20k.safetensors")
+        let image = ImageResampling.resizeBilinear(try PNGCodec.readRGB(Self.fixtures.appendingPathComponent("input-512-nyu-000464.png")),
+                                                   width: 333, height: 251)
+        XCTAssertEqual(try deeplab.inPlaceTensorCount(height: 251, width: 333), 4, "both inputs of both concatenations")
+        var precisions: [NetworkPrecision] = [.float32]
+        if int8KernelUsesVNNI { precisions.append(.int8) }
+        for precision in precisions {
+            deeplab.precision = precision
+            deeplab.concatenatesInPlace = true
+            let inPlace = try deeplab.forward(image).values
+            deeplab.concatenatesInPlace = false
+            XCTAssertEqual(try deeplab.inPlaceTensorCount(height: 251, width: 333), 0)
+            let copied = try deeplab.forward(image).values
+            XCTAssertEqual(inPlace.map(\.bitPattern), copied.map(\.bitPattern), "\(precision)")
+        }
+    }
+
+    /// Which inputs may be written in place, on a crafted graph: a padded input (padding does
+    /// not clamp) still gets the concatenation's clamp; an input that another operator also
+    /// reads is copied, so the clamp applied in the output cannot reach that reader; a
+    /// concatenation's output feeding another concatenation is copied. (A clamp on a padding
+    /// is not applied by it, so it does not excuse the concatenation's.)
+    func testInPlaceConcatenationKeepsClampsAndSharedInputs() throws {
+        let graph = #"""
+        {"input": {"tensor": "t0", "height": 4, "width": 4, "channels": 3, "scale": 0.05, "zero_point": 128},
+         "outputs": [{"tensor": "t6", "role": "depth"}], "tensors": {},
+         "ops": [{"op": "RELU6", "inputs": ["t0"], "outputs": ["t1"]},
+                 {"op": "RELU", "inputs": ["t0"], "outputs": ["t2"]},
+                 {"op": "PAD", "inputs": ["t1"], "outputs": ["t3"], "paddings": [[0, 0], [0, 0], [0, 0], [0, 2]]},
+                 {"op": "RELU_N1_TO_1", "inputs": ["t0"], "outputs": ["t4"]},
+                 {"op": "CONCATENATION", "inputs": ["t3", "t2", "t4"], "outputs": ["t5"], "axis": 3, "clamp": [-0.5, 5]},
+                 {"op": "PAD", "inputs": ["t1"], "outputs": ["t7"], "paddings": [[0, 0], [0, 0], [0, 0], [0, 2]], "clamp": [0, 1]},
+                 {"op": "CONCATENATION", "inputs": ["t7"], "outputs": ["t8"], "axis": 3, "clamp": [-0.5, 5]},
+                 {"op": "CONCATENATION", "inputs": ["t5", "t2", "t8"], "outputs": ["t6"], "axis": 3}]}
+        """#
+        let url = try SharedData.temporaryDirectory(self).appendingPathComponent("concat.safetensors")
+        try Safetensors.encode(["w": NamedTensor(shape: [1], values: [1])],
+                               metadata: ["semfuse.format": "graph-v1", "semfuse.kind": "depth", "semfuse.graph": graph]).write(to: url)
+        let network = try GraphNetwork.load(url, threads: 2)
+        let (w, h) = (13, 5)
+        var image = ColorImage(width: w, height: h, repeating: RGB8(0, 0, 0))
+        for i in 0..<(w * h) { image.pixels[i] = RGB8(UInt8((i * 37) % 256), UInt8((i * 91 + 7) % 256), UInt8((i * 53 + 200) % 256)) }
+        XCTAssertEqual(try network.inPlaceTensorCount(height: h, width: w), 3, "the padded inputs and t4")
+        let out = try network.forward(image)
+        XCTAssertEqual(out.channels, 19)
+        let plane = w * h
+        func x(_ c: Int, _ i: Int) -> Float {
+            let p = image.pixels[i]
+            return 0.05 * (Float([p.r, p.g, p.b][c]) - 128)
+        }
+        func clamp(_ v: Float, _ lo: Float, _ hi: Float) -> Float { min(max(v, lo), hi) }
+        for i in 0..<plane {
+            var expected: [Float] = []
+            expected += (0..<3).map { clamp(clamp(x($0, i), 0, 6), -0.5, 5) }
+            expected += [0, 0]
+            expected += (0..<3).map { clamp(max(x($0, i), 0), -0.5, 5) }
+            expected += (0..<3).map { clamp(clamp(x($0, i), -1, 1), -0.5, 5) }
+            expected += (0..<3).map { max(x($0, i), 0) }   // the shared input, unclamped
+            expected += (0..<3).map { clamp(clamp(x($0, i), 0, 6), -0.5, 5) } + [0, 0]
+            XCTAssertEqual((0..<19).map { out.values[$0 * plane + i] }, expected, "pixel \(i)")
+        }
+        network.concatenatesInPlace = false
+        XCTAssertEqual(try network.forward(image).values, out.values)
+    }
+}

@@ -123,8 +123,21 @@ public final class GraphNetwork {
     struct Plan {
         var dims: [Int: Dims]
         var slot: [Int: Int]
+        /// Tensors written in place into a concatenation's output: that tensor and the offset
+        /// (in floats) of their channels there. They have no slot of their own.
+        var alias: [Int: (tensor: Int, offset: Int)] = [:]
+        /// Concatenations whose output needs its clamp applied (an input not already clamped
+        /// within it).
+        var concatenationClamps: Set<Int> = []
         var capacities: [Int]
         var multiplyAdds: Double
+    }
+
+    /// Whether inputs of a channel concatenation are written straight into its output (CHW:
+    /// each input is a contiguous run of the output) instead of being copied there. Off only
+    /// to compare against the copying path (tests).
+    var concatenatesInPlace = true {
+        didSet { plans = [:] }
     }
 
     private func dims(fromNHWC shape: [Int]) -> Dims {
@@ -250,6 +263,7 @@ public final class GraphNetwork {
         var lastUse: [Int: Int] = [:]
         for (i, op) in model.operations.enumerated() { for case let .tensor(t) in op.inputs { lastUse[t] = i } }
         lastUse[model.outputTensor] = model.operations.count
+        let (alias, concatenationClamps) = concatenationAliases(dims: dims)
         var slot: [Int: Int] = [:], capacities: [Int] = [], free: [Int] = []
         func allocate(_ t: Int) {
             let need = dims[t]!.count
@@ -265,10 +279,15 @@ public final class GraphNetwork {
         if lastUse[model.inputTensor] == nil { free.append(slot[model.inputTensor]!) }
         var multiplyAdds = 0.0
         for (i, op) in model.operations.enumerated() {
-            for t in op.outputs { allocate(t) }
-            for t in op.outputs where lastUse[t] == nil { free.append(slot[t]!) }   // never read
+            for t in op.outputs {
+                // An input of an in-place concatenation lives in the concatenation's output,
+                // which is therefore allocated when its first input is made.
+                let owner = alias[t]?.tensor ?? t
+                if slot[owner] == nil { allocate(owner) }
+            }
+            for t in op.outputs where lastUse[t] == nil && alias[t] == nil { free.append(slot[t]!) }   // never read
             let read = Set(op.inputs.compactMap { operand -> Int? in if case let .tensor(t) = operand { return t } else { return nil } })
-            for t in read where lastUse[t] == i { free.append(slot[t]!) }
+            for t in read where lastUse[t] == i && alias[t] == nil { free.append(slot[t]!) }
             let out = dims[op.outputs[0]]!
             switch op.kind {
             case let .convolution(_, _, cout, cin, window):
@@ -278,10 +297,56 @@ public final class GraphNetwork {
             default: break
             }
         }
-        let p = Plan(dims: dims, slot: slot, capacities: capacities, multiplyAdds: multiplyAdds)
+        let p = Plan(dims: dims, slot: slot, alias: alias, concatenationClamps: concatenationClamps, capacities: capacities,
+                     multiplyAdds: multiplyAdds)
         plans[key] = p
         return p
     }
+
+    /// Which concatenation inputs can be written in place (`Plan.alias`), and which
+    /// concatenations still need their clamp. An input qualifies when a single-output operator
+    /// other than a concatenation makes it and this concatenation is its only reader; then
+    /// nothing else reads or writes that run of the output while it is live.
+    private func concatenationAliases(dims: [Int: Dims]) -> (alias: [Int: (tensor: Int, offset: Int)], clamps: Set<Int>) {
+        var producer: [Int: Int] = [:], readers: [Int: Int] = [:]
+        for (i, op) in model.operations.enumerated() {
+            for t in op.outputs { producer[t] = i }
+            for case let .tensor(t) in op.inputs { readers[t, default: 0] += 1 }
+        }
+        var alias: [Int: (tensor: Int, offset: Int)] = [:], clamps: Set<Int> = []
+        for (i, op) in model.operations.enumerated() {
+            guard case .concatenation = op.kind, let output = op.outputs.first else { continue }
+            var offset = 0, needsClamp = false
+            for operand in op.inputs {
+                let count: Int
+                switch operand {
+                case let .constant(id):
+                    let c = model.constants[id]!
+                    count = c.channels * c.height * c.width
+                    needsClamp = true
+                case let .tensor(t):
+                    count = dims[t]!.count
+                    let maker = producer[t].map { model.operations[$0] }
+                    // Every operator but padding clamps its own output to its clamp.
+                    let clampedWithin = maker.map { m -> Bool in
+                        if case .pad = m.kind { return false }
+                        return m.clamp.lo >= op.clamp.lo && m.clamp.hi <= op.clamp.hi
+                    } ?? false
+                    if !clampedWithin { needsClamp = true }
+                    if concatenatesInPlace, let maker, maker.outputs == [t], readers[t] == 1,
+                       t != model.inputTensor, t != model.outputTensor {
+                        if case .concatenation = maker.kind {} else { alias[t] = (output, offset) }
+                    }
+                }
+                offset += count
+            }
+            if needsClamp { clamps.insert(i) }
+        }
+        return (alias, clamps)
+    }
+
+    /// How many tensors are written in place into concatenations at an input size (tests).
+    func inPlaceTensorCount(height: Int, width: Int) throws -> Int { try plan(height: height, width: width).alias.count }
 
     /// Multiply-adds of the convolutions at an input size.
     public func multiplyAdds(height: Int, width: Int) throws -> Double { try plan(height: height, width: width).multiplyAdds }
@@ -332,7 +397,13 @@ public final class GraphNetwork {
     }
 
     private func map(_ tensor: Int, _ p: Plan) -> FeatureMap {
-        let d = p.dims[tensor]!, s = p.slot[tensor]!
+        let d = p.dims[tensor]!
+        if let (owner, offset) = p.alias[tensor] {
+            let s = p.slot[owner]!
+            return FeatureMap(base: workspace.floats("graph.slot.\(s)", count: p.capacities[s]) + offset,
+                              channels: d.channels, height: d.height, width: d.width)
+        }
+        let s = p.slot[tensor]!
         return FeatureMap(base: workspace.floats("graph.slot.\(s)", count: p.capacities[s]), channels: d.channels, height: d.height, width: d.width)
     }
 
@@ -382,11 +453,14 @@ public final class GraphNetwork {
                 applyClamp(out, op.clamp, threads: threads)
             case .concatenation:
                 var offset = 0
-                for input in inputs {
-                    (out.base + offset).update(from: input.base, count: input.count)
+                for (operand, input) in zip(op.inputs, inputs) {
+                    // In-place inputs were written there by their producers.
+                    if case let .tensor(t) = operand, p.alias[t] != nil {} else {
+                        (out.base + offset).update(from: input.base, count: input.count)
+                    }
                     offset += input.count
                 }
-                applyClamp(out, op.clamp, threads: threads)
+                if p.concatenationClamps.contains(index) { applyClamp(out, op.clamp, threads: threads) }
             case .split:
                 var offset = 0
                 for output in outputs {
