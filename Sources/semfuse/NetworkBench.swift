@@ -37,7 +37,7 @@ struct NetworkBench: ParsableCommand {
     @Option(help: "A bundled model by short name ('deeplab', 'fastdepth'); same as --weights with its file.")
     var model: String?
 
-    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (each timed in turn, same run, with their ratio). Int8 needs a CPU with AVX-512 VNNI (SEMFUSE_INT8_PORTABLE=1 times the much slower portable kernels instead).")
+    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (same run, with their ratio: the joint network times one after the other; converted models alternate run by run and also give the median ratio of the pairs). Int8 needs a CPU with AVX-512 VNNI (SEMFUSE_INT8_PORTABLE=1 times the much slower portable kernels instead).")
     var precision: String = "float32"
 
     @Flag(help: "Print JSON: one object per configuration, one per line.")
@@ -152,17 +152,32 @@ struct NetworkBench: ParsableCommand {
             } }
             for t in threadCounts {
               var medianByPrecision: [NetworkPrecision: Double] = [:]
+              network.threads = t
+              if !json {
+                  FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s), \(precisions.map(\.rawValue).joined(separator: " and "))…\n".utf8))
+              }
               for precision in precisions {
-                network.threads = t
+                  network.precision = precision
+                  for _ in 0..<warmup { _ = try network.forward(image) }
+              }
+              // With both precisions the runs alternate, so a slow spell of the machine (timings
+              // here drift by ±30 %) falls on both alike; each pair also gives a ratio.
+              var timesByPrecision: [NetworkPrecision: [Double]] = [:]
+              for _ in 0..<runs {
+                  for precision in precisions {
+                      network.precision = precision
+                      let start = DispatchTime.now().uptimeNanoseconds
+                      _ = try network.forward(image)
+                      timesByPrecision[precision, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                  }
+              }
+              var pairRatios: [Double] = []
+              if let f = timesByPrecision[.float32], let q = timesByPrecision[.int8] {
+                  pairRatios = zip(q, f).map { $0 / max($1, 1e-9) }
+              }
+              for precision in precisions {
                 network.precision = precision
-                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s), \(precision.rawValue)…\n".utf8)) }
-                for _ in 0..<warmup { _ = try network.forward(image) }
-                var times: [Double] = []
-                for _ in 0..<runs {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    _ = try network.forward(image)
-                    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
-                }
+                let times = timesByPrecision[precision] ?? []
                 network.profiling = true
                 var profiles: [String: [Double]] = [:]
                 for _ in 0..<3 {
@@ -176,11 +191,17 @@ struct NetworkBench: ParsableCommand {
                 medianByPrecision[precision] = median
                 let gflops = 2 * macs / (median / 1000) / 1e9
                 if json {
-                    let object: [String: Any] = [
+                    var object: [String: Any] = [
                         "model": url.lastPathComponent, "width": w, "height": h, "threads": t, "runs": runs, "precision": precision.rawValue,
                         "median_ms": median, "min_ms": times.min() ?? 0, "max_ms": times.max() ?? 0, "p10_ms": p(0.1), "p90_ms": p(0.9),
                         "gmac": macs / 1e9, "gflops": gflops, "workspace_mb": Double(network.workspaceBytes) / 1e6,
                     ]
+                    if precision == .int8 && !pairRatios.isEmpty {
+                        // Median and spread of int8 / float32 over the interleaved pairs.
+                        object["int8_over_float32_median"] = NetworkBenchmark.Result.percentile(pairRatios, 0.5)
+                        object["int8_over_float32_p10"] = NetworkBenchmark.Result.percentile(pairRatios, 0.1)
+                        object["int8_over_float32_p90"] = NetworkBenchmark.Result.percentile(pairRatios, 0.9)
+                    }
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
@@ -195,8 +216,10 @@ struct NetworkBench: ParsableCommand {
                 }
               }
               if !json, let f = medianByPrecision[.float32], let q = medianByPrecision[.int8] {
-                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time (same run; %@ kernels)",
-                               w, h, t, t == 1 ? "" : "s", q / max(f, 1e-9), NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
+                  let r = { (x: Double) in NetworkBenchmark.Result.percentile(pairRatios, x) }
+                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time by the medians; %.2fx by the median of %d interleaved pairs (p10 %.2f, p90 %.2f; %@ kernels)",
+                               w, h, t, t == 1 ? "" : "s", q / max(f, 1e-9), r(0.5), pairRatios.count, r(0.1), r(0.9),
+                               NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
               }
             }
         }
