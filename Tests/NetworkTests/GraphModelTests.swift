@@ -169,8 +169,7 @@ extension GraphModelTests {
     /// Which inputs may be written in place, on a crafted graph: a padded input (padding does
     /// not clamp) still gets the concatenation's clamp; an input that another operator also
     /// reads is copied, so the clamp applied in the output cannot reach that reader; a
-    /// concatenation's output feeding another concatenation is copied. (A clamp on a padding
-    /// is not applied by it, so it does not excuse the concatenation's.)
+    /// concatenation's output feeding another concatenation is copied.
     func testInPlaceConcatenationKeepsClampsAndSharedInputs() throws {
         let graph = #"""
         {"input": {"tensor": "t0", "height": 4, "width": 4, "channels": 3, "scale": 0.05, "zero_point": 128},
@@ -207,10 +206,32 @@ extension GraphModelTests {
             expected += (0..<3).map { clamp(max(x($0, i), 0), -0.5, 5) }
             expected += (0..<3).map { clamp(clamp(x($0, i), -1, 1), -0.5, 5) }
             expected += (0..<3).map { max(x($0, i), 0) }   // the shared input, unclamped
-            expected += (0..<3).map { clamp(clamp(x($0, i), 0, 6), -0.5, 5) } + [0, 0]
+            expected += (0..<3).map { clamp(clamp(x($0, i), 0, 6), 0, 1) } + [0, 0]   // the padding's own clamp
             XCTAssertEqual((0..<19).map { out.values[$0 * plane + i] }, expected, "pixel \(i)")
         }
         network.concatenatesInPlace = false
         XCTAssertEqual(try network.forward(image).values, out.values)
+    }
+}
+
+extension GraphModelTests {
+    /// The depth model pads every depthwise and strided convolution with a `PAD` carrying its
+    /// tensor's range as a clamp; folded into the convolutions (the clamp changes nothing there),
+    /// the outputs are the same bits as with the paddings run as operators, in both precisions.
+    func testFoldedPaddingMatchesPaddingOperators() throws {
+        let url = Self.repository.appendingPathComponent("Models/fastdepth-nyu.safetensors")
+        let (tensors, metadata) = try Safetensors.readWithMetadata(url)
+        let folded = GraphNetwork(model: try GraphModel(tensors: tensors, metadata: metadata, source: url.path), threads: 2)
+        let unfolded = GraphNetwork(model: try GraphModel(tensors: tensors, metadata: metadata, source: url.path, foldsPadding: false),
+                                    threads: 2)
+        XCTAssertEqual(unfolded.operationCount - folded.operationCount, 19, "all 19 PADs of the model fold")
+        let image = ImageResampling.resizeBilinear(try PNGCodec.readRGB(Self.fixtures.appendingPathComponent("input-224-nyu-000464.png")),
+                                                   width: 97, height: 61)
+        var precisions: [NetworkPrecision] = [.float32]
+        if int8KernelUsesVNNI { precisions.append(.int8) }
+        for precision in precisions {
+            folded.precision = precision; unfolded.precision = precision
+            XCTAssertEqual(try folded.forward(image).values.map(\.bitPattern), try unfolded.forward(image).values.map(\.bitPattern), "\(precision)")
+        }
     }
 }

@@ -114,7 +114,8 @@ struct GraphModel {
 extension GraphModel {
     /// Reads a `graph-v1` safetensors file; every inconsistency is reported with the file and
     /// the operator or tensor involved.
-    init(tensors: [String: NamedTensor], metadata: [String: String], source: String) throws {
+    /// `foldsPadding` false keeps every `PAD` as an operator of its own (tests compare the two).
+    init(tensors: [String: NamedTensor], metadata: [String: String], source: String, foldsPadding: Bool = true) throws {
         func bad(_ reason: String) -> NetworkError { .invalidGraph(path: source, reason: reason) }
         guard metadata["semfuse.format"] == Self.format else {
             throw bad("not a converted mobile model (metadata semfuse.format is \(metadata["semfuse.format"].map { "'\($0)'" } ?? "missing"), expected '\(Self.format)'; convert .tflite files with tools/convert_tflite.py)")
@@ -407,17 +408,29 @@ extension GraphModel {
                 throw bad("\(op.name) takes its size from t\(t), which is never computed")
             }
         }
-        foldPadding()
+        if foldsPadding { foldPadding() }
     }
 
-    /// A zero `PAD` in front of a `VALID` convolution (Keras' ZeroPadding2D) becomes the
-    /// convolution's own explicit padding: one pass over the map less, and no padded copy.
+    /// A zero `PAD` in front of a `VALID` convolution (Keras' ZeroPadding2D, and every padded
+    /// convolution of a TFLite model converted from one) becomes the convolution's own explicit
+    /// padding: one pass over the map less, and no padded copy. A padding's clamp (its quantised
+    /// tensor's range) must then change nothing: it holds 0 and the range its input was already
+    /// clamped to.
     mutating func foldPadding() {
-        var readers: [Int: Int] = [:]
-        for op in operations { for case let .tensor(t) in op.inputs { readers[t, default: 0] += 1 } }
+        var readers: [Int: Int] = [:], producer: [Int: Int] = [:]
+        for (i, op) in operations.enumerated() {
+            for case let .tensor(t) in op.inputs { readers[t, default: 0] += 1 }
+            for t in op.outputs { producer[t] = i }
+        }
+        func clampChangesNothing(_ clamp: Clamp, source: Int) -> Bool {
+            if clamp.isNone { return true }
+            guard clamp.lo <= 0, clamp.hi >= 0, let maker = producer[source].map({ operations[$0] }) else { return false }
+            if case .pad = maker.kind { return false }
+            return maker.clamp.lo >= clamp.lo && maker.clamp.hi <= clamp.hi
+        }
         for (index, op) in operations.enumerated() {
             guard case let .pad(top, bottom, left, right, c0, c1) = op.kind, c0 == 0, c1 == 0,
-                  op.clamp.isNone, case let .tensor(source) = op.inputs[0] else { continue }
+                  case let .tensor(source) = op.inputs[0], clampChangesNothing(op.clamp, source: source) else { continue }
             let padded = op.outputs[0]
             guard padded != outputTensor, readers[padded] == 1,
                   let consumer = operations.indices.first(where: { operations[$0].inputs.contains(.tensor(padded)) }) else { continue }

@@ -327,11 +327,8 @@ public final class GraphNetwork {
                 case let .tensor(t):
                     count = dims[t]!.count
                     let maker = producer[t].map { model.operations[$0] }
-                    // Every operator but padding clamps its own output to its clamp.
-                    let clampedWithin = maker.map { m -> Bool in
-                        if case .pad = m.kind { return false }
-                        return m.clamp.lo >= op.clamp.lo && m.clamp.hi <= op.clamp.hi
-                    } ?? false
+                    // Every operator clamps its own output to its clamp.
+                    let clampedWithin = maker.map { $0.clamp.lo >= op.clamp.lo && $0.clamp.hi <= op.clamp.hi } ?? false
                     if !clampedWithin { needsClamp = true }
                     if concatenatesInPlace, let maker, maker.outputs == [t], readers[t] == 1,
                        t != model.inputTensor, t != model.outputTensor {
@@ -470,6 +467,7 @@ public final class GraphNetwork {
                 }
             case let .pad(top, _, left, _, c0, _):
                 pad(inputs[0], into: out, top: top, left: left, channelOffset: c0, threads: threads)
+                applyClamp(out, op.clamp, threads: threads)
             case .reshape:
                 reshapeNHWC(inputs[0], into: out)
                 applyClamp(out, op.clamp, threads: threads)
