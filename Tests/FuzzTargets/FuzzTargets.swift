@@ -32,7 +32,12 @@ public enum FuzzTargets {
             _ = try Safetensors.decode($0, path: "fuzz.safetensors")
             _ = try Safetensors.metadata($0, path: "fuzz.safetensors")
         }
-        case "graph": return { _ = try GraphNetwork.load(data: $0, path: "fuzz.safetensors", threads: 1) }
+        case "graph": return {
+            // Loading folds paddings; planning a small input infers every shape and lays out
+            // the buffers (concatenations written in place), all from the crafted graph.
+            let network = try GraphNetwork.load(data: $0, path: "fuzz.safetensors", threads: 1)
+            _ = try network.multiplyAdds(height: 9, width: 7)
+        }
         // The sequence readers take folders: the input becomes one file of a small, otherwise
         // valid sequence (see `Scratch`), and the reader opens it and reads its first frame.
         case "tum-list": return { data in
