@@ -119,36 +119,81 @@ public struct VertexNormalMap: Sendable {
 /// One pyramid step shared by depth and intensity: a 5x5 [1 4 6 4 1]² Gaussian centred on every
 /// second pixel, over the samples that have data (> 0) and, with `maxDifference`, lie within it
 /// of the centre (ElasticFusion's depth rule); pixels whose centre has no data stay 0.
+///
+/// Away from the borders eight outputs go at once (`gaussianDownsampleBlock`), each lane with
+/// the scalar loop's operations in its order, so the results are the same bits (tested).
 func gaussianDownsample(_ values: [Float], width w: Int, height h: Int, maxDifference: Float?, threads: Int = 1) -> [Float] {
     let w2 = w / 2, h2 = h / 2
-    let g: [Float] = [0.0625, 0.25, 0.375, 0.25, 0.0625]
     let limit = maxDifference ?? .infinity
     var out = [Float](repeating: 0, count: w2 * h2)
+    // Outputs whose taps all lie inside the image, and whose eight-wide loads do too: columns
+    // 2x − 2 ... 2(x + 7) + 2 + 1 (the de-interleaving load reads one past the last tap).
+    let firstX = 1, lastBlockX = (w - 18) / 2   // a block may start at x ≤ lastBlockX
     values.withKernelInput { dp in
     out.withKernelOutput { op in
         ParallelFor.run(h2, chunks: threads > 1 ? 4 * threads : 1, threads: threads) { _, rows in
             for y in rows {
-                for x in 0..<w2 {
-                    let cx = 2 * x, cy = 2 * y
-                    let c = dp[cy * w + cx]
-                    guard c > 0 else { continue }
-                    var sum: Float = 0, wsum: Float = 0
-                    for dy in -2...2 {
-                        let yy = cy + dy
-                        guard yy >= 0, yy < h else { continue }
-                        for dx in -2...2 {
-                            let xx = cx + dx
-                            guard xx >= 0, xx < w else { continue }
-                            let v = dp[yy * w + xx]
-                            guard v > 0, abs(v - c) < limit else { continue }
-                            let wt = g[dx + 2] * g[dy + 2]
-                            sum += wt * v; wsum += wt
-                        }
+                var x = 0
+                let interiorRow = y >= 1 && 2 * y + 2 <= h - 1
+                while x < w2 {
+                    if interiorRow && x >= firstX && x <= lastBlockX {
+                        let block = gaussianDownsampleBlock(dp.address(2 * y * w + 2 * x), width: w, limit: limit)
+                        for i in 0..<8 { op[y * w2 + x + i] = block[i] }
+                        x += 8
+                        continue
                     }
-                    op[y * w2 + x] = sum / wsum
+                    op[y * w2 + x] = gaussianDownsampleScalar(dp, width: w, height: h, x: x, y: y, limit: limit)
+                    x += 1
                 }
             }
         }
     }}
     return out
+}
+
+private let pyramidWeights: [Float] = [0.0625, 0.25, 0.375, 0.25, 0.0625]
+
+@inline(__always)
+private func gaussianDownsampleScalar(_ dp: KernelInput<Float>, width w: Int, height h: Int, x: Int, y: Int, limit: Float) -> Float {
+    let g = pyramidWeights
+    let cx = 2 * x, cy = 2 * y
+    let c = dp[cy * w + cx]
+    guard c > 0 else { return 0 }
+    var sum: Float = 0, wsum: Float = 0
+    for dy in -2...2 {
+        let yy = cy + dy
+        guard yy >= 0, yy < h else { continue }
+        for dx in -2...2 {
+            let xx = cx + dx
+            guard xx >= 0, xx < w else { continue }
+            let v = dp[yy * w + xx]
+            guard v > 0, abs(v - c) < limit else { continue }
+            let wt = g[dx + 2] * g[dy + 2]
+            sum += wt * v; wsum += wt
+        }
+    }
+    return sum / wsum
+}
+
+/// Eight outputs of an interior row from `centre` (the first output's centre sample): per lane
+/// the taps in the scalar loop's order, a skipped tap adding exactly zero to both sums.
+@inline(__always)
+private func gaussianDownsampleBlock(_ centre: UnsafePointer<Float>, width w: Int, limit: Float) -> SIMD8<Float> {
+    let g = pyramidWeights
+    let zero = SIMD8<Float>(), limits = SIMD8<Float>(repeating: limit)
+    let c = UnsafeRawPointer(centre).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+    var sum = zero, wsum = zero
+    for dy in -2...2 {
+        let row = centre + dy * w
+        for dx in -2...2 {
+            let v = UnsafeRawPointer(row + dx).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+            // |v − c| by clearing the sign bit: exactly `abs`.
+            let difference = unsafeBitCast(unsafeBitCast(v - c, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
+            let valid = (v .> zero) .& (difference .< limits)
+            let wt = SIMD8<Float>(repeating: g[dx + 2] * g[dy + 2])
+            sum += (wt * v).replacing(with: 0, where: .!valid)
+            wsum += wt.replacing(with: 0, where: .!valid)
+        }
+    }
+    return (sum / wsum).replacing(with: 0, where: .!(c .> zero))
 }
