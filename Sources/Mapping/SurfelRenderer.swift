@@ -77,11 +77,16 @@ public struct SurfelRenderer {
             newest = oldest == .min ? .min : oldest - 1
             oldest = .min
         }
+        // Each pixel's ray (x − cx) / fx, (y − cy) / fy, computed once per column and row: the
+        // same values the disc loop used to divide out per covered pixel.
+        let rayX = (0..<w).map { (Float($0) - cx) / fx }, rayY = (0..<h).map { (Float($0) - cy) / fy }
         var surfel = [Int32](repeating: -1, count: n)
         var depthPixels = [Float](repeating: 0, count: n)
         var vertices = [SIMD3<Float>](repeating: .zero, count: n)
         var normalsOut = [SIMD3<Float>](repeating: .zero, count: n)
         map.withKernelInputs { m in
+        rayX.withKernelInput { rayX in
+        rayY.withKernelInput { rayY in
         keys.withKernelOutput { keys in
             ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
@@ -102,8 +107,9 @@ public struct SurfelRenderer {
                     guard x0 <= x1, y0 <= y1 else { continue }
                     let np = nrm.dot(p)
                     for y in y0...y1 {
+                        let ry = rayY[y]
                         for x in x0...x1 {
-                            let d = SIMD3((Float(x) - cx) / fx, (Float(y) - cy) / fy, 1)
+                            let d = SIMD3(rayX[x], ry, 1)
                             let nd = nrm.dot(d)
                             var z = p.z
                             if abs(nd) > 1e-3 {
@@ -136,13 +142,13 @@ public struct SurfelRenderer {
                             let z = Float(bitPattern: UInt32(best >> 32))
                             so[pix] = Int32(i)
                             dO[pix] = z
-                            vo[pix] = SIMD3((Float(x) - cx) / fx * z, (Float(y) - cy) / fy * z, z)
+                            vo[pix] = SIMD3(rayX[x] * z, rayY[y] * z, z)
                             no[pix] = T.rotate(m.normals[i])
                         }
                     }
                 }
             }}}}
-        }}
+        }}}}
         let depth = DepthImage(width: w, height: h, pixels: depthPixels)
         return Output(width: w, height: h, surfel: surfel, depth: depth, vertices: vertices, normals: normalsOut)
     }
