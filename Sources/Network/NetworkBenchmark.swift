@@ -45,8 +45,20 @@ public struct NetworkBenchmark {
 
     public func run(width: Int, height: Int, threads: Int, runs: Int, warmup: Int = 2, profiledRuns: Int = 3,
                     precision: NetworkPrecision = .float32) throws -> Result {
-        let network = JointNetwork(weights: weights, threads: threads)
-        network.precision = precision
+        try run(width: width, height: height, threads: threads, runs: runs, warmup: warmup, profiledRuns: profiledRuns,
+                precisions: [precision])[0]
+    }
+
+    /// One result per precision, the timed runs alternating between them run by run (a network
+    /// per precision), so a slow spell of the machine falls on all of them alike and run k of
+    /// each result forms a same-time pair.
+    public func run(width: Int, height: Int, threads: Int, runs: Int, warmup: Int = 2, profiledRuns: Int = 3,
+                    precisions: [NetworkPrecision]) throws -> [Result] {
+        let networks = precisions.map { precision -> JointNetwork in
+            let network = JointNetwork(weights: weights, threads: threads)
+            network.precision = precision
+            return network
+        }
         // A smooth synthetic image: realistic value ranges without needing a file.
         var values = [Float](repeating: 0, count: 3 * width * height)
         for c in 0..<3 {
@@ -57,30 +69,34 @@ public struct NetworkBenchmark {
             }
         }
         let input = try NetworkInput(height: height, width: width, values: values)
-        for _ in 0..<warmup { _ = network.forward(input) }
-        var times: [Double] = []
+        for network in networks { for _ in 0..<warmup { _ = network.forward(input) } }
+        var times = [[Double]](repeating: [], count: networks.count)
         for _ in 0..<runs {
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = network.forward(input)
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            for (k, network) in networks.enumerated() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = network.forward(input)
+                times[k].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
         }
-        var profiles: [String: [Double]] = [:]
-        network.profiling = true
-        for _ in 0..<profiledRuns {
-            _ = network.forward(input)
-            for (kind, ms) in network.lastProfile { profiles[kind, default: []].append(ms) }
+        return networks.enumerated().map { k, network in
+            var profiles: [String: [Double]] = [:]
+            network.profiling = true
+            for _ in 0..<profiledRuns {
+                _ = network.forward(input)
+                for (kind, ms) in network.lastProfile { profiles[kind, default: []].append(ms) }
+            }
+            network.profiling = false
+            let gemms = network.layerPlan(height: height, width: width).gemms
+            return Result(width: width, height: height, threads: threads, milliseconds: times[k],
+                          multiplyAdds: network.multiplyAdds(height: height, width: width),
+                          profile: profiles.mapValues { Result.percentile($0, 0.5) },
+                          gemmFloorMilliseconds: Self.gemmFloor(gemms, threads: threads, runs: max(3, runs / 2)),
+                          precision: precisions[k],
+                          int8GemmFloorMilliseconds: precisions[k] == .int8
+                              ? Self.gemmFloor(gemms, threads: threads, runs: max(3, runs / 2), precision: .int8)
+                              : 0,
+                          workspaceBytes: network.workspaceBytes)
         }
-        return Result(width: width, height: height, threads: threads, milliseconds: times,
-                      multiplyAdds: network.multiplyAdds(height: height, width: width),
-                      profile: profiles.mapValues { Result.percentile($0, 0.5) },
-                      gemmFloorMilliseconds: Self.gemmFloor(network.layerPlan(height: height, width: width).gemms,
-                                                             threads: threads, runs: max(3, runs / 2)),
-                      precision: precision,
-                      int8GemmFloorMilliseconds: precision == .int8
-                          ? Self.gemmFloor(network.layerPlan(height: height, width: width).gemms, threads: threads, runs: max(3, runs / 2),
-                                           precision: .int8)
-                          : 0,
-                      workspaceBytes: network.workspaceBytes)
     }
 
     /// The 40-class 3x3 head at output stride 4 computed three ways, same run: Winograd F(4x4, 3x3)

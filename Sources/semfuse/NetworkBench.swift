@@ -37,7 +37,7 @@ struct NetworkBench: ParsableCommand {
     @Option(help: "A bundled model by short name ('deeplab', 'fastdepth'); same as --weights with its file.")
     var model: String?
 
-    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (same run, with their ratio: the joint network times one after the other; converted models alternate run by run and also give the median ratio of the pairs). Int8 needs a CPU with AVX-512 VNNI (SEMFUSE_INT8_PORTABLE=1 times the much slower portable kernels instead).")
+    @Option(help: "Arithmetic of the dense convolutions: float32, int8 (8-bit weights and activations, int32 sums), or both (same run, alternating run by run, with the ratio of the medians and the median ratio of the pairs). Int8 needs a CPU with AVX-512 VNNI (SEMFUSE_INT8_PORTABLE=1 times the much slower portable kernels instead).")
     var precision: String = "float32"
 
     @Flag(help: "Print JSON: one object per configuration, one per line.")
@@ -68,17 +68,30 @@ struct NetworkBench: ParsableCommand {
         var results: [NetworkBenchmark.Result] = []
         for (w, h) in sizes {
             for t in threadCounts {
-              for precision in precisions {
-                if !json { FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s), \(precision.rawValue)…\n".utf8)) }
-                let r = try bench.run(width: w, height: h, threads: t, runs: runs, warmup: warmup, precision: precision)
-                results.append(r)
+              if !json {
+                  FileHandle.standardError.write(Data("  running \(w)x\(h), \(t) thread(s), \(precisions.map(\.rawValue).joined(separator: " and "))…\n".utf8))
+              }
+              let measured = try bench.run(width: w, height: h, threads: t, runs: runs, warmup: warmup, precisions: precisions)
+              results += measured
+              var pairRatios: [Double] = []
+              if let f = measured.first(where: { $0.precision == .float32 }), let q = measured.first(where: { $0.precision == .int8 }) {
+                  pairRatios = zip(q.milliseconds, f.milliseconds).map { $0 / max($1, 1e-9) }
+              }
+              for r in measured {
+                let precision = r.precision
                 if json {
-                    let object: [String: Any] = [
+                    var object: [String: Any] = [
                         "width": w, "height": h, "threads": t, "runs": runs, "precision": precision.rawValue,
                         "median_ms": r.median, "min_ms": r.minimum, "max_ms": r.maximum, "p10_ms": r.p10, "p90_ms": r.p90,
                         "gflops": r.gflops, "gmac": r.multiplyAdds / 1e9,
                         "gemm_floor_ms": r.gemmFloorMilliseconds, "workspace_mb": Double(r.workspaceBytes) / 1e6, "ratio_to_gemm_floor": r.median / max(r.gemmFloorMilliseconds, 1e-9),
                     ]
+                    if precision == .int8 && !pairRatios.isEmpty {
+                        // Median and spread of int8 / float32 over the interleaved pairs.
+                        object["int8_over_float32_median"] = NetworkBenchmark.Result.percentile(pairRatios, 0.5)
+                        object["int8_over_float32_p10"] = NetworkBenchmark.Result.percentile(pairRatios, 0.1)
+                        object["int8_over_float32_p90"] = NetworkBenchmark.Result.percentile(pairRatios, 0.9)
+                    }
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
@@ -98,10 +111,11 @@ struct NetworkBench: ParsableCommand {
                     }
                 }
               }
-              let same = results.filter { $0.width == w && $0.height == h && $0.threads == t }
-              if !json, let f = same.first(where: { $0.precision == .float32 }), let q = same.first(where: { $0.precision == .int8 }) {
-                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time (same run; %@ kernels)",
-                               w, h, t, t == 1 ? "" : "s", q.median / max(f.median, 1e-9), NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
+              if !json, let f = measured.first(where: { $0.precision == .float32 }), let q = measured.first(where: { $0.precision == .int8 }) {
+                  let r = { (x: Double) in NetworkBenchmark.Result.percentile(pairRatios, x) }
+                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time by the medians; %.2fx by the median of %d interleaved pairs (p10 %.2f, p90 %.2f; %@ kernels)",
+                               w, h, t, t == 1 ? "" : "s", q.median / max(f.median, 1e-9), r(0.5), pairRatios.count, r(0.1), r(0.9),
+                               NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
               }
             }
         }
