@@ -248,6 +248,10 @@ final class GraphKernelTests: XCTestCase {
         cases.append(Case(name: "multiplier 2", s: Shape(c: 3, h: 12, w: 19), g: gm, ho: hm, wo: wm, m: 2))
         let ga = ConvGeometry(kernelHeight: 3, kernelWidth: 5, strideY: 3, strideX: 1, dilationY: 2, dilationX: 1, padTop: 2, padLeft: 2)
         cases.append(Case(name: "3x5 strides 3/1", s: Shape(c: 2, h: 14, w: 17), g: ga, ho: 5, wo: 17, m: 3))
+        // 3x3 rows kept in the ring (2·dilationY + 1 of them) with a vertical stride of its own
+        // and padding larger than one tap: rows above and below the image come from the zero row.
+        let gr = ConvGeometry(kernelHeight: 3, kernelWidth: 3, strideY: 3, strideX: 1, dilationY: 2, dilationX: 3, padTop: 5, padLeft: 4)
+        cases.append(Case(name: "3x3 strides 3/1 dilations 2/3 pad 5/4", s: Shape(c: 3, h: 16, w: 21), g: gr, ho: 8, wo: 23, m: 2))
         for t in cases {
             let o = Shape(c: t.s.c * t.m, h: t.ho, w: t.wo)
             let x = random(t.s.count), k = random(o.c * t.g.kernelHeight * t.g.kernelWidth), b = random(o.c)
