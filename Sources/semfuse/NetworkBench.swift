@@ -86,12 +86,7 @@ struct NetworkBench: ParsableCommand {
                         "gflops": r.gflops, "gmac": r.multiplyAdds / 1e9,
                         "gemm_floor_ms": r.gemmFloorMilliseconds, "workspace_mb": Double(r.workspaceBytes) / 1e6, "ratio_to_gemm_floor": r.median / max(r.gemmFloorMilliseconds, 1e-9),
                     ]
-                    if precision == .int8 && !pairRatios.isEmpty {
-                        // Median and spread of int8 / float32 over the interleaved pairs.
-                        object["int8_over_float32_median"] = NetworkBenchmark.Result.percentile(pairRatios, 0.5)
-                        object["int8_over_float32_p10"] = NetworkBenchmark.Result.percentile(pairRatios, 0.1)
-                        object["int8_over_float32_p90"] = NetworkBenchmark.Result.percentile(pairRatios, 0.9)
-                    }
+                    if precision == .int8 { object.merge(Self.pairFields(pairRatios)) { $1 } }
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
@@ -112,10 +107,7 @@ struct NetworkBench: ParsableCommand {
                 }
               }
               if !json, let f = measured.first(where: { $0.precision == .float32 }), let q = measured.first(where: { $0.precision == .int8 }) {
-                  let r = { (x: Double) in NetworkBenchmark.Result.percentile(pairRatios, x) }
-                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time by the medians; %.2fx by the median of %d interleaved pairs (p10 %.2f, p90 %.2f; %@ kernels)",
-                               w, h, t, t == 1 ? "" : "s", q.median / max(f.median, 1e-9), r(0.5), pairRatios.count, r(0.1), r(0.9),
-                               NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
+                  print(Self.ratioLine(width: w, height: h, threads: t, float32: f.median, int8: q.median, pairs: pairRatios))
               }
             }
         }
@@ -148,6 +140,21 @@ struct NetworkBench: ParsableCommand {
         }
         if let reason = list.compactMap(\.unavailableReason).first { throw ValidationError(reason) }
         return list
+    }
+
+    /// JSON fields of the int8 / float32 ratios over the interleaved pairs (none without pairs).
+    private static func pairFields(_ ratios: [Double]) -> [String: Any] {
+        guard !ratios.isEmpty else { return [:] }
+        let p = { (q: Double) in NetworkBenchmark.Result.percentile(ratios, q) }
+        return ["int8_over_float32_median": p(0.5), "int8_over_float32_p10": p(0.1), "int8_over_float32_p90": p(0.9)]
+    }
+
+    /// The int8 against float32 summary of one size and thread count.
+    private static func ratioLine(width w: Int, height h: Int, threads t: Int, float32 f: Double, int8 q: Double, pairs: [Double]) -> String {
+        let r = { (x: Double) in NetworkBenchmark.Result.percentile(pairs, x) }
+        return String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time by the medians; %.2fx by the median of %d interleaved pairs (p10 %.2f, p90 %.2f; %@ kernels)",
+                      w, h, t, t == 1 ? "" : "s", q / max(f, 1e-9), r(0.5), pairs.count, r(0.1), r(0.9),
+                      NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable")
     }
 
     /// Converted mobile models: forward pass from the 8-bit image (input scaling included)
@@ -210,12 +217,7 @@ struct NetworkBench: ParsableCommand {
                         "median_ms": median, "min_ms": times.min() ?? 0, "max_ms": times.max() ?? 0, "p10_ms": p(0.1), "p90_ms": p(0.9),
                         "gmac": macs / 1e9, "gflops": gflops, "workspace_mb": Double(network.workspaceBytes) / 1e6,
                     ]
-                    if precision == .int8 && !pairRatios.isEmpty {
-                        // Median and spread of int8 / float32 over the interleaved pairs.
-                        object["int8_over_float32_median"] = NetworkBenchmark.Result.percentile(pairRatios, 0.5)
-                        object["int8_over_float32_p10"] = NetworkBenchmark.Result.percentile(pairRatios, 0.1)
-                        object["int8_over_float32_p90"] = NetworkBenchmark.Result.percentile(pairRatios, 0.9)
-                    }
+                    if precision == .int8 { object.merge(Self.pairFields(pairRatios)) { $1 } }
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
@@ -230,10 +232,7 @@ struct NetworkBench: ParsableCommand {
                 }
               }
               if !json, let f = medianByPrecision[.float32], let q = medianByPrecision[.int8] {
-                  let r = { (x: Double) in NetworkBenchmark.Result.percentile(pairRatios, x) }
-                  print(String(format: "%dx%d, %d thread%@: int8 takes %.2fx the float32 time by the medians; %.2fx by the median of %d interleaved pairs (p10 %.2f, p90 %.2f; %@ kernels)",
-                               w, h, t, t == 1 ? "" : "s", q / max(f, 1e-9), r(0.5), pairRatios.count, r(0.1), r(0.9),
-                               NetworkBenchmark.int8KernelUsesVNNI ? "AVX-512 VNNI" : "portable"))
+                  print(Self.ratioLine(width: w, height: h, threads: t, float32: f, int8: q, pairs: pairRatios))
               }
             }
         }
