@@ -122,7 +122,7 @@ struct Evaluate: ParsableCommand {
         if let map {
             let file = try PLYReader.read(URL(fileURLWithPath: map))
             let name = file.comments.first { $0.hasPrefix("class_set ") }.map { String($0.dropFirst("class_set ".count)) }
-            var cloud = try file.pointCloud()
+            var cloud = file.pointCloud()
             if let meshLabels {
                 guard file.faces != nil else { throw CLIError("\(map): --mesh-labels compares a mesh's labels, and this PLY has no faces") }
                 let surfels = try Mesh.readMap(URL(fileURLWithPath: meshLabels))
