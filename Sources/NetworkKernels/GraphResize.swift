@@ -127,6 +127,9 @@ package func resizeNearest(_ input: FeatureMap, into output: FeatureMap, mode: R
         // The column table lives on the worker's stack (no workspace in this kernel's contract).
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: wo) { table in
             for x in 0..<wo { table[x] = Int32(source(x, sx, wi)) }
+            // Exact doubling (every column twice, in order: decoders' 2x upsampling) copies four
+            // inputs into eight outputs at a time; the same values as the table's gather.
+            let doubling = (0..<wo).allSatisfy { table[$0] == Int32($0 / 2) }
             for c in channels {
                 let src = input.channel(c), dst = output.channel(c)
                 var previous = -1
@@ -137,7 +140,15 @@ package func resizeNearest(_ input: FeatureMap, into output: FeatureMap, mode: R
                         out.update(from: out - wo, count: wo)
                     } else {
                         let line = src + iy * wi
-                        for x in 0..<wo { out[x] = line[Int(table[x])] }
+                        var x = 0
+                        if doubling {
+                            while x + 8 <= wo {
+                                let v = UnsafeRawPointer(line + x / 2).loadUnaligned(as: SIMD4<Float>.self)
+                                store8(F8(v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]), out + x)
+                                x += 8
+                            }
+                        }
+                        while x < wo { out[x] = line[Int(table[x])]; x += 1 }
                     }
                     previous = iy
                 }
