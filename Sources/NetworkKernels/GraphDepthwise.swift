@@ -22,14 +22,14 @@ package func depthwiseConvolution(_ input: FeatureMap, into output: FeatureMap, 
     let reach = vector ? sx * ((wo + 15) & ~15) + (kw - 1) * g.dilationX
                        : (wo - 1) * sx + (kw - 1) * g.dilationX + 1
     let paddedWidth = max(g.padLeft + w, reach)
-    let paddedHeight = max(g.padTop + h, (ho - 1) * g.strideY + (kh - 1) * g.dilationY + 1)
-    let paddedCount = paddedHeight * paddedWidth
     let workers = max(1, min(threads, input.channels))
     if vector && kh == 3 && kw == 3 {
         depthwise3x3Rows(input, into: output, weights: weights, bias: bias, geometry: g, multiplier: multiplier, clamp: clamp,
                          paddedWidth: paddedWidth, workspace: workspace, workers: workers)
         return
     }
+    let paddedHeight = max(g.padTop + h, (ho - 1) * g.strideY + (kh - 1) * g.dilationY + 1)
+    let paddedCount = paddedHeight * paddedWidth
     let scratch = workspace.floats("graph.dw.padded", count: paddedCount * workers)
     parallelRanges(input.channels, threads: workers) { worker, channels in
         let padded = scratch + worker * paddedCount
