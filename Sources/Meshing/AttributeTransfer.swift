@@ -37,10 +37,11 @@ enum AttributeTransfer {
     static let maximumShift: Float = 1
     static func transfer(to positions: [SIMD3<Float>], faces: [SIMD3<UInt32>], from cloud: PointCloud, surfels: Surfels,
                          voxel: Float, colorMode: MeshColor, includeProbabilities: Bool, refinePositions: Bool = true,
-                         labelsFromDiscs: Bool = true,
+                         labelsFromDiscs: Bool = true, grid prebuilt: SurfelGrid? = nil,
                          threads: Int) -> PointCloud {
         let n = positions.count
-        let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
+        let grid = prebuilt ?? SurfelGrid(surfels: surfels, cell: 2 * voxel)
+        precondition(grid.cell == 2 * voxel, "AttributeTransfer: the grid's cell must be two voxels")
         let discs = DiscLookup(surfels: surfels, grid: grid)
         let probabilities = cloud.classProbabilities
         let classCount = probabilities?.classCount ?? (cloud.classSet?.count ?? 0)

@@ -56,6 +56,15 @@ public struct MeshingParameters: Sendable, Equatable {
     /// surfels fused as the map fuses them); off, every vertex fuses the Gaussian neighbourhood
     /// (see `AttributeTransfer`).
     public var labelsFromDiscs = true
+    /// Edges shorter than 4/5 of this many times the local surfel spacing are collapsed
+    /// (`MeshDecimation`); nil or 0 keeps marching cubes' even spread. Marching cubes puts one or
+    /// two vertices in every voxel of surface, so a far wall seen by a few frames gets the vertex
+    /// density of a table top seen close up in every frame. Coarsened, the mesh's vertices
+    /// follow the density of the measurements as the surfels do, with about 80 % of the
+    /// vertices on 50 frames of the 7-Scenes kitchen and the same surface (docs/results.md).
+    public var coarsening: Float? = 1
+    /// How far (root mean square, in voxels) collapsing edges may move the surface.
+    public var decimationErrorVoxels: Float = 0.25
     public var threads: Int = 1
 
     public init(voxelSize: Float? = nil, threads: Int = 1) {
@@ -74,6 +83,8 @@ public struct MeshingReport: Sendable {
     public var facesDropped = 0
     /// Faces removed because they lay beyond every surfel's disc (`trimUncovered`).
     public var facesTrimmed = 0
+    /// Vertices removed where the mesh was denser than the surfels (`coarsening`).
+    public var verticesCollapsed = 0
     public var seconds: (volume: Double, surface: Double, attributes: Double) = (0, 0, 0)
     public var volumeBytes: Int { blocks * SparseVolume.blockVoxels * 8 }
 }
@@ -81,7 +92,8 @@ public struct MeshingReport: Sendable {
 /// Turns an oriented surfel cloud into a triangle mesh: every surfel writes the signed distance
 /// along its normal, weighted by its confidence and a Gaussian of the lateral distance from its
 /// centre, into the voxels near its disc; marching cubes extracts the zero level where all eight
-/// corners of a cube were observed; each vertex then takes the confidence-weighted fusion of the
+/// corners of a cube were observed; where the surfels are sparser than the voxels, short edges
+/// are collapsed (`MeshDecimation`); each vertex then takes the confidence-weighted fusion of the
 /// class probabilities (and colours and normals) of the surfels around it.
 ///
 /// Signed distances are positive on the side the normals point to (towards the cameras that
@@ -120,12 +132,25 @@ public enum SurfelMesher {
         before = faces.count
         (positions, faces) = MeshCleanup.dropSmallComponents(positions, faces, minimumFaces: parameters.minimumComponentFaces)
         report.facesDropped = before - faces.count
+        // The attribute pass's neighbourhood grid, shared with the decimation's density count.
+        let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
+        if let factor = parameters.coarsening, factor > 0, !faces.isEmpty {
+            guard factor.isFinite, factor <= 100 else {
+                throw MeshingError.invalidParameter(name: "coarsening", value: "\(factor)", reason: "must be between 0 and 100")
+            }
+            let targets = targetEdgeLengths(positions, surfels: surfels, grid: grid, spacingFactor: factor,
+                                            threads: parameters.threads)
+            let result = MeshDecimation.decimate(positions, faces, targetEdge: targets,
+                                                 maximumError: parameters.decimationErrorVoxels * voxel)
+            (positions, faces) = (result.positions, result.faces)
+            report.verticesCollapsed = result.collapsed
+        }
         report.seconds.surface = lap()
 
         var vertices = AttributeTransfer.transfer(to: positions, faces: faces, from: cloud, surfels: surfels, voxel: voxel,
                                                   colorMode: colorMode, includeProbabilities: includeProbabilities,
                                                   refinePositions: parameters.refineVertices, labelsFromDiscs: parameters.labelsFromDiscs,
-                                                  threads: parameters.threads)
+                                                  grid: grid, threads: parameters.threads)
         vertices.classSet = cloud.classSet
         report.seconds.attributes = lap()
         return (TriangleMesh(vertices: vertices, faces: faces), report)
@@ -146,6 +171,45 @@ public enum SurfelMesher {
         let mid = valid.count / 2
         valid.sort()
         return min(max(valid[mid] * parameters.voxelsPerMedianRadius, range.lowerBound), range.upperBound)
+    }
+
+    /// Per vertex, `spacingFactor` times the spacing of the surfels around it, 1/√density. The
+    /// density is their count within two voxels (the attribute grid's reach) over that disc's
+    /// area, or within four voxels where fewer than four surfels are that near: far surfaces are
+    /// covered by few wide surfels. Zero where none is near, which keeps the vertex.
+    static func targetEdgeLengths(_ positions: [SIMD3<Float>], surfels: Surfels, grid: SurfelGrid, spacingFactor: Float,
+                                  threads: Int) -> [Float] {
+        var wide: SurfelGrid?
+        var targets = [Float](repeating: 0, count: positions.count)
+        func edge(count: Int, radius: Float) -> Float {
+            spacingFactor * (Float.pi * radius * radius / Float(count)).squareRoot()
+        }
+        func count(_ grid: SurfelGrid, near p: SIMD3<Float>) -> Int {
+            let r2 = grid.cell * grid.cell
+            var count = 0
+            grid.forEach(near: p) { k in
+                let d = surfels.position[k] - p
+                if (d * d).sum() <= r2 { count += 1 }
+            }
+            return count
+        }
+        var sparse: [Int32] = []
+        let sparseLock = NSLock()
+        targets.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let out = out
+            parallelFor(positions.count, threads: threads) { v in
+                let n = count(grid, near: positions[v])
+                if n >= 4 { out[v] = edge(count: n, radius: grid.cell) } else { sparseLock.withLock { sparse.append(Int32(v)) } }
+            }
+        }
+        if !sparse.isEmpty {
+            wide = SurfelGrid(surfels: surfels, cell: 2 * grid.cell)
+            for v in sparse {
+                let n = count(wide!, near: positions[Int(v)])
+                if n > 0 { targets[Int(v)] = edge(count: n, radius: wide!.cell) }
+            }
+        }
+        return targets
     }
 
     /// Splats every usable surfel into the voxels near its disc. Blocks are allocated first

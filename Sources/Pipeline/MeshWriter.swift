@@ -55,6 +55,9 @@ public enum MeshWriter {
         if report.facesTrimmed > 0 {
             lines.append("  \(report.facesTrimmed) triangle\(report.facesTrimmed == 1 ? "" : "s") trimmed beyond the surfels' discs")
         }
+        if report.verticesCollapsed > 0, let factor = request.parameters.coarsening {
+            lines.append("  \(report.verticesCollapsed) vertices collapsed where the surfels are sparser than the voxels (--coarsen \(String(format: "%g", factor)))")
+        }
         if report.facesDropped > 0 {
             lines.append("  \(report.facesDropped) triangle\(report.facesDropped == 1 ? "" : "s") dropped in pieces of fewer than \(request.parameters.minimumComponentFaces)")
         }

@@ -22,6 +22,9 @@ public enum InputLimits {
     public static let photometricWeight: ClosedRange<Double> = 0...1000
     /// Mesh voxel edge, metres: from 0.1 mm (finer than any depth sensor resolves) to 10 m.
     public static let voxelSize: ClosedRange<Double> = 0.0001...10
+    /// Mesh coarsening, edges as a multiple of the local surfel spacing (0 keeps marching cubes'
+    /// mesh); beyond 100 a single edge would span a hundred surfels.
+    public static let meshCoarsening: ClosedRange<Double> = 0...100
     /// Worker threads.
     public static let threads: ClosedRange<Int> = 1...1024
     /// Frames a surfel stays active unseen: at least 2 (the checkerboard touches each pixel every

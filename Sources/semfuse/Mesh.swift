@@ -16,7 +16,8 @@ struct Mesh: ParsableCommand {
         discussion: """
         Each surfel writes its signed distance along its normal into a sparse voxel volume \
         (weighted by its confidence and a Gaussian of the distance from its centre); marching \
-        cubes extracts the surface where the volume was observed. Every vertex takes the \
+        cubes extracts the surface where the volume was observed, and coarsens it where the \
+        surfels are sparser than the voxels (--coarsen). Every vertex takes the \
         confidence-weighted fusion of the class probabilities of the surfels around it \
         (label, label_confidence, colour): of the surfels whose discs contain it, which is the \
         label the map shows there, or of its neighbourhood where no disc does. Needs normals \
@@ -32,6 +33,9 @@ struct Mesh: ParsableCommand {
 
     @Option(help: "Voxel edge in metres. Default: the median surfel radius (within 2 mm - 5 cm).")
     var voxelSize: Double?
+
+    @Option(help: ArgumentHelp("Coarsen the mesh where it is denser than its surfels, towards edges this many times the local spacing of the surfels (0: keep marching cubes' even spread). Default: 1.", discussion: "Marching cubes puts a vertex or two in every voxel of surface, as many on a far wall seen by a few frames as on a table top seen close up in every frame. Where the surfels are sparser than the voxels, short edges are collapsed, keeping the surface within a quarter voxel (root mean square) and the borders on their line. See docs/meshing.md."))
+    var coarsen: Double?
 
     @Option(help: "Vertex colours: 'semantic' (class palette of the fused label) or 'rgb' (surfel colours; needs a map written with --color rgb). Default: semantic when the map has labels.")
     var color: String?
@@ -57,6 +61,7 @@ struct Mesh: ParsableCommand {
         if let color, MeshColor(rawValue: color) == nil { throw ValidationError("--color must be 'semantic' or 'rgb'") }
         if let problem = voxelSize.flatMap({ InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") }) { throw ValidationError(problem) }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let problem = coarsen.flatMap({ InputLimits.check($0, "--coarsen", in: InputLimits.meshCoarsening) }) { throw ValidationError(problem) }
     }
 
     func run() throws {
@@ -70,6 +75,7 @@ struct Mesh: ParsableCommand {
         let output = self.output.map { URL(fileURLWithPath: $0) } ?? input.deletingPathExtension().appendingPathExtension("mesh.ply")
         var request = MeshRequest(output: output)
         request.parameters = MeshingParameters(voxelSize: voxelSize.map(Float.init), threads: threads ?? defaultThreadCount)
+        if let coarsen { request.parameters.coarsening = Float(coarsen) }
         request.color = color.flatMap(MeshColor.init(rawValue:)) ?? (hasLabels && cloud.classSet != nil ? .semantic : .rgb)
         if request.color == .semantic && (!hasLabels || cloud.classSet == nil) {
             throw CLIError("\(input.path): --color semantic needs labels and a 'class_set' comment, as semfuse writes them; use --color rgb")

@@ -31,6 +31,9 @@ struct MeshBench: ParsableCommand {
     @Option(help: "Voxel edge in metres. Default: as 'semfuse mesh' (from the median surfel radius).")
     var voxelSize: Double?
 
+    @Option(help: "Coarsening as 'semfuse mesh --coarsen' (towards edges this many times the local surfel spacing; 0: marching cubes' mesh as is). Default: 1.")
+    var coarsen: Double?
+
     @Option(help: "Worker threads for the main run (default: all cores).")
     var threads: Int?
 
@@ -43,6 +46,7 @@ struct MeshBench: ParsableCommand {
     func validate() throws {
         try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
         try limit(voxelSize.flatMap { InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") })
+        try limit(coarsen.flatMap { InputLimits.check($0, "--coarsen", in: InputLimits.meshCoarsening) })
         guard (1...1000).contains(repeats) else { throw ValidationError("--repeats must be between 1 and 1000") }
     }
 
@@ -66,7 +70,8 @@ struct MeshBench: ParsableCommand {
         func measure(threads: Int) throws -> Run {
             var run = Run(threads: threads)
             for i in 0..<repeats {
-                let parameters = MeshingParameters(voxelSize: voxelSize.map(Float.init), threads: threads)
+                var parameters = MeshingParameters(voxelSize: voxelSize.map(Float.init), threads: threads)
+                if let coarsen { parameters.coarsening = Float(coarsen) }
                 let result = try SurfelMesher.mesh(cloud, source: url.path, parameters: parameters, colorMode: color)
                 let s = result.report.seconds
                 run.total.append((s.volume + s.surface + s.attributes) * 1000)
@@ -87,7 +92,7 @@ struct MeshBench: ParsableCommand {
         if json {
             var object: [String: Any] = [
                 "map": url.path, "surfels": cloud.count, "vertices": mesh.vertices.count, "triangles": mesh.faces.count,
-                "voxel_mm": Double(report.voxelSize) * 1000, "threads": main.threads, "repeats": repeats,
+                "voxel_mm": Double(report.voxelSize) * 1000, "vertices_collapsed": report.verticesCollapsed, "threads": main.threads, "repeats": repeats,
                 "median_ms": main.median, "p10_ms": main.p10, "p90_ms": main.p90, "ms_per_100k_surfels": per100k,
                 "volume_median_ms": main.stageMedian("volume"), "surface_median_ms": main.stageMedian("surface"),
                 "attributes_median_ms": main.stageMedian("attributes"),

@@ -108,6 +108,9 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Mesh voxel edge in metres. Default: the median surfel radius (within 2 mm - 5 cm).")
     var voxelSize: Double?
 
+    @Option(help: "Mesh coarsening: towards edges this many times the local surfel spacing, where the surfels are sparser than the voxels (0: keep marching cubes' even spread; see 'semfuse mesh --help'). Default: 1.")
+    var coarsen: Double?
+
     @Flag(inversion: .prefixedNo, help: "Write <output>.preview.png, a rendering of the map (class colours | RGB).")
     var preview = true
 
@@ -176,6 +179,8 @@ struct Reconstruct: ParsableCommand {
             throw ValidationError("--network-every, --depth-network and --depth predicted need --network (a segmenter such as 'deeplab', or the joint network's weights)")
         }
         if voxelSize != nil && mesh == nil && meshPerClass == nil { throw ValidationError("--voxel-size is for the mesh: give --mesh <file.ply>") }
+        if coarsen != nil && mesh == nil && meshPerClass == nil { throw ValidationError("--coarsen is for the mesh: give --mesh <file.ply>") }
+        try limit(coarsen.flatMap { InputLimits.check($0, "--coarsen", in: InputLimits.meshCoarsening) })
         if let depthCrop, !(depthCrop > 0.1 && depthCrop <= 1) { throw ValidationError("--depth-crop must be in (0.1, 1]") }
         _ = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
     }
@@ -204,6 +209,7 @@ struct Reconstruct: ParsableCommand {
             var meshRequest = MeshRequest(output: output)
             meshRequest.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
             meshRequest.parameters.voxelSize = voxelSize.map(Float.init)
+            if let coarsen { meshRequest.parameters.coarsening = Float(coarsen) }
             meshRequest.includeProbabilities = probabilities
             meshRequest.ascii = ascii
             request.mesh = meshRequest
