@@ -100,7 +100,7 @@ let package = Package(
 // Tests/FuzzCorpus by the normal suite; the libFuzzer harness itself is only added for
 // scripts/fuzz.sh (SEMFUSE_FUZZ=1), so ordinary builds never need the fuzzer runtime.
 package.targets += [
-    .target(name: "FuzzTargets", dependencies: ["Imaging", "Export", "Network", "Sequences"], path: "Tests/FuzzTargets"),
+    .target(name: "FuzzTargets", dependencies: ["Imaging", "Export", "Meshing", "Network", "Sequences"], path: "Tests/FuzzTargets"),
     .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"]),
 ]
 if Context.environment["SEMFUSE_FUZZ"] == "1" {

@@ -9,6 +9,7 @@ Usage: python3 scripts/fuzz_seeds.py [shared-dir]
 """
 import io
 import json
+import math
 import os
 import shutil
 import struct
@@ -178,6 +179,20 @@ def main():
         write("ply", fmt + ".ply", ((header % fmt) + "end_header\n").encode() + raw)
     faces = "ply\nformat binary_little_endian 1.0\nelement camera 1\nproperty double t\nelement vertex 1\nproperty double x\nproperty double y\nproperty double z\nproperty float prob_0\nproperty float prob_1\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n"
     write("ply", "elements.ply", faces.encode() + struct.pack("<4d2f", 7, 1, 2, 3, 0.25, 0.75) + struct.pack("<B3i", 3, 0, 0, 0))
+    # A surfel map to mesh: a sparse cap of a sphere (coarsened) beside a dense patch, labelled.
+    surfels = []
+    for i in range(160):
+        y = 1 - (i + 0.5) / 160
+        r, phi = math.sqrt(1 - y * y), i * math.pi * (3 - math.sqrt(5))
+        n = (r * math.cos(phi), y, r * math.sin(phi))
+        surfels.append((0.1 * n[0], 0.1 * n[1], 1 + 0.1 * n[2], *n, 0.015, 3.0, i % 3))
+    for i in range(12):
+        for j in range(12):
+            surfels.append((0.2 + 0.004 * i, 0.004 * j, 1.1, 0, 0, -1, 0.003, 5.0, 4))
+    header = "ply\nformat binary_little_endian 1.0\ncomment class_set nyu13\nelement vertex %d\n" % len(surfels)
+    header += "".join("property float %s\n" % p for p in ["x", "y", "z", "nx", "ny", "nz", "radius", "confidence"])
+    header += "property int label\nend_header\n"
+    write("mesh", "surfels.ply", header.encode() + b"".join(struct.pack("<8fi", *s) for s in surfels))
 
     f32 = struct.pack("<4f", 1, -2, 3.5, 0)
     write("safetensors", "mixed.safetensors", safetensors({

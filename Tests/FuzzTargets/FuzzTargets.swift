@@ -1,6 +1,7 @@
 import Export
 import Foundation
 import Imaging
+import Meshing
 import Network
 import Sequences
 
@@ -15,7 +16,7 @@ public enum FuzzTargets {
 
     /// Target names, in the order `scripts/fuzz.sh all` runs them.
     public static let names = [
-        "png-rgb", "png-gray8", "png-gray16", "jpeg", "npy", "ply", "safetensors", "graph",
+        "png-rgb", "png-gray8", "png-gray16", "jpeg", "npy", "ply", "mesh", "safetensors", "graph",
         "tum-list", "tum-groundtruth", "7scenes-pose", "7scenes-intrinsics", "icl-pose", "intrinsics", "manifest",
         "klg", "sens",
     ]
@@ -28,6 +29,16 @@ public enum FuzzTargets {
         case "jpeg": return { _ = try JPEGCodec.decode($0, path: "fuzz.jpg") }
         case "npy": return { _ = try NPY.decode($0, path: "fuzz.npy") }
         case "ply": return { _ = try PLYReader.decode($0, path: "fuzz.ply").pointCloud() }
+        // `semfuse mesh` on a crafted map: the volume, marching cubes, the coarsening and the
+        // attributes from whatever positions, normals, radii and labels the file holds, within a
+        // small memory bound (a few thousand points keep one run short).
+        case "mesh": return {
+            let cloud = try PLYReader.decode($0, path: "fuzz.ply").pointCloud()
+            guard cloud.count <= 4096 else { return }
+            var parameters = MeshingParameters(threads: 1)
+            parameters.memoryLimitBytes = 64 << 20
+            _ = try SurfelMesher.mesh(cloud, source: "fuzz.ply", parameters: parameters, colorMode: .rgb)
+        }
         case "safetensors": return {
             _ = try Safetensors.decode($0, path: "fuzz.safetensors")
             _ = try Safetensors.metadata($0, path: "fuzz.safetensors")
@@ -85,7 +96,7 @@ public enum FuzzTargets {
     /// Whether `error` is one of the project's typed errors (each names the file), as opposed to
     /// a foreign error leaking through a parser.
     public static func isTyped(_ error: Error) -> Bool {
-        error is ImagingError || error is ExportError || error is NetworkError || error is SequenceError
+        error is ImagingError || error is ExportError || error is NetworkError || error is SequenceError || error is MeshingError
     }
 }
 

@@ -52,8 +52,9 @@ final class SevenScenesReconstructionTests: XCTestCase {
     /// Issue 10's goal on the PNG-50 frames with ground-truth poses and default flags: the point
     /// cloud and the mesh each cover the measured surface (median depth-to-map distance ≤ 0.55 cm,
     /// ≥ 96 % of the measured points within 2 cm) without leaving it (median map-to-depth
-    /// distance ≤ 0.3 cm for the point cloud; the mesh's 0.35 cm is bounded at 0.4 cm, see
-    /// docs/results.md on why its vertices score above the surfels).
+    /// distance ≤ 0.3 cm for the point cloud; the mesh's 0.330 cm, coarsened where the surfels
+    /// are sparse, is bounded at 0.34 cm (0.350 cm without the coarsening), see docs/results.md
+    /// on why its vertices score above the surfels).
     func testDefaultMapAndMeshCoverTheMeasuredSurface() throws {
         let url = try SharedData.require("7scenes-redkitchen-png50")
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("png50-mesh-\(UUID().uuidString)")
@@ -81,6 +82,6 @@ final class SevenScenesReconstructionTests: XCTestCase {
             return score
         }
         XCTAssertLessThanOrEqual(scores[0].accuracyMedian, 0.003)
-        XCTAssertLessThanOrEqual(scores[1].accuracyMedian, 0.004)
+        XCTAssertLessThanOrEqual(scores[1].accuracyMedian, 0.0034)
     }
 }
