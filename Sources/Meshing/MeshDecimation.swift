@@ -74,7 +74,7 @@ enum MeshDecimation {
     }
 
     /// The mesh under collapse: faces with alive flags and each vertex's incident faces.
-    private struct Collapser {
+    struct Collapser {
         var positions: [SIMD3<Float>]
         var faces: [SIMD3<Int32>]
         var faceAlive: [Bool]
@@ -166,8 +166,8 @@ enum MeshDecimation {
                 }
             }
             // In vertex order, which follows the volume's blocks: each collapse then reads faces
-            // and vertices near the previous one's. Shortest first over the whole mesh gave the
-            // same vertex counts and accuracy within 0.1 % but took 1.6x as long (cache misses).
+            // and vertices near the previous one's. Shortest first over the whole mesh left 1 %
+            // fewer vertices, with the same accuracy, but took 1.6x as long (cache misses).
             candidates.sort { ($0.a, $0.b) < ($1.a, $1.b) }
             var done = 0
             for (a, b) in candidates {
@@ -205,8 +205,6 @@ enum MeshDecimation {
         mutating func collapse(_ b: Int, into a: Int) -> Bool {
             let around = liveFaces(b)
             let m = around.count
-            // a keeps its faces but the two on the edge and takes b's others.
-            guard liveFaces(a).count + m - 2 <= capacity else { return false }
             guard m >= 2 else { return false }
             let a32 = Int32(a), b32 = Int32(b)
             // b's one-ring must be one fan: each face (b, x, y) is the directed ring edge x → y.
@@ -227,6 +225,9 @@ enum MeshDecimation {
             }
             let border = start >= 0
             guard border || m >= 3 else { return false }
+            // a keeps its faces but the ones on the edge (two inside the surface, one on its
+            // border) and takes b's others; its run of slots must hold them.
+            guard liveFaces(a).count + m - (border ? 1 : 2) <= capacity else { return false }
             var i = max(start, 0), steps = 1
             while steps < m, let j = from.firstIndex(of: to[i]) {
                 if !border && j == max(start, 0) { break }

@@ -101,6 +101,32 @@ final class MeshDecimationTests: XCTestCase {
         XCTAssertEqual(kept.faces, tetrahedron)
     }
 
+    /// A vertex whose run of face slots is full takes no more faces: a border collapse shares one
+    /// face with it, not two, so moving a border neighbour with two faces onto it would need one
+    /// slot more than it has (it is the last vertex, so an overflow would trap).
+    func testAFullVertexTakesNoMoreFaces() {
+        // A fan of n faces around a (the last vertex), r0 ... rn on a half circle, and one more
+        // face on r0's outer side. With n = 16 a's run (16 slots, the smallest) is full.
+        func fan(_ n: Int) -> MeshDecimation.Collapser {
+            var positions: [SIMD3<Float>] = (0...n).map { i in
+                let angle = Float(i) * Float.pi / Float(n)
+                return SIMD3(cos(angle), sin(angle), 0)
+            }
+            positions.append(SIMD3(1.5, -0.2, 0))   // x
+            positions.append(.zero)                 // a
+            let x = UInt32(n + 1), a = UInt32(n + 2)
+            var faces: [SIMD3<UInt32>] = (0..<n).map { SIMD3(a, UInt32($0), UInt32($0 + 1)) }
+            faces.append(SIMD3(0, x, 1))
+            return MeshDecimation.Collapser(positions: positions, faces: faces,
+                                            target: [Float](repeating: 100, count: positions.count), maximumError: 100)
+        }
+        var full = fan(16), spare = fan(15)
+        XCTAssertEqual(full.capacity, 16)
+        XCTAssertEqual(spare.capacity, 16)
+        XCTAssertFalse(full.collapse(0, into: 18), "a has no slot left for r0's outer face")
+        XCTAssertTrue(spare.collapse(0, into: 17), "with a slot to spare the same collapse goes through")
+    }
+
     /// Two closed cones touching at their apex: the apex has two fans of faces, and no single
     /// neighbour to move onto, so it stays; the rest may coarsen.
     func testAVertexWithTwoFansStays() {
