@@ -22,6 +22,16 @@ enum MeshDecimation {
         var collapsed: Int
     }
 
+    /// About what `decimate` allocates for a mesh of this size (each vertex's face slots, plane
+    /// quadric, flags and target; each face's copy, flag and candidate edges), checked against
+    /// the meshing memory limit before it runs.
+    static func workingBytes(vertices: Int, faces: Int) -> Int {
+        let perVertex = 20 * MemoryLayout<Int32>.stride + MemoryLayout<Quadric>.stride + 16
+        let perFace = MemoryLayout<SIMD3<Int32>>.stride + 1 + 3 * 8
+        return vertices.multipliedReportingOverflow(by: perVertex).partialValue
+            + faces.multipliedReportingOverflow(by: perFace).partialValue
+    }
+
     /// Area-weighted sum of squared distances to a set of planes: xᵀAx + 2bᵀx + c.
     struct Quadric {
         var a00 = 0.0, a01 = 0.0, a02 = 0.0, a11 = 0.0, a12 = 0.0, a22 = 0.0

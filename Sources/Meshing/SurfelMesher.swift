@@ -85,6 +85,9 @@ public struct MeshingReport: Sendable {
     public var facesTrimmed = 0
     /// Vertices removed where the mesh was denser than the surfels (`coarsening`).
     public var verticesCollapsed = 0
+    /// Non-zero when the coarsening was skipped because its working memory, this many bytes,
+    /// would exceed `MeshingParameters.memoryLimitBytes`.
+    public var coarseningSkippedBytes = 0
     public var seconds: (volume: Double, surface: Double, attributes: Double) = (0, 0, 0)
     public var volumeBytes: Int { blocks * SparseVolume.blockVoxels * 8 }
 }
@@ -138,12 +141,19 @@ public enum SurfelMesher {
             guard factor.isFinite, factor <= 100 else {
                 throw MeshingError.invalidParameter(name: "coarsening", value: "\(factor)", reason: "must be between 0 and 100")
             }
-            let targets = targetEdgeLengths(positions, surfels: surfels, grid: grid, spacingFactor: factor,
-                                            threads: parameters.threads)
-            let result = MeshDecimation.decimate(positions, faces, targetEdge: targets,
-                                                 maximumError: parameters.decimationErrorVoxels * voxel)
-            (positions, faces) = (result.positions, result.faces)
-            report.verticesCollapsed = result.collapsed
+            let bytes = MeshDecimation.workingBytes(vertices: positions.count, faces: faces.count)
+            if bytes > parameters.memoryLimitBytes {
+                // The volume is gone by now, but its limit is what the user allowed; an even mesh
+                // is still a complete one.
+                report.coarseningSkippedBytes = bytes
+            } else {
+                let targets = targetEdgeLengths(positions, surfels: surfels, grid: grid, spacingFactor: factor,
+                                                threads: parameters.threads)
+                let result = MeshDecimation.decimate(positions, faces, targetEdge: targets,
+                                                     maximumError: parameters.decimationErrorVoxels * voxel)
+                (positions, faces) = (result.positions, result.faces)
+                report.verticesCollapsed = result.collapsed
+            }
         }
         report.seconds.surface = lap()
 

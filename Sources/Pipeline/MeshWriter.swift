@@ -55,6 +55,9 @@ public enum MeshWriter {
         if report.facesTrimmed > 0 {
             lines.append("  \(report.facesTrimmed) triangle\(report.facesTrimmed == 1 ? "" : "s") trimmed beyond the surfels' discs")
         }
+        if report.coarseningSkippedBytes > 0 {
+            lines.append("  not coarsened: that would need about \(report.coarseningSkippedBytes >> 20) MiB, over the meshing memory limit of \(request.parameters.memoryLimitBytes >> 20) MiB (the mesh keeps marching cubes' even spread)")
+        }
         if report.verticesCollapsed > 0, let factor = request.parameters.coarsening {
             lines.append("  \(report.verticesCollapsed) vertices collapsed where the surfels are sparser than the voxels (--coarsen \(String(format: "%g", factor)))")
         }

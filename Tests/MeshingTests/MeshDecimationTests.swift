@@ -215,6 +215,31 @@ final class MeshDecimationTests: XCTestCase {
         }
     }
 
+    /// Coarsening that would need more memory than the meshing limit is skipped and reported,
+    /// and the mesh is marching cubes' own.
+    func testCoarseningOverTheMemoryLimitIsSkipped() throws {
+        var positions: [SIMD3<Float>] = [], normals: [SIMD3<Float>] = []
+        for i in 0..<40 { for j in 0..<40 {
+            positions.append(SIMD3(Float(i) * 0.012, Float(j) * 0.012, 1)); normals.append(SIMD3(0, 0, -1))
+        } }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = normals
+        cloud.radius = [Float](repeating: 0.01, count: positions.count)
+        cloud.confidence = [Float](repeating: 5, count: positions.count)
+        var parameters = MeshingParameters(voxelSize: 0.005, threads: 1)
+        parameters.coarsening = 0
+        let even = try SurfelMesher.mesh(cloud, parameters: parameters, colorMode: .rgb).mesh
+        parameters.coarsening = 1
+        let coarse = try SurfelMesher.mesh(cloud, parameters: parameters, colorMode: .rgb)
+        XCTAssertGreaterThan(coarse.report.verticesCollapsed, 0)
+        XCTAssertEqual(coarse.report.coarseningSkippedBytes, 0)
+        parameters.memoryLimitBytes = MeshDecimation.workingBytes(vertices: even.vertices.count, faces: even.faces.count) - 1
+        let skipped = try SurfelMesher.mesh(cloud, parameters: parameters, colorMode: .rgb)
+        XCTAssertGreaterThan(skipped.report.coarseningSkippedBytes, parameters.memoryLimitBytes)
+        XCTAssertEqual(skipped.report.verticesCollapsed, 0)
+        XCTAssertEqual(skipped.mesh.faces, even.faces)
+    }
+
     /// A sphere of sparse surfels: the coarsened mesh is still closed, outward and on the sphere.
     func testACoarsenedSphereStaysClosedAndOnTheSurface() throws {
         let radius: Float = 0.15, voxel: Float = 0.006, center = SIMD3<Float>(0.1, 0.2, 1.5)
