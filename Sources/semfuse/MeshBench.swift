@@ -14,8 +14,9 @@ struct MeshBench: ParsableCommand {
         Meshes the map several times with the settings 'semfuse mesh' uses by default (semantic \
         colours when the map has labels) and prints the median time, its spread (p10, p90 over \
         the repeats), the time per 100k surfels and the median of each stage (volume: splatting \
-        the surfels into the sparse signed-distance volume; surface: marching cubes and removing \
-        small pieces; attributes: fusing colours and labels onto the vertices). The same map is \
+        the surfels into the sparse signed-distance volume; surface: marching cubes, removing \
+        small pieces and coarsening where the surfels are sparse; attributes: fusing colours and \
+        labels onto the vertices). The same map is \
         also meshed on one thread as the in-run baseline, so the speed-up is a ratio measured on \
         the same machine at the same time. Reading the PLY and writing the mesh are not timed. \
         Make a map first, e.g. 'semfuse reconstruct ../shared/data/7scenes-redkitchen -o \
