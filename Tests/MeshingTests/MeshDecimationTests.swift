@@ -260,6 +260,12 @@ final class MeshDecimationTests: XCTestCase {
         let even = try SurfelMesher.mesh(cloud, parameters: parameters, colorMode: .rgb).mesh
         parameters.coarsening = 1.5
         let (coarse, report) = try SurfelMesher.mesh(cloud, parameters: parameters, colorMode: .rgb)
+        // The targets are computed in parallel, the collapses in one order: the same mesh on
+        // any number of threads.
+        parameters.threads = 1
+        let serial = try SurfelMesher.mesh(cloud, parameters: parameters, colorMode: .rgb).mesh
+        XCTAssertEqual(serial.faces, coarse.faces)
+        XCTAssertEqual(serial.vertices.positions, coarse.vertices.positions)
         XCTAssertLessThan(coarse.vertices.count, even.vertices.count * 2 / 3, "\(coarse.vertices.count) of \(even.vertices.count) vertices")
         XCTAssertEqual(report.verticesCollapsed, even.vertices.count - coarse.vertices.count)
         XCTAssertTrue(borderEdges(coarse.faces).isEmpty, "the sphere opened")
