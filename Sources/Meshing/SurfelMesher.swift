@@ -189,7 +189,6 @@ public enum SurfelMesher {
     /// covered by few wide surfels. Zero where none is near, which keeps the vertex.
     static func targetEdgeLengths(_ positions: [SIMD3<Float>], surfels: Surfels, grid: SurfelGrid, spacingFactor: Float,
                                   threads: Int) -> [Float] {
-        var wide: SurfelGrid?
         var targets = [Float](repeating: 0, count: positions.count)
         func edge(count: Int, radius: Float) -> Float {
             spacingFactor * (Float.pi * radius * radius / Float(count)).squareRoot()
@@ -203,21 +202,19 @@ public enum SurfelMesher {
             }
             return count
         }
-        var sparse: [Int32] = []
-        let sparseLock = NSLock()
+        // -1 marks the vertices with fewer than four surfels that near, for the wider count.
         targets.withUnsafeMutableBufferPointer { out in
             nonisolated(unsafe) let out = out
             parallelFor(positions.count, threads: threads) { v in
                 let n = count(grid, near: positions[v])
-                if n >= 4 { out[v] = edge(count: n, radius: grid.cell) } else { sparseLock.withLock { sparse.append(Int32(v)) } }
+                out[v] = n >= 4 ? edge(count: n, radius: grid.cell) : -1
             }
         }
-        if !sparse.isEmpty {
-            wide = SurfelGrid(surfels: surfels, cell: 2 * grid.cell)
-            for v in sparse {
-                let n = count(wide!, near: positions[Int(v)])
-                if n > 0 { targets[Int(v)] = edge(count: n, radius: wide!.cell) }
-            }
+        guard targets.contains(where: { $0 < 0 }) else { return targets }
+        let wide = SurfelGrid(surfels: surfels, cell: 2 * grid.cell)
+        for v in targets.indices where targets[v] < 0 {
+            let n = count(wide, near: positions[v])
+            targets[v] = n > 0 ? edge(count: n, radius: wide.cell) : 0
         }
         return targets
     }
