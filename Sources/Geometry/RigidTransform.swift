@@ -98,6 +98,12 @@ public struct RigidTransform: Equatable, Hashable, Sendable, CustomStringConvert
     /// Rotation angle in radians (robust for small angles, see `Matrix3.rotationAngle`).
     public var rotationAngle: Double { rotation.rotationAngle }
 
+    /// The fraction `t` of this motion from the identity: the rotation's angle about the same
+    /// axis and the translation, both times `t` (0 gives the identity, 1 the motion itself).
+    public func fraction(_ t: Double) -> RigidTransform {
+        RigidTransform(rotation: Matrix3.exp(rotation.log * t), translation: translation * t)
+    }
+
     /// How far a stored rotation may be from orthonormal (`‖R − nearest rotation‖_F`) and still
     /// be read as a rigid transform, then re-orthonormalised.
     ///

@@ -42,6 +42,20 @@ final class RigidTransformTests: XCTestCase {
         XCTAssertEqual(Matrix3.exp(nearPi).log.length, .pi, accuracy: 1e-6)
     }
 
+    func testFractionOfAMotion() {
+        for k in 1..<8 {
+            let a = randomPose(Double(k) * 0.37)
+            XCTAssertEqual((a.fraction(0).matrix4RowMajor.enumerated().map { abs($1 - RigidTransform.identity.matrix4RowMajor[$0]) }.max())!, 0, accuracy: 1e-12)
+            let whole = a.fraction(1), half = a.fraction(0.5)
+            for (x, y) in zip(whole.matrix4RowMajor, a.matrix4RowMajor) { XCTAssertEqual(x, y, accuracy: 1e-9) }
+            // Half the rotation twice is the rotation; the translation is scaled, not screwed.
+            XCTAssertEqual((half.rotation * half.rotation).log.length, a.rotation.log.length, accuracy: 1e-9)
+            XCTAssertEqual(half.rotationAngle, a.rotationAngle / 2, accuracy: 1e-9)
+            XCTAssertEqual((half.translation - a.translation / 2).length, 0, accuracy: 1e-12)
+            XCTAssertEqual((half.rotation.log - a.rotation.log / 2).length, 0, accuracy: 1e-9)
+        }
+    }
+
     func testValidity() {
         XCTAssertTrue(RigidTransform.identity.isValid)
         var bad = RigidTransform.identity

@@ -39,6 +39,18 @@ public struct LoopClosureParameters: Sendable, Equatable {
     public var driftAllowanceDegrees = 2.0
     public var driftPerFrame = 0.002
     public var driftDegreesPerFrame = 0.1
+    /// Before a registration bends the map, it is run again from this fraction of its own
+    /// answer, and must end within `restartTolerance` of its correction (at least
+    /// `restartFloor` metres and `restartFloorDegrees`) of where it ended the first time. A true
+    /// alignment is a minimum ICP comes back to from anywhere on the way; a match on repeated
+    /// or weakly constraining structure is where the iterations happened to stop, and a second
+    /// start ends elsewhere. On the kitchen played forwards and back, correct closures came
+    /// back to within 0.5 mm, the wrong ones (89 and 51 mm corrections) ended 112 and 237 mm
+    /// away. 0 turns the check off.
+    public var restartFraction = 0.5
+    public var restartTolerance = 0.25
+    public var restartFloor = 0.005
+    public var restartFloorDegrees = 0.25
     /// A global closure registers to the old surface made up to this many frames after its
     /// keyframe (`attempt(madeBy:)`).
     public var keyframeSurfaceFrames = 20
@@ -255,7 +267,8 @@ public struct LoopCloser: Sendable {
         var overlap = 0
         for q in 0..<(active.width * active.height) where inactive.surfel[q] >= 0 && registered(q) != nil { overlap += 1 }
         let frame = liveVertices != nil ? live! : pyramid(active, fusion)
-        let result = tracker.track(frame: frame, model: pyramid(inactive, fusion), previousPose: modelPose, threads: p.threads)
+        let model = pyramid(inactive, fusion)
+        let result = tracker.track(frame: frame, model: model, previousPose: modelPose, threads: p.threads)
         let correction = pose.inverse * result.pose
         let metres = correction.translationNorm, degrees = correction.rotationAngle * 180 / .pi
         let detail = String(format: "%d inliers, %d overlapping pixels, residual %.1f mm, conditioning %.1e, correction %.1f mm %.2f deg",
@@ -287,6 +300,15 @@ public struct LoopCloser: Sendable {
         }
         if metres < parameters.minCorrection && degrees < parameters.minCorrectionDegrees {
             return .reactivated(reactivate(fusion, pose: pose, minimumConfidence: oldSurface))
+        }
+        if parameters.restartFraction > 0 {
+            let again = restart(frame: frame, model: model, answer: modelPose.inverse * result.pose, threads: p.threads)
+            if again.failure != nil || again.metres > max(parameters.restartFloor, parameters.restartTolerance * metres)
+                || again.degrees > max(parameters.restartFloorDegrees, parameters.restartTolerance * degrees) {
+                return .rejected(String(format: "registration not repeatable: restarted %.0f %% of the way, it ends %.1f mm %.2f deg from its first answer%@ (%@)",
+                                        parameters.restartFraction * 100, again.metres * 1000, again.degrees,
+                                        again.failure.map { ", \($0)" } ?? "", detail))
+            }
         }
 
         // Constraints on the grid: active points to where the registration puts them, inactive
@@ -334,6 +356,17 @@ public struct LoopCloser: Sendable {
                                         inliers: result.inliers, overlap: overlap, conditioning: result.conditioning,
                                         reactivated: reactivated, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         return .closed(closure, bent, pose: result.pose)
+    }
+
+    /// The registration of `frame` to `model` run again from `restartFraction` of `answer` (both
+    /// previousCamera ← currentCamera, as `ICPTracker.track` composes them): how far it ends
+    /// from `answer`, or why it failed. A minimum ICP found honestly is where it comes back to.
+    public func restart(frame: [VertexNormalMap], model: [VertexNormalMap], answer: RigidTransform,
+                 threads: Int) -> (metres: Double, degrees: Double, failure: String?) {
+        let again = tracker.track(frame: frame, model: model, previousPose: .identity, threads: threads,
+                                  initial: answer.fraction(parameters.restartFraction))
+        let apart = answer.inverse * again.pose
+        return (apart.translationNorm, apart.rotationAngle * 180 / .pi, again.failure)
     }
 
     /// Fraction of the 32x24 grid cells of the view that the centre of at least one stable

@@ -82,11 +82,15 @@ public struct ICPTracker: Sendable {
     /// - Parameters:
     ///   - frame: live vertex/normal pyramid (camera frame), finest first.
     ///   - model: predicted vertex/normal pyramid in the previous camera frame, finest first.
+    ///   - initial: where the search starts, previousCamera ← currentCamera (identity: at the
+    ///     previous pose). A loop closure restarts a registration from part-way along its own
+    ///     answer to see whether ICP comes back to it.
     public func track(frame: [VertexNormalMap], model: [VertexNormalMap], previousPose: RigidTransform,
                       threads: Int = defaultThreadCount,
-                      frameIntensity: [IntensityMap]? = nil, modelIntensity: [IntensityMap]? = nil) -> TrackingResult {
-        // Incremental transform previousCamera <- currentCamera, starting at identity.
-        var T = RigidTransform.identity
+                      frameIntensity: [IntensityMap]? = nil, modelIntensity: [IntensityMap]? = nil,
+                      initial: RigidTransform = .identity) -> TrackingResult {
+        // Incremental transform previousCamera <- currentCamera.
+        var T = initial
         var last = (inliers: 0, valid: 0, residual: 0.0, conditioning: 0.0)
         var iterationsRun = 0
         let levels = min(frame.count, model.count, parameters.iterations.count)
