@@ -28,10 +28,13 @@ public enum MeshingError: Error, CustomStringConvertible, Equatable {
 public struct MeshingParameters: Sendable, Equatable {
     /// Voxel edge in metres; nil picks `voxelsPerMedianRadius` times the median surfel radius.
     public var voxelSize: Float?
-    /// Automatic voxel size as a multiple of the median surfel radius. At 1 a median disc spans
-    /// two voxels, so the surface reaches to within about a voxel of where the surfels end; 1.5
-    /// left 0.2-0.9 points more of the measured surface uncovered at the map's borders (docs/results.md).
-    public var voxelsPerMedianRadius: Float = 1
+    /// Automatic voxel size as a multiple of the median surfel radius. Marching cubes needs all
+    /// eight corners of a cube observed, so the surface ends up to a voxel inside the last
+    /// surfels: at 1.5 the borders left 0.2-0.9 points more of the measured surface uncovered
+    /// than at 1, and 0.85 covers 0.2-0.6 points more again (docs/results.md). Below 1 the
+    /// attributes, the coarsening's surfel count and the smallest piece kept stay at the scale
+    /// of the median radius (`attributeScale`), so labels stay as sharp as the surfels'.
+    public var voxelsPerMedianRadius: Float = 0.85
     /// Bounds of the automatic voxel size in metres.
     public var automaticVoxelRange: ClosedRange<Float> = 0.002...0.05
     /// Half-width of the band along each surfel's normal that it writes, in voxels. A cube the
@@ -43,7 +46,8 @@ public struct MeshingParameters: Sendable, Equatable {
     /// Upper bound on the volume's memory, checked before it is allocated.
     public var memoryLimitBytes: Int = 8 << 30
     /// Connected pieces with fewer faces are dropped: specks around stray surfels (a lone
-    /// surfel makes one or two triangles), not surface.
+    /// surfel makes a few triangles), not surface. Counted at the attribute scale: with a voxel
+    /// finer than that, a piece needs as much area as this many faces there.
     public var minimumComponentFaces: Int = 12
     /// Removes faces beyond the surfels' discs (see `SparseVolume.covered`): without it the
     /// volume's Gaussian tails grow every border of the map outwards by up to two σ.
@@ -81,6 +85,9 @@ public struct MeshingReport: Sendable {
     public var surfelsSkipped = 0
     /// Faces dropped as parts of pieces smaller than `minimumComponentFaces`.
     public var facesDropped = 0
+    /// The smallest piece kept, in faces at the volume's voxel (`minimumComponentFaces` scaled
+    /// to the attribute scale's area).
+    public var minimumComponentFaces = 0
     /// Faces removed because they lay beyond every surfel's disc (`trimUncovered`).
     public var facesTrimmed = 0
     /// Vertices removed where the mesh was denser than the surfels (`coarsening`).
@@ -107,7 +114,7 @@ public enum SurfelMesher {
         guard let normals = cloud.normals else { throw MeshingError.missingNormals(source: source) }
         if let problem = cloud.validationProblem() { throw MeshingError.tooLarge(source: source, reason: problem) }
         var report = MeshingReport()
-        let voxel = try voxelSize(cloud, parameters: parameters)
+        let (voxel, scale) = try scales(cloud, parameters: parameters)
         report.voxelSize = voxel
 
         let clock = { DispatchTime.now().uptimeNanoseconds }
@@ -133,10 +140,12 @@ public enum SurfelMesher {
         }
         volume = SparseVolume(voxelSize: voxel)
         before = faces.count
-        (positions, faces) = MeshCleanup.dropSmallComponents(positions, faces, minimumFaces: parameters.minimumComponentFaces)
+        let minimumFaces = Int((Float(parameters.minimumComponentFaces) * (scale / voxel) * (scale / voxel)).rounded(.up))
+        report.minimumComponentFaces = minimumFaces
+        (positions, faces) = MeshCleanup.dropSmallComponents(positions, faces, minimumFaces: minimumFaces)
         report.facesDropped = before - faces.count
         // The attribute pass's neighbourhood grid, shared with the decimation's density count.
-        let grid = SurfelGrid(surfels: surfels, cell: 2 * voxel)
+        let grid = SurfelGrid(surfels: surfels, cell: 2 * scale)
         if let factor = parameters.coarsening, factor > 0, !faces.isEmpty {
             guard factor.isFinite, factor <= 100 else {
                 throw MeshingError.invalidParameter(name: "coarsening", value: "\(factor)", reason: "must be between 0 and 100")
@@ -157,7 +166,7 @@ public enum SurfelMesher {
         }
         report.seconds.surface = lap()
 
-        var vertices = AttributeTransfer.transfer(to: positions, faces: faces, from: cloud, surfels: surfels, voxel: voxel,
+        var vertices = AttributeTransfer.transfer(to: positions, faces: faces, from: cloud, surfels: surfels, voxel: scale,
                                                   colorMode: colorMode, includeProbabilities: includeProbabilities,
                                                   refinePositions: parameters.refineVertices, labelsFromDiscs: parameters.labelsFromDiscs,
                                                   grid: grid, threads: parameters.threads)
@@ -168,19 +177,33 @@ public enum SurfelMesher {
 
     /// The voxel size to use: the given one, or a multiple of the median surfel radius.
     static func voxelSize(_ cloud: PointCloud, parameters: MeshingParameters) throws -> Float {
+        try scales(cloud, parameters: parameters).voxel
+    }
+
+    /// The volume's voxel, and the scale of the attribute pass (its kernel's bounds and grid),
+    /// the coarsening's surfel count and the smallest piece kept. A given voxel is both. An
+    /// automatic one is `voxelsPerMedianRadius` times the median surfel radius, and the
+    /// attribute scale is the larger of it and the radius itself: a finer volume reaches
+    /// further into the borders, while the labels keep the kernel the surfels' size calls for.
+    static func scales(_ cloud: PointCloud, parameters: MeshingParameters) throws -> (voxel: Float, attributeScale: Float) {
         if let size = parameters.voxelSize {
             guard size.isFinite, size >= 1e-4, size <= 10 else {
                 throw MeshingError.invalidParameter(name: "voxel size", value: "\(size)", reason: "must be between 0.1 mm and 10 m")
             }
-            return size
+            return (size, size)
+        }
+        let factor = parameters.voxelsPerMedianRadius
+        guard factor.isFinite, factor > 0, factor <= 100 else {
+            throw MeshingError.invalidParameter(name: "voxels per median radius", value: "\(factor)", reason: "must be above 0 and at most 100")
         }
         let range = parameters.automaticVoxelRange
-        guard let radii = cloud.radius else { return 0.01 }
-        var valid = radii.filter { $0.isFinite && $0 > 0 }
-        guard !valid.isEmpty else { return 0.01 }
-        let mid = valid.count / 2
+        // Without radii there is no size to follow: a centimetre.
+        guard var valid = cloud.radius?.filter({ $0.isFinite && $0 > 0 }), !valid.isEmpty else { return (0.01, 0.01) }
         valid.sort()
-        return min(max(valid[mid] * parameters.voxelsPerMedianRadius, range.lowerBound), range.upperBound)
+        let median = valid[valid.count / 2]
+        func clamped(_ v: Float) -> Float { min(max(v, range.lowerBound), range.upperBound) }
+        let voxel = clamped(median * factor)
+        return (voxel, max(voxel, clamped(median)))
     }
 
     /// Per vertex, `spacingFactor` times the spacing of the surfels around it, 1/√density. The

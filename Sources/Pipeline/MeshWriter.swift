@@ -62,7 +62,7 @@ public enum MeshWriter {
             lines.append("  \(report.verticesCollapsed) vertices collapsed where the surfels are sparser than the voxels (--coarsen \(String(format: "%g", factor)))")
         }
         if report.facesDropped > 0 {
-            lines.append("  \(report.facesDropped) triangle\(report.facesDropped == 1 ? "" : "s") dropped in pieces of fewer than \(request.parameters.minimumComponentFaces)")
+            lines.append("  \(report.facesDropped) triangle\(report.facesDropped == 1 ? "" : "s") dropped in pieces of fewer than \(report.minimumComponentFaces)")
         }
         if let url = request.preview, let image = MeshPreview.render(mesh, trajectory: request.previewTrajectory) {
             try PNGCodec.writeRGB(image, to: url)

@@ -31,7 +31,7 @@ struct Mesh: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output mesh PLY. Default: <map>.mesh.ply")
     var output: String?
 
-    @Option(help: "Voxel edge in metres. Default: the median surfel radius (within 2 mm - 5 cm).")
+    @Option(help: "Voxel edge in metres. Default: 0.85 times the median surfel radius (within 2 mm - 5 cm); labels and colours are fused at the radius's own scale.")
     var voxelSize: Double?
 
     @Option(help: ArgumentHelp("Coarsen the mesh where it is denser than its surfels, towards edges this many times the local spacing of the surfels (0: keep marching cubes' even spread). Default: 1.", discussion: "Marching cubes puts a vertex or two in every voxel of surface, as many on a far wall seen by a few frames as on a table top seen close up in every frame. Where the surfels are sparser than the voxels, short edges are collapsed, keeping the surface within a quarter voxel (root mean square) and the borders on their line. See docs/meshing.md."))

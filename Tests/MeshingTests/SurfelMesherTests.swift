@@ -408,6 +408,38 @@ final class SurfelMesherTests: XCTestCase {
         XCTAssertEqual(report.surfelsUsed, 1)
     }
 
+    /// The automatic voxel is 0.85 times the median radius while labels and the smallest piece
+    /// keep the radius's scale; a given voxel is both; a map without radii gets a centimetre;
+    /// a factor that makes no voxel is refused by name.
+    func testVoxelAndAttributeScales() throws {
+        var cloud = PointCloud(positions: [SIMD3(0, 0, 1), SIMD3(0, 0.01, 1), SIMD3(0, 0.02, 1)])
+        cloud.normals = [SIMD3<Float>](repeating: SIMD3(0, 0, -1), count: 3)
+        cloud.radius = [0.004, 0.008, 0.02]
+        var parameters = MeshingParameters()
+        var scales = try SurfelMesher.scales(cloud, parameters: parameters)
+        XCTAssertEqual(scales.voxel, 0.0068, accuracy: 1e-7)
+        XCTAssertEqual(scales.attributeScale, 0.008, accuracy: 1e-7)
+        parameters.voxelsPerMedianRadius = 1.5
+        scales = try SurfelMesher.scales(cloud, parameters: parameters)
+        XCTAssertEqual(scales.voxel, 0.012, accuracy: 1e-7)
+        XCTAssertEqual(scales.attributeScale, 0.012, accuracy: 1e-7)
+        parameters.voxelSize = 0.005
+        scales = try SurfelMesher.scales(cloud, parameters: parameters)
+        XCTAssertEqual(scales.voxel, 0.005)
+        XCTAssertEqual(scales.attributeScale, 0.005)
+        cloud.radius = nil
+        scales = try SurfelMesher.scales(cloud, parameters: MeshingParameters())
+        XCTAssertEqual(scales.voxel, 0.01)
+        XCTAssertEqual(scales.attributeScale, 0.01)
+        for bad: Float in [0, -1, .nan, .infinity] {
+            var p = MeshingParameters()
+            p.voxelsPerMedianRadius = bad
+            XCTAssertThrowsError(try SurfelMesher.scales(cloud, parameters: p)) { error in
+                XCTAssertTrue("\(error)".contains("voxels per median radius"), "\(error)")
+            }
+        }
+    }
+
     func testPointsWithoutNormalsAreRefused() {
         XCTAssertThrowsError(try SurfelMesher.mesh(PointCloud(positions: [SIMD3(0, 0, 1)]), source: "cloud.ply", parameters: MeshingParameters())) { error in
             XCTAssertEqual(error as? MeshingError, .missingNormals(source: "cloud.ply"))
