@@ -31,9 +31,9 @@ public struct MeshingParameters: Sendable, Equatable {
     /// Automatic voxel size as a multiple of the median surfel radius. Marching cubes needs all
     /// eight corners of a cube observed, so the surface ends up to a voxel inside the last
     /// surfels: at 1.5 the borders left 0.2-0.9 points more of the measured surface uncovered
-    /// than at 1, and 0.85 covers 0.2-0.6 points more again (docs/results.md). Below 1 the
+    /// than at 1, and 0.85 covers 0.1-0.8 points more again (docs/results.md). Below 1 the
     /// attributes, the coarsening's surfel count and the smallest piece kept stay at the scale
-    /// of the median radius (`attributeScale`), so labels stay as sharp as the surfels'.
+    /// of the median radius (`SurfelMesher.scales`), so labels stay as sharp as the surfels'.
     public var voxelsPerMedianRadius: Float = 0.85
     /// Bounds of the automatic voxel size in metres.
     public var automaticVoxelRange: ClosedRange<Float> = 0.002...0.05
@@ -173,11 +173,6 @@ public enum SurfelMesher {
         vertices.classSet = cloud.classSet
         report.seconds.attributes = lap()
         return (TriangleMesh(vertices: vertices, faces: faces), report)
-    }
-
-    /// The voxel size to use: the given one, or a multiple of the median surfel radius.
-    static func voxelSize(_ cloud: PointCloud, parameters: MeshingParameters) throws -> Float {
-        try scales(cloud, parameters: parameters).voxel
     }
 
     /// The volume's voxel, and the scale of the attribute pass (its kernel's bounds and grid),

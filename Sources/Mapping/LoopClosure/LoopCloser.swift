@@ -362,7 +362,7 @@ public struct LoopCloser: Sendable {
     /// previousCamera ← currentCamera, as `ICPTracker.track` composes them): how far it ends
     /// from `answer`, or why it failed. A minimum ICP found honestly is where it comes back to.
     public func restart(frame: [VertexNormalMap], model: [VertexNormalMap], answer: RigidTransform,
-                 threads: Int) -> (metres: Double, degrees: Double, failure: String?) {
+                        threads: Int) -> (metres: Double, degrees: Double, failure: String?) {
         let again = tracker.track(frame: frame, model: model, previousPose: .identity, threads: threads,
                                   initial: answer.fraction(parameters.restartFraction))
         let apart = answer.inverse * again.pose

@@ -91,7 +91,6 @@ public struct ICPTracker: Sendable {
                       initial: RigidTransform = .identity) -> TrackingResult {
         // Incremental transform previousCamera <- currentCamera.
         var T = initial
-        var last = (inliers: 0, valid: 0, residual: 0.0, conditioning: 0.0)
         var iterationsRun = 0
         let levels = min(frame.count, model.count, parameters.iterations.count)
         for level in stride(from: levels - 1, through: 0, by: -1) {
@@ -104,12 +103,10 @@ public struct ICPTracker: Sendable {
                 // decide where ICP converges, weight all points alike (see `depthNoise`).
                 let system = accumulate(frame: frame[level], model: model[level], transform: T, threads: threads,
                                         photometric: photometric, depthWeights: level == 0)
-                last = (system.inliers, system.valid, system.residual, 0)
                 guard system.inliers >= 6 else { break }
                 var x = [Double](repeating: 0, count: 6)
                 var rcond = 0.0
                 let status = eb_solve_ldlt(6, system.A, system.b, &x, &rcond)
-                last.conditioning = rcond
                 guard status == 0 else { break }
                 let delta = RigidTransform.exp(rho: SIMD3(x[0], x[1], x[2]), omega: SIMD3(x[3], x[4], x[5]))
                 T = delta * T
