@@ -43,10 +43,9 @@ final class LoopClosureTests: XCTestCase {
 
     /// Fuses the drifted frames, trying a loop closure before each like the pipeline does. After
     /// the first closure the run stops: that is the moment the test is about.
-    func fuseUntilClosure(frames: Int, closing: Bool = true) throws -> Run {
+    func fuseUntilClosure(frames: Int, closing: Bool = true, closer: LoopCloser = LoopCloser()) throws -> Run {
         let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: Self.intrinsics)
         var run = Run(fusion: Self.makeFusion())
-        let closer = LoopCloser()
         for k in 0..<frames {
             let frame = renderer.render(k).frame
             let truth = try XCTUnwrap(frame.worldFromCamera)
@@ -158,6 +157,21 @@ final class LoopClosureTests: XCTestCase {
         let parameters = closer.parameters
         XCTAssertGreaterThan(other.metres, max(parameters.restartFloor, parameters.restartTolerance * off.translationNorm),
                              "the closure's test would refuse that answer")
+    }
+
+    /// The restart check decides before the map is bent: with a tolerance nothing can meet, the
+    /// drifted loop that closes at the default (`testClosureRemovesInjectedDrift`) does not
+    /// close, and the refusals say why.
+    func testUnrepeatableRegistrationDoesNotBendTheMap() throws {
+        var parameters = LoopClosureParameters()
+        parameters.restartTolerance = 0
+        parameters.restartFloor = -1
+        parameters.restartFloorDegrees = -1
+        let run = try fuseUntilClosure(frames: 205, closer: LoopCloser(parameters: parameters))
+        XCTAssertTrue(run.closures.isEmpty, "closed at frame \(run.closures.first?.frame ?? -1)")
+        let refusals = run.rejected.filter { $0.contains("registration not repeatable") }
+        XCTAssertFalse(refusals.isEmpty, "rejected: \(run.rejected.suffix(5))")
+        print("with an impossible restart tolerance: \(refusals.count) refusals, e.g. \(refusals.first ?? "")")
     }
 
     /// Without drift the old surface is recognised when it comes back into view (made active
