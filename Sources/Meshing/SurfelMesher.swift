@@ -257,10 +257,20 @@ public enum SurfelMesher {
             let vlo = SIMD3<Int32>(Int32(lo.x.rounded(.up)), Int32(lo.y.rounded(.up)), Int32(lo.z.rounded(.up)))
             let vhi = SIMD3<Int32>(Int32(hi.x.rounded(.down)), Int32(hi.y.rounded(.down)), Int32(hi.z.rounded(.down)))
             guard vlo.x <= vhi.x, vlo.y <= vhi.y, vlo.z <= vhi.z else { continue }
+            // Blocks are allocated over the cube of `reach`, but a surfel is paired only with
+            // those its tilted disc's bounding box reaches: the others would get no voxel.
+            let extent = surfels.writeExtent(k, band: band, voxel: voxel)
+            let tlo = p - extent, thi = p + extent
+            let plo = SIMD3<Int32>(Int32(tlo.x.rounded(.up)), Int32(tlo.y.rounded(.up)), Int32(tlo.z.rounded(.up)))
+            let phi = SIMD3<Int32>(Int32(thi.x.rounded(.down)), Int32(thi.y.rounded(.down)), Int32(thi.z.rounded(.down)))
+            let blo = SIMD3(SparseVolume.floorDiv(plo.x), SparseVolume.floorDiv(plo.y), SparseVolume.floorDiv(plo.z))
+            let bhi = SIMD3(SparseVolume.floorDiv(phi.x), SparseVolume.floorDiv(phi.y), SparseVolume.floorDiv(phi.z))
             for bz in SparseVolume.floorDiv(vlo.z)...SparseVolume.floorDiv(vhi.z) {
                 for by in SparseVolume.floorDiv(vlo.y)...SparseVolume.floorDiv(vhi.y) {
                     for bx in SparseVolume.floorDiv(vlo.x)...SparseVolume.floorDiv(vhi.x) {
-                        pairBlock.append(volume.allocate(SIMD3(bx, by, bz)))
+                        let id = volume.allocate(SIMD3(bx, by, bz))
+                        guard bx >= blo.x, bx <= bhi.x, by >= blo.y, by <= bhi.y, bz >= blo.z, bz <= bhi.z else { continue }
+                        pairBlock.append(id)
                         pairSurfel.append(Int32(k))
                     }
                 }
@@ -296,9 +306,10 @@ public enum SurfelMesher {
                         let inv2s2 = 1 / (2 * sigma * sigma), support2 = support * support
                         let coverRadius = max(surfels.radius[k], voxel) + 0.5 * voxel
                         let cover2 = coverRadius * coverRadius
-                        let reach = (support + band) / voxel
+                        let margin = Surfels.lateralMargin(support: support, band: band)
+                        let extent = surfels.writeExtent(k, band: band, voxel: voxel)
                         let q = p / voxel
-                        func range(_ c: Int) -> ClosedRange<Int>? {
+                        func range(_ c: Int, _ reach: Float) -> ClosedRange<Int>? {   // voxels within reach of q
                             let lo = max(Int((q[c] - reach).rounded(.up)) - Int(origin[c]), 0)
                             let hi = min(Int((q[c] + reach).rounded(.down)) - Int(origin[c]), side - 1)
                             return lo <= hi ? lo...hi : nil
@@ -308,7 +319,8 @@ public enum SurfelMesher {
                         let m = SIMD3(abs(n.x), abs(n.y), abs(n.z))
                         let axis = m.x >= m.y && m.x >= m.z ? 0 : (m.y >= m.z ? 1 : 2)
                         let u = (axis + 1) % 3, v = (axis + 2) % 3
-                        guard let ru = range(u), let rv = range(v), let ra = range(axis) else { continue }
+                        guard let ru = range(u, extent[u]), let rv = range(v, extent[v]),
+                              let ra = range(axis, extent[axis]) else { continue }
                         let ox = Int(origin.x), oy = Int(origin.y), oz = Int(origin.z)
                         // One voxel (block-local x, y, z). The three loops below call it with the
                         // sweep axis fixed at compile time, so no coordinate is indexed by a
@@ -327,16 +339,27 @@ public enum SurfelMesher {
                             weight[index] += w
                             if l2 <= cover2, abs(d) <= voxel { covered[index] = 1 }
                         }
+                        // Per row, the slab |d| ≤ band as an interval of the offset s along the
+                        // sweep axis, widened by a twentieth of a voxel: the row test only has to
+                        // keep every row where `visit` takes a voxel, so it may use a reciprocal.
+                        // The rows it keeps get the exact voxel range, as before the test.
+                        let na = n[axis], inverseNa = 1 / na
+                        let widen = 0.05 * voxel
+                        let originA = Float(origin[axis]), pa = p[axis]
                         for j in rv {
+                            let wv = Float(Int(origin[v]) + j) * voxel - p[v]
                             for i in ru {
-                                // d(t) = n[axis] * (t * voxel + origin - p) + rest, |d| <= band
                                 let wu = Float(Int(origin[u]) + i) * voxel - p[u]
-                                let wv = Float(Int(origin[v]) + j) * voxel - p[v]
                                 let rest = n[u] * wu + n[v] * wv
-                                let t0 = (p[axis] + (-band - rest) / n[axis]) / voxel - Float(origin[axis])
-                                let t1 = (p[axis] + (band - rest) / n[axis]) / voxel - Float(origin[axis])
-                                let lo = max(ra.lowerBound, Int(min(t0, t1).rounded(.up)))
-                                let hi = min(ra.upperBound, Int(max(t0, t1).rounded(.down)))
+                                let e0 = (-band - rest) * inverseNa, e1 = (band - rest) * inverseNa
+                                let s0 = min(e0, e1) - widen, s1 = max(e0, e1) + widen
+                                guard IntegrationRow.mayReach(wu: wu, wv: wv, rest: rest, normalAlong: na, from: s0, to: s1,
+                                                              within: support2 + margin) else { continue }
+                                // d(t) = n[axis] * (t * voxel + origin - p) + rest, |d| <= band
+                                let t0 = (pa + (-band - rest) / na) / voxel - originA
+                                let t1 = (pa + (band - rest) / na) / voxel - originA
+                                let lo = max(ra.lowerBound, IntegrationRow.ceiling(min(t0, t1)))
+                                let hi = min(ra.upperBound, IntegrationRow.floor(max(t0, t1)))
                                 guard lo <= hi else { continue }
                                 // u = axis + 1, v = axis + 2 (mod 3).
                                 switch axis {
@@ -402,6 +425,28 @@ struct Surfels {
     }
 }
 
+extension Surfels {
+    /// The slack the volume pass's row test adds to a squared sideways distance: float error of
+    /// one voxel's distance is a few ulps of the squared reach, this is a ten-thousandth of it.
+    @inline(__always) static func lateralMargin(support: Float, band: Float) -> Float {
+        1e-4 * (support + band) * (support + band)
+    }
+
+    /// Half the extent, along each axis and in voxels, of the region surfel `k` writes: its
+    /// disc of radius `support` (plus the row test's margin) tilted by its normal, thickened
+    /// ±`band` along the normal, plus a twentieth of a voxel for rounding. Never more than the
+    /// bounding cube of `support + band`.
+    @inline(__always) func writeExtent(_ k: Int, band: Float, voxel: Float) -> SIMD3<Float> {
+        let support = self.support[k]
+        let sideways = (support * support + Self.lateralMargin(support: support, band: band)).squareRoot()
+        let n = normal[k], m = SIMD3(abs(n.x), abs(n.y), abs(n.z))
+        let across = pointwiseMax(SIMD3<Float>.one - m * m, .zero)
+        let extent = (sideways * SIMD3(across.x.squareRoot(), across.y.squareRoot(), across.z.squareRoot()) + band * m) / voxel
+            + SIMD3(repeating: 0.05)
+        return pointwiseMin(extent, SIMD3(repeating: (support + band) / voxel))
+    }
+}
+
 /// Runs `body(i)` for i in 0..<count on up to `threads` threads, in contiguous chunks.
 func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
     guard count > 0 else { return }
@@ -412,5 +457,42 @@ func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
     }
     DispatchQueue.concurrentPerform(iterations: chunks) { c in
         for i in (count * c / chunks)..<(count * (c + 1) / chunks) { body(i) }
+    }
+}
+
+/// The row test of the volume pass. A surfel writes the voxels within ±band of its plane whose
+/// sideways distance from its centre is within its support; the pass walks rows of voxels along
+/// the axis the normal is most along, over a square of rows as wide as the support plus the
+/// band. Most of that square lies outside the tilted disc, so each row is first tested as a
+/// whole: over the part of its line inside the slab, the squared sideways distance is a convex
+/// quadratic, and a row whose minimum exceeds the support (plus a margin larger than the
+/// voxels' own rounding) holds no voxel the per-voxel tests would take.
+enum IntegrationRow {
+    /// Whether some point of the row's line with offset s in `from...to` along the sweep axis
+    /// lies within √`within` of the surfel's centre sideways. `wu`, `wv`: the row's offset from
+    /// the centre across the sweep axis (metres); `rest`: their part of the signed distance
+    /// (n_u·wu + n_v·wv); `normalAlong`: the normal's component along the sweep axis.
+    @inline(__always)
+    static func mayReach(wu: Float, wv: Float, rest: Float, normalAlong na: Float, from s0: Float, to s1: Float,
+                         within limit: Float) -> Bool {
+        // Sideways distance² = wu² + wv² + s² − (rest + na·s)² = a·s² + 2b·s + c, a ≥ 0.
+        let a = 1 - na * na, b = -rest * na, c = wu * wu + wv * wv - rest * rest
+        @inline(__always) func f(_ s: Float) -> Float { (a * s + 2 * b) * s + c }
+        var smallest = min(f(s0), f(s1))
+        if a > 0 {
+            let vertex = -b / a
+            if vertex > s0, vertex < s1 { smallest = min(smallest, f(vertex)) }
+        }
+        return smallest <= limit
+    }
+
+    /// ⌈x⌉ and ⌊x⌋ for the small finite values of a block's voxel range, without a libm call.
+    @inline(__always) static func ceiling(_ x: Float) -> Int {
+        let i = Int(x)
+        return Float(i) < x ? i + 1 : i
+    }
+    @inline(__always) static func floor(_ x: Float) -> Int {
+        let i = Int(x)
+        return Float(i) > x ? i - 1 : i
     }
 }

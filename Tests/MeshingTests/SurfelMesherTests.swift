@@ -515,6 +515,71 @@ final class SurfelMesherTests: XCTestCase {
     /// The attribute grid's cell table answers exactly what a dictionary of the same cells
     /// does: every stored cell its own range, every other cell nothing, including cells far
     /// from the origin, negative ones and ones that collide in the table.
+    /// The volume pass walks only the rows `IntegrationRow.mayReach` keeps, inside
+    /// `Surfels.writeExtent`. Against the per-voxel tests on a fine lattice around random tilted
+    /// surfels: every voxel those tests take lies in a kept row and inside the extent, and most
+    /// of the bounding cube's rows are skipped (so the test can fail both ways).
+    func testVolumeRowsSkipOnlyRowsWithoutVoxels() {
+        var state: UInt64 = 5
+        func random() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        let voxel: Float = 0.006, band = 2 * voxel
+        var kept = 0, skipped = 0, taken = 0
+        for _ in 0..<300 {
+            var n = SIMD3<Float>(random() - 0.5, random() - 0.5, random() - 0.5)
+            if random() < 0.2 { n = SIMD3(0, 0, 1) + 0.01 * n }    // nearly axis-aligned too
+            n /= (n * n).sum().squareRoot()
+            let support = 2 * min(max(voxel * (0.3 + 2 * random()), 0.75 * voxel), 2 * voxel)
+            let p = SIMD3<Float>(random(), random(), random()) * 3 - 1.5
+            var cloud = PointCloud(positions: [p])
+            cloud.normals = [n]
+            cloud.radius = [support / 2]
+            let surfels = Surfels(cloud: cloud, normals: [n], voxel: voxel)
+            XCTAssertEqual(surfels.support[0], support, accuracy: 1e-7)
+            let support2 = support * support
+            let margin = Surfels.lateralMargin(support: support, band: band)
+            let extent = surfels.writeExtent(0, band: band, voxel: voxel)
+            let m = SIMD3(abs(n.x), abs(n.y), abs(n.z))
+            let axis = m.x >= m.y && m.x >= m.z ? 0 : (m.y >= m.z ? 1 : 2)
+            let u = (axis + 1) % 3, v = (axis + 2) % 3
+            let q = p / voxel, reach = Int(((support + band) / voxel).rounded(.up)) + 1
+            let c = SIMD3<Int>(Int(q.x.rounded()), Int(q.y.rounded()), Int(q.z.rounded()))
+            for j in -reach...reach {
+                for i in -reach...reach {
+                    var lattice = c
+                    lattice[u] += i; lattice[v] += j
+                    let wu = Float(lattice[u]) * voxel - p[u], wv = Float(lattice[v]) * voxel - p[v]
+                    let rest = n[u] * wu + n[v] * wv
+                    let e0 = (-band - rest) / n[axis], e1 = (band - rest) / n[axis]
+                    let widen = 0.05 * voxel
+                    let mayReach = IntegrationRow.mayReach(wu: wu, wv: wv, rest: rest, normalAlong: n[axis],
+                                                           from: min(e0, e1) - widen, to: max(e0, e1) + widen,
+                                                           within: support2 + margin)
+                    if mayReach { kept += 1 } else { skipped += 1 }
+                    for t in -reach...reach {
+                        var voxelIndex = lattice
+                        voxelIndex[axis] += t
+                        // The tests of the volume pass's `visit`.
+                        let offset = SIMD3<Float>(Float(voxelIndex.x), Float(voxelIndex.y), Float(voxelIndex.z)) * voxel - p
+                        let d = (offset * n).sum()
+                        guard abs(d) <= band else { continue }
+                        let lateral = offset - d * n
+                        guard (lateral * lateral).sum() <= support2 else { continue }
+                        taken += 1
+                        XCTAssertTrue(mayReach, "row \(i), \(j) of a surfel with normal \(n) skipped a voxel")
+                        for k in 0..<3 {
+                            XCTAssertLessThanOrEqual(abs(Float(voxelIndex[k]) - q[k]), extent[k], "axis \(k), normal \(n)")
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(taken, 10_000)
+        XCTAssertGreaterThan(skipped, kept, "the row test should skip most rows of the bounding square")
+    }
+
     func testCellRangesAgreeWithADictionary() {
         XCTAssertNil(CellRanges().range(of: .zero))
         XCTAssertNil(CellRanges([]).range(of: SIMD3(1, 2, 3)))
