@@ -1,3 +1,5 @@
+import Foundation
+
 /// Coarsens a triangle mesh where it has more vertices than its data supports, by collapsing
 /// short edges (half-edge collapses: a vertex moves onto a neighbour, so every vertex left is one
 /// of the input's).
@@ -31,6 +33,10 @@ enum MeshDecimation {
         return vertices.multipliedReportingOverflow(by: perVertex).partialValue
             + faces.multipliedReportingOverflow(by: perFace).partialValue
     }
+
+    /// Vertex ranges a pass runs at once (fewer for small meshes, at least 1024 vertices each).
+    /// Fixed rather than following the thread count, so a mesh does not depend on the machine.
+    static let defaultChunks = 16
 
     /// Area-weighted sum of squared distances to a set of planes: xᵀAx + 2bᵀx + c.
     struct Quadric {
@@ -70,12 +76,14 @@ enum MeshDecimation {
     /// than 4/3 of the target or the longest edge the removed vertex had. Runs passes until one
     /// collapses fewer than a hundredth of the vertices (at most `maximumPasses`).
     static func decimate(_ positions: [SIMD3<Float>], _ faces: [SIMD3<UInt32>], targetEdge: [Float],
-                         maximumError: Float, maximumPasses: Int = 8) -> Result {
+                         maximumError: Float, maximumPasses: Int = 8, chunks: Int = defaultChunks, threads: Int = 1) -> Result {
         precondition(targetEdge.count == positions.count, "MeshDecimation: one target per vertex")
+        // The collapses read and write through unchecked pointers, so every index must be a vertex.
+        precondition(faces.allSatisfy { $0.max() < UInt32(positions.count) }, "MeshDecimation: a face names a missing vertex")
         var mesh = Collapser(positions: positions, faces: faces, target: targetEdge, maximumError: Double(maximumError))
         var collapsed = 0
         for _ in 0..<maximumPasses {
-            let done = mesh.pass()
+            let done = mesh.pass(chunks: chunks, threads: threads)
             collapsed += done
             if done == 0 || done * 100 < positions.count { break }
         }
@@ -160,8 +168,15 @@ enum MeshDecimation {
             return (d * d).sum().squareRoot()
         }
 
-        /// One sweep over the edges shorter than their target.
-        mutating func pass() -> Int {
+        /// One sweep over the edges shorter than their target, in vertex order.
+        ///
+        /// The sweep runs in `chunks` contiguous ranges of vertices at once, on up to `threads`
+        /// threads. A collapse inside a range changes only faces whose vertices all lie in it,
+        /// and the lists and quadrics of its own vertices; faces across ranges are only read
+        /// while the ranges run. A candidate whose collapse would reach past its range waits,
+        /// and the waiting ones run afterwards, in order, on one thread. So the result depends
+        /// on the number of chunks, never on the threads or their timing.
+        mutating func pass(chunks requested: Int, threads: Int) -> Int {
             var candidates: [(a: Int32, b: Int32)] = []
             for (k, f) in faces.enumerated() where faceAlive[k] {
                 for e in 0..<3 {
@@ -179,137 +194,236 @@ enum MeshDecimation {
             // and vertices near the previous one's. Shortest first over the whole mesh left 1 %
             // fewer vertices, with the same accuracy, but took 1.6x as long (cache misses).
             candidates.sort { ($0.a, $0.b) < ($1.a, $1.b) }
-            var done = 0
-            for (a, b) in candidates {
-                let a = Int(a), b = Int(b)
-                guard vertexAlive[a], vertexAlive[b] else { continue }
-                guard length(a, b) < 0.8 * min(target[a], target[b]) else { continue }
-                // Remove the vertex whose removal moves the surface less; the other if that is
-                // refused.
+            let vertexCount = positions.count
+            let chunks = max(1, min(requested, vertexCount / 1024))
+            // Chunk c owns vertices vertexCount·c/chunks ..< vertexCount·(c+1)/chunks; its
+            // candidates are those whose smaller vertex it owns, a run of the sorted list.
+            var firstCandidate = [Int](repeating: candidates.count, count: chunks + 1)
+            var c = 0
+            for (k, candidate) in candidates.enumerated() {
+                while c < chunks, Int(candidate.a) >= vertexCount * c / chunks { firstCandidate[c] = k; c += 1 }
+            }
+            var done = [Int](repeating: 0, count: chunks)
+            var waiting = [[Int]](repeating: [], count: chunks)
+            withView { view in
+            done.withUnsafeMutableBufferPointer { done in
+            waiting.withUnsafeMutableBufferPointer { waiting in
+                nonisolated(unsafe) let done = done, waiting = waiting
+                let run = { (chunk: Int) in
+                    var scratch = View.Scratch()
+                    let owned = Int32(vertexCount * chunk / chunks)..<Int32(vertexCount * (chunk + 1) / chunks)
+                    for k in firstCandidate[chunk]..<firstCandidate[chunk + 1] {
+                        let (a, b) = candidates[k]
+                        guard owned.contains(b) else { waiting[chunk].append(k); continue }
+                        switch view.attempt(a: Int(a), b: Int(b), owned: owned, scratch: &scratch) {
+                        case .collapsed: done[chunk] += 1
+                        case .refused: break
+                        case .waits: waiting[chunk].append(k)
+                        }
+                    }
+                }
+                if chunks == 1 || threads <= 1 {
+                    for chunk in 0..<chunks { run(chunk) }
+                } else {
+                    DispatchQueue.concurrentPerform(iterations: chunks) { run($0) }
+                }
+                var scratch = View.Scratch()
+                for chunk in 0..<chunks {
+                    for k in waiting[chunk] {
+                        let (a, b) = candidates[k]
+                        if view.attempt(a: Int(a), b: Int(b), owned: nil, scratch: &scratch) == .collapsed { done[0] += 1 }
+                    }
+                }
+            }}}
+            return done.reduce(0, +)
+        }
+
+        /// The mesh's storage as a `View` for `body`.
+        mutating func withView<R>(_ body: (View) -> R) -> R {
+            let maximumError2 = self.maximumError2, capacity = self.capacity
+            return positions.withUnsafeBufferPointer { positions in
+            target.withUnsafeBufferPointer { target in
+            faces.withUnsafeMutableBufferPointer { faces in
+            faceAlive.withUnsafeMutableBufferPointer { faceAlive in
+            incident.withUnsafeMutableBufferPointer { incident in
+            incidentCount.withUnsafeMutableBufferPointer { incidentCount in
+            vertexAlive.withUnsafeMutableBufferPointer { vertexAlive in
+            quadrics.withUnsafeMutableBufferPointer { quadrics in
+                body(View(positions: positions, target: target, faces: faces, faceAlive: faceAlive, incident: incident,
+                          incidentCount: incidentCount, vertexAlive: vertexAlive, quadrics: quadrics,
+                          capacity: capacity, maximumError2: maximumError2))
+            }}}}}}}}
+        }
+
+        /// Moves `b` onto `a` if the checks allow it, outside a pass; returns whether it did.
+        mutating func collapse(_ b: Int, into a: Int) -> Bool {
+            withView { view in
+                var scratch = View.Scratch()
+                return view.collapse(b, into: a, owned: nil, scratch: &scratch) == .collapsed
+            }
+        }
+
+        /// What one candidate edge came to.
+        enum Outcome { case collapsed, refused, waits }
+
+        /// The collapse machinery over the mesh's storage. The pass hands one view to every
+        /// chunk; `owned` keeps each chunk's writes inside its vertex range (see `pass`).
+        struct View {
+            let positions: UnsafeBufferPointer<SIMD3<Float>>
+            let target: UnsafeBufferPointer<Float>
+            let faces: UnsafeMutableBufferPointer<SIMD3<Int32>>
+            let faceAlive: UnsafeMutableBufferPointer<Bool>
+            let incident: UnsafeMutableBufferPointer<Int32>
+            let incidentCount: UnsafeMutableBufferPointer<Int32>
+            let vertexAlive: UnsafeMutableBufferPointer<Bool>
+            let quadrics: UnsafeMutableBufferPointer<Quadric>
+            let capacity: Int
+            let maximumError2: Double
+
+            /// A worker's ring of b as directed edges from → to, one per face around b.
+            struct Scratch {
+                var from: [Int32] = []
+                var to: [Int32] = []
+            }
+
+            @inline(__always) func length(_ a: Int, _ b: Int) -> Float {
+                let d = positions[a] - positions[b]
+                return (d * d).sum().squareRoot()
+            }
+
+            /// The candidate edge a-b: removes the vertex whose removal moves the surface less,
+            /// or the other if that is refused.
+            func attempt(a: Int, b: Int, owned: Range<Int32>?, scratch: inout Scratch) -> Outcome {
+                guard vertexAlive[a], vertexAlive[b] else { return .refused }
+                guard length(a, b) < 0.8 * min(target[a], target[b]) else { return .refused }
                 var q = quadrics[a]; q += quadrics[b]
                 let bound = maximumError2 * max(q.area, 1e-30)
                 let intoA = q.error(at: positions[a]), intoB = q.error(at: positions[b])
                 let (first, second) = intoA <= intoB ? ((b, a, intoA), (a, b, intoB)) : ((a, b, intoB), (b, a, intoA))
-                if first.2 <= bound, collapse(first.0, into: first.1) { done += 1; continue }
-                if second.2 <= bound, collapse(second.0, into: second.1) { done += 1 }
+                if first.2 <= bound {
+                    let outcome = collapse(first.0, into: first.1, owned: owned, scratch: &scratch)
+                    if outcome != .refused { return outcome }
+                }
+                if second.2 <= bound { return collapse(second.0, into: second.1, owned: owned, scratch: &scratch) }
+                return .refused
             }
-            return done
-        }
 
-        /// The faces around `v` that are alive; prunes the dead ones from its list.
-        mutating func liveFaces(_ v: Int) -> Range<Int> {
-            let base = v * capacity
-            var kept = base
-            for slot in base..<base + Int(incidentCount[v]) where faceAlive[Int(incident[slot])] {
-                incident[kept] = incident[slot]
-                kept += 1
+            /// The faces around `v` that are alive; prunes the dead ones from its list.
+            func liveFaces(_ v: Int) -> Range<Int> {
+                let base = v * capacity
+                var kept = base
+                for slot in base..<base + Int(incidentCount[v]) where faceAlive[Int(incident[slot])] {
+                    incident[kept] = incident[slot]
+                    kept += 1
+                }
+                incidentCount[v] = Int32(kept - base)
+                return base..<kept
             }
-            incidentCount[v] = Int32(kept - base)
-            return base..<kept
-        }
 
-        // Scratch for `collapse`: b's ring as directed edges from → to, one per face around b.
-        private var from: [Int32] = [], to: [Int32] = []
-
-        /// Moves `b` onto `a` if the checks allow it; returns whether it did.
-        mutating func collapse(_ b: Int, into a: Int) -> Bool {
-            let around = liveFaces(b)
-            let m = around.count
-            guard m >= 2 else { return false }
-            let a32 = Int32(a), b32 = Int32(b)
-            // b's one-ring must be one fan: each face (b, x, y) is the directed ring edge x → y.
-            // Following them from the one ring vertex no edge enters (a border vertex), or from
-            // any (an interior one), must visit every face once.
-            from.removeAll(keepingCapacity: true); to.removeAll(keepingCapacity: true)
-            for slot in around {
-                let f = faces[Int(incident[slot])]
-                let x = f.x == b32 ? f.y : (f.y == b32 ? f.z : f.x)
-                let y = f.x == b32 ? f.z : (f.y == b32 ? f.x : f.y)
-                guard !from.contains(x) else { return false }   // two faces leave b's ring at x
-                from.append(x); to.append(y)
-            }
-            var start = -1
-            for i in 0..<m where !to.contains(from[i]) {
-                guard start < 0 else { return false }   // two pieces of border meet at b
-                start = i
-            }
-            let border = start >= 0
-            guard border || m >= 3 else { return false }
-            // a keeps its faces but the ones on the edge (two inside the surface, one on its
-            // border) and takes b's others; its run of slots must hold them.
-            guard liveFaces(a).count + m - (border ? 1 : 2) <= capacity else { return false }
-            var i = max(start, 0), steps = 1
-            while steps < m, let j = from.firstIndex(of: to[i]) {
-                if !border && j == max(start, 0) { break }
-                i = j; steps += 1
-            }
-            guard steps == m else { return false }
-            // The ring's vertices: every `from`, and for a border vertex the fan's last `to`.
-            let last = to[i]
-            @inline(__always) func inRing(_ v: Int32) -> Bool { from.contains(v) || (border && v == last) }
-            guard inRing(a32) else { return false }   // a is not a neighbour of b
-            // The vertices across the edge: two inside the surface, one on the border.
-            var opposite0: Int32 = -1, opposite1: Int32 = -1
-            if let j = from.firstIndex(of: a32) { opposite0 = to[j] }
-            if let j = to.firstIndex(of: a32) { opposite1 = from[j] }
-            // Along the border only onto one of b's two border neighbours: moving b onto an
-            // inner neighbour would pull the border in.
-            if border { guard a32 == from[start] || a32 == last else { return false } }
-            // Link condition: a and b share exactly the neighbours across the edge, and those
-            // two are not joined by an edge (collapsing a tetrahedron's edge would leave two
-            // faces on the same three vertices).
-            if opposite0 >= 0, opposite1 >= 0 {
-                for slot in liveFaces(Int(opposite0)) {
+            /// Moves `b` onto `a` if the checks allow it. With `owned`, a collapse whose faces
+            /// around b reach a vertex outside it waits, before anything is changed but b's
+            /// pruned list.
+            func collapse(_ b: Int, into a: Int, owned: Range<Int32>?, scratch: inout Scratch) -> Outcome {
+                let around = liveFaces(b)
+                let m = around.count
+                guard m >= 2 else { return .refused }
+                let a32 = Int32(a), b32 = Int32(b)
+                // b's one-ring must be one fan: each face (b, x, y) is the directed ring edge x → y.
+                // Following them from the one ring vertex no edge enters (a border vertex), or from
+                // any (an interior one), must visit every face once.
+                scratch.from.removeAll(keepingCapacity: true); scratch.to.removeAll(keepingCapacity: true)
+                for slot in around {
                     let f = faces[Int(incident[slot])]
-                    if f.x == opposite1 || f.y == opposite1 || f.z == opposite1 { return false }
+                    let x = f.x == b32 ? f.y : (f.y == b32 ? f.z : f.x)
+                    let y = f.x == b32 ? f.z : (f.y == b32 ? f.x : f.y)
+                    if let owned, !owned.contains(x) || !owned.contains(y) { return .waits }
+                    guard !scratch.from.contains(x) else { return .refused }   // two faces leave b's ring at x
+                    scratch.from.append(x); scratch.to.append(y)
                 }
-            }
-            for slot in liveFaces(a) {
-                let f = faces[Int(incident[slot])]
-                for e in 0..<3 {
-                    let v = f[e]
-                    if v != a32, v != b32, v != opposite0, v != opposite1, inRing(v) { return false }
+                let from = scratch.from, to = scratch.to
+                var start = -1
+                for i in 0..<m where !to.contains(from[i]) {
+                    guard start < 0 else { return .refused }   // two pieces of border meet at b
+                    start = i
                 }
-            }
-            // Geometry: no face of b may fold over or degenerate, and no new edge may grow long.
-            let pa = positions[a]
-            var longest: Float = 0
-            for x in from { longest = max(longest, length(b, Int(x))) }
-            if border { longest = max(longest, length(b, Int(last))) }
-            let edgeLimit = max(4.0 / 3.0 * target[a], longest)
-            for x in from where x != a32 {
-                if length(a, Int(x)) > edgeLimit { return false }
-            }
-            if border, last != a32, length(a, Int(last)) > edgeLimit { return false }
-            for slot in around {
-                let f = faces[Int(incident[slot])]
-                if f.x == a32 || f.y == a32 || f.z == a32 { continue }
-                let p0 = positions[Int(f.x)], p1 = positions[Int(f.y)], p2 = positions[Int(f.z)]
-                let before = Self.cross(p1 - p0, p2 - p0)
-                let q0 = f.x == b32 ? pa : p0, q1 = f.y == b32 ? pa : p1, q2 = f.z == b32 ? pa : p2
-                let after = Self.cross(q1 - q0, q2 - q0)
-                let lb = (before * before).sum().squareRoot(), la = (after * after).sum().squareRoot()
-                guard la > 0, (before * after).sum() >= 0.5 * lb * la else { return false }
-            }
-            // Collapse: the faces on the edge go, the others take a instead of b.
-            var end = a * capacity + Int(incidentCount[a])
-            for slot in around {
-                let k = incident[slot]
-                var f = faces[Int(k)]
-                if f.x == a32 || f.y == a32 || f.z == a32 {
-                    faceAlive[Int(k)] = false
-                    continue
+                let border = start >= 0
+                guard border || m >= 3 else { return .refused }
+                // a keeps its faces but the ones on the edge (two inside the surface, one on its
+                // border) and takes b's others; its run of slots must hold them.
+                guard liveFaces(a).count + m - (border ? 1 : 2) <= capacity else { return .refused }
+                var i = max(start, 0), steps = 1
+                while steps < m, let j = from.firstIndex(of: to[i]) {
+                    if !border && j == max(start, 0) { break }
+                    i = j; steps += 1
                 }
-                if f.x == b32 { f.x = a32 } else if f.y == b32 { f.y = a32 } else { f.z = a32 }
-                faces[Int(k)] = f
-                incident[end] = k
-                end += 1
+                guard steps == m else { return .refused }
+                // The ring's vertices: every `from`, and for a border vertex the fan's last `to`.
+                let last = to[i]
+                @inline(__always) func inRing(_ v: Int32) -> Bool { from.contains(v) || (border && v == last) }
+                guard inRing(a32) else { return .refused }   // a is not a neighbour of b
+                // The vertices across the edge: two inside the surface, one on the border.
+                var opposite0: Int32 = -1, opposite1: Int32 = -1
+                if let j = from.firstIndex(of: a32) { opposite0 = to[j] }
+                if let j = to.firstIndex(of: a32) { opposite1 = from[j] }
+                // Along the border only onto one of b's two border neighbours: moving b onto an
+                // inner neighbour would pull the border in.
+                if border { guard a32 == from[start] || a32 == last else { return .refused } }
+                // Link condition: a and b share exactly the neighbours across the edge, and those
+                // two are not joined by an edge (collapsing a tetrahedron's edge would leave two
+                // faces on the same three vertices).
+                if opposite0 >= 0, opposite1 >= 0 {
+                    for slot in liveFaces(Int(opposite0)) {
+                        let f = faces[Int(incident[slot])]
+                        if f.x == opposite1 || f.y == opposite1 || f.z == opposite1 { return .refused }
+                    }
+                }
+                for slot in liveFaces(a) {
+                    let f = faces[Int(incident[slot])]
+                    for e in 0..<3 {
+                        let v = f[e]
+                        if v != a32, v != b32, v != opposite0, v != opposite1, inRing(v) { return .refused }
+                    }
+                }
+                // Geometry: no face of b may fold over or degenerate, and no new edge may grow long.
+                let pa = positions[a]
+                var longest: Float = 0
+                for x in from { longest = max(longest, length(b, Int(x))) }
+                if border { longest = max(longest, length(b, Int(last))) }
+                let edgeLimit = max(4.0 / 3.0 * target[a], longest)
+                for x in from where x != a32 {
+                    if length(a, Int(x)) > edgeLimit { return .refused }
+                }
+                if border, last != a32, length(a, Int(last)) > edgeLimit { return .refused }
+                for slot in around {
+                    let f = faces[Int(incident[slot])]
+                    if f.x == a32 || f.y == a32 || f.z == a32 { continue }
+                    let p0 = positions[Int(f.x)], p1 = positions[Int(f.y)], p2 = positions[Int(f.z)]
+                    let before = Collapser.cross(p1 - p0, p2 - p0)
+                    let q0 = f.x == b32 ? pa : p0, q1 = f.y == b32 ? pa : p1, q2 = f.z == b32 ? pa : p2
+                    let after = Collapser.cross(q1 - q0, q2 - q0)
+                    let lb = (before * before).sum().squareRoot(), la = (after * after).sum().squareRoot()
+                    guard la > 0, (before * after).sum() >= 0.5 * lb * la else { return .refused }
+                }
+                // Collapse: the faces on the edge go, the others take a instead of b.
+                var end = a * capacity + Int(incidentCount[a])
+                for slot in around {
+                    let k = incident[slot]
+                    var f = faces[Int(k)]
+                    if f.x == a32 || f.y == a32 || f.z == a32 {
+                        faceAlive[Int(k)] = false
+                        continue
+                    }
+                    if f.x == b32 { f.x = a32 } else if f.y == b32 { f.y = a32 } else { f.z = a32 }
+                    faces[Int(k)] = f
+                    incident[end] = k
+                    end += 1
+                }
+                incidentCount[a] = Int32(end - a * capacity)
+                incidentCount[b] = 0
+                vertexAlive[b] = false
+                quadrics[a] += quadrics[b]
+                return .collapsed
             }
-            incidentCount[a] = Int32(end - a * capacity)
-            incidentCount[b] = 0
-            vertexAlive[b] = false
-            quadrics[a] += quadrics[b]
-            return true
         }
 
         /// Alive vertices renumbered in their input order, and the alive faces.

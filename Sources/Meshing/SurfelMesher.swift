@@ -159,7 +159,8 @@ public enum SurfelMesher {
                 let targets = targetEdgeLengths(positions, surfels: surfels, grid: grid, spacingFactor: factor,
                                                 threads: parameters.threads)
                 let result = MeshDecimation.decimate(positions, faces, targetEdge: targets,
-                                                     maximumError: parameters.decimationErrorVoxels * voxel)
+                                                     maximumError: parameters.decimationErrorVoxels * voxel,
+                                                     threads: parameters.threads)
                 (positions, faces) = (result.positions, result.faces)
                 report.verticesCollapsed = result.collapsed
             }

@@ -69,6 +69,32 @@ final class MeshDecimationTests: XCTestCase {
         }
     }
 
+    /// A pass runs its vertex ranges at once; the mesh follows the number of ranges, never the
+    /// threads. On a wavy grid of 6,561 vertices cut into 16 ranges (rows of the grid, so many
+    /// collapses reach across and wait for the serial end of the pass): one thread and two give
+    /// the same mesh, and against one range the mesh is as coarse, manifold, and faces the same way.
+    func testRangesRunAtOnceGiveOneMeshWhateverTheThreads() {
+        var (positions, faces) = grid(80, step: 0.01)
+        for k in positions.indices {
+            let p = positions[k]
+            positions[k].z = 1 + 0.002 * sin(40 * p.x) * cos(30 * p.y)
+        }
+        let targets = positions.map { 0.02 + 0.03 * (0.5 + 0.5 * sin(7 * $0.x + 3 * $0.y)) }
+        let one = MeshDecimation.decimate(positions, faces, targetEdge: targets, maximumError: 0.001, chunks: 16, threads: 1)
+        let two = MeshDecimation.decimate(positions, faces, targetEdge: targets, maximumError: 0.001, chunks: 16, threads: 2)
+        let serial = MeshDecimation.decimate(positions, faces, targetEdge: targets, maximumError: 0.001, chunks: 1, threads: 1)
+        XCTAssertEqual(one.positions, two.positions)
+        XCTAssertEqual(one.faces, two.faces)
+        XCTAssertGreaterThan(one.collapsed, positions.count / 2)
+        XCTAssertEqual(Double(one.collapsed), Double(serial.collapsed), accuracy: 0.05 * Double(serial.collapsed))
+        XCTAssertNotEqual(one.faces, serial.faces, "16 ranges should change the order of collapses")
+        for result in [one, serial] {
+            let outline = borderEdges(result.faces)
+            XCTAssertFalse(outline.isEmpty)
+            for f in result.faces { XCTAssertGreaterThan(normal(result.positions, f).z, 0, "a triangle turned over") }
+        }
+    }
+
     /// A target below every edge, or a zero target, changes nothing.
     func testShortTargetsChangeNothing() {
         let (positions, faces) = grid(6, step: 0.01)
