@@ -81,27 +81,79 @@ public struct FusionBenchmark {
         return ClassProbabilityMap(width: width, height: height, classCount: classCount, values: values)
     }
 
-    /// Fuses the frames with `threads` workers; `progress` is called after each frame.
-    public func run(threads: Int, progress: ((Int, Int) -> Void)? = nil) throws -> Run {
+    private func makeFusion(threads: Int) -> (SurfelFusion, FusionParameters) {
         var parameters = FusionParameters()
         parameters.threads = threads
         parameters.labelStorage = labelStorage
+        return (SurfelFusion(intrinsics: source.intrinsics, classCount: classCount, parameters: parameters), parameters)
+    }
+
+    private var probabilities: ClassProbabilityMap {
         let intr = source.intrinsics
-        let fusion = SurfelFusion(intrinsics: intr, classCount: classCount, parameters: parameters)
-        let probabilities = Self.syntheticProbabilities(width: (intr.width + 3) / 4, height: (intr.height + 3) / 4,
-                                                        classCount: classCount, seed: 42)
+        return Self.syntheticProbabilities(width: (intr.width + 3) / 4, height: (intr.height + 3) / 4, classCount: classCount, seed: 42)
+    }
+
+    /// Reads the frame at `position` (not timed) and fuses it; returns the report and the
+    /// milliseconds the fusion took.
+    private func fuse(_ position: Int, into fusion: SurfelFusion, probabilities: ClassProbabilityMap) throws -> (SurfelFusion.FrameReport, Double) {
+        let frame = try source.frame(at: position)
+        if let error = frame.poseError { throw error }
+        guard let depth = frame.depth, let pose = frame.worldFromCamera else {
+            throw PipelineError.invalidOption("bench fusion needs depth and ground-truth poses (\(frame.source))")
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
+                                          probabilities: probabilities, source: frame.source)
+        return (report, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+    }
+
+    /// Issue 12's flat cost with the machine's drift taken out of the ratio: the first and the
+    /// last `window` frames fused in alternation by two maps, one new and one already fed every
+    /// frame before the last window (untimed), so both windows meet the same machine.
+    public struct InterleavedGrowth: Sendable {
+        /// Milliseconds per frame of the first and of the last window, in frame order.
+        public var first: [Double], last: [Double]
+        public var firstMedian: Double { Run.percentile(first, 0.5) }
+        public var lastMedian: Double { Run.percentile(last, 0.5) }
+        /// Frame k of the last window over frame k of the first (fused next to each other).
+        public var pairRatios: [Double] { zip(last, first).map { $0 / $1 } }
+    }
+
+    /// See `InterleavedGrowth`. The two frames of a pair swap order from pair to pair. Nil when
+    /// the selection has fewer than two windows.
+    public func interleavedGrowth(threads: Int, window: Int = 100, progress: ((Int, Int) -> Void)? = nil) throws -> InterleavedGrowth? {
+        guard window > 0, positions.count >= 2 * window else { return nil }
+        let probabilities = self.probabilities
+        let (early, _) = makeFusion(threads: threads), (late, _) = makeFusion(threads: threads)
+        let lastStart = positions.count - window
+        let total = lastStart + window
+        for (k, position) in positions.prefix(lastStart).enumerated() {
+            _ = try fuse(position, into: late, probabilities: probabilities)
+            progress?(k + 1, total)
+        }
+        var result = InterleavedGrowth(first: [], last: [])
+        for k in 0..<window {
+            if k % 2 == 0 {
+                result.first.append(try fuse(positions[k], into: early, probabilities: probabilities).1)
+                result.last.append(try fuse(positions[lastStart + k], into: late, probabilities: probabilities).1)
+            } else {
+                result.last.append(try fuse(positions[lastStart + k], into: late, probabilities: probabilities).1)
+                result.first.append(try fuse(positions[k], into: early, probabilities: probabilities).1)
+            }
+            progress?(lastStart + k + 1, total)
+        }
+        return result
+    }
+
+    /// Fuses the frames with `threads` workers; `progress` is called after each frame.
+    public func run(threads: Int, progress: ((Int, Int) -> Void)? = nil) throws -> Run {
+        let (fusion, parameters) = makeFusion(threads: threads)
+        let probabilities = self.probabilities
         var times = [Double]()
         var stages: [String: [Double]] = [:]
         for (k, position) in positions.enumerated() {
-            let frame = try source.frame(at: position)
-            if let error = frame.poseError { throw error }
-            guard let depth = frame.depth, let pose = frame.worldFromCamera else {
-                throw PipelineError.invalidOption("bench fusion needs depth and ground-truth poses (\(frame.source))")
-            }
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
-                                              probabilities: probabilities, source: frame.source)
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            let (report, milliseconds) = try fuse(position, into: fusion, probabilities: probabilities)
+            times.append(milliseconds)
             stages["preprocess", default: []].append(report.timings.preprocess * 1000)
             stages["index maps", default: []].append(report.timings.indexMap * 1000)
             stages["association+merge", default: []].append(report.timings.fusion * 1000)

@@ -20,7 +20,8 @@ struct FusionBench: ParsableCommand {
         frames per second, the spread, the mean (which, unlike the median, counts the map's \
         spatial reordering every 25 frames), a per-stage breakdown, the surfel count and bytes per \
         surfel, and with 200 frames or more the medians and means of the first and last 100 (how \
-        the cost grows with the map). Frame reading is not timed. The same frames are also fused with one thread as the \
+        the cost grows with the map; --interleaved-growth measures that ratio again with the two \
+        windows fused in alternation, which this machine's drift hardly moves). Frame reading is not timed. The same frames are also fused with one thread as the \
         in-run baseline, so the speed-up of the parallel kernels is a ratio measured on the same \
         machine at the same time.
         """)
@@ -39,6 +40,9 @@ struct FusionBench: ParsableCommand {
 
     @Option(help: ArgumentHelp("How each surfel stores its class distribution: auto (log8 up to 47 classes, top4 beyond), log8 (one byte per class: its log-probability below the best class's), top<k> (the k most likely classes and a shared remainder) or dense (every class as Float32, SemanticFusion's table).", valueName: "auto|log8|top4|dense"))
     var labelStorage: String = LabelStorage.standard.description
+
+    @Flag(help: ArgumentHelp("Also measure how the cost grows with the two windows interleaved: a second map, fed every frame before the last 100 untimed, fuses those while a new map fuses the first 100, frame for frame in alternation, so the ratio does not follow the machine's drift between the start and the end of a run (needs 200 frames)."))
+    var interleavedGrowth = false
 
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
@@ -63,6 +67,12 @@ struct FusionBench: ParsableCommand {
         if !json { print("bench fusion: \(source.name), \(positions.count) frames at \(source.intrinsics.width)x\(source.intrinsics.height)") }
         let main = try bench.run(threads: mainThreads, progress: show)
         let baseline = noBaseline ? nil : try bench.run(threads: 1, progress: show)
+        var interleaved: FusionBenchmark.InterleavedGrowth?
+        if interleavedGrowth {
+            if !json { FileHandle.standardError.write(Data("  the first and last 100 frames, interleaved:\n".utf8)) }
+            interleaved = try bench.interleavedGrowth(threads: mainThreads, progress: show)
+            if interleaved == nil { throw CLIError("--interleaved-growth needs at least 200 frames") }
+        }
         if json {
             var object: [String: Any] = [
                 "sequence": source.name, "frames": main.frames, "width": source.intrinsics.width, "height": source.intrinsics.height,
@@ -77,6 +87,15 @@ struct FusionBench: ParsableCommand {
             }
             if let growth = main.growth(FusionBenchmark.Run.mean) {
                 object["first_100_mean_ms"] = growth.first; object["last_100_mean_ms"] = growth.last
+            }
+            if let interleaved {
+                let ratios = interleaved.pairRatios
+                object["interleaved_first_100_median_ms"] = interleaved.firstMedian
+                object["interleaved_last_100_median_ms"] = interleaved.lastMedian
+                object["interleaved_last_over_first"] = interleaved.lastMedian / interleaved.firstMedian
+                object["interleaved_pair_ratio_median"] = FusionBenchmark.Run.percentile(ratios, 0.5)
+                object["interleaved_pair_ratio_p10"] = FusionBenchmark.Run.percentile(ratios, 0.1)
+                object["interleaved_pair_ratio_p90"] = FusionBenchmark.Run.percentile(ratios, 0.9)
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -111,6 +130,13 @@ struct FusionBench: ParsableCommand {
                 print(String(format: "                  mean %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx)",
                              means.first, means.last, means.last / means.first))
             }
+        }
+        if let interleaved {
+            let ratios = interleaved.pairRatios
+            print(String(format: "interleaved: median %.1f ms over the first 100 frames, %.1f ms over the last 100 (%.2fx); frame pairs %.2fx (p10 %.2f, p90 %.2f)",
+                         interleaved.firstMedian, interleaved.lastMedian, interleaved.lastMedian / interleaved.firstMedian,
+                         FusionBenchmark.Run.percentile(ratios, 0.5), FusionBenchmark.Run.percentile(ratios, 0.1),
+                         FusionBenchmark.Run.percentile(ratios, 0.9)))
         }
         print(String(format: "real-time ratio at 30 frames/s: %.2f (>= 1 is real time)", main.framesPerSecond / 30))
         print("surfels: \(main.surfelCount) (\(main.stableCount) stable), \(main.bytesPerSurfel) bytes per surfel (labels \(bench.labelStorage.resolved(classCount: bench.classCount))), \(String(format: "%.0f", Double(main.surfelCount * main.bytesPerSurfel) / 1e6)) MB")
