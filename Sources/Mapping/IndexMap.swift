@@ -20,6 +20,15 @@ public struct IndexMap: Sendable {
     // For positive floats the bit pattern orders like the value, so the smallest key is the
     // nearest surfel, ties going to the lower index whatever the thread count.
     private var keys: [UInt64] = []
+    /// With `recordInView`: the surfels the last render looked at that are active, in front of
+    /// the camera and project inside the image, at any depth (`maxDepth` aside), in index order.
+    /// Fusion moves only surfels this map showed and appends new ones, so after fusion these
+    /// and the new surfels are all that can be in view (the post-fusion render and the
+    /// cleanup visit only them). Valid until the map is compacted or reordered.
+    public internal(set) var inView: [Int32] = []
+    // Per worker, its share of `inView` at the start of its range of the visited surfels.
+    private var inViewScratch: [Int32] = []
+    private var inViewCounts: [Int] = []
 
     public init() {}
 
@@ -42,12 +51,19 @@ public struct IndexMap: Sendable {
     /// `cameraFromWorld`. The result does not depend on the number of threads. `positions: false`
     /// leaves `cameraPosition` empty: resolving every pixel's surfel position is a random read of
     /// the map per pixel, and the post-fusion map's users need only a few (the cleanup's
-    /// duplicate candidates, which transform them themselves).
+    /// duplicate candidates, which transform them themselves). `only` restricts the render to a
+    /// list of surfels and every surfel from `newFrom` on (the post-fusion render passes the
+    /// first render's `inView`); `recordInView` fills `inView`.
     public mutating func render(_ map: SurfelMap, cameraFromWorld: RigidTransform, intrinsics: Intrinsics,
-                                tick: Int, timeDelta: Int, maxDepth: Float, threads: Int, positions: Bool = true) {
+                                tick: Int, timeDelta: Int, maxDepth: Float, threads: Int, positions: Bool = true,
+                                recordInView: Bool = false, only candidates: (list: [Int32], newFrom: Int)? = nil) {
         let count = map.count
+        // The surfels visited: all, or the candidates and every surfel from `newFrom` on.
+        let listed = candidates.map { $0.list.count } ?? 0
+        let newFrom = candidates.map { min(max($0.newFrom, 0), count) } ?? 0
+        let visited = candidates == nil ? count : listed + (count - newFrom)
         let w = intrinsics.width, h = intrinsics.height, n = w * h
-        let workers = max(1, min(threads, count / 4_096 + 1))
+        let workers = max(1, min(threads, visited / 4_096 + 1))
         if w != width || h != height || surfel.count != n {
             width = w; height = h
             surfel = [Int32](repeating: -1, count: n)
@@ -60,30 +76,43 @@ public struct IndexMap: Sendable {
             cameraPosition = []
         }
         if keys.count < workers * n { keys = [UInt64](repeating: .max, count: workers * n) }
+        if recordInView {
+            if inViewScratch.count < visited { inViewScratch = [Int32](repeating: 0, count: visited) }
+            inViewCounts = [Int](repeating: 0, count: workers)
+        }
         let T = cameraFromWorld.float
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
         let oldest = Int32(clamping: tick - timeDelta)
         let maxU = Float(w), maxV = Float(h)
+        let list = candidates?.list ?? []
         map.withKernelInputs { m in
         keys.withKernelOutput { keys in
+        list.withKernelInput { list in
+        inViewScratch.withKernelOutput { record in
+        inViewCounts.withKernelOutput { recorded in
             // Each worker z-buffers its own share of the surfels into its own key image.
-            ParallelFor.run(count, chunks: workers, threads: threads) { k, surfels in
+            ParallelFor.run(visited, chunks: workers, threads: threads) { k, share in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 key.fill(.max)
+                var kept = 0
                 // The depth test is a read of a random pixel of a key image larger than the
                 // cache; it stalled on that read. So surfels go in batches: project a batch and
                 // start loading its pixels' keys, then test them (by then mostly in cache).
                 withUnsafeTemporaryAllocation(of: (pixel: Int, candidate: UInt64).self, capacity: Self.batch) { pending in
-                    var start = surfels.lowerBound
-                    while start < surfels.upperBound {
-                        let end = min(start + Self.batch, surfels.upperBound)
+                    var start = share.lowerBound
+                    while start < share.upperBound {
+                        let end = min(start + Self.batch, share.upperBound)
                         var queued = 0
-                        for i in start..<end where m.lastSeen[i] >= oldest {
+                        for j in start..<end {
+                            let i = candidates == nil ? j : (j < listed ? Int(list[j]) : newFrom + (j - listed))
+                            guard m.lastSeen[i] >= oldest else { continue }
                             let pc = T.apply(m.positions[i])
-                            guard pc.z > 0, pc.z <= maxDepth else { continue }
+                            guard pc.z > 0 else { continue }
                             let u = (fx * pc.x / pc.z + cx + 0.5).rounded(.down)
                             let v = (fy * pc.y / pc.z + cy + 0.5).rounded(.down)
                             guard u >= 0, v >= 0, u < maxU, v < maxV else { continue }
+                            if recordInView { record[share.lowerBound + kept] = Int32(i); kept += 1 }
+                            guard pc.z <= maxDepth else { continue }
                             let p = Int(v) * w + Int(u)
                             key.prefetch(p)
                             pending[queued] = (p, UInt64(pc.z.bitPattern) << 32 | UInt64(UInt32(i)))
@@ -96,6 +125,7 @@ public struct IndexMap: Sendable {
                         start = end
                     }
                 }
+                if recordInView { recorded[k] = kept }
             }
             // Merge the workers' key images and resolve ids and camera positions.
             surfel.withKernelOutput { ids in
@@ -119,7 +149,17 @@ public struct IndexMap: Sendable {
                     }
                 }
             }}}
-        }}
+        }}}}}
+        if recordInView {
+            // The workers' shares, in order, as one list.
+            inView.removeAll(keepingCapacity: true)
+            for k in 0..<workers {
+                let start = visited * k / workers
+                inView.append(contentsOf: inViewScratch[start..<(start + inViewCounts[k])])
+            }
+        } else {
+            inView.removeAll(keepingCapacity: true)
+        }
     }
 
     /// Surfels projected before their pixels' depth tests (enough to cover the latency of the

@@ -164,17 +164,21 @@ public final class SurfelFusion {
 
         let cameraFromWorld = pose.inverse
         preIndexMap.render(map, cameraFromWorld: cameraFromWorld, intrinsics: intrinsics, tick: tick,
-                           timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads)
+                           timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads,
+                           recordInView: true)
         report.timings.indexMap = lap()
 
+        let countBefore = map.count
         associate(pose: pose, velocityWeight: velocityWeight, report: &report)
         applyUpdates(color: color, report: &report)
         report.timings.fusion = lap()
 
+        // Fusion moved only surfels the first index map showed and appended new ones, so the
+        // surfels it found in view and the new ones are all that can be in view now.
         pendingRemap = nil
         postIndexMap.render(map, cameraFromWorld: cameraFromWorld, intrinsics: intrinsics, tick: tick,
                             timeDelta: parameters.timeDelta, maxDepth: parameters.maxIndexDepth, threads: parameters.threads,
-                            positions: false)
+                            positions: false, recordInView: true, only: (preIndexMap.inView, countBefore))
         report.timings.indexMap += lap()
 
         if let probabilities, map.classCount > 0 {
@@ -502,8 +506,9 @@ public final class SurfelFusion {
         }
     }
 
-    /// ElasticFusion's cleanup (reference §1, rules 1-4) over all surfels, using the post-fusion
-    /// index map for the neighbourhood tests. Returns the number removed.
+    /// ElasticFusion's cleanup (reference §1, rules 1-4): rules 3 and 4 over all surfels, the
+    /// neighbourhood tests of rules 1 and 2 over the surfels the post-fusion index map found in
+    /// view (`IndexMap.inView`), using that map. Returns the number removed.
     private func cleanup(cameraFromWorld: RigidTransform) -> Int {
         let count = map.count
         if removeFlags.count != count {
@@ -546,14 +551,28 @@ public final class SurfelFusion {
                                        width: w, height: h)
             removeFlags.withKernelOutput { flags in
             removedPerChunk.withKernelOutput { removedCounts in
+                // Rules 4 and 3 over every surfel.
                 ParallelFor.run(count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
                     var removedHere = 0
-                    defer { removedCounts[chunk] = removedHere }
                     for i in range {
-                        flags[i] = false
                         let age = tick32 - lastSeen[i]
-                        if age > timeDelta { continue }                                        // rule 4
-                        if age > timeout && conf[i] < keep { flags[i] = true; removedHere += 1; continue }  // rule 3
+                        let unconfirmed = age <= timeDelta && age > timeout && conf[i] < keep   // not rule 4; rule 3
+                        flags[i] = unconfirmed
+                        if unconfirmed { removedHere += 1 }
+                    }
+                    removedCounts[chunk] = removedHere
+                }
+                // Rules 1 and 2 over the surfels the index map found in view (the others
+                // cannot pass the view test below).
+                let inView = postIndexMap.inView
+                inView.withKernelInput { inView in
+                ParallelFor.run(inView.count, chunks: parameters.threads * 2, threads: parameters.threads) { chunk, range in
+                    var removedHere = 0
+                    defer { removedCounts[chunk] += removedHere }
+                    for j in range {
+                        let i = Int(inView[j])
+                        let age = tick32 - lastSeen[i]
+                        if age > timeDelta || flags[i] { continue }                            // rules 4 and 3
                         let pc = T.apply(positions[i])
                         guard pc.z > 0 else { continue }
                         let u = fx * pc.x / pc.z + cx, v = fy * pc.y / pc.z + cy
@@ -566,6 +585,7 @@ public final class SurfelFusion {
                             flags[i] = true; removedHere += 1
                         }
                     }
+                }
                 }
             }}
         }}
