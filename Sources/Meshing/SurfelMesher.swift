@@ -463,8 +463,8 @@ func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
 
 /// The row test of the volume pass. A surfel writes the voxels within ±band of its plane whose
 /// sideways distance from its centre is within its support; the pass walks rows of voxels along
-/// the axis the normal is most along, over a square of rows as wide as the support plus the
-/// band. Most of that square lies outside the tilted disc, so each row is first tested as a
+/// the axis the normal is most along, over the rows of the disc's bounding box
+/// (`Surfels.writeExtent`). Many of those miss the tilted disc, so each row is first tested as a
 /// whole: over the part of its line inside the slab, the squared sideways distance is a convex
 /// quadratic, and a row whose minimum exceeds the support (plus a margin larger than the
 /// voxels' own rounding) holds no voxel the per-voxel tests would take.
