@@ -117,6 +117,8 @@ public struct FusionBenchmark {
         public var lastMedian: Double { Run.percentile(last, 0.5) }
         /// Frame k of the last window over frame k of the first (fused next to each other).
         public var pairRatios: [Double] { zip(last, first).map { $0 / $1 } }
+        /// Surfels of the two maps at the end: the first window's map and the whole selection's.
+        public var firstSurfels = 0, lastSurfels = 0
     }
 
     /// See `InterleavedGrowth`. The two frames of a pair swap order from pair to pair. Nil when
@@ -142,6 +144,8 @@ public struct FusionBenchmark {
             }
             progress?(lastStart + k + 1, total)
         }
+        result.firstSurfels = early.map.count
+        result.lastSurfels = late.map.count
         return result
     }
 
