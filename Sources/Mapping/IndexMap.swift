@@ -76,9 +76,10 @@ public struct IndexMap: Sendable {
             cameraPosition = []
         }
         if keys.count < workers * n { keys = [UInt64](repeating: .max, count: workers * n) }
+        let batches = (visited + Self.share - 1) / Self.share
         if recordInView {
             if inViewScratch.count < visited { inViewScratch = [Int32](repeating: 0, count: visited) }
-            inViewCounts = [Int](repeating: 0, count: workers)
+            inViewCounts = [Int](repeating: 0, count: batches)
         }
         let T = cameraFromWorld.float
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
@@ -90,10 +91,12 @@ public struct IndexMap: Sendable {
         list.withKernelInput { list in
         inViewScratch.withKernelOutput { record in
         inViewCounts.withKernelOutput { recorded in
-            // Each worker z-buffers its own share of the surfels into its own key image.
-            ParallelFor.run(visited, chunks: workers, threads: threads) { k, share in
+            // Each worker z-buffers its own share of the surfels into its own key image: every
+            // `workers`-th run of `share` surfels, so the surfels in view, bunched in the
+            // spatially ordered map, are split evenly.
+            ParallelFor.run(workers, chunks: workers, threads: threads) { k, _ in keys.slice((k * n)..<((k + 1) * n)).fill(.max) }
+            ParallelFor.strided(visited, workers: workers, batch: Self.share, threads: threads) { k, b, share in
                 let key = keys.slice((k * n)..<((k + 1) * n))
-                key.fill(.max)
                 var kept = 0
                 // The depth test is a read of a random pixel of a key image larger than the
                 // cache; it stalled on that read. So surfels go in batches: project a batch and
@@ -125,7 +128,7 @@ public struct IndexMap: Sendable {
                         start = end
                     }
                 }
-                if recordInView { recorded[k] = kept }
+                if recordInView { recorded[b] = kept }
             }
             // Merge the workers' key images and resolve ids and camera positions.
             surfel.withKernelOutput { ids in
@@ -151,11 +154,11 @@ public struct IndexMap: Sendable {
             }}}
         }}}}}
         if recordInView {
-            // The workers' shares, in order, as one list.
+            // The runs' shares, in order, as one list.
             inView.removeAll(keepingCapacity: true)
-            for k in 0..<workers {
-                let start = visited * k / workers
-                inView.append(contentsOf: inViewScratch[start..<(start + inViewCounts[k])])
+            for b in 0..<batches {
+                let start = b * Self.share
+                inView.append(contentsOf: inViewScratch[start..<(start + inViewCounts[b])])
             }
         } else {
             inView.removeAll(keepingCapacity: true)
@@ -165,6 +168,8 @@ public struct IndexMap: Sendable {
     /// Surfels projected before their pixels' depth tests (enough to cover the latency of the
     /// keys' loads, few enough that the keys stay in cache until tested).
     static let batch = 64
+    /// Surfels per run handed to one worker (a multiple of `batch`).
+    static let share = 64 * batch
 
     /// Renumbers surfels after the map was compacted (`removed`: the compaction's flags).
     mutating func remapSurfels(_ compaction: SurfelMap.Compaction, removed: [Bool]) {

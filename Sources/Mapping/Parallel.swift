@@ -26,4 +26,28 @@ enum ParallelFor {
             body(c, (count * c / chunks)..<(count * (c + 1) / chunks))
         }
     }
+
+    /// `0..<count` in batches of `batch`, batch b going to worker b mod `workers`: worker k runs
+    /// `body(k, b, range)` for its batches in order. For loops whose work bunches up in parts of
+    /// the range (the surfels in view of a spatially ordered map), so each worker gets a share
+    /// of every part. A kernel writes only its worker's slot or its batch's outputs.
+    static func strided(_ count: Int, workers requested: Int, batch: Int, threads: Int,
+                        _ body: (_ worker: Int, _ batch: Int, _ range: Range<Int>) -> Void) {
+        let workers = max(1, requested), size = max(1, batch)
+        let batches = (count + size - 1) / size
+        withoutActuallyEscaping(body) { body in
+            let work = { (k: Int) in
+                var b = k
+                while b < batches {
+                    body(k, b, (b * size)..<min(count, (b + 1) * size))
+                    b += workers
+                }
+            }
+            if workers == 1 || threads <= 1 {
+                for k in 0..<workers { work(k) }
+            } else {
+                DispatchQueue.concurrentPerform(iterations: workers) { work($0) }
+            }
+        }
+    }
 }

@@ -26,6 +26,34 @@ final class KernelMemoryTests: XCTestCase {
         }
     }
 
+    /// The strided loop visits every index once, in batches of the given size, batch b by
+    /// worker b mod workers and a worker's batches in order, whatever the threads.
+    func testStridedLoopGivesEachWorkerEveryWorkersthBatch() {
+        for count in [0, 1, 5, 97, 640] {
+            for (workers, batch) in [(1, 7), (2, 16), (3, 1), (4, 1000), (0, 0)] {
+                for threads in [1, 2, 4] {
+                    var owner = [Int](repeating: -1, count: count)
+                    var visits = [Int](repeating: 0, count: count)
+                    var order = [[Int]](repeating: [], count: max(1, workers))
+                    owner.withKernelOutput { owner in
+                    visits.withKernelOutput { visits in
+                    order.withKernelOutput { order in
+                        ParallelFor.strided(count, workers: workers, batch: batch, threads: threads) { k, b, range in
+                            XCTAssertEqual(range.lowerBound, b * max(1, batch))
+                            order[k] = order[k] + [b]
+                            for i in range { owner[i] = k; visits[i] += 1 }
+                        }
+                    }}}
+                    let label = "count \(count) workers \(workers) batch \(batch) threads \(threads)"
+                    XCTAssertEqual(visits, [Int](repeating: 1, count: count), label)
+                    let w = max(1, workers), size = max(1, batch)
+                    XCTAssertEqual(owner, (0..<count).map { ($0 / size) % w }, label)
+                    for k in 0..<w { XCTAssertEqual(order[k], order[k].sorted(), label) }
+                }
+            }
+        }
+    }
+
     func testKernelBufferKeepsContentsUntilItsSizeChanges() {
         let buffer = KernelBuffer<Int32>()
         XCTAssertEqual(buffer.count, 0)
