@@ -26,7 +26,8 @@ public struct IndexMap: Sendable {
     /// and the new surfels are all that can be in view (the post-fusion render and the
     /// cleanup visit only them). Valid until the map is compacted or reordered.
     public internal(set) var inView: [Int32] = []
-    // Per worker, its share of `inView` at the start of its range of the visited surfels.
+    // Per run of `share` visited surfels: its part of `inView`, written at the run's start, and
+    // how many it holds.
     private var inViewScratch: [Int32] = []
     private var inViewCounts: [Int] = []
 
@@ -79,7 +80,7 @@ public struct IndexMap: Sendable {
         let batches = (visited + Self.share - 1) / Self.share
         if recordInView {
             if inViewScratch.count < visited { inViewScratch = [Int32](repeating: 0, count: visited) }
-            inViewCounts = [Int](repeating: 0, count: batches)
+            if inViewCounts.count < batches { inViewCounts = [Int](repeating: 0, count: batches) }
         }
         let T = cameraFromWorld.float
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
@@ -153,15 +154,13 @@ public struct IndexMap: Sendable {
                 }
             }}}
         }}}}}
+        inView.removeAll(keepingCapacity: true)
         if recordInView {
-            // The runs' shares, in order, as one list.
-            inView.removeAll(keepingCapacity: true)
+            // The runs' parts, in order, as one list.
             for b in 0..<batches {
                 let start = b * Self.share
                 inView.append(contentsOf: inViewScratch[start..<(start + inViewCounts[b])])
             }
-        } else {
-            inView.removeAll(keepingCapacity: true)
         }
     }
 
@@ -169,7 +168,7 @@ public struct IndexMap: Sendable {
     /// keys' loads, few enough that the keys stay in cache until tested).
     static let batch = 64
     /// Surfels per run handed to one worker (a multiple of `batch`).
-    static let share = 64 * batch
+    static let share = ParallelFor.surfelRun
 
     /// Renumbers surfels after the map was compacted (`removed`: the compaction's flags).
     mutating func remapSurfels(_ compaction: SurfelMap.Compaction, removed: [Bool]) {

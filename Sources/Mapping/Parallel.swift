@@ -27,6 +27,10 @@ enum ParallelFor {
         }
     }
 
+    /// Surfels per run in the renderers' `strided` loops: enough to amortise a run's setup, few
+    /// enough that a frame's surfels in view span many runs.
+    static let surfelRun = 4_096
+
     /// `0..<count` in batches of `batch`, batch b going to worker b mod `workers`: worker k runs
     /// `body(k, b, range)` for its batches in order. For loops whose work bunches up in parts of
     /// the range (the surfels in view of a spatially ordered map), so each worker gets a share

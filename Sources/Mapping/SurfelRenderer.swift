@@ -90,7 +90,7 @@ public struct SurfelRenderer {
         keys.withKernelOutput { keys in
             // Every `workers`-th run of surfels to one worker, so the surfels in view, bunched in
             // the spatially ordered map, are split evenly; each worker has its own z-buffer.
-            ParallelFor.strided(count, workers: workers, batch: 4_096, threads: threads) { k, _, surfels in
+            ParallelFor.strided(count, workers: workers, batch: ParallelFor.surfelRun, threads: threads) { k, _, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 for i in surfels {
                     guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest, m.lastSeen[i] <= newest, m.initTimes[i] <= madeBy else { continue }

@@ -163,10 +163,13 @@ enum MeshDecimation {
             SIMD3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x)
         }
 
-        @inline(__always) func length(_ a: Int, _ b: Int) -> Float {
-            let d = positions[a] - positions[b]
+        /// The distance between two points (an edge's length).
+        @inline(__always) static func distance(_ p: SIMD3<Float>, _ q: SIMD3<Float>) -> Float {
+            let d = p - q
             return (d * d).sum().squareRoot()
         }
+
+        @inline(__always) func length(_ a: Int, _ b: Int) -> Float { Self.distance(positions[a], positions[b]) }
 
         /// One sweep over the edges shorter than their target, in vertex order.
         ///
@@ -286,10 +289,7 @@ enum MeshDecimation {
                 var to: [Int32] = []
             }
 
-            @inline(__always) func length(_ a: Int, _ b: Int) -> Float {
-                let d = positions[a] - positions[b]
-                return (d * d).sum().squareRoot()
-            }
+            @inline(__always) func length(_ a: Int, _ b: Int) -> Float { Collapser.distance(positions[a], positions[b]) }
 
             /// The candidate edge a-b: removes the vertex whose removal moves the surface less,
             /// or the other if that is refused.
