@@ -6,7 +6,8 @@ import Imaging
 ///
 /// The kernel filters eight neighbouring outputs at once over the whole window, so its sums
 /// stay in registers (an earlier version swept each tap over a whole row of accumulators in
-/// memory); the range weight uses a branch-free exp approximation.
+/// memory); the range weight uses a branch-free exp approximation, and missing depth is stored
+/// as a value whose weight is exactly zero, so no tap needs a mask.
 public struct BilateralFilter: Sendable {
     public let radius: Int
     public let sigmaSpace: Float
@@ -15,6 +16,7 @@ public struct BilateralFilter: Sendable {
 
     public init(window: Int = 13, sigmaSpace: Float = 4.5, sigmaRange: Float = 0.03) {
         precondition(window >= 1 && window % 2 == 1, "bilateral window must be odd")
+        precondition(sigmaRange > 0 && sigmaRange.isFinite, "bilateral range sigma must be positive and finite")
         radius = window / 2
         self.sigmaSpace = sigmaSpace
         self.sigmaRange = sigmaRange
@@ -38,15 +40,17 @@ public struct BilateralFilter: Sendable {
         let w = depth.width, h = depth.height, r = radius
         let pw = w + 2 * r
         let ph = h + 2 * r
-        // Zero-padded copy so the inner loop needs no bounds checks; 8 more at the end because
-        // a row's last block of eight outputs may read past the row's end.
-        var padded = [Float](repeating: 0, count: pw * ph + 8)
+        let missing = Self.missing
+        // Padded copy so the inner loop needs no bounds checks; 8 more at the end because a
+        // row's last block of eight outputs may read past the row's end. Missing depth and the
+        // border hold `missing`, whose range weight is exactly zero, so no tap needs a mask.
+        var padded = [Float](repeating: missing, count: pw * ph + 8)
         depth.pixels.withKernelInput { src in
             padded.withKernelOutput { dst in
                 for y in 0..<h {
                     for x in 0..<w {
                         let v = src[y * w + x]
-                        dst[(y + r) * pw + x + r] = v.isFinite && v > 0 ? v : 0
+                        dst[(y + r) * pw + x + r] = v.isFinite && v > 0 && v < missing ? v : missing
                     }
                 }
             }
@@ -58,7 +62,7 @@ public struct BilateralFilter: Sendable {
         let planeSize = planeWidth * ph
         var planeStorage = [Float]()
         if checkerboardParity != nil {
-            planeStorage = [Float](repeating: 0, count: 2 * planeSize + 8)
+            planeStorage = [Float](repeating: missing, count: 2 * planeSize + 8)
             padded.withKernelInput { pad in
                 planeStorage.withKernelOutput { planes in
                     for y in 0..<ph {
@@ -69,31 +73,26 @@ public struct BilateralFilter: Sendable {
                 }
             }
         }
-        // Where the window's column dx starts, relative to the top-left tap of an output: in the
-        // padded image, and in the column planes for half rows of each parity.
         let side = 2 * r + 1
-        let fullColumns = Array(0..<side)
-        let halfColumns = (0..<2).map { p in (0..<side).map { dx in ((p + dx) & 1) * planeSize + ((p + dx) >> 1) } }
         let rangeScale = -1 / (2 * sigmaRange * sigmaRange) * 1.442695041 // log2(e)
         planeStorage.withKernelInput { planes in
         padded.withKernelInput { pad in
         spatialWeights.withKernelInput { sw in
-        fullColumns.withKernelInput { fullCols in
-        halfColumns[0].withKernelInput { half0 in
-        halfColumns[1].withKernelInput { half1 in
         output.withKernelOutput { out in
             ParallelFor.run(h, chunks: threads * 2, threads: threads) { _, rows in
                 for y in rows {
                     let o = out.address(y * w)
                     if let p = checkerboardParity, y % 2 != p {
                         // Outputs x = p, p + 2, ...: consecutive in the plane of parity p + r.
+                        // Window column dx of output j is column j + (p + dx) / 2 of the plane
+                        // of parity p + dx: even dx in one plane, odd dx in the other.
                         let m = (w - p + 1) / 2
-                        let columns = p == 0 ? half0 : half1
                         let centre = planes.address(((p + r) & 1) * planeSize + (y + r) * planeWidth + ((p + r) >> 1))
-                        let top = planes.address(y * planeWidth)
+                        let even = planes.address((p & 1) * planeSize + y * planeWidth)
+                        let odd = planes.address(((p + 1) & 1) * planeSize + y * planeWidth + p)
                         var j = 0
                         while j < m {
-                            let f = Self.block(top: top + j, columns: columns.base, stride: planeWidth, side: side,
+                            let f = Self.block(even: even + j, odd: odd + j, step: 1, stride: planeWidth, side: side,
                                                centre: centre + j, weights: sw.base, rangeScale: rangeScale)
                             for i in 0..<min(8, m - j) { o[2 * (j + i) + p] = f[i] }
                             j += 8
@@ -104,7 +103,7 @@ public struct BilateralFilter: Sendable {
                     let top = pad.address(y * pw)
                     var x = 0
                     while x < w {
-                        let f = Self.block(top: top + x, columns: fullCols.base, stride: pw, side: side,
+                        let f = Self.block(even: top + x, odd: top + x + 1, step: 2, stride: pw, side: side,
                                            centre: centre + x, weights: sw.base, rangeScale: rangeScale)
                         if x + 8 <= w {
                             UnsafeMutableRawPointer(o + x).storeBytes(of: f, as: SIMD8<Float>.self)
@@ -115,46 +114,70 @@ public struct BilateralFilter: Sendable {
                     }
                 }
             }
-        }}}}}}}
+        }}}}
     }
 
+    /// What the padded image holds for missing depth (and depth at or beyond it): so far from
+    /// any depth that d² overflows to infinity, so its range weight 2^(rangeScale·d²) is
+    /// `fastExp2(-∞)`, exactly 0, and it adds exactly zero to both sums (it is finite, so
+    /// 0 · missing is 0, not NaN).
+    static let missing: Float = 1e30
+
     /// Eight consecutive outputs over the whole window, their sums kept in registers. Tap
-    /// (dx, dy) of the first output is at `top + columns[dx] + dy * stride`. Taps are added in
-    /// the order the window is stored (row by row), the same for every output.
+    /// (dx, dy) of the first output is at `even + (dx / 2) · step + dy · stride` for even dx and
+    /// `odd + (dx / 2) · step + dy · stride` for odd dx. Taps are added in the order the window
+    /// is stored (row by row), the same for every output.
     @inline(__always)
-    private static func block(top: UnsafePointer<Float>, columns: UnsafePointer<Int>, stride: Int, side: Int,
+    private static func block(even: UnsafePointer<Float>, odd: UnsafePointer<Float>, step: Int, stride: Int, side: Int,
                               centre centrePointer: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                               rangeScale: Float) -> SIMD8<Float> {
         let centre = UnsafeRawPointer(centrePointer).loadUnaligned(as: SIMD8<Float>.self)
-        var sumW = SIMD8<Float>(), sumD = SIMD8<Float>()
-        let zero = SIMD8<Float>()
+        let valid = centre .< SIMD8<Float>(repeating: missing)
         // Eight missing pixels in a row (about a tenth of a 7-Scenes frame) give zeros anyway.
-        if all(centre .<= zero) { return zero }
-        for dy in 0..<side {
-            let row = top + dy * stride
-            for dx in 0..<side {
-                let v = UnsafeRawPointer(row + columns[dx]).loadUnaligned(as: SIMD8<Float>.self)
-                let d = v - centre
-                // Missing neighbours (0) weigh nothing.
-                let wgt = (weights[dy * side + dx] * fastExp2(d * d * rangeScale)).replacing(with: 0, where: v .<= zero)
-                sumW += wgt
-                sumD = sumD.addingProduct(wgt, v)
+        if !any(valid) { return SIMD8<Float>() }
+        var sumW = SIMD8<Float>(), sumD = SIMD8<Float>()
+        var weight = weights
+        var rowEven = even, rowOdd = odd
+        for _ in 0..<side {
+            // Columns dx = 0, 1, 2, ...: even, odd, even + step, odd + step, ...
+            var current = rowEven, next = rowOdd
+            for _ in 0..<side {
+                tap(current, centre: centre, weight: weight.pointee, rangeScale: rangeScale, sumW: &sumW, sumD: &sumD)
+                weight += 1
+                let after = current + step
+                current = next
+                next = after
             }
+            rowEven += stride
+            rowOdd += stride
         }
-        return (sumD / sumW).replacing(with: 0, where: (centre .<= zero) .| (sumW .<= zero))
+        return (sumD / sumW).replacing(with: 0, where: .!valid .| (sumW .<= SIMD8<Float>()))
+    }
+
+    /// One tap of eight outputs: its neighbours at `at`, weighed by space and range.
+    @inline(__always)
+    private static func tap(_ at: UnsafePointer<Float>, centre: SIMD8<Float>, weight: Float, rangeScale: Float,
+                            sumW: inout SIMD8<Float>, sumD: inout SIMD8<Float>) {
+        let v = UnsafeRawPointer(at).loadUnaligned(as: SIMD8<Float>.self)
+        let d = v - centre
+        let wgt = weight * fastExp2(d * d * rangeScale)
+        sumW += wgt
+        sumD = sumD.addingProduct(wgt, v)
     }
 }
 
-/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error (2^-126 below t = -126), branch-free.
+/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error, exactly 0 below t = -126 (so a weight
+/// that small is no weight at all: the bilateral filter's missing neighbours need no mask).
 ///
 /// 2^t = 2^floor(t) · 2^f with f in [0, 1): floor is one instruction here (the kernels are built
 /// for x86-64-v3), 2^f a minimax-style cubic evaluated with fused multiply-adds, and 2^floor(t)
 /// is built from its biased exponent floor(t) + 127, read from the low mantissa bits of
-/// 2^23 + floor(t) + 127 (exact: floor(t) is a whole number in [-126, 0]). Not a conversion to
-/// Int32: in a checked build its range check stops the loop around it from vectorising.
+/// 2^23 + floor(t) + 127 (exact: floor(t) is a whole number in [-127, 0]; at -127 the biased
+/// exponent is 0 and the product is 0). Not a conversion to Int32: in a checked build its range
+/// check stops the loop around it from vectorising.
 @inline(__always)
 func fastExp2(_ t: SIMD8<Float>) -> SIMD8<Float> {
-    let tc = t.replacing(with: -126, where: t .< -126)
+    let tc = t.replacing(with: -127, where: t .< -127)
     let fl = tc.rounded(.down)
     let f = tc - fl
     let c3 = SIMD8<Float>(repeating: 0.0780236)

@@ -99,8 +99,67 @@ final class BilateralFilterTests: XCTestCase {
             }
             t += 0.013
         }
-        XCTAssertEqual(fastExp2(SIMD8(repeating: -1000))[3], Float(bitPattern: 1 << 23), accuracy: 1e-37)
+        XCTAssertEqual(fastExp2(SIMD8(repeating: -126))[3], Float(bitPattern: 1 << 23))
+        // Below 2^-126 a weight is exactly nothing, infinitely far too (the filter's missing depth).
+        for t: Float in [-126.001, -127, -1000, -.infinity] { XCTAssertEqual(fastExp2(SIMD8(repeating: t))[5], 0, "t = \(t)") }
         XCTAssertEqual(fastExp2(SIMD8(repeating: 0))[0], 1)
+    }
+
+    /// The kernel's arithmetic one output at a time: taps row by row, missing neighbours
+    /// skipped. The kernel stores missing depth as a value whose weight is exactly zero instead
+    /// of masking it, and walks the window's columns by pointers; both must give the same bits.
+    private func scalarReference(_ d: DepthImage, filter: BilateralFilter) -> [Float] {
+        let r = filter.radius
+        let rangeScale = -1 / (2 * filter.sigmaRange * filter.sigmaRange) * 1.442695041
+        var out = [Float](repeating: 0, count: d.count)
+        for y in 0..<d.height {
+            for x in 0..<d.width {
+                let c = d[x, y]
+                guard c.isFinite, c > 0 else { continue }
+                var sumW: Float = 0, sumD: Float = 0
+                for dy in -r...r {
+                    for dx in -r...r {
+                        let xx = x + dx, yy = y + dy
+                        guard d.contains(x: xx, y: yy) else { continue }
+                        let v = d[xx, yy]
+                        guard v.isFinite, v > 0 else { continue }
+                        let spatial = Float(exp(-Double(dx * dx + dy * dy) / (2 * Double(filter.sigmaSpace * filter.sigmaSpace))))
+                        let wgt = spatial * fastExp2(SIMD8(repeating: (v - c) * (v - c) * rangeScale))[0]
+                        sumW += wgt
+                        sumD = sumD.addingProduct(wgt, v)
+                    }
+                }
+                out[y * d.width + x] = sumW > 0 ? sumD / sumW : 0
+            }
+        }
+        return out
+    }
+
+    func testKernelGivesTheScalarArithmeticsBits() {
+        var img = testImage()
+        // Missing depth in every form the filter accepts, and a neighbour 0.5 m away, whose
+        // weight is exactly 0 (below 2^-126).
+        img[30, 5] = .nan
+        img[31, 5] = -1
+        img[32, 5] = .infinity
+        img[33, 6] = 2.1
+        let filters = [BilateralFilter(), BilateralFilter(window: 7, sigmaSpace: 2.25, sigmaRange: 0.03)]
+        for filter in filters {
+            let reference = scalarReference(img, filter: filter)
+            for threads in [1, 2] {
+                var full = [Float]()
+                filter.apply(img, into: &full, threads: threads)
+                let differing = (0..<img.count).filter { full[$0].bitPattern != reference[$0].bitPattern }
+                XCTAssertEqual(differing.count, 0, "window \(filter.radius * 2 + 1), threads \(threads), first at \(differing.first ?? -1)")
+                for parity in [0, 1] {
+                    var part = [Float]()
+                    filter.apply(img, into: &part, threads: threads, checkerboardParity: parity)
+                    let read = (0..<img.count).filter { i in (i / img.width) % 2 == parity || (i % img.width) % 2 == parity }
+                    let wrong = read.filter { part[$0].bitPattern != reference[$0].bitPattern }
+                    XCTAssertEqual(wrong.count, 0, "parity \(parity), window \(filter.radius * 2 + 1), first at \(wrong.first ?? -1)")
+                }
+            }
+        }
     }
 }
 
