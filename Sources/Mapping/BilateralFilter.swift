@@ -6,8 +6,8 @@ import Imaging
 ///
 /// The kernel filters eight neighbouring outputs at once over the whole window, so its sums
 /// stay in registers (an earlier version swept each tap over a whole row of accumulators in
-/// memory); the range weight uses a branch-free exp approximation, and missing depth is stored
-/// as a value whose weight is exactly zero, so no tap needs a mask.
+/// memory); the range weight uses a branch-free exp approximation, which also gives missing
+/// neighbours their zero weight.
 public struct BilateralFilter: Sendable {
     public let radius: Int
     public let sigmaSpace: Float
@@ -40,17 +40,16 @@ public struct BilateralFilter: Sendable {
         let w = depth.width, h = depth.height, r = radius
         let pw = w + 2 * r
         let ph = h + 2 * r
-        let missing = Self.missing
-        // Padded copy so the inner loop needs no bounds checks; 8 more at the end because a
-        // row's last block of eight outputs may read past the row's end. Missing depth and the
-        // border hold `missing`, whose range weight is exactly zero, so no tap needs a mask.
-        var padded = [Float](repeating: missing, count: pw * ph + 8)
+        // Zero-padded copy so the inner loop needs no bounds checks; 8 more at the end because a
+        // row's last block of eight outputs may read past the row's end. Missing depth is 0 (and
+        // so is depth below the smallest normal float, whose bits `tap` would misread).
+        var padded = [Float](repeating: 0, count: pw * ph + 8)
         depth.pixels.withKernelInput { src in
             padded.withKernelOutput { dst in
                 for y in 0..<h {
                     for x in 0..<w {
                         let v = src[y * w + x]
-                        dst[(y + r) * pw + x + r] = v.isFinite && v > 0 && v < missing ? v : missing
+                        dst[(y + r) * pw + x + r] = v.isFinite && v >= .leastNormalMagnitude ? v : 0
                     }
                 }
             }
@@ -62,7 +61,7 @@ public struct BilateralFilter: Sendable {
         let planeSize = planeWidth * ph
         var planeStorage = [Float]()
         if checkerboardParity != nil {
-            planeStorage = [Float](repeating: missing, count: 2 * planeSize + 8)
+            planeStorage = [Float](repeating: 0, count: 2 * planeSize + 8)
             padded.withKernelInput { pad in
                 planeStorage.withKernelOutput { planes in
                     for y in 0..<ph {
@@ -117,12 +116,6 @@ public struct BilateralFilter: Sendable {
         }}}}
     }
 
-    /// What the padded image holds for missing depth (and depth at or beyond it): so far from
-    /// any depth that d² overflows to infinity, so its range weight 2^(rangeScale·d²) is
-    /// `fastExp2(-∞)`, exactly 0, and it adds exactly zero to both sums (it is finite, so
-    /// 0 · missing is 0, not NaN).
-    static let missing: Float = 1e30
-
     /// Eight consecutive outputs over the whole window, their sums kept in registers. Tap
     /// (dx, dy) of the first output is at `even + (dx / 2) · step + dy · stride` for even dx and
     /// `odd + (dx / 2) · step + dy · stride` for odd dx. Taps are added in the order the window
@@ -132,7 +125,7 @@ public struct BilateralFilter: Sendable {
                               centre centrePointer: UnsafePointer<Float>, weights: UnsafePointer<Float>,
                               rangeScale: Float) -> SIMD8<Float> {
         let centre = UnsafeRawPointer(centrePointer).loadUnaligned(as: SIMD8<Float>.self)
-        let valid = centre .< SIMD8<Float>(repeating: missing)
+        let valid = centre .> SIMD8<Float>()
         // Eight missing pixels in a row (about a tenth of a 7-Scenes frame) give zeros anyway.
         if !any(valid) { return SIMD8<Float>() }
         var sumW = SIMD8<Float>(), sumD = SIMD8<Float>()
@@ -154,36 +147,53 @@ public struct BilateralFilter: Sendable {
         return (sumD / sumW).replacing(with: 0, where: .!valid .| (sumW .<= SIMD8<Float>()))
     }
 
-    /// One tap of eight outputs: its neighbours at `at`, weighed by space and range.
+    /// One tap of eight outputs: its neighbours at `at`, weighed by space and range. A missing
+    /// neighbour (0) weighs exactly nothing: the smaller of its bits and 0x7F is 0 for it and
+    /// 0x7F for any normal depth, so it masks the weight's exponent in `fastExp2` at the cost
+    /// of an integer minimum and an AND (a compare and a select before).
     @inline(__always)
     private static func tap(_ at: UnsafePointer<Float>, centre: SIMD8<Float>, weight: Float, rangeScale: Float,
                             sumW: inout SIMD8<Float>, sumD: inout SIMD8<Float>) {
         let v = UnsafeRawPointer(at).loadUnaligned(as: SIMD8<Float>.self)
         let d = v - centre
-        let wgt = weight * fastExp2(d * d * rangeScale)
+        let present = pointwiseMin(unsafeBitCast(v, to: SIMD8<UInt32>.self), SIMD8(repeating: 0x7F))
+        let wgt = weight * fastExp2(d * d * rangeScale, exponentMask: present)
         sumW += wgt
         sumD = sumD.addingProduct(wgt, v)
     }
 }
 
-/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error, exactly 0 below t = -126 (so a weight
-/// that small is no weight at all: the bilateral filter's missing neighbours need no mask).
+/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error (2^-126 below t = -126), branch-free.
 ///
 /// 2^t = 2^floor(t) · 2^f with f in [0, 1): floor is one instruction here (the kernels are built
 /// for x86-64-v3), 2^f a minimax-style cubic evaluated with fused multiply-adds, and 2^floor(t)
-/// is built from its biased exponent floor(t) + 127, read from the low mantissa bits of
-/// 2^23 + floor(t) + 127 (exact: floor(t) is a whole number in [-127, 0]; at -127 the biased
-/// exponent is 0 and the product is 0). Not a conversion to Int32: in a checked build its range
-/// check stops the loop around it from vectorising.
+/// has the biased exponent e = floor(t) + 127, a whole number in [1, 127]. The float 2^23 + e
+/// holds e in its low mantissa bits above the exponent field of 2^23 (bits 24-30), so shifting
+/// its bits left by 23 leaves exactly e in the exponent field. Not a conversion to Int32: in a
+/// checked build its range check stops the loop around it from vectorising.
 @inline(__always)
 func fastExp2(_ t: SIMD8<Float>) -> SIMD8<Float> {
-    let tc = t.replacing(with: -127, where: t .< -127)
+    let (powerBits, p) = fastExp2Parts(t)
+    return unsafeBitCast(powerBits &<< 23, to: SIMD8<Float>.self) * p
+}
+
+/// `fastExp2(t)` in lanes whose `exponentMask` has its low seven bits set (the biased exponent
+/// fits in them), exactly 0 in lanes where it is 0.
+@inline(__always)
+func fastExp2(_ t: SIMD8<Float>, exponentMask: SIMD8<UInt32>) -> SIMD8<Float> {
+    let (powerBits, p) = fastExp2Parts(t)
+    return unsafeBitCast((powerBits & exponentMask) &<< 23, to: SIMD8<Float>.self) * p
+}
+
+/// The bits of 2^23 + floor(t) + 127 and 2^f (f = t - floor(t)), t clamped at -126.
+@inline(__always)
+private func fastExp2Parts(_ t: SIMD8<Float>) -> (SIMD8<UInt32>, SIMD8<Float>) {
+    let tc = t.replacing(with: -126, where: t .< -126)
     let fl = tc.rounded(.down)
     let f = tc - fl
     let c3 = SIMD8<Float>(repeating: 0.0780236)
     let c2 = SIMD8<Float>(repeating: 0.2261697).addingProduct(f, c3)
     let c1 = SIMD8<Float>(repeating: 0.6951786).addingProduct(f, c2)
     let p = SIMD8<Float>(repeating: 1).addingProduct(f, c1)
-    let biased = unsafeBitCast(fl + SIMD8<Float>(repeating: 8_388_735), to: SIMD8<UInt32>.self) & 0x7F_FFFF
-    return unsafeBitCast(biased &<< 23, to: SIMD8<Float>.self) * p
+    return (unsafeBitCast(fl + SIMD8<Float>(repeating: 8_388_735), to: SIMD8<UInt32>.self), p)
 }

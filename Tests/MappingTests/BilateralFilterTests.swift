@@ -99,15 +99,20 @@ final class BilateralFilterTests: XCTestCase {
             }
             t += 0.013
         }
-        XCTAssertEqual(fastExp2(SIMD8(repeating: -126))[3], Float(bitPattern: 1 << 23))
-        // Below 2^-126 a weight is exactly nothing, infinitely far too (the filter's missing depth).
-        for t: Float in [-126.001, -127, -1000, -.infinity] { XCTAssertEqual(fastExp2(SIMD8(repeating: t))[5], 0, "t = \(t)") }
+        XCTAssertEqual(fastExp2(SIMD8(repeating: -1000))[3], Float(bitPattern: 1 << 23), accuracy: 1e-37)
         XCTAssertEqual(fastExp2(SIMD8(repeating: 0))[0], 1)
+        // A lane whose exponent mask is 0 is exactly 0, the others as without a mask.
+        let exponents = SIMD8<Float>(0, -1, -2.5, -40, -126, -1000, -0.3, -7)
+        var mask = SIMD8<UInt32>(repeating: 0x7F)
+        mask[2] = 0
+        mask[5] = 0
+        let masked = fastExp2(exponents, exponentMask: mask), plain = fastExp2(exponents)
+        for i in 0..<8 { XCTAssertEqual(masked[i], i == 2 || i == 5 ? 0 : plain[i]) }
     }
 
     /// The kernel's arithmetic one output at a time: taps row by row, missing neighbours
-    /// skipped. The kernel stores missing depth as a value whose weight is exactly zero instead
-    /// of masking it, and walks the window's columns by pointers; both must give the same bits.
+    /// skipped. The kernel gives missing neighbours their zero weight through the exponent of
+    /// their range weight and walks the window's columns by pointers; both must give these bits.
     private func scalarReference(_ d: DepthImage, filter: BilateralFilter) -> [Float] {
         let r = filter.radius
         let rangeScale = -1 / (2 * filter.sigmaRange * filter.sigmaRange) * 1.442695041
@@ -115,14 +120,14 @@ final class BilateralFilterTests: XCTestCase {
         for y in 0..<d.height {
             for x in 0..<d.width {
                 let c = d[x, y]
-                guard c.isFinite, c > 0 else { continue }
+                guard c.isFinite, c >= .leastNormalMagnitude else { continue }
                 var sumW: Float = 0, sumD: Float = 0
                 for dy in -r...r {
                     for dx in -r...r {
                         let xx = x + dx, yy = y + dy
                         guard d.contains(x: xx, y: yy) else { continue }
                         let v = d[xx, yy]
-                        guard v.isFinite, v > 0 else { continue }
+                        guard v.isFinite, v >= .leastNormalMagnitude else { continue }
                         let spatial = Float(exp(-Double(dx * dx + dy * dy) / (2 * Double(filter.sigmaSpace * filter.sigmaSpace))))
                         let wgt = spatial * fastExp2(SIMD8(repeating: (v - c) * (v - c) * rangeScale))[0]
                         sumW += wgt
@@ -137,12 +142,13 @@ final class BilateralFilterTests: XCTestCase {
 
     func testKernelGivesTheScalarArithmeticsBits() {
         var img = testImage()
-        // Missing depth in every form the filter accepts, and a neighbour 0.5 m away, whose
-        // weight is exactly 0 (below 2^-126).
+        // Missing depth in every form the filter accepts, a neighbour 0.5 m away, whose range
+        // weight is held at 2^-126, and a subnormal depth, which counts as missing.
         img[30, 5] = .nan
         img[31, 5] = -1
         img[32, 5] = .infinity
         img[33, 6] = 2.1
+        img[34, 7] = .leastNonzeroMagnitude
         let filters = [BilateralFilter(), BilateralFilter(window: 7, sigmaSpace: 2.25, sigmaRange: 0.03)]
         for filter in filters {
             let reference = scalarReference(img, filter: filter)
