@@ -24,11 +24,11 @@ public final class SurfelMap {
     /// probability (`.dense`), or the kept classes' probabilities and the remainder (`.topK`,
     /// see `TopKBayesUpdate`); none with `.log8` (`labelCodes`). Read them through
     /// `classProbabilities(of:)` and `label(of:)`.
-    internal(set) var labelValues: [Float] = []
+    var labelValues: [Float] = []
     /// Class ids of the kept classes, `keptClasses` per surfel (`.topK` only).
-    internal(set) var labelClasses: [UInt16] = []
+    var labelClasses: [UInt16] = []
     /// Byte log-codes, `codeSlots` per surfel (`.log8` only, see `LogCodeUpdate`).
-    internal(set) var labelCodes: [UInt8] = []
+    var labelCodes: [UInt8] = []
     /// Number of label updates each surfel received (0 = never labelled).
     public internal(set) var labelUpdates: [UInt16] = []
 

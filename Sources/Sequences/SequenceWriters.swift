@@ -129,7 +129,11 @@ public final class KLGWriter: SequenceWriting {
             throw SequenceError.writeFailed(path: file.path, reason: "cannot create \(temporary.path)")
         }
         self.handle = handle
-        try? handle.seekToEnd()
+        // Frames follow the 4-byte count placeholder, which `complete` fills in. Thrown after
+        // every property is set, so `deinit` closes and removes the temporary file.
+        do { try handle.seekToEnd() } catch {
+            throw SequenceError.writeFailed(path: file.path, reason: "cannot append to \(temporary.path): \(error.localizedDescription)")
+        }
     }
 
     deinit {
