@@ -168,8 +168,8 @@ public struct BilateralFilter: Sendable {
 /// 2^t = 2^floor(t) · 2^f with f in [0, 1): floor is one instruction here (the kernels are built
 /// for x86-64-v3), 2^f a minimax-style cubic evaluated with fused multiply-adds, and 2^floor(t)
 /// has the biased exponent e = floor(t) + 127, a whole number in [1, 127]. The float 2^23 + e
-/// holds e in its low mantissa bits above the exponent field of 2^23 (bits 24-30), so shifting
-/// its bits left by 23 leaves exactly e in the exponent field. Not a conversion to Int32: in a
+/// holds e in its low mantissa bits and nothing else below bit 23, so shifting its bits left by
+/// 23 pushes its own exponent out and leaves exactly e in the exponent field. Not a conversion to Int32: in a
 /// checked build its range check stops the loop around it from vectorising.
 @inline(__always)
 func fastExp2(_ t: SIMD8<Float>) -> SIMD8<Float> {
