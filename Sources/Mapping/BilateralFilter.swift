@@ -163,31 +163,18 @@ public struct BilateralFilter: Sendable {
     }
 }
 
-/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error (2^-126 below t = -126), branch-free.
+/// 2^t for t <= 0 on eight lanes, ~1e-4 relative error (2^-126 below t = -126), branch-free;
+/// exactly 0 in lanes whose `exponentMask` is 0 (the filter's missing neighbours). A mask must
+/// otherwise have its low seven bits set, where the biased exponent lies.
 ///
 /// 2^t = 2^floor(t) · 2^f with f in [0, 1): floor is one instruction here (the kernels are built
 /// for x86-64-v3), 2^f a minimax-style cubic evaluated with fused multiply-adds, and 2^floor(t)
 /// has the biased exponent e = floor(t) + 127, a whole number in [1, 127]. The float 2^23 + e
 /// holds e in its low mantissa bits and nothing else below bit 23, so shifting its bits left by
-/// 23 pushes its own exponent out and leaves exactly e in the exponent field. Not a conversion to Int32: in a
-/// checked build its range check stops the loop around it from vectorising.
+/// 23 pushes its own exponent out and leaves exactly e in the exponent field. Not a conversion to
+/// Int32: in a checked build its range check stops the loop around it from vectorising.
 @inline(__always)
-func fastExp2(_ t: SIMD8<Float>) -> SIMD8<Float> {
-    let (powerBits, p) = fastExp2Parts(t)
-    return unsafeBitCast(powerBits &<< 23, to: SIMD8<Float>.self) * p
-}
-
-/// `fastExp2(t)` in lanes whose `exponentMask` has its low seven bits set (the biased exponent
-/// fits in them), exactly 0 in lanes where it is 0.
-@inline(__always)
-func fastExp2(_ t: SIMD8<Float>, exponentMask: SIMD8<UInt32>) -> SIMD8<Float> {
-    let (powerBits, p) = fastExp2Parts(t)
-    return unsafeBitCast((powerBits & exponentMask) &<< 23, to: SIMD8<Float>.self) * p
-}
-
-/// The bits of 2^23 + floor(t) + 127 and 2^f (f = t - floor(t)), t clamped at -126.
-@inline(__always)
-private func fastExp2Parts(_ t: SIMD8<Float>) -> (SIMD8<UInt32>, SIMD8<Float>) {
+func fastExp2(_ t: SIMD8<Float>, exponentMask: SIMD8<UInt32> = SIMD8(repeating: 0x7F)) -> SIMD8<Float> {
     let tc = t.replacing(with: -126, where: t .< -126)
     let fl = tc.rounded(.down)
     let f = tc - fl
@@ -195,5 +182,6 @@ private func fastExp2Parts(_ t: SIMD8<Float>) -> (SIMD8<UInt32>, SIMD8<Float>) {
     let c2 = SIMD8<Float>(repeating: 0.2261697).addingProduct(f, c3)
     let c1 = SIMD8<Float>(repeating: 0.6951786).addingProduct(f, c2)
     let p = SIMD8<Float>(repeating: 1).addingProduct(f, c1)
-    return (unsafeBitCast(fl + SIMD8<Float>(repeating: 8_388_735), to: SIMD8<UInt32>.self), p)
+    let powerBits = unsafeBitCast(fl + SIMD8<Float>(repeating: 8_388_735), to: SIMD8<UInt32>.self) & exponentMask
+    return unsafeBitCast(powerBits &<< 23, to: SIMD8<Float>.self) * p
 }
