@@ -64,6 +64,12 @@ public final class SurfelFusion {
     /// Byte log-codes per pixel of the class prediction (log-code storage; `predictionSum` then
     /// holds 1 where the pixel carries evidence, 0 where not).
     private let predictionCodes = KernelBuffer<UInt8>()
+    /// Per pixel: the confidence weight of a measurement there before the velocity factor
+    /// (`AssociationMeasurement.radialWeights`), made at the first frame.
+    private var radialWeights: [Float] = []
+    /// Association measures eight pixels at a time; false measures them one by one with the
+    /// same arithmetic (the maps are the same; tests compare the two).
+    var associationVectorised = true
     private var lastWriter: [Int32] = []
     private var newPixels: [Int32] = []
     private var removeFlags: [Bool] = []
@@ -242,93 +248,86 @@ public final class SurfelFusion {
         let everyPixel = tick == 1 || !parameters.checkerboard
         let parity = tick % 2
         let T = pose.float
-        let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
-        let meanFocal = Float(intrinsics.meanFocal)
-        let radialScale = 1 / (parameters.maxRadialDistance * Float(w) / 640)
-        let twoSigma2 = parameters.weightTwoSigmaSquared
+        let measurement = AssociationMeasurement(intrinsics: intrinsics)
+        if radialWeights.count != n {
+            radialWeights = measurement.radialWeights(maxRadialDistance: parameters.maxRadialDistance,
+                                                      twoSigmaSquared: parameters.weightTwoSigmaSquared)
+        }
         let maxDist = parameters.associationDistance
         let normalZ = parameters.associationNormalZ
         let cosAngle = cos(parameters.associationAngle)
         let camR = pose.inverse.float
         let threads = parameters.threads
+        let vectorised = associationVectorised
 
         let match = matches.output, mPos = measuredPosition.output, mNrm = measuredNormal.output
         let mRad = measuredRadius.output, mW = measuredWeight.output
-        rawDepth.withKernelInput { raw in
-        filteredDepth.withKernelInput { filt in
+        rawDepth.withUnsafeBufferPointer { raw in
+        filteredDepth.withUnsafeBufferPointer { filt in
+        radialWeights.withKernelInput { radial in
         preIndexMap.withKernelInputs { index in
         map.withKernelInputs { m in
             let ids = index.surfel, idPos = index.cameraPosition, normals = m.normals
-            ParallelFor.run(h, chunks: threads * 2, threads: threads) { _, rows in
-                for y in rows {
-                    // Candidates' normals are read at random surfel indices. Start loading those
-                    // of the rows the next processed row adds to its 3x3 windows, a row ahead.
-                    if everyPixel || y % 2 == parity {
-                        let step = everyPixel ? 1 : 2
-                        for yy in (y + step)...(y + step + 1) where yy < h {
-                            for x in 0..<w {
-                                let id = ids[yy * w + x]
-                                if id >= 0 { semfuse_prefetch_for_read(normals.address(Int(id))) }
-                            }
+            let raw = raw.baseAddress!, filt = filt.baseAddress!
+            /// Candidates: the 3x3 index-map neighbourhood (the 4x4 half-pixel lookups of
+            /// ElasticFusion at index-map FACTOR 1); the one nearest the pixel's ray wins.
+            @inline(__always) func associate(_ p: Int, _ pixel: AssociationMeasurement.Pixel) {
+                let z = pixel.vertex.z, nc = pixel.normal, ray = pixel.ray, rayScale = pixel.rayScale
+                var best: Int32 = -1
+                var bestPerp = Float.infinity
+                for dy in -1...1 {
+                    for dx in -1...1 {
+                        let q = p + dy * w + dx
+                        let id = ids[q]
+                        if id < 0 { continue }
+                        let vm = idPos[q]
+                        guard abs(vm.z - z) * rayScale < maxDist else { continue }
+                        let nm = camR.rotate(normals[Int(id)])
+                        guard abs(nm.z) < normalZ || nm.dot(nc) > cosAngle else { continue }
+                        let along = vm.dot(ray)
+                        let perp = vm.dot(vm) - along * along
+                        if perp < bestPerp || (perp == bestPerp && id < best) {
+                            bestPerp = perp; best = id
                         }
                     }
-                    for x in 0..<w {
-                        let p = y * w + x
-                        match[p] = -2
-                        if !everyPixel && (x % 2 != parity || y % 2 != parity) { continue }
-                        let z = raw[p]
-                        guard z > 0, x > 0, y > 0, x < w - 1, y < h - 1,
-                              raw[p - 1] > 0, raw[p + 1] > 0, raw[p - w] > 0, raw[p + w] > 0 else { continue }
-                        let zf = filt[p], zl = filt[p - 1], zr = filt[p + 1], zu = filt[p - w], zd = filt[p + w]
-                        guard zf > 0, zl > 0, zr > 0, zu > 0, zd > 0 else { continue }
-                        let xf = Float(x), yf = Float(y)
-                        let vl = SIMD3((xf - 1 - cx) * zl / fx, (yf - cy) * zl / fy, zl)
-                        let vr = SIMD3((xf + 1 - cx) * zr / fx, (yf - cy) * zr / fy, zr)
-                        let vu = SIMD3((xf - cx) * zu / fx, (yf - 1 - cy) * zu / fy, zu)
-                        let vd = SIMD3((xf - cx) * zd / fx, (yf + 1 - cy) * zd / fy, zd)
-                        var nc = (vr - vl).cross(vd - vu)
-                        let len = nc.length
-                        guard len > 0, len.isFinite else { continue }
-                        nc /= len
-                        let xh = (xf - cx) / fx, yh = (yf - cy) / fy
-                        let vc = SIMD3(xh * z, yh * z, z)
-                        if nc.dot(vc) > 0 { nc = -nc }
-                        let r0 = Float(2).squareRoot() * zf / meanFocal
-                        let radius = min(2 * r0, r0 / max(abs(nc.z), 1e-6))
-                        let rho = ((xf - cx) * (xf - cx) + (yf - cy) * (yf - cy)).squareRoot() * radialScale
-                        let alpha = velocityWeight * Foundation.exp(-(rho * rho) / twoSigma2)
-
-                        // Candidates: the 3x3 index-map neighbourhood (the 4x4 half-pixel
-                        // lookups of ElasticFusion at index-map FACTOR 1).
-                        let rayScale = (xh * xh + yh * yh + 1).squareRoot()
-                        let ray = SIMD3(xh, yh, 1) / rayScale
-                        var best: Int32 = -1
-                        var bestPerp = Float.infinity
-                        for dy in -1...1 {
-                            for dx in -1...1 {
-                                let q = p + dy * w + dx
-                                let id = ids[q]
-                                if id < 0 { continue }
-                                let vm = idPos[q]
-                                guard abs(vm.z - z) * rayScale < maxDist else { continue }
-                                let nm = camR.rotate(normals[Int(id)])
-                                guard abs(nm.z) < normalZ || nm.dot(nc) > cosAngle else { continue }
-                                let along = vm.dot(ray)
-                                let perp = vm.dot(vm) - along * along
-                                if perp < bestPerp || (perp == bestPerp && id < best) {
-                                    bestPerp = perp; best = id
-                                }
-                            }
+                }
+                match[p] = best
+                mPos[p] = T.apply(pixel.vertex)
+                mNrm[p] = T.rotate(nc)
+                mRad[p] = pixel.radius
+                mW[p] = velocityWeight * radial[p]
+            }
+            ParallelFor.run(h, chunks: threads * 2, threads: threads) { _, rows in
+                for y in rows {
+                    for x in 0..<w { match[y * w + x] = -2 }
+                    guard everyPixel || y % 2 == parity, y > 0, y < h - 1 else { continue }
+                    // Candidates' normals are read at random surfel indices. Start loading those
+                    // of the rows the next processed row adds to its 3x3 windows, a row ahead.
+                    let step = everyPixel ? 1 : 2
+                    for yy in (y + step)...(y + step + 1) where yy < h {
+                        for x in 0..<w {
+                            let id = ids[yy * w + x]
+                            if id >= 0 { semfuse_prefetch_for_read(normals.address(Int(id))) }
                         }
-                        match[p] = best
-                        mPos[p] = T.apply(vc)
-                        mNrm[p] = T.rotate(nc)
-                        mRad[p] = radius
-                        mW[p] = alpha
+                    }
+                    // The processed pixels off the border: every one, or every second one.
+                    var x = everyPixel ? 1 : (parity == 0 ? 2 : 1)
+                    if vectorised {
+                        while x + 8 * step <= w - 1 {
+                            let lanes = measurement.lanes(raw: raw, filtered: filt, x0: x, y: y, step: step)
+                            if any(lanes.valid) {
+                                for k in 0..<8 where lanes.valid[k] { associate(y * w + x + k * step, lanes[k]) }
+                            }
+                            x += 8 * step
+                        }
+                    }
+                    while x < w - 1 {
+                        if let pixel = measurement.pixel(raw: raw, filtered: filt, x: x, y: y) { associate(y * w + x, pixel) }
+                        x += step
                     }
                 }
             }
-        }}}}
+        }}}}}
     }
 
     /// Merges matched measurements (the last pixel hitting a surfel wins, as on the GPU) and
