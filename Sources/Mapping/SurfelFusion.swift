@@ -262,16 +262,16 @@ public final class SurfelFusion {
 
         let match = matches.output, mPos = measuredPosition.output, mNrm = measuredNormal.output
         let mRad = measuredRadius.output, mW = measuredWeight.output
-        rawDepth.withUnsafeBufferPointer { raw in
-        filteredDepth.withUnsafeBufferPointer { filt in
+        rawDepth.withKernelInput { raw in
+        filteredDepth.withKernelInput { filt in
         radialWeights.withKernelInput { radial in
         preIndexMap.withKernelInputs { index in
         map.withKernelInputs { m in
             let ids = index.surfel, idPos = index.cameraPosition, normals = m.normals
-            let raw = raw.baseAddress!, filt = filt.baseAddress!
-            /// Candidates: the 3x3 index-map neighbourhood (the 4x4 half-pixel lookups of
-            /// ElasticFusion at index-map FACTOR 1); the one nearest the pixel's ray wins.
-            @inline(__always) func associate(_ p: Int, _ pixel: AssociationMeasurement.Pixel) {
+            let raw = raw.base, filt = filt.base
+            // Candidates: the 3x3 index-map neighbourhood (the 4x4 half-pixel lookups of
+            // ElasticFusion at index-map FACTOR 1); the one nearest the pixel's ray wins.
+            @inline(__always) func search(_ p: Int, _ pixel: AssociationMeasurement.Pixel) {
                 let z = pixel.vertex.z, nc = pixel.normal, ray = pixel.ray, rayScale = pixel.rayScale
                 var best: Int32 = -1
                 var bestPerp = Float.infinity
@@ -316,13 +316,13 @@ public final class SurfelFusion {
                         while x + 8 * step <= w - 1 {
                             let lanes = measurement.lanes(raw: raw, filtered: filt, x0: x, y: y, step: step)
                             if any(lanes.valid) {
-                                for k in 0..<8 where lanes.valid[k] { associate(y * w + x + k * step, lanes[k]) }
+                                for k in 0..<8 where lanes.valid[k] { search(y * w + x + k * step, lanes[k]) }
                             }
                             x += 8 * step
                         }
                     }
                     while x < w - 1 {
-                        if let pixel = measurement.pixel(raw: raw, filtered: filt, x: x, y: y) { associate(y * w + x, pixel) }
+                        if let pixel = measurement.pixel(raw: raw, filtered: filt, x: x, y: y) { search(y * w + x, pixel) }
                         x += step
                     }
                 }
