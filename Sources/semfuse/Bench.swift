@@ -236,6 +236,11 @@ struct TrackingBench: ParsableCommand {
                     "loop_closures": result.loopClosures.count,
                     "deformation_ms": result.loopClosures.map { $0.seconds * 1000 },
                     "global_loop_closures": result.loopClosures.filter { $0.kind == .global }.count,
+                    "closures": result.loopClosures.map { c -> [String: Any] in
+                        ["tick": c.tick, "kind": c.kind.rawValue, "correction_mm": c.correctionMetres * 1000,
+                         "correction_deg": c.correctionDegrees, "residual_before_mm": c.residualBefore * 1000,
+                         "residual_after_mm": c.residualAfter * 1000, "constraints": c.constraints, "ms": c.seconds * 1000]
+                    },
                 ]
                 if let keepConfidence { row["keep_confidence"] = Double(keepConfidence) }
                 if let ate = result.ate { row["ate_rmse_mm"] = ate.rmse * 1000; row["ate_median_mm"] = ate.median * 1000; row["ate_max_mm"] = ate.max * 1000 }
@@ -248,10 +253,16 @@ struct TrackingBench: ParsableCommand {
                          1000 / max(result.totalMedian, 1e-9), result.failures))
             if let ate = result.ate { print("  \(ate)") }
             if !noLoopClosure {
-                let closures = result.loopClosures.map { String(format: "%.0f ms at tick %d", $0.seconds * 1000, $0.tick) }
                 print(String(format: "  loop closure: median %.2f ms per frame (p90 %.2f), %d closures%@", loopMedian,
                              FusionBenchmark.Run.percentile(result.loopClosureMilliseconds, 0.9), result.loopClosures.count,
-                             closures.isEmpty ? "" : " (" + closures.joined(separator: ", ") + ")"))
+                             result.loopClosures.isEmpty ? "" : ":"))
+                // How far each closure moved the camera and bent the map: a closure far larger than
+                // the others is the first thing to look at when a run's ATE jumps.
+                for c in result.loopClosures {
+                    print(String(format: "    tick %d, %@: camera corrected %.1f mm %.2f deg, constraints %d at %.1f → %.1f mm, %.0f ms",
+                                 c.tick, c.kind.rawValue, c.correctionMetres * 1000, c.correctionDegrees, c.constraints,
+                                 c.residualBefore * 1000, c.residualAfter * 1000, c.seconds * 1000))
+                }
             }
             for (stage, values) in result.stageMilliseconds.sorted(by: { $0.key < $1.key }) {
                 print(String(format: "  %@ median %.1f ms", stage, FusionBenchmark.Run.percentile(values, 0.5)))

@@ -221,6 +221,34 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThanOrEqual(object?["min_ms"] as? Double ?? 1, object?["median_ms"] as? Double ?? 0)
     }
 
+    /// The benches' JSON lines that scripts read (issue 12's command contract): `bench fusion
+    /// --no-baseline --json` and `bench tracking --resolution both --json`.
+    func testBenchFusionAndTrackingKeepTheirJSONContract() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let room = root.appendingPathComponent("Sequences/synthetic-room").path
+        func object(_ output: String) throws -> [String: Any]? {
+            let line = output.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init) ?? ""
+            return try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        }
+        var result = try run(["bench", "fusion", room, "--frames", "0:20", "--no-baseline", "--json"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let fusion = try object(result.output)
+        XCTAssertGreaterThan(fusion?["median_ms"] as? Double ?? 0, 0, result.output)
+        XCTAssertGreaterThan(fusion?["bytes_per_surfel"] as? Double ?? 0, 0, result.output)
+
+        result = try run(["bench", "tracking", room, "--frames", "0:20", "--resolution", "both", "--json"])
+        XCTAssertEqual(result.status, 0, result.output)
+        let rows = try object(result.output)?["results"] as? [[String: Any]] ?? []
+        XCTAssertEqual(rows.map { [$0["width"] as? Int ?? 0, $0["height"] as? Int ?? 0] }, [[224, 168], [112, 84]], result.output)
+        for row in rows {
+            for key in ["tracking_median_ms", "tracking_fusion_median_ms", "ate_rmse_mm", "frames_per_second"] {
+                XCTAssertNotNil(row[key] as? Double, "\(key) in \(row)")
+            }
+            XCTAssertLessThan(row["ate_rmse_mm"] as? Double ?? .infinity, 50, "\(row)")
+            XCTAssertNotNil(row["closures"] as? [[String: Any]], "each closure listed (none on 20 frames): \(row)")
+        }
+    }
+
     /// RGB-only reconstruction (network depth), then predictions recorded once and replayed
     /// without the network.
     func testNetworkReconstructionRecordAndReplay() throws {
