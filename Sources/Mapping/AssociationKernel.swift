@@ -19,7 +19,7 @@ struct AssociationMeasurement {
         width = intrinsics.width; height = intrinsics.height
     }
 
-    struct Pixel: Equatable {
+    struct Pixel {
         /// Unit normal facing the camera, and the camera-frame vertex.
         var normal: SIMD3<Float>
         var vertex: SIMD3<Float>
