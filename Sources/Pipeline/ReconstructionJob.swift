@@ -62,8 +62,13 @@ public struct ReconstructionRequest: Sendable {
     public var networkThreads: Int?
     /// Arithmetic of the networks' dense convolutions.
     public var networkPrecision = NetworkPrecision.float32
-    /// Frame-to-model tracking parameters (with `poses` = track).
+    /// Frame-to-model tracking parameters (with `poses` = track). Their `photometricWeight` is
+    /// replaced by `photometricWeight` below.
     public var tracking = TrackingParameters()
+    /// Weight of tracking's photometric term; nil picks it from the sequence:
+    /// `TrackingParameters.registeredColorPhotometricWeight` when its colour is registered to its
+    /// depth (`SequenceCapabilities.colorRegisteredToDepth`), else 0 (geometric ICP only).
+    public var photometricWeight: Double?
     /// Relocalise a lost camera from keyframes (with `poses` = track).
     public var relocalise = true
     /// Close loops by deforming the map (with `poses` = track).
@@ -81,7 +86,7 @@ public struct ReconstructionRequest: Sendable {
         InputLimits.check(Double(fusion.confidenceThreshold), "confidence threshold", in: InputLimits.confidenceThreshold)
             ?? InputLimits.check(Double(fusion.maxDepth), "maximum depth", in: InputLimits.maxDepth, exclusiveLower: true, unit: " m")
             ?? InputLimits.check(labelConfidence, "label confidence", in: 0...1, exclusiveLower: true)
-            ?? InputLimits.check(tracking.photometricWeight, "photometric weight", in: InputLimits.photometricWeight)
+            ?? photometricWeight.flatMap { InputLimits.check($0, "photometric weight", in: InputLimits.photometricWeight) }
             ?? (tracking.depthNoise.map { $0.isUsable } == false
                 ? "depth-noise model for ICP weights: needs finite coefficients, base > 0, quadratic ≥ 0 and offset in 0..<100 m" : nil)
             ?? InputLimits.check(fusion.threads, "threads", in: InputLimits.threads)
@@ -154,6 +159,13 @@ public enum ReconstructionJob {
         }
         options.depth = depthSource
         options.tracking = request.tracking
+        options.tracking.photometricWeight = request.photometricWeight
+            ?? TrackingParameters.photometricWeight(colorRegisteredToDepth: source.capabilities.colorRegisteredToDepth)
+        if options.poses == .track && request.photometricWeight == nil {
+            logger.notice(source.capabilities.colorRegisteredToDepth
+                ? "tracking: \(source.layout) colour is registered to its depth, so ICP is joined by the photometric term (weight \(String(format: "%g", options.tracking.photometricWeight)); --photometric-weight 0 turns it off)"
+                : "tracking: geometric ICP only, as \(source.layout) colour is not registered to its depth (--photometric-weight sets the colour term's weight)")
+        }
         options.relocalise = request.relocalise
         options.loopClosure = request.loopClosure
         if request.rawTrajectory != nil && options.poses != .track {

@@ -27,7 +27,9 @@ enum Summary {
             lines.append("  labels: none (geometry only)")
         }
         if r.options.poses == .track {
-            var line = "  poses: tracked (frame-to-model ICP, " + (r.options.tracking.depthNoise == nil ? "uniform weights" : "depth-noise weights") + ")"
+            let weight = r.options.tracking.photometricWeight
+            var line = "  poses: tracked (frame-to-model ICP, " + (r.options.tracking.depthNoise == nil ? "uniform weights" : "depth-noise weights")
+                + (weight > 0 ? String(format: ", photometric term weight %g", weight) : "") + ")"
             if !r.trackingFailures.isEmpty {
                 let list = r.trackingFailures.prefix(5).map { "\($0.position)" }.joined(separator: ", ")
                 line += "; tracking FAILED on \(r.trackingFailures.count) frames (\(list)\(r.trackingFailures.count > 5 ? ", ..." : "")), not fused"

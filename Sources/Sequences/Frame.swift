@@ -45,8 +45,15 @@ public struct SequenceCapabilities: Equatable, Sendable {
     public var hasPoses: Bool
     public var hasLabels: Bool
     public var hasProbabilities: Bool
-    public init(hasDepth: Bool, hasPoses: Bool, hasLabels: Bool = false, hasProbabilities: Bool = false) {
+    /// Whether each colour pixel sees what the depth pixel at the same place sees (one camera, or
+    /// depth reprojected into the colour camera by the sensor's driver), so tracking can compare
+    /// colours through the depth's geometry (the photometric term). Known from the format, not
+    /// measured: false where the layout ships the two cameras' raw images (7-Scenes, ScanNet).
+    public var colorRegisteredToDepth: Bool
+    public init(hasDepth: Bool, hasPoses: Bool, hasLabels: Bool = false, hasProbabilities: Bool = false,
+                colorRegisteredToDepth: Bool = false) {
         self.hasDepth = hasDepth; self.hasPoses = hasPoses; self.hasLabels = hasLabels; self.hasProbabilities = hasProbabilities
+        self.colorRegisteredToDepth = colorRegisteredToDepth
     }
 }
 

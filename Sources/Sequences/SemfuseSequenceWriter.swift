@@ -13,9 +13,12 @@ public final class SemfuseSequenceWriter {
     private let classSet: ClassSet?
     private let jpegQuality: Int?
 
-    /// - Parameter jpegQuality: store colour as JPEG of this quality (compact, lossy) instead of PNG.
+    /// - Parameters:
+    ///   - jpegQuality: store colour as JPEG of this quality (compact, lossy) instead of PNG.
+    ///   - colorRegisteredToDepth: recorded in the manifest (`color_registered_to_depth`) so
+    ///     tracking knows whether it may compare colours; nil leaves it unstated.
     public init(folder: URL, name: String, intrinsics: Intrinsics, depthScale: Double = 5000, classSet: ClassSet?,
-                jpegQuality: Int? = nil) throws {
+                jpegQuality: Int? = nil, colorRegisteredToDepth: Bool? = nil) throws {
         self.folder = folder
         self.classSet = classSet
         self.jpegQuality = jpegQuality
@@ -23,7 +26,7 @@ public final class SemfuseSequenceWriter {
             name: name,
             intrinsics: .init(fx: intrinsics.fx, fy: intrinsics.fy, cx: intrinsics.cx, cy: intrinsics.cy,
                               width: intrinsics.width, height: intrinsics.height),
-            depthScale: depthScale, classSet: classSet?.name, frames: [])
+            depthScale: depthScale, classSet: classSet?.name, colorRegisteredToDepth: colorRegisteredToDepth, frames: [])
         try write { try FileData.prepareFolder(folder) }
     }
 

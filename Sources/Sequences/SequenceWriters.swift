@@ -38,15 +38,28 @@ extension SemfuseSequenceWriter: SequenceWriting {
 
 public enum SequenceWriters {
     /// A writer for `format` at `output`. `depthScale` is used where the layout lets the writer
-    /// choose (semfuse); the others have their layout's fixed unit.
+    /// choose (semfuse); the others have their layout's fixed unit. `colorRegisteredToDepth` is
+    /// recorded where the layout can say it (semfuse); the others imply it
+    /// (`layoutImpliesRegisteredColor`).
     public static func make(_ format: SequenceFormat, output: URL, name: String, intrinsics: Intrinsics,
-                            classSet: ClassSet?, depthScale: Double = 1000) throws -> SequenceWriting {
+                            classSet: ClassSet?, depthScale: Double = 1000, colorRegisteredToDepth: Bool? = nil) throws -> SequenceWriting {
         switch format {
         case .semfuse:
-            return try SemfuseSequenceWriter(folder: output, name: name, intrinsics: intrinsics, depthScale: depthScale, classSet: classSet)
+            return try SemfuseSequenceWriter(folder: output, name: name, intrinsics: intrinsics, depthScale: depthScale, classSet: classSet,
+                                             colorRegisteredToDepth: colorRegisteredToDepth)
         case .tum: return try TUMSequenceWriter(folder: output, intrinsics: intrinsics)
         case .sevenScenes: return try SevenScenesWriter(folder: output, intrinsics: intrinsics)
         case .klg: return try KLGWriter(file: output, intrinsics: intrinsics)
+        }
+    }
+
+    /// What a reader of `format` will take `SequenceCapabilities.colorRegisteredToDepth` to be,
+    /// or nil when the layout records it.
+    public static func layoutImpliesRegisteredColor(_ format: SequenceFormat) -> Bool? {
+        switch format {
+        case .semfuse: return nil
+        case .tum, .klg: return true
+        case .sevenScenes: return false
         }
     }
 

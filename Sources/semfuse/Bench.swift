@@ -166,8 +166,8 @@ struct TrackingBench: ParsableCommand {
     @Option(help: "Resolutions to run: full, half or both.")
     var resolution: String = "both"
 
-    @Option(help: "Weight of the photometric term (0: geometric ICP only, the default).")
-    var photometricWeight: Double = TrackingParameters().photometricWeight
+    @Option(help: ArgumentHelp("Weight of the photometric term (0: geometric ICP only). Default: as reconstruct, 1 where the sequence's colour is registered to its depth, else 0.", valueName: "weight"))
+    var photometricWeight: Double?
 
     @Option(help: ICPWeights.help)
     var icpWeights: ICPWeights = .depthNoise
@@ -192,7 +192,7 @@ struct TrackingBench: ParsableCommand {
 
     func validate() throws {
         guard ["full", "half", "both"].contains(resolution) else { throw ValidationError("--resolution must be full, half or both") }
-        try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
+        try limit(photometricWeight.flatMap { InputLimits.check($0, "--photometric-weight", in: InputLimits.photometricWeight) })
         try limit(modelConfidence.flatMap { InputLimits.check(Double($0), "--model-confidence", in: InputLimits.confidenceThreshold) })
         try limit(keepConfidence.flatMap { InputLimits.check(Double($0), "--keep-confidence", in: InputLimits.confidenceThreshold) })
         try limit(InputLimits.check(convergence, "--convergence", in: 0...1, exclusiveLower: true))
@@ -206,6 +206,8 @@ struct TrackingBench: ParsableCommand {
         if !json { print("bench tracking: \(probe.name), \(positions.count) frames") }
         var rows: [[String: Any]] = []
         let scales = resolution == "full" ? [1] : resolution == "half" ? [2] : [1, 2]
+        let photometricWeight = self.photometricWeight
+            ?? TrackingParameters.photometricWeight(colorRegisteredToDepth: probe.capabilities.colorRegisteredToDepth)
         var variants = [("ICP + photometric (weight \(photometricWeight))", photometricWeight)]
         if photometricWeight == 0 { variants = [("ICP only", 0)] }
         if compareGeometric && photometricWeight > 0 { variants.append(("ICP only", 0)) }

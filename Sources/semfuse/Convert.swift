@@ -81,8 +81,13 @@ struct Convert: ParsableCommand {
         guard !positions.isEmpty else {
             throw CLIError("\(source.name): no frames selected (\(source.frameCount) in the sequence, selection \(selection))")
         }
+        let registered = source.capabilities.colorRegisteredToDepth
+        if let implied = SequenceWriters.layoutImpliesRegisteredColor(target), implied != registered {
+            logger.warning("\(source.name)'s colour is \(registered ? "" : "not ")registered to its depth, but a \(target.rawValue) sequence is read as if it were\(implied ? "" : " not"): reconstruct the result with --photometric-weight \(registered ? "1" : "0") to track as the original would")
+        }
         let writer = try SequenceWriters.make(target, output: outputURL, name: source.name, intrinsics: source.intrinsics,
-                                              classSet: source.classSet, depthScale: SequenceConversion.depthScale(of: source))
+                                              classSet: source.classSet, depthScale: SequenceConversion.depthScale(of: source),
+                                              colorRegisteredToDepth: registered)
         Interrupt.install()
         let start = Date()
         let quiet = logging.quiet

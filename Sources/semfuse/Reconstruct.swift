@@ -135,8 +135,8 @@ struct Reconstruct: ParsableCommand {
     @Option(help: ArgumentHelp("How each surfel stores its class distribution: log8 keeps one byte per class, its log-probability below the most likely class's in steps of ln(10^6)/255 (53 + C bytes per surfel: 93 with 40 classes); top<k> keeps the k most likely classes exactly and shares the rest of the mass evenly among the others (81 bytes per surfel with top4, whatever the class count); dense keeps every class as Float32 (SemanticFusion's table: 213 bytes per surfel with 40 classes); auto picks log8 up to 47 classes and top4 beyond. Maps and --probabilities outputs show the full distribution either way (docs/results.md, \"Byte log-codes\").", valueName: "auto|log8|top4|dense"))
     var labelStorage: String = LabelStorage.standard.description
 
-    @Option(help: "Tracking: weight of the photometric term against point-to-plane ICP (0, the default: geometric only; 1: both terms normalised by their noise, 1 cm and 10 grey levels).")
-    var photometricWeight: Double = TrackingParameters().photometricWeight
+    @Option(help: ArgumentHelp("Tracking: weight of the photometric term against point-to-plane ICP (both normalised by their noise, 1 cm and 10 grey levels; 0: geometric only). Default: 1 where the sequence's colour is registered to its depth (TUM, ICL-NUIM, .klg, semfuse synth), 0 where it is not (7-Scenes, ScanNet .sens).", valueName: "weight"))
+    var photometricWeight: Double?
 
     @Option(help: ICPWeights.help)
     var icpWeights: ICPWeights = .depthNoise
@@ -172,7 +172,7 @@ struct Reconstruct: ParsableCommand {
         try limit(voxelSize.flatMap { InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") })
         try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
         try limit(InputLimits.check(timeWindow, "--time-window", in: InputLimits.timeWindow))
-        try limit(InputLimits.check(photometricWeight, "--photometric-weight", in: InputLimits.photometricWeight))
+        try limit(photometricWeight.flatMap { InputLimits.check($0, "--photometric-weight", in: InputLimits.photometricWeight) })
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
         if network == nil && (networkEvery != nil || depth == "predicted" || depthNetwork != nil) {
@@ -234,7 +234,7 @@ struct Reconstruct: ParsableCommand {
         request.depthNetwork = depthNetwork
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.networkPrecision = precision
-        request.tracking.photometricWeight = photometricWeight
+        request.photometricWeight = photometricWeight
         request.tracking.depthNoise = icpWeights.noise
         request.relocalise = !noRelocalisation
         request.loopClosure = !noLoopClosure

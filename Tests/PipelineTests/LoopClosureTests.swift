@@ -41,10 +41,19 @@ final class LoopClosureTests: XCTestCase {
         var rejected: [String] = []
     }
 
+    /// The loop's frames with one colour ray per pixel, as these tests were written with: 2x2 rays
+    /// (the renderer's default) took the suite's loop-closure tests from about 60 to 240 s, and
+    /// these tests track by depth (the keyframes' colour only has to be recognisable).
+    static func renderer(_ intrinsics: Intrinsics) -> SyntheticRenderer {
+        var renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: loop), intrinsics: intrinsics)
+        renderer.colorSamples = 1
+        return renderer
+    }
+
     /// Fuses the drifted frames, trying a loop closure before each like the pipeline does. After
     /// the first closure the run stops: that is the moment the test is about.
     func fuseUntilClosure(frames: Int, closing: Bool = true, closer: LoopCloser = LoopCloser()) throws -> Run {
-        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: Self.intrinsics)
+        let renderer = Self.renderer(Self.intrinsics)
         var run = Run(fusion: Self.makeFusion())
         for k in 0..<frames {
             let frame = renderer.render(k).frame
@@ -179,7 +188,7 @@ final class LoopClosureTests: XCTestCase {
     /// must not damage a consistent map. (At 160x120 the old and new surface overlap on about
     /// 6 % of the pixels, so a registration can be a few millimetres off.)
     func testNoDriftMeansNoHarm() throws {
-        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: Self.intrinsics)
+        let renderer = Self.renderer(Self.intrinsics)
         let fusion = Self.makeFusion()
         let closer = LoopCloser()
         var recognised = 0
@@ -213,7 +222,7 @@ final class LoopClosureTests: XCTestCase {
     /// map is bent and the camera put back near the truth.
     func testGlobalClosureFromAnOldKeyframe() throws {
         let intrinsics = SyntheticRenderer.defaultIntrinsics(width: 320, height: 240)
-        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: Self.loop), intrinsics: intrinsics)
+        let renderer = Self.renderer(intrinsics)
         func drift(_ k: Int) -> RigidTransform {
             let s = Double(k) / Double(Self.loop)
             return RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0, 0, 1), angle: s * 10 * .pi / 180),

@@ -88,6 +88,42 @@ final class TrackingTests: XCTestCase {
         XCTAssertLessThanOrEqual(ate.rmse, 0.01, "the map and the later frames are not corrupted")
     }
 
+    /// Sideways past a wall, a floor and a low sofa (the synthetic loop's frames 160-259), the
+    /// geometry hardly constrains the motion along the wall and point-to-plane ICP alone slides;
+    /// the colour, registered to the depth, pins it. The job turns the photometric term on for
+    /// such sequences by itself (`SequenceCapabilities.colorRegisteredToDepth`).
+    func testRegisteredColourKeepsTrackingFromSlidingAlongAWall() throws {
+        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("wall")
+        let k = SyntheticRenderer.defaultIntrinsics(width: 160, height: 120)
+        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 900), intrinsics: k, seed: 3)
+        let writer = try SemfuseSequenceWriter(folder: dir, name: "wall", intrinsics: k, depthScale: 1000, classSet: nil,
+                                               colorRegisteredToDepth: true)
+        for i in Self.wallFrames {
+            var frame = renderer.render(i).frame
+            frame.labels = nil
+            try writer.append(frame)
+        }
+        try writer.finish()
+        func ate(photometricWeight: Double?) throws -> (rmse: Double, summary: String) {
+            var request = ReconstructionRequest(sequence: dir)
+            request.poses = .track
+            request.labels = .none
+            request.preview = false
+            request.photometricWeight = photometricWeight
+            request.output = dir.deletingLastPathComponent().appendingPathComponent("map-\(photometricWeight ?? -1).ply")
+            let result = try ReconstructionJob.run(request)
+            XCTAssertTrue(result.outcome.isSuccess)
+            return (try XCTUnwrap(result.reconstruction.absoluteTrajectoryError).rmse, result.summary)
+        }
+        let automatic = try ate(photometricWeight: nil), geometric = try ate(photometricWeight: 0)
+        print("wall: ICP alone \(geometric.rmse * 1000) mm, with the photometric term (automatic) \(automatic.rmse * 1000) mm")
+        XCTAssertTrue(automatic.summary.contains("photometric term weight 1"), automatic.summary)
+        XCTAssertFalse(geometric.summary.contains("photometric"), geometric.summary)
+        XCTAssertLessThanOrEqual(automatic.rmse, 0.02)
+        XCTAssertGreaterThan(geometric.rmse, 3 * automatic.rmse, "ICP alone slides along the wall")
+    }
+    static let wallFrames = Array(stride(from: 160, to: 260, by: 2))
+
     /// A request with a noise model the tracker cannot divide by is refused before any work,
     /// naming the model, instead of silently tracking with uniform weights.
     func testUnusableDepthNoiseModelIsRefused() throws {

@@ -78,6 +78,7 @@ final class KLGTests: XCTestCase {
         XCTAssertNil(reader.stopError)
         XCTAssertEqual(reader.intrinsics, Self.intrinsics(), "intrinsics from the sidecar")
         XCTAssertTrue(reader.capabilities.hasPoses, "ground truth from the sidecar")
+        XCTAssertTrue(reader.capabilities.colorRegisteredToDepth, "ElasticFusion's loggers register depth to colour")
         // Synthetic depth compresses: every block is zlib, and colour is raw RGB.
         XCTAssertTrue(reader.entries.allSatisfy { $0.depthSize < 32 * 24 * 2 && $0.imageSize == 32 * 24 * 3 })
         for (k, original) in frames.enumerated() {

@@ -14,6 +14,7 @@ final class RealDataReaderTests: XCTestCase {
         XCTAssertEqual(source.frameCount, 50)
         XCTAssertEqual(source.intrinsics, Intrinsics(fx: 585, fy: 585, cx: 320, cy: 240, width: 640, height: 480))
         XCTAssertTrue(source.capabilities.hasPoses)
+        XCTAssertFalse(source.capabilities.colorRegisteredToDepth, "7-Scenes ships the two cameras' raw images")
         let frame = try source.frame(at: 0)
         XCTAssertEqual(frame.timestamp, 150)
         let depth = try XCTUnwrap(frame.depth)
@@ -45,6 +46,7 @@ final class RealDataReaderTests: XCTestCase {
         let url = try SharedData.require("icl-nuim-livingroom5")
         let source = try SequenceLoader.open(url)
         XCTAssertEqual(source.layout, "icl-nuim")
+        XCTAssertTrue(source.capabilities.colorRegisteredToDepth, "rendered from one camera")
         XCTAssertEqual(source.intrinsics.fy, -480)
         let frames = try (0..<source.frameCount).map { try source.frame(at: $0) }
         func overlap(fy: Double) throws -> Double {
@@ -85,6 +87,7 @@ final class RealDataReaderTests: XCTestCase {
         let source = try SequenceLoader.open(dir)
         XCTAssertEqual(source.layout, "tum")
         XCTAssertFalse(source.capabilities.hasPoses)
+        XCTAssertTrue(source.capabilities.colorRegisteredToDepth, "the TUM benchmark's depth is registered to its colour")
         let values = try XCTUnwrap(source.frame(at: 0).depth).pixels.filter { $0 > 0 }.sorted()
         XCTAssertGreaterThan(values.count, 10_000)
         let median = values[values.count / 2]

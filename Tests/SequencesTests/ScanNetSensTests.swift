@@ -58,6 +58,7 @@ final class ScanNetSensTests: XCTestCase {
             XCTAssertEqual(reader.sensorName, "StructureSensor")
             XCTAssertEqual(reader.intrinsics, Intrinsics(fx: 30, fy: 30, cx: 16, cy: 12, width: 32, height: 24))
             XCTAssertTrue(reader.capabilities.hasPoses)
+            XCTAssertFalse(reader.capabilities.colorRegisteredToDepth, "colour resampled without the cameras' offset")
             for (k, original) in frames.enumerated() {
                 let read = try reader.frame(at: k)
                 XCTAssertEqual(read.depth!.pixels.map { ($0 * 1000).rounded() }, original.depth!.pixels.map { ($0 * 1000).rounded() })

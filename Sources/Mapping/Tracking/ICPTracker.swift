@@ -22,10 +22,25 @@ public struct TrackingParameters: Sendable, Equatable {
     public var minConditioning = 1e-7
     /// Weight of the photometric term (0: geometric ICP only). Each term is normalised by its
     /// noise (`geometricSigma`, `intensitySigma`) before this relative weight applies.
-    /// Off by default: on 7-Scenes (colour not registered to depth) weight 1 made the 500-frame
-    /// ATE worse (46 vs 37 mm) and tracking 1.5x slower; on registered synthetic data it helps
-    /// slightly (ATE 4.9 vs 5.2 mm). See docs/results.md.
+    /// 0 here; the reconstruction job uses `registeredColorPhotometricWeight` on sequences whose
+    /// colour is registered to their depth. On 7-Scenes (colour not registered) weight 1 made
+    /// the 500-frame ATE worse (46 vs 37 mm) and tracking 1.5x slower. See docs/results.md.
     public var photometricWeight = 0.0
+    /// The photometric weight for sequences whose colour is registered to their depth.
+    ///
+    /// Point-to-plane ICP alone slides where the geometry leaves a direction free (a wall, a
+    /// floor and a low sofa, seen sideways): on three synthetic sequences of `semfuse synth`
+    /// (224x168 and 320x240, 480-960 frames) its ATE was 81-144 mm, and 5.5-17.8 mm with this
+    /// weight, the best of 0.1, 0.3, 1 and 3 overall. On the bundled room's first 150 frames,
+    /// where the geometry constrains every direction, it costs 7.6 → 10.1 mm. ElasticFusion
+    /// tracks with both terms for the same reason. See docs/results.md, "The photometric term
+    /// where colour is registered".
+    public static let registeredColorPhotometricWeight = 1.0
+
+    /// The photometric weight a sequence gets unless the user sets one.
+    public static func photometricWeight(colorRegisteredToDepth: Bool) -> Double {
+        colorRegisteredToDepth ? registeredColorPhotometricWeight : 0
+    }
     /// Expected point-to-plane noise, metres.
     public var geometricSigma = 0.01
     /// Expected intensity noise (0-255 units); residuals beyond it get a Huber weight.

@@ -149,7 +149,8 @@ public final class KLGReader: FrameSource {
         } else {
             poses = nil
         }
-        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: poses != nil)
+        // ElasticFusion's loggers record with OpenNI's depth-to-colour registration on.
+        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: poses != nil, colorRegisteredToDepth: true)
     }
 
     /// The frame headers, seeking over the images: the offsets of the frames present and, when

@@ -148,7 +148,8 @@ public final class ScanNetSensReader: FrameSource {
         let stamps = entries.map(\.timestamp)
         useTimestamps = zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 }
         if !useTimestamps { assumptions.append("timestamps: the scan's are not increasing (ScanNet often stores 0); frame numbers are used") }
-        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: invalid.isEmpty)
+        // The resampling above ignores the cameras' offset, so colour is near, not on, the depth.
+        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: invalid.isEmpty, colorRegisteredToDepth: false)
     }
 
     /// Frame headers, seeking over the images; stops at the first frame that cannot be read.

@@ -34,12 +34,23 @@ public struct SequenceManifest: Codable, Equatable, Sendable {
     public var poses: String?
     public var notes: [String]?
     public var generator: [String: String]?
+    /// Whether colour is registered to depth (`SequenceCapabilities.colorRegisteredToDepth`).
+    /// Absent in sequences written before it existed: then true only for `semfuse synth`'s.
+    public var colorRegisteredToDepth: Bool?
     public var frames: [FrameEntry]
+
+    /// Colour registered to depth as stated, or as implied by the writer when not stated.
+    public var colorIsRegisteredToDepth: Bool {
+        colorRegisteredToDepth ?? (generator?["tool"] == SequenceManifest.synthesiser)
+    }
+    /// The `generator.tool` of `semfuse synth`'s sequences (one camera renders colour and depth).
+    public static let synthesiser = "semfuse synth"
 
     enum CodingKeys: String, CodingKey {
         case format, version, name, intrinsics, poses, notes, generator, frames
         case depthScale = "depth_scale"
         case classSet = "class_set"
+        case colorRegisteredToDepth = "color_registered_to_depth"
     }
 }
 
@@ -116,7 +127,8 @@ public final class SemfuseSequenceReader: FrameSource {
             throw SequenceError.malformed(path: manifestURL.path, line: nil, reason: "labels or probabilities need a class_set")
         }
         capabilities = SequenceCapabilities(hasDepth: frames.allSatisfy { $0.depth != nil }, hasPoses: poses != nil,
-                                            hasLabels: hasLabels, hasProbabilities: hasProbabilities)
+                                            hasLabels: hasLabels, hasProbabilities: hasProbabilities,
+                                            colorRegisteredToDepth: manifest.colorIsRegisteredToDepth)
     }
 
     public func frame(at index: Int) throws -> Frame {

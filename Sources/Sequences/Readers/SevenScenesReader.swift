@@ -77,7 +77,8 @@ public final class SevenScenesReader: FrameSource {
         }
         intrinsics = try ReaderSupport.validated(k, source: folder.path)
         let hasPoses = ReaderSupport.fileExists(folder.appendingPathComponent(String(format: "frame-%06d.pose.txt", sorted[0])))
-        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: hasPoses)
+        // 7-Scenes ships the Kinect's two cameras' images as recorded: colour not registered to depth.
+        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: hasPoses, colorRegisteredToDepth: false)
     }
 
     public func frame(at index: Int) throws -> Frame {

@@ -78,7 +78,9 @@ public final class TUMReader: FrameSource {
         }
         intrinsics = try ReaderSupport.validated(k, source: folder.path)
         // Poses are only "available" when every associated frame has one.
-        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: !groundTruth.isEmpty && result.allSatisfy { $0.pose != nil })
+        // The TUM RGB-D benchmark's depth is registered to its colour by the Kinect's driver.
+        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: !groundTruth.isEmpty && result.allSatisfy { $0.pose != nil },
+                                            colorRegisteredToDepth: true)
     }
 
     public func frame(at index: Int) throws -> Frame {

@@ -209,6 +209,16 @@ public struct SyntheticScene: Sendable {
         return (best, cls)
     }
 
+    /// Light leaving a hit towards the camera, 0-255 per channel: its albedo lit by the room's
+    /// point light (Lambertian, with an ambient floor and a distance falloff).
+    public func radiance(_ hit: Hit) -> SIMD3<Double> {
+        let toLight = light - hit.point
+        let lambert = max(0, hit.normal.dot(toLight.normalized))
+        let falloff = min(1, 6 / max(1e-6, toLight.dot(toLight)))
+        let shade = 0.4 + 0.6 * lambert * falloff
+        return albedo(hit) * shade * 255
+    }
+
     /// Surface colour of a hit.
     public func albedo(_ hit: Hit) -> SIMD3<Double> {
         let box = boxes[hit.primitive]

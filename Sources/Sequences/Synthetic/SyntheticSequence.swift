@@ -18,16 +18,19 @@ public enum SyntheticSequence {
         public var jpegQuality: Int?
         public var trajectory = SyntheticTrajectory()
         public var noise = DepthNoiseModel()
+        /// Colour rays per pixel along each axis (`SyntheticRenderer.colorSamples`).
+        public var colorSamples = 2
         public init() {}
     }
 
     /// Writes `options.frames` frames to `folder`; `progress(done, total)` after each.
     public static func write(to folder: URL, name: String, options: Options, progress: ((Int, Int) -> Void)? = nil) throws {
         let intrinsics = SyntheticRenderer.defaultIntrinsics(width: options.width, height: options.height)
-        let renderer = SyntheticRenderer(trajectory: options.trajectory, intrinsics: intrinsics, noise: options.noise, seed: options.seed)
+        var renderer = SyntheticRenderer(trajectory: options.trajectory, intrinsics: intrinsics, noise: options.noise, seed: options.seed)
+        renderer.colorSamples = options.colorSamples
         let segmenter = SimulatedSegmenter(classSet: .nyu40, seed: options.seed)
         let writer = try SemfuseSequenceWriter(folder: folder, name: name, intrinsics: intrinsics, depthScale: options.depthScale, classSet: .nyu40,
-                                              jpegQuality: options.jpegQuality)
+                                              jpegQuality: options.jpegQuality, colorRegisteredToDepth: true)
         for i in 0..<options.frames {
             var frame = renderer.render(i).frame
             if options.recordProbabilities, let labels = frame.labels {
@@ -40,9 +43,10 @@ public enum SyntheticSequence {
             "Procedural living room rendered by semfuse synth: RGB, Kinect-like noisy depth, NYU-40 ground-truth labels, ground-truth poses.",
             "Use 'semfuse reconstruct <folder> --labels simulated' to fuse an imperfect simulated segmenter's predictions.",
         ], generator: [
-            "tool": "semfuse synth", "seed": "\(options.seed)", "frames": "\(options.frames)",
+            "tool": SequenceManifest.synthesiser, "seed": "\(options.seed)", "frames": "\(options.frames)",
             "size": "\(options.width)x\(options.height)", "frames_per_loop": "\(options.trajectory.framesPerLoop)",
             "depth_noise": options.noise.enabled ? "kinect-v1" : "none",
+            "color_samples": "\(options.colorSamples)x\(options.colorSamples)",
         ])
     }
 }
