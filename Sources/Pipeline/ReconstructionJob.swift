@@ -63,8 +63,14 @@ public struct ReconstructionRequest: Sendable {
     /// Arithmetic of the networks' dense convolutions.
     public var networkPrecision = NetworkPrecision.float32
     /// Frame-to-model tracking parameters (with `poses` = track). Their `photometricWeight` is
-    /// replaced by `photometricWeight` below.
+    /// replaced by `photometricWeight` below, and their `depthNoise` by nil (uniform ICP
+    /// weights) for rendered depth unless `automaticICPWeights` is off.
     public var tracking = TrackingParameters()
+    /// Weight ICP's points uniformly where the sequence's depth is rendered
+    /// (`SequenceCapabilities.depthIsRendered`) instead of by `tracking.depthNoise`: the weights
+    /// discount a real sensor's far range, whose error grows beyond its noise; a renderer's far
+    /// range is as good as its near (docs/results.md, "ICP weights for rendered depth").
+    public var automaticICPWeights = true
     /// Weight of tracking's photometric term; nil picks it from the sequence:
     /// `TrackingParameters.registeredColorPhotometricWeight` when its colour is registered to its
     /// depth (`SequenceCapabilities.colorRegisteredToDepth`), else 0 (geometric ICP only).
@@ -161,6 +167,12 @@ public enum ReconstructionJob {
         options.tracking = request.tracking
         options.tracking.photometricWeight = request.photometricWeight
             ?? TrackingParameters.photometricWeight(colorRegisteredToDepth: source.capabilities.colorRegisteredToDepth)
+        if request.automaticICPWeights && source.capabilities.depthIsRendered {
+            options.tracking.depthNoise = nil
+            if options.poses == .track && request.tracking.depthNoise != nil {
+                logger.notice("tracking: \(source.layout) depth is rendered, so ICP weights its points uniformly (--icp-weights depth-noise weights them by a Kinect's noise)")
+            }
+        }
         if options.poses == .track && request.photometricWeight == nil {
             logger.notice(source.capabilities.colorRegisteredToDepth
                 ? "tracking: \(source.layout) colour is registered to its depth, so ICP is joined by the photometric term (weight \(String(format: "%g", options.tracking.photometricWeight)); --photometric-weight 0 turns it off)"

@@ -50,10 +50,14 @@ public struct SequenceCapabilities: Equatable, Sendable {
     /// colours through the depth's geometry (the photometric term). Known from the format, not
     /// measured: false where the layout ships the two cameras' raw images (7-Scenes, ScanNet).
     public var colorRegisteredToDepth: Bool
+    /// Whether the depth is rendered from a scene model (with simulated, unbiased noise) rather
+    /// than measured: a real sensor's error grows with range beyond its noise, a renderer's does
+    /// not, and tracking weights its points accordingly.
+    public var depthIsRendered: Bool
     public init(hasDepth: Bool, hasPoses: Bool, hasLabels: Bool = false, hasProbabilities: Bool = false,
-                colorRegisteredToDepth: Bool = false) {
+                colorRegisteredToDepth: Bool = false, depthIsRendered: Bool = false) {
         self.hasDepth = hasDepth; self.hasPoses = hasPoses; self.hasLabels = hasLabels; self.hasProbabilities = hasProbabilities
-        self.colorRegisteredToDepth = colorRegisteredToDepth
+        self.colorRegisteredToDepth = colorRegisteredToDepth; self.depthIsRendered = depthIsRendered
     }
 }
 

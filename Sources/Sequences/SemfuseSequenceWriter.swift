@@ -17,8 +17,10 @@ public final class SemfuseSequenceWriter {
     ///   - jpegQuality: store colour as JPEG of this quality (compact, lossy) instead of PNG.
     ///   - colorRegisteredToDepth: recorded in the manifest (`color_registered_to_depth`) so
     ///     tracking knows whether it may compare colours; nil leaves it unstated.
+    ///   - depthRendered: recorded as `depth_rendered` (how tracking weights its points); nil
+    ///     leaves it unstated.
     public init(folder: URL, name: String, intrinsics: Intrinsics, depthScale: Double = 5000, classSet: ClassSet?,
-                jpegQuality: Int? = nil, colorRegisteredToDepth: Bool? = nil) throws {
+                jpegQuality: Int? = nil, colorRegisteredToDepth: Bool? = nil, depthRendered: Bool? = nil) throws {
         self.folder = folder
         self.classSet = classSet
         self.jpegQuality = jpegQuality
@@ -26,7 +28,8 @@ public final class SemfuseSequenceWriter {
             name: name,
             intrinsics: .init(fx: intrinsics.fx, fy: intrinsics.fy, cx: intrinsics.cx, cy: intrinsics.cy,
                               width: intrinsics.width, height: intrinsics.height),
-            depthScale: depthScale, classSet: classSet?.name, colorRegisteredToDepth: colorRegisteredToDepth, frames: [])
+            depthScale: depthScale, classSet: classSet?.name, colorRegisteredToDepth: colorRegisteredToDepth,
+            depthRendered: depthRendered, frames: [])
         try write { try FileData.prepareFolder(folder) }
     }
 

@@ -40,13 +40,14 @@ public enum SequenceWriters {
     /// A writer for `format` at `output`. `depthScale` is used where the layout lets the writer
     /// choose (semfuse); the others have their layout's fixed unit. `colorRegisteredToDepth` is
     /// recorded where the layout can say it (semfuse); the others imply it
-    /// (`layoutImpliesRegisteredColor`).
+    /// (`layoutImpliesRegisteredColor`). So is `depthRendered` (the others imply measured depth).
     public static func make(_ format: SequenceFormat, output: URL, name: String, intrinsics: Intrinsics,
-                            classSet: ClassSet?, depthScale: Double = 1000, colorRegisteredToDepth: Bool? = nil) throws -> SequenceWriting {
+                            classSet: ClassSet?, depthScale: Double = 1000, colorRegisteredToDepth: Bool? = nil,
+                            depthRendered: Bool? = nil) throws -> SequenceWriting {
         switch format {
         case .semfuse:
             return try SemfuseSequenceWriter(folder: output, name: name, intrinsics: intrinsics, depthScale: depthScale, classSet: classSet,
-                                             colorRegisteredToDepth: colorRegisteredToDepth)
+                                             colorRegisteredToDepth: colorRegisteredToDepth, depthRendered: depthRendered)
         case .tum: return try TUMSequenceWriter(folder: output, intrinsics: intrinsics)
         case .sevenScenes: return try SevenScenesWriter(folder: output, intrinsics: intrinsics)
         case .klg: return try KLGWriter(file: output, intrinsics: intrinsics)

@@ -170,7 +170,7 @@ struct TrackingBench: ParsableCommand {
     var photometricWeight: Double?
 
     @Option(help: ICPWeights.help)
-    var icpWeights: ICPWeights = .depthNoise
+    var icpWeights: ICPWeights?
 
     @Flag(help: "With --photometric-weight > 0: also run geometric-only ICP as an in-run baseline.")
     var compareGeometric = false
@@ -208,6 +208,7 @@ struct TrackingBench: ParsableCommand {
         let scales = resolution == "full" ? [1] : resolution == "half" ? [2] : [1, 2]
         let photometricWeight = self.photometricWeight
             ?? TrackingParameters.photometricWeight(colorRegisteredToDepth: probe.capabilities.colorRegisteredToDepth)
+        let icpWeights = self.icpWeights ?? (probe.capabilities.depthIsRendered ? .uniform : .depthNoise)
         var variants = [("ICP + photometric (weight \(photometricWeight))", photometricWeight)]
         if photometricWeight == 0 { variants = [("ICP only", 0)] }
         if compareGeometric && photometricWeight > 0 { variants.append(("ICP only", 0)) }

@@ -87,7 +87,7 @@ struct Convert: ParsableCommand {
         }
         let writer = try SequenceWriters.make(target, output: outputURL, name: source.name, intrinsics: source.intrinsics,
                                               classSet: source.classSet, depthScale: SequenceConversion.depthScale(of: source),
-                                              colorRegisteredToDepth: registered)
+                                              colorRegisteredToDepth: registered, depthRendered: source.capabilities.depthIsRendered)
         Interrupt.install()
         let start = Date()
         let quiet = logging.quiet

@@ -170,7 +170,8 @@ struct Predict: ParsableCommand {
         if record != nil && classSet == nil { throw CLIError("--record stores class probabilities: give a segmenter with --weights") }
         let recorder = try record.map {
             try SemfuseSequenceWriter(folder: URL(fileURLWithPath: $0), name: "\(source.name)-predicted", intrinsics: source.intrinsics,
-                                      classSet: classSet ?? .nyu40, colorRegisteredToDepth: source.capabilities.colorRegisteredToDepth)
+                                      classSet: classSet ?? .nyu40, colorRegisteredToDepth: source.capabilities.colorRegisteredToDepth,
+                                      depthRendered: source.capabilities.depthIsRendered)
         }
         print("predict: \(source.name), \(positions.count) frames at \(source.intrinsics.width)x\(source.intrinsics.height) → \(outputURL.path)")
         Interrupt.install()

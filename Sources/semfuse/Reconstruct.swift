@@ -139,7 +139,7 @@ struct Reconstruct: ParsableCommand {
     var photometricWeight: Double?
 
     @Option(help: ICPWeights.help)
-    var icpWeights: ICPWeights = .depthNoise
+    var icpWeights: ICPWeights?
 
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
@@ -235,7 +235,8 @@ struct Reconstruct: ParsableCommand {
         request.depthInput = try DepthInputArgument.parse(size: depthInput, crop: depthCrop, focal: depthFocal)
         request.networkPrecision = precision
         request.photometricWeight = photometricWeight
-        request.tracking.depthNoise = icpWeights.noise
+        request.tracking.depthNoise = (icpWeights ?? .depthNoise).noise
+        request.automaticICPWeights = icpWeights == nil
         request.relocalise = !noRelocalisation
         request.loopClosure = !noLoopClosure
         request.rawTrajectory = trajectoryRaw.map { URL(fileURLWithPath: $0) }
@@ -290,19 +291,19 @@ final class ProgressPrinter {
     }
 }
 
-/// Parses the depth-model input options shared by `reconstruct`, `predict` and `evaluate`.
 /// How the tracker's ICP weights its correspondences (`--icp-weights`).
 enum ICPWeights: String, ExpressibleByArgument, CaseIterable {
     case depthNoise = "depth-noise"
     case uniform
 
     static let help = ArgumentHelp(
-        "Tracking: how ICP weights a point. depth-noise (the default) by 1/σ(z)², σ a Kinect v1's depth noise at the point's depth (Nguyen et al. 2012: 1.9 mm at 1 m, 6.1 mm at 2 m, 14 mm at 3 m), which took the 7-Scenes kitchen's tracked error on frames 0-499 from 3.6 to 2.8 cm (the finest pyramid level is weighted, the coarse ones uniform); uniform weights every point alike, as ElasticFusion, which suits depth whose far range is as trustworthy as its near (the synthetic scenes).",
+        "Tracking: how ICP weights a point. depth-noise by 1/σ(z)², σ a Kinect v1's depth noise at the point's depth (Nguyen et al. 2012: 1.9 mm at 1 m, 6.1 mm at 2 m, 14 mm at 3 m), which took the 7-Scenes kitchen's tracked error on frames 0-499 from 3.6 to 2.8 cm (the finest pyramid level is weighted, the coarse ones uniform); uniform weights every point alike, as ElasticFusion, which suits depth whose far range is as trustworthy as its near. Default: uniform for rendered depth (ICL-NUIM, semfuse synth), depth-noise for a sensor's.",
         valueName: "depth-noise|uniform")
 
     var noise: AxialDepthNoise? { self == .depthNoise ? .kinect : nil }
 }
 
+/// Parses the depth-model input options shared by `reconstruct`, `predict` and `evaluate`.
 enum DepthInputArgument {
     /// `size`: 'native', 'image' or WIDTHxHEIGHT (nil: `defaultSize`).
     static func parse(size: String?, crop: Double?, focal: String?, defaultSize: DepthInput.Size = .native) throws -> DepthInput {

@@ -91,13 +91,14 @@ final class TrackingTests: XCTestCase {
     /// Sideways past a wall, a floor and a low sofa (the synthetic loop's frames 160-259), the
     /// geometry hardly constrains the motion along the wall and point-to-plane ICP alone slides;
     /// the colour, registered to the depth, pins it. The job turns the photometric term on for
-    /// such sequences by itself (`SequenceCapabilities.colorRegisteredToDepth`).
+    /// such sequences by itself (`SequenceCapabilities.colorRegisteredToDepth`), and weights the
+    /// ICP points of rendered depth uniformly (`depthIsRendered`).
     func testRegisteredColourKeepsTrackingFromSlidingAlongAWall() throws {
         let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("wall")
         let k = SyntheticRenderer.defaultIntrinsics(width: 160, height: 120)
         let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 900), intrinsics: k, seed: 3)
         let writer = try SemfuseSequenceWriter(folder: dir, name: "wall", intrinsics: k, depthScale: 1000, classSet: nil,
-                                               colorRegisteredToDepth: true)
+                                               colorRegisteredToDepth: true, depthRendered: true)
         for i in Self.wallFrames {
             var frame = renderer.render(i).frame
             frame.labels = nil
@@ -117,7 +118,7 @@ final class TrackingTests: XCTestCase {
         }
         let automatic = try ate(photometricWeight: nil), geometric = try ate(photometricWeight: 0)
         print("wall: ICP alone \(geometric.rmse * 1000) mm, with the photometric term (automatic) \(automatic.rmse * 1000) mm")
-        XCTAssertTrue(automatic.summary.contains("photometric term weight 1"), automatic.summary)
+        XCTAssertTrue(automatic.summary.contains("uniform weights, photometric term weight 1"), automatic.summary)
         XCTAssertFalse(geometric.summary.contains("photometric"), geometric.summary)
         XCTAssertLessThanOrEqual(automatic.rmse, 0.02)
         XCTAssertGreaterThan(geometric.rmse, 3 * automatic.rmse, "ICP alone slides along the wall")

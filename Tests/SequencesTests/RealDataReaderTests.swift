@@ -15,6 +15,7 @@ final class RealDataReaderTests: XCTestCase {
         XCTAssertEqual(source.intrinsics, Intrinsics(fx: 585, fy: 585, cx: 320, cy: 240, width: 640, height: 480))
         XCTAssertTrue(source.capabilities.hasPoses)
         XCTAssertFalse(source.capabilities.colorRegisteredToDepth, "7-Scenes ships the two cameras' raw images")
+        XCTAssertFalse(source.capabilities.depthIsRendered)
         let frame = try source.frame(at: 0)
         XCTAssertEqual(frame.timestamp, 150)
         let depth = try XCTUnwrap(frame.depth)
@@ -47,6 +48,7 @@ final class RealDataReaderTests: XCTestCase {
         let source = try SequenceLoader.open(url)
         XCTAssertEqual(source.layout, "icl-nuim")
         XCTAssertTrue(source.capabilities.colorRegisteredToDepth, "rendered from one camera")
+        XCTAssertTrue(source.capabilities.depthIsRendered)
         XCTAssertEqual(source.intrinsics.fy, -480)
         let frames = try (0..<source.frameCount).map { try source.frame(at: $0) }
         func overlap(fy: Double) throws -> Double {
@@ -88,6 +90,7 @@ final class RealDataReaderTests: XCTestCase {
         XCTAssertEqual(source.layout, "tum")
         XCTAssertFalse(source.capabilities.hasPoses)
         XCTAssertTrue(source.capabilities.colorRegisteredToDepth, "the TUM benchmark's depth is registered to its colour")
+        XCTAssertFalse(source.capabilities.depthIsRendered)
         let values = try XCTUnwrap(source.frame(at: 0).depth).pixels.filter { $0 > 0 }.sorted()
         XCTAssertGreaterThan(values.count, 10_000)
         let median = values[values.count / 2]

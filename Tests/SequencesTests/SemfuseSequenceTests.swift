@@ -36,20 +36,23 @@ final class SemfuseSequenceTests: XCTestCase {
         try writer.finish(notes: ["test"], generator: ["seed": "1"])
     }
 
-    /// Whether colour is registered to depth: as the manifest states it, or for sequences written
-    /// before the key existed, true only for `semfuse synth`'s.
-    func testColourRegistrationFromTheManifest() throws {
+    /// Whether colour is registered to depth, and whether the depth is rendered: as the manifest
+    /// states it, or for sequences written before the keys existed, true only for `semfuse synth`'s.
+    func testColourRegistrationAndRenderedDepthFromTheManifest() throws {
         for (stated, tool, expected) in [(true, nil, true), (false, SequenceManifest.synthesiser, false),
                                          (nil, SequenceManifest.synthesiser, true), (nil, "semfuse predict", false), (nil, nil, false)] as [(Bool?, String?, Bool)] {
             let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("seq")
             let writer = try SemfuseSequenceWriter(folder: dir, name: "tiny", intrinsics: intrinsics, depthScale: 5000, classSet: .nyu40,
-                                                   colorRegisteredToDepth: stated)
+                                                   colorRegisteredToDepth: stated, depthRendered: stated.map { !$0 })
             try writer.append(makeFrame(0))
             try writer.finish(generator: tool.map { ["tool": $0] })
             let json = try String(contentsOf: dir.appendingPathComponent("sequence.json"), encoding: .utf8)
             XCTAssertEqual(json.contains("color_registered_to_depth"), stated != nil)
+            XCTAssertEqual(json.contains("depth_rendered"), stated != nil)
             let source = try SequenceLoader.open(dir)
-            XCTAssertEqual(source.capabilities.colorRegisteredToDepth, expected, "stated \(String(describing: stated)), tool \(tool ?? "none")")
+            let why = "stated \(String(describing: stated)), tool \(tool ?? "none")"
+            XCTAssertEqual(source.capabilities.colorRegisteredToDepth, expected, why)
+            XCTAssertEqual(source.capabilities.depthIsRendered, stated.map { !$0 } ?? expected, why)
         }
     }
 

@@ -73,8 +73,8 @@ public final class ICLNUIMReader: FrameSource {
             warnings.append("\(poseURL.path): \(list.count) poses (line k is frame k) for \(numbers.count) frames numbered \(firstNumber)-\(numbers.last!): "
                             + "\(uncovered.count) frames have no ground-truth pose (\(Self.list(uncovered)))")
         }
-        // Colour and depth are rendered from one camera.
-        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: !list.isEmpty, colorRegisteredToDepth: true)
+        // Colour and depth are rendered from one camera (POV-Ray, with simulated Kinect noise).
+        capabilities = SequenceCapabilities(hasDepth: true, hasPoses: !list.isEmpty, colorRegisteredToDepth: true, depthIsRendered: true)
     }
 
     static func list(_ numbers: [Int]) -> String {

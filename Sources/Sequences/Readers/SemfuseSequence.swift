@@ -37,11 +37,18 @@ public struct SequenceManifest: Codable, Equatable, Sendable {
     /// Whether colour is registered to depth (`SequenceCapabilities.colorRegisteredToDepth`).
     /// Absent in sequences written before it existed: then true only for `semfuse synth`'s.
     public var colorRegisteredToDepth: Bool?
+    /// Whether the depth is rendered (`SequenceCapabilities.depthIsRendered`); absent: true only
+    /// for `semfuse synth`'s sequences.
+    public var depthRendered: Bool?
     public var frames: [FrameEntry]
 
     /// Colour registered to depth as stated, or as implied by the writer when not stated.
     public var colorIsRegisteredToDepth: Bool {
         colorRegisteredToDepth ?? (generator?["tool"] == SequenceManifest.synthesiser)
+    }
+    /// Depth rendered as stated, or as implied by the writer when not stated.
+    public var depthIsRendered: Bool {
+        depthRendered ?? (generator?["tool"] == SequenceManifest.synthesiser)
     }
     /// The `generator.tool` of `semfuse synth`'s sequences (one camera renders colour and depth).
     public static let synthesiser = "semfuse synth"
@@ -51,6 +58,7 @@ public struct SequenceManifest: Codable, Equatable, Sendable {
         case depthScale = "depth_scale"
         case classSet = "class_set"
         case colorRegisteredToDepth = "color_registered_to_depth"
+        case depthRendered = "depth_rendered"
     }
 }
 
@@ -128,7 +136,7 @@ public final class SemfuseSequenceReader: FrameSource {
         }
         capabilities = SequenceCapabilities(hasDepth: frames.allSatisfy { $0.depth != nil }, hasPoses: poses != nil,
                                             hasLabels: hasLabels, hasProbabilities: hasProbabilities,
-                                            colorRegisteredToDepth: manifest.colorIsRegisteredToDepth)
+                                            colorRegisteredToDepth: manifest.colorIsRegisteredToDepth, depthIsRendered: manifest.depthIsRendered)
     }
 
     public func frame(at index: Int) throws -> Frame {

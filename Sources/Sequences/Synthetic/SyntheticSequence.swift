@@ -30,7 +30,7 @@ public enum SyntheticSequence {
         renderer.colorSamples = options.colorSamples
         let segmenter = SimulatedSegmenter(classSet: .nyu40, seed: options.seed)
         let writer = try SemfuseSequenceWriter(folder: folder, name: name, intrinsics: intrinsics, depthScale: options.depthScale, classSet: .nyu40,
-                                              jpegQuality: options.jpegQuality, colorRegisteredToDepth: true)
+                                              jpegQuality: options.jpegQuality, colorRegisteredToDepth: true, depthRendered: true)
         for i in 0..<options.frames {
             var frame = renderer.render(i).frame
             if options.recordProbabilities, let labels = frame.labels {
