@@ -58,6 +58,46 @@ final class ICPAccumulationTests: XCTestCase {
         XCTAssertEqual(compared, 36)
     }
 
+    /// With the photometric term, the eight-lane kernel does the geometric part and the per-pixel
+    /// loop adds the photometric part alone: the same system as the loop doing both, up to the
+    /// order of the geometric Float additions, with the same pixels in each term.
+    func testPhotometricTermJoinsTheEightLaneKernel() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let source = try SequenceLoader.open(root.appendingPathComponent("Sequences/synthetic-room"))
+        let f0 = try source.frame(at: 10), f1 = try source.frame(at: 14)
+        let k = source.intrinsics
+        let model = VertexNormalMap(depth: try XCTUnwrap(f0.depth).pixels, intrinsics: k)
+        let frame = VertexNormalMap(depth: try XCTUnwrap(f1.depth).pixels, intrinsics: k)
+        let live = IntensityMap(width: k.width, height: k.height, intensity: IntensityMap.luma(f1.color))
+        let old = IntensityMap(width: k.width, height: k.height, intensity: IntensityMap.luma(f0.color))
+        let truth = try XCTUnwrap(f0.worldFromCamera).inverse * XCTUnwrap(f1.worldFromCamera)
+        let nudge = RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0.3, 1, 0.2), angle: 0.01), translation: SIMD3(0.005, -0.01, 0.01))
+        var parameters = TrackingParameters()
+        parameters.photometricWeight = 1
+        let tracker = ICPTracker(parameters: parameters)
+        for transform in [truth, nudge * truth] {
+            for threads in [1, 2] {
+                let both = tracker.accumulate(frame: frame, model: model, transform: transform, threads: threads,
+                                              photometric: (live, old, 5), vectorised: false)
+                let split = tracker.accumulate(frame: frame, model: model, transform: transform, threads: threads, photometric: (live, old, 5))
+                let geometric = tracker.accumulate(frame: frame, model: model, transform: transform, threads: threads)
+                let label = "\(transform), \(threads) threads"
+                XCTAssertGreaterThan(both.photometricPixels, k.width * k.height / 10, label)
+                XCTAssertEqual(split.photometricPixels, both.photometricPixels, label)
+                XCTAssertEqual(split.valid, both.valid, label)
+                XCTAssertEqual(split.inliers, both.inliers, label)
+                XCTAssertEqual(split.squaredError, both.squaredError, accuracy: 1e-4 * both.squaredError, label)
+                let scale = both.A.map(abs).max()!
+                for i in 0..<36 { XCTAssertEqual(split.A[i], both.A[i], accuracy: 1e-5 * scale, "A[\(i)] \(label)") }
+                let bScale = both.b.map(abs).max()!
+                for i in 0..<6 { XCTAssertEqual(split.b[i], both.b[i], accuracy: 1e-4 * bScale, "b[\(i)] \(label)") }
+                // The photometric part is really there: the system differs from geometry alone.
+                let difference = zip(split.A, geometric.A).map { abs($0 - $1) }.max()!
+                XCTAssertGreaterThan(difference, 1e-3 * scale, label)
+            }
+        }
+    }
+
     /// On a plane facing the camera every live point has the same depth, so the depth-noise
     /// weights scale the whole system by one factor, (σ(1 m) / σ(z))², and leave the squared
     /// error (reported unweighted) and the correspondences alone. At 1 m the factor is 1.

@@ -65,7 +65,9 @@ public struct TrackingParameters: Sendable, Equatable {
     /// unweighted statistics. On the 7-Scenes kitchen (Kinect v1), frames 0-499, the tracked ATE
     /// went from 37.0 to 27.0 mm at 320x240: a Kinect's far depth carries more than noise. On the
     /// synthetic room, whose simulated noise is unbiased and whose surfaces lie mostly beyond
-    /// 2.3 m, it went from 5.2 to 7.6 mm. See docs/results.md, "Depth-noise weights".
+    /// 2.3 m, it went from 5.2 to 7.6 mm, so the reconstruction job weights rendered depth
+    /// uniformly (`ReconstructionRequest.automaticICPWeights`). See docs/results.md,
+    /// "Depth-noise weights" and "ICP weights for rendered depth".
     /// A model that is not `isUsable` weights uniformly; `ReconstructionRequest` refuses one.
     public var depthNoise: AxialDepthNoise? = .kinect
     public init() {}
@@ -182,11 +184,12 @@ public struct ICPTracker: Sendable {
 
     /// Point-to-plane normal equations for the current estimate (rows chunked across threads,
     /// partial sums added in chunk order so results do not depend on timing).
-    /// Without a photometric term the eight-lane kernel (`accumulateGeometric`) does the work;
-    /// `vectorised: false` forces this per-pixel loop, which tests compare it against.
+    /// The eight-lane kernel (`accumulateGeometric`) does the geometric term; a photometric term
+    /// is added by this per-pixel loop run for it alone (`geometric: false`). `vectorised: false`
+    /// runs both terms in this loop, which tests compare the kernel against.
     func accumulate(frame: VertexNormalMap, model: VertexNormalMap, transform: RigidTransform, threads: Int,
                     photometric: (live: IntensityMap, model: IntensityMap, minGradient: Float)? = nil,
-                    depthWeights: Bool = true, vectorised: Bool = true) -> System {
+                    depthWeights: Bool = true, vectorised: Bool = true, geometric: Bool = true) -> System {
         let k = model.intrinsics
         let w = frame.intrinsics.width, h = frame.intrinsics.height
         let mw = k.width, mh = k.height
@@ -202,8 +205,15 @@ public struct ICPTracker: Sendable {
         let emptyMap = IntensityMap(width: 0, height: 0, intensity: [])
         let liveI = photometric?.live ?? emptyMap, modelI = photometric?.model ?? emptyMap
         let usePhotometric = photometric != nil && liveI.width == w && liveI.height == h && modelI.width == mw && modelI.height == mh
-        if !usePhotometric && vectorised {
-            return accumulateGeometric(frame: frame, model: model, transform: transform, threads: threads, depthWeights: depthWeights)
+        if vectorised && geometric {
+            var system = accumulateGeometric(frame: frame, model: model, transform: transform, threads: threads, depthWeights: depthWeights)
+            guard usePhotometric else { return system }
+            let colour = accumulate(frame: frame, model: model, transform: transform, threads: threads, photometric: photometric,
+                                    depthWeights: depthWeights, vectorised: false, geometric: false)
+            for i in 0..<36 { system.A[i] += colour.A[i] }
+            for i in 0..<6 { system.b[i] += colour.b[i] }
+            system.photometricPixels = colour.photometricPixels
+            return system
         }
         let minGradient2 = (photometric?.minGradient ?? 0) * (photometric?.minGradient ?? 0)
         let noise = depthWeights ? parameters.depthNoiseWeights : nil
@@ -238,7 +248,7 @@ public struct ICPTracker: Sendable {
                         let p = y * w + x
                         let vc = fv[p]
                         guard vc.z > 0, fn[p] != .zero else { continue }
-                        s.valid += 1
+                        if geometric { s.valid += 1 }
                         let v = R.apply(vc)
                         guard v.z > 0 else { continue }
                         let uf = fx * v.x / v.z + cx, vf = fy * v.y / v.z + cy
@@ -274,7 +284,7 @@ public struct ICPTracker: Sendable {
                                 s.photometricPixels += 1
                             }
                         }
-                        guard vm.z > 0, nm != .zero else { continue }
+                        guard geometric, vm.z > 0, nm != .zero else { continue }
                         let d = v - vm
                         guard d.dot(d) <= maxDistance2, R.rotate(fn[p]).dot(nm) >= cosAngle else { continue }
                         let e = nm.dot(d)
