@@ -42,7 +42,7 @@ struct Synth: ParsableCommand {
     @Flag(help: "Noise-free depth.")
     var noNoise = false
 
-    @Option(help: "Colour rays per pixel along each axis, averaged like a camera pixel integrating light (1: the pixel centre only, which aliases textures and edges; 2 takes about 5x the time of 1).")
+    @Option(help: "Colour rays per pixel along each axis, averaged like a camera pixel integrating light (1: the pixel centre only, which aliases textures and edges; 2 takes about 6x the time of 1).")
     var colorSamples: Int = SyntheticSequence.Options().colorSamples
 
     @OptionGroup var logging: LoggingOptions

@@ -30,11 +30,10 @@ public struct TrackingParameters: Sendable, Equatable {
     ///
     /// Point-to-plane ICP alone slides where the geometry leaves a direction free (a wall, a
     /// floor and a low sofa, seen sideways): on three synthetic sequences of `semfuse synth`
-    /// (224x168 and 320x240, 480-960 frames) its ATE was 81-144 mm, and 5.5-17.8 mm with this
-    /// weight, the best of 0.1, 0.3, 1 and 3 overall. On the bundled room's first 150 frames,
-    /// where the geometry constrains every direction, it costs 7.6 → 10.1 mm. ElasticFusion
-    /// tracks with both terms for the same reason. See docs/results.md, "The photometric term
-    /// where colour is registered".
+    /// (224x168 and 320x240, 240-300 frames) its ATE was 98-106 mm, and 3.6-6.8 mm with this
+    /// weight, the best worst case of 0.3, 1 and 2; on the bundled room 7.6 → 6.1 mm (depth-noise
+    /// ICP weights). ElasticFusion tracks with both terms for the same reason. See
+    /// docs/results.md, "The photometric term where colour is registered".
     public static let registeredColorPhotometricWeight = 1.0
 
     /// The photometric weight a sequence gets unless the user sets one.

@@ -44,7 +44,7 @@ public struct SyntheticRenderer: Sendable {
     /// camera's pixel integrates the light falling on it. With 1 (the centre only) textures and
     /// edges alias and shimmer from frame to frame, which no camera does: on the bundled room
     /// the photometric term then made tracking worse (7.6 → 10.1 mm ATE), with 2 it made it
-    /// better (7.6 → 6.0 mm; docs/results.md, "The photometric term where colour is registered").
+    /// better (7.6 → 6.1 mm; docs/results.md, "The photometric term where colour is registered").
     public var colorSamples = 2
 
     /// Kinect-like field of view (57° horizontal) at the given size.
