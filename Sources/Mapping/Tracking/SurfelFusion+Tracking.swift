@@ -29,7 +29,8 @@ extension SurfelFusion {
 
     /// The live frame's intensity pyramid for photometric tracking.
     public func liveIntensity(color: ColorImage, levels: Int = 3) -> [IntensityMap] {
-        IntensityMap.pyramid(intensity: IntensityMap.luma(color), width: color.width, height: color.height, levels: levels)
+        IntensityMap.pyramid(intensity: IntensityMap.luma(color), width: color.width, height: color.height, levels: levels,
+                             threads: parameters.threads)
     }
 
     /// The model as the tracker sees it from `pose`: stable, active surfels splatted into vertex
@@ -72,6 +73,6 @@ extension SurfelFusion {
             }
         }
         let maps = VertexNormalMap(intrinsics: intrinsics, vertices: vertices, normals: normals).pyramid(levels: levels, threads: parameters.threads)
-        return (maps, intensity ? IntensityMap.pyramid(intensity: grey, width: w, height: h, levels: levels) : nil)
+        return (maps, intensity ? IntensityMap.pyramid(intensity: grey, width: w, height: h, levels: levels, threads: parameters.threads) : nil)
     }
 }
