@@ -40,7 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sequence")
     parser.add_argument("--frames", default=None, help="start:end positions (end exclusive)")
-    parser.add_argument("--width", type=int, default=640, help="640 (full) or 320 (half)")
+    parser.add_argument("--width", type=int, default=640, help="320 halves the images (and intrinsics) first; anything else keeps them")
     args = parser.parse_args()
     frames, K, scale = seven_scenes(args.sequence)
     if args.frames:
@@ -52,7 +52,10 @@ def main():
         K[:2] *= 0.5
         K[0, 2] -= 0.25  # pixel centres: (x + 0.5) / 2 - 0.5
         K[1, 2] -= 0.25
-    w, h = (320, 240) if half else (640, 480)
+    # The image size from the first frame (7-Scenes: 640x480; other folders in its layout, such
+    # as `semfuse convert --format 7scenes` output, may differ).
+    h0, w0 = np.asarray(o3d.io.read_image(frames[0][0])).shape[:2]
+    w, h = (w0 // 2, h0 // 2) if half else (w0, h0)
     intrinsic = o3d.camera.PinholeCameraIntrinsic(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
 
     def load(color_path, depth_path):
