@@ -167,9 +167,10 @@ public enum ReconstructionJob {
         options.tracking = request.tracking
         options.tracking.photometricWeight = request.photometricWeight
             ?? TrackingParameters.photometricWeight(colorRegisteredToDepth: source.capabilities.colorRegisteredToDepth)
-        if request.automaticICPWeights && source.capabilities.depthIsRendered {
-            options.tracking.depthNoise = nil
-            if options.poses == .track && request.tracking.depthNoise != nil {
+        if request.automaticICPWeights {
+            options.tracking.depthNoise = TrackingParameters.depthNoise(depthIsRendered: source.capabilities.depthIsRendered,
+                                                                        sensor: request.tracking.depthNoise)
+            if options.poses == .track && source.capabilities.depthIsRendered && request.tracking.depthNoise != nil {
                 logger.notice("tracking: \(source.layout) depth is rendered, so ICP weights its points uniformly (--icp-weights depth-noise weights them by a Kinect's noise)")
             }
         }

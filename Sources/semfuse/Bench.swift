@@ -208,7 +208,8 @@ struct TrackingBench: ParsableCommand {
         let scales = resolution == "full" ? [1] : resolution == "half" ? [2] : [1, 2]
         let photometricWeight = self.photometricWeight
             ?? TrackingParameters.photometricWeight(colorRegisteredToDepth: probe.capabilities.colorRegisteredToDepth)
-        let icpWeights = self.icpWeights ?? (probe.capabilities.depthIsRendered ? .uniform : .depthNoise)
+        let icpWeights = self.icpWeights
+            ?? (TrackingParameters.depthNoise(depthIsRendered: probe.capabilities.depthIsRendered) == nil ? .uniform : .depthNoise)
         var variants = [("ICP + photometric (weight \(photometricWeight))", photometricWeight)]
         if photometricWeight == 0 { variants = [("ICP only", 0)] }
         if compareGeometric && photometricWeight > 0 { variants.append(("ICP only", 0)) }

@@ -40,6 +40,13 @@ public struct TrackingParameters: Sendable, Equatable {
     public static func photometricWeight(colorRegisteredToDepth: Bool) -> Double {
         colorRegisteredToDepth ? registeredColorPhotometricWeight : 0
     }
+
+    /// The depth-noise model for ICP's weights a sequence gets unless the user sets one: none
+    /// (uniform weights) for rendered depth, whose far range is as good as its near, else
+    /// `sensor`. See `depthNoise`.
+    public static func depthNoise(depthIsRendered: Bool, sensor: AxialDepthNoise? = .kinect) -> AxialDepthNoise? {
+        depthIsRendered ? nil : sensor
+    }
     /// Expected point-to-plane noise, metres.
     public var geometricSigma = 0.01
     /// Expected intensity noise (0-255 units); residuals beyond it get a Huber weight.

@@ -82,7 +82,8 @@ public struct SyntheticRenderer: Sendable {
                         labelBuffer[p] = UInt8(hit.classId)
                         let ray = dir.normalized
                         cosBuffer[p] = Float(abs(hit.normal.dot(ray)))
-                        var c = scene.radiance(hit)
+                        let centre = scene.radiance(hit)
+                        var c = centre
                         if samples > 1 {
                             c = .zero
                             for sy in 0..<samples {
@@ -91,7 +92,7 @@ public struct SyntheticRenderer: Sendable {
                                     let v = Double(y) + (Double(sy) + 0.5) / Double(samples) - 0.5
                                     let d = pose.rotation * SIMD3((u - k.cx) / k.fx, (v - k.cy) / k.fy, 1)
                                     // A ray past every surface (none in the closed room) takes the centre's colour.
-                                    c += scene.raycast(origin: pose.translation, direction: d).map(scene.radiance) ?? scene.radiance(hit)
+                                    c += scene.raycast(origin: pose.translation, direction: d).map(scene.radiance) ?? centre
                                 }
                             }
                             c /= Double(samples * samples)
