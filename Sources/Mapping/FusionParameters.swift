@@ -3,8 +3,18 @@ public struct FusionParameters: Sendable, Equatable {
     /// Surfels with confidence at or above this are stable (EF `-c`).
     public var confidenceThreshold: Float = 10
     /// Confidence a surfel needs to appear in the model prediction the tracker aligns to
-    /// (nil: `confidenceThreshold`, as ElasticFusion).
+    /// (nil: `confidenceThreshold`, as ElasticFusion), once the map is older than
+    /// `trackingModelWarmup`.
     public var trackingConfidenceThreshold: Float? = nil
+    /// Frames over which that confidence rises linearly from 0 to its full value: the tracker of
+    /// a young map aligns to everything fused so far, and only from this many frames on to the
+    /// stable surfels alone. ElasticFusion (0 here) requires the stable threshold from the first
+    /// frame, when nothing is stable yet, so a young map is tracked against its last live frame
+    /// and whatever few surfels have become stable: on the 7-Scenes kitchen's ten 50-frame
+    /// slices the median ATE was 9.1 mm that way and 6.2 mm with 200 frames (PNG-50 17.6 against
+    /// 4.7 mm), and frames 0-499 27.7 against 25.6 mm (docs/results.md, "A tracking model that
+    /// grows with the map").
+    public var trackingModelWarmup: Int = 200
     /// Depth beyond this is ignored (EF `-d`, 3 m; SemanticFusion runs EF with 8 m).
     public var maxDepth: Float = 3
     /// Depth below this is ignored (EF's hard-coded 0.3 m).
@@ -59,4 +69,14 @@ public struct FusionParameters: Sendable, Equatable {
     public var threads: Int = defaultThreadCount
 
     public init() {}
+}
+
+extension FusionParameters {
+    /// The confidence a surfel needs to be in the model the tracker aligns to, `tick` frames
+    /// into the map (`trackingModelWarmup`).
+    public func trackingModelConfidence(tick: Int) -> Float {
+        let full = trackingConfidenceThreshold ?? confidenceThreshold
+        guard trackingModelWarmup > 0, tick < trackingModelWarmup else { return full }
+        return full * Float(max(tick, 0)) / Float(trackingModelWarmup)
+    }
 }

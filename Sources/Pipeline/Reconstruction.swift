@@ -147,6 +147,8 @@ public final class Reconstruction {
     public private(set) var worstPoseDeviation: (deviation: Double, position: Int, source: String)?
     private var lastPose: RigidTransform?
     private var consecutiveFailures = 0
+    /// The recent tracked frames, against which a frame that matches too little and jumps fails.
+    private var trackingHistory = TrackingHistory()
     private lazy var tracker = ICPTracker(parameters: options.tracking)
     /// Photometric tracking needs colour at the depth resolution.
     private var usePhotometric: Bool {
@@ -262,6 +264,11 @@ public final class Reconstruction {
             let liveIntensity = usePhotometric ? fusion.liveIntensity(color: frame.color) : nil
             var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
                                        frameIntensity: liveIntensity, modelIntensity: model.intensity)
+            if let jump = trackingHistory.failure(of: result, from: previous) {
+                result.failure = jump
+                result.pose = previous
+            }
+            var relocalised = false
             if let failure = result.failure {
                 guard let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
                                                  position: position, reason: failure) else {
@@ -276,7 +283,9 @@ public final class Reconstruction {
                     return
                 }
                 result = recovered
+                relocalised = true
             }
+            if !relocalised { trackingHistory.record(result, from: previous) }
             if consecutiveFailures > 0 {
                 logger.notice("tracking resumed at frame \(position) after \(consecutiveFailures) frames that could not be tracked")
                 consecutiveFailures = 0
@@ -393,10 +402,11 @@ public final class Reconstruction {
                                               minimumConfidence: options.fusion.keepConfidence ?? 1)
             let result = tracker.track(frame: live, model: model.geometry, previousPose: hypothesis.worldFromCamera,
                                        threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
-            guard result.succeeded else {
+            let failure = result.failure ?? trackingHistory.relocalisationFailure(of: result)
+            guard failure == nil else {
                 logger.debug("relocalisation hypothesis rejected", metadata: [
                     "frame": "\(position)", "keyframe": "\(hypothesis.keyframePosition)", "ferns": "\(hypothesis.fernDissimilarity)",
-                    "keypoints": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(result.failure ?? "")"])
+                    "keypoints": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(failure ?? "")"])
                 continue
             }
             relocalisations.append(Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition,

@@ -35,6 +35,8 @@ public struct TrackingBenchmark {
     public var parameters: TrackingParameters
     /// Confidence surfels need to be in the tracker's model (nil: the stable threshold).
     public var modelConfidence: Float?
+    /// Frames over which that confidence rises to its full value (`FusionParameters.trackingModelWarmup`).
+    public var modelWarmup = FusionParameters().trackingModelWarmup
     /// Cleanup's keep confidence (`FusionParameters.keepConfidence`; nil: ElasticFusion's rule).
     public var keepConfidence: Float?
     /// Close loops by deforming the map, as `reconstruct` does.
@@ -46,9 +48,11 @@ public struct TrackingBenchmark {
     public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         var fusionParameters = FusionParameters()
         fusionParameters.trackingConfidenceThreshold = modelConfidence
+        fusionParameters.trackingModelWarmup = modelWarmup
         fusionParameters.keepConfidence = keepConfidence
         let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0, parameters: fusionParameters)
         let tracker = ICPTracker(parameters: parameters)
+        var history = TrackingHistory()
         let photometric = parameters.photometricWeight > 0
         var tracking: [Double] = [], total: [Double] = []
         var estimated: [RigidTransform] = [], truth: [RigidTransform] = []
@@ -76,8 +80,14 @@ public struct TrackingBenchmark {
             if let previous = last {
                 let model = fusion.predictedModel(from: previous, intensity: photometric)
                 let tModel = DispatchTime.now().uptimeNanoseconds
-                let result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous,
+                var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous,
                                            frameIntensity: liveIntensity, modelIntensity: model.intensity)
+                if let jump = history.failure(of: result, from: previous) {
+                    result.failure = jump
+                    result.pose = previous
+                } else if result.succeeded {
+                    history.record(result, from: previous)
+                }
                 let tAligned = DispatchTime.now().uptimeNanoseconds
                 stages["live frame", default: []].append(Double(tLive - t0) / 1e6)
                 stages["model prediction", default: []].append(Double(tModel - tLive) / 1e6)

@@ -30,6 +30,8 @@ public enum InputLimits {
     /// Frames a surfel stays active unseen: at least 2 (the checkerboard touches each pixel every
     /// other frame); at most 10^6 (about nine hours at 30 frames/s; ElasticFusion's open loop).
     public static let timeWindow: ClosedRange<Int> = 2...1_000_000
+    /// `--model-warmup` frames (0: none).
+    public static let modelWarmup: ClosedRange<Int> = 0...1_000_000
     /// Focal lengths in pixels: below 1 px a pixel spans more than 45 degrees; above 100000 px
     /// (a 0.4-degree field of view at 640 px) no RGB-D camera exists.
     public static let focalLength: ClosedRange<Double> = 1...100_000

@@ -175,8 +175,11 @@ struct TrackingBench: ParsableCommand {
     @Flag(help: "With --photometric-weight > 0: also run geometric-only ICP as an in-run baseline.")
     var compareGeometric = false
 
-    @Option(help: "Confidence surfels need to be part of the model the tracker aligns to (default: the stable threshold, 10).")
+    @Option(help: "Confidence surfels need to be part of the model the tracker aligns to once the map is --model-warmup frames old (default: the stable threshold, 10).")
     var modelConfidence: Float?
+
+    @Option(help: "Tracking: frames over which the confidence a surfel needs to be in the model the tracker aligns to rises from 0 to the stable threshold, so a young map is tracked against everything it has fused rather than against its last frame; 0 requires stable surfels from the first frame (ElasticFusion).")
+    var modelWarmup: Int = FusionParameters().trackingModelWarmup
 
     @Option(help: "ICP convergence: stop a level once an update is smaller than this.")
     var convergence: Double = TrackingParameters().convergence
@@ -194,6 +197,7 @@ struct TrackingBench: ParsableCommand {
         guard ["full", "half", "both"].contains(resolution) else { throw ValidationError("--resolution must be full, half or both") }
         try limit(photometricWeight.flatMap { InputLimits.check($0, "--photometric-weight", in: InputLimits.photometricWeight) })
         try limit(modelConfidence.flatMap { InputLimits.check(Double($0), "--model-confidence", in: InputLimits.confidenceThreshold) })
+        try limit(InputLimits.check(modelWarmup, "--model-warmup", in: InputLimits.modelWarmup))
         try limit(keepConfidence.flatMap { InputLimits.check(Double($0), "--keep-confidence", in: InputLimits.confidenceThreshold) })
         try limit(InputLimits.check(convergence, "--convergence", in: 0...1, exclusiveLower: true))
     }
@@ -222,6 +226,7 @@ struct TrackingBench: ParsableCommand {
             parameters.depthNoise = icpWeights.noise
             var bench = TrackingBenchmark(source: source, positions: positions, parameters: parameters)
             bench.modelConfidence = modelConfidence
+            bench.modelWarmup = modelWarmup
             bench.keepConfidence = keepConfidence
             bench.loopClosure = !noLoopClosure
             let result = try bench.run { done, total in
@@ -247,6 +252,7 @@ struct TrackingBench: ParsableCommand {
                     },
                 ]
                 if let keepConfidence { row["keep_confidence"] = Double(keepConfidence) }
+                row["model_warmup"] = modelWarmup
                 if let ate = result.ate { row["ate_rmse_mm"] = ate.rmse * 1000; row["ate_median_mm"] = ate.median * 1000; row["ate_max_mm"] = ate.max * 1000 }
                 rows.append(row)
                 continue

@@ -147,6 +147,9 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Frames a surface may go unseen before it leaves the active map (ElasticFusion's -t, 200). Tracking and fusion use the active map; a loop closes when the camera comes back to inactive surface.")
     var timeWindow: Int = FusionParameters().timeDelta
 
+    @Option(help: "Tracking: frames over which the confidence a surfel needs to be in the model the tracker aligns to rises from 0 to the stable threshold, so a young map is tracked against everything it has fused rather than against its last frame; 0 requires stable surfels from the first frame (ElasticFusion).")
+    var modelWarmup: Int = FusionParameters().trackingModelWarmup
+
     @Flag(name: .customLong("no-loop-closure"), help: "Tracking: do not bend the map back into one surface when the camera returns to surface it left more than --time-window frames ago. Loop closure is ElasticFusion's: local (the recent map registered to the old surface in view) and global (a frame that looks like an old keyframe, by randomised ferns, registered to it by keypoints, then to the old surface by ICP); either deforms the map and the trajectory.")
     var noLoopClosure = false
     @Flag(help: "Read each frame only when it is fused, instead of decoding the next one on a background thread meanwhile (for measuring what the overlap saves).")
@@ -172,6 +175,7 @@ struct Reconstruct: ParsableCommand {
         try limit(voxelSize.flatMap { InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") })
         try limit(threads.flatMap { InputLimits.check($0, "--threads", in: InputLimits.threads) })
         try limit(InputLimits.check(timeWindow, "--time-window", in: InputLimits.timeWindow))
+        try limit(InputLimits.check(modelWarmup, "--model-warmup", in: InputLimits.modelWarmup))
         try limit(photometricWeight.flatMap { InputLimits.check($0, "--photometric-weight", in: InputLimits.photometricWeight) })
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
@@ -219,6 +223,7 @@ struct Reconstruct: ParsableCommand {
         request.reader.maxDepth = max(maxDepth, 8)
         request.fusion.maxDepth = maxDepth
         request.fusion.timeDelta = timeWindow
+        request.fusion.trackingModelWarmup = modelWarmup
         request.fusion.confidenceThreshold = confidenceThreshold ?? 10
         // Measured on 7-Scenes (docs/results.md, "Complete maps"): keeping and writing surfels
         // from confidence 1 on leaves accuracy as it is and completes the map; a given

@@ -140,7 +140,10 @@ final class LoopClosureTests: XCTestCase {
         let source = try SequenceLoader.open(root.appendingPathComponent("Sequences/synthetic-room"))
         let f0 = try source.frame(at: 0), f1 = try source.frame(at: 6)
         let pose0 = try XCTUnwrap(f0.worldFromCamera), pose1 = try XCTUnwrap(f1.worldFromCamera)
-        let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0)
+        // The model is frame 0 as seen live (no warm-up: the prediction is filled from it).
+        var noWarmup = FusionParameters()
+        noWarmup.trackingModelWarmup = 0
+        let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0, parameters: noWarmup)
         let live0 = fusion.liveFrame(depth: try XCTUnwrap(f0.depth))
         try fusion.integrate(depth: f0.depth!, color: f0.color, worldFromCamera: pose0, source: "", filteredDepth: live0.filteredDepth)
         fusion.acceptLiveFrame(live0.pyramid)

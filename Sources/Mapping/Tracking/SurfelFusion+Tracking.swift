@@ -33,10 +33,11 @@ extension SurfelFusion {
                              threads: parameters.threads)
     }
 
-    /// The model as the tracker sees it from `pose`: stable, active surfels splatted into vertex
-    /// and normal maps (camera frame of `pose`). If fewer than 75 % of a 32x24 grid of pixels are
-    /// covered, holes are filled from the last live frame (ElasticFusion's FillIn), which makes
-    /// the first frames frame-to-frame tracking until the map has stable surfels.
+    /// The model as the tracker sees it from `pose`: active surfels of at least
+    /// `FusionParameters.trackingModelConfidence(tick:)` (the stable ones once the map is older
+    /// than its warm-up) splatted into vertex and normal maps (camera frame of `pose`). If fewer
+    /// than 75 % of a 32x24 grid of pixels are covered, holes are filled from the last live frame
+    /// (ElasticFusion's FillIn).
     public func predictedPyramid(from pose: RigidTransform, levels: Int = 3) -> [VertexNormalMap] {
         predictedModel(from: pose, levels: levels, intensity: false).geometry
     }
@@ -45,12 +46,12 @@ extension SurfelFusion {
     /// holes filled from the last live frame by the same rule) for photometric tracking.
     /// `fillHoles: false` skips the fill from the last live frame: a relocalisation hypothesis is
     /// far from where that frame was taken. `minimumConfidence` overrides which surfels are drawn
-    /// (default: the stable ones, as tracking uses).
+    /// (default: those tracking uses).
     public func predictedModel(from pose: RigidTransform, levels: Int = 3, intensity: Bool = true, fillHoles: Bool = true,
                                minimumConfidence: Float? = nil)
         -> (geometry: [VertexNormalMap], intensity: [IntensityMap]?) {
         let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
-                                             selection: .init(minimumConfidence: minimumConfidence ?? parameters.trackingConfidenceThreshold ?? parameters.confidenceThreshold,
+                                             selection: .init(minimumConfidence: minimumConfidence ?? parameters.trackingModelConfidence(tick: tick),
                                                               activeWithin: parameters.timeDelta, tick: tick),
                                              threads: parameters.threads)
         var vertices = render.vertices, normals = render.normals

@@ -1,0 +1,57 @@
+@testable import Mapping
+import XCTest
+import Geometry
+
+/// `TrackingHistory`: a frame fails only when it both keeps too little of the recent inlier
+/// share and moves much more than the recent frames; relocalised frames answer to the share alone.
+final class TrackingHistoryTests: XCTestCase {
+    private func result(share: Double, metres: Double, degrees: Double = 0, from start: RigidTransform) -> TrackingResult {
+        let step = RigidTransform.exp(rho: SIMD3(metres, 0, 0), omega: SIMD3(0, degrees * .pi / 180, 0))
+        return TrackingResult(pose: start * step, inliers: Int((share * 10_000).rounded()), validPixels: 10_000, residual: 0.004,
+                              conditioning: 0.05, failure: nil)
+    }
+
+    /// Ten frames matching 47 % of their pixels and moving 6 mm each, ending at `end`.
+    private func history(end: inout RigidTransform) -> TrackingHistory {
+        var history = TrackingHistory()
+        for _ in 0..<10 {
+            let r = result(share: 0.47, metres: 0.006, from: end)
+            XCTAssertNil(history.failure(of: r, from: end), "a history shorter than its window judges nothing")
+            history.record(r, from: end)
+            end = r.pose
+        }
+        return history
+    }
+
+    func testAFrameThatLosesItsMatchesAndJumpsFails() throws {
+        var pose = RigidTransform()
+        let history = history(end: &pose)
+        let jump = result(share: 0.10, metres: 0.11, degrees: 3.5, from: pose)
+        let reason = try XCTUnwrap(history.failure(of: jump, from: pose))
+        XCTAssertTrue(reason.contains("matched 10 %") && reason.contains("110 mm"), reason)
+        // A turn alone is a jump too.
+        XCTAssertNotNil(history.failure(of: result(share: 0.10, metres: 0.006, degrees: 5, from: pose), from: pose))
+    }
+
+    func testEitherSignAloneIsGoodTracking() {
+        var pose = RigidTransform()
+        let history = history(end: &pose)
+        XCTAssertNil(history.failure(of: result(share: 0.10, metres: 0.006, from: pose), from: pose),
+                     "fewer matches at the usual speed: an occluder or new surface")
+        XCTAssertNil(history.failure(of: result(share: 0.45, metres: 0.11, from: pose), from: pose),
+                     "a fast move that still matches as before")
+        XCTAssertNil(history.failure(of: result(share: 0.10, metres: 0.015, from: pose), from: pose),
+                     "under the 2 cm floor of a jump")
+        var failed = result(share: 0.10, metres: 0.11, from: pose)
+        failed.failure = "ICP's own"
+        XCTAssertNil(history.failure(of: failed, from: pose), "a frame ICP failed already is not judged again")
+    }
+
+    func testARelocalisedFrameMustMatchAsTheRecentFramesDid() {
+        var pose = RigidTransform()
+        let history = history(end: &pose)
+        XCTAssertNotNil(history.relocalisationFailure(of: result(share: 0.10, metres: 0.5, from: pose)))
+        XCTAssertNil(history.relocalisationFailure(of: result(share: 0.30, metres: 0.5, from: pose)), "jumps are what relocalisation does")
+        XCTAssertNil(TrackingHistory().relocalisationFailure(of: result(share: 0.10, metres: 0.5, from: pose)))
+    }
+}
