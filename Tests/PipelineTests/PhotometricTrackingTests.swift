@@ -15,11 +15,9 @@ final class PhotometricTrackingTests: XCTestCase {
         for (a, b) in [(0, 2), (10, 13), (40, 44)] {
             let f0 = try source.frame(at: a), f1 = try source.frame(at: b)
             let pose0 = try XCTUnwrap(f0.worldFromCamera), pose1 = try XCTUnwrap(f1.worldFromCamera)
-            // The model is the first frame as seen live (ElasticFusion's first frames; no warm-up,
-            // so none of one frame's surfels is drawn and the prediction is filled from it).
-            var parameters = FusionParameters()
-            parameters.trackingModelWarmup = 0
-            let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0, parameters: parameters)
+            // The model is the first frame's surfels (drawn from the start by the warm-up), their
+            // colours from the disc centred nearest to each pixel.
+            let fusion = SurfelFusion(intrinsics: source.intrinsics, classCount: 0)
             let live0 = fusion.liveFrame(depth: try XCTUnwrap(f0.depth))
             try fusion.integrate(depth: f0.depth!, color: f0.color, worldFromCamera: pose0, source: "", filteredDepth: live0.filteredDepth)
             fusion.acceptLiveFrame(live0.pyramid, intensity: fusion.liveIntensity(color: f0.color))

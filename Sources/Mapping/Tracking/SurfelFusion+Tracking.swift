@@ -43,7 +43,9 @@ extension SurfelFusion {
     }
 
     /// The prediction with the model's intensity (surfel colours splatted like the geometry,
-    /// holes filled from the last live frame by the same rule) for photometric tracking.
+    /// holes filled from the last live frame by the same rule) for photometric tracking. Below
+    /// `FusionParameters.nearestCentreColorMaxFocal` each pixel takes the colour of the disc
+    /// centred nearest to it on the front surface (`SurfelRenderer.render(colorNoise:)`).
     /// `fillHoles: false` skips the fill from the last live frame: a relocalisation hypothesis is
     /// far from where that frame was taken. `minimumConfidence` overrides which surfels are drawn
     /// (default: those tracking uses).
@@ -53,6 +55,7 @@ extension SurfelFusion {
         let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
                                              selection: .init(minimumConfidence: minimumConfidence ?? parameters.trackingModelConfidence(tick: tick),
                                                               activeWithin: parameters.timeDelta, tick: tick),
+                                             colorNoise: intensity && Double(intrinsics.fx) < parameters.nearestCentreColorMaxFocal ? .kinect : nil,
                                              threads: parameters.threads)
         var vertices = render.vertices, normals = render.normals
         let w = intrinsics.width, h = intrinsics.height
@@ -61,7 +64,7 @@ extension SurfelFusion {
             grey = [Float](repeating: 0, count: w * h)
             let colors = map.colors
             for p in 0..<(w * h) where render.surfel[p] >= 0 {
-                let c = colors[Int(render.surfel[p])]
+                let c = colors[Int(render.colorSurfel.isEmpty ? render.surfel[p] : render.colorSurfel[p])]
                 grey[p] = max(1, 0.299 * Float(c.r) + 0.587 * Float(c.g) + 0.114 * Float(c.b))
             }
         }
