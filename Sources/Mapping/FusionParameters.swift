@@ -17,12 +17,12 @@ public struct FusionParameters: Sendable, Equatable {
     public var trackingModelWarmup: Int = 200
     /// Photometric tracking's model colours come from the disc centred nearest to each pixel on
     /// the front surface, not from the front disc alone, when the focal length is below this
-    /// (pixels): coarse pixels, where a front disc that is a neighbour's shifts the colours by a
-    /// large part of the view. On the synthetic sequences at 224x168 and 320x240 (focal 205-293
-    /// px) that took the ATE from 2.86-4.85 to 1.94-2.90 mm, and the first 500 frames of a long
-    /// loop from 7.1 to 6.2; at 640x480 (585 px) it changed nothing measurable (1.47 → 1.50, 1.32 → 1.38 mm) and
-    /// cost 10-15 % more tracking time (docs/results.md, "Model colour from the nearest disc
-    /// centre"). 0 turns it off, infinity on at every size.
+    /// (pixels): where pixels are coarse, a front disc that is a neighbour's shifts the colours
+    /// by a pixel, a wide angle. On the synthetic sequences at 224x168 and 320x240 (focal
+    /// 205-293 px) that took the ATE from 2.86-4.85 to 1.94-2.90 mm, and the first 500 frames of
+    /// a long loop from 7.1 to 6.2; at 640x480 (585 px) it changed nothing measurable (1.47 →
+    /// 1.50, 1.32 → 1.38 mm) and cost 10-15 % more tracking time (docs/results.md, "Model colour
+    /// from the nearest disc centre"). 0 turns it off, infinity on at every size.
     public var nearestCentreColorMaxFocal: Double = 400
     /// Depth beyond this is ignored (EF `-d`, 3 m; SemanticFusion runs EF with 8 m).
     public var maxDepth: Float = 3
