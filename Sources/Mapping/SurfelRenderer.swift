@@ -78,7 +78,7 @@ public struct SurfelRenderer {
         // One z-buffer of keys (depth bits << 32 | surfel index) per worker, back to back.
         var keys = [UInt64](repeating: .max, count: workers * n)
         let T = cameraFromWorld.float
-        let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
+        let camera = Camera(intrinsics)
         let minConf = selection.minimumConfidence ?? -.infinity
         // Surfels are drawn when lastSeen lies in [oldest, newest]: the active window, or for the
         // inactive model everything before it.
@@ -91,7 +91,8 @@ public struct SurfelRenderer {
         }
         // Each pixel's ray (x − cx) / fx, (y − cy) / fy, computed once per column and row: the
         // same values the disc loop used to divide out per covered pixel.
-        let rayX = (0..<w).map { (Float($0) - cx) / fx }, rayY = (0..<h).map { (Float($0) - cy) / fy }
+        let rayX = (0..<w).map { (Float($0) - camera.cx) / camera.fx }, rayY = (0..<h).map { (Float($0) - camera.cy) / camera.fy }
+        let drawn = Drawn(minConf: minConf, oldest: oldest, newest: newest, madeBy: madeBy)
         var surfel = [Int32](repeating: -1, count: n)
         var depthPixels = [Float](repeating: 0, count: n)
         var vertices = [SIMD3<Float>](repeating: .zero, count: n)
@@ -105,34 +106,11 @@ public struct SurfelRenderer {
             ParallelFor.strided(count, workers: workers, batch: ParallelFor.surfelRun, threads: threads) { k, _, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 for i in surfels {
-                    guard m.confidences[i] >= minConf, m.lastSeen[i] >= oldest, m.lastSeen[i] <= newest, m.initTimes[i] <= madeBy else { continue }
-                    let p = T.apply(m.positions[i])
-                    guard p.z > 0.05 else { continue }
-                    let nrm = T.rotate(m.normals[i])
-                    let r = m.radii[i]
-                    let u = fx * p.x / p.z + cx, v = fy * p.y / p.z + cy
-                    let pr = min(maxPixelRadius, max(0.5, r * max(abs(fx), abs(fy)) / p.z))
-                    // The disc's pixel box, clamped in floating point first so a surfel far
-                    // outside the image (or a non-finite one read from a file) converts no
-                    // out-of-range value to Int.
-                    guard u.isFinite, v.isFinite, pr.isFinite else { continue }
-                    let x0 = Int(min(max((u - pr).rounded(.up), 0), Float(w))), x1 = Int(max(min((u + pr).rounded(.down), Float(w - 1)), -1))
-                    let y0 = Int(min(max((v - pr).rounded(.up), 0), Float(h))), y1 = Int(max(min((v + pr).rounded(.down), Float(h - 1)), -1))
-                    guard x0 <= x1, y0 <= y1 else { continue }
-                    let np = nrm.dot(p)
-                    for y in y0...y1 {
+                    guard drawn.includes(m, i), let disc = Disc(m, i, T, camera, width: w, height: h, maxPixelRadius: maxPixelRadius) else { continue }
+                    for y in disc.y0...disc.y1 {
                         let ry = rayY[y]
-                        for x in x0...x1 {
-                            let d = SIMD3(rayX[x], ry, 1)
-                            let nd = nrm.dot(d)
-                            var z = p.z
-                            if abs(nd) > 1e-3 {
-                                let t = np / nd
-                                let q = d * t
-                                let e = q - p
-                                guard t > 0, e.dot(e) <= r * r else { continue }
-                                z = t
-                            }
+                        for x in disc.x0...disc.x1 {
+                            guard let z = disc.depth(along: SIMD3(rayX[x], ry, 1)) else { continue }
                             let candidate = UInt64(z.bitPattern) << 32 | UInt64(UInt32(i))
                             let pix = y * w + x
                             if candidate < key[pix] { key[pix] = candidate }
@@ -167,7 +145,7 @@ public struct SurfelRenderer {
         var output = Output(width: w, height: h, surfel: surfel, depth: depth, vertices: vertices, normals: normalsOut)
         if let colorNoise {
             output.colorSurfel = nearestCentres(map, front: depthPixels, keys: &keys, workers: workers, transform: T,
-                                                intrinsics: intrinsics, rays: (rayX, rayY), drawn: (minConf, oldest, newest, madeBy),
+                                                intrinsics: intrinsics, rays: (rayX, rayY), drawn: drawn,
                                                 noise: colorNoise, maxPixelRadius: maxPixelRadius, threads: threads)
         }
         return output
@@ -178,10 +156,10 @@ public struct SurfelRenderer {
     /// pixel no more than 2σ(z) behind the front depth; per-worker buffers as the depth pass.
     private func nearestCentres(_ map: SurfelMap, front: [Float], keys: inout [UInt64], workers: Int, transform T: RigidTransformF,
                                 intrinsics: Intrinsics, rays: (x: [Float], y: [Float]),
-                                drawn: (minConf: Float, oldest: Int32, newest: Int32, madeBy: Int32),
+                                drawn: Drawn,
                                 noise: AxialDepthNoise, maxPixelRadius: Float, threads: Int) -> [Int32] {
         let w = intrinsics.width, h = intrinsics.height, n = w * h
-        let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
+        let camera = Camera(intrinsics)
         let base = Float(noise.base), quadratic = Float(noise.quadratic), offset = Float(noise.offset)
         for k in keys.indices { keys[k] = .max }
         var chosen = [Int32](repeating: -1, count: n)
@@ -193,39 +171,18 @@ public struct SurfelRenderer {
             ParallelFor.strided(map.count, workers: workers, batch: ParallelFor.surfelRun, threads: threads) { k, _, surfels in
                 let key = keys.slice((k * n)..<((k + 1) * n))
                 for i in surfels {
-                    guard m.confidences[i] >= drawn.minConf, m.lastSeen[i] >= drawn.oldest, m.lastSeen[i] <= drawn.newest,
-                          m.initTimes[i] <= drawn.madeBy else { continue }
-                    let p = T.apply(m.positions[i])
-                    guard p.z > 0.05 else { continue }
-                    let nrm = T.rotate(m.normals[i])
-                    let r = m.radii[i]
-                    let u = fx * p.x / p.z + cx, v = fy * p.y / p.z + cy
-                    let pr = min(maxPixelRadius, max(0.5, r * max(abs(fx), abs(fy)) / p.z))
-                    guard u.isFinite, v.isFinite, pr.isFinite else { continue }
-                    let x0 = Int(min(max((u - pr).rounded(.up), 0), Float(w))), x1 = Int(max(min((u + pr).rounded(.down), Float(w - 1)), -1))
-                    let y0 = Int(min(max((v - pr).rounded(.up), 0), Float(h))), y1 = Int(max(min((v + pr).rounded(.down), Float(h - 1)), -1))
-                    guard x0 <= x1, y0 <= y1 else { continue }
-                    let np = nrm.dot(p)
-                    let sigma = base + quadratic * (p.z - offset) * (p.z - offset)
-                    let tolerance = 2 * sigma
-                    for y in y0...y1 {
+                    guard drawn.includes(m, i), let disc = Disc(m, i, T, camera, width: w, height: h, maxPixelRadius: maxPixelRadius) else { continue }
+                    let pz = disc.p.z
+                    let tolerance = 2 * (base + quadratic * (pz - offset) * (pz - offset))
+                    for y in disc.y0...disc.y1 {
                         let ry = rayY[y]
-                        let dv = Float(y) - v
-                        for x in x0...x1 {
+                        let dv = Float(y) - disc.v
+                        for x in disc.x0...disc.x1 {
                             let pix = y * w + x
                             let nearest = front[pix]
-                            guard nearest > 0 else { continue }
-                            let d = SIMD3(rayX[x], ry, 1)
-                            let nd = nrm.dot(d)
-                            var z = p.z
-                            if abs(nd) > 1e-3 {
-                                let t = np / nd
-                                let e = d * t - p
-                                guard t > 0, e.dot(e) <= r * r else { continue }
-                                z = t
-                            }
+                            guard nearest > 0, let z = disc.depth(along: SIMD3(rayX[x], ry, 1)) else { continue }
                             guard z <= nearest + tolerance else { continue }
-                            let du = Float(x) - u
+                            let du = Float(x) - disc.u
                             let candidate = UInt64((du * du + dv * dv).bitPattern) << 32 | UInt64(UInt32(i))
                             if candidate < key[pix] { key[pix] = candidate }
                         }
@@ -244,5 +201,58 @@ public struct SurfelRenderer {
             }
         }}
         return chosen
+    }
+
+    /// The pinhole in Float, as the splat loops use it.
+    private struct Camera {
+        let fx: Float, fy: Float, cx: Float, cy: Float
+        init(_ k: Intrinsics) { fx = Float(k.fx); fy = Float(k.fy); cx = Float(k.cx); cy = Float(k.cy) }
+    }
+
+    /// Which surfels a render draws: confidence, last seen within [oldest, newest], made by.
+    struct Drawn {
+        let minConf: Float, oldest: Int32, newest: Int32, madeBy: Int32
+        @inline(__always) func includes(_ m: SurfelMap.KernelInputs, _ i: Int) -> Bool {
+            m.confidences[i] >= minConf && m.lastSeen[i] >= oldest && m.lastSeen[i] <= newest && m.initTimes[i] <= madeBy
+        }
+    }
+
+    /// One surfel as a disc in the camera: its centre, normal and radius there, where its centre
+    /// projects, and the pixel box it may cover. Both splat passes use it, so they agree on
+    /// which pixels a disc covers and at what depth.
+    private struct Disc {
+        let p: SIMD3<Float>, normal: SIMD3<Float>, radius: Float, normalDotCentre: Float
+        let u: Float, v: Float
+        let x0: Int, x1: Int, y0: Int, y1: Int
+
+        /// nil when the surfel is behind the camera (or within 5 cm of it) or covers no pixel.
+        @inline(__always) init?(_ m: SurfelMap.KernelInputs, _ i: Int, _ T: RigidTransformF, _ c: Camera,
+                                width w: Int, height h: Int, maxPixelRadius: Float) {
+            p = T.apply(m.positions[i])
+            guard p.z > 0.05 else { return nil }
+            normal = T.rotate(m.normals[i])
+            radius = m.radii[i]
+            u = c.fx * p.x / p.z + c.cx
+            v = c.fy * p.y / p.z + c.cy
+            let pr = min(maxPixelRadius, max(0.5, radius * max(abs(c.fx), abs(c.fy)) / p.z))
+            // The pixel box, clamped in floating point first so a surfel far outside the image (or
+            // a non-finite one read from a file) converts no out-of-range value to Int.
+            guard u.isFinite, v.isFinite, pr.isFinite else { return nil }
+            x0 = Int(min(max((u - pr).rounded(.up), 0), Float(w))); x1 = Int(max(min((u + pr).rounded(.down), Float(w - 1)), -1))
+            y0 = Int(min(max((v - pr).rounded(.up), 0), Float(h))); y1 = Int(max(min((v + pr).rounded(.down), Float(h - 1)), -1))
+            guard x0 <= x1, y0 <= y1 else { return nil }
+            normalDotCentre = normal.dot(p)
+        }
+
+        /// Depth along z where the ray `d` (z = 1) meets the disc, nil outside it; a disc seen
+        /// edge-on keeps its centre's depth.
+        @inline(__always) func depth(along d: SIMD3<Float>) -> Float? {
+            let nd = normal.dot(d)
+            guard abs(nd) > 1e-3 else { return p.z }
+            let t = normalDotCentre / nd
+            let e = d * t - p
+            guard t > 0, e.dot(e) <= radius * radius else { return nil }
+            return t
+        }
     }
 }
