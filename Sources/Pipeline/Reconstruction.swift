@@ -92,6 +92,8 @@ public final class Reconstruction {
     /// Loop-closure registrations tried and rejected, frames where inactive surface in view was
     /// found to agree already (and made active again), and the time spent in all attempts.
     public private(set) var loopClosureRejections = 0, loopClosureReactivations = 0
+    /// The rejections by the check they failed (the summary says which checks refused most).
+    public private(set) var loopClosureRejectionsByCheck: [LoopCloser.Rejection.Check: Int] = [:]
     public private(set) var loopClosureSeconds = 0.0
     /// Frames on which a registration against the inactive model was tried.
     public private(set) var loopClosureAttempts = 0
@@ -379,9 +381,10 @@ public final class Reconstruction {
         }
     }
 
-    private func rejected(_ reason: String, kind: String, position: Int) {
+    private func rejected(_ reason: LoopCloser.Rejection, kind: String, position: Int) {
         loopClosureAttempts += 1
         loopClosureRejections += 1
+        loopClosureRejectionsByCheck[reason.check, default: 0] += 1
         logger.debug("loop closure rejected", metadata: ["frame": "\(position)", "kind": "\(kind)", "reason": "\(reason)"])
     }
 

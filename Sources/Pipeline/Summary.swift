@@ -65,9 +65,11 @@ enum Summary {
                     text += "\(r.loopClosures.count) closed: " + list.joined(separator: "; ") + (r.loopClosures.count > 8 ? "; ..." : "")
                 }
                 if r.loopClosureAttempts > 0 {
-                    text += String(format: "; %d registrations tried (%d rejected, %d found the old surface in place), %.1f ms per fused frame",
-                                   r.loopClosureAttempts, r.loopClosureRejections, r.loopClosureReactivations,
-                                   r.loopClosureSeconds * 1000 / Double(max(r.framesFused, 1)))
+                    // The checks that refused, most first: says why a loop did not close.
+                    let checks = LoopCloser.Rejection.tally(r.loopClosureRejectionsByCheck)
+                    text += String(format: "; %d registrations tried (%d rejected%@; %d found the old surface in place), %.1f ms per fused frame",
+                                   r.loopClosureAttempts, r.loopClosureRejections, checks.isEmpty ? "" : ": " + checks,
+                                   r.loopClosureReactivations, r.loopClosureSeconds * 1000 / Double(max(r.framesFused, 1)))
                 }
                 lines.append(text)
             }

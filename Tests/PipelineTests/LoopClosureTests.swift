@@ -190,6 +190,13 @@ final class LoopClosureTests: XCTestCase {
     /// again, or joined by a closure), and whatever the registration finds is small: a closure
     /// must not damage a consistent map. (At 160x120 the old and new surface overlap on about
     /// 6 % of the pixels, so a registration can be a few millimetres off.)
+    func testRejectionsAreTalliedByCheckMostFirst() {
+        typealias Check = LoopCloser.Rejection.Check
+        XCTAssertEqual(LoopCloser.Rejection.tally([:]), "")
+        XCTAssertEqual(LoopCloser.Rejection.tally([.notRepeatable: 3, .fewInliers: 12, .beyondDrift: 3, .residual: 0]),
+                       "12 too few inliers, 3 beyond the drift since the last agreement, 3 not repeatable")
+    }
+
     func testNoDriftMeansNoHarm() throws {
         let renderer = Self.renderer(Self.intrinsics)
         let fusion = Self.makeFusion()
@@ -261,7 +268,7 @@ final class LoopClosureTests: XCTestCase {
                     let outcome = doubtful.attempt(fusion, pose: pose, closer: closer, relocaliser: relocaliser, code: code,
                                                    color: frame.color, depth: depth, live: live.pyramid).outcome
                     if case .closed = outcome { XCTFail("frame \(k): closed \(since) frames after a consistent camera") }
-                    if case .rejected(let reason) = outcome, reason.contains("beyond the drift") { driftRejections[since, default: 0] += 1 }
+                    if case .rejected(let reason) = outcome, reason.check == .beyondDrift { driftRejections[since, default: 0] += 1 }
                 }
             }
             let attempt = search.attempt(fusion, pose: pose, closer: closer, relocaliser: relocaliser, code: code, color: frame.color,

@@ -197,11 +197,46 @@ public struct MapDeformation: Sendable {
 /// bent by a deformation graph so the recent (active) surface lands on the old one, the old
 /// surface is pinned, and the bent surface becomes active again.
 public struct LoopCloser: Sendable {
+    /// Why a registration did not bend the map: the check it failed, and the figures behind it.
+    public struct Rejection: Sendable, CustomStringConvertible {
+        public enum Check: String, Sendable, CaseIterable {
+            case registrationFailed = "registration failed"
+            case fewInliers = "too few inliers"
+            case residual = "residual too large"
+            case poorlyConstrained = "poorly constrained"
+            case beyondDrift = "beyond the drift since the last agreement"
+            case tooLarge = "correction too large"
+            case notRepeatable = "not repeatable"
+            case fewConstraints = "too few constraints"
+            case deformation = "deformation refused"
+        }
+        public var check: Check
+        /// The check and its figures, for the log.
+        public var message: String
+        public var description: String { message }
+
+        init(_ check: Check, _ message: String) {
+            self.check = check
+            self.message = message
+        }
+
+        /// "12 too few inliers, 3 not repeatable": counts by check, most first (ties in the
+        /// order the checks run), for a summary line; empty when nothing was rejected.
+        public static func tally(_ counts: [Check: Int]) -> String {
+            var rows: [(order: Int, check: Check, count: Int)] = []
+            for (order, check) in Check.allCases.enumerated() {
+                if let count = counts[check], count > 0 { rows.append((order, check, count)) }
+            }
+            rows.sort { $0.count != $1.count ? $0.count > $1.count : $0.order < $1.order }
+            return rows.map { "\($0.count) \($0.check.rawValue)" }.joined(separator: ", ")
+        }
+    }
+
     public enum Outcome: Sendable {
         /// Nothing to do this frame (no inactive surface in view, or too little).
         case skipped
-        /// A registration was tried and failed a check (the reason says which).
-        case rejected(String)
+        /// A registration was tried and failed a check (the rejection says which).
+        case rejected(Rejection)
         /// The inactive surface already agreed with the active one: it was made active again.
         case reactivated(Int)
         /// The map was bent; `pose` is the corrected pose of the current camera.
@@ -278,16 +313,16 @@ public struct LoopCloser: Sendable {
         let metres = correction.translationNorm, degrees = correction.rotationAngle * 180 / .pi
         let detail = String(format: "%d inliers, %d overlapping pixels, residual %.1f mm, conditioning %.1e, correction %.1f mm %.2f deg",
                             result.inliers, overlap, result.residual * 1000, result.conditioning, metres * 1000, degrees)
-        if let failure = result.failure { return .rejected("registration: \(failure) (\(detail))") }
+        if let failure = result.failure { return .rejected(Rejection(.registrationFailed, "registration: \(failure) (\(detail))")) }
         let pixels = Double(fusion.intrinsics.width * fusion.intrinsics.height)
         if Double(result.inliers) < parameters.minInlierFraction * pixels || Double(result.inliers) < parameters.minOverlapInliers * Double(overlap) {
-            return .rejected("registration: too few inliers (\(detail))")
+            return .rejected(Rejection(.fewInliers, "registration: too few inliers (\(detail))"))
         }
         if result.residual > parameters.maxResidual {
-            return .rejected("registration residual too large (\(detail))")
+            return .rejected(Rejection(.residual, "registration residual too large (\(detail))"))
         }
         if result.conditioning < parameters.minConditioning {
-            return .rejected("registration poorly constrained (\(detail))")
+            return .rejected(Rejection(.poorlyConstrained, "registration poorly constrained (\(detail))"))
         }
         let (maxMetres, maxDegrees) = kind == .local ? (parameters.maxCorrection, parameters.maxCorrectionDegrees)
                                                      : (parameters.maxGlobalCorrection, parameters.maxGlobalCorrectionDegrees)
@@ -296,12 +331,12 @@ public struct LoopCloser: Sendable {
             let driftMetres = min(maxMetres, parameters.driftAllowance + parameters.driftPerFrame * elapsed)
             let driftDegrees = min(maxDegrees, parameters.driftAllowanceDegrees + parameters.driftDegreesPerFrame * elapsed)
             if metres > driftMetres || degrees > driftDegrees {
-                return .rejected(String(format: "correction beyond the drift of %d frames since the camera last agreed with old surface (at most %.0f mm, %.1f deg; %@)",
-                                        frames, driftMetres * 1000, driftDegrees, detail))
+                return .rejected(Rejection(.beyondDrift, String(format: "correction beyond the drift of %d frames since the camera last agreed with old surface (at most %.0f mm, %.1f deg; %@)",
+                                        frames, driftMetres * 1000, driftDegrees, detail)))
             }
         }
         if metres > maxMetres || degrees > maxDegrees {
-            return .rejected("correction too large (\(detail))")
+            return .rejected(Rejection(.tooLarge, "correction too large (\(detail))"))
         }
         if metres < parameters.minCorrection && degrees < parameters.minCorrectionDegrees {
             return .reactivated(reactivate(fusion, pose: pose, minimumConfidence: oldSurface))
@@ -310,9 +345,9 @@ public struct LoopCloser: Sendable {
             let again = restart(frame: frame, model: model, answer: modelPose.inverse * result.pose, threads: p.threads)
             if again.failure != nil || again.metres > max(parameters.restartFloor, parameters.restartTolerance * metres)
                 || again.degrees > max(parameters.restartFloorDegrees, parameters.restartTolerance * degrees) {
-                return .rejected(String(format: "registration not repeatable: restarted %.0f %% of the way, it ends %.1f mm %.2f deg from its first answer%@ (%@)",
+                return .rejected(Rejection(.notRepeatable, String(format: "registration not repeatable: restarted %.0f %% of the way, it ends %.1f mm %.2f deg from its first answer%@ (%@)",
                                         parameters.restartFraction * 100, again.metres * 1000, again.degrees,
-                                        again.failure.map { ", \($0)" } ?? "", detail))
+                                        again.failure.map { ", \($0)" } ?? "", detail)))
             }
         }
 
@@ -340,16 +375,16 @@ public struct LoopCloser: Sendable {
             }
         }
         guard points.count - pins >= parameters.minConstraints, pins >= parameters.minConstraints else {
-            return .rejected("too few constraints (\(points.count - pins) recent surface points, \(pins) old ones on the grid)")
+            return .rejected(Rejection(.fewConstraints, "too few constraints (\(points.count - pins) recent surface points, \(pins) old ones on the grid)"))
         }
-        guard let deformation = makeGraph(map) else { return .rejected("map too small for a deformation graph") }
+        guard let deformation = makeGraph(map) else { return .rejected(Rejection(.deformation, "map too small for a deformation graph")) }
         var graph = deformation.graph
         let constraints = points.map {
             DeformationGraph.Constraint(source: $0.source, target: $0.target, influence: deformation.influence(of: $0.source, time: $0.time))
         }
-        guard let report = graph.optimise(constraints) else { return .rejected("deformation: normal equations singular") }
+        guard let report = graph.optimise(constraints) else { return .rejected(Rejection(.deformation, "deformation: normal equations singular")) }
         if !(report.constraintErrorAfter <= parameters.maxDeformationResidual) || report.constraintErrorAfter > 0.5 * report.constraintErrorBefore {
-            return .rejected(String(format: "deformation residual %.1f mm (%.1f mm before)", report.constraintErrorAfter * 1000, report.constraintErrorBefore * 1000))
+            return .rejected(Rejection(.deformation, String(format: "deformation residual %.1f mm (%.1f mm before)", report.constraintErrorAfter * 1000, report.constraintErrorBefore * 1000)))
         }
         let bent = MapDeformation(graph: graph, nodeTimes: deformation.nodeTimes, temporalCandidates: deformation.temporalCandidates,
                                   cameraWindow: deformation.cameraWindow)
