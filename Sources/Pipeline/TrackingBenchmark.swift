@@ -24,6 +24,8 @@ public struct TrackingBenchmark {
         public var loopClosureMilliseconds: [Double] = []
         /// The closures that bent the map, with the time each took.
         public var loopClosures: [LoopClosureReport] = []
+        /// Registrations refused, by the check they failed (as `reconstruct` counts them).
+        public var loopClosureRejections: [LoopCloser.Rejection.Check: Int] = [:]
         public var trackingMedian: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.5) }
         public var trackingP10: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.1) }
         public var trackingP90: Double { FusionBenchmark.Run.percentile(trackingMilliseconds, 0.9) }
@@ -65,6 +67,7 @@ public struct TrackingBenchmark {
         var keyframes = loopClosure ? Relocaliser(intrinsics: source.intrinsics) : nil
         var search = GlobalLoopSearch()
         var loopMilliseconds: [Double] = [], closures: [LoopClosureReport] = []
+        var rejections: [LoopCloser.Rejection.Check: Int] = [:]
         var ticks: [Int] = []
         for (k, position) in positions.enumerated() {
             let frame = try source.frame(at: position)
@@ -98,6 +101,8 @@ public struct TrackingBenchmark {
                     let start = DispatchTime.now().uptimeNanoseconds
                     let step = LoopClosureStep.run(fusion, pose: pose, closer: closer, search: &search, keyframes: relocaliser,
                                                    color: frame.color, depth: depth, live: live.pyramid)
+                    if case .rejected(let reason) = step.local { rejections[reason.check, default: 0] += 1 }
+                    if step.global?.hypothesis != nil, case .rejected(let reason) = step.outcome { rejections[reason.check, default: 0] += 1 }
                     if case .closed(let report, let deformation, let corrected) = step.outcome {
                         pose = corrected
                         closures.append(report)
@@ -122,7 +127,7 @@ public struct TrackingBenchmark {
         }
         return Result(trackingMilliseconds: tracking, totalMilliseconds: total, failures: failures,
                       iterations: iterations, stageMilliseconds: stages, ate: AbsoluteTrajectoryError(estimated: estimated, groundTruth: truth),
-                      loopClosureMilliseconds: loopMilliseconds, loopClosures: closures)
+                      loopClosureMilliseconds: loopMilliseconds, loopClosures: closures, loopClosureRejections: rejections)
     }
 }
 

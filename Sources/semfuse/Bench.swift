@@ -250,6 +250,7 @@ struct TrackingBench: ParsableCommand {
                          "correction_deg": c.correctionDegrees, "residual_before_mm": c.residualBefore * 1000,
                          "residual_after_mm": c.residualAfter * 1000, "constraints": c.constraints, "ms": c.seconds * 1000]
                     },
+                    "rejections": Dictionary(uniqueKeysWithValues: result.loopClosureRejections.map { ($0.key.rawValue, $0.value) }),
                 ]
                 if let keepConfidence { row["keep_confidence"] = Double(keepConfidence) }
                 row["model_warmup"] = modelWarmup
@@ -263,8 +264,10 @@ struct TrackingBench: ParsableCommand {
                          1000 / max(result.totalMedian, 1e-9), result.failures))
             if let ate = result.ate { print("  \(ate)") }
             if !noLoopClosure {
-                print(String(format: "  loop closure: median %.2f ms per frame (p90 %.2f), %d closures%@", loopMedian,
+                let refused = LoopCloser.Rejection.tally(result.loopClosureRejections)
+                print(String(format: "  loop closure: median %.2f ms per frame (p90 %.2f), %d closures%@%@", loopMedian,
                              FusionBenchmark.Run.percentile(result.loopClosureMilliseconds, 0.9), result.loopClosures.count,
+                             refused.isEmpty ? "" : " (registrations refused: \(refused))",
                              result.loopClosures.isEmpty ? "" : ":"))
                 // How far each closure moved the camera and bent the map: a closure far larger than
                 // the others is the first thing to look at when a run's ATE jumps.

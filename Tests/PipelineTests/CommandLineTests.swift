@@ -246,6 +246,7 @@ final class CommandLineTests: XCTestCase {
             }
             XCTAssertLessThan(row["ate_rmse_mm"] as? Double ?? .infinity, 50, "\(row)")
             XCTAssertNotNil(row["closures"] as? [[String: Any]], "each closure listed (none on 20 frames): \(row)")
+            XCTAssertNotNil(row["rejections"] as? [String: Any], "refused registrations by check: \(row)")
         }
     }
 
