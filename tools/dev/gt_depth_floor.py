@@ -21,7 +21,7 @@ import open3d as o3d
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gt_step_check import depth_cloud  # noqa: E402
 from open3d_odometry import ate_rmse  # noqa: E402
-from open3d_reference import seven_scenes  # noqa: E402
+from open3d_reference import select_frames, seven_scenes  # noqa: E402
 
 
 def main():
@@ -31,9 +31,7 @@ def main():
     ap.add_argument("--voxel", type=float, default=0.01)
     args = ap.parse_args()
     frames, K, _ = seven_scenes(args.sequence)
-    if args.frames:
-        a, b = (int(v) for v in args.frames.split(":"))
-        frames = frames[a:b]
+    frames = select_frames(frames, args.frames)
     intrinsic = o3d.camera.PinholeCameraIntrinsic(640, 480, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
     truth = [pose for _, _, pose in frames]
     world = [depth_cloud(d, intrinsic).transform(T).voxel_down_sample(args.voxel) for (_, d, _), T in zip(frames, truth)]

@@ -23,7 +23,7 @@ import open3d as o3d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from open3d_odometry import ate_rmse  # noqa: E402
-from open3d_reference import seven_scenes  # noqa: E402
+from open3d_reference import select_frames, seven_scenes  # noqa: E402
 
 
 def depth_cloud(path, intrinsic, stride=2):
@@ -42,9 +42,7 @@ def main():
     ap.add_argument("--corrected")
     args = ap.parse_args()
     frames, K, _ = seven_scenes(args.sequence)
-    if args.frames:
-        a, b = (int(v) for v in args.frames.split(":"))
-        frames = frames[a:b]
+    frames = select_frames(frames, args.frames)
     intrinsic = o3d.camera.PinholeCameraIntrinsic(640, 480, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
     poses = [pose for _, _, pose in frames]
     fixed = [poses[0]]

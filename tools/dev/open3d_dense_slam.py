@@ -21,7 +21,7 @@ import open3d as o3d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from open3d_odometry import ate_rmse  # noqa: E402
-from open3d_reference import seven_scenes  # noqa: E402
+from open3d_reference import select_frames, seven_scenes  # noqa: E402
 
 
 def main():
@@ -32,9 +32,7 @@ def main():
     parser.add_argument("--depth-max", type=float, default=3.0, help="depth cut in metres (ElasticFusion's 3)")
     args = parser.parse_args()
     frames, K, scale = seven_scenes(args.sequence)
-    if args.frames:
-        a, b = (int(x) if x else None for x in args.frames.split(":"))
-        frames = frames[a:b]
+    frames = select_frames(frames, args.frames)
     device = o3d.core.Device("CPU:0")
     h, w = np.asarray(o3d.io.read_image(frames[0][0])).shape[:2]
     intrinsic = o3d.core.Tensor(K, o3d.core.Dtype.Float64)

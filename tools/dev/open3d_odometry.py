@@ -21,7 +21,7 @@ import numpy as np
 import open3d as o3d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from open3d_reference import seven_scenes  # noqa: E402
+from open3d_reference import select_frames, seven_scenes  # noqa: E402
 
 
 def ate_rmse(estimated, truth):
@@ -43,9 +43,7 @@ def main():
     parser.add_argument("--width", type=int, default=640, help="320 halves the images (and intrinsics) first; anything else keeps them")
     args = parser.parse_args()
     frames, K, scale = seven_scenes(args.sequence)
-    if args.frames:
-        a, b = (int(x) if x else None for x in args.frames.split(":"))
-        frames = frames[a:b]
+    frames = select_frames(frames, args.frames)
     half = args.width == 320
     if half:
         K = K.copy()

@@ -27,6 +27,15 @@ import open3d as o3d
 import open3d.core as o3c
 
 
+def select_frames(frames, spec):
+    """The frames a --frames "start:end" spec names (end exclusive, either side may be empty);
+    all of them when spec is None or empty."""
+    if not spec:
+        return frames
+    a, b = (int(x) if x else None for x in spec.split(":"))
+    return frames[a:b]
+
+
 def seven_scenes(folder):
     frames = sorted(glob.glob(os.path.join(folder, "frame-*.color.png")) + glob.glob(os.path.join(folder, "frame-*.color.jpg")))
     K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
@@ -67,9 +76,7 @@ def main():
         frames, K, scale = icl_nuim(args.sequence)
     else:
         frames, K, scale = seven_scenes(args.sequence)
-    if args.frames:
-        a, b = (int(x) if x else None for x in args.frames.split(":"))
-        frames = frames[a:b]
+    frames = select_frames(frames, args.frames)
     flip = K[1, 1] < 0
     if flip:
         # Open3D's pinhole model needs fy > 0: ICL-NUIM's y axis points up, so flip the camera's
