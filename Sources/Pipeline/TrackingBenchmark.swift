@@ -101,8 +101,7 @@ public struct TrackingBenchmark {
                     let start = DispatchTime.now().uptimeNanoseconds
                     let step = LoopClosureStep.run(fusion, pose: pose, closer: closer, search: &search, keyframes: relocaliser,
                                                    color: frame.color, depth: depth, live: live.pyramid)
-                    if case .rejected(let reason) = step.local { rejections[reason.check, default: 0] += 1 }
-                    if step.global?.hypothesis != nil, case .rejected(let reason) = step.outcome { rejections[reason.check, default: 0] += 1 }
+                    for reason in step.rejections { rejections[reason.check, default: 0] += 1 }
                     if case .closed(let report, let deformation, let corrected) = step.outcome {
                         pose = corrected
                         closures.append(report)

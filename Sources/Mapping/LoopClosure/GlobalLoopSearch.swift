@@ -98,6 +98,15 @@ public struct LoopClosureStep: Sendable {
         return local
     }
 
+    /// The registrations refused this frame: the local one's, and the global attempt's when it
+    /// tried a keyframe.
+    public var rejections: [LoopCloser.Rejection] {
+        var refused: [LoopCloser.Rejection] = []
+        if case .rejected(let reason) = local { refused.append(reason) }
+        if let global, global.hypothesis != nil, case .rejected(let reason) = global.outcome { refused.append(reason) }
+        return refused
+    }
+
     public static func run(_ fusion: SurfelFusion, pose: RigidTransform, closer: LoopCloser, search: inout GlobalLoopSearch,
                            keyframes: Relocaliser?, color: ColorImage?, depth: DepthImage, live: [VertexNormalMap]) -> LoopClosureStep {
         var step = LoopClosureStep(local: closer.attempt(fusion, pose: pose, framesSinceConsistent: search.framesSinceConsistent(fusion)),
