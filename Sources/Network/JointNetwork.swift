@@ -281,9 +281,32 @@ public final class JointNetwork {
                              classCount: architecture.classCount, depth: results["depth"]!, normals: results["normal"])
     }
 
+    /// Input width from which an inverted residual runs fused (see `invertedResidual`).
+    static let fusedBlockMinimumWidth = 64
+
     private func invertedResidual(_ block: NetworkWeights.InvertedResidual, input: FeatureMap, outputKey: String,
                                   int8: (expand: QuantisedWeights, project: QuantisedWeights)?) -> FeatureMap {
         let ws = workspace
+        // Blocks with wide rows run in one pass (`fusedInvertedResidual`): their expanded maps are
+        // the ones that spill out of the caches. At 40 columns the per-row GEMMs repack the
+        // weights too often and the three layers were faster (docs/results.md, "One pass per
+        // inverted residual"). The int8 path keeps the three layers.
+        if int8 == nil && input.width >= Self.fusedBlockMinimumWidth {
+            let output = ws.map(outputKey, channels: block.outputChannels,
+                                height: (input.height + block.stride - 1) / block.stride,
+                                width: (input.width + block.stride - 1) / block.stride)
+            timed("encoder fused blocks") {
+                block.expand.weight.withUnsafeBufferPointer { ew in block.expand.bias.withUnsafeBufferPointer { eb in
+                block.depthwise.weight.withUnsafeBufferPointer { dw in block.depthwise.bias.withUnsafeBufferPointer { db in
+                block.project.weight.withUnsafeBufferPointer { pw in block.project.bias.withUnsafeBufferPointer { pb in
+                    let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                                    depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
+                                                    projectBias: pb.baseAddress!, hidden: block.hiddenChannels, stride: block.stride)
+                    fusedInvertedResidual(input, into: output, weights: k, residual: block.residual, workspace: ws, threads: threads)
+                } } } } } }
+            }
+            return output
+        }
         let expanded = ws.map("block.expand", channels: block.hiddenChannels, height: input.height, width: input.width)
         timed("encoder expand 1x1") {
             block.expand.weight.withUnsafeBufferPointer { w in

@@ -118,7 +118,7 @@ private func depthwise3x3Rows(_ input: FeatureMap, into output: FeatureMap, weig
 
 /// One output channel's nine weights, bias and clamp as vectors, and one output row from the
 /// three input rows its taps read.
-private struct Taps3x3 {
+struct Taps3x3 {
     var w0: F8, w1: F8, w2: F8, w3: F8, w4: F8, w5: F8, w6: F8, w7: F8, w8: F8, b: F8, lo: F8, hi: F8
 
     init(_ k: UnsafePointer<Float>, bias: Float, clamp: Clamp) {

@@ -230,6 +230,55 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The one-pass block against its three layers run one after the other (each checked against
+    /// a plain loop above): several bands per worker, both strides, odd sizes, one row, one column.
+    func testFusedInvertedResidualMatchesItsThreeLayers() {
+        let cases: [(cin: Int, hidden: Int, cout: Int, h: Int, w: Int, stride: Int)] = [
+            (16, 96, 16, 13, 70, 1), (8, 48, 12, 11, 33, 2), (8, 48, 8, 9, 40, 2), (4, 24, 6, 1, 9, 1), (4, 24, 4, 2, 1, 2),
+            (6, 36, 6, 5, 1, 1),
+        ]
+        for t in cases {
+            let residual = t.stride == 1 && t.cin == t.cout
+            let ho = (t.h + t.stride - 1) / t.stride, wo = (t.w + t.stride - 1) / t.stride
+            let x = random(t.cin * t.h * t.w)
+            let ew = random(t.hidden * t.cin), eb = random(t.hidden), dw = random(t.hidden * 9), db = random(t.hidden)
+            let pw = random(t.cout * t.hidden), pb = random(t.cout)
+            for threads in [1, 2] {
+                let ws = Workspace()
+                let expanded = run(t.cin, t.h, t.w, x, outChannels: t.hidden, outH: t.h, outW: t.w) { i, o in
+                    ew.withUnsafeBufferPointer { w in eb.withUnsafeBufferPointer { b in
+                        convolution1x1(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, relu6: true, threads: threads)
+                    } }
+                }
+                let filtered = run(t.hidden, t.h, t.w, expanded, outChannels: t.hidden, outH: ho, outW: wo) { i, o in
+                    dw.withUnsafeBufferPointer { w in db.withUnsafeBufferPointer { b in
+                        depthwise3x3(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, stride: t.stride, workspace: ws, threads: threads)
+                    } }
+                }
+                let expected = run(t.hidden, ho, wo, filtered, outChannels: t.cout, outH: ho, outW: wo) { i, o in
+                    withMap(x, t.cin, t.h, t.w) { r in
+                        pw.withUnsafeBufferPointer { w in pb.withUnsafeBufferPointer { b in
+                            convolution1x1(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, residual: residual ? r : nil,
+                                           relu6: false, threads: threads)
+                        } }
+                    }
+                }
+                let got = run(t.cin, t.h, t.w, x, outChannels: t.cout, outH: ho, outW: wo) { i, o in
+                    ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
+                    db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
+                        let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                                        depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
+                                                        projectBias: pb.baseAddress!, hidden: t.hidden, stride: t.stride)
+                        fusedInvertedResidual(i, into: o, weights: k, residual: residual, workspace: ws, threads: threads)
+                    } } } } } }
+                }
+                let scale = expected.map(abs).max() ?? 1
+                assertClose(got, expected, 1e-5 * max(1, scale), "fused block \(t), threads \(threads)")
+                XCTAssertFalse(got.contains { $0 == -99 || $0.isNaN }, "every output written: \(t)")
+            }
+        }
+    }
+
     func testBlocked1x1WithEpilogueAndSplitGemm() {
         // Large enough to be split into several column blocks and across threads.
         let (cin, cout, h, w) = (24, 40, 37, 61)

@@ -1,0 +1,102 @@
+import CBLAS
+
+/// The weights of one MobileNet-v2 inverted residual (1x1 expand + ReLU6 → 3x3 depthwise +
+/// ReLU6 → 1x1 project, BatchNorm folded into the biases), as `fusedInvertedResidual` reads them.
+package struct InvertedResidualWeights {
+    /// `[hidden][cin]` and `[hidden]`.
+    package var expand: UnsafePointer<Float>, expandBias: UnsafePointer<Float>
+    /// `[hidden][3][3]` and `[hidden]`.
+    package var depthwise: UnsafePointer<Float>, depthwiseBias: UnsafePointer<Float>
+    /// `[cout][hidden]` and `[cout]`.
+    package var project: UnsafePointer<Float>, projectBias: UnsafePointer<Float>
+    package var hidden: Int
+    package var stride: Int
+
+    package init(expand: UnsafePointer<Float>, expandBias: UnsafePointer<Float>, depthwise: UnsafePointer<Float>,
+                 depthwiseBias: UnsafePointer<Float>, project: UnsafePointer<Float>, projectBias: UnsafePointer<Float>,
+                 hidden: Int, stride: Int) {
+        self.expand = expand; self.expandBias = expandBias; self.depthwise = depthwise; self.depthwiseBias = depthwiseBias
+        self.project = project; self.projectBias = projectBias; self.hidden = hidden; self.stride = stride
+    }
+}
+
+/// A whole inverted residual in one pass over its input, output row by output row, so the
+/// expanded map (6x the input's channels, 30 MB for the joint network's first stride-2 block at
+/// 640x480) and the depthwise output never go to memory: each worker expands the input rows its
+/// next depthwise row needs into a ring of three zero-bordered rows (one GEMM per input row,
+/// straight from the input map), runs the depthwise row into a band of a few output rows, and
+/// projects the band with one GEMM into the output (plus the input when `residual`).
+///
+/// Why: in `bench network` the first four blocks took 15 ms of the 80 ms pass for 2.5 ms of
+/// arithmetic, waiting on the round trips of their expanded maps through memory
+/// (docs/results.md, "One pass per inverted residual"). The arithmetic is that of the three
+/// separate layers (same GEMMs per column, same depthwise sums), so results agree with them to
+/// float rounding (`KernelTests`).
+package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap, weights k: InvertedResidualWeights,
+                                   residual: Bool, workspace: Workspace, threads: Int) {
+    let cin = input.channels, hidden = k.hidden, cout = output.channels, s = k.stride
+    let h = input.height, w = input.width, ho = output.height, wo = output.width, plane = input.plane
+    precondition(s == 1 || s == 2)
+    precondition(ho == (h + s - 1) / s && wo == (w + s - 1) / s)
+    precondition(!residual || (s == 1 && cin == cout))
+    // A ring row: input column x at x + 1, zeros left of it and right of the width as far as the
+    // depthwise row's loads reach (as in `depthwiseConvolution`).
+    let paddedWidth = max(1 + w, s * ((wo + 15) & ~15) + 2)
+    let slotFloats = hidden * paddedWidth
+    // Output rows per projection GEMM: about 32k floats of depthwise output, so the band stays in
+    // L2 next to the ring.
+    let bandRows = max(1, min(ho, (1 << 15) / max(1, hidden * wo)))
+    let workers = max(1, min(threads, ho))
+    let perWorker = 3 * slotFloats + paddedWidth + hidden * bandRows * wo
+    let scratch = workspace.floats("fused.ir.scratch", count: perWorker * workers)
+    let taps = workspace.raw("fused.ir.taps", bytes: hidden * MemoryLayout<Taps3x3>.stride)
+        .bindMemory(to: Taps3x3.self, capacity: hidden)
+    for c in 0..<hidden {
+        (taps + c).initialize(to: Taps3x3(k.depthwise + 9 * c, bias: k.depthwiseBias[c], clamp: .relu6))
+    }
+    parallelRanges(ho, threads: workers) { worker, rows in
+        let ring = scratch + worker * perWorker, zeros = ring + 3 * slotFloats, band = zeros + paddedWidth
+        // Borders are zeroed once per call; the expand GEMMs write only each row's interior.
+        ring.initialize(repeating: 0, count: 3 * slotFloats + paddedWidth)
+        var held = SIMD3<Int>(repeating: -1)   // the input row each ring slot holds
+
+        /// Row `iy` of every hidden channel, expanded and clamped, in its ring slot.
+        func expandedRow(_ iy: Int) -> UnsafeMutablePointer<Float> {
+            let slot = iy % 3, line = ring + slot * slotFloats
+            if held[slot] != iy {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(hidden), Int32(w), Int32(cin),
+                            1, k.expand, Int32(cin), input.base + iy * w, Int32(plane), 0, line + 1, Int32(paddedWidth))
+                for c in 0..<hidden {
+                    clampEpilogue(line + c * paddedWidth + 1, count: w, bias: k.expandBias[c], residual: nil, clamp: .relu6)
+                }
+                held[slot] = iy
+            }
+            return line
+        }
+
+        var y0 = rows.lowerBound
+        while y0 < rows.upperBound {
+            let y1 = min(rows.upperBound, y0 + bandRows), n = (y1 - y0) * wo
+            for y in y0..<y1 {
+                let top = y * s - 1
+                let r0 = top >= 0 ? expandedRow(top) : nil
+                let r1 = expandedRow(top + 1)
+                let r2 = top + 2 < h ? expandedRow(top + 2) : nil
+                let out = band + (y - y0) * wo
+                for c in 0..<hidden {
+                    let offset = c * paddedWidth
+                    taps[c].row(r0.map { $0 + offset } ?? zeros, r1 + offset, r2.map { $0 + offset } ?? zeros,
+                                into: out + c * n, count: wo, dilationX: 1, strideX: s)
+                }
+            }
+            let target = output.base + y0 * wo
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(n), Int32(hidden),
+                        1, k.project, Int32(hidden), band, Int32(n), 0, target, Int32(output.plane))
+            for c in 0..<cout {
+                clampEpilogue(target + c * output.plane, count: n, bias: k.projectBias[c],
+                              residual: residual ? UnsafePointer(input.channel(c) + y0 * w) : nil, clamp: .none)
+            }
+            y0 = y1
+        }
+    }
+}
