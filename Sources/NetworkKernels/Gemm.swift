@@ -18,7 +18,7 @@ package func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePoin
                     1, a, Int32(k), b, Int32(n), beta, c, Int32(n))
         return
     }
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
+    KernelThreads.shared.run(workers) { w in
         // Block edges on multiples of 16 columns keep each block's rows vector-aligned.
         let start = (n * w / workers) & ~15, end = w == workers - 1 ? n : (n * (w + 1) / workers) & ~15
         guard start < end else { return }

@@ -59,7 +59,7 @@ package final class Workspace {
 package func parallelRanges(_ count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
     let workers = max(1, min(threads, count))
     if workers == 1 { body(0, 0..<count); return }
-    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+    KernelThreads.shared.run(workers) { worker in
         let start = count * worker / workers, end = count * (worker + 1) / workers
         if start < end { body(worker, start..<end) }
     }

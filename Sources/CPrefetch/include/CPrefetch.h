@@ -14,4 +14,13 @@ static inline void semfuse_prefetch_for_write(const void *address) {
 static inline void semfuse_prefetch_for_read(const void *address) {
     __builtin_prefetch(address, 0, 3);
 }
+/// Tells the CPU this thread is spin-waiting (x86 `pause`): the sibling hyperthread gets the
+/// core's resources and the loop does not flood the memory system with speculative loads.
+static inline void semfuse_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 #endif
