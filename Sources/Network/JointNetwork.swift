@@ -290,8 +290,8 @@ public final class JointNetwork {
         // Blocks with wide rows run in one pass (`fusedInvertedResidual`): their expanded maps are
         // the ones that spill out of the caches. At 40 columns the per-row GEMMs repack the
         // weights too often and the three layers were faster (docs/results.md, "One pass per
-        // inverted residual"). The int8 path keeps the three layers.
-        if int8 == nil && input.width >= Self.fusedBlockMinimumWidth {
+        // inverted residual"), in float32 and in int8.
+        if input.width >= Self.fusedBlockMinimumWidth {
             let output = ws.map(outputKey, channels: block.outputChannels,
                                 height: (input.height + block.stride - 1) / block.stride,
                                 width: (input.width + block.stride - 1) / block.stride)
@@ -301,7 +301,8 @@ public final class JointNetwork {
                 block.project.weight.withUnsafeBufferPointer { pw in block.project.bias.withUnsafeBufferPointer { pb in
                     let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
                                                     depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
-                                                    projectBias: pb.baseAddress!, hidden: block.hiddenChannels, stride: block.stride)
+                                                    projectBias: pb.baseAddress!, hidden: block.hiddenChannels, stride: block.stride,
+                                                    quantised: int8)
                     fusedInvertedResidual(input, into: output, weights: k, residual: block.residual, workspace: ws, threads: threads)
                 } } } } } }
             }

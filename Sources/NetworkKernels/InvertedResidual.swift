@@ -1,4 +1,5 @@
 import CBLAS
+import CInt8
 
 /// The weights of one MobileNet-v2 inverted residual (1x1 expand + ReLU6 → 3x3 depthwise +
 /// ReLU6 → 1x1 project, BatchNorm folded into the biases), as `fusedInvertedResidual` reads them.
@@ -11,12 +12,16 @@ package struct InvertedResidualWeights {
     package var project: UnsafePointer<Float>, projectBias: UnsafePointer<Float>
     package var hidden: Int
     package var stride: Int
+    /// The 1x1 layers on an 8-bit grid for the int8 path (`int8Gemm`'s arithmetic, activations
+    /// quantised per pixel); nil: float32 GEMMs.
+    package var quantised: (expand: QuantisedWeights, project: QuantisedWeights)?
 
     package init(expand: UnsafePointer<Float>, expandBias: UnsafePointer<Float>, depthwise: UnsafePointer<Float>,
                  depthwiseBias: UnsafePointer<Float>, project: UnsafePointer<Float>, projectBias: UnsafePointer<Float>,
-                 hidden: Int, stride: Int) {
+                 hidden: Int, stride: Int, quantised: (expand: QuantisedWeights, project: QuantisedWeights)? = nil) {
         self.expand = expand; self.expandBias = expandBias; self.depthwise = depthwise; self.depthwiseBias = depthwiseBias
         self.project = project; self.projectBias = projectBias; self.hidden = hidden; self.stride = stride
+        self.quantised = quantised
     }
 }
 
@@ -31,7 +36,9 @@ package struct InvertedResidualWeights {
 /// arithmetic, waiting on the round trips of their expanded maps through memory
 /// (docs/results.md, "One pass per inverted residual"). The arithmetic is that of the three
 /// separate layers (same GEMMs per column, same depthwise sums), so results agree with them to
-/// float rounding (`KernelTests`).
+/// float rounding (`KernelTests`). With `quantised` weights the two GEMMs are the int8 path's
+/// (each pixel's activations on their own 8-bit grid, so a row at a time gives the same values
+/// as the whole map at once).
 package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap, weights k: InvertedResidualWeights,
                                    residual: Bool, workspace: Workspace, threads: Int) {
     let cin = input.channels, hidden = k.hidden, cout = output.channels, s = k.stride
@@ -49,6 +56,10 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
     let workers = max(1, min(threads, ho))
     let perWorker = 3 * slotFloats + paddedWidth + hidden * bandRows * wo
     let scratch = workspace.floats("fused.ir.scratch", count: perWorker * workers)
+    // Int8: each worker's quantised, packed GEMM input (an input row, or a band).
+    let packedBytes = k.quantised == nil ? 0
+        : (max(semfuse_s8_block_bytes(cin, w), semfuse_s8_block_bytes(hidden, bandRows * wo)) + 63) & ~63
+    let packedScratch = workspace.raw("fused.ir.packed", bytes: max(1, packedBytes * workers)).assumingMemoryBound(to: UInt8.self)
     let taps = workspace.raw("fused.ir.taps", bytes: hidden * MemoryLayout<Taps3x3>.stride)
         .bindMemory(to: Taps3x3.self, capacity: hidden)
     for c in 0..<hidden {
@@ -56,6 +67,7 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
     }
     parallelRanges(ho, threads: workers) { worker, rows in
         let ring = scratch + worker * perWorker, zeros = ring + 3 * slotFloats, band = zeros + paddedWidth
+        let packed = packedScratch + worker * packedBytes
         // Borders are zeroed once per call; the expand GEMMs write only each row's interior.
         ring.initialize(repeating: 0, count: 3 * slotFloats + paddedWidth)
         var held = SIMD3<Int>(repeating: -1)   // the input row each ring slot holds
@@ -64,10 +76,15 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
         func expandedRow(_ iy: Int) -> UnsafeMutablePointer<Float> {
             let slot = iy % 3, line = ring + slot * slotFloats
             if held[slot] != iy {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(hidden), Int32(w), Int32(cin),
-                            1, k.expand, Int32(cin), input.base + iy * w, Int32(plane), 0, line + 1, Int32(paddedWidth))
-                for c in 0..<hidden {
-                    clampEpilogue(line + c * paddedWidth + 1, count: w, bias: k.expandBias[c], residual: nil, clamp: .relu6)
+                if let q = k.quantised?.expand {
+                    quantisedGemm(q, n: w, b: input.base + iy * w, ldb: plane, packed: packed, c: line + 1, ldc: paddedWidth,
+                                  bias: k.expandBias, residual: nil, residualStride: 0, clamp: .relu6)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(hidden), Int32(w), Int32(cin),
+                                1, k.expand, Int32(cin), input.base + iy * w, Int32(plane), 0, line + 1, Int32(paddedWidth))
+                    for c in 0..<hidden {
+                        clampEpilogue(line + c * paddedWidth + 1, count: w, bias: k.expandBias[c], residual: nil, clamp: .relu6)
+                    }
                 }
                 held[slot] = iy
             }
@@ -90,13 +107,34 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
                 }
             }
             let target = output.base + y0 * wo
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(n), Int32(hidden),
-                        1, k.project, Int32(hidden), band, Int32(n), 0, target, Int32(output.plane))
-            for c in 0..<cout {
-                clampEpilogue(target + c * output.plane, count: n, bias: k.projectBias[c],
-                              residual: residual ? UnsafePointer(input.channel(c) + y0 * w) : nil, clamp: .none)
+            let skip = residual ? UnsafePointer(input.base + y0 * w) : nil
+            if let q = k.quantised?.project {
+                quantisedGemm(q, n: n, b: band, ldb: n, packed: packed, c: target, ldc: output.plane,
+                              bias: k.projectBias, residual: skip, residualStride: plane, clamp: .none)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(n), Int32(hidden),
+                            1, k.project, Int32(hidden), band, Int32(n), 0, target, Int32(output.plane))
+                for c in 0..<cout {
+                    clampEpilogue(target + c * output.plane, count: n, bias: k.projectBias[c],
+                                  residual: skip.map { $0 + c * plane }, clamp: .none)
+                }
             }
             y0 = y1
         }
     }
+}
+
+/// One single-threaded int8 GEMM with its epilogue (`int8Gemm`'s arithmetic) on a caller's
+/// packing buffer of `semfuse_s8_block_bytes(q.columns, n)` bytes: for kernels that are already
+/// running on a worker and must not touch the shared workspace.
+private func quantisedGemm(_ q: QuantisedWeights, n: Int, b: UnsafePointer<Float>, ldb: Int, packed: UnsafeMutablePointer<UInt8>,
+                           c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>, residual: UnsafePointer<Float>?,
+                           residualStride: Int, clamp: Clamp) {
+    semfuse_s8_pack(b, q.columns, n, ldb, packed, 0)
+    var epilogue = semfuse_epilogue(bias: bias, residual: residual, ldr: residualStride, lo: clamp.lo, hi: clamp.hi)
+    q.values.withUnsafeBufferPointer { values in q.zeroPoints.withUnsafeBufferPointer { zeros in
+    q.scales.withUnsafeBufferPointer { scales in q.offsets.withUnsafeBufferPointer { offsets in
+        semfuse_u8s8_gemm(q.rows, n, q.columns, values.baseAddress!, q.stride, zeros.baseAddress!, scales.baseAddress!,
+                          offsets.baseAddress!, packed, c, ldc, 0, &epilogue, 0)
+    } } } }
 }

@@ -275,6 +275,39 @@ final class KernelTests: XCTestCase {
                 let scale = expected.map(abs).max() ?? 1
                 assertClose(got, expected, 1e-5 * max(1, scale), "fused block \(t), threads \(threads)")
                 XCTAssertFalse(got.contains { $0 == -99 || $0.isNaN }, "every output written: \(t)")
+
+                // Int8: the same three layers through int8Gemm, the fused block with the same grids.
+                let qe = ew.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.hidden, columns: t.cin) }
+                let qp = pw.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.cout, columns: t.hidden) }
+                let expanded8 = run(t.cin, t.h, t.w, x, outChannels: t.hidden, outH: t.h, outW: t.w) { i, o in
+                    eb.withUnsafeBufferPointer { b in
+                        convolution1x1(i, into: o, weights: i.base, bias: b.baseAddress!, relu6: true, threads: threads, quantised: qe, workspace: ws)
+                    }
+                }
+                let filtered8 = run(t.hidden, t.h, t.w, expanded8, outChannels: t.hidden, outH: ho, outW: wo) { i, o in
+                    dw.withUnsafeBufferPointer { w in db.withUnsafeBufferPointer { b in
+                        depthwise3x3(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, stride: t.stride, workspace: ws, threads: threads)
+                    } }
+                }
+                let expected8 = run(t.hidden, ho, wo, filtered8, outChannels: t.cout, outH: ho, outW: wo) { i, o in
+                    withMap(x, t.cin, t.h, t.w) { r in
+                        pb.withUnsafeBufferPointer { b in
+                            convolution1x1(i, into: o, weights: i.base, bias: b.baseAddress!, residual: residual ? r : nil, relu6: false,
+                                           threads: threads, quantised: qp, workspace: ws)
+                        }
+                    }
+                }
+                let got8 = run(t.cin, t.h, t.w, x, outChannels: t.cout, outH: ho, outW: wo) { i, o in
+                    ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
+                    db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
+                        let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                                        depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
+                                                        projectBias: pb.baseAddress!, hidden: t.hidden, stride: t.stride, quantised: (qe, qp))
+                        fusedInvertedResidual(i, into: o, weights: k, residual: residual, workspace: ws, threads: threads)
+                    } } } } } }
+                }
+                XCTAssertEqual(got8, expected8, "int8 fused block \(t), threads \(threads): the same values as its three layers")
+                assertClose(got8, expected, 0.1 * max(1, scale), "int8 fused block \(t) near float32")
             }
         }
     }
