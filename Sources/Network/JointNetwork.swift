@@ -281,17 +281,12 @@ public final class JointNetwork {
                              classCount: architecture.classCount, depth: results["depth"]!, normals: results["normal"])
     }
 
-    /// Input width from which an inverted residual runs fused (see `invertedResidual`).
-    static let fusedBlockMinimumWidth = 64
-
     private func invertedResidual(_ block: NetworkWeights.InvertedResidual, input: FeatureMap, outputKey: String,
                                   int8: (expand: QuantisedWeights, project: QuantisedWeights)?) -> FeatureMap {
         let ws = workspace
-        // Blocks with wide rows run in one pass (`fusedInvertedResidual`): their expanded maps are
-        // the ones that spill out of the caches. At 40 columns the per-row GEMMs repack the
-        // weights too often and the three layers were faster (docs/results.md, "One pass per
-        // inverted residual"), in float32 and in int8.
-        if input.width >= Self.fusedBlockMinimumWidth {
+        // Blocks with wide rows run in one pass (`fusedInvertedResidual`), in float32 and in
+        // int8: their expanded maps are the ones that spill out of the caches.
+        if input.width >= fusedInvertedResidualMinimumWidth {
             let output = ws.map(outputKey, channels: block.outputChannels,
                                 height: (input.height + block.stride - 1) / block.stride,
                                 width: (input.width + block.stride - 1) / block.stride)

@@ -15,6 +15,13 @@ package struct InvertedResidualWeights {
     /// The 1x1 layers on an 8-bit grid for the int8 path (`int8Gemm`'s arithmetic, activations
     /// quantised per pixel); nil: float32 GEMMs.
     package var quantised: (expand: QuantisedWeights, project: QuantisedWeights)?
+    /// Each layer's activation: ReLU6, ReLU6, none in MobileNet-v2; a converted model's own
+    /// output ranges otherwise.
+    package var expandClamp = Clamp.relu6, depthwiseClamp = Clamp.relu6, projectClamp = Clamp.none
+    /// The depthwise layer's padding above and left of the image: 1 (PyTorch, and TensorFlow's
+    /// SAME at stride 1 or on odd sizes) or 0 (SAME at stride 2 on even sizes, which pads
+    /// below and right only).
+    package var padTop = 1, padLeft = 1
 
     package init(expand: UnsafePointer<Float>, expandBias: UnsafePointer<Float>, depthwise: UnsafePointer<Float>,
                  depthwiseBias: UnsafePointer<Float>, project: UnsafePointer<Float>, projectBias: UnsafePointer<Float>,
@@ -24,6 +31,11 @@ package struct InvertedResidualWeights {
         self.quantised = quantised
     }
 }
+
+/// Input width from which a block runs fused. At 40 columns (576 or 960 hidden channels) the
+/// per-row GEMMs repack their weights too often and the three separate layers were faster
+/// (docs/results.md, "One pass per inverted residual").
+package let fusedInvertedResidualMinimumWidth = 64
 
 /// A whole inverted residual in one pass over its input, output row by output row, so the
 /// expanded map (6x the input's channels, 30 MB for the joint network's first stride-2 block at
@@ -46,9 +58,12 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
     precondition(s == 1 || s == 2)
     precondition(ho == (h + s - 1) / s && wo == (w + s - 1) / s)
     precondition(!residual || (s == 1 && cin == cout))
+    precondition((0...1).contains(k.padTop) && (0...1).contains(k.padLeft))
     // A ring row: input column x at x + 1, zeros left of it and right of the width as far as the
-    // depthwise row's loads reach (as in `depthwiseConvolution`).
-    let paddedWidth = max(1 + w, s * ((wo + 15) & ~15) + 2)
+    // depthwise row's loads reach (as in `depthwiseConvolution`), which start at column
+    // −padLeft.
+    let shift = 1 - k.padLeft
+    let paddedWidth = max(1 + w, s * ((wo + 15) & ~15) + 2 + shift)
     let slotFloats = hidden * paddedWidth
     // Output rows per projection GEMM: about 32k floats of depthwise output, so the band stays in
     // L2 next to the ring.
@@ -63,7 +78,7 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
     let taps = workspace.raw("fused.ir.taps", bytes: hidden * MemoryLayout<Taps3x3>.stride)
         .bindMemory(to: Taps3x3.self, capacity: hidden)
     for c in 0..<hidden {
-        (taps + c).initialize(to: Taps3x3(k.depthwise + 9 * c, bias: k.depthwiseBias[c], clamp: .relu6))
+        (taps + c).initialize(to: Taps3x3(k.depthwise + 9 * c, bias: k.depthwiseBias[c], clamp: k.depthwiseClamp))
     }
     parallelRanges(ho, threads: workers) { worker, rows in
         let ring = scratch + worker * perWorker, zeros = ring + 3 * slotFloats, band = zeros + paddedWidth
@@ -78,12 +93,12 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
             if held[slot] != iy {
                 if let q = k.quantised?.expand {
                     quantisedGemm(q, n: w, b: input.base + iy * w, ldb: plane, packed: packed, c: line + 1, ldc: paddedWidth,
-                                  bias: k.expandBias, residual: nil, residualStride: 0, clamp: .relu6)
+                                  bias: k.expandBias, residual: nil, residualStride: 0, clamp: k.expandClamp)
                 } else {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(hidden), Int32(w), Int32(cin),
                                 1, k.expand, Int32(cin), input.base + iy * w, Int32(plane), 0, line + 1, Int32(paddedWidth))
                     for c in 0..<hidden {
-                        clampEpilogue(line + c * paddedWidth + 1, count: w, bias: k.expandBias[c], residual: nil, clamp: .relu6)
+                        clampEpilogue(line + c * paddedWidth + 1, count: w, bias: k.expandBias[c], residual: nil, clamp: k.expandClamp)
                     }
                 }
                 held[slot] = iy
@@ -95,14 +110,13 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
         while y0 < rows.upperBound {
             let y1 = min(rows.upperBound, y0 + bandRows), n = (y1 - y0) * wo
             for y in y0..<y1 {
-                let top = y * s - 1
-                let r0 = top >= 0 ? expandedRow(top) : nil
-                let r1 = expandedRow(top + 1)
-                let r2 = top + 2 < h ? expandedRow(top + 2) : nil
+                let top = y * s - k.padTop
+                func rowAt(_ iy: Int) -> UnsafeMutablePointer<Float>? { iy >= 0 && iy < h ? expandedRow(iy) + shift : nil }
+                let r0 = rowAt(top), r1 = rowAt(top + 1), r2 = rowAt(top + 2)
                 let out = band + (y - y0) * wo
                 for c in 0..<hidden {
                     let offset = c * paddedWidth
-                    taps[c].row(r0.map { $0 + offset } ?? zeros, r1 + offset, r2.map { $0 + offset } ?? zeros,
+                    taps[c].row(r0.map { $0 + offset } ?? zeros, r1.map { $0 + offset } ?? zeros, r2.map { $0 + offset } ?? zeros,
                                 into: out + c * n, count: wo, dilationX: 1, strideX: s)
                 }
             }
@@ -110,13 +124,13 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
             let skip = residual ? UnsafePointer(input.base + y0 * w) : nil
             if let q = k.quantised?.project {
                 quantisedGemm(q, n: n, b: band, ldb: n, packed: packed, c: target, ldc: output.plane,
-                              bias: k.projectBias, residual: skip, residualStride: plane, clamp: .none)
+                              bias: k.projectBias, residual: skip, residualStride: plane, clamp: k.projectClamp)
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(n), Int32(hidden),
                             1, k.project, Int32(hidden), band, Int32(n), 0, target, Int32(output.plane))
                 for c in 0..<cout {
                     clampEpilogue(target + c * output.plane, count: n, bias: k.projectBias[c],
-                                  residual: skip.map { $0 + c * plane }, clamp: .none)
+                                  residual: skip.map { $0 + c * plane }, clamp: k.projectClamp)
                 }
             }
             y0 = y1

@@ -40,6 +40,33 @@ final class GraphModelTests: XCTestCase {
         }
     }
 
+    /// DeepLab's inverted residuals in one pass give the outputs of their three operators:
+    /// within float rounding in float32, the same values in int8.
+    func testFusedBlocksGiveTheOperatorsOutputs() throws {
+        let network = try Self.model("deeplabv3-mnv2-ade20k.safetensors")
+        let image = try PNGCodec.readRGB(Self.fixtures.appendingPathComponent("input-512-7scenes-000300.png"))
+        let blocks = try network.fusedBlockCount(height: image.height, width: image.width)
+        print("DeepLab at \(image.width)x\(image.height): \(blocks) fused blocks")
+        XCTAssertGreaterThan(blocks, 0)
+        var precisions: [NetworkPrecision] = [.float32]
+        if int8KernelUsesVNNI { precisions.append(.int8) }
+        for precision in precisions {
+            network.precision = precision
+            network.fusesInvertedResiduals = false
+            let reference = try network.forward(image)
+            network.fusesInvertedResiduals = true
+            let fused = try network.forward(image)
+            let range = (reference.values.max() ?? 0) - (reference.values.min() ?? 0)
+            let worst = zip(fused.values, reference.values).map { abs($0 - $1) }.max() ?? .infinity
+            print("DeepLab \(precision): fused blocks against their operators, max |Δ| \(worst) (\(worst / range) of the range)")
+            if precision == .int8 {
+                XCTAssertEqual(fused.values, reference.values, "int8")
+            } else {
+                XCTAssertLessThanOrEqual(worst, 1e-4 * range, "float32")
+            }
+        }
+    }
+
     func testDepthModelAgreesWithTheInterpreter() throws {
         let network = try Self.model("fastdepth-nyu.safetensors")
         XCTAssertEqual(network.kind, .depth)

@@ -312,6 +312,72 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A converted model's blocks: TensorFlow's SAME padding (nothing above or left at stride 2
+    /// on even sizes, one row and column on odd ones) and its own clamps after each layer.
+    func testFusedInvertedResidualWithTensorFlowPaddingAndClamps() {
+        let cases: [(cin: Int, hidden: Int, cout: Int, h: Int, w: Int, stride: Int)] = [
+            (8, 48, 12, 12, 70, 2), (8, 48, 12, 11, 33, 2), (6, 36, 6, 9, 20, 1),
+        ]
+        let clamps = (expand: Clamp(lo: 0, hi: 3.5), depthwise: Clamp(lo: -1, hi: 4), project: Clamp(lo: -5, hi: 6))
+        for t in cases {
+            let ho = (t.h + t.stride - 1) / t.stride, wo = (t.w + t.stride - 1) / t.stride
+            func pad(_ n: Int) -> Int { max((((n + t.stride - 1) / t.stride) - 1) * t.stride + 3 - n, 0) / 2 }
+            let geometry = ConvGeometry(kernelHeight: 3, kernelWidth: 3, strideY: t.stride, strideX: t.stride, dilationY: 1, dilationX: 1,
+                                        padTop: pad(t.h), padLeft: pad(t.w))
+            let x = random(t.cin * t.h * t.w)
+            let ew = random(t.hidden * t.cin), eb = random(t.hidden), dw = random(t.hidden * 9), db = random(t.hidden)
+            let pw = random(t.cout * t.hidden), pb = random(t.cout)
+            let qe = ew.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.hidden, columns: t.cin) }
+            let qp = pw.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.cout, columns: t.hidden) }
+            for int8 in [false, true] {
+                for threads in [1, 2] {
+                    let ws = Workspace()
+                    let expanded = run(t.cin, t.h, t.w, x, outChannels: t.hidden, outH: t.h, outW: t.w) { i, o in
+                        ew.withUnsafeBufferPointer { w in eb.withUnsafeBufferPointer { b in
+                            convolution(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!,
+                                        geometry: ConvGeometry(kernelHeight: 1, kernelWidth: 1, strideY: 1, strideX: 1, dilationY: 1,
+                                                               dilationX: 1, padTop: 0, padLeft: 0),
+                                        clamp: clamps.expand, residual: nil, workspace: ws, threads: threads, quantised: int8 ? qe : nil)
+                        } }
+                    }
+                    let filtered = run(t.hidden, t.h, t.w, expanded, outChannels: t.hidden, outH: ho, outW: wo) { i, o in
+                        dw.withUnsafeBufferPointer { w in db.withUnsafeBufferPointer { b in
+                            depthwiseConvolution(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, geometry: geometry, multiplier: 1,
+                                                 clamp: clamps.depthwise, workspace: ws, threads: threads)
+                        } }
+                    }
+                    let expected = run(t.hidden, ho, wo, filtered, outChannels: t.cout, outH: ho, outW: wo) { i, o in
+                        pw.withUnsafeBufferPointer { w in pb.withUnsafeBufferPointer { b in
+                            convolution(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!,
+                                        geometry: ConvGeometry(kernelHeight: 1, kernelWidth: 1, strideY: 1, strideX: 1, dilationY: 1,
+                                                               dilationX: 1, padTop: 0, padLeft: 0),
+                                        clamp: clamps.project, residual: nil, workspace: ws, threads: threads, quantised: int8 ? qp : nil)
+                        } }
+                    }
+                    let got = run(t.cin, t.h, t.w, x, outChannels: t.cout, outH: ho, outW: wo) { i, o in
+                        ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
+                        db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
+                            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
+                                                            projectBias: pb.baseAddress!, hidden: t.hidden, stride: t.stride,
+                                                            quantised: int8 ? (qe, qp) : nil)
+                            k.expandClamp = clamps.expand; k.depthwiseClamp = clamps.depthwise; k.projectClamp = clamps.project
+                            k.padTop = geometry.padTop; k.padLeft = geometry.padLeft
+                            fusedInvertedResidual(i, into: o, weights: k, residual: false, workspace: ws, threads: threads)
+                        } } } } } }
+                    }
+                    let label = "\(t) pad \(geometry.padTop),\(geometry.padLeft) \(int8 ? "int8" : "float32"), threads \(threads)"
+                    if int8 {
+                        XCTAssertEqual(got, expected, label)
+                    } else {
+                        assertClose(got, expected, 1e-5 * max(1, expected.map(abs).max() ?? 1), label)
+                    }
+                    XCTAssertLessThanOrEqual(got.max() ?? 0, clamps.project.hi, label)
+                }
+            }
+        }
+    }
+
     func testBlocked1x1WithEpilogueAndSplitGemm() {
         // Large enough to be split into several column blocks and across threads.
         let (cin, cout, h, w) = (24, 40, 37, 61)

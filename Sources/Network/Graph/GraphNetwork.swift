@@ -45,6 +45,9 @@ public final class GraphNetwork {
     public var precision: NetworkPrecision = .float32 {
         didSet { if precision == .int8 && quantised.isEmpty { quantiseWeights() } }
     }
+    /// Whether inverted residuals run in one pass (`Plan.fusedBlocks`); off only to check them
+    /// against their three operators.
+    var fusesInvertedResiduals = true
     /// Per operation index: the 8-bit weights of a dense convolution. The first convolution
     /// (on the image) stays float32: its three input channels make it cheap, and it sees the
     /// raw input.
@@ -131,6 +134,10 @@ public final class GraphNetwork {
         var concatenationClamps: Set<Int> = []
         var capacities: [Int]
         var multiplyAdds: Double
+        /// Expand operators whose depthwise and projection run with them in one pass
+        /// (`fusedInvertedResidual`), and the operators that pass therefore covers.
+        var fusedBlocks: [Int: (depthwise: Int, project: Int)] = [:]
+        var fusedAway: Set<Int> = []
     }
 
     /// Whether inputs of a channel concatenation are written straight into its output (CHW:
@@ -264,6 +271,14 @@ public final class GraphNetwork {
         for (i, op) in model.operations.enumerated() { for case let .tensor(t) in op.inputs { lastUse[t] = i } }
         lastUse[model.outputTensor] = model.operations.count
         let (alias, concatenationClamps) = concatenationAliases(dims: dims)
+        // A fused block reads its input until it has written its last output row, so the input
+        // must outlive the projection: its buffer cannot be reused for the block's output.
+        let fused = fusedBlocks(dims: dims, alias: alias)
+        for (expand, block) in fused {
+            if case let .tensor(input) = model.operations[expand].inputs[0] {
+                lastUse[input] = max(lastUse[input] ?? 0, block.project)
+            }
+        }
         var slot: [Int: Int] = [:], capacities: [Int] = [], free: [Int] = []
         func allocate(_ t: Int) {
             let need = dims[t]!.count
@@ -297,10 +312,55 @@ public final class GraphNetwork {
             default: break
             }
         }
-        let p = Plan(dims: dims, slot: slot, alias: alias, concatenationClamps: concatenationClamps, capacities: capacities,
+        var p = Plan(dims: dims, slot: slot, alias: alias, concatenationClamps: concatenationClamps, capacities: capacities,
                      multiplyAdds: multiplyAdds)
+        p.fusedBlocks = fused
+        p.fusedAway = Set(p.fusedBlocks.values.flatMap { [$0.depthwise, $0.project] })
         plans[key] = p
         return p
+    }
+
+    /// MobileNet-v2 inverted residuals to run in one pass each (`fusedInvertedResidual`), by
+    /// the index of their expand operator: a 1x1 convolution, a 3x3 depthwise (multiplier 1, no
+    /// dilation, stride 1 or 2, at most one row/column of padding before the image) and a 1x1
+    /// convolution in a row, each intermediate read only by the next operator and written
+    /// nowhere else, all with biases, on inputs at least `fusedInvertedResidualMinimumWidth`
+    /// wide. The residual ADD stays an operator of its own (it has its own clamp).
+    private func fusedBlocks(dims: [Int: Dims], alias: [Int: (tensor: Int, offset: Int)]) -> [Int: (depthwise: Int, project: Int)] {
+        var readers: [Int: Int] = [:]
+        for op in model.operations { for case let .tensor(t) in op.inputs { readers[t, default: 0] += 1 } }
+        func pointwise(_ w: GraphModel.Window) -> Bool { w.kernelHeight == 1 && w.kernelWidth == 1 && w.strideY == 1 && w.strideX == 1 }
+        /// The tensor `op` makes, if it makes one that only `next` reads.
+        func privateOutput(_ op: GraphModel.Operation, _ next: GraphModel.Operation) -> Int? {
+            guard op.outputs.count == 1, let t = op.outputs.first, t != model.outputTensor, alias[t] == nil, readers[t] == 1,
+                  next.inputs == [.tensor(t)] else { return nil }
+            return t
+        }
+        let ops = model.operations
+        var blocks: [Int: (depthwise: Int, project: Int)] = [:]
+        var i = 0
+        while i + 2 < ops.count {
+            defer { i += blocks[i] == nil ? 1 : 3 }
+            guard case let .convolution(_, expandBias, hidden, _, expandWindow) = ops[i].kind, expandBias != nil, pointwise(expandWindow),
+                  case let .depthwise(_, depthwiseBias, channels, 1, window) = ops[i + 1].kind, depthwiseBias != nil, channels == hidden,
+                  window.kernelHeight == 3, window.kernelWidth == 3, window.dilationY == 1, window.dilationX == 1,
+                  window.strideY == window.strideX, window.strideX == 1 || window.strideX == 2,
+                  case let .convolution(_, projectBias, _, projectInputs, projectWindow) = ops[i + 2].kind, projectBias != nil,
+                  projectInputs == hidden, pointwise(projectWindow),
+                  case let .tensor(input)? = ops[i].inputs.first, ops[i].inputs.count == 1, let inputDims = dims[input],
+                  inputDims.width >= fusedInvertedResidualMinimumWidth,
+                  let expanded = privateOutput(ops[i], ops[i + 1]), let filtered = privateOutput(ops[i + 1], ops[i + 2]),
+                  dims[expanded]?.height == inputDims.height, dims[expanded]?.width == inputDims.width,
+                  let out = ops[i + 2].outputs.first, ops[i + 2].outputs.count == 1,
+                  dims[out]?.height == dims[filtered]?.height, dims[out]?.width == dims[filtered]?.width else { continue }
+            let g = window.geometry(height: inputDims.height, width: inputDims.width)
+            let s = window.strideX
+            guard (0...1).contains(g.padTop), (0...1).contains(g.padLeft),
+                  dims[filtered]?.height == (inputDims.height + s - 1) / s, dims[filtered]?.width == (inputDims.width + s - 1) / s
+            else { continue }
+            blocks[i] = (i + 1, i + 2)
+        }
+        return blocks
     }
 
     /// Which concatenation inputs can be written in place (`Plan.alias`), and which
@@ -344,6 +404,7 @@ public final class GraphNetwork {
 
     /// How many tensors are written in place into concatenations at an input size (tests).
     func inPlaceTensorCount(height: Int, width: Int) throws -> Int { try plan(height: height, width: width).alias.count }
+    func fusedBlockCount(height: Int, width: Int) throws -> Int { try plan(height: height, width: width).fusedBlocks.count }
 
     /// Multiply-adds of the convolutions at an input size.
     public func multiplyAdds(height: Int, width: Int) throws -> Double { try plan(height: height, width: width).multiplyAdds }
@@ -409,8 +470,14 @@ public final class GraphNetwork {
         lastProfile = [:]
         let ws = workspace
         let quantised = precision == .int8 ? quantised : [:]
-        for (index, op) in model.operations.enumerated() {
+        let fusedAway = fusesInvertedResiduals ? p.fusedAway : []
+        for (index, op) in model.operations.enumerated() where !fusedAway.contains(index) {
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+            if fusesInvertedResiduals, let block = p.fusedBlocks[index] {
+                runFused(expand: index, block, p, quantised: quantised)
+                if profiling { lastProfile["fused blocks", default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
+                continue
+            }
             let inputs = op.inputs.map { operand -> FeatureMap in
                 switch operand {
                 case let .tensor(t): return map(t, p)
@@ -484,6 +551,27 @@ public final class GraphNetwork {
         let out = map(model.outputTensor, p)
         return PlanarMap(channels: out.channels, height: out.height, width: out.width,
                            values: Array(UnsafeBufferPointer(start: out.base, count: out.count)))
+    }
+
+    /// One `Plan.fusedBlocks` entry: the three operators' weights, clamps and padding handed to
+    /// `fusedInvertedResidual`.
+    private func runFused(expand e: Int, _ block: (depthwise: Int, project: Int), _ p: Plan, quantised: [Int: QuantisedWeights]) {
+        let ops = model.operations
+        guard case let .convolution(ew, eb?, hidden, _, _) = ops[e].kind, case let .depthwise(dw, db?, _, _, window) = ops[block.depthwise].kind,
+              case let .convolution(pw, pb?, _, _, _) = ops[block.project].kind, case let .tensor(inputTensor) = ops[e].inputs[0]
+        else { preconditionFailure("fused block \(e) is not expand → depthwise → project") }
+        let input = map(inputTensor, p), output = map(ops[block.project].outputs[0], p)
+        let g = window.geometry(height: input.height, width: input.width)
+        let int8: (QuantisedWeights, QuantisedWeights)? = if let qe = quantised[e], let qp = quantised[block.project] { (qe, qp) } else { nil }
+        ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
+        db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
+            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!, projectBias: pb.baseAddress!,
+                                            hidden: hidden, stride: window.strideX, quantised: int8)
+            k.expandClamp = ops[e].clamp; k.depthwiseClamp = ops[block.depthwise].clamp; k.projectClamp = ops[block.project].clamp
+            k.padTop = g.padTop; k.padLeft = g.padLeft
+            fusedInvertedResidual(input, into: output, weights: k, residual: false, workspace: workspace, threads: threads)
+        } } } } } }
     }
 
     private func profileName(_ kind: GraphModel.Kind) -> String {
