@@ -230,84 +230,90 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// The one-pass block against its three layers run one after the other (each checked against
-    /// a plain loop above): several bands per worker, both strides, odd sizes, one row, one column.
-    func testFusedInvertedResidualMatchesItsThreeLayers() {
-        let cases: [(cin: Int, hidden: Int, cout: Int, h: Int, w: Int, stride: Int)] = [
-            (16, 96, 16, 13, 70, 1), (8, 48, 12, 11, 33, 2), (8, 48, 8, 9, 40, 2), (4, 24, 6, 1, 9, 1), (4, 24, 4, 2, 1, 2),
-            (6, 36, 6, 5, 1, 1),
-        ]
-        for t in cases {
-            let residual = t.stride == 1 && t.cin == t.cout
-            let ho = (t.h + t.stride - 1) / t.stride, wo = (t.w + t.stride - 1) / t.stride
-            let x = random(t.cin * t.h * t.w)
-            let ew = random(t.hidden * t.cin), eb = random(t.hidden), dw = random(t.hidden * 9), db = random(t.hidden)
-            let pw = random(t.cout * t.hidden), pb = random(t.cout)
-            for threads in [1, 2] {
-                let ws = Workspace()
-                let expanded = run(t.cin, t.h, t.w, x, outChannels: t.hidden, outH: t.h, outW: t.w) { i, o in
-                    ew.withUnsafeBufferPointer { w in eb.withUnsafeBufferPointer { b in
-                        convolution1x1(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, relu6: true, threads: threads)
-                    } }
-                }
-                let filtered = run(t.hidden, t.h, t.w, expanded, outChannels: t.hidden, outH: ho, outW: wo) { i, o in
-                    dw.withUnsafeBufferPointer { w in db.withUnsafeBufferPointer { b in
-                        depthwise3x3(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, stride: t.stride, workspace: ws, threads: threads)
-                    } }
-                }
-                let expected = run(t.hidden, ho, wo, filtered, outChannels: t.cout, outH: ho, outW: wo) { i, o in
-                    withMap(x, t.cin, t.h, t.w) { r in
-                        pw.withUnsafeBufferPointer { w in pb.withUnsafeBufferPointer { b in
-                            convolution1x1(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, residual: residual ? r : nil,
-                                           relu6: false, threads: threads)
-                        } }
-                    }
-                }
-                let got = run(t.cin, t.h, t.w, x, outChannels: t.cout, outH: ho, outW: wo) { i, o in
-                    ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
-                    db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
-                        let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
-                                                        depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
-                                                        projectBias: pb.baseAddress!, hidden: t.hidden, stride: t.stride)
-                        fusedInvertedResidual(i, into: o, weights: k, residual: residual, workspace: ws, threads: threads)
-                    } } } } } }
-                }
-                let scale = expected.map(abs).max() ?? 1
-                assertClose(got, expected, 1e-5 * max(1, scale), "fused block \(t), threads \(threads)")
-                XCTAssertFalse(got.contains { $0 == -99 || $0.isNaN }, "every output written: \(t)")
+    /// An inverted residual's shapes and random weights, for the fused-block tests.
+    struct Block {
+        var cin: Int, hidden: Int, cout: Int, h: Int, w: Int, stride: Int
+        var ew: [Float] = [], eb: [Float] = [], dw: [Float] = [], db: [Float] = [], pw: [Float] = [], pb: [Float] = []
+        var ho: Int { (h + stride - 1) / stride }
+        var wo: Int { (w + stride - 1) / stride }
+        var quantised: (QuantisedWeights, QuantisedWeights) {
+            (ew.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: hidden, columns: cin) },
+             pw.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: cout, columns: hidden) })
+        }
+    }
 
-                // Int8: the same three layers through int8Gemm, the fused block with the same grids.
-                let qe = ew.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.hidden, columns: t.cin) }
-                let qp = pw.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.cout, columns: t.hidden) }
-                let expanded8 = run(t.cin, t.h, t.w, x, outChannels: t.hidden, outH: t.h, outW: t.w) { i, o in
-                    eb.withUnsafeBufferPointer { b in
-                        convolution1x1(i, into: o, weights: i.base, bias: b.baseAddress!, relu6: true, threads: threads, quantised: qe, workspace: ws)
-                    }
+    func block(_ cin: Int, _ hidden: Int, _ cout: Int, _ h: Int, _ w: Int, stride: Int) -> Block {
+        Block(cin: cin, hidden: hidden, cout: cout, h: h, w: w, stride: stride, ew: random(hidden * cin), eb: random(hidden),
+              dw: random(hidden * 9), db: random(hidden), pw: random(cout * hidden), pb: random(cout))
+    }
+
+    /// The block as its three layers, one after the other (each checked against a plain loop in
+    /// the tests above), with `k`'s clamps, padding and arithmetic.
+    func threeLayers(_ b: Block, _ x: [Float], _ k: InvertedResidualWeights, residual: Bool, workspace ws: Workspace, threads: Int) -> [Float] {
+        let oneByOne = ConvGeometry(kernelHeight: 1, kernelWidth: 1, strideY: 1, strideX: 1, dilationY: 1, dilationX: 1, padTop: 0, padLeft: 0)
+        let depthwise = ConvGeometry(kernelHeight: 3, kernelWidth: 3, strideY: b.stride, strideX: b.stride, dilationY: 1, dilationX: 1,
+                                     padTop: k.padTop, padLeft: k.padLeft)
+        let expanded = run(b.cin, b.h, b.w, x, outChannels: b.hidden, outH: b.h, outW: b.w) { i, o in
+            convolution(i, into: o, weights: k.expand, bias: k.expandBias, geometry: oneByOne, clamp: k.expandClamp, residual: nil,
+                        workspace: ws, threads: threads, quantised: k.quantised?.expand)
+        }
+        let filtered = run(b.hidden, b.h, b.w, expanded, outChannels: b.hidden, outH: b.ho, outW: b.wo) { i, o in
+            depthwiseConvolution(i, into: o, weights: k.depthwise, bias: k.depthwiseBias, geometry: depthwise, multiplier: 1,
+                                 clamp: k.depthwiseClamp, workspace: ws, threads: threads)
+        }
+        return run(b.hidden, b.ho, b.wo, filtered, outChannels: b.cout, outH: b.ho, outW: b.wo) { i, o in
+            withMap(x, b.cin, b.h, b.w) { r in
+                convolution(i, into: o, weights: k.project, bias: k.projectBias, geometry: oneByOne, clamp: k.projectClamp,
+                            residual: residual ? r : nil, workspace: ws, threads: threads, quantised: k.quantised?.project)
+            }
+        }
+    }
+
+    /// Runs `body` with the block's weights as `InvertedResidualWeights`, adjusted by `configure`.
+    func withWeights<R>(_ b: Block, configure: (inout InvertedResidualWeights) -> Void, _ body: (InvertedResidualWeights) -> R) -> R {
+        b.ew.withUnsafeBufferPointer { ew in b.eb.withUnsafeBufferPointer { eb in b.dw.withUnsafeBufferPointer { dw in
+        b.db.withUnsafeBufferPointer { db in b.pw.withUnsafeBufferPointer { pw in b.pb.withUnsafeBufferPointer { pb in
+            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!, projectBias: pb.baseAddress!,
+                                            hidden: b.hidden, stride: b.stride)
+            configure(&k)
+            return body(k)
+        } } } } } }
+    }
+
+    /// The one-pass block against its three layers, in float32 (to float rounding) and int8 (the
+    /// same values), with `configure` setting clamps, padding and arithmetic.
+    func checkFused(_ b: Block, residual: Bool, int8: Bool, configure: (inout InvertedResidualWeights) -> Void,
+                    file: StaticString = #filePath, line: UInt = #line) {
+        let x = random(b.cin * b.h * b.w)
+        let quantised = int8 ? b.quantised : nil
+        for threads in [1, 2] {
+            let ws = Workspace()
+            withWeights(b, configure: { configure(&$0); $0.quantised = quantised }) { k in
+                let expected = threeLayers(b, x, k, residual: residual, workspace: ws, threads: threads)
+                let got = run(b.cin, b.h, b.w, x, outChannels: b.cout, outH: b.ho, outW: b.wo) { i, o in
+                    fusedInvertedResidual(i, into: o, weights: k, residual: residual, workspace: ws, threads: threads)
                 }
-                let filtered8 = run(t.hidden, t.h, t.w, expanded8, outChannels: t.hidden, outH: ho, outW: wo) { i, o in
-                    dw.withUnsafeBufferPointer { w in db.withUnsafeBufferPointer { b in
-                        depthwise3x3(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, stride: t.stride, workspace: ws, threads: threads)
-                    } }
+                let label = "\(b.cin)-\(b.hidden)-\(b.cout) \(b.h)x\(b.w) stride \(b.stride) pad \(k.padTop),\(k.padLeft) "
+                    + "\(int8 ? "int8" : "float32"), threads \(threads)"
+                if int8 {
+                    XCTAssertEqual(got, expected, label, file: file, line: line)
+                } else {
+                    assertClose(got, expected, 1e-5 * max(1, expected.map(abs).max() ?? 1), label, file: file, line: line)
                 }
-                let expected8 = run(t.hidden, ho, wo, filtered8, outChannels: t.cout, outH: ho, outW: wo) { i, o in
-                    withMap(x, t.cin, t.h, t.w) { r in
-                        pb.withUnsafeBufferPointer { b in
-                            convolution1x1(i, into: o, weights: i.base, bias: b.baseAddress!, residual: residual ? r : nil, relu6: false,
-                                           threads: threads, quantised: qp, workspace: ws)
-                        }
-                    }
-                }
-                let got8 = run(t.cin, t.h, t.w, x, outChannels: t.cout, outH: ho, outW: wo) { i, o in
-                    ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
-                    db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
-                        let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
-                                                        depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
-                                                        projectBias: pb.baseAddress!, hidden: t.hidden, stride: t.stride, quantised: (qe, qp))
-                        fusedInvertedResidual(i, into: o, weights: k, residual: residual, workspace: ws, threads: threads)
-                    } } } } } }
-                }
-                XCTAssertEqual(got8, expected8, "int8 fused block \(t), threads \(threads): the same values as its three layers")
-                assertClose(got8, expected, 0.1 * max(1, scale), "int8 fused block \(t) near float32")
+                XCTAssertFalse(got.contains { $0 == -99 || $0.isNaN }, "every output written: \(label)", file: file, line: line)
+                XCTAssertLessThanOrEqual(got.max() ?? 0, k.projectClamp.hi, label, file: file, line: line)
+            }
+        }
+    }
+
+    /// MobileNet-v2's blocks (ReLU6, ReLU6, none; padding 1): several bands per worker, both
+    /// strides, odd sizes, one row, one column, with and without the residual.
+    func testFusedInvertedResidualMatchesItsThreeLayers() {
+        for b in [block(16, 96, 16, 13, 70, stride: 1), block(8, 48, 12, 11, 33, stride: 2), block(8, 48, 8, 9, 40, stride: 2),
+                  block(4, 24, 6, 1, 9, stride: 1), block(4, 24, 4, 2, 1, stride: 2), block(6, 36, 6, 5, 1, stride: 1)] {
+            for int8 in [false, true] {
+                checkFused(b, residual: b.stride == 1 && b.cin == b.cout, int8: int8) { _ in }
             }
         }
     }
@@ -315,64 +321,12 @@ final class KernelTests: XCTestCase {
     /// A converted model's blocks: TensorFlow's SAME padding (nothing above or left at stride 2
     /// on even sizes, one row and column on odd ones) and its own clamps after each layer.
     func testFusedInvertedResidualWithTensorFlowPaddingAndClamps() {
-        let cases: [(cin: Int, hidden: Int, cout: Int, h: Int, w: Int, stride: Int)] = [
-            (8, 48, 12, 12, 70, 2), (8, 48, 12, 11, 33, 2), (6, 36, 6, 9, 20, 1),
-        ]
-        let clamps = (expand: Clamp(lo: 0, hi: 3.5), depthwise: Clamp(lo: -1, hi: 4), project: Clamp(lo: -5, hi: 6))
-        for t in cases {
-            let ho = (t.h + t.stride - 1) / t.stride, wo = (t.w + t.stride - 1) / t.stride
-            func pad(_ n: Int) -> Int { max((((n + t.stride - 1) / t.stride) - 1) * t.stride + 3 - n, 0) / 2 }
-            let geometry = ConvGeometry(kernelHeight: 3, kernelWidth: 3, strideY: t.stride, strideX: t.stride, dilationY: 1, dilationX: 1,
-                                        padTop: pad(t.h), padLeft: pad(t.w))
-            let x = random(t.cin * t.h * t.w)
-            let ew = random(t.hidden * t.cin), eb = random(t.hidden), dw = random(t.hidden * 9), db = random(t.hidden)
-            let pw = random(t.cout * t.hidden), pb = random(t.cout)
-            let qe = ew.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.hidden, columns: t.cin) }
-            let qp = pw.withUnsafeBufferPointer { QuantisedWeights($0.baseAddress!, rows: t.cout, columns: t.hidden) }
+        for b in [block(8, 48, 12, 12, 70, stride: 2), block(8, 48, 12, 11, 33, stride: 2), block(6, 36, 6, 9, 20, stride: 1)] {
+            func pad(_ n: Int) -> Int { max((((n + b.stride - 1) / b.stride) - 1) * b.stride + 3 - n, 0) / 2 }
             for int8 in [false, true] {
-                for threads in [1, 2] {
-                    let ws = Workspace()
-                    let expanded = run(t.cin, t.h, t.w, x, outChannels: t.hidden, outH: t.h, outW: t.w) { i, o in
-                        ew.withUnsafeBufferPointer { w in eb.withUnsafeBufferPointer { b in
-                            convolution(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!,
-                                        geometry: ConvGeometry(kernelHeight: 1, kernelWidth: 1, strideY: 1, strideX: 1, dilationY: 1,
-                                                               dilationX: 1, padTop: 0, padLeft: 0),
-                                        clamp: clamps.expand, residual: nil, workspace: ws, threads: threads, quantised: int8 ? qe : nil)
-                        } }
-                    }
-                    let filtered = run(t.hidden, t.h, t.w, expanded, outChannels: t.hidden, outH: ho, outW: wo) { i, o in
-                        dw.withUnsafeBufferPointer { w in db.withUnsafeBufferPointer { b in
-                            depthwiseConvolution(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!, geometry: geometry, multiplier: 1,
-                                                 clamp: clamps.depthwise, workspace: ws, threads: threads)
-                        } }
-                    }
-                    let expected = run(t.hidden, ho, wo, filtered, outChannels: t.cout, outH: ho, outW: wo) { i, o in
-                        pw.withUnsafeBufferPointer { w in pb.withUnsafeBufferPointer { b in
-                            convolution(i, into: o, weights: w.baseAddress!, bias: b.baseAddress!,
-                                        geometry: ConvGeometry(kernelHeight: 1, kernelWidth: 1, strideY: 1, strideX: 1, dilationY: 1,
-                                                               dilationX: 1, padTop: 0, padLeft: 0),
-                                        clamp: clamps.project, residual: nil, workspace: ws, threads: threads, quantised: int8 ? qp : nil)
-                        } }
-                    }
-                    let got = run(t.cin, t.h, t.w, x, outChannels: t.cout, outH: ho, outW: wo) { i, o in
-                        ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
-                        db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
-                            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
-                                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
-                                                            projectBias: pb.baseAddress!, hidden: t.hidden, stride: t.stride,
-                                                            quantised: int8 ? (qe, qp) : nil)
-                            k.expandClamp = clamps.expand; k.depthwiseClamp = clamps.depthwise; k.projectClamp = clamps.project
-                            k.padTop = geometry.padTop; k.padLeft = geometry.padLeft
-                            fusedInvertedResidual(i, into: o, weights: k, residual: false, workspace: ws, threads: threads)
-                        } } } } } }
-                    }
-                    let label = "\(t) pad \(geometry.padTop),\(geometry.padLeft) \(int8 ? "int8" : "float32"), threads \(threads)"
-                    if int8 {
-                        XCTAssertEqual(got, expected, label)
-                    } else {
-                        assertClose(got, expected, 1e-5 * max(1, expected.map(abs).max() ?? 1), label)
-                    }
-                    XCTAssertLessThanOrEqual(got.max() ?? 0, clamps.project.hi, label)
+                checkFused(b, residual: false, int8: int8) { k in
+                    k.expandClamp = Clamp(lo: 0, hi: 3.5); k.depthwiseClamp = Clamp(lo: -1, hi: 4); k.projectClamp = Clamp(lo: -5, hi: 6)
+                    k.padTop = pad(b.h); k.padLeft = pad(b.w)
                 }
             }
         }
