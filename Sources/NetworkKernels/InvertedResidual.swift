@@ -59,6 +59,9 @@ package func fusedInvertedResidual(_ input: FeatureMap, into output: FeatureMap,
     precondition(ho == (h + s - 1) / s && wo == (w + s - 1) / s)
     precondition(!residual || (s == 1 && cin == cout))
     precondition((0...1).contains(k.padTop) && (0...1).contains(k.padLeft))
+    if let q = k.quantised {
+        precondition(q.expand.rows == hidden && q.expand.columns == cin && q.project.rows == cout && q.project.columns == hidden)
+    }
     // A ring row: input column x at x + 1, zeros left of it and right of the width as far as the
     // depthwise row's loads reach (as in `depthwiseConvolution`), which start at column
     // −padLeft.
