@@ -7,8 +7,8 @@ public enum NetworkPrecision: String, CaseIterable, Sendable {
     case float32
     /// Int8 GEMMs with int32 sums (`NetworkKernels.int8Gemm`): 8-bit weights (a converted
     /// model's own, or quantised per output channel) and activations quantised per pixel on
-    /// every pass. Depthwise, pooling, resizing, the heads and the first convolution on the
-    /// image stay float32.
+    /// every pass. Depthwise, pooling, resizing, the heads, the first convolution on the image
+    /// and the joint network's first block (`layer2`) stay float32.
     case int8
 
     /// Why this precision cannot run well here, or nil. Int8 needs the AVX-512 VNNI kernels: the
