@@ -72,6 +72,26 @@ final class KernelTests: XCTestCase {
         return out
     }
 
+    /// The 5x5 max-pool on sizes that exercise its row pairs (odd and even heights, one row,
+    /// two, three) and its vector/scalar columns, exactly.
+    func testMaxPoolOnEdgeSizes() {
+        for (h, w) in [(1, 1), (1, 17), (2, 9), (3, 8), (4, 16), (5, 3), (6, 25), (7, 1), (8, 40)] {
+            let c = 3, x = random(c * h * w)
+            for threads in [1, 2] {
+                let ws = Workspace()
+                var acc = [Float](repeating: 0, count: c * h * w)
+                let pooled = run(c, h, w, x, outChannels: c, outH: h, outW: w) { i, o in
+                    acc.withUnsafeMutableBufferPointer { a in
+                        maxPoolAccumulating(i, into: o, accumulator: FeatureMap(base: a.baseAddress!, channels: c, height: h, width: w),
+                                            mode: .copy, workspace: ws, threads: threads)
+                    }
+                }
+                XCTAssertEqual(pooled, naivePool(x, c, h, w), "\(h)x\(w), threads \(threads)")
+                XCTAssertEqual(acc, x, "copy mode, \(h)x\(w)")
+            }
+        }
+    }
+
     func testCRPBlocksMatchTheirDefinition() {
         let (c, h, w) = (6, 11, 9)
         let x = random(c * h * w).map { max($0, 0) } // CRP inputs are post-ReLU6
