@@ -300,15 +300,12 @@ public final class JointNetwork {
                                 height: (input.height + block.stride - 1) / block.stride,
                                 width: (input.width + block.stride - 1) / block.stride)
             timed("encoder fused blocks") {
-                block.expand.weight.withUnsafeBufferPointer { ew in block.expand.bias.withUnsafeBufferPointer { eb in
-                block.depthwise.weight.withUnsafeBufferPointer { dw in block.depthwise.bias.withUnsafeBufferPointer { db in
-                block.project.weight.withUnsafeBufferPointer { pw in block.project.bias.withUnsafeBufferPointer { pb in
-                    let k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
-                                                    depthwiseBias: db.baseAddress!, project: pw.baseAddress!,
-                                                    projectBias: pb.baseAddress!, hidden: block.hiddenChannels, stride: block.stride,
-                                                    quantised: int8)
+                InvertedResidualWeights.with(expand: block.expand.weight, expandBias: block.expand.bias,
+                                             depthwise: block.depthwise.weight, depthwiseBias: block.depthwise.bias,
+                                             project: block.project.weight, projectBias: block.project.bias,
+                                             hidden: block.hiddenChannels, stride: block.stride, quantised: int8) { k in
                     fusedInvertedResidual(input, into: output, weights: k, residual: block.residual, workspace: ws, threads: threads)
-                } } } } } }
+                }
             }
             return output
         }

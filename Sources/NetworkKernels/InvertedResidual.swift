@@ -30,6 +30,26 @@ package struct InvertedResidualWeights {
         self.project = project; self.projectBias = projectBias; self.hidden = hidden; self.stride = stride
         self.quantised = quantised
     }
+
+    /// Runs `body` with the weights of a block held in arrays (`[hidden][cin]`, `[hidden]`,
+    /// `[hidden][9]`, `[hidden]`, `[cout][hidden]`, `[cout]`); `configure` sets clamps and padding.
+    package static func with<R>(expand: [Float], expandBias: [Float], depthwise: [Float], depthwiseBias: [Float],
+                                project: [Float], projectBias: [Float], hidden: Int, stride: Int,
+                                quantised: (expand: QuantisedWeights, project: QuantisedWeights)? = nil,
+                                configure: (inout InvertedResidualWeights) -> Void = { _ in },
+                                _ body: (InvertedResidualWeights) -> R) -> R {
+        precondition(expand.count % hidden == 0 && expandBias.count == hidden && depthwise.count == 9 * hidden
+                     && depthwiseBias.count == hidden && project.count == projectBias.count * hidden)
+        return expand.withUnsafeBufferPointer { ew in expandBias.withUnsafeBufferPointer { eb in
+        depthwise.withUnsafeBufferPointer { dw in depthwiseBias.withUnsafeBufferPointer { db in
+        project.withUnsafeBufferPointer { pw in projectBias.withUnsafeBufferPointer { pb in
+            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
+                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!, projectBias: pb.baseAddress!,
+                                            hidden: hidden, stride: stride, quantised: quantised)
+            configure(&k)
+            return body(k)
+        } } } } } }
+    }
 }
 
 /// Input width from which a block runs fused. At 40 columns (576 or 960 hidden channels) the

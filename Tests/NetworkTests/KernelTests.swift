@@ -291,14 +291,8 @@ final class KernelTests: XCTestCase {
 
     /// Runs `body` with the block's weights as `InvertedResidualWeights`, adjusted by `configure`.
     func withWeights<R>(_ b: Block, configure: (inout InvertedResidualWeights) -> Void, _ body: (InvertedResidualWeights) -> R) -> R {
-        b.ew.withUnsafeBufferPointer { ew in b.eb.withUnsafeBufferPointer { eb in b.dw.withUnsafeBufferPointer { dw in
-        b.db.withUnsafeBufferPointer { db in b.pw.withUnsafeBufferPointer { pw in b.pb.withUnsafeBufferPointer { pb in
-            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
-                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!, projectBias: pb.baseAddress!,
-                                            hidden: b.hidden, stride: b.stride)
-            configure(&k)
-            return body(k)
-        } } } } } }
+        InvertedResidualWeights.with(expand: b.ew, expandBias: b.eb, depthwise: b.dw, depthwiseBias: b.db, project: b.pw, projectBias: b.pb,
+                                     hidden: b.hidden, stride: b.stride, configure: configure, body)
     }
 
     /// The one-pass block against its three layers, in float32 (to float rounding) and int8 (the

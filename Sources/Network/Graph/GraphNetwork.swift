@@ -46,7 +46,8 @@ public final class GraphNetwork {
         didSet { if precision == .int8 && quantised.isEmpty { quantiseWeights() } }
     }
     /// Whether inverted residuals run in one pass (`Plan.fusedBlocks`); off only to check them
-    /// against their three operators.
+    /// against their three operators. Part of each plan's key: a fused block's inner maps get
+    /// no buffers.
     var fusesInvertedResiduals = true
     /// Per operation index: the 8-bit weights of a dense convolution. The first convolution
     /// (on the image) stays float32: its three input channels make it cheap, and it sees the
@@ -264,7 +265,7 @@ public final class GraphNetwork {
     }
 
     private func plan(height: Int, width: Int) throws -> Plan {
-        let key = height << 32 | width
+        let key = (height << 32 | width) << 1 | (fusesInvertedResiduals ? 1 : 0)
         if let p = plans[key] { return p }
         let dims = try inferDims(height: height, width: width)
         var lastUse: [Int: Int] = [:]
@@ -273,7 +274,9 @@ public final class GraphNetwork {
         let (alias, concatenationClamps) = concatenationAliases(dims: dims)
         // A fused block reads its input until it has written its last output row, so the input
         // must outlive the projection: its buffer cannot be reused for the block's output.
-        let fused = fusedBlocks(dims: dims, alias: alias)
+        let fused = fusesInvertedResiduals ? fusedBlocks(dims: dims, alias: alias) : [:]
+        // The expanded and depthwise maps of a fused block are never written: no buffer.
+        let unwritten = Set(fused.flatMap { expand, block in [expand, block.depthwise].flatMap { model.operations[$0].outputs } })
         for (expand, block) in fused {
             if case let .tensor(input) = model.operations[expand].inputs[0] {
                 lastUse[input] = max(lastUse[input] ?? 0, block.project)
@@ -298,11 +301,11 @@ public final class GraphNetwork {
                 // An input of an in-place concatenation lives in the concatenation's output,
                 // which is therefore allocated when its first input is made.
                 let owner = alias[t]?.tensor ?? t
-                if slot[owner] == nil { allocate(owner) }
+                if slot[owner] == nil && !unwritten.contains(owner) { allocate(owner) }
             }
-            for t in op.outputs where lastUse[t] == nil && alias[t] == nil { free.append(slot[t]!) }   // never read
+            for t in op.outputs where lastUse[t] == nil && alias[t] == nil { if let s = slot[t] { free.append(s) } }   // never read
             let read = Set(op.inputs.compactMap { operand -> Int? in if case let .tensor(t) = operand { return t } else { return nil } })
-            for t in read where lastUse[t] == i && alias[t] == nil { free.append(slot[t]!) }
+            for t in read where lastUse[t] == i && alias[t] == nil { if let s = slot[t] { free.append(s) } }
             let out = dims[op.outputs[0]]!
             switch op.kind {
             case let .convolution(_, _, cout, cin, window):
@@ -470,10 +473,9 @@ public final class GraphNetwork {
         lastProfile = [:]
         let ws = workspace
         let quantised = precision == .int8 ? quantised : [:]
-        let fusedAway = fusesInvertedResiduals ? p.fusedAway : []
-        for (index, op) in model.operations.enumerated() where !fusedAway.contains(index) {
+        for (index, op) in model.operations.enumerated() where !p.fusedAway.contains(index) {
             let start = profiling ? DispatchTime.now().uptimeNanoseconds : 0
-            if fusesInvertedResiduals, let block = p.fusedBlocks[index] {
+            if let block = p.fusedBlocks[index] {
                 runFused(expand: index, block, p, quantised: quantised)
                 if profiling { lastProfile["fused blocks", default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
                 continue
@@ -563,15 +565,13 @@ public final class GraphNetwork {
         let input = map(inputTensor, p), output = map(ops[block.project].outputs[0], p)
         let g = window.geometry(height: input.height, width: input.width)
         let int8: (QuantisedWeights, QuantisedWeights)? = if let qe = quantised[e], let qp = quantised[block.project] { (qe, qp) } else { nil }
-        ew.withUnsafeBufferPointer { ew in eb.withUnsafeBufferPointer { eb in dw.withUnsafeBufferPointer { dw in
-        db.withUnsafeBufferPointer { db in pw.withUnsafeBufferPointer { pw in pb.withUnsafeBufferPointer { pb in
-            var k = InvertedResidualWeights(expand: ew.baseAddress!, expandBias: eb.baseAddress!, depthwise: dw.baseAddress!,
-                                            depthwiseBias: db.baseAddress!, project: pw.baseAddress!, projectBias: pb.baseAddress!,
-                                            hidden: hidden, stride: window.strideX, quantised: int8)
+        InvertedResidualWeights.with(expand: ew, expandBias: eb, depthwise: dw, depthwiseBias: db, project: pw, projectBias: pb,
+                                     hidden: hidden, stride: window.strideX, quantised: int8, configure: { k in
             k.expandClamp = ops[e].clamp; k.depthwiseClamp = ops[block.depthwise].clamp; k.projectClamp = ops[block.project].clamp
             k.padTop = g.padTop; k.padLeft = g.padLeft
+        }) { k in
             fusedInvertedResidual(input, into: output, weights: k, residual: false, workspace: workspace, threads: threads)
-        } } } } } }
+        }
     }
 
     private func profileName(_ kind: GraphModel.Kind) -> String {
