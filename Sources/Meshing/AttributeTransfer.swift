@@ -171,7 +171,7 @@ enum AttributeTransfer {
         }
         if colorMode == .semantic, hasLabels, let classSet = cloud.classSet {
             out.colors = labels.map { $0 >= 0 && Int($0) < classSet.count ? classSet.color(of: Int($0)) : RGB8(128, 128, 128) }
-        } else if cloud.colors != nil {
+        } else if colorMode != .none, cloud.colors != nil {
             out.colors = colors
         }
         return out
@@ -238,6 +238,23 @@ struct SurfelGrid {
     @inline(__always) static func key(_ p: SIMD3<Float>, _ cell: Float) -> SIMD3<Int32> {
         let q = (p / cell).rounded(.down)
         return SIMD3(Int32(clamping: Int(q.x)), Int32(clamping: Int(q.y)), Int32(clamping: Int(q.z)))
+    }
+
+    /// Calls `body` with the surfels in the 27 cells around `p`, the cell of `p` first, until it
+    /// returns false: a search that has what it needs stops inside a crowded cell.
+    func scan(near p: SIMD3<Float>, _ body: (Int) -> Bool) {
+        let c = Self.key(p, cell)
+        if let range = ranges.range(of: c) {
+            for j in range where !body(Int(order[j])) { return }
+        }
+        for dz in -1...1 {
+            for dy in -1...1 {
+                for dx in -1...1 where dx != 0 || dy != 0 || dz != 0 {
+                    guard let range = ranges.range(of: c &+ SIMD3(Int32(dx), Int32(dy), Int32(dz))) else { continue }
+                    for j in range where !body(Int(order[j])) { return }
+                }
+            }
+        }
     }
 
     /// Calls `body` with every surfel in the 27 cells around `p` (all within one cell of it).

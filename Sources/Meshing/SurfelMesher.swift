@@ -96,6 +96,9 @@ public struct MeshingReport: Sendable {
     /// would exceed `MeshingParameters.memoryLimitBytes`.
     public var coarseningSkippedBytes = 0
     public var seconds: (volume: Double, surface: Double, attributes: Double) = (0, 0, 0)
+    /// The median of the radii estimated for a cloud that had none (`SurfelMesher.estimatedRadii`)
+    /// and the time that took (not part of `seconds`); nil when the cloud had its own.
+    public var estimatedRadii: (median: Float, seconds: Double)?
     public var volumeBytes: Int { blocks * SparseVolume.blockVoxels * 8 }
 }
 
@@ -109,11 +112,22 @@ public struct MeshingReport: Sendable {
 /// Signed distances are positive on the side the normals point to (towards the cameras that
 /// saw the surface), so triangles face the viewer.
 public enum SurfelMesher {
+    /// A cloud without radii gets each point's from its neighbours (`estimatedRadii`), so any
+    /// oriented point cloud meshes without holes at its own spacing.
     public static func mesh(_ cloud: PointCloud, source: String = "map", parameters: MeshingParameters,
                             colorMode: MeshColor = .semantic, includeProbabilities: Bool = false) throws -> (mesh: TriangleMesh, report: MeshingReport) {
         guard let normals = cloud.normals else { throw MeshingError.missingNormals(source: source) }
         if let problem = cloud.validationProblem() { throw MeshingError.tooLarge(source: source, reason: problem) }
         var report = MeshingReport()
+        var cloud = cloud
+        if cloud.radius == nil {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let radii = estimatedRadii(cloud.positions, threads: parameters.threads)
+            cloud.radius = radii
+            let positive = radii.filter { $0 > 0 }.sorted()
+            report.estimatedRadii = (median: positive.isEmpty ? 0 : positive[positive.count / 2],
+                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
         let (voxel, scale) = try scales(cloud, parameters: parameters)
         report.voxelSize = voxel
 
@@ -193,7 +207,8 @@ public enum SurfelMesher {
             throw MeshingError.invalidParameter(name: "voxels per median radius", value: "\(factor)", reason: "must be above 0 and at most 100")
         }
         let range = parameters.automaticVoxelRange
-        // Without radii there is no size to follow: a centimetre.
+        // Without radii (`mesh` estimates them first; a direct caller may not) there is no size
+        // to follow: a centimetre.
         guard var valid = cloud.radius?.filter({ $0.isFinite && $0 > 0 }), !valid.isEmpty else { return (0.01, 0.01) }
         valid.sort()
         let median = valid[valid.count / 2]
@@ -385,6 +400,15 @@ public enum MeshColor: String, Sendable, CaseIterable {
     case semantic
     /// The confidence-weighted mean colour of the surfels around the vertex.
     case rgb
+    /// No vertex colours: positions and normals, and labels when the map has them. For an
+    /// oriented point cloud with neither colours nor labels (for example from another tool).
+    case none
+
+    /// The colouring a map supports unless the user picks one: its labels' palette, else its
+    /// colours, else none.
+    public static func automatic(hasLabels: Bool, hasClassSet: Bool, hasColors: Bool) -> MeshColor {
+        hasLabels && hasClassSet ? .semantic : hasColors ? .rgb : .none
+    }
 }
 
 /// The surfels meshing uses, with the per-surfel quantities both passes need.

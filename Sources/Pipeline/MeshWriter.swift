@@ -49,6 +49,10 @@ public enum MeshWriter {
                             voxelMillimetres, request.parameters.voxelSize == nil ? "from the median surfel radius" : "given",
                             report.blocks, Double(report.volumeBytes) / 1e6, seconds,
                             report.seconds.volume, report.seconds.surface, report.seconds.attributes))
+        if let estimate = report.estimatedRadii {
+            lines.append(String(format: "  radii: none in the map; each point's is the distance to its %dth nearest neighbour (median %.1f mm, %.2f s)",
+                                SurfelMesher.radiusNeighbour, estimate.median * 1000, estimate.seconds))
+        }
         if report.surfelsSkipped > 0 {
             lines.append("  \(report.surfelsSkipped) surfels skipped (no usable normal or zero confidence)")
         }

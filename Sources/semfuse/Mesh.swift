@@ -21,8 +21,9 @@ struct Mesh: ParsableCommand {
         confidence-weighted fusion of the class probabilities of the surfels around it \
         (label, label_confidence, colour): of the surfels whose discs contain it, which is the \
         label the map shows there, or of its neighbourhood where no disc does. Needs normals \
-        (nx ny nz); uses radius, confidence, labels and prob_* when present. See \
-        docs/meshing.md.
+        (nx ny nz); uses radius, confidence, labels, prob_* and red green blue when present, \
+        so any oriented point cloud can be meshed (without labels or colours, the mesh carries \
+        geometry and normals only). See docs/meshing.md.
         """)
 
     @Argument(help: "Surfel map, a PLY written by 'semfuse reconstruct' (point cloud with normals).")
@@ -37,7 +38,7 @@ struct Mesh: ParsableCommand {
     @Option(help: ArgumentHelp("Coarsen the mesh where it is denser than its surfels, towards edges this many times the local spacing of the surfels (0: keep marching cubes' even spread). Default: 1.", discussion: "Marching cubes puts a vertex or two in every voxel of surface, as many on a far wall seen by a few frames as on a table top seen close up in every frame. Where the surfels are sparser than the voxels, short edges are collapsed, keeping the surface within a quarter voxel (root mean square) and the borders on their line. See docs/meshing.md."))
     var coarsen: Double?
 
-    @Option(help: "Vertex colours: 'semantic' (class palette of the fused label) or 'rgb' (surfel colours; needs a map written with --color rgb). Default: semantic when the map has labels.")
+    @Option(help: "Vertex colours: 'semantic' (class palette of the fused label), 'rgb' (surfel colours; needs a map written with --color rgb) or 'none' (no colour properties). Default: semantic when the map has labels, else rgb when it has colours, else none.")
     var color: String?
 
     @Flag(help: "Also write the fused class probabilities per vertex (prob_0 ...); needs a map written with --probabilities.")
@@ -58,7 +59,7 @@ struct Mesh: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        if let color, MeshColor(rawValue: color) == nil { throw ValidationError("--color must be 'semantic' or 'rgb'") }
+        if let color, MeshColor(rawValue: color) == nil { throw ValidationError("--color must be 'semantic', 'rgb' or 'none'") }
         if let problem = voxelSize.flatMap({ InputLimits.check($0, "--voxel-size", in: InputLimits.voxelSize, unit: " m") }) { throw ValidationError(problem) }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let problem = coarsen.flatMap({ InputLimits.check($0, "--coarsen", in: InputLimits.meshCoarsening) }) { throw ValidationError(problem) }
@@ -76,7 +77,8 @@ struct Mesh: ParsableCommand {
         var request = MeshRequest(output: output)
         request.parameters = MeshingParameters(voxelSize: voxelSize.map(Float.init), threads: threads ?? defaultThreadCount)
         if let coarsen { request.parameters.coarsening = Float(coarsen) }
-        request.color = color.flatMap(MeshColor.init(rawValue:)) ?? (hasLabels && cloud.classSet != nil ? .semantic : .rgb)
+        request.color = color.flatMap(MeshColor.init(rawValue:))
+            ?? .automatic(hasLabels: hasLabels, hasClassSet: cloud.classSet != nil, hasColors: cloud.colors != nil)
         if request.color == .semantic && (!hasLabels || cloud.classSet == nil) {
             throw CLIError("\(input.path): --color semantic needs labels and a 'class_set' comment, as semfuse writes them; use --color rgb")
         }
@@ -89,7 +91,10 @@ struct Mesh: ParsableCommand {
         try FileData.checkDistinctOutputs(outputs)
         for (_, url) in outputs.dropFirst() { _ = try FileData.checkOutputFile(url) }
         request.perClassDirectory = meshPerClass.map { URL(fileURLWithPath: $0, isDirectory: true) }
-        let lines = try MeshWriter.write(cloud, source: input.path, request: request, comments: ["meshed from \(input.lastPathComponent)"])
+        var lines = try MeshWriter.write(cloud, source: input.path, request: request, comments: ["meshed from \(input.lastPathComponent)"])
+        if color == nil, request.color == .none {
+            lines.append("  \(input.lastPathComponent) has neither labels nor colours: the mesh has positions and normals only")
+        }
         print(lines.joined(separator: "\n"))
     }
 

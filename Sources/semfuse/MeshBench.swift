@@ -65,8 +65,8 @@ struct MeshBench: ParsableCommand {
         let url = URL(fileURLWithPath: map)
         let cloud = try Mesh.readMap(url)
         guard cloud.normals != nil else { throw MeshingError.missingNormals(source: url.path) }
-        let color: MeshColor = (cloud.labels != nil || cloud.classProbabilities != nil) && cloud.classSet != nil ? .semantic
-            : cloud.colors != nil ? .rgb : .semantic
+        let color = MeshColor.automatic(hasLabels: cloud.labels != nil || cloud.classProbabilities != nil,
+                                        hasClassSet: cloud.classSet != nil, hasColors: cloud.colors != nil)
         var last: (mesh: TriangleMesh, report: MeshingReport)?
         func measure(threads: Int) throws -> Run {
             var run = Run(threads: threads)

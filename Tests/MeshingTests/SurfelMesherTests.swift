@@ -440,6 +440,85 @@ final class SurfelMesherTests: XCTestCase {
         }
     }
 
+    /// Without radii each point's is the distance to its 6th nearest neighbour, at each part's
+    /// own spacing; on a square grid that is the diagonal neighbour, √2 times the spacing.
+    func testEstimatedRadiiFollowTheSpacing() {
+        var positions: [SIMD3<Float>] = []
+        for (spacing, origin) in [(Float(0.01), Float(0)), (0.04, 5)] {
+            for i in 0..<12 { for j in 0..<12 { positions.append(SIMD3(origin + Float(i) * spacing, Float(j) * spacing, 1)) } }
+        }
+        positions.append(SIMD3(.nan, 0, 1))
+        let radii = SurfelMesher.estimatedRadii(positions, threads: 2)
+        XCTAssertEqual(radii.count, positions.count)
+        for (part, spacing) in [(0, Float(0.01)), (1, 0.04)] {
+            for i in 1..<11 {
+                for j in 1..<11 {
+                    XCTAssertEqual(radii[part * 144 + i * 12 + j], spacing * Float(2).squareRoot(), accuracy: spacing * 1e-4, "part \(part), \(i), \(j)")
+                }
+            }
+        }
+        XCTAssertEqual(radii.last, 0, "a point that is not finite gets no radius")
+        XCTAssertEqual(radii, SurfelMesher.estimatedRadii(positions, threads: 1), "independent of the threads")
+        // Fewer points than neighbours asked for: the farthest one; one point or one place: none.
+        for (radius, expected) in zip(SurfelMesher.estimatedRadii([SIMD3(0, 0, 0), SIMD3(0.1, 0, 0), SIMD3(0.3, 0, 0)]), [Float(0.3), 0.2, 0.3]) {
+            XCTAssertEqual(radius, expected, accuracy: 1e-6)
+        }
+        XCTAssertEqual(SurfelMesher.estimatedRadii([SIMD3(0, 0, 0)]), [0])
+        XCTAssertEqual(SurfelMesher.estimatedRadii([SIMD3(1, 1, 1), SIMD3(1, 1, 1)]), [0, 0])
+        XCTAssertEqual(SurfelMesher.estimatedRadii([]), [])
+        // Finite points whose distances overflow Float: no radius, and the search ends.
+        XCTAssertEqual(SurfelMesher.estimatedRadii([SIMD3(-3e38, 0, 0), SIMD3(3e38, 0, 0), SIMD3(0, 3e38, 0)]), [0, 0, 0])
+    }
+
+    /// A crowd of duplicates and near-duplicates (a badly merged cloud, or a crafted one) does not
+    /// make every one of its points scan all the others: the search stops at k duplicates or
+    /// after `maximumCandidates`, with a radius no smaller than the true one.
+    func testEstimatedRadiiInACrowdStayBounded() {
+        var positions = [SIMD3<Float>](repeating: SIMD3(0.5, 0.5, 1), count: 30_000)
+        for i in 0..<30_000 { positions.append(SIMD3(0.2 + Float(i % 173) * 1e-6, 0.2 + Float(i / 173) * 1e-6, 1)) }
+        for i in 0..<20 { for j in 0..<20 { positions.append(SIMD3(Float(i) * 0.05, Float(j) * 0.05, 1)) } }
+        let radii = SurfelMesher.estimatedRadii(positions, threads: 2)
+        XCTAssertTrue(radii[..<30_000].allSatisfy { $0 == 0 }, "duplicates are each other's neighbours")
+        for r in radii[30_000..<60_000] {
+            XCTAssertGreaterThanOrEqual(r, 1e-6 * 0.999)  // the grid's true 6th neighbour is √2 µm away at least 1 µm
+            XCTAssertLessThan(r, 1e-3)
+        }
+        XCTAssertEqual(radii[60_000 + 15 * 20 + 15], 0.05 * Float(2).squareRoot(), accuracy: 1e-5)  // far from both crowds
+    }
+
+    /// An oriented point cloud from elsewhere, unevenly sampled and without radii, colours or
+    /// labels, meshes to a closed sphere: the radii come from the spacing, not a fixed size.
+    func testCloudWithoutRadiiMeshesClosed() throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func uniform() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        var positions: [SIMD3<Float>] = [], normals: [SIMD3<Float>] = []
+        for _ in 0..<3_000 {
+            let z = 2 * uniform() - 1, phi = 2 * Float.pi * uniform(), r = (1 - z * z).squareRoot()
+            let u = SIMD3<Float>(r * cos(phi), r * sin(phi), z)
+            positions.append(0.3 * u); normals.append(u)
+        }
+        var cloud = PointCloud(positions: positions)
+        cloud.normals = normals
+        let (mesh, report) = try SurfelMesher.mesh(cloud, parameters: MeshingParameters(threads: 2), colorMode: .none)
+        let estimate = try XCTUnwrap(report.estimatedRadii)
+        // 3,000 random points on 1.13 m²: mean spacing 19 mm, the 6th neighbour about 1.4 times that.
+        XCTAssertGreaterThan(estimate.median, 0.02)
+        XCTAssertLessThan(estimate.median, 0.035)
+        XCTAssertFalse(mesh.isEmpty)
+        assertClosedAndConsistent(mesh)
+        XCTAssertGreaterThan(signedVolume(mesh), 0, "faces towards the normals")
+        let distances = mesh.vertices.positions.map { abs(($0 * $0).sum().squareRoot() - 0.3) }.sorted()
+        XCTAssertLessThan(distances[distances.count / 2], 0.002)
+        XCTAssertNil(mesh.vertices.colors)
+        XCTAssertNil(mesh.vertices.labels)
+        // A cloud with its own radii is meshed with them.
+        cloud.radius = [Float](repeating: 0.03, count: cloud.count)
+        XCTAssertNil(try SurfelMesher.mesh(cloud, parameters: MeshingParameters(threads: 2)).report.estimatedRadii)
+    }
+
     func testPointsWithoutNormalsAreRefused() {
         XCTAssertThrowsError(try SurfelMesher.mesh(PointCloud(positions: [SIMD3(0, 0, 1)]), source: "cloud.ply", parameters: MeshingParameters())) { error in
             XCTAssertEqual(error as? MeshingError, .missingNormals(source: "cloud.ply"))

@@ -114,6 +114,22 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.output.contains(bare.path) && result.output.contains("no normals"), result.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("bare.mesh.ply").path))
 
+        // Oriented points from another tool, with neither radii nor colours nor labels: a
+        // geometry-only mesh, and the radii it assumed said; rgb colours it cannot have.
+        var plain = "ply\nformat ascii 1.0\nelement vertex 400\nproperty float x\nproperty float y\nproperty float z\n"
+        plain += "property float nx\nproperty float ny\nproperty float nz\nend_header\n"
+        for i in 0..<20 { for j in 0..<20 { plain += "\(Float(i) * 0.01) \(Float(j) * 0.01) 1 0 0 -1\n" } }
+        let oriented = dir.appendingPathComponent("oriented.ply"), orientedMesh = dir.appendingPathComponent("oriented.mesh.ply")
+        try Data(plain.utf8).write(to: oriented)
+        result = try run(["mesh", oriented.path, "-o", orientedMesh.path])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("vertex properties: x y z nx ny nz\n"), result.output)
+        XCTAssertTrue(result.output.contains("radii: none in the map") && result.output.contains("neither labels nor colours"), result.output)
+        XCTAssertGreaterThan(try PLYReader.read(orientedMesh).faces?.count ?? 0, 100)
+        result = try run(["mesh", oriented.path, "-o", orientedMesh.path, "--color", "rgb"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.output.contains(oriented.path) && result.output.contains("red green blue"), result.output)
+
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let map = dir.appendingPathComponent("room.ply")
         result = try run(["reconstruct", root.appendingPathComponent("Sequences/synthetic-room").path, "--frames", "0:20",
