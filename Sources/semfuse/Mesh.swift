@@ -26,7 +26,7 @@ struct Mesh: ParsableCommand {
         geometry and normals only). See docs/meshing.md.
         """)
 
-    @Argument(help: "Surfel map, a PLY written by 'semfuse reconstruct' (point cloud with normals).")
+    @Argument(help: "Surfel map: a PLY written by 'semfuse reconstruct', or any point cloud PLY with normals.")
     var map: String
 
     @Option(name: .shortAndLong, help: "Output mesh PLY. Default: <map>.mesh.ply")
