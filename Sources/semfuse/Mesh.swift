@@ -21,9 +21,10 @@ struct Mesh: ParsableCommand {
         confidence-weighted fusion of the class probabilities of the surfels around it \
         (label, label_confidence, colour): of the surfels whose discs contain it, which is the \
         label the map shows there, or of its neighbourhood where no disc does. Needs normals \
-        (nx ny nz); uses radius, confidence, labels, prob_* and red green blue when present, \
-        so any oriented point cloud can be meshed (without labels or colours, the mesh carries \
-        geometry and normals only). See docs/meshing.md.
+        (nx ny nz); uses radius (without it, each point's disc reaches its 6th nearest \
+        neighbour), confidence, labels, prob_* and red green blue when present, so any oriented \
+        point cloud can be meshed (without labels or colours, the mesh carries geometry and \
+        normals only). See docs/meshing.md.
         """)
 
     @Argument(help: "Surfel map: a PLY written by 'semfuse reconstruct', or any point cloud PLY with normals.")
