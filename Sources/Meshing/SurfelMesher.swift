@@ -83,6 +83,8 @@ public struct MeshingReport: Sendable {
     public var blocks = 0
     public var surfelsUsed = 0
     public var surfelsSkipped = 0
+    /// Of those, the points whose normal is not finite or not of about unit length (0.5-2).
+    public var surfelsWithoutUnitNormal = 0
     /// Faces dropped as parts of pieces smaller than `minimumComponentFaces`.
     public var facesDropped = 0
     /// The smallest piece kept, in faces at the volume's voxel (`minimumComponentFaces` scaled
@@ -138,6 +140,7 @@ public enum SurfelMesher {
         let surfels = Surfels(cloud: cloud, normals: normals, voxel: voxel)
         report.surfelsUsed = surfels.usable.count
         report.surfelsSkipped = cloud.count - surfels.usable.count
+        report.surfelsWithoutUnitNormal = surfels.withoutUnitNormal
         var volume = try integrate(surfels, source: source, voxel: voxel, parameters: parameters)
         report.blocks = volume.blockCount
         report.seconds.volume = lap()
@@ -423,6 +426,8 @@ struct Surfels {
     /// The surfel's own radius (the voxel size when the cloud has none).
     var radius: [Float] = []
     var weight: [Float] = []
+    /// Points left out because their normal is not finite or not of about unit length.
+    var withoutUnitNormal = 0
 
     /// σ is the surfel's radius, kept between 0.75 voxel and two voxels; the cut-off is 2σ,
     /// where the Gaussian has fallen to 14 %. The lower bound makes every surfel reach at least
@@ -433,7 +438,7 @@ struct Surfels {
         for i in 0..<cloud.count {
             let n = normals[i]
             let length = (n * n).sum().squareRoot()
-            guard length.isFinite, length > 0.5, length < 2 else { continue }
+            guard length.isFinite, length > 0.5, length < 2 else { withoutUnitNormal += 1; continue }
             let r = cloud.radius?[i] ?? voxel
             let s = min(max(r.isFinite ? r : voxel, 0.75 * voxel), 2 * voxel)
             let c = cloud.confidence?[i] ?? 1

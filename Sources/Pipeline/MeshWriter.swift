@@ -54,7 +54,11 @@ public enum MeshWriter {
                                 SurfelMesher.radiusNeighbour, estimate.median * 1000, estimate.seconds))
         }
         if report.surfelsSkipped > 0 {
-            lines.append("  \(report.surfelsSkipped) surfels skipped (no usable normal or zero confidence)")
+            let normals = report.surfelsWithoutUnitNormal, confidence = report.surfelsSkipped - normals
+            var reasons: [String] = []
+            if normals > 0 { reasons.append("\(normals) without a unit-length normal (zero, not finite, or scaled: normalise them first)") }
+            if confidence > 0 { reasons.append("\(confidence) of zero confidence") }
+            lines.append("  \(report.surfelsSkipped) surfels skipped: " + reasons.joined(separator: ", "))
         }
         if report.facesTrimmed > 0 {
             lines.append("  \(report.facesTrimmed) triangle\(report.facesTrimmed == 1 ? "" : "s") trimmed beyond the surfels' discs")

@@ -129,6 +129,11 @@ final class CommandLineTests: XCTestCase {
         result = try run(["mesh", oriented.path, "-o", orientedMesh.path, "--color", "rgb"])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.output.contains(oriented.path) && result.output.contains("red green blue"), result.output)
+        // Normals scaled away from unit length are left out, and the summary says why.
+        try Data(plain.replacingOccurrences(of: " 0 0 -1\n", with: " 0 0 -10\n").utf8).write(to: oriented)
+        result = try run(["mesh", oriented.path, "-o", orientedMesh.path])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("an empty mesh") && result.output.contains("400 surfels skipped: 400 without a unit-length normal"), result.output)
 
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let map = dir.appendingPathComponent("room.ply")
