@@ -103,7 +103,7 @@ struct MeshBench: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("mesh: \(mesh.vertices.count) vertices, \(mesh.faces.count) triangles, voxel \(String(format: "%.1f", report.voxelSize * 1000)) mm, \(color.rawValue) colours")
+        print("mesh: \(mesh.vertices.count) vertices, \(mesh.faces.count) triangles, voxel \(String(format: "%.1f", report.voxelSize * 1000)) mm, \(color == .none ? "no" : color.rawValue) colours")
         func show(_ r: Run) {
             print(String(format: "%d thread%@: median %.0f ms (p10 %.0f, p90 %.0f); volume %.0f, surface %.0f, attributes %.0f ms",
                          r.threads, r.threads == 1 ? "" : "s", r.median, r.p10, r.p90,
