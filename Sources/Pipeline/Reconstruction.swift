@@ -122,12 +122,14 @@ public final class Reconstruction {
     public struct Relocalisation: Sendable {
         public var position: Int
         public var keyframePosition: Int
-        /// Keypoint matches and RANSAC inliers behind the hypothesis (0 when ICP started from the
-        /// keyframe's own pose).
+        /// Keypoint (or surface-shape) matches and RANSAC inliers behind the hypothesis (0 when
+        /// ICP started from the keyframe's own pose).
         public var matches: Int
         public var inliers: Int
         /// Why tracking from the last pose failed.
         public var reason: String
+        /// Whether the hypothesis came from surface shape (image corners found nothing).
+        public var byShape = false
     }
     /// Keyframes of the places seen so far, for relocalisation and global loop closure (tracking
     /// runs only).
@@ -266,14 +268,16 @@ public final class Reconstruction {
             let liveIntensity = usePhotometric ? fusion.liveIntensity(color: frame.color) : nil
             var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
                                        frameIntensity: liveIntensity, modelIntensity: model.intensity)
+            var rejectedJump: RigidTransform?
             if let jump = trackingHistory.failure(of: result, from: previous) {
                 result.failure = jump
+                rejectedJump = result.pose
                 result.pose = previous
             }
             var relocalised = false
             if let failure = result.failure {
                 guard let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
-                                                 position: position, reason: failure) else {
+                                                 position: position, reason: failure, rejectedJump: rejectedJump) else {
                     trackingFailures.append((position, failure))
                     consecutiveFailures += 1
                     // One warning per lost stretch (and every 50th frame of it), not one per frame.
@@ -288,6 +292,7 @@ public final class Reconstruction {
                 relocalised = true
             }
             if !relocalised { trackingHistory.record(result, from: previous) }
+            self.relocaliser?.trackingRecovered()
             if consecutiveFailures > 0 {
                 logger.notice("tracking resumed at frame \(position) after \(consecutiveFailures) frames that could not be tracked")
                 consecutiveFailures = 0
@@ -392,12 +397,15 @@ public final class Reconstruction {
     /// tracking the frame against the map rendered from it (no holes filled from the last live
     /// frame, which was taken elsewhere), with the tracker's own failure tests. The first that
     /// passes is the frame's tracking result.
+    /// A hypothesis that ICP takes back to within 2 cm and 1 degree of `rejectedJump` (where
+    /// tracking landed before the history check refused the jump) is refused too: from a
+    /// keyframe near the last pose, ICP finds the same wrong fit again.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
-                            position: Int, reason: String) -> TrackingResult? {
+                            position: Int, reason: String, rejectedJump: RigidTransform?) -> TrackingResult? {
         guard options.relocalise, let relocaliser else { return nil }
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
+        func verify(_ hypothesis: Relocaliser.Hypothesis) -> TrackingResult? {
             // Surfels from the keep confidence up (default 1) are drawn, not only the stable ones:
             // a camera lost early in a sequence has a map of mostly unstable surface, and
             // tracking's fill from the last live frame is not available here.
@@ -405,17 +413,31 @@ public final class Reconstruction {
                                               minimumConfidence: options.fusion.keepConfidence ?? 1)
             let result = tracker.track(frame: live, model: model.geometry, previousPose: hypothesis.worldFromCamera,
                                        threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
-            let failure = result.failure ?? trackingHistory.relocalisationFailure(of: result)
+            var failure = result.failure ?? trackingHistory.relocalisationFailure(of: result)
+            if failure == nil, let rejectedJump {
+                let difference = rejectedJump.inverse * result.pose
+                if difference.translationNorm < 0.02 && difference.rotationAngle * 180 / .pi < 1 {
+                    failure = "lands where tracking's refused jump did"
+                }
+            }
             guard failure == nil else {
                 logger.debug("relocalisation hypothesis rejected", metadata: [
                     "frame": "\(position)", "keyframe": "\(hypothesis.keyframePosition)", "ferns": "\(hypothesis.fernDissimilarity)",
-                    "keypoints": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(failure ?? "")"])
-                continue
+                    "\(hypothesis.byShape ? "shape" : "keypoints")": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(failure ?? "")"])
+                return nil
             }
             relocalisations.append(Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition,
-                                                  matches: hypothesis.matches, inliers: hypothesis.inliers, reason: reason))
-            logger.notice("relocalised frame \(position) from keyframe \(hypothesis.keyframePosition) (\(hypothesis.inliers) of \(hypothesis.matches) keypoint matches; tracking had failed: \(reason))")
+                                                  matches: hypothesis.matches, inliers: hypothesis.inliers, reason: reason,
+                                                  byShape: hypothesis.byShape))
+            logger.notice("relocalised frame \(position) from keyframe \(hypothesis.keyframePosition) (\(hypothesis.inliers) of \(hypothesis.matches) \(hypothesis.byShape ? "surface-shape" : "keypoint") matches; tracking had failed: \(reason))")
             return result
+        }
+        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
+            if let result = verify(hypothesis) { return result }
+        }
+        // Image corners found nothing that checks out: register by surface shape.
+        for hypothesis in self.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads) ?? [] {
+            if let result = verify(hypothesis) { return result }
         }
         return nil
     }

@@ -33,6 +33,22 @@ final class TrackingHistoryTests: XCTestCase {
         XCTAssertNotNil(history.failure(of: result(share: 0.10, metres: 0.006, degrees: 5, from: pose), from: pose))
     }
 
+    /// The 7-Scenes kitchen with frames 300-399 cut out: ICP took the frame after the cut 115 mm
+    /// and 9.7 deg while keeping 0.54 of the recent share. A leap of ten times the recent motion
+    /// fails on that smaller loss; a smaller move with the same loss does not.
+    func testALeapFailsOnASmallerLossOfMatches() throws {
+        var pose = RigidTransform()
+        let history = history(end: &pose)
+        let leap = result(share: 0.25, metres: 0.115, degrees: 9.7, from: pose)
+        let reason = try XCTUnwrap(history.failure(of: leap, from: pose))
+        XCTAssertTrue(reason.contains("115 mm"), reason)
+        XCTAssertNotNil(history.failure(of: result(share: 0.25, metres: 0.006, degrees: 6, from: pose), from: pose), "a turn alone leaps too")
+        XCTAssertNil(history.failure(of: result(share: 0.25, metres: 0.04, from: pose), from: pose),
+                     "a jump under ten times the recent motion needs the larger loss")
+        XCTAssertNil(history.failure(of: result(share: 0.35, metres: 0.2, from: pose), from: pose),
+                     "a leap that keeps 0.74 of the share")
+    }
+
     func testEitherSignAloneIsGoodTracking() {
         var pose = RigidTransform()
         let history = history(end: &pose)

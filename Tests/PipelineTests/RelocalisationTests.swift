@@ -28,9 +28,10 @@ final class RealRelocalisationTests: XCTestCase {
         return folder
     }
 
-    func track(_ url: URL, relocalise: Bool) throws -> Reconstruction {
+    func track(_ url: URL, relocalise: Bool, keepConfidence: Float? = nil) throws -> Reconstruction {
         var options = ReconstructionOptions()
         options.poses = .track
+        options.fusion.keepConfidence = keepConfidence
         options.relocalise = relocalise
         let r = try Reconstruction(source: try SequenceLoader.open(url), predictor: nil, options: options)
         XCTAssertTrue(r.run().isSuccess)
@@ -53,6 +54,21 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertLessThan(ate.rmse, 0.04, "one consistent trajectory, so one copy of the room")
     }
 
+    /// Frames 0-49, then 250-279: across the gap the camera moved back and turned, and sees the
+    /// old surface from further away; image corners no longer match (BRIEF has one scale), and
+    /// surface shape (FPFH) registers the first frame after the gap. (`semfuse reconstruct`'s
+    /// defaults: surfels kept from confidence 1.)
+    func testSurfaceShapeRelocalisesWhereCornersDoNot() throws {
+        let found = try track(try sequence(Array(0..<50) + Array(250..<280)), relocalise: true, keepConfidence: 1)
+        XCTAssertEqual(found.framesFused, 80, "\(found.trackingFailures.prefix(3))")
+        let first = try XCTUnwrap(found.relocalisations.first)
+        XCTAssertEqual(first.position, 50, "the first frame after the gap")
+        XCTAssertTrue(first.byShape, "registered by surface shape: \(first)")
+        let ate = try XCTUnwrap(found.absoluteTrajectoryError)
+        print("gap 0-49 + 250-279: \(ate), relocalised from keyframe \(first.keyframePosition) (\(first.inliers)/\(first.matches))")
+        XCTAssertLessThan(ate.rmse, 0.02, "one consistent trajectory, so one copy of the room")
+    }
+
     /// Keypoints with depth and RANSAC between the frames on either side of a 30-frame gap
     /// (24 cm, 10 degrees) agree with the ground-truth relative pose.
     func testKeypointRegistrationAcrossTheGapMatchesGroundTruth() throws {
@@ -69,6 +85,29 @@ final class RealRelocalisationTests: XCTestCase {
         let truth = try XCTUnwrap(a.worldFromCamera).inverse * XCTUnwrap(b.worldFromCamera)
         let error = fit.targetFromSource.inverse * truth
         print("199 → 230: \(matches.count) matches, \(fit.inliers) inliers; error \(error.translationNorm * 100) cm, \(error.rotationAngle * 180 / .pi) deg; motion \(truth.translationNorm * 100) cm")
+        XCTAssertLessThan(error.translationNorm, 0.05)
+        XCTAssertLessThan(error.rotationAngle * 180 / .pi, 3)
+    }
+}
+
+/// Surface-shape registration between two views of the synthetic room far apart, where the
+/// answer is exact.
+final class ShapeRegistrationTests: XCTestCase {
+    func testFarViewsOfTheRoomRegisterByShape() throws {
+        let renderer = SyntheticRenderer(intrinsics: SyntheticRenderer.defaultIntrinsics(width: 320, height: 240))
+        // Depth without sensor noise: the answer is then the geometry's alone.
+        let ra = renderer.render(0), rb = renderer.render(60)
+        let a = ra.frame, b = rb.frame
+        let truth = try XCTUnwrap(a.worldFromCamera).inverse * XCTUnwrap(b.worldFromCamera)
+        XCTAssertGreaterThan(truth.translationNorm, 0.3, "far beyond ICP's reach: \(truth)")
+        let extractor = PointFeatureExtractor()
+        let fa = extractor.extract(depth: ra.cleanDepth, intrinsics: renderer.intrinsics)
+        let fb = extractor.extract(depth: rb.cleanDepth, intrinsics: renderer.intrinsics)
+        let matches = PointFeatureExtractor.match(fb, fa)
+        let fit = try XCTUnwrap(RigidRANSAC.estimate(source: matches.map { fb.points[$0.0] }, target: matches.map { fa.points[$0.1] },
+                                                     parameters: Relocaliser.Parameters().shapeRANSAC))
+        let error = fit.targetFromSource.inverse * truth
+        print("room 0 → 60: \(fa.count) / \(fb.count) points, \(matches.count) matches, \(fit.inliers) inliers; error \(error.translationNorm * 100) cm, \(error.rotationAngle * 180 / .pi) deg; motion \(truth.translationNorm * 100) cm, \(truth.rotationAngle * 180 / .pi) deg")
         XCTAssertLessThan(error.translationNorm, 0.05)
         XCTAssertLessThan(error.rotationAngle * 180 / .pi, 3)
     }

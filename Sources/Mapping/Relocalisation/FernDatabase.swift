@@ -62,6 +62,9 @@ public struct FernDatabase: Sendable {
         public var tick: Int
         /// Keypoints with depth, for registering a lost frame to this view.
         public var features: KeypointSet
+        /// The view thinned to oriented points, for registering a lost frame by surface shape
+        /// where its image differs too much from this one's for the corners to match.
+        public var surface = OrientedPoints()
     }
 
     public let parameters: Parameters

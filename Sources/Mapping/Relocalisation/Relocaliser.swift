@@ -11,6 +11,12 @@ import Imaging
 /// most similar keyframe's own pose is one too (for frames without colour, or too few
 /// keypoints). Each hypothesis costs an ICP, so a lost frame tries at most `candidates` + 1.
 /// The caller verifies each hypothesis by ICP against the map, so a wrong one is never fused.
+///
+/// When none of those checks out, `shapeHypotheses` registers the frame to keyframes by surface
+/// shape (FPFH and RANSAC, `PointFeatureExtractor`): corners stop matching once the camera sees
+/// the old surface from much further away or where it has little texture, and shape does not
+/// depend on either. It is slower (tens of milliseconds a keyframe), so each lost frame tries a
+/// few keyframes, newest first, and the next lost frame goes on where it stopped.
 public struct Relocaliser: Sendable {
     public struct Parameters: Sendable, Equatable {
         public var ferns = FernDatabase.Parameters()
@@ -18,6 +24,24 @@ public struct Relocaliser: Sendable {
         public var ransac = RigidRANSAC.Parameters()
         /// Keyframes tried per lost frame (the most similar by ferns).
         public var candidates = 5
+        public var shape = PointFeatureExtractor.Parameters()
+        /// Shape registration: a match is an inlier within 1.5 voxels, and a registration needs
+        /// 30 of them (correct ones of the 7-Scenes kitchen have 35-45 of about 2,000 points,
+        /// wrong ones rarely more than 20; ICP against the map verifies each anyway).
+        public var shapeRANSAC: RigidRANSAC.Parameters = {
+            var p = RigidRANSAC.Parameters()
+            p.iterations = 5000
+            p.inlierDistance = 0.075
+            p.minimumInliers = 30
+            p.minimumSpread = 0.1
+            return p
+        }()
+        /// Keyframes registered by shape per lost frame.
+        public var shapeCandidates = 2
+        /// Once every keyframe has been tried, a camera that stays lost is registered by shape
+        /// only on every this-many-th frame: it is somewhere the map does not cover, and each
+        /// try costs about 60 ms at 640x480.
+        public var shapeRetryInterval = 4
         public init() {}
     }
 
@@ -28,21 +52,30 @@ public struct Relocaliser: Sendable {
         public var keyframePosition: Int
         public var keyframeTick: Int
         public var fernDissimilarity: Double
-        /// Keypoint matches and RANSAC inliers (0 for a keyframe's own pose).
+        /// Keypoint (or shape) matches and RANSAC inliers (0 for a keyframe's own pose).
         public var matches: Int
         public var inliers: Int
+        /// Whether it came from surface shape rather than image corners.
+        public var byShape = false
     }
 
     public let parameters: Parameters
     public private(set) var database: FernDatabase
     let detector: KeypointDetector
+    let shapeExtractor: PointFeatureExtractor
     let intrinsics: Intrinsics
+    /// Shape histograms of the keyframes tried during the current loss, by keyframe index.
+    var shapeCache: [Int: PointFeatureSet] = [:]
+    /// Keyframe registrations by shape in the current loss (newest keyframe first, wrapping
+    /// round), and the lost frames it has lasted.
+    var shapeTried = 0, lostFrames = 0
 
     public init(intrinsics: Intrinsics, parameters: Parameters = Parameters()) {
         self.parameters = parameters
         self.intrinsics = intrinsics
         database = FernDatabase(parameters: parameters.ferns)
         detector = KeypointDetector(parameters: parameters.keypoints)
+        shapeExtractor = PointFeatureExtractor(parameters: parameters.shape)
     }
 
     public var keyframeCount: Int { database.keyframes.count }
@@ -64,8 +97,48 @@ public struct Relocaliser: Sendable {
         let code = code ?? database.encode(color: color, depth: depth)
         guard database.isNovel(code) else { return false }
         database.add(FernDatabase.Keyframe(code: code, worldFromCamera: worldFromCamera, position: position, tick: tick,
-                                           features: features(color: color, depth: depth)))
+                                           features: features(color: color, depth: depth),
+                                           surface: shapeExtractor.orientedPoints(depth: depth, intrinsics: intrinsics)))
         return true
+    }
+
+    /// Pose hypotheses for a lost frame from surface shape: the frame registered to the next
+    /// `shapeCandidates` keyframes, newest first (the camera is most likely near where it was
+    /// lost), continuing from where the previous lost frame stopped and wrapping round, so a
+    /// camera that stays lost tries every keyframe in turn (after the first round, on every
+    /// `shapeRetryInterval`-th lost frame only). The most inliers first.
+    public mutating func shapeHypotheses(depth: DepthImage, threads: Int = defaultThreadCount) -> [Hypothesis] {
+        lostFrames += 1
+        let n = database.keyframes.count
+        guard n > 0, parameters.shapeCandidates > 0 else { return [] }
+        guard shapeTried < n || lostFrames % max(parameters.shapeRetryInterval, 1) == 0 else { return [] }
+        let live = shapeExtractor.extract(depth: depth, intrinsics: intrinsics)
+        guard live.count >= parameters.shapeRANSAC.minimumInliers else { return [] }
+        var registered: [Hypothesis] = []
+        for k in 0..<min(parameters.shapeCandidates, n) {
+            let index = n - 1 - (shapeTried + k) % n
+            let keyframe = database.keyframes[index]
+            let shape = shapeCache[index] ?? shapeExtractor.describe(keyframe.surface)
+            shapeCache[index] = shape
+            let matches = PointFeatureExtractor.match(live, shape, threads: threads)
+            guard matches.count >= parameters.shapeRANSAC.minimumInliers,
+                  let fit = RigidRANSAC.estimate(source: matches.map { live.points[$0.0] }, target: matches.map { shape.points[$0.1] },
+                                                 parameters: parameters.shapeRANSAC) else { continue }
+            registered.append(Hypothesis(worldFromCamera: keyframe.worldFromCamera * fit.targetFromSource, keyframePosition: keyframe.position,
+                                         keyframeTick: keyframe.tick, fernDissimilarity: .nan, matches: matches.count, inliers: fit.inliers,
+                                         byShape: true))
+        }
+        shapeTried += min(parameters.shapeCandidates, n)
+        return registered.sorted { $0.inliers > $1.inliers }
+    }
+
+    /// Ends a loss: the next one starts its shape search at the newest keyframe again, and the
+    /// histograms computed for this one are dropped.
+    public mutating func trackingRecovered() {
+        guard lostFrames != 0 || !shapeCache.isEmpty else { return }
+        shapeTried = 0
+        lostFrames = 0
+        shapeCache = [:]
     }
 
     /// Pose hypotheses for a lost frame, the best-supported first.

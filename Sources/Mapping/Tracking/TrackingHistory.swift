@@ -25,6 +25,16 @@ public struct TrackingHistory: Sendable {
     /// millimetres do not make every small move a jump.
     public var minJump = 0.02
     public var minJumpDegrees = 2.0
+    /// A frame that moves more than `largeJumpFactor` times the recent motion (and at least
+    /// `minLargeJump` or `minLargeJumpDegrees`) fails on a smaller loss of its match, under
+    /// `largeJumpInlierRatio` of the recent share. The 7-Scenes kitchen with frames 300-399 cut
+    /// out: ICP took the frame after the cut 115 mm and 9.7 deg (the camera had moved 0.82 m and
+    /// 10.9 deg) while the last frames moved 10 mm and 0.3 deg, keeping 0.54 of their share, so
+    /// the first rule let it through and the room was fused twice.
+    public var largeJumpFactor = 10.0
+    public var minLargeJump = 0.05
+    public var minLargeJumpDegrees = 5.0
+    public var largeJumpInlierRatio = 0.7
 
     private var inlierShares: [Double] = []
     private var translations: [Double] = []
@@ -37,12 +47,13 @@ public struct TrackingHistory: Sendable {
         guard result.succeeded, inlierShares.count >= window else { return nil }
         let share = Self.share(result)
         let recentShare = Self.median(inlierShares)
-        guard share < minInlierRatio * recentShare else { return nil }
+        guard share < max(minInlierRatio, largeJumpInlierRatio) * recentShare else { return nil }
         let motion = previousPose.inverse * result.pose
         let metres = motion.translationNorm, degrees = motion.rotationAngle * 180 / .pi
         let recentMetres = Self.median(translations), recentDegrees = Self.median(rotations)
         let jumped = metres > max(jumpFactor * recentMetres, minJump) || degrees > max(jumpFactor * recentDegrees, minJumpDegrees)
-        guard jumped else { return nil }
+        let leapt = metres > max(largeJumpFactor * recentMetres, minLargeJump) || degrees > max(largeJumpFactor * recentDegrees, minLargeJumpDegrees)
+        guard (jumped && share < minInlierRatio * recentShare) || leapt else { return nil }
         return String(format: "matched %.0f %% of its pixels where the last %d frames matched %.0f %%, and moved %.0f mm, %.1f deg where they moved %.0f mm, %.1f deg: a view of somewhere else",
                       share * 100, window, recentShare * 100, metres * 1000, degrees, recentMetres * 1000, recentDegrees)
     }
