@@ -141,7 +141,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: ICPWeights.help)
     var icpWeights: ICPWeights?
 
-    @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching and ICP against the map) to recover the camera; a lost camera then stays lost.")
+    @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching, then surface-shape matching where corners find nothing, each checked by ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
     @Option(help: "Frames a surface may go unseen before it leaves the active map (ElasticFusion's -t, 200). Tracking and fusion use the active map; a loop closes when the camera comes back to inactive surface.")
