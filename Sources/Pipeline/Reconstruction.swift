@@ -276,13 +276,15 @@ public final class Reconstruction {
             }
             var relocalised = false
             if let failure = result.failure {
-                guard let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
+                // A frame without usable depth has nothing to register: no lookup.
+                guard result.validPixels > 0,
+                      let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
                                                  position: position, reason: failure, rejectedJump: rejectedJump) else {
                     trackingFailures.append((position, failure))
                     consecutiveFailures += 1
                     // One warning per lost stretch (and every 50th frame of it), not one per frame.
                     if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
-                        logger.warning("tracking failed at frame \(position)\(consecutiveFailures > 1 ? " (\(consecutiveFailures) frames in a row)" : ""): \(failure); keeping the last good pose, frame not fused\(options.relocalise ? "; relocalisation found no pose" : "")")
+                        logger.warning("tracking failed at frame \(position)\(consecutiveFailures > 1 ? " (\(consecutiveFailures) frames in a row)" : ""): \(failure); keeping the last good pose, frame not fused\(options.relocalise && result.validPixels > 0 ? "; relocalisation found no pose" : "")")
                     } else {
                         logger.debug("tracking failed at frame \(position): \(failure)")
                     }

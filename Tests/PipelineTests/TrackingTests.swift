@@ -99,7 +99,7 @@ final class TrackingTests: XCTestCase {
         try PNGCodec.writeGray16(Image<UInt16>(width: 192, height: 144, repeating: 0), to: url.appendingPathComponent("depth/000040.png"))
         let r = try track(url)
         XCTAssertEqual(r.trackingFailures.map(\.position), [40])
-        XCTAssertTrue(r.trackingFailures[0].reason.contains("pixels matched"), r.trackingFailures[0].reason)
+        XCTAssertTrue(r.trackingFailures[0].reason.contains("no pixel has usable depth"), r.trackingFailures[0].reason)
         XCTAssertEqual(r.framesFused, 89)
         let ate = try XCTUnwrap(r.absoluteTrajectoryError)
         XCTAssertLessThanOrEqual(ate.rmse, 0.01, "tracking goes on after the failure")

@@ -150,7 +150,9 @@ public struct ICPTracker: Sendable {
         _ = eb_solve_ldlt(6, final.A, final.b, &xs, &rcond)
         let pose = previousPose * T
         var failure: String?
-        if final.valid == 0 || Double(final.inliers) < parameters.minInlierFraction * Double(final.valid) {
+        if final.valid == 0 {
+            failure = "no pixel has usable depth (a covered or blinded sensor, or everything outside the depth range)"
+        } else if Double(final.inliers) < parameters.minInlierFraction * Double(final.valid) {
             failure = "only \(final.inliers) of \(final.valid) pixels matched the model"
         } else if final.residual > parameters.maxResidual {
             failure = String(format: "residual %.1f mm too large", final.residual * 1000)
