@@ -257,8 +257,25 @@ public final class Reconstruction {
             guard let previous = lastPose else {
                 // The first frame defines the world frame (its ground-truth pose when there is one,
                 // so tracked and true trajectories share a frame).
-                pose = frame.worldFromCamera ?? .identity
                 let live = fusion.liveFrame(depth: depth)
+                // A map started from a frame without depth (a covered lens) would have nothing to
+                // track against, and every later frame would fail: the map starts at the first
+                // frame with usable depth on at least 1 % of its pixels.
+                let usable = live.pyramid[0].normals.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
+                guard usable * 100 >= live.pyramid[0].normals.count else {
+                    let failure = "usable depth on only \(usable) of \(live.pyramid[0].normals.count) pixels (under 1 %); the map starts at the first frame with depth"
+                    trackingFailures.append((position, failure))
+                    consecutiveFailures += 1
+                    if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
+                        logger.warning("frame \(position) not fused: \(failure)")
+                    }
+                    return
+                }
+                if consecutiveFailures > 0 {
+                    logger.notice("the map starts at frame \(position), after \(consecutiveFailures) frames without usable depth")
+                    consecutiveFailures = 0
+                }
+                pose = frame.worldFromCamera ?? .identity
                 fusion.acceptLiveFrame(live.pyramid, intensity: usePhotometric ? fusion.liveIntensity(color: frame.color) : nil)
                 filtered = live.filteredDepth
                 break

@@ -105,6 +105,22 @@ final class TrackingTests: XCTestCase {
         XCTAssertLessThanOrEqual(ate.rmse, 0.01, "tracking goes on after the failure")
     }
 
+    /// A run that starts with the lens covered: the map starts at the first frame with depth
+    /// instead of at an empty frame that nothing later could be tracked against.
+    func testCoveredStartBeginsTheMapAtTheFirstFrameWithDepth() throws {
+        let url = try makeSequence()
+        for f in 0..<5 {
+            try PNGCodec.writeGray16(Image<UInt16>(width: 192, height: 144, repeating: 0),
+                                     to: url.appendingPathComponent(String(format: "depth/%06d.png", f)))
+        }
+        let r = try track(url)
+        XCTAssertEqual(r.trackingFailures.map(\.position), Array(0..<5))
+        XCTAssertTrue(r.trackingFailures[0].reason.contains("the map starts at the first frame with depth"), r.trackingFailures[0].reason)
+        XCTAssertEqual(r.framesFused, 85)
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
+        XCTAssertLessThanOrEqual(ate.rmse, 0.01)
+    }
+
     func testSuddenJumpIsReportedInsteadOfFused() throws {
         let url = try makeSequence()
         // Frame 50's depth from a viewpoint far along the loop: the camera seems to jump.
