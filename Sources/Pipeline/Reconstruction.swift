@@ -416,9 +416,10 @@ public final class Reconstruction {
     /// tracking the frame against the map rendered from it (no holes filled from the last live
     /// frame, which was taken elsewhere), with the tracker's own failure tests. The first that
     /// passes is the frame's tracking result.
-    /// A hypothesis that ICP takes back to within 2 cm and 1 degree of `rejectedJump` (where
+    /// A keyframe's own pose that ICP takes to within 2 cm and 1 degree of `rejectedJump` (where
     /// tracking landed before the history check refused the jump) is refused too: from a
-    /// keyframe near the last pose, ICP finds the same wrong fit again.
+    /// keyframe near the last pose, ICP finds the same wrong fit again. A registration by
+    /// keypoints or shape that ICP takes there is independent evidence and stands.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
                             position: Int, reason: String, rejectedJump: RigidTransform?) -> TrackingResult? {
         guard options.relocalise, let relocaliser else { return nil }
@@ -433,7 +434,7 @@ public final class Reconstruction {
             let result = tracker.track(frame: live, model: model.geometry, previousPose: hypothesis.worldFromCamera,
                                        threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
             var failure = result.failure ?? trackingHistory.relocalisationFailure(of: result)
-            if failure == nil, let rejectedJump {
+            if failure == nil, let rejectedJump, hypothesis.matches == 0 {
                 let difference = rejectedJump.inverse * result.pose
                 if difference.translationNorm < 0.02 && difference.rotationAngle * 180 / .pi < 1 {
                     failure = "lands where tracking's refused jump did"

@@ -42,7 +42,9 @@ final class TrackingHistoryTests: XCTestCase {
         let leap = result(share: 0.25, metres: 0.115, degrees: 9.7, from: pose)
         let reason = try XCTUnwrap(history.failure(of: leap, from: pose))
         XCTAssertTrue(reason.contains("115 mm"), reason)
-        XCTAssertNotNil(history.failure(of: result(share: 0.25, metres: 0.006, degrees: 6, from: pose), from: pose), "a turn alone leaps too")
+        XCTAssertNotNil(history.failure(of: result(share: 0.25, metres: 0.006, degrees: 11, from: pose), from: pose), "a turn alone leaps too")
+        XCTAssertNil(history.failure(of: result(share: 0.27, metres: 0.034, degrees: 6.4, from: pose), from: pose),
+                     "a quick start from rest: under the floors of a leap")
         XCTAssertNil(history.failure(of: result(share: 0.25, metres: 0.04, from: pose), from: pose),
                      "a jump under ten times the recent motion needs the larger loss")
         XCTAssertNil(history.failure(of: result(share: 0.35, metres: 0.2, from: pose), from: pose),
