@@ -263,12 +263,8 @@ public final class Reconstruction {
                 // frame with usable depth on at least 1 % of its pixels.
                 let usable = live.pyramid[0].normals.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
                 guard usable * 100 >= live.pyramid[0].normals.count else {
-                    let failure = "usable depth on only \(usable) of \(live.pyramid[0].normals.count) pixels (under 1 %); the map starts at the first frame with depth"
-                    trackingFailures.append((position, failure))
-                    consecutiveFailures += 1
-                    if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
-                        logger.warning("frame \(position) not fused: \(failure)")
-                    }
+                    notFused(position, "usable depth on only \(usable) of \(live.pyramid[0].normals.count) pixels (under 1 %); the map starts at the first frame with depth",
+                             warning: { "frame \(position) not fused: \($0)" })
                     return
                 }
                 if consecutiveFailures > 0 {
@@ -297,14 +293,10 @@ public final class Reconstruction {
                 guard result.validPixels > 0,
                       let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
                                                  position: position, reason: failure, rejectedJump: rejectedJump) else {
-                    trackingFailures.append((position, failure))
-                    consecutiveFailures += 1
-                    // One warning per lost stretch (and every 50th frame of it), not one per frame.
-                    if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
-                        logger.warning("tracking failed at frame \(position)\(consecutiveFailures > 1 ? " (\(consecutiveFailures) frames in a row)" : ""): \(failure); keeping the last good pose, frame not fused\(options.relocalise && result.validPixels > 0 ? "; relocalisation found no pose" : "")")
-                    } else {
-                        logger.debug("tracking failed at frame \(position): \(failure)")
-                    }
+                    let lookedUp = options.relocalise && result.validPixels > 0
+                    notFused(position, failure, warning: { [consecutiveFailures] in
+                        "tracking failed at frame \(position)\(consecutiveFailures > 0 ? " (\(consecutiveFailures + 1) frames in a row)" : ""): \($0); keeping the last good pose, frame not fused\(lookedUp ? "; relocalisation found no pose" : "")"
+                    })
                     return
                 }
                 result = recovered
@@ -410,6 +402,18 @@ public final class Reconstruction {
         loopClosureRejections += 1
         loopClosureRejectionsByCheck[reason.check, default: 0] += 1
         logger.debug("loop closure rejected", metadata: ["frame": "\(position)", "kind": "\(kind)", "reason": "\(reason)"])
+    }
+
+    /// Records a frame that could not be placed: one warning per lost stretch (and every 50th
+    /// frame of it), a debug line for the others.
+    private func notFused(_ position: Int, _ failure: String, warning: (String) -> String) {
+        trackingFailures.append((position, failure))
+        consecutiveFailures += 1
+        if consecutiveFailures == 1 || consecutiveFailures % 50 == 0 {
+            logger.warning("\(warning(failure))")
+        } else {
+            logger.debug("frame \(position) not fused: \(failure)")
+        }
     }
 
     /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by

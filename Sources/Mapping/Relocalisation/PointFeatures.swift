@@ -91,7 +91,6 @@ public struct PointFeatureExtractor: Sendable {
         }
         var sums: [(point: SIMD3<Float>, normal: SIMD3<Float>, count: Float)] = []
         var voxelIndex: [SIMD3<Int32>: Int] = [:]
-        let limit = Float(Int32.max / 2)
         for y in Swift.stride(from: span, to: h - span, by: step) {
             for x in Swift.stride(from: span, to: w - span, by: step) {
                 guard let p = point(x, y), let l = point(x - span, y), let r = point(x + span, y),
@@ -104,9 +103,7 @@ public struct PointFeatureExtractor: Sendable {
                 guard length > 0, length.isFinite else { continue }
                 n /= length
                 if n.dot(p) > 0 { n = -n }
-                let cell = p / parameters.voxel
-                guard abs(cell.x) < limit, abs(cell.y) < limit, abs(cell.z) < limit else { continue }
-                let key = SIMD3<Int32>(Int32(cell.x.rounded(.down)), Int32(cell.y.rounded(.down)), Int32(cell.z.rounded(.down)))
+                guard let key = Self.cell(of: p, size: parameters.voxel) else { continue }
                 if let k = voxelIndex[key] {
                     sums[k].point += p; sums[k].normal += n; sums[k].count += 1
                 } else {
@@ -135,16 +132,10 @@ public struct PointFeatureExtractor: Sendable {
         // Neighbours through a hash grid of radius-sized cells.
         // Points whose cell index would not fit (not finite, or absurdly far) take no part.
         var cells: [SIMD3<Int32>: [Int32]] = [:]
-        let limit = Float(Int32.max / 2)
-        func cell(_ p: SIMD3<Float>) -> SIMD3<Int32>? {
-            let c = p / r
-            guard abs(c.x) < limit, abs(c.y) < limit, abs(c.z) < limit else { return nil }
-            return SIMD3(Int32(c.x.rounded(.down)), Int32(c.y.rounded(.down)), Int32(c.z.rounded(.down)))
-        }
-        for (i, p) in points.enumerated() { if let c = cell(p) { cells[c, default: []].append(Int32(i)) } }
+        for (i, p) in points.enumerated() { if let c = Self.cell(of: p, size: r) { cells[c, default: []].append(Int32(i)) } }
         var neighbours = [[Int32]](repeating: [], count: points.count)
         for (i, p) in points.enumerated() {
-            guard let c = cell(p) else { continue }
+            guard let c = Self.cell(of: p, size: r) else { continue }
             for dz: Int32 in -1...1 { for dy: Int32 in -1...1 { for dx: Int32 in -1...1 {
                 guard let list = cells[c &+ SIMD3(dx, dy, dz)] else { continue }
                 for j in list where Int(j) != i {
@@ -192,6 +183,14 @@ public struct PointFeatureExtractor: Sendable {
             result.histograms += row
         }
         return result
+    }
+
+    /// The grid cell of edge `size` holding `p`, or nil when its index would not fit in Int32
+    /// (a coordinate that is not finite, or absurdly far).
+    static func cell(of p: SIMD3<Float>, size: Float) -> SIMD3<Int32>? {
+        let c = p / size, limit = Float(Int32.max / 2)
+        guard abs(c.x) < limit, abs(c.y) < limit, abs(c.z) < limit else { return nil }
+        return SIMD3(Int32(c.x.rounded(.down)), Int32(c.y.rounded(.down)), Int32(c.z.rounded(.down)))
     }
 
     /// The Darboux-frame angles of a point pair (PCL's computePairFeatures): the frame sits on
