@@ -204,6 +204,25 @@ public final class SurfelFusion {
         return report
     }
 
+    /// Takes in everything `other` fused (a piece of the scene tracked in its own frame while this
+    /// map had lost the camera), moved by `transform` into this map's frame. The other map's
+    /// frames count as this map's latest: its surfel times follow this map's, and the clock
+    /// advances by its frames, so its surface is the active one and surface of this map left
+    /// long ago turns inactive, as if the camera had been tracked all along. Returns the time
+    /// offset added to `other`'s ticks. `other` must have the same classes and label storage.
+    @discardableResult
+    public func absorb(_ other: SurfelFusion, transformedBy transform: RigidTransform) -> Int {
+        precondition(other !== self && other.map.classCount == map.classCount && other.map.labelStorage == map.labelStorage)
+        let offset = tick
+        map.append(contentsOf: other.map, transformedBy: transform, timeOffset: Int32(clamping: offset))
+        tick += other.tick
+        previousPose = other.previousPose.map { transform * $0 }
+        // The last live frame is in camera coordinates: it is the frame both maps just saw.
+        lastLiveFrame = other.lastLiveFrame
+        lastLiveIntensity = other.lastLiveIntensity
+        return offset
+    }
+
     /// ElasticFusion's weight for fast motion: m = min(max(|t|, |rotation|), 0.01),
     /// w = max(1 - m / 0.01, 0.5); the first frame gets 1.
     private func velocityFactor(_ pose: RigidTransform) -> Float {

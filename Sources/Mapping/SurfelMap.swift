@@ -126,6 +126,28 @@ public final class SurfelMap {
         }
     }
 
+    /// Appends every surfel of `other` (a map built with the same class count and label storage),
+    /// moved rigidly by `transform` and with its times shifted by `timeOffset`: a piece of the
+    /// scene tracked in its own frame joins this map once a frame has been placed in both.
+    /// Class distributions are copied as stored; nothing is fused, so surface both maps hold
+    /// stays twice until fusion or loop closure meets it.
+    func append(contentsOf other: SurfelMap, transformedBy transform: RigidTransform, timeOffset: Int32) {
+        precondition(other.classCount == classCount && other.labelStorage == labelStorage && other !== self)
+        reserve(additional: other.count)
+        let f = transform.float
+        positions.append(contentsOf: other.positions.map { f.apply($0) })
+        normals.append(contentsOf: other.normals.map { f.rotate($0) })
+        radii.append(contentsOf: other.radii)
+        confidences.append(contentsOf: other.confidences)
+        colors.append(contentsOf: other.colors)
+        initTimes.append(contentsOf: other.initTimes.map { $0 &+ timeOffset })
+        lastSeen.append(contentsOf: other.lastSeen.map { $0 &+ timeOffset })
+        labelUpdates.append(contentsOf: other.labelUpdates)
+        labelValues.append(contentsOf: other.labelValues)
+        labelClasses.append(contentsOf: other.labelClasses)
+        labelCodes.append(contentsOf: other.labelCodes)
+    }
+
     /// Where a compaction (`remove(where:)`) put the surfels: those below `newCount` that were
     /// kept stay where they are; those at or beyond it moved into the holes.
     struct Compaction {

@@ -33,6 +33,11 @@ public struct ReconstructionOptions: Sendable {
     /// again (`Relocaliser`); off, a lost camera stays lost.
     public var relocalise = true
     public var relocalisation = Relocaliser.Parameters()
+    /// When the camera has been lost for this many frames in a row and relocalisation has not
+    /// found it, the next frame with depth starts a separate piece of map (`MapPiece`), tracked
+    /// on its own until one of its frames is relocalised in the map, when it joins the map. Nil:
+    /// a lost camera's frames stay unfused until relocalisation finds it.
+    public var newPieceAfter: Int? = 10
     /// Bend the map back into one surface when the camera returns to surface it left more than
     /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking
     /// runs only). Global closures start from the keyframes, which are kept for them even when
@@ -119,6 +124,20 @@ public final class Reconstruction {
     /// Frames whose tracking failed and that were registered to the map again from a keyframe
     /// (they were fused).
     public private(set) var relocalisations: [Relocalisation] = []
+    /// Pieces of map tracked on their own while the camera was lost (`newPieceAfter`), joined to
+    /// the map or not, in order.
+    public private(set) var pieces: [MapPieceReport] = []
+    /// The pieces that never joined the map, with their surfels and poses in their own frame
+    /// (written next to the map by `semfuse reconstruct`: the surface they hold was seen, but
+    /// where it lies relative to the map is unknown).
+    public private(set) var leftPieces: [LeftPiece] = []
+    public struct LeftPiece {
+        public var report: MapPieceReport
+        public var map: SurfelMap
+        public var trajectory: [(timestamp: Double, pose: RigidTransform)]
+    }
+    /// The piece being tracked now, if the camera is lost from the map.
+    private var piece: MapPiece?
     public struct Relocalisation: Sendable {
         public var position: Int
         public var keyframePosition: Int
@@ -197,6 +216,7 @@ public final class Reconstruction {
         let start = Date()
         defer {
             totalSeconds = Date().timeIntervalSince(start)
+            if let piece { leave(piece) }
             if let worst = worstPoseDeviation {
                 // Real ground truth is stored to ~1e-4 (7-Scenes); how far it was is worth a look
                 // when results surprise, not worth a line on every run.
@@ -261,7 +281,7 @@ public final class Reconstruction {
                 // A map started from a frame without depth (a covered lens) would have nothing to
                 // track against, and every later frame would fail: the map starts at the first
                 // frame with usable depth on at least 1 % of its pixels.
-                let usable = live.pyramid[0].normals.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
+                let usable = Self.usablePixels(live.pyramid)
                 guard usable * 100 >= live.pyramid[0].normals.count else {
                     notFused(position, "usable depth on only \(usable) of \(live.pyramid[0].normals.count) pixels (under 1 %); the map starts at the first frame with depth",
                              warning: { "frame \(position) not fused: \($0)" })
@@ -276,32 +296,18 @@ public final class Reconstruction {
                 filtered = live.filteredDepth
                 break
             }
-            let model = fusion.predictedModel(from: previous, intensity: usePhotometric)
             let live = fusion.liveFrame(depth: depth)
             let liveIntensity = usePhotometric ? fusion.liveIntensity(color: frame.color) : nil
-            var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
-                                       frameIntensity: liveIntensity, modelIntensity: model.intensity)
-            var rejectedJump: RigidTransform?
-            if let jump = trackingHistory.failure(of: result, from: previous) {
-                result.failure = jump
-                rejectedJump = result.pose
-                result.pose = previous
+            let tracked: (result: TrackingResult, relocalised: Bool)?
+            if let piece {
+                // Lost from the map: the frame goes to the piece, and back to the map if it is found there.
+                tracked = try advance(piece, frame: frame, position: position, where: where_, depth: depth, prediction: prediction,
+                                      live: live, intensity: liveIntensity).map { ($0, true) }
+            } else {
+                tracked = try track(frame: frame, position: position, where: where_, depth: depth, prediction: prediction, live: live,
+                                    intensity: liveIntensity, from: previous)
             }
-            var relocalised = false
-            if let failure = result.failure {
-                // A frame without usable depth has nothing to register: no lookup.
-                guard result.validPixels > 0,
-                      let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
-                                                 position: position, reason: failure, rejectedJump: rejectedJump) else {
-                    let lookedUp = options.relocalise && result.validPixels > 0
-                    notFused(position, failure, warning: { [consecutiveFailures] in
-                        "tracking failed at frame \(position)\(consecutiveFailures > 0 ? " (\(consecutiveFailures + 1) frames in a row)" : ""): \($0); keeping the last good pose, frame not fused\(lookedUp ? "; relocalisation found no pose" : "")"
-                    })
-                    return
-                }
-                result = recovered
-                relocalised = true
-            }
+            guard let (result, relocalised) = tracked else { return }
             if !relocalised { trackingHistory.record(result, from: previous) }
             self.relocaliser?.trackingRecovered()
             if consecutiveFailures > 0 {
@@ -319,6 +325,25 @@ public final class Reconstruction {
                                       code: code ?? relocaliser.encode(color: frame.color, depth: depth))
             keyframeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
+        score(prediction, against: frame)
+        let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
+                                          probabilities: prediction?.probabilities, source: where_, filteredDepth: filtered)
+        framesFused += 1
+        fusionSeconds.append(report.timings.total)
+        stageTimings = stageTimings + report.timings
+        trajectory.append((frame.timestamp, pose))
+        rawTrajectory.append((frame.timestamp, pose))
+        trajectoryTicks.append(fusion.tick)
+        tickOfPosition[position] = fusion.tick
+        if options.poses == .track {
+            recordTruth(of: frame, position: position, trajectoryIndex: trajectory.count - 1)
+        }
+        logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
+                                          "created": "\(report.created)", "removed": "\(report.removed)"])
+    }
+
+    /// Counts a frame's prediction and scores it against the frame's ground-truth labels.
+    private func score(_ prediction: Prediction?, against frame: Frame) {
         if let probabilities = prediction?.probabilities {
             framesWithPrediction += 1
             // Score the predictor against ground truth (not ground truth against itself), in the
@@ -333,26 +358,186 @@ public final class Reconstruction {
                 perFrameAccuracy = Self.accumulate(perFrameAccuracy, probabilities: probabilities, labels: labels)
             }
         }
-        let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
-                                          probabilities: prediction?.probabilities, source: where_, filteredDepth: filtered)
-        framesFused += 1
-        fusionSeconds.append(report.timings.total)
-        stageTimings = stageTimings + report.timings
-        trajectory.append((frame.timestamp, pose))
-        rawTrajectory.append((frame.timestamp, pose))
-        trajectoryTicks.append(fusion.tick)
-        tickOfPosition[position] = fusion.tick
-        if options.poses == .track {
-            if let truth = frame.worldFromCamera {
-                groundTruthTrajectory.append((frame.timestamp, truth))
-                scoredIndices.append(trajectory.count - 1)
-            } else if let error = frame.poseError {
-                groundTruthLeftOut.append((position, error.description))
-                logger.warning("frame \(position): ground-truth pose unusable, left out of the tracking score: \(error)")
-            }
+    }
+
+    /// Pairs a tracked frame's ground-truth pose with trajectory entry `index` for the score, or
+    /// says why it cannot be used.
+    private func recordTruth(of frame: Frame, position: Int, trajectoryIndex index: Int) {
+        recordTruth(frame.worldFromCamera, error: frame.poseError?.description, timestamp: frame.timestamp, position: position,
+                    trajectoryIndex: index)
+    }
+
+    private func recordTruth(_ truth: RigidTransform?, error: String?, timestamp: Double, position: Int, trajectoryIndex index: Int) {
+        if let truth {
+            groundTruthTrajectory.append((timestamp, truth))
+            scoredIndices.append(index)
+        } else if let error {
+            groundTruthLeftOut.append((position, error))
+            logger.warning("frame \(position): ground-truth pose unusable, left out of the tracking score: \(error)")
         }
-        logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
-                                          "created": "\(report.created)", "removed": "\(report.removed)"])
+    }
+
+    /// Pixels of the finest level with a vertex and normal.
+    private static func usablePixels(_ pyramid: [VertexNormalMap]) -> Int {
+        pyramid[0].normals.reduce(0) { $0 + ($1 == .zero ? 0 : 1) }
+    }
+
+    /// Starts a piece of map at a lost frame (`ReconstructionOptions.newPieceAfter`), in the
+    /// frame of the last pose the map had: the piece's own frame, unrelated to the map's until it
+    /// joins it.
+    private func startPiece(frame: Frame, position: Int, where source: String, depth: DepthImage, prediction: Prediction?,
+                            live: (pyramid: [VertexNormalMap], filteredDepth: [Float]), intensity: [IntensityMap]?,
+                            at pose: RigidTransform, reason: String) throws {
+        let pieceFusion = SurfelFusion(intrinsics: self.source.intrinsics, classCount: fusion.map.classCount,
+                                       unlabelledClass: fusion.map.unlabelledClass, parameters: options.fusion)
+        let piece = MapPiece(fusion: pieceFusion, relocaliser: relocaliser.map { _ in Relocaliser(intrinsics: self.source.intrinsics, parameters: options.relocalisation) },
+                             startPose: pose)
+        logger.warning("tracking lost for \(consecutiveFailures) frames (\(reason)); frame \(position) starts a separate piece of map, which joins the map when one of its frames is relocalised there")
+        pieceFusion.acceptLiveFrame(live.pyramid, intensity: intensity)
+        try fuse(frame, into: piece, position: position, where: source, depth: depth, prediction: prediction, pose: pose,
+                 filtered: live.filteredDepth)
+        self.piece = piece
+    }
+
+    /// A frame while the camera is lost from the map: tracked against the piece and fused there,
+    /// and looked up in the map's keyframes. Found in the map, the piece joins it (when the frame
+    /// was placed in the piece too, which gives the motion between the two) or is left. Returns
+    /// the map's tracking result when the frame is still to be fused into the map (found there,
+    /// not in the piece); nil when it was dealt with.
+    private func advance(_ piece: MapPiece, frame: Frame, position: Int, where source: String, depth: DepthImage,
+                         prediction: Prediction?, live: (pyramid: [VertexNormalMap], filteredDepth: [Float]),
+                         intensity: [IntensityMap]?) throws -> TrackingResult? {
+        let model = piece.fusion.predictedModel(from: piece.lastPose, intensity: usePhotometric)
+        var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: piece.lastPose, threads: options.fusion.threads,
+                                   frameIntensity: intensity, modelIntensity: model.intensity)
+        if let jump = piece.history.failure(of: result, from: piece.lastPose) { result.failure = jump }
+        let first = piece.firstPosition ?? position
+        let back = result.validPixels > 0
+            ? relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
+                         reason: "lost since before frame \(first), tracked in a separate piece", rejectedJump: nil)
+            : nil
+        if let failure = result.failure {
+            piece.consecutiveFailures += 1
+            if let back {
+                logger.warning("frame \(position) was relocalised in the map but the piece that began at frame \(first) could not track it (\(failure)): the piece is left out")
+                leave(piece)
+                return back
+            }
+            notFused(position, "the separate piece lost it too: \(failure)", warning: { "frame \(position) not fused: \($0)" })
+            if piece.consecutiveFailures >= (options.newPieceAfter ?? 1) {
+                leave(piece)
+            }
+            return nil
+        }
+        piece.consecutiveFailures = 0
+        piece.history.record(result, from: piece.lastPose)
+        piece.fusion.acceptLiveFrame(live.pyramid, intensity: intensity)
+        try fuse(frame, into: piece, position: position, where: source, depth: depth, prediction: prediction, pose: result.pose,
+                 filtered: live.filteredDepth)
+        if let back { join(piece, at: position, mapPose: back.pose, piecePose: result.pose) }
+        return nil
+    }
+
+    private func fuse(_ frame: Frame, into piece: MapPiece, position: Int, where source: String, depth: DepthImage, prediction: Prediction?,
+                      pose: RigidTransform, filtered: [Float]) throws {
+        score(prediction, against: frame)
+        let report = try piece.fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
+                                                probabilities: prediction?.probabilities, source: source, filteredDepth: filtered)
+        piece.timings = piece.timings + report.timings
+        piece.record(MapPiece.FusedFrame(position: position, timestamp: frame.timestamp, pose: pose, tick: piece.fusion.tick,
+                                         seconds: report.timings.total, truth: frame.worldFromCamera,
+                                         truthError: frame.poseError?.description))
+        if piece.relocaliser != nil {
+            let start = DispatchTime.now().uptimeNanoseconds
+            piece.relocaliser?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: position, tick: piece.fusion.tick)
+            piece.keyframeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
+        logger.debug("fused into the separate piece", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)"])
+    }
+
+    /// Moves the piece into the map by the motion between the two poses of one frame, with its
+    /// keyframes and poses; the map goes on from that frame.
+    private func join(_ piece: MapPiece, at position: Int, mapPose: RigidTransform, piecePose: RigidTransform) {
+        let transform = mapPose * piecePose.inverse
+        let offset = fusion.absorb(piece.fusion, transformedBy: transform)
+        if let keyframes = piece.relocaliser {
+            relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
+        }
+        stageTimings = stageTimings + piece.timings
+        keyframeSeconds += piece.keyframeSeconds
+        for f in piece.frames {
+            let pose = transform * f.pose
+            trajectory.append((f.timestamp, pose))
+            rawTrajectory.append((f.timestamp, pose))
+            trajectoryTicks.append(f.tick + offset)
+            tickOfPosition[f.position] = f.tick + offset
+            fusionSeconds.append(f.seconds)
+            framesFused += 1
+            recordTruth(f.truth, error: f.truthError, timestamp: f.timestamp, position: f.position, trajectoryIndex: trajectory.count - 1)
+        }
+        pieces.append(MapPieceReport(firstPosition: piece.firstPosition ?? position, lastPosition: position, frames: piece.frames.count,
+                                     surfels: piece.fusion.map.count, joinedAt: position, shiftMetres: transform.translationNorm,
+                                     shiftDegrees: transform.rotationAngle * 180 / .pi))
+        logger.notice("\(String(format: "the separate piece of frames %d-%d (%d fused, %d surfels) joined the map at frame %d, moved %.1f mm / %.2f deg", piece.firstPosition ?? position, position, piece.frames.count, piece.fusion.map.count, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
+        trackingHistory = piece.history
+        lastPose = mapPose
+        relocaliser?.trackingRecovered()
+        consecutiveFailures = 0
+        self.piece = nil
+    }
+
+    /// Gives up a piece that did not join the map: its frames were not fused into the map, and are
+    /// counted as lost.
+    private func leave(_ piece: MapPiece) {
+        let first = piece.firstPosition, last = piece.lastPosition
+        if let first, let last {
+            let reason = "tracked only in a separate piece of map (frames \(first)-\(last)) that was never relocalised in the map"
+            trackingFailures.append(contentsOf: piece.frames.map { ($0.position, reason) })
+            trackingFailures.sort { $0.position < $1.position }
+            let report = MapPieceReport(firstPosition: first, lastPosition: last, frames: piece.frames.count, surfels: piece.fusion.map.count,
+                                        joinedAt: nil)
+            pieces.append(report)
+            leftPieces.append(LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) }))
+            logger.warning("the separate piece of frames \(first)-\(last) (\(piece.frames.count) frames, \(piece.fusion.map.count) surfels) never met the map again and is left out of it")
+        }
+        self.piece = nil
+    }
+
+    /// Tracks a frame against the map from the last pose, and relocalises it when that fails.
+    /// Returns nil when the frame was dealt with without fusing it into the map (lost, or the
+    /// first frame of a separate piece).
+    private func track(frame: Frame, position: Int, where where_: String, depth: DepthImage, prediction: Prediction?,
+                       live: (pyramid: [VertexNormalMap], filteredDepth: [Float]), intensity liveIntensity: [IntensityMap]?,
+                       from previous: RigidTransform) throws -> (result: TrackingResult, relocalised: Bool)? {
+        let model = fusion.predictedModel(from: previous, intensity: usePhotometric)
+        var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
+                                   frameIntensity: liveIntensity, modelIntensity: model.intensity)
+        var rejectedJump: RigidTransform?
+        if let jump = trackingHistory.failure(of: result, from: previous) {
+            result.failure = jump
+            rejectedJump = result.pose
+            result.pose = previous
+        }
+        if let failure = result.failure {
+            // A frame without usable depth has nothing to register: no lookup.
+            guard result.validPixels > 0,
+                  let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
+                                             position: position, reason: failure, rejectedJump: rejectedJump) else {
+                let lookedUp = options.relocalise && result.validPixels > 0
+                if options.relocalise, let after = options.newPieceAfter, consecutiveFailures + 1 >= after,
+                   Self.usablePixels(live.pyramid) * 100 >= live.pyramid[0].normals.count {
+                    try startPiece(frame: frame, position: position, where: where_, depth: depth, prediction: prediction, live: live,
+                                   intensity: liveIntensity, at: previous, reason: failure)
+                    return nil
+                }
+                notFused(position, failure, warning: { [consecutiveFailures] in
+                    "tracking failed at frame \(position)\(consecutiveFailures > 0 ? " (\(consecutiveFailures + 1) frames in a row)" : ""): \($0); keeping the last good pose, frame not fused\(lookedUp ? "; relocalisation found no pose" : "")"
+                })
+                return nil
+            }
+            return (recovered, true)
+        }
+        return (result, false)
     }
 
     /// Loop closure for a frame tracked to `pose` (before it is fused): local first; when that

@@ -77,6 +77,8 @@ public struct ReconstructionRequest: Sendable {
     public var photometricWeight: Double?
     /// Relocalise a lost camera from keyframes (with `poses` = track).
     public var relocalise = true
+    /// `ReconstructionOptions.newPieceAfter`.
+    public var newPieceAfter: Int? = ReconstructionOptions().newPieceAfter
     /// Close loops by deforming the map (with `poses` = track).
     public var loopClosure = true
     /// Where to write the trajectory as tracked, before loop closures corrected it.
@@ -180,6 +182,7 @@ public enum ReconstructionJob {
                 : "tracking: geometric ICP only, as \(source.layout) colour is not registered to its depth (--photometric-weight sets the colour term's weight)")
         }
         options.relocalise = request.relocalise
+        options.newPieceAfter = request.newPieceAfter
         options.loopClosure = request.loopClosure
         if request.rawTrajectory != nil && options.poses != .track {
             logger.warning("--trajectory-raw: poses are not tracked (ground truth), so the raw trajectory equals the trajectory")
@@ -220,6 +223,29 @@ public enum ReconstructionJob {
                                     comment: "semfuse trajectory of \(source.name) as tracked, before loop closures: timestamp tx ty tz qx qy qz qw (camera-to-world)")
         }
 
+        // Pieces tracked while the camera was lost that never joined the map: their surface was
+        // seen, so it is written, each in its own frame, rather than dropped.
+        var pieceLines: [String] = []
+        for left in reconstruction.leftPieces {
+            let name = output.deletingPathExtension().lastPathComponent + ".piece-\(left.report.firstPosition)-\(left.report.lastPosition)"
+            let folder = output.deletingLastPathComponent()
+            let pieceCloud = MapExport.pointCloud(left.map, classSet: predictor?.classSet, colorMode: colorMode,
+                                                  confidenceThreshold: request.onlyStable ? request.exportThreshold : nil,
+                                                  includeProbabilities: request.includeProbabilities)
+            let pieceURL = folder.appendingPathComponent(name + ".ply")
+            let pieceTrajectory = folder.appendingPathComponent(name + ".trajectory.txt")
+            do {
+                try PLYWriter.write(pieceCloud, to: pieceURL, format: request.ascii ? .ascii : .binaryLittleEndian,
+                                    comments: comments + ["a separate piece: frames \(left.report.firstPosition)-\(left.report.lastPosition), tracked while the camera was lost from the map; its own frame, not the map's"])
+                try TUMTrajectory.write(left.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: pieceTrajectory,
+                                        comment: "semfuse trajectory of a separate piece of \(source.name) (frames \(left.report.firstPosition)-\(left.report.lastPosition)), in the piece's own frame: timestamp tx ty tz qx qy qz qw (camera-to-world)")
+                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of the separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) (its own frame: it never met the map again), and its trajectory \(pieceTrajectory.lastPathComponent)")
+            } catch {
+                logger.error("separate piece not written: \(error)")
+                pieceLines.append("Separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) not written: \(error)")
+            }
+        }
+
         var preview: URL?
         if request.preview {
             let url = previewURL
@@ -236,6 +262,7 @@ public enum ReconstructionJob {
         }
         var summary = Summary.make(reconstruction: reconstruction, outcome: outcome, output: output, trajectory: trajectoryURL,
                                    cloud: cloud, colorMode: colorMode, ascii: request.ascii)
+        for line in pieceLines { summary += "\n" + line }
         if let preview {
             summary += "\nWrote \(preview.path): rendering of the map" + (predictor != nil ? " (class colours | RGB)" : "")
         }

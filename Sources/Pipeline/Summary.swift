@@ -51,6 +51,18 @@ enum Summary {
                 }
                 lines.append(text)
             }
+            if !r.pieces.isEmpty {
+                let list = r.pieces.prefix(5).map { p -> String in
+                    var text = "frames \(p.firstPosition)-\(p.lastPosition) (\(p.frames) fused)"
+                    if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
+                        text += String(format: " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
+                    } else {
+                        text += " never met the map again, not in it"
+                    }
+                    return text
+                }
+                lines.append("  separate pieces (tracked while lost): " + list.joined(separator: "; ") + (r.pieces.count > 5 ? "; ..." : ""))
+            }
             if r.options.loopClosure {
                 var text = "  loop closure: "
                 if r.loopClosures.isEmpty {

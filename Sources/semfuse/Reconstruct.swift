@@ -144,6 +144,9 @@ struct Reconstruct: ParsableCommand {
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching, then surface-shape matching where corners find nothing, each checked by ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
+    @Option(help: ArgumentHelp("Tracking: after this many lost frames in a row that relocalisation cannot place, the next frame with depth starts a separate piece of map, tracked on its own; when one of its frames is relocalised in the map, the piece joins the map (surfels, keyframes and poses moved into it). A piece that never meets the map again is written next to the map as <map>.piece-<first>-<last>.ply with its trajectory, in its own frame. 0, or --no-relocalisation: a lost camera's frames are not fused until relocalisation finds it.", valueName: "frames"))
+    var newPieceAfter: Int = ReconstructionOptions().newPieceAfter ?? 0
+
     @Option(help: "Frames a surface may go unseen before it leaves the active map (ElasticFusion's -t, 200). Tracking and fusion use the active map; a loop closes when the camera comes back to inactive surface.")
     var timeWindow: Int = FusionParameters().timeDelta
 
@@ -177,6 +180,7 @@ struct Reconstruct: ParsableCommand {
         try limit(InputLimits.check(timeWindow, "--time-window", in: InputLimits.timeWindow))
         try limit(InputLimits.check(modelWarmup, "--model-warmup", in: InputLimits.modelWarmup))
         try limit(photometricWeight.flatMap { InputLimits.check($0, "--photometric-weight", in: InputLimits.photometricWeight) })
+        guard newPieceAfter >= 0 else { throw ValidationError("--new-piece-after must be 0 (off) or a number of frames") }
         if let networkEvery, networkEvery < 1 { throw ValidationError("--network-every must be at least 1") }
         if let depth, depth != "sensor" && depth != "predicted" { throw ValidationError("--depth must be 'sensor' or 'predicted'") }
         if network == nil && (networkEvery != nil || depth == "predicted" || depthNetwork != nil) {
@@ -243,6 +247,7 @@ struct Reconstruct: ParsableCommand {
         request.tracking.depthNoise = (icpWeights ?? .depthNoise).noise
         request.automaticICPWeights = icpWeights == nil
         request.relocalise = !noRelocalisation
+        request.newPieceAfter = newPieceAfter > 0 ? newPieceAfter : nil
         request.loopClosure = !noLoopClosure
         request.rawTrajectory = trajectoryRaw.map { URL(fileURLWithPath: $0) }
         request.prefetch = !noPrefetch

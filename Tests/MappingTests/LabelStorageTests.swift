@@ -486,4 +486,46 @@ final class SurfelMapCompactionTests: XCTestCase {
             }
         }
     }
+
+    /// `SurfelMap.append(contentsOf:transformedBy:timeOffset:)` (a separate piece joining the
+    /// map): every attribute of the other map's surfels arrives, positions and normals moved
+    /// rigidly, times shifted, class distributions as they were, in every label storage; the
+    /// map's own surfels do not change.
+    func testAppendingAPieceMovesItsSurfelsAndKeepsTheirLabels() {
+        let motion = RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0, 0, 1), angle: .pi / 2), translation: SIMD3(1, 2, 3))
+        for storage in [LabelStorage.dense, .topK(2), .log8] {
+            let map = SurfelMap(classCount: 4, labelStorage: storage), piece = SurfelMap(classCount: 4, labelStorage: storage)
+            map.append(position: SIMD3(5, 5, 5), normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 7, color: RGB8(9, 9, 9), time: 3)
+            for i in 0..<3 {
+                piece.append(position: SIMD3(Float(i), 0, 0), normal: SIMD3(1, 0, 0), radius: Float(i + 1) / 100, confidence: Float(i + 2),
+                             color: RGB8(UInt8(i), 1, 2), time: Int32(i + 1))
+            }
+            piece.withKernelViews { m in
+                for i in 0..<3 {
+                    m.labelUpdates[i] = UInt16(i + 1)
+                    switch storage {
+                    case .log8: for k in 0..<4 { m.labelCodes[i * 4 + k] = k == i ? 0 : 40 }
+                    case .topK: m.labelClasses[i * 2] = UInt16(i); m.labelValues[i * 3] = 0.8; m.labelValues[i * 3 + 2] = 0.2
+                    default: for k in 0..<4 { m.labelValues[i * 4 + k] = k == i ? 0.7 : 0.1 }
+                    }
+                }
+            }
+            let mapBefore = map.classProbabilities(of: 0)
+            map.append(contentsOf: piece, transformedBy: motion, timeOffset: 100)
+            XCTAssertEqual(map.count, 4)
+            XCTAssertEqual(map.positions[0], SIMD3(5, 5, 5)); XCTAssertEqual(map.initTimes[0], 3)
+            XCTAssertEqual(map.classProbabilities(of: 0), mapBefore, "\(storage)")
+            for i in 0..<3 {
+                let j = i + 1
+                let expected = SIMD3<Float>(1, 2 + Float(i), 3)   // (i, 0, 0) turned 90 deg about z, then moved
+                XCTAssertLessThan(((map.positions[j] - expected) * (map.positions[j] - expected)).sum(), 1e-10, "\(storage) \(i)")
+                XCTAssertLessThan(((map.normals[j] - SIMD3(0, 1, 0)) * (map.normals[j] - SIMD3(0, 1, 0))).sum(), 1e-10)
+                XCTAssertEqual(map.radii[j], piece.radii[i]); XCTAssertEqual(map.confidences[j], piece.confidences[i])
+                XCTAssertEqual(map.colors[j], piece.colors[i]); XCTAssertEqual(map.labelUpdates[j], UInt16(i + 1))
+                XCTAssertEqual(map.initTimes[j], Int32(i + 101)); XCTAssertEqual(map.lastSeen[j], Int32(i + 101))
+                XCTAssertEqual(map.classProbabilities(of: j), piece.classProbabilities(of: i), "\(storage)")
+                XCTAssertEqual(map.label(of: j)?.classId, i, "\(storage)")
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Geometry
 import Imaging
 import Mapping
+import Export
 import Sequences
 import TestSupport
 import XCTest
@@ -67,6 +68,57 @@ final class RealRelocalisationTests: XCTestCase {
         let ate = try XCTUnwrap(found.absoluteTrajectoryError)
         print("gap 0-49 + 250-279: \(ate), relocalised from keyframe \(first.keyframePosition) (\(first.inliers)/\(first.matches))")
         XCTAssertLessThan(ate.rmse, 0.02, "one consistent trajectory, so one copy of the room")
+    }
+
+    /// Frames 0-49, then 200-234: after the cut neither corners nor shape place the camera for
+    /// ten frames, so frame 59 starts a separate piece of map. At frame 81 the camera sees enough
+    /// of the old surface to be relocalised, and the piece (frames 59-81, tracked on their own)
+    /// joins the map: its frames are in the trajectory, where the ground truth has them.
+    func testALostCameraBuildsAPieceThatJoinsTheMap() throws {
+        let r = try track(try sequence(Array(0..<50) + Array(200..<235)), relocalise: true, keepConfidence: 1)
+        XCTAssertEqual(r.pieces.count, 1)
+        let piece = try XCTUnwrap(r.pieces.first)
+        XCTAssertEqual(piece.firstPosition, 59, "ten lost frames start a piece")
+        let joined = try XCTUnwrap(piece.joinedAt, "\(piece)")
+        XCTAssertEqual(joined, piece.lastPosition)
+        XCTAssertTrue(r.leftPieces.isEmpty)
+        // Frames 50-58 were lost before the piece began; every later frame is in the map.
+        XCTAssertEqual(r.trackingFailures.map(\.position), Array(50..<59))
+        XCTAssertEqual(r.framesFused, 85 - 9)
+        XCTAssertEqual(r.trajectory.count, 76)
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
+        print("0-49 + 200-234: piece \(piece), \(ate)")
+        XCTAssertEqual(ate.count, 76)
+        XCTAssertLessThan(ate.rmse, 0.02, "the piece's frames placed where the ground truth has them: one room, not two")
+    }
+
+    /// Frames 0-29, then 420-449: the camera goes on where the map never was. The piece it
+    /// builds never meets the map, so nothing of it is fused into the map; `reconstruct` writes
+    /// it beside the map, in its own frame, with its trajectory.
+    func testAPieceThatNeverMeetsTheMapIsWrittenBesideIt() throws {
+        let url = try sequence(Array(0..<30) + Array(420..<450))
+        var request = ReconstructionRequest(sequence: url)
+        request.poses = .track
+        request.labels = LabelChoice.none
+        request.fusion.keepConfidence = 1   // `semfuse reconstruct`'s default
+        let folder = try SharedData.temporaryDirectory(self, name: "left")
+        request.output = folder.appendingPathComponent("map.ply")
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.outcome.isSuccess)
+        let r = result.reconstruction
+        XCTAssertEqual(r.framesFused, 30, "only the first part is in the map")
+        XCTAssertEqual(r.trajectory.count, 30)
+        let left = try XCTUnwrap(r.leftPieces.first)
+        XCTAssertNil(left.report.joinedAt)
+        XCTAssertEqual(left.report.firstPosition, 39)
+        XCTAssertEqual(left.report.lastPosition, 59)
+        XCTAssertEqual(left.trajectory.count, 21)
+        XCTAssertEqual(r.trackingFailures.count, 30, "the piece's frames are not in the map")
+        let written = try PLYReader.read(folder.appendingPathComponent("map.piece-39-59.ply")).pointCloud()
+        XCTAssertGreaterThan(written.count, 1000)
+        let poses = try TUMTrajectory.read(folder.appendingPathComponent("map.piece-39-59.trajectory.txt"))
+        XCTAssertEqual(poses.count, 21)
+        XCTAssertTrue(result.summary.contains("never met the map again"), result.summary)
     }
 
     /// Keypoints with depth and RANSAC between the frames on either side of a 30-frame gap

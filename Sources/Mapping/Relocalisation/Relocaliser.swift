@@ -85,6 +85,16 @@ public struct Relocaliser: Sendable {
         database.movePoses(move)
     }
 
+    /// Takes in the keyframes of `other` (kept for a piece of the scene tracked in its own
+    /// frame), their poses moved by `transform` and their map times shifted by `tickOffset`.
+    public mutating func absorb(_ other: Relocaliser, transformedBy transform: RigidTransform, tickOffset: Int) {
+        for var keyframe in other.database.keyframes {
+            keyframe.worldFromCamera = transform * keyframe.worldFromCamera
+            keyframe.tick += tickOffset
+            database.add(keyframe)
+        }
+    }
+
     /// The frame's fern code, computed once and shared by `observe` and `loopHypotheses`.
     public func encode(color: ColorImage?, depth: DepthImage) -> FernDatabase.Code {
         database.encode(color: color, depth: depth)

@@ -1,0 +1,68 @@
+import Geometry
+import Mapping
+
+/// A piece of the scene tracked in its own frame while the map has lost the camera.
+///
+/// Relocalisation finds a lost camera only where the map already has surface. A camera that goes
+/// on into surface the map never saw (or that the keyframes cannot place for a while) would leave
+/// every later frame unfused. Instead, after a few lost frames with depth, those frames start a
+/// piece: a map of their own, tracked frame to model like the main one. Every frame of the piece
+/// is also looked up in the main map's keyframes; the first that checks out there has a pose in
+/// both frames, which gives the rigid motion between them, and the piece joins the map (its
+/// surfels, keyframes and poses moved by that motion). A piece that never meets the map again is
+/// reported, not fused into it: there is no evidence where it belongs. Systems after
+/// ElasticFusion keep several such maps and merge them when they meet (ORB-SLAM's atlas); this is
+/// the smallest form of that, one piece at a time.
+final class MapPiece {
+    /// A frame fused into the piece, in the piece's frame.
+    struct FusedFrame {
+        var position: Int
+        var timestamp: Double
+        var pose: RigidTransform
+        var tick: Int
+        var seconds: Double
+        /// The frame's ground-truth pose, or why it could not be used (tracking score).
+        var truth: RigidTransform?
+        var truthError: String?
+    }
+
+    let fusion: SurfelFusion
+    /// Keyframes of the piece, joined to the map's when the piece is.
+    var relocaliser: Relocaliser?
+    var history = TrackingHistory()
+    var lastPose: RigidTransform
+    private(set) var frames: [FusedFrame] = []
+    /// Frames in a row the piece itself could not track.
+    var consecutiveFailures = 0
+    /// Fusion's stage timings over the piece's frames (the run's once it joins the map).
+    var timings = SurfelFusion.StageTimings()
+    /// Seconds spent keeping the piece's keyframes (the run's once it joins the map).
+    var keyframeSeconds = 0.0
+
+    init(fusion: SurfelFusion, relocaliser: Relocaliser?, startPose: RigidTransform) {
+        self.fusion = fusion
+        self.relocaliser = relocaliser
+        lastPose = startPose
+    }
+
+    var firstPosition: Int? { frames.first?.position }
+    var lastPosition: Int? { frames.last?.position }
+
+    func record(_ frame: FusedFrame) {
+        frames.append(frame)
+        lastPose = frame.pose
+    }
+}
+
+/// What became of a piece: joined to the map at `joinedAt`, or not (its frames are not in the map).
+public struct MapPieceReport: Sendable {
+    public var firstPosition: Int
+    public var lastPosition: Int
+    public var frames: Int
+    public var surfels: Int
+    /// The frame that was placed in both the piece and the map, when the piece joined it.
+    public var joinedAt: Int?
+    /// The motion that moved the piece into the map (metres, degrees), when it joined.
+    public var shiftMetres: Double?
+    public var shiftDegrees: Double?
+}
