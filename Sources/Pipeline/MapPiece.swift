@@ -65,4 +65,6 @@ public struct MapPieceReport: Sendable {
     /// The motion that moved the piece into the map (metres, degrees), when it joined.
     public var shiftMetres: Double?
     public var shiftDegrees: Double?
+    /// Whether a piece that did not join the map was kept (`Reconstruction.leftPieces`).
+    public var kept = false
 }

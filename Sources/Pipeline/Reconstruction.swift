@@ -129,8 +129,12 @@ public final class Reconstruction {
     public private(set) var pieces: [MapPieceReport] = []
     /// The pieces that never joined the map, with their surfels and poses in their own frame
     /// (written next to the map by `semfuse reconstruct`: the surface they hold was seen, but
-    /// where it lies relative to the map is unknown).
+    /// where it lies relative to the map is unknown). Only pieces of at least
+    /// `minimumKeptPiece` frames are kept, and of those the `maximumKeptPieces` with the most
+    /// frames: a run that keeps losing the camera (wrong intrinsics or depth scale, say) must
+    /// not fill memory and the output folder with fragments.
     public private(set) var leftPieces: [LeftPiece] = []
+    public static let minimumKeptPiece = 10, maximumKeptPieces = 8
     public struct LeftPiece {
         public var report: MapPieceReport
         public var map: SurfelMap
@@ -486,6 +490,14 @@ public final class Reconstruction {
         self.piece = nil
     }
 
+    /// Adds `piece` to `kept`, and when that makes more than `maximum`, drops the one with the
+    /// fewest frames (the earliest of equals) and returns its report.
+    static func keep(_ piece: LeftPiece, in kept: inout [LeftPiece], maximum: Int) -> MapPieceReport? {
+        kept.append(piece)
+        guard kept.count > maximum, let smallest = kept.indices.min(by: { kept[$0].report.frames < kept[$1].report.frames }) else { return nil }
+        return kept.remove(at: smallest).report
+    }
+
     /// Gives up a piece that did not join the map: its frames were not fused into the map, and are
     /// counted as lost.
     private func leave(_ piece: MapPiece) {
@@ -494,11 +506,19 @@ public final class Reconstruction {
             let reason = "tracked only in a separate piece of map (frames \(first)-\(last)) that was never relocalised in the map"
             trackingFailures.append(contentsOf: piece.frames.map { ($0.position, reason) })
             trackingFailures.sort { $0.position < $1.position }
-            let report = MapPieceReport(firstPosition: first, lastPosition: last, frames: piece.frames.count, surfels: piece.fusion.map.count,
+            var report = MapPieceReport(firstPosition: first, lastPosition: last, frames: piece.frames.count, surfels: piece.fusion.map.count,
                                         joinedAt: nil)
+            report.kept = piece.frames.count >= Self.minimumKeptPiece
+            logger.warning("the separate piece of frames \(first)-\(last) (\(piece.frames.count) frames, \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "" : " (too few frames to keep)")")
+            if report.kept {
+                let left = LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) })
+                if let dropped = Self.keep(left, in: &leftPieces, maximum: Self.maximumKeptPieces) {
+                    if let k = pieces.firstIndex(where: { $0.firstPosition == dropped.firstPosition }) { pieces[k].kept = false }
+                    if dropped.firstPosition == first { report.kept = false }
+                    logger.warning("more than \(Self.maximumKeptPieces) separate pieces were not placed in the map: the one of frames \(dropped.firstPosition)-\(dropped.lastPosition) (\(dropped.frames) frames) is not kept")
+                }
+            }
             pieces.append(report)
-            leftPieces.append(LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) }))
-            logger.warning("the separate piece of frames \(first)-\(last) (\(piece.frames.count) frames, \(piece.fusion.map.count) surfels) never met the map again and is left out of it")
         }
         self.piece = nil
     }

@@ -239,7 +239,7 @@ public enum ReconstructionJob {
                                     comments: comments + ["a separate piece: frames \(left.report.firstPosition)-\(left.report.lastPosition), tracked while the camera was lost from the map; its own frame, not the map's"])
                 try TUMTrajectory.write(left.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: pieceTrajectory,
                                         comment: "semfuse trajectory of a separate piece of \(source.name) (frames \(left.report.firstPosition)-\(left.report.lastPosition)), in the piece's own frame: timestamp tx ty tz qx qy qz qw (camera-to-world)")
-                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of the separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) (its own frame: it never met the map again), and its trajectory \(pieceTrajectory.lastPathComponent)")
+                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of the separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) (its own frame: nothing placed it in the map), and its trajectory \(pieceTrajectory.lastPathComponent)")
             } catch {
                 logger.error("separate piece not written: \(error)")
                 pieceLines.append("Separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) not written: \(error)")

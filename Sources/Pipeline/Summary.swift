@@ -57,7 +57,7 @@ enum Summary {
                     if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
                         text += String(format: " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
                     } else {
-                        text += " never met the map again, not in it"
+                        text += " never placed in the map, not in it" + (p.kept ? "" : " (not kept: too few frames, or too many pieces)")
                     }
                     return text
                 }

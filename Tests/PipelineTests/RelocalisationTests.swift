@@ -19,11 +19,11 @@ final class RealRelocalisationTests: XCTestCase {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("camera-intrinsics.txt"),
                                                    withDestinationURL: shared.appendingPathComponent("camera-intrinsics.txt"))
-        for f in frames {
+        // Renumbered, so a frame may come back (in the order given).
+        for (i, f) in frames.enumerated() {
             for suffix in ["color.jpg", "depth.png", "pose.txt"] {
-                let name = String(format: "frame-%06d.%@", f, suffix)
-                try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(name),
-                                                           withDestinationURL: shared.appendingPathComponent(name))
+                try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(String(format: "frame-%06d.%@", i, suffix)),
+                                                           withDestinationURL: shared.appendingPathComponent(String(format: "frame-%06d.%@", f, suffix)))
             }
         }
         return folder
@@ -118,7 +118,41 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertGreaterThan(written.count, 1000)
         let poses = try TUMTrajectory.read(folder.appendingPathComponent("map.piece-39-59.trajectory.txt"))
         XCTAssertEqual(poses.count, 21)
-        XCTAssertTrue(result.summary.contains("never met the map again"), result.summary)
+        XCTAssertTrue(result.summary.contains("never placed in the map"), result.summary)
+    }
+
+    /// Frames 0-49, 200-219, then 30-49 again: the piece of frames 59-69 cannot track the jump
+    /// back, but the map finds the camera at once. With no frame placed in both, nothing says
+    /// where the piece lies: it is left (kept, 11 frames), and the map goes on.
+    func testAPieceIsLeftWhenOnlyTheMapFindsTheCameraAgain() throws {
+        let r = try track(try sequence(Array(0..<50) + Array(200..<220) + Array(30..<50)), relocalise: true, keepConfidence: 1)
+        let piece = try XCTUnwrap(r.pieces.first)
+        XCTAssertEqual(r.pieces.count, 1)
+        XCTAssertNil(piece.joinedAt)
+        XCTAssertEqual(piece.firstPosition, 59)
+        XCTAssertEqual(piece.lastPosition, 69)
+        XCTAssertTrue(piece.kept)
+        XCTAssertEqual(r.leftPieces.count, 1)
+        XCTAssertEqual(r.relocalisations.first?.position, 70, "the first frame back in the mapped part")
+        XCTAssertEqual(r.framesFused, 70, "frames 0-49 and the 20 frames back")
+        XCTAssertEqual(r.trackingFailures.map(\.position), Array(50..<70))
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
+        XCTAssertLessThan(ate.rmse, 0.015, "\(ate)")
+    }
+
+    /// At most `maximum` left pieces are kept, those with the most frames.
+    func testOnlyTheLargestLeftPiecesAreKept() {
+        var kept: [Reconstruction.LeftPiece] = []
+        var dropped: [Int] = []
+        for (k, frames) in [12, 30, 11, 50, 11, 40, 13].enumerated() {
+            let report = MapPieceReport(firstPosition: k * 100, lastPosition: k * 100 + frames - 1, frames: frames, surfels: 0)
+            if let gone = Reconstruction.keep(Reconstruction.LeftPiece(report: report, map: SurfelMap(classCount: 0), trajectory: []),
+                                              in: &kept, maximum: 4) {
+                dropped.append(gone.frames)
+            }
+        }
+        XCTAssertEqual(kept.map(\.report.frames), [30, 50, 40, 13])
+        XCTAssertEqual(dropped, [11, 11, 12])
     }
 
     /// Keypoints with depth and RANSAC between the frames on either side of a 30-frame gap
