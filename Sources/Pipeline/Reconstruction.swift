@@ -33,11 +33,13 @@ public struct ReconstructionOptions: Sendable {
     /// again (`Relocaliser`); off, a lost camera stays lost.
     public var relocalise = true
     public var relocalisation = Relocaliser.Parameters()
-    /// When the camera has been lost for this many frames in a row and relocalisation has not
-    /// found it, the next frame with depth starts a separate piece of map (`MapPiece`), tracked
-    /// on its own until one of its frames is relocalised in the map, when it joins the map. Nil:
-    /// a lost camera's frames stay unfused until relocalisation finds it.
-    public var newPieceAfter: Int? = 10
+    /// The this-many-th lost frame in a row that relocalisation cannot place (or the first with
+    /// depth after it) starts a separate piece of map (`MapPiece`), tracked on its own until one
+    /// of its frames is relocalised in the map, when it joins the map. Not at the first lost
+    /// frame: until then, tracking from the last pose is still tried, which recovers from a
+    /// frame or two of blur or glitch. Nil: a lost camera's frames stay unfused until
+    /// relocalisation finds it.
+    public var newPieceAfter: Int? = 3
     /// Bend the map back into one surface when the camera returns to surface it left more than
     /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking
     /// runs only). Global closures start from the keyframes, which are kept for them even when

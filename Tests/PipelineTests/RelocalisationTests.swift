@@ -71,24 +71,24 @@ final class RealRelocalisationTests: XCTestCase {
     }
 
     /// Frames 0-49, then 200-234: after the cut neither corners nor shape place the camera for
-    /// ten frames, so frame 59 starts a separate piece of map. At frame 81 the camera sees enough
-    /// of the old surface to be relocalised, and the piece (frames 59-81, tracked on their own)
+    /// three frames, so frame 52 starts a separate piece of map. At frame 81 the camera sees enough
+    /// of the old surface to be relocalised, and the piece (frames 52-81, tracked on their own)
     /// joins the map: its frames are in the trajectory, where the ground truth has them.
     func testALostCameraBuildsAPieceThatJoinsTheMap() throws {
         let r = try track(try sequence(Array(0..<50) + Array(200..<235)), relocalise: true, keepConfidence: 1)
         XCTAssertEqual(r.pieces.count, 1)
         let piece = try XCTUnwrap(r.pieces.first)
-        XCTAssertEqual(piece.firstPosition, 59, "ten lost frames start a piece")
+        XCTAssertEqual(piece.firstPosition, 52, "three lost frames start a piece")
         let joined = try XCTUnwrap(piece.joinedAt, "\(piece)")
         XCTAssertEqual(joined, piece.lastPosition)
         XCTAssertTrue(r.leftPieces.isEmpty)
-        // Frames 50-58 were lost before the piece began; every later frame is in the map.
-        XCTAssertEqual(r.trackingFailures.map(\.position), Array(50..<59))
-        XCTAssertEqual(r.framesFused, 85 - 9)
-        XCTAssertEqual(r.trajectory.count, 76)
+        // Frames 50 and 51 were lost before the piece began; every later frame is in the map.
+        XCTAssertEqual(r.trackingFailures.map(\.position), Array(50..<52))
+        XCTAssertEqual(r.framesFused, 85 - 2)
+        XCTAssertEqual(r.trajectory.count, 83)
         let ate = try XCTUnwrap(r.absoluteTrajectoryError)
         print("0-49 + 200-234: piece \(piece), \(ate)")
-        XCTAssertEqual(ate.count, 76)
+        XCTAssertEqual(ate.count, 83)
         XCTAssertLessThan(ate.rmse, 0.02, "the piece's frames placed where the ground truth has them: one room, not two")
     }
 
@@ -110,26 +110,26 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertEqual(r.trajectory.count, 30)
         let left = try XCTUnwrap(r.leftPieces.first)
         XCTAssertNil(left.report.joinedAt)
-        XCTAssertEqual(left.report.firstPosition, 39)
+        XCTAssertEqual(left.report.firstPosition, 32)
         XCTAssertEqual(left.report.lastPosition, 59)
-        XCTAssertEqual(left.trajectory.count, 21)
+        XCTAssertEqual(left.trajectory.count, 28)
         XCTAssertEqual(r.trackingFailures.count, 30, "the piece's frames are not in the map")
-        let written = try PLYReader.read(folder.appendingPathComponent("map.piece-39-59.ply")).pointCloud()
+        let written = try PLYReader.read(folder.appendingPathComponent("map.piece-32-59.ply")).pointCloud()
         XCTAssertGreaterThan(written.count, 1000)
-        let poses = try TUMTrajectory.read(folder.appendingPathComponent("map.piece-39-59.trajectory.txt"))
-        XCTAssertEqual(poses.count, 21)
+        let poses = try TUMTrajectory.read(folder.appendingPathComponent("map.piece-32-59.trajectory.txt"))
+        XCTAssertEqual(poses.count, 28)
         XCTAssertTrue(result.summary.contains("never placed in the map"), result.summary)
     }
 
-    /// Frames 0-49, 200-219, then 30-49 again: the piece of frames 59-69 cannot track the jump
+    /// Frames 0-49, 200-219, then 30-49 again: the piece of frames 52-69 cannot track the jump
     /// back, but the map finds the camera at once. With no frame placed in both, nothing says
-    /// where the piece lies: it is left (kept, 11 frames), and the map goes on.
+    /// where the piece lies: it is left (kept, 18 frames), and the map goes on.
     func testAPieceIsLeftWhenOnlyTheMapFindsTheCameraAgain() throws {
         let r = try track(try sequence(Array(0..<50) + Array(200..<220) + Array(30..<50)), relocalise: true, keepConfidence: 1)
         let piece = try XCTUnwrap(r.pieces.first)
         XCTAssertEqual(r.pieces.count, 1)
         XCTAssertNil(piece.joinedAt)
-        XCTAssertEqual(piece.firstPosition, 59)
+        XCTAssertEqual(piece.firstPosition, 52)
         XCTAssertEqual(piece.lastPosition, 69)
         XCTAssertTrue(piece.kept)
         XCTAssertEqual(r.leftPieces.count, 1)
