@@ -295,6 +295,26 @@ public enum ReconstructionJob {
                 logger.error("mesh not written: \(error)")
                 summary += "\nMesh not written: \(error)"
             }
+            // Each separate piece written beside the map gets its mesh beside the map's (one
+            // file each; no per-class split or preview).
+            for left in reconstruction.leftPieces {
+                let range = "\(left.report.firstPosition)-\(left.report.lastPosition)"
+                var pieceRequest = meshRequest
+                pieceRequest.output = meshRequest.output.deletingPathExtension().appendingPathExtension("piece-\(range).ply")
+                pieceRequest.perClassDirectory = nil
+                pieceRequest.preview = nil
+                let pieceSurfels = MapExport.pointCloud(left.map, classSet: predictor?.classSet, colorMode: .rgb,
+                                                        confidenceThreshold: request.onlyStable ? request.exportThreshold : nil,
+                                                        includeProbabilities: predictor != nil)
+                do {
+                    let lines = try MeshWriter.write(pieceSurfels, source: "separate piece of frames \(range)", request: pieceRequest,
+                                                     comments: comments + ["a separate piece: frames \(range), in its own frame, not the map's"])
+                    summary += "\n" + (lines.first ?? "Wrote \(pieceRequest.output.path)")
+                } catch {
+                    logger.error("mesh of the separate piece of frames \(range) not written: \(error)")
+                    summary += "\nMesh of the separate piece of frames \(range) not written: \(error)"
+                }
+            }
         }
         let kept = reconstruction.map.stableCount(threshold: request.exportThreshold)
         if request.onlyStable && reconstruction.map.count > 0 && kept * 10 < reconstruction.map.count {

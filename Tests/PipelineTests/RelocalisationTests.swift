@@ -94,7 +94,7 @@ final class RealRelocalisationTests: XCTestCase {
 
     /// Frames 0-29, then 420-449: the camera goes on where the map never was. The piece it
     /// builds never meets the map, so nothing of it is fused into the map; `reconstruct` writes
-    /// it beside the map, in its own frame, with its trajectory.
+    /// it beside the map, in its own frame, with its trajectory (and its mesh, when asked for).
     func testAPieceThatNeverMeetsTheMapIsWrittenBesideIt() throws {
         let url = try sequence(Array(0..<30) + Array(420..<450))
         var request = ReconstructionRequest(sequence: url)
@@ -103,6 +103,7 @@ final class RealRelocalisationTests: XCTestCase {
         request.fusion.keepConfidence = 1   // `semfuse reconstruct`'s default
         let folder = try SharedData.temporaryDirectory(self, name: "left")
         request.output = folder.appendingPathComponent("map.ply")
+        request.mesh = MeshRequest(output: folder.appendingPathComponent("map.mesh.ply"))
         let result = try ReconstructionJob.run(request)
         XCTAssertTrue(result.outcome.isSuccess)
         let r = result.reconstruction
@@ -118,6 +119,8 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertGreaterThan(written.count, 1000)
         let poses = try TUMTrajectory.read(folder.appendingPathComponent("map.piece-32-59.trajectory.txt"))
         XCTAssertEqual(poses.count, 28)
+        let mesh = try PLYReader.read(folder.appendingPathComponent("map.mesh.piece-32-59.ply"))
+        XCTAssertGreaterThan(mesh.faces?.count ?? 0, 1000, "the piece's mesh, beside the map's")
         XCTAssertTrue(result.summary.contains("never placed in the map"), result.summary)
     }
 
