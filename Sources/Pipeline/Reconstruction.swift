@@ -398,7 +398,7 @@ public final class Reconstruction {
                                        unlabelledClass: fusion.map.unlabelledClass, parameters: options.fusion)
         let piece = MapPiece(fusion: pieceFusion, relocaliser: relocaliser.map { _ in Relocaliser(intrinsics: self.source.intrinsics, parameters: options.relocalisation) },
                              startPose: pose)
-        logger.warning("tracking lost for \(consecutiveFailures) frames (\(reason)); frame \(position) starts a separate piece of map, which joins the map when one of its frames is relocalised there")
+        logger.warning("tracking lost for \(consecutiveFailures + 1) frames in a row (\(reason)); frame \(position) starts a separate piece of map, which joins the map when one of its frames is relocalised there")
         pieceFusion.acceptLiveFrame(live.pyramid, intensity: intensity)
         try fuse(frame, into: piece, position: position, where: source, depth: depth, prediction: prediction, pose: pose,
                  filtered: live.filteredDepth)
@@ -423,7 +423,9 @@ public final class Reconstruction {
                          reason: "lost since before frame \(first), tracked in a separate piece", rejectedJump: nil)
             : nil
         if let failure = result.failure {
-            piece.consecutiveFailures += 1
+            // A frame without depth (a covered sensor) says nothing about where the camera is:
+            // it does not count towards leaving the piece.
+            if result.validPixels > 0 { piece.consecutiveFailures += 1 }
             if let back {
                 logger.warning("frame \(position) was relocalised in the map but the piece that began at frame \(first) could not track it (\(failure)): the piece is left out")
                 leave(piece)

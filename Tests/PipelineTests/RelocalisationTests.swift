@@ -143,6 +143,27 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertLessThan(ate.rmse, 0.015, "\(ate)")
     }
 
+    /// The piece of `testALostCameraBuildsAPieceThatJoinsTheMap` with the sensor covered for 10
+    /// of its frames (no depth): they are not fused, but do not end the piece, which tracks on
+    /// once the sensor sees again and joins the map as before.
+    func testACoveredSensorDoesNotEndAPiece() throws {
+        let url = try sequence(Array(0..<50) + Array(200..<240))
+        for position in 65..<75 {
+            let file = url.appendingPathComponent(String(format: "frame-%06d.depth.png", position))
+            try FileManager.default.removeItem(at: file)
+            try PNGCodec.writeGray16(Image<UInt16>(width: 640, height: 480, repeating: 0), to: file)
+        }
+        let r = try track(url, relocalise: true, keepConfidence: 1)
+        XCTAssertEqual(r.pieces.count, 1, "\(r.pieces)")
+        let piece = try XCTUnwrap(r.pieces.first)
+        XCTAssertEqual(piece.firstPosition, 52)
+        XCTAssertNotNil(piece.joinedAt, "\(piece)")
+        XCTAssertEqual(r.trackingFailures.map(\.position), [50, 51] + Array(65..<75))
+        XCTAssertEqual(r.framesFused, 90 - 12)
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
+        XCTAssertLessThan(ate.rmse, 0.02, "\(ate)")
+    }
+
     /// At most `maximum` left pieces are kept, those with the most frames.
     func testOnlyTheLargestLeftPiecesAreKept() {
         var kept: [Reconstruction.LeftPiece] = []
