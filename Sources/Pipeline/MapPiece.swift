@@ -9,8 +9,10 @@ import Mapping
 /// piece: a map of their own, tracked frame to model like the main one. Every frame of the piece
 /// is also looked up in the main map's keyframes; the first that checks out there has a pose in
 /// both frames, which gives the rigid motion between them, and the piece joins the map (its
-/// surfels, keyframes and poses moved by that motion). A piece that never meets the map again is
-/// reported, not fused into it: there is no evidence where it belongs. Systems after
+/// surfels, keyframes and poses moved by that motion). A piece that no frame places in both is
+/// reported and kept beside the map, not fused into it: there is no evidence where it belongs.
+/// A piece ends when it cannot track three frames with depth in a row, or when the map finds
+/// the camera on a frame the piece could not track. Systems after
 /// ElasticFusion keep several such maps and merge them when they meet (ORB-SLAM's atlas); this is
 /// the smallest form of that, one piece at a time.
 final class MapPiece {
