@@ -33,8 +33,8 @@ public struct ReconstructionOptions: Sendable {
     /// again (`Relocaliser`); off, a lost camera stays lost.
     public var relocalise = true
     public var relocalisation = Relocaliser.Parameters()
-    /// The this-many-th lost frame in a row that relocalisation cannot place (or the first with
-    /// depth after it) starts a separate piece of map (`MapPiece`), tracked on its own until one
+    /// When this many frames in a row are lost (tracking and relocalisation both failed), the
+    /// last of them (or the first with depth after it) starts a separate piece of map (`MapPiece`), tracked on its own until one
     /// of its frames is relocalised in the map, when it joins the map. Not at the first lost
     /// frame: until then, tracking from the last pose is still tried, which recovers from a
     /// frame or two of blur or glitch. Nil: a lost camera's frames stay unfused until
