@@ -34,11 +34,11 @@ public struct ReconstructionOptions: Sendable {
     public var relocalise = true
     public var relocalisation = Relocaliser.Parameters()
     /// When this many frames in a row are lost (tracking and relocalisation both failed), the
-    /// last of them (or the first with depth after it) starts a separate piece of map (`MapPiece`), tracked on its own until one
-    /// of its frames is relocalised in the map, when it joins the map. Not at the first lost
-    /// frame: until then, tracking from the last pose is still tried, which recovers from a
-    /// frame or two of blur or glitch. Nil: a lost camera's frames stay unfused until
-    /// relocalisation finds it.
+    /// last of them (or the first with depth after it) starts a separate piece of map
+    /// (`MapPiece`), tracked on its own until one of its frames is relocalised in the map, when
+    /// it joins the map. Not at the first lost frame: until then, tracking from the last pose is
+    /// still tried, which recovers from a frame or two of blur or glitch. Nil: a lost camera's
+    /// frames stay unfused until relocalisation finds it.
     public var newPieceAfter: Int? = 3
     /// Bend the map back into one surface when the camera returns to surface it left more than
     /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking
