@@ -11,8 +11,9 @@ import Mapping
 /// both frames, which gives the rigid motion between them, and the piece joins the map (its
 /// surfels, keyframes and poses moved by that motion). A piece that no frame places in both is
 /// reported and kept beside the map, not fused into it: there is no evidence where it belongs.
-/// A piece ends when it cannot track `newPieceAfter` (3) frames with depth in a row, or when the map finds
-/// the camera on a frame the piece could not track. Systems after
+/// A frame the piece cannot track is relocalised in the piece from its own keyframes. A piece
+/// ends when `newPieceAfter` (3) frames with depth in a row are lost to it, or when the map
+/// finds the camera on a frame the piece could not track. Systems after
 /// ElasticFusion keep several such maps and merge them when they meet (ORB-SLAM's atlas); this is
 /// the smallest form of that, one piece at a time.
 final class MapPiece {

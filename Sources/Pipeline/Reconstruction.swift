@@ -416,12 +416,24 @@ public final class Reconstruction {
         let model = piece.fusion.predictedModel(from: piece.lastPose, intensity: usePhotometric)
         var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: piece.lastPose, threads: options.fusion.threads,
                                    frameIntensity: intensity, modelIntensity: model.intensity)
-        if let jump = piece.history.failure(of: result, from: piece.lastPose) { result.failure = jump }
+        var rejectedJump: RigidTransform?
+        if let jump = piece.history.failure(of: result, from: piece.lastPose) {
+            result.failure = jump
+            rejectedJump = result.pose
+        }
         let first = piece.firstPosition ?? position
         let back = result.validPixels > 0
             ? relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
                          reason: "lost since before frame \(first), tracked in a separate piece", rejectedJump: nil)
             : nil
+        // Lost by the piece too: the piece's own keyframes may place the frame in it.
+        var relocalisedInPiece = false
+        if let failure = result.failure, back == nil, result.validPixels > 0,
+           let found = relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
+                                  reason: failure, rejectedJump: rejectedJump, in: piece) {
+            result = found
+            relocalisedInPiece = true
+        }
         if let failure = result.failure {
             // A frame without depth (a covered sensor) says nothing about where the camera is:
             // it does not count towards leaving the piece.
@@ -438,7 +450,8 @@ public final class Reconstruction {
             return nil
         }
         piece.consecutiveFailures = 0
-        piece.history.record(result, from: piece.lastPose)
+        if !relocalisedInPiece { piece.history.record(result, from: piece.lastPose) }
+        piece.relocaliser?.trackingRecovered()
         piece.fusion.acceptLiveFrame(live.pyramid, intensity: intensity)
         try fuse(frame, into: piece, position: position, where: source, depth: depth, prediction: prediction, pose: result.pose,
                  filtered: live.filteredDepth)
@@ -633,9 +646,12 @@ public final class Reconstruction {
     /// tracking landed before the history check refused the jump) is refused too: from a
     /// keyframe near the last pose, ICP finds the same wrong fit again. A registration by
     /// keypoints or shape that ICP takes there is independent evidence and stands.
+    /// With `piece`, the frame is relocalised in the piece instead, from its keyframes.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
-                            position: Int, reason: String, rejectedJump: RigidTransform?) -> TrackingResult? {
-        guard options.relocalise, let relocaliser else { return nil }
+                            position: Int, reason: String, rejectedJump: RigidTransform?, in piece: MapPiece? = nil) -> TrackingResult? {
+        guard options.relocalise, let relocaliser = piece == nil ? self.relocaliser : piece?.relocaliser else { return nil }
+        let fusion = piece?.fusion ?? self.fusion
+        let history = piece?.history ?? trackingHistory
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         func verify(_ hypothesis: Relocaliser.Hypothesis) -> TrackingResult? {
@@ -646,7 +662,7 @@ public final class Reconstruction {
                                               minimumConfidence: options.fusion.keepConfidence ?? 1)
             let result = tracker.track(frame: live, model: model.geometry, previousPose: hypothesis.worldFromCamera,
                                        threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
-            var failure = result.failure ?? trackingHistory.relocalisationFailure(of: result)
+            var failure = result.failure ?? history.relocalisationFailure(of: result)
             if failure == nil, let rejectedJump, hypothesis.matches == 0 {
                 let difference = rejectedJump.inverse * result.pose
                 if difference.translationNorm < 0.02 && difference.rotationAngle * 180 / .pi < 1 {
@@ -659,17 +675,24 @@ public final class Reconstruction {
                     "\(hypothesis.byShape ? "shape" : "keypoints")": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(failure ?? "")"])
                 return nil
             }
+            let how = "\(hypothesis.inliers) of \(hypothesis.matches) \(hypothesis.byShape ? "surface-shape" : "keypoint") matches"
+            if piece != nil {
+                logger.notice("relocalised frame \(position) in the separate piece from its keyframe \(hypothesis.keyframePosition) (\(how); the piece's tracking had failed: \(reason))")
+                return result
+            }
             relocalisations.append(Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition,
                                                   matches: hypothesis.matches, inliers: hypothesis.inliers, reason: reason,
                                                   byShape: hypothesis.byShape))
-            logger.notice("relocalised frame \(position) from keyframe \(hypothesis.keyframePosition) (\(hypothesis.inliers) of \(hypothesis.matches) \(hypothesis.byShape ? "surface-shape" : "keypoint") matches; tracking had failed: \(reason))")
+            logger.notice("relocalised frame \(position) from keyframe \(hypothesis.keyframePosition) (\(how); tracking had failed: \(reason))")
             return result
         }
         for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
             if let result = verify(hypothesis) { return result }
         }
         // Image corners found nothing that checks out: register by surface shape.
-        for hypothesis in self.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads) ?? [] {
+        let shaped = piece == nil ? self.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads)
+                                  : piece?.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads)
+        for hypothesis in shaped ?? [] {
             if let result = verify(hypothesis) { return result }
         }
         return nil

@@ -164,6 +164,24 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertLessThan(ate.rmse, 0.02, "\(ate)")
     }
 
+    /// Frames 0-29, 420-449, then 421-430 again: the piece (in surface the map never saw) cannot
+    /// track the jump back, and its own keyframes place the frame in it, so it goes on as one
+    /// piece of 38 frames whose poses agree with the ground truth.
+    func testAPieceRelocalisesInItself() throws {
+        let url = try sequence(Array(0..<30) + Array(420..<450) + Array(421..<431))
+        let r = try track(url, relocalise: true, keepConfidence: 1)
+        XCTAssertEqual(r.pieces.count, 1, "\(r.pieces)")
+        let left = try XCTUnwrap(r.leftPieces.first)
+        XCTAssertEqual(left.report.firstPosition, 32)
+        XCTAssertEqual(left.report.lastPosition, 69)
+        XCTAssertEqual(left.trajectory.count, 38, "every frame from 32 on, the jump back included")
+        let source = try SequenceLoader.open(url)
+        let truth = try (32..<70).map { try XCTUnwrap(source.frame(at: $0).worldFromCamera) }
+        let ate = try XCTUnwrap(AbsoluteTrajectoryError(estimated: left.trajectory.map(\.pose), groundTruth: truth))
+        print("piece 32-69 with a jump back: \(ate)")
+        XCTAssertLessThan(ate.rmse, 0.02)
+    }
+
     /// At most `maximum` left pieces are kept, those with the most frames.
     func testOnlyTheLargestLeftPiecesAreKept() {
         var kept: [Reconstruction.LeftPiece] = []
