@@ -70,4 +70,7 @@ public struct MapPieceReport: Sendable {
     public var shiftDegrees: Double?
     /// Whether a piece that did not join the map was kept (`Reconstruction.leftPieces`).
     public var kept = false
+
+    /// "first-last", as the files of a left piece are named (`<map>.piece-<first>-<last>.ply`).
+    public var frameRange: String { "\(firstPosition)-\(lastPosition)" }
 }

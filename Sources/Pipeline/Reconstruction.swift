@@ -532,7 +532,7 @@ public final class Reconstruction {
                 if let dropped = Self.keep(left, in: &leftPieces, maximum: Self.maximumKeptPieces) {
                     if let k = pieces.firstIndex(where: { $0.firstPosition == dropped.firstPosition }) { pieces[k].kept = false }
                     if dropped.firstPosition == first { report.kept = false }
-                    logger.warning("more than \(Self.maximumKeptPieces) separate pieces were not placed in the map: the one of frames \(dropped.firstPosition)-\(dropped.lastPosition) (\(dropped.frames) frames) is not kept")
+                    logger.warning("more than \(Self.maximumKeptPieces) separate pieces were not placed in the map: the one of frames \(dropped.frameRange) (\(dropped.frames) frames) is not kept")
                 }
             }
             pieces.append(report)

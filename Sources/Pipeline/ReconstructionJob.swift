@@ -227,7 +227,8 @@ public enum ReconstructionJob {
         // seen, so it is written, each in its own frame, rather than dropped.
         var pieceLines: [String] = []
         for left in reconstruction.leftPieces {
-            let name = output.deletingPathExtension().lastPathComponent + ".piece-\(left.report.firstPosition)-\(left.report.lastPosition)"
+            let range = left.report.frameRange
+            let name = output.deletingPathExtension().lastPathComponent + ".piece-\(range)"
             let folder = output.deletingLastPathComponent()
             let pieceCloud = MapExport.pointCloud(left.map, classSet: predictor?.classSet, colorMode: colorMode,
                                                   confidenceThreshold: request.onlyStable ? request.exportThreshold : nil,
@@ -236,13 +237,13 @@ public enum ReconstructionJob {
             let pieceTrajectory = folder.appendingPathComponent(name + ".trajectory.txt")
             do {
                 try PLYWriter.write(pieceCloud, to: pieceURL, format: request.ascii ? .ascii : .binaryLittleEndian,
-                                    comments: comments + ["a separate piece: frames \(left.report.firstPosition)-\(left.report.lastPosition), tracked while the camera was lost from the map; its own frame, not the map's"])
+                                    comments: comments + ["a separate piece: frames \(range), tracked while the camera was lost from the map; its own frame, not the map's"])
                 try TUMTrajectory.write(left.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: pieceTrajectory,
-                                        comment: "semfuse trajectory of a separate piece of \(source.name) (frames \(left.report.firstPosition)-\(left.report.lastPosition)), in the piece's own frame: timestamp tx ty tz qx qy qz qw (camera-to-world)")
-                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of the separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) (its own frame: nothing placed it in the map), and its trajectory \(pieceTrajectory.lastPathComponent)")
+                                        comment: "semfuse trajectory of a separate piece of \(source.name) (frames \(range)), in the piece's own frame: timestamp tx ty tz qx qy qz qw (camera-to-world)")
+                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of the separate piece of frames \(range) (its own frame: nothing placed it in the map), and its trajectory \(pieceTrajectory.lastPathComponent)")
             } catch {
                 logger.error("separate piece not written: \(error)")
-                pieceLines.append("Separate piece of frames \(left.report.firstPosition)-\(left.report.lastPosition) not written: \(error)")
+                pieceLines.append("Separate piece of frames \(range) not written: \(error)")
             }
         }
 
@@ -298,7 +299,7 @@ public enum ReconstructionJob {
             // Each separate piece written beside the map gets its mesh beside the map's (one
             // file each; no per-class split or preview).
             for left in reconstruction.leftPieces {
-                let range = "\(left.report.firstPosition)-\(left.report.lastPosition)"
+                let range = left.report.frameRange
                 var pieceRequest = meshRequest
                 pieceRequest.output = meshRequest.output.deletingPathExtension().appendingPathExtension("piece-\(range).ply")
                 pieceRequest.perClassDirectory = nil

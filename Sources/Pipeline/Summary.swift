@@ -53,7 +53,7 @@ enum Summary {
             }
             if !r.pieces.isEmpty {
                 let list = r.pieces.prefix(5).map { p -> String in
-                    var text = "frames \(p.firstPosition)-\(p.lastPosition) (\(p.frames) fused)"
+                    var text = "frames \(p.frameRange) (\(p.frames) fused)"
                     if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
                         text += String(format: " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
                     } else {
