@@ -104,7 +104,12 @@ extension Array {
 /// so a kernel takes views of several workspaces without a closure each. Its views stay valid
 /// while the buffer is alive and not resized; the owner takes them in the method that runs the
 /// kernel. A reference type because it owns memory; not Sendable (views are what crosses threads).
-final class KernelBuffer<Element> {
+/// A buffer whose memory can be given back (`SurfelFusion.releaseWorkspace`).
+protocol KernelBufferReleasable: AnyObject {
+    func clear()
+}
+
+final class KernelBuffer<Element>: KernelBufferReleasable {
     private(set) var count = 0
     private var storage: UnsafeMutablePointer<Element>?
 
@@ -113,6 +118,9 @@ final class KernelBuffer<Element> {
     init(count: Int, repeating value: Element) { resize(count, repeating: value) }
 
     deinit { release() }
+
+    /// Gives the memory back; the next `resize` allocates it again.
+    func clear() { release() }
 
     private func release() {
         guard let storage else { return }

@@ -205,22 +205,42 @@ public final class SurfelFusion {
     }
 
     /// Takes in everything `other` fused (a piece of the scene tracked in its own frame while this
-    /// map had lost the camera), moved by `transform` into this map's frame. The other map's
-    /// frames count as this map's latest: its surfel times follow this map's, and the clock
-    /// advances by its frames, so its surface is the active one and surface of this map left
-    /// long ago turns inactive, as if the camera had been tracked all along. Returns the time
+    /// map had lost the camera), moved by `transform` into this map's frame. Returns the time
     /// offset added to `other`'s ticks. `other` must have the same classes and label storage.
+    ///
+    /// `current`: the other map's frames are the latest (a piece joining the map on the frame
+    /// both just saw). Its surfel times follow this map's, and the clock advances by its frames,
+    /// so its surface is the active one and surface of this map left long ago turns inactive, as
+    /// if the camera had been tracked all along; the live frame is the piece's.
+    /// Otherwise (a piece left earlier, which the camera tracked in this map has come back to)
+    /// its times are shifted to end at this map's current time, so the surface in view is active
+    /// and this map's own surface keeps its age; the clock and the live frame stay this map's.
     @discardableResult
-    public func absorb(_ other: SurfelFusion, transformedBy transform: RigidTransform) -> Int {
+    public func absorb(_ other: SurfelFusion, transformedBy transform: RigidTransform, current: Bool = true) -> Int {
         precondition(other !== self && other.map.classCount == map.classCount && other.map.labelStorage == map.labelStorage)
-        let offset = tick
+        let offset = current ? tick : tick - other.tick
         map.append(contentsOf: other.map, transformedBy: transform, timeOffset: Int32(clamping: offset))
+        guard current else { return offset }
         tick += other.tick
         previousPose = other.previousPose.map { transform * $0 }
         // The last live frame is in camera coordinates: it is the frame both maps just saw.
         lastLiveFrame = other.lastLiveFrame
         lastLiveIntensity = other.lastLiveIntensity
         return offset
+    }
+
+    /// Frees the per-frame buffers (filtered depth, index maps, association scratch, the last
+    /// live frame): a fusion that will not integrate again (a piece kept until the map meets it)
+    /// needs only its map and clock. `integrate` allocates them again if it is called.
+    public func releaseWorkspace() {
+        pendingRemap = nil   // it renumbers the index map, which goes
+        rawDepth = []; filteredDepth = []
+        preIndexMap = IndexMap(); postIndexMap = IndexMap()
+        let buffers: [KernelBufferReleasable] = [matches, measuredPosition, measuredNormal, measuredRadius, measuredWeight, pixelInitTime,
+                                                 pixelStableDepth, pixelStableXY, labelScratch, predictionSum, predictionRanking, predictionCodes]
+        for buffer in buffers { buffer.clear() }
+        radialWeights = []; lastWriter = []; newPixels = []; removeFlags = []
+        lastLiveFrame = nil; lastLiveIntensity = nil
     }
 
     /// ElasticFusion's weight for fast motion: m = min(max(|t|, |rotation|), 0.01),

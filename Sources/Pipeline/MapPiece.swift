@@ -10,12 +10,14 @@ import Mapping
 /// is also looked up in the main map's keyframes; the first that checks out there has a pose in
 /// both frames, which gives the rigid motion between them, and the piece joins the map (its
 /// surfels, keyframes and poses moved by that motion). A piece that no frame places in both is
-/// reported and kept beside the map, not fused into it: there is no evidence where it belongs.
+/// left and kept beside the map, not fused into it: there is no evidence where it belongs. The
+/// map's later frames are looked up in a left piece's keyframes, and when the tracked camera
+/// comes to the surface the piece holds, it joins then.
 /// A frame the piece cannot track is relocalised in the piece from its own keyframes. A piece
 /// ends when `newPieceAfter` (3) frames with depth in a row are lost to it, or when the map
 /// finds the camera on a frame the piece could not track. Systems after
-/// ElasticFusion keep several such maps and merge them when they meet (ORB-SLAM's atlas); this is
-/// the smallest form of that, one piece at a time.
+/// ElasticFusion keep several such maps and merge any two that meet (ORB-SLAM's atlas); here
+/// pieces meet only the map, never each other.
 final class MapPiece {
     /// A frame fused into the piece, in the piece's frame.
     struct FusedFrame {
@@ -70,6 +72,9 @@ public struct MapPieceReport: Sendable {
     public var shiftDegrees: Double?
     /// Whether a piece that did not join the map was kept (`Reconstruction.leftPieces`).
     public var kept = false
+    /// Whether the piece joined after it had been left: the map, tracking on, came to surface
+    /// the piece holds (`joinedAt` is then that later frame).
+    public var joinedLater = false
 
     /// "first-last", as the files of a left piece are named (`<map>.piece-<first>-<last>.ply`).
     public var frameRange: String { "\(firstPosition)-\(lastPosition)" }

@@ -94,6 +94,9 @@ public final class Reconstruction {
     public private(set) var rawTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
     /// Map time (`SurfelFusion.tick`) at which each trajectory entry was fused.
     private var trajectoryTicks: [Int] = []
+    /// Sequence position of each trajectory entry: a piece that joins after it was left puts
+    /// its frames back in sequence order (`sortTrajectory`).
+    private var trajectoryPositions: [Int] = []
     /// Loop closures that bent the map, in order, with the sequence position of the frame.
     public private(set) var loopClosures: [(position: Int, report: LoopClosureReport)] = []
     /// Loop-closure registrations tried and rejected, frames where inactive surface in view was
@@ -134,8 +137,9 @@ public final class Reconstruction {
     /// where it lies relative to the map is unknown). Only pieces of at least
     /// `minimumKeptPiece` frames are kept, and of those the `maximumKeptPieces` with the most
     /// frames: a run that keeps losing the camera (wrong intrinsics or depth scale, say) must
-    /// not fill memory and the output folder with fragments.
-    public private(set) var leftPieces: [LeftPiece] = []
+    /// not fill memory and the output folder with fragments. Until the run ends, each of the
+    /// map's frames is looked up in their keyframes, and a piece the map comes to joins it then.
+    public var leftPieces: [LeftPiece] { waitingPieces.map(\.left) }
     public static let minimumKeptPiece = 10, maximumKeptPieces = 8
     public struct LeftPiece {
         public var report: MapPieceReport
@@ -144,6 +148,22 @@ public final class Reconstruction {
     }
     /// The piece being tracked now, if the camera is lost from the map.
     private var piece: MapPiece?
+    /// A left piece that may still join the map, with its keyframes for the lookup.
+    struct WaitingPiece {
+        var left: LeftPiece
+        let piece: MapPiece
+        /// Sequence position from which the map's frames are looked up in the piece again
+        /// (after a lookup whose hypotheses did not check out, the next few frames would not
+        /// either).
+        var nextLookup = 0
+        /// A frame placed in both, waiting for a second to agree: the frame and the motion
+        /// from the piece's frame to the map's.
+        var pending: (position: Int, transform: RigidTransform)?
+    }
+    private var waitingPieces: [WaitingPiece] = []
+    /// Frames after a lookup in a left piece that found nothing before the next, and within which
+    /// a second frame must agree with the first that placed the piece.
+    static let leftPieceRetry = 5
     public struct Relocalisation: Sendable {
         public var position: Int
         public var keyframePosition: Int
@@ -273,6 +293,8 @@ public final class Reconstruction {
         var filtered: [Float]?
         // The frame's fern code, when loop closure needed it before the keyframes do.
         var code: FernDatabase.Code?
+        // The live frame of a frame tracked in the map (for the lookup in left pieces).
+        var tracked: (live: [VertexNormalMap], intensity: [IntensityMap]?)?
         switch options.poses {
         case .groundTruth:
             guard let given = frame.worldFromCamera else {
@@ -304,16 +326,16 @@ public final class Reconstruction {
             }
             let live = fusion.liveFrame(depth: depth)
             let liveIntensity = usePhotometric ? fusion.liveIntensity(color: frame.color) : nil
-            let tracked: (result: TrackingResult, relocalised: Bool)?
+            let placed: (result: TrackingResult, relocalised: Bool)?
             if let piece {
                 // Lost from the map: the frame goes to the piece, and back to the map if it is found there.
-                tracked = try advance(piece, frame: frame, position: position, where: where_, depth: depth, prediction: prediction,
+                placed = try advance(piece, frame: frame, position: position, where: where_, depth: depth, prediction: prediction,
                                       live: live, intensity: liveIntensity).map { ($0, true) }
             } else {
-                tracked = try track(frame: frame, position: position, where: where_, depth: depth, prediction: prediction, live: live,
+                placed = try track(frame: frame, position: position, where: where_, depth: depth, prediction: prediction, live: live,
                                     intensity: liveIntensity, from: previous)
             }
-            guard let (result, relocalised) = tracked else { return }
+            guard let (result, relocalised) = placed else { return }
             if !relocalised { trackingHistory.record(result, from: previous) }
             self.relocaliser?.trackingRecovered()
             if consecutiveFailures > 0 {
@@ -323,12 +345,14 @@ public final class Reconstruction {
             fusion.acceptLiveFrame(live.pyramid, intensity: liveIntensity)
             filtered = live.filteredDepth
             pose = closeLoop(pose: result.pose, position: position, color: frame.color, depth: depth, live: live.pyramid, code: &code)
+            tracked = (live.pyramid, liveIntensity)
         }
         lastPose = pose
         if let relocaliser {
             let start = DispatchTime.now().uptimeNanoseconds
+            code = code ?? relocaliser.encode(color: frame.color, depth: depth)
             self.relocaliser?.observe(color: frame.color, depth: depth, worldFromCamera: pose, position: position, tick: fusion.tick,
-                                      code: code ?? relocaliser.encode(color: frame.color, depth: depth))
+                                      code: code)
             keyframeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
         score(prediction, against: frame)
@@ -337,15 +361,40 @@ public final class Reconstruction {
         framesFused += 1
         fusionSeconds.append(report.timings.total)
         stageTimings = stageTimings + report.timings
-        trajectory.append((frame.timestamp, pose))
-        rawTrajectory.append((frame.timestamp, pose))
-        trajectoryTicks.append(fusion.tick)
-        tickOfPosition[position] = fusion.tick
+        appendToTrajectory(timestamp: frame.timestamp, pose: pose, tick: fusion.tick, position: position)
         if options.poses == .track {
             recordTruth(of: frame, position: position, trajectoryIndex: trajectory.count - 1)
         }
         logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
                                           "created": "\(report.created)", "removed": "\(report.removed)"])
+        if let tracked, let code, !waitingPieces.isEmpty {
+            try lookUpLeftPieces(frame: frame, position: position, depth: depth, live: tracked.live, intensity: tracked.intensity,
+                                 pose: pose, code: code)
+        }
+    }
+
+    private func appendToTrajectory(timestamp: Double, pose: RigidTransform, tick: Int, position: Int) {
+        trajectory.append((timestamp, pose))
+        rawTrajectory.append((timestamp, pose))
+        trajectoryTicks.append(tick)
+        trajectoryPositions.append(position)
+        tickOfPosition[position] = tick
+    }
+
+    /// Puts the trajectory back in sequence order (after a piece joined with earlier frames),
+    /// with the ground-truth pairs following their entries.
+    private func sortTrajectory() {
+        let order = trajectory.indices.sorted { trajectoryPositions[$0] < trajectoryPositions[$1] }
+        guard order != Array(trajectory.indices) else { return }
+        var newIndex = [Int](repeating: 0, count: order.count)
+        for (new, old) in order.enumerated() { newIndex[old] = new }
+        trajectory = order.map { trajectory[$0] }
+        rawTrajectory = order.map { rawTrajectory[$0] }
+        trajectoryTicks = order.map { trajectoryTicks[$0] }
+        trajectoryPositions = order.map { trajectoryPositions[$0] }
+        let pairs = scoredIndices.indices.sorted { newIndex[scoredIndices[$0]] < newIndex[scoredIndices[$1]] }
+        groundTruthTrajectory = pairs.map { groundTruthTrajectory[$0] }
+        scoredIndices = pairs.map { newIndex[scoredIndices[$0]] }
     }
 
     /// Counts a frame's prediction and scores it against the frame's ground-truth labels.
@@ -484,18 +533,7 @@ public final class Reconstruction {
         if let keyframes = piece.relocaliser {
             relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
         }
-        stageTimings = stageTimings + piece.timings
-        keyframeSeconds += piece.keyframeSeconds
-        for f in piece.frames {
-            let pose = transform * f.pose
-            trajectory.append((f.timestamp, pose))
-            rawTrajectory.append((f.timestamp, pose))
-            trajectoryTicks.append(f.tick + offset)
-            tickOfPosition[f.position] = f.tick + offset
-            fusionSeconds.append(f.seconds)
-            framesFused += 1
-            recordTruth(f.truth, error: f.truthError, timestamp: f.timestamp, position: f.position, trajectoryIndex: trajectory.count - 1)
-        }
+        takeFrames(of: piece, transformedBy: transform, tickOffset: offset)
         pieces.append(MapPieceReport(firstPosition: piece.firstPosition ?? position, lastPosition: position, frames: piece.frames.count,
                                      surfels: piece.fusion.map.count, joinedAt: position, shiftMetres: transform.translationNorm,
                                      shiftDegrees: transform.rotationAngle * 180 / .pi))
@@ -507,12 +545,25 @@ public final class Reconstruction {
         self.piece = nil
     }
 
+    /// The piece's frames, fused into the map with it: their poses (moved by `transform`), map
+    /// times, timings and ground truth.
+    private func takeFrames(of piece: MapPiece, transformedBy transform: RigidTransform, tickOffset offset: Int) {
+        stageTimings = stageTimings + piece.timings
+        keyframeSeconds += piece.keyframeSeconds
+        for f in piece.frames {
+            appendToTrajectory(timestamp: f.timestamp, pose: transform * f.pose, tick: f.tick + offset, position: f.position)
+            fusionSeconds.append(f.seconds)
+            framesFused += 1
+            recordTruth(f.truth, error: f.truthError, timestamp: f.timestamp, position: f.position, trajectoryIndex: trajectory.count - 1)
+        }
+    }
+
     /// Adds `piece` to `kept`, and when that makes more than `maximum`, drops the one with the
-    /// fewest frames (the earliest of equals) and returns its report.
-    static func keep(_ piece: LeftPiece, in kept: inout [LeftPiece], maximum: Int) -> MapPieceReport? {
+    /// fewest `frames` (the earliest of equals) and returns it.
+    static func keep<Piece>(_ piece: Piece, in kept: inout [Piece], maximum: Int, frames: KeyPath<Piece, Int>) -> Piece? {
         kept.append(piece)
-        guard kept.count > maximum, let smallest = kept.indices.min(by: { kept[$0].report.frames < kept[$1].report.frames }) else { return nil }
-        return kept.remove(at: smallest).report
+        guard kept.count > maximum, let smallest = kept.indices.min(by: { kept[$0][keyPath: frames] < kept[$1][keyPath: frames] }) else { return nil }
+        return kept.remove(at: smallest)
     }
 
     /// Gives up a piece that did not join the map: its frames were not fused into the map, and are
@@ -526,10 +577,12 @@ public final class Reconstruction {
             var report = MapPieceReport(firstPosition: first, lastPosition: last, frames: piece.frames.count, surfels: piece.fusion.map.count,
                                         joinedAt: nil)
             report.kept = piece.frames.count >= Self.minimumKeptPiece
-            logger.warning("the separate piece of frames \(first)-\(last) (\(piece.frames.count) frames, \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "" : " (too few frames to keep)")")
+            logger.warning("the separate piece of frames \(first)-\(last) (\(piece.frames.count) frames, \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "; it joins the map if the map comes to its surface later" : " (too few frames to keep)")")
             if report.kept {
+                piece.fusion.releaseWorkspace()
                 let left = LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) })
-                if let dropped = Self.keep(left, in: &leftPieces, maximum: Self.maximumKeptPieces) {
+                if let dropped = Self.keep(WaitingPiece(left: left, piece: piece), in: &waitingPieces, maximum: Self.maximumKeptPieces,
+                                           frames: \.left.report.frames)?.left.report {
                     if let k = pieces.firstIndex(where: { $0.firstPosition == dropped.firstPosition }) { pieces[k].kept = false }
                     if dropped.firstPosition == first { report.kept = false }
                     logger.warning("more than \(Self.maximumKeptPieces) separate pieces were not placed in the map: the one of frames \(dropped.frameRange) (\(dropped.frames) frames) is not kept")
@@ -655,14 +708,7 @@ public final class Reconstruction {
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         func verify(_ hypothesis: Relocaliser.Hypothesis) -> TrackingResult? {
-            // Surfels from the keep confidence up (default 1) are drawn, not only the stable ones:
-            // a camera lost early in a sequence has a map of mostly unstable surface, and
-            // tracking's fill from the last live frame is not available here.
-            let model = fusion.predictedModel(from: hypothesis.worldFromCamera, intensity: usePhotometric, fillHoles: false,
-                                              minimumConfidence: options.fusion.keepConfidence ?? 1)
-            let result = tracker.track(frame: live, model: model.geometry, previousPose: hypothesis.worldFromCamera,
-                                       threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
-            var failure = result.failure ?? history.relocalisationFailure(of: result)
+            var (result, failure) = register(live, intensity: intensity, to: fusion, from: hypothesis.worldFromCamera, history: history)
             if failure == nil, let rejectedJump, hypothesis.matches == 0 {
                 let difference = rejectedJump.inverse * result.pose
                 if difference.translationNorm < 0.02 && difference.rotationAngle * 180 / .pi < 1 {
@@ -696,6 +742,86 @@ public final class Reconstruction {
             if let result = verify(hypothesis) { return result }
         }
         return nil
+    }
+
+    /// Tracks a live frame against `fusion`'s map rendered from `pose` (a hypothesis from
+    /// keyframes), with the tracker's failure tests and `history`'s check of a relocalisation.
+    /// Surfels from the keep confidence up (default 1) are drawn, not only the stable ones: a
+    /// camera lost early in a sequence has a map of mostly unstable surface, and tracking's fill
+    /// from the last live frame is not available (it was taken elsewhere).
+    private func register(_ live: [VertexNormalMap], intensity: [IntensityMap]?, to fusion: SurfelFusion, from pose: RigidTransform,
+                          history: TrackingHistory) -> (result: TrackingResult, failure: String?) {
+        let model = fusion.predictedModel(from: pose, intensity: usePhotometric, fillHoles: false,
+                                          minimumConfidence: options.fusion.keepConfidence ?? 1)
+        let result = tracker.track(frame: live, model: model.geometry, previousPose: pose,
+                                   threads: options.fusion.threads, frameIntensity: intensity, modelIntensity: model.intensity)
+        return (result, result.failure ?? history.relocalisationFailure(of: result))
+    }
+
+    /// Looks a frame tracked in the map up in the keyframes of the pieces left beside it. A
+    /// hypothesis from keypoints (as for a global loop closure) is verified by ICP against the
+    /// piece's own surface; a piece placed so on two frames whose motions between the piece and
+    /// the map agree (within 3 cm and 2 degrees) joins the map. One frame would be what a join of
+    /// the current piece rests on, but a left piece waits for a second: a wrong join would put
+    /// a second copy of a room into a map that was right without it.
+    private func lookUpLeftPieces(frame: Frame, position: Int, depth: DepthImage, live: [VertexNormalMap], intensity: [IntensityMap]?,
+                                  pose: RigidTransform, code: FernDatabase.Code) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        var keypoints: KeypointSet?
+        for k in waitingPieces.indices.reversed() {
+            if let pending = waitingPieces[k].pending, position - pending.position > Self.leftPieceRetry { waitingPieces[k].pending = nil }
+            guard position >= waitingPieces[k].nextLookup, let keyframes = waitingPieces[k].piece.relocaliser else { continue }
+            let piece = waitingPieces[k].piece
+            let (candidates, hypotheses) = keyframes.loopHypotheses(
+                code: code, color: frame.color, depth: depth, before: .max, maxDissimilarity: options.globalLoopSearch.maxDissimilarity,
+                count: options.globalLoopSearch.candidates, keypoints: &keypoints)
+            guard candidates > 0 else { continue }
+            let placed = hypotheses.lazy.compactMap { [self] hypothesis -> RigidTransform? in
+                let (result, failure) = register(live, intensity: intensity, to: piece.fusion, from: hypothesis.worldFromCamera, history: piece.history)
+                if let failure {
+                    logger.debug("left piece lookup rejected", metadata: ["frame": "\(position)", "piece": "\(waitingPieces[k].left.report.frameRange)",
+                                                                          "keyframe": "\(hypothesis.keyframePosition)", "icp": "\(failure)"])
+                    return nil
+                }
+                return pose * result.pose.inverse
+            }.first
+            guard let transform = placed else {
+                waitingPieces[k].nextLookup = position + Self.leftPieceRetry
+                continue
+            }
+            if let pending = waitingPieces[k].pending {
+                let difference = pending.transform.inverse * transform
+                if difference.translationNorm <= 0.03 && difference.rotationAngle * 180 / .pi <= 2 {
+                    joinLater(waitingPieces.remove(at: k), at: position, transformedBy: transform, firstPlacedAt: pending.position)
+                    continue
+                }
+            }
+            waitingPieces[k].pending = (position, transform)
+        }
+    }
+
+    /// Moves a left piece into the map (surfels, keyframes, poses) by the motion found from two of
+    /// the map's frames. Its surface takes times that end now (the camera is looking at it);
+    /// the map's clock, live frame and tracking go on unchanged.
+    private func joinLater(_ waiting: WaitingPiece, at position: Int, transformedBy transform: RigidTransform, firstPlacedAt: Int) {
+        let piece = waiting.piece
+        let offset = fusion.absorb(piece.fusion, transformedBy: transform, current: false)
+        if let keyframes = piece.relocaliser {
+            relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
+        }
+        takeFrames(of: piece, transformedBy: transform, tickOffset: offset)
+        sortTrajectory()
+        let positions = Set(piece.frames.map(\.position))
+        trackingFailures.removeAll { positions.contains($0.position) }
+        let report = waiting.left.report
+        if let k = pieces.firstIndex(where: { $0.firstPosition == report.firstPosition }) {
+            pieces[k].joinedAt = position
+            pieces[k].joinedLater = true
+            pieces[k].shiftMetres = transform.translationNorm
+            pieces[k].shiftDegrees = transform.rotationAngle * 180 / .pi
+        }
+        logger.notice("\(String(format: "the separate piece of frames %@ (%d fused, %d surfels), left earlier, joined the map at frame %d: the map came to its surface (placed at frames %d and %d), moved %.1f mm / %.2f deg", report.frameRange, piece.frames.count, piece.fusion.map.count, position, firstPlacedAt, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
     }
 
     /// Adds the argmax agreement of `probabilities` (nearest-scaled to the label image) with

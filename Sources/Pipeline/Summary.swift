@@ -55,7 +55,8 @@ enum Summary {
                 let list = r.pieces.prefix(5).map { p -> String in
                     var text = "frames \(p.frameRange) (\(p.frames) fused)"
                     if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
-                        text += String(format: " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
+                        text += String(format: p.joinedLater ? " left, then joined the map at frame %d when the map came to its surface (moved %.0f mm / %.1f deg)"
+                                                             : " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
                     } else {
                         text += " never placed in the map, not in it" + (p.kept ? "" : " (not kept: too few frames, or too many pieces)")
                     }

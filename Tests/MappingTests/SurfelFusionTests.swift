@@ -50,6 +50,40 @@ final class SurfelFusionTests: XCTestCase {
         XCTAssertEqual(map.radii[centre], r0, accuracy: r0 * 0.05)
     }
 
+    /// A fusion whose workspace was released (a piece kept beside the map) fuses on exactly as
+    /// one that kept it: the buffers hold nothing from one frame to the next that the map
+    /// depends on.
+    func testReleasedWorkspaceIsAllocatedAgain() throws {
+        let scene = PlaneScene()
+        let kept = try fusePlane(frames: 12, threads: 2).map
+        let fusion = try fusePlane(frames: 6, threads: 2)
+        fusion.releaseWorkspace()
+        for i in 6..<12 {
+            try fusion.integrate(depth: scene.depth(scene.pose(i)), color: scene.color(), worldFromCamera: scene.pose(i))
+        }
+        XCTAssertEqual(fusion.map.count, kept.count)
+        XCTAssertEqual(fusion.map.positions, kept.positions)
+        XCTAssertEqual(fusion.map.confidences, kept.confidences)
+        XCTAssertEqual(fusion.map.lastSeen, kept.lastSeen)
+    }
+
+    /// Absorbing a piece as the current view takes its clock and live frame; absorbing one left
+    /// earlier puts its surface at the end of this map's time and keeps this map's clock.
+    func testAbsorbedPieceTimes() throws {
+        let piece = try fusePlane(frames: 4, threads: 1)
+        let earlier = try fusePlane(frames: 10, threads: 1)
+        let before = earlier.map.count
+        let offset = earlier.absorb(piece, transformedBy: .identity, current: false)
+        XCTAssertEqual(offset, 10 - 4)
+        XCTAssertEqual(earlier.tick, 10, "the clock stays")
+        XCTAssertEqual(earlier.map.lastSeen[before...].max(), 10, "the piece's last frame is now")
+        XCTAssertEqual(Array(earlier.map.initTimes[before...]), piece.map.initTimes.map { $0 + 6 })
+
+        let current = try fusePlane(frames: 10, threads: 1)
+        XCTAssertEqual(current.absorb(piece, transformedBy: .identity), 10)
+        XCTAssertEqual(current.tick, 14, "the piece's frames follow this map's")
+    }
+
     func testThreadCountDoesNotChangeTheMap() throws {
         let a = try fusePlane(frames: 8, threads: 1).map
         let b = try fusePlane(frames: 8, threads: 2).map

@@ -172,11 +172,24 @@ public struct Relocaliser: Sendable {
     /// a better start than a view 10-30 cm away.
     public func loopHypotheses(code: FernDatabase.Code, color: ColorImage?, depth: DepthImage, before tick: Int,
                                maxDissimilarity: Double, count: Int) -> (candidates: Int, hypotheses: [Hypothesis]) {
+        var keypoints: KeypointSet?
+        return loopHypotheses(code: code, color: color, depth: depth, before: tick, maxDissimilarity: maxDissimilarity, count: count,
+                              keypoints: &keypoints)
+    }
+
+    /// `loopHypotheses`, with the frame's keypoints detected into `keypoints` when it is nil and
+    /// taken from it otherwise: a frame looked up in several relocalisers (the map's, and those
+    /// of pieces kept beside it) is detected once. Relocalisers sharing the fern parameters share
+    /// `code` too.
+    public func loopHypotheses(code: FernDatabase.Code, color: ColorImage?, depth: DepthImage, before tick: Int,
+                               maxDissimilarity: Double, count: Int, keypoints: inout KeypointSet?) -> (candidates: Int, hypotheses: [Hypothesis]) {
         // Frames smaller than the fern image all encode alike: no appearance to match on.
         guard depth.width >= parameters.ferns.width, depth.height >= parameters.ferns.height else { return (0, []) }
         let nearest = database.nearest(code, count: count) { $0.tick < tick }.filter { $0.dissimilarity <= maxDissimilarity }
         guard !nearest.isEmpty else { return (0, []) }
-        return (nearest.count, register(features(color: color, depth: depth), to: nearest))
+        let live = keypoints ?? features(color: color, depth: depth)
+        keypoints = live
+        return (nearest.count, register(live, to: nearest))
     }
 
     /// Keypoint registrations of a frame to keyframes, the most RANSAC inliers first.
