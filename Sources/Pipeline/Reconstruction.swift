@@ -567,7 +567,7 @@ public final class Reconstruction {
     }
 
     /// Gives up a piece that did not join the map: its frames were not fused into the map, and are
-    /// counted as lost.
+    /// counted as lost (unless it joins later, `lookUpLeftPieces`).
     private func leave(_ piece: MapPiece) {
         let first = piece.firstPosition, last = piece.lastPosition
         if let first, let last {
@@ -577,7 +577,7 @@ public final class Reconstruction {
             var report = MapPieceReport(firstPosition: first, lastPosition: last, frames: piece.frames.count, surfels: piece.fusion.map.count,
                                         joinedAt: nil)
             report.kept = piece.frames.count >= Self.minimumKeptPiece
-            logger.warning("the separate piece of frames \(first)-\(last) (\(piece.frames.count) frames, \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "; it joins the map if the map comes to its surface later" : " (too few frames to keep)")")
+            logger.warning("the separate piece of frames \(report.frameRange) (\(piece.frames.count) frame\(piece.frames.count == 1 ? "" : "s"), \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "; it joins the map if the map comes to its surface later" : " (too few frames to keep)")")
             if report.kept {
                 piece.fusion.releaseWorkspace()
                 let left = LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) })

@@ -4,6 +4,29 @@ import Mapping
 
 /// The human-readable end-of-run report.
 enum Summary {
+    /// The pieces that joined the map or were written beside it, one by one (the first 5), and
+    /// those not kept, in one count: a run that keeps losing the camera makes many small ones.
+    static func pieces(_ pieces: [MapPieceReport]) -> String {
+        let listed = pieces.filter { $0.joinedAt != nil || $0.kept }
+        var parts = listed.prefix(5).map { p -> String in
+            var text = "frames \(p.frameRange) (\(p.frames) fused)"
+            if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
+                text += String(format: p.joinedLater ? " left, then joined the map at frame %d when the map came to its surface (moved %.0f mm / %.1f deg)"
+                                                     : " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
+            } else {
+                text += " never placed in the map, kept as a map of its own"
+            }
+            return text
+        }
+        if listed.count > 5 { parts.append("\(listed.count - 5) more") }
+        let dropped = pieces.filter { $0.joinedAt == nil && !$0.kept }
+        if !dropped.isEmpty {
+            let frames = dropped.reduce(0) { $0 + $1.frames }
+            parts.append("\(dropped.count) never placed in the map and not kept (\(frames) frame\(frames == 1 ? "" : "s") in all; kept are pieces of \(Reconstruction.minimumKeptPiece) frames or more, the \(Reconstruction.maximumKeptPieces) largest)")
+        }
+        return parts.joined(separator: "; ")
+    }
+
     static func make(reconstruction r: Reconstruction, outcome: ReconstructionOutcome, output: URL, trajectory: URL,
                      cloud: PointCloud, colorMode: MapExport.ColorMode, ascii: Bool) -> String {
         var lines: [String] = []
@@ -52,17 +75,7 @@ enum Summary {
                 lines.append(text)
             }
             if !r.pieces.isEmpty {
-                let list = r.pieces.prefix(5).map { p -> String in
-                    var text = "frames \(p.frameRange) (\(p.frames) fused)"
-                    if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
-                        text += String(format: p.joinedLater ? " left, then joined the map at frame %d when the map came to its surface (moved %.0f mm / %.1f deg)"
-                                                             : " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
-                    } else {
-                        text += " never placed in the map, not in it" + (p.kept ? "" : " (not kept: too few frames, or too many pieces)")
-                    }
-                    return text
-                }
-                lines.append("  separate pieces (tracked while lost): " + list.joined(separator: "; ") + (r.pieces.count > 5 ? "; ..." : ""))
+                lines.append("  separate pieces (tracked while lost): " + Self.pieces(r.pieces))
             }
             if r.options.loopClosure {
                 var text = "  loop closure: "

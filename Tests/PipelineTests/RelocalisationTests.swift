@@ -213,6 +213,24 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertLessThan(ate.max, 0.06)
     }
 
+    /// The summary lists the pieces that joined or were kept, and counts the small ones that
+    /// were dropped instead of listing each.
+    func testSummaryCountsThePiecesNotKept() {
+        var joined = MapPieceReport(firstPosition: 10, lastPosition: 39, frames: 30, surfels: 1, joinedAt: 39, shiftMetres: 0.5, shiftDegrees: 10)
+        joined.kept = false
+        var later = MapPieceReport(firstPosition: 60, lastPosition: 79, frames: 20, surfels: 1, joinedAt: 200, shiftMetres: 0.25, shiftDegrees: 5)
+        later.kept = true
+        later.joinedLater = true
+        var left = MapPieceReport(firstPosition: 90, lastPosition: 101, frames: 12, surfels: 1)
+        left.kept = true
+        let small = (0..<3).map { MapPieceReport(firstPosition: 300 + 10 * $0, lastPosition: 302 + 10 * $0, frames: 3, surfels: 1) }
+        let text = Summary.pieces([joined] + small + [later, left])
+        XCTAssertEqual(text, "frames 10-39 (30 fused) joined the map at frame 39 (moved 500 mm / 10.0 deg); "
+                       + "frames 60-79 (20 fused) left, then joined the map at frame 200 when the map came to its surface (moved 250 mm / 5.0 deg); "
+                       + "frames 90-101 (12 fused) never placed in the map, kept as a map of its own; "
+                       + "3 never placed in the map and not kept (9 frames in all; kept are pieces of 10 frames or more, the 8 largest)")
+    }
+
     /// At most `maximum` left pieces are kept, those with the most frames.
     func testOnlyTheLargestLeftPiecesAreKept() {
         var kept: [Reconstruction.LeftPiece] = []
