@@ -12,12 +12,13 @@ import Mapping
 /// surfels, keyframes and poses moved by that motion). A piece that no frame places in both is
 /// left and kept beside the map, not fused into it: there is no evidence where it belongs. The
 /// map's later frames are looked up in a left piece's keyframes, and when the tracked camera
-/// comes to the surface the piece holds, it joins then.
+/// comes to the surface the piece holds, it joins then; a piece being tracked that comes to it
+/// takes it in the same way.
 /// A frame the piece cannot track is relocalised in the piece from its own keyframes. A piece
 /// ends when `newPieceAfter` (3) frames with depth in a row are lost to it, or when the map
 /// finds the camera on a frame the piece could not track. Systems after
-/// ElasticFusion keep several such maps and merge any two that meet (ORB-SLAM's atlas); here
-/// pieces meet only the map, never each other.
+/// ElasticFusion keep several such maps and merge any two that meet (ORB-SLAM's atlas); here a
+/// left piece meets the map or the piece being tracked, and two left pieces never meet.
 final class MapPiece {
     /// A frame fused into the piece, in the piece's frame.
     struct FusedFrame {
@@ -56,6 +57,20 @@ final class MapPiece {
     func record(_ frame: FusedFrame) {
         frames.append(frame)
         lastPose = frame.pose
+    }
+
+    /// Takes in the frames (and timings) of a piece left earlier that this one came to, moved
+    /// into this piece's frame, in sequence order; the frame being tracked stays the last.
+    func take(_ other: MapPiece, transformedBy transform: RigidTransform, tickOffset: Int) {
+        frames += other.frames.map { f in
+            var moved = f
+            moved.pose = transform * f.pose
+            moved.tick += tickOffset
+            return moved
+        }
+        frames.sort { $0.position < $1.position }
+        timings = timings + other.timings
+        keyframeSeconds += other.keyframeSeconds
     }
 }
 

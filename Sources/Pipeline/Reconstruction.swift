@@ -368,8 +368,10 @@ public final class Reconstruction {
         logger.debug("fused", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)",
                                           "created": "\(report.created)", "removed": "\(report.removed)"])
         if let tracked, let code, !waitingPieces.isEmpty {
-            try lookUpLeftPieces(frame: frame, position: position, depth: depth, live: tracked.live, intensity: tracked.intensity,
-                                 pose: pose, code: code)
+            for placed in lookUpLeftPieces(frame: frame, position: position, depth: depth, live: tracked.live, intensity: tracked.intensity,
+                                           pose: pose, code: code) {
+                joinLater(placed.waiting, at: position, transformedBy: placed.transform, firstPlacedAt: placed.firstPlacedAt)
+            }
         }
     }
 
@@ -504,6 +506,14 @@ public final class Reconstruction {
         piece.fusion.acceptLiveFrame(live.pyramid, intensity: intensity)
         try fuse(frame, into: piece, position: position, where: source, depth: depth, prediction: prediction, pose: result.pose,
                  filtered: live.filteredDepth)
+        if !waitingPieces.isEmpty, let keyframes = piece.relocaliser {
+            // A piece left earlier that this one comes to becomes part of it (and so of the map,
+            // if this one joins it).
+            for placed in lookUpLeftPieces(frame: frame, position: position, depth: depth, live: live.pyramid, intensity: intensity,
+                                           pose: result.pose, code: keyframes.encode(color: frame.color, depth: depth)) {
+                merge(placed.waiting, into: piece, at: position, transformedBy: placed.transform, firstPlacedAt: placed.firstPlacedAt)
+            }
+        }
         if let back { join(piece, at: position, mapPose: back.pose, piecePose: result.pose) }
         return nil
     }
@@ -534,6 +544,9 @@ public final class Reconstruction {
             relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
         }
         takeFrames(of: piece, transformedBy: transform, tickOffset: offset)
+        sortTrajectory()   // a piece that took in a left one holds earlier frames
+        let positions = Set(piece.frames.map(\.position))
+        trackingFailures.removeAll { positions.contains($0.position) }
         pieces.append(MapPieceReport(firstPosition: piece.firstPosition ?? position, lastPosition: position, frames: piece.frames.count,
                                      surfels: piece.fusion.map.count, joinedAt: position, shiftMetres: transform.translationNorm,
                                      shiftDegrees: transform.rotationAngle * 180 / .pi))
@@ -764,8 +777,12 @@ public final class Reconstruction {
     /// the map agree (within 3 cm and 2 degrees) joins the map. One frame would be what a join of
     /// the current piece rests on, but a left piece waits for a second: a wrong join would put
     /// a second copy of a room into a map that was right without it.
+    /// Returns the pieces placed (taken out of `waitingPieces`), each with the motion from its
+    /// frame to the caller's and the frame that first placed it.
     private func lookUpLeftPieces(frame: Frame, position: Int, depth: DepthImage, live: [VertexNormalMap], intensity: [IntensityMap]?,
-                                  pose: RigidTransform, code: FernDatabase.Code) throws {
+                                  pose: RigidTransform, code: FernDatabase.Code)
+        -> [(waiting: WaitingPiece, transform: RigidTransform, firstPlacedAt: Int)] {
+        var placedPieces: [(waiting: WaitingPiece, transform: RigidTransform, firstPlacedAt: Int)] = []
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         var keypoints: KeypointSet?
@@ -793,12 +810,30 @@ public final class Reconstruction {
             if let pending = waitingPieces[k].pending {
                 let difference = pending.transform.inverse * transform
                 if difference.translationNorm <= 0.03 && difference.rotationAngle * 180 / .pi <= 2 {
-                    joinLater(waitingPieces.remove(at: k), at: position, transformedBy: transform, firstPlacedAt: pending.position)
+                    placedPieces.append((waitingPieces.remove(at: k), transform, pending.position))
                     continue
                 }
             }
             waitingPieces[k].pending = (position, transform)
         }
+        return placedPieces
+    }
+
+    /// Moves a left piece into the piece being tracked (surfels, keyframes, frames), by the motion
+    /// found from two of that piece's frames: as `joinLater`, with the current piece for the map.
+    private func merge(_ waiting: WaitingPiece, into piece: MapPiece, at position: Int, transformedBy transform: RigidTransform,
+                       firstPlacedAt: Int) {
+        let left = waiting.piece
+        let offset = piece.fusion.absorb(left.fusion, transformedBy: transform, current: false)
+        if let keyframes = left.relocaliser {
+            piece.relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
+        }
+        piece.take(left, transformedBy: transform, tickOffset: offset)
+        let positions = Set(left.frames.map(\.position))
+        trackingFailures.removeAll { positions.contains($0.position) }
+        let report = waiting.left.report
+        pieces.removeAll { $0.firstPosition == report.firstPosition }
+        logger.notice("\(String(format: "the separate piece of frames %@ (%d fused), left earlier, became part of the piece being tracked at frame %d: that piece came to its surface (placed at frames %d and %d), moved %.1f mm / %.2f deg", report.frameRange, left.frames.count, position, firstPlacedAt, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
     }
 
     /// Moves a left piece into the map (surfels, keyframes, poses) by the motion found from two of

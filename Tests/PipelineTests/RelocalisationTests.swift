@@ -213,6 +213,31 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertLessThan(ate.max, 0.06)
     }
 
+    /// Frames 0-49, every other frame of 200-224, three frames at 420, then 201-259: the first
+    /// piece (frames 52-62) is lost at the jump to 420 and left; the second, starting at frame
+    /// 66 back near 200, comes to the first's surface and takes it in (placed on two agreeing
+    /// frames), and later joins the map with it: both pieces' frames are in the trajectory, in
+    /// sequence order, where the ground truth has them.
+    func testALeftPieceBecomesPartOfTheNextPiece() throws {
+        let frames = Array(0..<50) + Array(stride(from: 200, to: 225, by: 2)) + Array(420..<423) + Array(201..<260)
+        let r = try track(try sequence(frames), relocalise: true, keepConfidence: 1)
+        XCTAssertEqual(r.pieces.count, 1, "the first piece became part of the second: \(r.pieces)")
+        let piece = try XCTUnwrap(r.pieces.first)
+        XCTAssertEqual(piece.firstPosition, 52)
+        XCTAssertEqual(piece.frames, 11 + 40, "\(piece)")
+        XCTAssertNotNil(piece.joinedAt, "\(piece)")
+        XCTAssertTrue(r.leftPieces.isEmpty)
+        XCTAssertEqual(r.trackingFailures.map(\.position), [50, 51, 63, 64, 65], "lost between the pieces only")
+        XCTAssertEqual(r.framesFused, frames.count - 5)
+        let stamps = r.trajectory.map(\.timestamp)
+        XCTAssertEqual(stamps, stamps.sorted(), "in sequence order")
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
+        print("a left piece taken in by the next: \(piece), \(ate)")
+        XCTAssertEqual(ate.count, frames.count - 5)
+        XCTAssertLessThan(ate.rmse, 0.02, "one trajectory, so one room")
+        XCTAssertLessThan(ate.max, 0.04)
+    }
+
     /// The summary lists the pieces that joined or were kept, and counts the small ones that
     /// were dropped instead of listing each.
     func testSummaryCountsThePiecesNotKept() {
