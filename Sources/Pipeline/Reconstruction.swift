@@ -152,18 +152,21 @@ public final class Reconstruction {
     struct WaitingPiece {
         var left: LeftPiece
         let piece: MapPiece
-        /// Sequence position from which the map's frames are looked up in the piece again
+        /// The run's frame (`frameIndex`) from which frames are looked up in the piece again
         /// (after a lookup whose hypotheses did not check out, the next few frames would not
         /// either).
         var nextLookup = 0
-        /// A frame placed in both, waiting for a second to agree: the frame and the motion
-        /// from the piece's frame to the map's.
-        var pending: (position: Int, transform: RigidTransform)?
+        /// A frame placed in both, waiting for a second to agree: the frame (its position and
+        /// `frameIndex`) and the motion from the piece's frame to the map's.
+        var pending: (position: Int, index: Int, transform: RigidTransform)?
     }
     private var waitingPieces: [WaitingPiece] = []
-    /// Frames after a lookup in a left piece that found nothing before the next, and within which
-    /// a second frame must agree with the first that placed the piece.
+    /// Frames of the run after a lookup in a left piece that found nothing before the next, and
+    /// within which a second frame must agree with the first that placed the piece. Counted in
+    /// the run's frames, not sequence positions, which `--every` spaces out.
     static let leftPieceRetry = 5
+    /// The index of the frame being processed among the run's selected frames.
+    private var frameIndex = 0
     public struct Relocalisation: Sendable {
         public var position: Int
         public var keyframePosition: Int
@@ -251,6 +254,7 @@ public final class Reconstruction {
         }
         for (done, position) in selected.enumerated() {
             if shouldStop() { return .interrupted(atPosition: position) }
+            frameIndex = done
             do {
                 try fuse(position: position)
             } catch let error as PipelineError {
@@ -593,6 +597,7 @@ public final class Reconstruction {
             logger.warning("the separate piece of frames \(report.frameRange) (\(piece.frames.count) frame\(piece.frames.count == 1 ? "" : "s"), \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "; it joins the map if the map comes to its surface later" : " (too few frames to keep)")")
             if report.kept {
                 piece.fusion.releaseWorkspace()
+                piece.relocaliser?.trackingRecovered()   // drops the shape histograms of its last loss
                 let left = LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) })
                 if let dropped = Self.keep(WaitingPiece(left: left, piece: piece), in: &waitingPieces, maximum: Self.maximumKeptPieces,
                                            frames: \.left.report.frames)?.left.report {
@@ -787,8 +792,8 @@ public final class Reconstruction {
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         var keypoints: KeypointSet?
         for k in waitingPieces.indices.reversed() {
-            if let pending = waitingPieces[k].pending, position - pending.position > Self.leftPieceRetry { waitingPieces[k].pending = nil }
-            guard position >= waitingPieces[k].nextLookup, let keyframes = waitingPieces[k].piece.relocaliser else { continue }
+            if let pending = waitingPieces[k].pending, frameIndex - pending.index > Self.leftPieceRetry { waitingPieces[k].pending = nil }
+            guard frameIndex >= waitingPieces[k].nextLookup, let keyframes = waitingPieces[k].piece.relocaliser else { continue }
             let piece = waitingPieces[k].piece
             let (candidates, hypotheses) = keyframes.loopHypotheses(
                 code: code, color: frame.color, depth: depth, before: .max, maxDissimilarity: options.globalLoopSearch.maxDissimilarity,
@@ -804,7 +809,7 @@ public final class Reconstruction {
                 return pose * result.pose.inverse
             }.first
             guard let transform = placed else {
-                waitingPieces[k].nextLookup = position + Self.leftPieceRetry
+                waitingPieces[k].nextLookup = frameIndex + Self.leftPieceRetry
                 continue
             }
             if let pending = waitingPieces[k].pending {
@@ -814,7 +819,7 @@ public final class Reconstruction {
                     continue
                 }
             }
-            waitingPieces[k].pending = (position, transform)
+            waitingPieces[k].pending = (position, frameIndex, transform)
         }
         return placedPieces
     }
