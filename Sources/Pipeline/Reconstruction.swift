@@ -776,12 +776,13 @@ public final class Reconstruction {
         return (result, result.failure ?? history.relocalisationFailure(of: result))
     }
 
-    /// Looks a frame tracked in the map up in the keyframes of the pieces left beside it. A
-    /// hypothesis from keypoints (as for a global loop closure) is verified by ICP against the
-    /// piece's own surface; a piece placed so on two frames whose motions between the piece and
-    /// the map agree (within 3 cm and 2 degrees) joins the map. One frame would be what a join of
-    /// the current piece rests on, but a left piece waits for a second: a wrong join would put
-    /// a second copy of a room into a map that was right without it.
+    /// Looks a frame tracked in the map (or in the current piece) up in the keyframes of the
+    /// pieces left beside it. A hypothesis from keypoints (as for a global loop closure) is
+    /// verified by ICP against the left piece's own surface; a piece placed so on two frames
+    /// whose motions between the two frames of reference agree (within 3 cm and 2 degrees) is
+    /// placed. One frame is what a join of the current piece rests on, but a left piece waits
+    /// for a second: a wrong join would put a second copy of a room into a map that was right
+    /// without it.
     /// Returns the pieces placed (taken out of `waitingPieces`), each with the motion from its
     /// frame to the caller's and the frame that first placed it.
     private func lookUpLeftPieces(frame: Frame, position: Int, depth: DepthImage, live: [VertexNormalMap], intensity: [IntensityMap]?,
@@ -829,16 +830,25 @@ public final class Reconstruction {
     private func merge(_ waiting: WaitingPiece, into piece: MapPiece, at position: Int, transformedBy transform: RigidTransform,
                        firstPlacedAt: Int) {
         let left = waiting.piece
-        let offset = piece.fusion.absorb(left.fusion, transformedBy: transform, current: false)
-        if let keyframes = left.relocaliser {
-            piece.relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
-        }
+        let offset = absorb(left, into: piece.fusion, keyframes: &piece.relocaliser, transformedBy: transform)
         piece.take(left, transformedBy: transform, tickOffset: offset)
-        let positions = Set(left.frames.map(\.position))
-        trackingFailures.removeAll { positions.contains($0.position) }
         let report = waiting.left.report
         pieces.removeAll { $0.firstPosition == report.firstPosition }
         logger.notice("\(String(format: "the separate piece of frames %@ (%d fused), left earlier, became part of the piece being tracked at frame %d: that piece came to its surface (placed at frames %d and %d), moved %.1f mm / %.2f deg", report.frameRange, left.frames.count, position, firstPlacedAt, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
+    }
+
+    /// A left piece's surfels and keyframes moved into `fusion` and `keyframes` (the map's or
+    /// the current piece's), with times that end at `fusion`'s current one; its frames no longer
+    /// count as lost. Returns the time offset its frames take.
+    private func absorb(_ left: MapPiece, into fusion: SurfelFusion, keyframes: inout Relocaliser?,
+                        transformedBy transform: RigidTransform) -> Int {
+        let offset = fusion.absorb(left.fusion, transformedBy: transform, current: false)
+        if let leftKeyframes = left.relocaliser {
+            keyframes?.absorb(leftKeyframes, transformedBy: transform, tickOffset: offset)
+        }
+        let positions = Set(left.frames.map(\.position))
+        trackingFailures.removeAll { positions.contains($0.position) }
+        return offset
     }
 
     /// Moves a left piece into the map (surfels, keyframes, poses) by the motion found from two of
@@ -846,14 +856,9 @@ public final class Reconstruction {
     /// the map's clock, live frame and tracking go on unchanged.
     private func joinLater(_ waiting: WaitingPiece, at position: Int, transformedBy transform: RigidTransform, firstPlacedAt: Int) {
         let piece = waiting.piece
-        let offset = fusion.absorb(piece.fusion, transformedBy: transform, current: false)
-        if let keyframes = piece.relocaliser {
-            relocaliser?.absorb(keyframes, transformedBy: transform, tickOffset: offset)
-        }
+        let offset = absorb(piece, into: fusion, keyframes: &relocaliser, transformedBy: transform)
         takeFrames(of: piece, transformedBy: transform, tickOffset: offset)
         sortTrajectory()
-        let positions = Set(piece.frames.map(\.position))
-        trackingFailures.removeAll { positions.contains($0.position) }
         let report = waiting.left.report
         if let k = pieces.firstIndex(where: { $0.firstPosition == report.firstPosition }) {
             pieces[k].joinedAt = position
