@@ -148,6 +148,38 @@ public final class SurfelMap {
         labelCodes.append(contentsOf: other.labelCodes)
     }
 
+    /// Which surfels of `other`, moved by `transform`, lie on surface this map has: within the
+    /// larger of the two radii of one of its surfels, with normals less than 37 degrees apart
+    /// (the flags, and how many are set). Surfels are found through a hash of 2 cm cells, so
+    /// radii beyond 2 cm (far, oblique views) are compared only with the neighbouring cells.
+    func overlap(_ other: SurfelMap, transformedBy transform: RigidTransform) -> (flags: [Bool], count: Int) {
+        let size: Float = 0.02
+        func cell(_ p: SIMD3<Float>) -> SIMD3<Int32>? {
+            let c = (p / size).rounded(.down), limit = Float(Int32.max / 2)
+            guard abs(c.x) < limit, abs(c.y) < limit, abs(c.z) < limit else { return nil }
+            return SIMD3<Int32>(Int32(c.x), Int32(c.y), Int32(c.z))
+        }
+        var cells: [SIMD3<Int32>: [Int32]] = [:]
+        for i in 0..<count { if let c = cell(positions[i]) { cells[c, default: []].append(Int32(i)) } }
+        let f = transform.float
+        var flags = [Bool](repeating: false, count: other.count), found = 0
+        for j in 0..<other.count {
+            let p = f.apply(other.positions[j]), n = f.rotate(other.normals[j])
+            guard let c = cell(p) else { continue }
+            search: for dx: Int32 in -1...1 { for dy: Int32 in -1...1 { for dz: Int32 in -1...1 {
+                for i in cells[c &+ SIMD3(dx, dy, dz)] ?? [] {
+                    let r = max(radii[Int(i)], other.radii[j]), d = positions[Int(i)] - p
+                    if (d * d).sum() <= r * r && (normals[Int(i)] * n).sum() > 0.8 {
+                        flags[j] = true
+                        found += 1
+                        break search
+                    }
+                }
+            } } }
+        }
+        return (flags, found)
+    }
+
     /// Where a compaction (`remove(where:)`) put the surfels: those below `newCount` that were
     /// kept stay where they are; those at or beyond it moved into the holes.
     struct Compaction {

@@ -837,9 +837,10 @@ public final class Reconstruction {
         logger.notice("\(String(format: "the separate piece of frames %@ (%d fused), left earlier, became part of the piece being tracked at frame %d: that piece came to its surface (placed at frames %d and %d), moved %.1f mm / %.2f deg", report.frameRange, left.frames.count, position, firstPlacedAt, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
     }
 
-    /// A left piece's surfels and keyframes moved into `fusion` and `keyframes` (the map's or
-    /// the current piece's), with times that end at `fusion`'s current one; its frames no longer
-    /// count as lost. Returns the time offset its frames take.
+    /// A left piece's surfels (but those on surface `fusion` already has) and keyframes moved
+    /// into `fusion` and `keyframes` (the map's or the current piece's), with times that end at
+    /// `fusion`'s current one; its frames no longer count as lost. Returns the time offset its
+    /// frames take.
     private func absorb(_ left: MapPiece, into fusion: SurfelFusion, keyframes: inout Relocaliser?,
                         transformedBy transform: RigidTransform) -> Int {
         let offset = fusion.absorb(left.fusion, transformedBy: transform, current: false)

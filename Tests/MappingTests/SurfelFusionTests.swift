@@ -71,17 +71,39 @@ final class SurfelFusionTests: XCTestCase {
     /// earlier puts its surface at the end of this map's time and keeps this map's clock.
     func testAbsorbedPieceTimes() throws {
         let piece = try fusePlane(frames: 4, threads: 1)
+        let pieceCount = piece.map.count
+        let beside = RigidTransform(translation: SIMD3(10, 0, 0))   // no surface in common
         let earlier = try fusePlane(frames: 10, threads: 1)
         let before = earlier.map.count
-        let offset = earlier.absorb(piece, transformedBy: .identity, current: false)
+        let offset = earlier.absorb(piece, transformedBy: beside, current: false)
         XCTAssertEqual(offset, 10 - 4)
         XCTAssertEqual(earlier.tick, 10, "the clock stays")
+        XCTAssertEqual(earlier.map.count, before + pieceCount)
         XCTAssertEqual(earlier.map.lastSeen[before...].max(), 10, "the piece's last frame is now")
         XCTAssertEqual(Array(earlier.map.initTimes[before...]), piece.map.initTimes.map { $0 + 6 })
 
         let current = try fusePlane(frames: 10, threads: 1)
-        XCTAssertEqual(current.absorb(piece, transformedBy: .identity), 10)
+        XCTAssertEqual(current.absorb(try fusePlane(frames: 4, threads: 1), transformedBy: .identity), 10)
         XCTAssertEqual(current.tick, 14, "the piece's frames follow this map's")
+    }
+
+    /// A piece left earlier drops, when absorbed, the surfels that lie on this map's surface (the
+    /// map rebuilt it meanwhile): all of the same plane, about half of it moved half its width
+    /// along itself, none of it 10 cm behind.
+    func testALateJoinDropsTheSurfaceTheMapAlreadyHas() throws {
+        func added(_ transform: RigidTransform) throws -> (added: Int, of: Int) {
+            let map = try fusePlane(frames: 10, threads: 1), piece = try fusePlane(frames: 4, threads: 1)
+            let before = map.map.count, count = piece.map.count
+            map.absorb(piece, transformedBy: transform, current: false)
+            return (map.map.count - before, count)
+        }
+        let same = try added(.identity)
+        XCTAssertLessThan(same.added, same.of / 20, "\(same)")
+        let along = try added(RigidTransform(translation: SIMD3(1.3, 0, 0)))
+        XCTAssertGreaterThan(along.added, along.of * 3 / 10, "\(along)")
+        XCTAssertLessThan(along.added, along.of * 7 / 10, "\(along)")
+        let behind = try added(RigidTransform(translation: SIMD3(0, 0, 0.1)))
+        XCTAssertEqual(behind.added, behind.of)
     }
 
     func testThreadCountDoesNotChangeTheMap() throws {
