@@ -139,7 +139,9 @@ public final class Reconstruction {
     /// frames: a run that keeps losing the camera (wrong intrinsics or depth scale, say) must
     /// not fill memory and the output folder with fragments. Until the run ends, each of the
     /// map's frames is looked up in their keyframes, and a piece the map comes to joins it then.
-    public var leftPieces: [LeftPiece] { waitingPieces.map(\.left) }
+    public var leftPieces: [LeftPiece] {
+        waitingPieces.map { LeftPiece(report: $0.report, map: $0.piece.fusion.map, trajectory: $0.piece.frames.map { ($0.timestamp, $0.pose) }) }
+    }
     public static let minimumKeptPiece = 10, maximumKeptPieces = 8
     public struct LeftPiece {
         public var report: MapPieceReport
@@ -150,7 +152,7 @@ public final class Reconstruction {
     private var piece: MapPiece?
     /// A left piece that may still join the map, with its keyframes for the lookup.
     struct WaitingPiece {
-        var left: LeftPiece
+        var report: MapPieceReport
         let piece: MapPiece
         /// The run's frame (`frameIndex`) from which frames are looked up in the piece again
         /// (after a lookup whose hypotheses did not check out, the next few frames would not
@@ -598,9 +600,8 @@ public final class Reconstruction {
             if report.kept {
                 piece.fusion.releaseWorkspace()
                 piece.relocaliser?.trackingRecovered()   // drops the shape histograms of its last loss
-                let left = LeftPiece(report: report, map: piece.fusion.map, trajectory: piece.frames.map { ($0.timestamp, $0.pose) })
-                if let dropped = Self.keep(WaitingPiece(left: left, piece: piece), in: &waitingPieces, maximum: Self.maximumKeptPieces,
-                                           frames: \.left.report.frames)?.left.report {
+                if let dropped = Self.keep(WaitingPiece(report: report, piece: piece), in: &waitingPieces, maximum: Self.maximumKeptPieces,
+                                           frames: \.report.frames)?.report {
                     if let k = pieces.firstIndex(where: { $0.firstPosition == dropped.firstPosition }) { pieces[k].kept = false }
                     if dropped.firstPosition == first { report.kept = false }
                     logger.warning("more than \(Self.maximumKeptPieces) separate pieces were not placed in the map: the one of frames \(dropped.frameRange) (\(dropped.frames) frames) is not kept")
@@ -803,7 +804,7 @@ public final class Reconstruction {
             let placed = hypotheses.lazy.compactMap { [self] hypothesis -> RigidTransform? in
                 let (result, failure) = register(live, intensity: intensity, to: piece.fusion, from: hypothesis.worldFromCamera, history: piece.history)
                 if let failure {
-                    logger.debug("left piece lookup rejected", metadata: ["frame": "\(position)", "piece": "\(waitingPieces[k].left.report.frameRange)",
+                    logger.debug("left piece lookup rejected", metadata: ["frame": "\(position)", "piece": "\(waitingPieces[k].report.frameRange)",
                                                                           "keyframe": "\(hypothesis.keyframePosition)", "icp": "\(failure)"])
                     return nil
                 }
@@ -832,7 +833,7 @@ public final class Reconstruction {
         let left = waiting.piece
         let offset = absorb(left, into: piece.fusion, keyframes: &piece.relocaliser, transformedBy: transform)
         piece.take(left, transformedBy: transform, tickOffset: offset)
-        let report = waiting.left.report
+        let report = waiting.report
         pieces.removeAll { $0.firstPosition == report.firstPosition }
         logger.notice("\(String(format: "the separate piece of frames %@ (%d fused), left earlier, became part of the piece being tracked at frame %d: that piece came to its surface (placed at frames %d and %d), moved %.1f mm / %.2f deg", report.frameRange, left.frames.count, position, firstPlacedAt, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
     }
@@ -860,7 +861,7 @@ public final class Reconstruction {
         let offset = absorb(piece, into: fusion, keyframes: &relocaliser, transformedBy: transform)
         takeFrames(of: piece, transformedBy: transform, tickOffset: offset)
         sortTrajectory()
-        let report = waiting.left.report
+        let report = waiting.report
         if let k = pieces.firstIndex(where: { $0.firstPosition == report.firstPosition }) {
             pieces[k].joinedAt = position
             pieces[k].joinedLater = true
