@@ -128,7 +128,7 @@ public final class SurfelMap {
 
     /// Appends every surfel of `other` (a map built with the same class count and label storage),
     /// moved rigidly by `transform` and with its times shifted by `timeOffset`: a piece of the
-    /// scene tracked in its own frame joins this map once a frame has been placed in both.
+    /// scene tracked in its own frame joins this map once it has been placed in both.
     /// Class distributions are copied as stored; nothing is fused, so surface both maps hold
     /// stays twice until fusion or loop closure meets it.
     func append(contentsOf other: SurfelMap, transformedBy transform: RigidTransform, timeOffset: Int32) {

@@ -7,10 +7,12 @@ import Mapping
 /// on into surface the map never saw (or that the keyframes cannot place for a while) would leave
 /// every later frame unfused. Instead, after a few lost frames with depth, those frames start a
 /// piece: a map of their own, tracked frame to model like the main one. Every frame of the piece
-/// is also looked up in the main map's keyframes; the first that checks out there has a pose in
+/// is also looked up in the main map's keyframes; a frame that checks out there has a pose in
 /// both frames, which gives the rigid motion between them, and the piece joins the map (its
-/// surfels, keyframes and poses moved by that motion). A piece that no frame places in both is
-/// left and kept beside the map, not fused into it: there is no evidence where it belongs. The
+/// surfels, keyframes and poses moved by that motion). Only a registration of matched keypoints
+/// or surface shape places a piece, not ICP from a keyframe's pose alone: a wrong join puts a
+/// second copy of the surface into the map. A piece that is not placed is left and kept beside
+/// the map, not fused into it: there is no evidence where it belongs. The
 /// map's later frames are looked up in a left piece's keyframes, and when the tracked camera
 /// comes to the surface the piece holds, it joins then; a piece being tracked that comes to it
 /// takes it in the same way.
@@ -74,13 +76,41 @@ final class MapPiece {
     }
 }
 
+/// A frame placed both in a piece and in the map (or in a piece that takes in a left one): the
+/// motion from the piece's frame of reference to the other's. A left piece, looked up from the
+/// other side, is moved only when two frames, a few run frames apart at most, give motions that
+/// agree: a single registration can land on the wrong one of two similar places (cupboard
+/// doors, a repeated shelf), and then the frames after it would not agree.
+struct Placement {
+    /// The frame's sequence position, and its index among the run's frames.
+    var position: Int
+    var index: Int
+    var transform: RigidTransform
+    /// How far apart two placements may be and still agree.
+    static let agreementMetres = 0.03, agreementDegrees = 2.0
+    /// Run frames within which a second placement must follow the first (the run's frames, not
+    /// sequence positions, which `--every` spaces out).
+    static let window = 5
+
+    /// Whether `later` confirms this placement: within `window` run frames and the tolerances.
+    func isConfirmed(by later: Placement) -> Bool {
+        guard later.index - index <= Self.window else { return false }
+        let difference = transform.inverse * later.transform
+        return difference.translationNorm <= Self.agreementMetres && difference.rotationAngle * 180 / .pi <= Self.agreementDegrees
+    }
+
+    /// Whether it is too old for any later frame to confirm it.
+    func hasExpired(at index: Int) -> Bool { index - self.index > Self.window }
+}
+
 /// What became of a piece: joined to the map at `joinedAt`, or not (its frames are not in the map).
 public struct MapPieceReport: Sendable {
     public var firstPosition: Int
     public var lastPosition: Int
     public var frames: Int
     public var surfels: Int
-    /// The frame that was placed in both the piece and the map, when the piece joined it.
+    /// The frame that was placed in both the piece and the map (for a left piece, the second of
+    /// two that agree), when the piece joined it.
     public var joinedAt: Int?
     /// The motion that moved the piece into the map (metres, degrees), when it joined.
     public var shiftMetres: Double?

@@ -35,10 +35,10 @@ public struct ReconstructionOptions: Sendable {
     public var relocalisation = Relocaliser.Parameters()
     /// When this many frames in a row are lost (tracking and relocalisation both failed), the
     /// last of them (or the first with depth after it) starts a separate piece of map
-    /// (`MapPiece`), tracked on its own until one of its frames is relocalised in the map, when
-    /// it joins the map. Not at the first lost frame: until then, tracking from the last pose is
-    /// still tried, which recovers from a frame or two of blur or glitch. Nil: a lost camera's
-    /// frames stay unfused until relocalisation finds it.
+    /// (`MapPiece`), tracked on its own until one of its frames is relocalised in the map (by
+    /// matched keypoints or shape), when it joins the map. Not at the first lost frame: until
+    /// then, tracking from the last pose is still tried, which recovers from a frame or two of
+    /// blur or glitch. Nil: a lost camera's frames stay unfused until relocalisation finds it.
     public var newPieceAfter: Int? = 3
     /// Bend the map back into one surface when the camera returns to surface it left more than
     /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking
@@ -158,14 +158,12 @@ public final class Reconstruction {
         /// (after a lookup whose hypotheses did not check out, the next few frames would not
         /// either).
         var nextLookup = 0
-        /// A frame placed in both, waiting for a second to agree: the frame (its position and
-        /// `frameIndex`) and the motion from the piece's frame to the map's.
-        var pending: (position: Int, index: Int, transform: RigidTransform)?
+        /// A frame placed in both, waiting for a second to agree.
+        var pending: Placement?
     }
     private var waitingPieces: [WaitingPiece] = []
-    /// Frames of the run after a lookup in a left piece that found nothing before the next, and
-    /// within which a second frame must agree with the first that placed the piece. Counted in
-    /// the run's frames, not sequence positions, which `--every` spaces out.
+    /// Frames of the run after a lookup in a left piece that found nothing before the next.
+    /// Counted in the run's frames, not sequence positions, which `--every` spaces out.
     static let leftPieceRetry = 5
     /// The index of the frame being processed among the run's selected frames.
     private var frameIndex = 0
@@ -180,6 +178,12 @@ public final class Reconstruction {
         public var reason: String
         /// Whether the hypothesis came from surface shape (image corners found nothing).
         public var byShape = false
+
+        /// What placed the frame, for the log: "12 of 40 keypoint matches"; a hypothesis from
+        /// the ferns alone (ICP from the keyframe's pose) has none.
+        var evidence: String {
+            matches == 0 ? "ICP from the keyframe's pose" : "\(inliers) of \(matches) \(byShape ? "surface-shape" : "keypoint") matches"
+        }
     }
     /// Keyframes of the places seen so far, for relocalisation and global loop closure (tracking
     /// runs only).
@@ -479,15 +483,20 @@ public final class Reconstruction {
             rejectedJump = result.pose
         }
         let first = piece.firstPosition ?? position
+        // Only a registration of matched keypoints or surface shape, refined by ICP, places a
+        // piece: ICP from a keyframe's pose alone (the ferns' guess, often tens of centimetres
+        // away) can settle on the wrong one of two similar places, and consecutive frames then
+        // settle there alike, while a wrong join puts a second copy of the surface into the map.
         let back = result.validPixels > 0
             ? relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
-                         reason: "lost since before frame \(first), tracked in a separate piece", rejectedJump: nil)
+                         reason: "lost since before frame \(first), tracked in a separate piece", rejectedJump: nil, fromKeyframePoses: false)
             : nil
         // Lost by the piece too: the piece's own keyframes may place the frame in it.
         var relocalisedInPiece = false
         if let failure = result.failure, back == nil, result.validPixels > 0,
-           let found = relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
-                                  reason: failure, rejectedJump: rejectedJump, in: piece) {
+           let (found, how) = relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
+                                         reason: failure, rejectedJump: rejectedJump, in: piece) {
+            announce(how, inPiece: true)
             result = found
             relocalisedInPiece = true
         }
@@ -496,9 +505,10 @@ public final class Reconstruction {
             // it does not count towards leaving the piece.
             if result.validPixels > 0 { piece.consecutiveFailures += 1 }
             if let back {
+                announce(back.found)
                 logger.warning("frame \(position) was relocalised in the map but the piece that began at frame \(first) could not track it (\(failure)): the piece is left out")
                 leave(piece)
-                return back
+                return back.result
             }
             notFused(position, "the separate piece lost it too: \(failure)", warning: { "frame \(position) not fused: \($0)" })
             if piece.consecutiveFailures >= (options.newPieceAfter ?? 1) {
@@ -520,7 +530,7 @@ public final class Reconstruction {
                 merge(placed.waiting, into: piece, at: position, transformedBy: placed.transform, firstPlacedAt: placed.firstPlacedAt)
             }
         }
-        if let back { join(piece, at: position, mapPose: back.pose, piecePose: result.pose) }
+        if let back { join(piece, at: position, found: back.found, mapPose: back.result.pose, piecePose: result.pose) }
         return nil
     }
 
@@ -541,9 +551,10 @@ public final class Reconstruction {
         logger.debug("fused into the separate piece", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)"])
     }
 
-    /// Moves the piece into the map by the motion between the two poses of one frame, with its
-    /// keyframes and poses; the map goes on from that frame.
-    private func join(_ piece: MapPiece, at position: Int, mapPose: RigidTransform, piecePose: RigidTransform) {
+    /// Moves the piece into the map by the motion between the two poses of one frame (`found`
+    /// placed it in the map), with its keyframes and poses; the map goes on from that frame.
+    private func join(_ piece: MapPiece, at position: Int, found: Relocalisation, mapPose: RigidTransform, piecePose: RigidTransform) {
+        announce(found)
         let transform = mapPose * piecePose.inverse
         let offset = fusion.absorb(piece.fusion, transformedBy: transform)
         if let keyframes = piece.relocaliser {
@@ -630,8 +641,8 @@ public final class Reconstruction {
         if let failure = result.failure {
             // A frame without usable depth has nothing to register: no lookup.
             guard result.validPixels > 0,
-                  let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
-                                             position: position, reason: failure, rejectedJump: rejectedJump) else {
+                  let (recovered, found) = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
+                                                      position: position, reason: failure, rejectedJump: rejectedJump) else {
                 let lookedUp = options.relocalise && result.validPixels > 0
                 if options.relocalise, let after = options.newPieceAfter, consecutiveFailures + 1 >= after,
                    Self.usablePixels(live.pyramid) * 100 >= live.pyramid[0].normals.count {
@@ -644,6 +655,7 @@ public final class Reconstruction {
                 })
                 return nil
             }
+            announce(found)
             return (recovered, true)
         }
         return (result, false)
@@ -713,20 +725,22 @@ public final class Reconstruction {
     /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by
     /// tracking the frame against the map rendered from it (no holes filled from the last live
     /// frame, which was taken elsewhere), with the tracker's own failure tests. The first that
-    /// passes is the frame's tracking result.
+    /// passes is the frame's tracking result, with what placed it (`announce` records it).
     /// A keyframe's own pose that ICP takes to within 2 cm and 1 degree of `rejectedJump` (where
     /// tracking landed before the history check refused the jump) is refused too: from a
     /// keyframe near the last pose, ICP finds the same wrong fit again. A registration by
     /// keypoints or shape that ICP takes there is independent evidence and stands.
+    /// Without `fromKeyframePoses`, only registrations of matched keypoints or shape are tried.
     /// With `piece`, the frame is relocalised in the piece instead, from its keyframes.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
-                            position: Int, reason: String, rejectedJump: RigidTransform?, in piece: MapPiece? = nil) -> TrackingResult? {
+                            position: Int, reason: String, rejectedJump: RigidTransform?, fromKeyframePoses: Bool = true,
+                            in piece: MapPiece? = nil) -> (result: TrackingResult, found: Relocalisation)? {
         guard options.relocalise, let relocaliser = piece == nil ? self.relocaliser : piece?.relocaliser else { return nil }
         let fusion = piece?.fusion ?? self.fusion
         let history = piece?.history ?? trackingHistory
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        func verify(_ hypothesis: Relocaliser.Hypothesis) -> TrackingResult? {
+        func verify(_ hypothesis: Relocaliser.Hypothesis) -> (result: TrackingResult, found: Relocalisation)? {
             var (result, failure) = register(live, intensity: intensity, to: fusion, from: hypothesis.worldFromCamera, history: history)
             if failure == nil, let rejectedJump, hypothesis.matches == 0 {
                 let difference = rejectedJump.inverse * result.pose
@@ -740,27 +754,30 @@ public final class Reconstruction {
                     "\(hypothesis.byShape ? "shape" : "keypoints")": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(failure ?? "")"])
                 return nil
             }
-            let how = "\(hypothesis.inliers) of \(hypothesis.matches) \(hypothesis.byShape ? "surface-shape" : "keypoint") matches"
-            if piece != nil {
-                logger.notice("relocalised frame \(position) in the separate piece from its keyframe \(hypothesis.keyframePosition) (\(how); the piece's tracking had failed: \(reason))")
-                return result
-            }
-            relocalisations.append(Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition,
-                                                  matches: hypothesis.matches, inliers: hypothesis.inliers, reason: reason,
-                                                  byShape: hypothesis.byShape))
-            logger.notice("relocalised frame \(position) from keyframe \(hypothesis.keyframePosition) (\(how); tracking had failed: \(reason))")
-            return result
+            return (result, Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition, matches: hypothesis.matches,
+                                           inliers: hypothesis.inliers, reason: reason, byShape: hypothesis.byShape))
         }
-        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
-            if let result = verify(hypothesis) { return result }
+        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) where fromKeyframePoses || hypothesis.matches > 0 {
+            if let found = verify(hypothesis) { return found }
         }
         // Image corners found nothing that checks out: register by surface shape.
         let shaped = piece == nil ? self.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads)
                                   : piece?.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads)
         for hypothesis in shaped ?? [] {
-            if let result = verify(hypothesis) { return result }
+            if let found = verify(hypothesis) { return found }
         }
         return nil
+    }
+
+    /// Logs a relocalisation that placed the camera (in the map, or with `inPiece` in the
+    /// piece), and lists those in the map for the summary.
+    private func announce(_ found: Relocalisation, inPiece: Bool = false) {
+        if inPiece {
+            logger.notice("relocalised frame \(found.position) in the separate piece from its keyframe \(found.keyframePosition) (\(found.evidence); the piece's tracking had failed: \(found.reason))")
+            return
+        }
+        relocalisations.append(found)
+        logger.notice("relocalised frame \(found.position) from keyframe \(found.keyframePosition) (\(found.evidence); tracking had failed: \(found.reason))")
     }
 
     /// Tracks a live frame against `fusion`'s map rendered from `pose` (a hypothesis from
@@ -780,10 +797,8 @@ public final class Reconstruction {
     /// Looks a frame tracked in the map (or in the current piece) up in the keyframes of the
     /// pieces left beside it. A hypothesis from keypoints (as for a global loop closure) is
     /// verified by ICP against the left piece's own surface; a piece placed so on two frames
-    /// whose motions between the two frames of reference agree (within 3 cm and 2 degrees) is
-    /// placed. One frame is what a join of the current piece rests on, but a left piece waits
-    /// for a second: a wrong join would put a second copy of a room into a map that was right
-    /// without it.
+    /// whose motions between the two frames of reference agree (`Placement`) is placed: a wrong
+    /// join would put a second copy of a room into a map that was right without it.
     /// Returns the pieces placed (taken out of `waitingPieces`), each with the motion from its
     /// frame to the caller's and the frame that first placed it.
     private func lookUpLeftPieces(frame: Frame, position: Int, depth: DepthImage, live: [VertexNormalMap], intensity: [IntensityMap]?,
@@ -794,7 +809,7 @@ public final class Reconstruction {
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         var keypoints: KeypointSet?
         for k in waitingPieces.indices.reversed() {
-            if let pending = waitingPieces[k].pending, frameIndex - pending.index > Self.leftPieceRetry { waitingPieces[k].pending = nil }
+            if waitingPieces[k].pending?.hasExpired(at: frameIndex) == true { waitingPieces[k].pending = nil }
             guard frameIndex >= waitingPieces[k].nextLookup, let keyframes = waitingPieces[k].piece.relocaliser else { continue }
             let piece = waitingPieces[k].piece
             let (candidates, hypotheses) = keyframes.loopHypotheses(
@@ -814,14 +829,12 @@ public final class Reconstruction {
                 waitingPieces[k].nextLookup = frameIndex + Self.leftPieceRetry
                 continue
             }
-            if let pending = waitingPieces[k].pending {
-                let difference = pending.transform.inverse * transform
-                if difference.translationNorm <= 0.03 && difference.rotationAngle * 180 / .pi <= 2 {
-                    placedPieces.append((waitingPieces.remove(at: k), transform, pending.position))
-                    continue
-                }
+            let placement = Placement(position: position, index: frameIndex, transform: transform)
+            if let pending = waitingPieces[k].pending, pending.isConfirmed(by: placement) {
+                placedPieces.append((waitingPieces.remove(at: k), transform, pending.position))
+                continue
             }
-            waitingPieces[k].pending = (position, frameIndex, transform)
+            waitingPieces[k].pending = placement
         }
         return placedPieces
     }
