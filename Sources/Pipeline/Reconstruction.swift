@@ -346,7 +346,13 @@ public final class Reconstruction {
                                     intensity: liveIntensity, from: previous)
             }
             guard let (result, relocalised) = placed else { return }
-            if !relocalised { trackingHistory.record(result, from: previous) }
+            if !relocalised {
+                let motion = previous.inverse * result.pose
+                logger.debug("tracked", metadata: [
+                    "frame": "\(position)", "matched": "\(String(format: "%.1f", Double(result.inliers) * 100 / Double(max(result.validPixels, 1)))) %",
+                    "moved": "\(String(format: "%.1f mm %.2f deg", motion.translationNorm * 1000, motion.rotationAngle * 180 / .pi))"])
+                trackingHistory.record(result, from: previous)
+            }
             self.relocaliser?.trackingRecovered()
             if consecutiveFailures > 0 {
                 logger.notice("tracking resumed at frame \(position) after \(consecutiveFailures) frames that could not be tracked")

@@ -11,11 +11,11 @@ final class TrackingHistoryTests: XCTestCase {
                               conditioning: 0.05, failure: nil)
     }
 
-    /// Ten frames matching 47 % of their pixels and moving 6 mm each, ending at `end`.
-    private func history(end: inout RigidTransform) -> TrackingHistory {
+    /// Ten frames matching `share` of their pixels and moving `metres` each, ending at `end`.
+    private func history(end: inout RigidTransform, share: Double = 0.47, metres: Double = 0.006) -> TrackingHistory {
         var history = TrackingHistory()
         for _ in 0..<10 {
-            let r = result(share: 0.47, metres: 0.006, from: end)
+            let r = result(share: share, metres: metres, from: end)
             XCTAssertNil(history.failure(of: r, from: end), "a history shorter than its window judges nothing")
             history.record(r, from: end)
             end = r.pose
@@ -34,7 +34,7 @@ final class TrackingHistoryTests: XCTestCase {
     }
 
     /// The 7-Scenes kitchen with frames 300-399 cut out: ICP took the frame after the cut 115 mm
-    /// and 9.7 deg while keeping 0.54 of the recent share. A leap of ten times the recent motion
+    /// and 9.7 deg while keeping 0.54 of the recent share. A leap of many times the recent motion
     /// fails on that smaller loss; a smaller move with the same loss does not.
     func testALeapFailsOnASmallerLossOfMatches() throws {
         var pose = RigidTransform()
@@ -46,9 +46,23 @@ final class TrackingHistoryTests: XCTestCase {
         XCTAssertNil(history.failure(of: result(share: 0.27, metres: 0.034, degrees: 6.4, from: pose), from: pose),
                      "a quick start from rest: under the floors of a leap")
         XCTAssertNil(history.failure(of: result(share: 0.25, metres: 0.04, from: pose), from: pose),
-                     "a jump under ten times the recent motion needs the larger loss")
+                     "a jump under the 5 cm floor of a leap needs the larger loss")
         XCTAssertNil(history.failure(of: result(share: 0.35, metres: 0.2, from: pose), from: pose),
                      "a leap that keeps 0.74 of the share")
+    }
+
+    /// The kitchen cut from frame 287 to 321, every 2nd frame: the frames moved about 22 mm and
+    /// matched 59 %; ICP took the frame after the cut 158 mm and 4.6 deg, matching 39 %. Five
+    /// times the recent motion with that loss fails; good tracking moved at most 2.7 times it.
+    func testALeapOfFiveTimesTheRecentMotionFails() throws {
+        var pose = RigidTransform()
+        let history = history(end: &pose, share: 0.59, metres: 0.022)
+        let reason = try XCTUnwrap(history.failure(of: result(share: 0.389, metres: 0.158, degrees: 4.6, from: pose), from: pose))
+        XCTAssertTrue(reason.contains("158 mm"), reason)
+        XCTAssertNil(history.failure(of: result(share: 0.389, metres: 0.10, degrees: 2, from: pose), from: pose),
+                     "4.5 times the recent motion")
+        XCTAssertNil(history.failure(of: result(share: 0.42, metres: 0.158, degrees: 4.6, from: pose), from: pose),
+                     "a leap that keeps 0.71 of the share")
     }
 
     func testEitherSignAloneIsGoodTracking() {
