@@ -9,10 +9,8 @@ import Mapping
 /// piece: a map of their own, tracked frame to model like the main one. Every frame of the piece
 /// is also looked up in the main map's keyframes; a frame that checks out there has a pose in
 /// both frames, which gives the rigid motion between them, and the piece joins the map (its
-/// surfels, keyframes and poses moved by that motion). Only a registration of matched keypoints
-/// or surface shape places a piece, not ICP from a keyframe's pose alone: a wrong join puts a
-/// second copy of the surface into the map. A piece that is not placed is left and kept beside
-/// the map, not fused into it: there is no evidence where it belongs. The
+/// surfels, keyframes and poses moved by that motion). A piece that is not placed is left and
+/// kept beside the map, not fused into it: there is no evidence where it belongs. The
 /// map's later frames are looked up in a left piece's keyframes, and when the tracked camera
 /// comes to the surface the piece holds, it joins then; a piece being tracked that comes to it
 /// takes it in the same way.

@@ -35,8 +35,8 @@ public struct ReconstructionOptions: Sendable {
     public var relocalisation = Relocaliser.Parameters()
     /// When this many frames in a row are lost (tracking and relocalisation both failed), the
     /// last of them (or the first with depth after it) starts a separate piece of map
-    /// (`MapPiece`), tracked on its own until one of its frames is relocalised in the map (by
-    /// matched keypoints or shape), when it joins the map. Not at the first lost frame: until
+    /// (`MapPiece`), tracked on its own until one of its frames is relocalised in the map, when
+    /// it joins the map. Not at the first lost frame: until
     /// then, tracking from the last pose is still tried, which recovers from a frame or two of
     /// blur or glitch. Nil: a lost camera's frames stay unfused until relocalisation finds it.
     public var newPieceAfter: Int? = 3
@@ -170,8 +170,7 @@ public final class Reconstruction {
     public struct Relocalisation: Sendable {
         public var position: Int
         public var keyframePosition: Int
-        /// Keypoint (or surface-shape) matches and RANSAC inliers behind the hypothesis (0 when
-        /// ICP started from the keyframe's own pose).
+        /// Keypoint (or surface-shape) matches and RANSAC inliers behind the hypothesis.
         public var matches: Int
         public var inliers: Int
         /// Why tracking from the last pose failed.
@@ -179,11 +178,8 @@ public final class Reconstruction {
         /// Whether the hypothesis came from surface shape (image corners found nothing).
         public var byShape = false
 
-        /// What placed the frame, for the log: "12 of 40 keypoint matches"; a hypothesis from
-        /// the ferns alone (ICP from the keyframe's pose) has none.
-        var evidence: String {
-            matches == 0 ? "ICP from the keyframe's pose" : "\(inliers) of \(matches) \(byShape ? "surface-shape" : "keypoint") matches"
-        }
+        /// What placed the frame, for the log: "12 of 40 keypoint matches".
+        var evidence: String { "\(inliers) of \(matches) \(byShape ? "surface-shape" : "keypoint") matches" }
     }
     /// Keyframes of the places seen so far, for relocalisation and global loop closure (tracking
     /// runs only).
@@ -483,25 +479,19 @@ public final class Reconstruction {
         let model = piece.fusion.predictedModel(from: piece.lastPose, intensity: usePhotometric)
         var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: piece.lastPose, threads: options.fusion.threads,
                                    frameIntensity: intensity, modelIntensity: model.intensity)
-        var rejectedJump: RigidTransform?
         if let jump = piece.history.failure(of: result, from: piece.lastPose) {
             result.failure = jump
-            rejectedJump = result.pose
         }
         let first = piece.firstPosition ?? position
-        // Only a registration of matched keypoints or surface shape, refined by ICP, places a
-        // piece: ICP from a keyframe's pose alone (the ferns' guess, often tens of centimetres
-        // away) can settle on the wrong one of two similar places, and consecutive frames then
-        // settle there alike, while a wrong join puts a second copy of the surface into the map.
         let back = result.validPixels > 0
             ? relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
-                         reason: "lost since before frame \(first), tracked in a separate piece", rejectedJump: nil, fromKeyframePoses: false)
+                         reason: "lost since before frame \(first), tracked in a separate piece")
             : nil
         // Lost by the piece too: the piece's own keyframes may place the frame in it.
         var relocalisedInPiece = false
         if let failure = result.failure, back == nil, result.validPixels > 0,
            let (found, how) = relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
-                                         reason: failure, rejectedJump: rejectedJump, in: piece) {
+                                         reason: failure, in: piece) {
             announce(how, inPiece: true)
             result = found
             relocalisedInPiece = true
@@ -638,17 +628,15 @@ public final class Reconstruction {
         let model = fusion.predictedModel(from: previous, intensity: usePhotometric)
         var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
                                    frameIntensity: liveIntensity, modelIntensity: model.intensity)
-        var rejectedJump: RigidTransform?
         if let jump = trackingHistory.failure(of: result, from: previous) {
             result.failure = jump
-            rejectedJump = result.pose
             result.pose = previous
         }
         if let failure = result.failure {
             // A frame without usable depth has nothing to register: no lookup.
             guard result.validPixels > 0,
                   let (recovered, found) = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
-                                                      position: position, reason: failure, rejectedJump: rejectedJump) else {
+                                                      position: position, reason: failure) else {
                 let lookedUp = options.relocalise && result.validPixels > 0
                 if options.relocalise, let after = options.newPieceAfter, consecutiveFailures + 1 >= after,
                    Self.usablePixels(live.pyramid) * 100 >= live.pyramid[0].normals.count {
@@ -731,29 +719,19 @@ public final class Reconstruction {
     /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by
     /// tracking the frame against the map rendered from it (no holes filled from the last live
     /// frame, which was taken elsewhere), with the tracker's own failure tests. The first that
-    /// passes is the frame's tracking result, with what placed it (`announce` records it).
-    /// A keyframe's own pose that ICP takes to within 2 cm and 1 degree of `rejectedJump` (where
-    /// tracking landed before the history check refused the jump) is refused too: from a
-    /// keyframe near the last pose, ICP finds the same wrong fit again. A registration by
-    /// keypoints or shape that ICP takes there is independent evidence and stands.
-    /// Without `fromKeyframePoses`, only registrations of matched keypoints or shape are tried.
+    /// passes is the frame's tracking result, with what placed it (`announce` records it). Every
+    /// hypothesis is a registration of matched keypoints or surface shape (`Relocaliser`): two
+    /// methods that agree, where ICP from a keyframe's pose alone would be one.
     /// With `piece`, the frame is relocalised in the piece instead, from its keyframes.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
-                            position: Int, reason: String, rejectedJump: RigidTransform?, fromKeyframePoses: Bool = true,
-                            in piece: MapPiece? = nil) -> (result: TrackingResult, found: Relocalisation)? {
+                            position: Int, reason: String, in piece: MapPiece? = nil) -> (result: TrackingResult, found: Relocalisation)? {
         guard options.relocalise, let relocaliser = piece == nil ? self.relocaliser : piece?.relocaliser else { return nil }
         let fusion = piece?.fusion ?? self.fusion
         let history = piece?.history ?? trackingHistory
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         func verify(_ hypothesis: Relocaliser.Hypothesis) -> (result: TrackingResult, found: Relocalisation)? {
-            var (result, failure) = register(live, intensity: intensity, to: fusion, from: hypothesis.worldFromCamera, history: history)
-            if failure == nil, let rejectedJump, hypothesis.matches == 0 {
-                let difference = rejectedJump.inverse * result.pose
-                if difference.translationNorm < 0.02 && difference.rotationAngle * 180 / .pi < 1 {
-                    failure = "lands where tracking's refused jump did"
-                }
-            }
+            let (result, failure) = register(live, intensity: intensity, to: fusion, from: hypothesis.worldFromCamera, history: history)
             guard failure == nil else {
                 logger.debug("relocalisation hypothesis rejected", metadata: [
                     "frame": "\(position)", "keyframe": "\(hypothesis.keyframePosition)", "ferns": "\(hypothesis.fernDissimilarity)",
@@ -763,7 +741,7 @@ public final class Reconstruction {
             return (result, Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition, matches: hypothesis.matches,
                                            inliers: hypothesis.inliers, reason: reason, byShape: hypothesis.byShape))
         }
-        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) where fromKeyframePoses || hypothesis.matches > 0 {
+        for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
             if let found = verify(hypothesis) { return found }
         }
         // Image corners found nothing that checks out: register by surface shape.

@@ -66,7 +66,7 @@ enum Summary {
                 } else if r.relocalisations.isEmpty {
                     text += r.trackingFailures.isEmpty ? ", not needed" : ", no lost frame relocalised"
                 } else {
-                    let list = r.relocalisations.prefix(5).map { "\($0.position) from keyframe \($0.keyframePosition) (\($0.matches == 0 ? "ICP from its pose" : "\($0.inliers)/\($0.matches) \($0.byShape ? "surface-shape matches" : "keypoints")"))" }
+                    let list = r.relocalisations.prefix(5).map { "\($0.position) from keyframe \($0.keyframePosition) (\($0.inliers)/\($0.matches) \($0.byShape ? "surface-shape matches" : "keypoints"))" }
                     text += "; relocalised \(r.relocalisations.count) frame\(r.relocalisations.count == 1 ? "" : "s"): " + list.joined(separator: ", ") + (r.relocalisations.count > 5 ? ", ..." : "")
                 }
                 if r.relocalisationSeconds > 0 {

@@ -7,10 +7,13 @@ import Imaging
 ///
 /// Each tracked frame is fern-encoded; a frame unlike every keyframe becomes one and keeps its
 /// pose and keypoints with depth. For a lost frame, the keyframes whose ferns are most similar
-/// are registered to it by keypoint matching and RANSAC, which gives a pose hypothesis; the
-/// most similar keyframe's own pose is one too (for frames without colour, or too few
-/// keypoints). Each hypothesis costs an ICP, so a lost frame tries at most `candidates` + 1.
-/// The caller verifies each hypothesis by ICP against the map, so a wrong one is never fused.
+/// are registered to it by keypoint matching and RANSAC, which gives a pose hypothesis. Each
+/// hypothesis costs an ICP, so a lost frame tries at most `candidates`. The caller verifies each
+/// hypothesis by ICP against the map. ElasticFusion also tries the most similar keyframe's own
+/// pose; that is no hypothesis here: ICP from a view tens of centimetres away can settle on the
+/// wrong one of two similar places and pass every check, with nothing else speaking for it
+/// (on randomly cut kitchen runs it placed the camera 0.78 m off and a piece 0.3 m off, and
+/// never placed one right that keypoints or shape did not; docs/results.md).
 ///
 /// When none of those checks out, `shapeHypotheses` registers the frame to keyframes by surface
 /// shape (FPFH and RANSAC, `PointFeatureExtractor`): corners stop matching once the camera sees
@@ -52,7 +55,7 @@ public struct Relocaliser: Sendable {
         public var keyframePosition: Int
         public var keyframeTick: Int
         public var fernDissimilarity: Double
-        /// Keypoint (or shape) matches and RANSAC inliers (0 for a keyframe's own pose).
+        /// Keypoint (or shape) matches and RANSAC inliers.
         public var matches: Int
         public var inliers: Int
         /// Whether it came from surface shape rather than image corners.
@@ -156,11 +159,7 @@ public struct Relocaliser: Sendable {
         let code = database.encode(color: color, depth: depth)
         let nearest = database.nearest(code, count: parameters.candidates)
         guard !nearest.isEmpty else { return [] }
-        let live = features(color: color, depth: depth)
-        let keyframe = database.keyframes[nearest[0].index]
-        let own = Hypothesis(worldFromCamera: keyframe.worldFromCamera, keyframePosition: keyframe.position, keyframeTick: keyframe.tick,
-                             fernDissimilarity: nearest[0].dissimilarity, matches: 0, inliers: 0)
-        return register(live, to: nearest) + [own]
+        return register(features(color: color, depth: depth), to: nearest)
     }
 
     /// Pose hypotheses for a tracked frame from keyframes taken before map time `before` (global
