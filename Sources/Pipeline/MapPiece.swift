@@ -74,11 +74,11 @@ final class MapPiece {
     }
 }
 
-/// A frame placed both in a piece and in the map (or in a piece that takes in a left one): the
-/// motion from the piece's frame of reference to the other's. A left piece, looked up from the
-/// other side, is moved only when two frames, a few run frames apart at most, give motions that
-/// agree: a single registration can land on the wrong one of two similar places (cupboard
-/// doors, a repeated shelf), and then the frames after it would not agree.
+/// A frame of the map (or of the piece being tracked) placed in a left piece: the motion from the
+/// left piece's frame of reference to the other's. A left piece is moved only when two frames, a
+/// few run frames apart at most, give motions that agree: a single registration can land on the
+/// wrong one of two similar places (cupboard doors, a repeated shelf), and then the frames after
+/// it would not agree.
 struct Placement {
     /// The frame's sequence position, and its index among the run's frames.
     var position: Int

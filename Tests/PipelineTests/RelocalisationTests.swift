@@ -279,6 +279,22 @@ final class RealRelocalisationTests: XCTestCase {
     }
 
     /// At most `maximum` left pieces are kept, those with the most frames.
+    /// Two placements of a left piece agree within 3 cm and 2 degrees, and only within 5 run frames.
+    func testPlacementsAgreeOnlyCloseInMotionAndInTime() {
+        let first = Placement(position: 100, index: 40, transform: RigidTransform.exp(rho: SIMD3(0.5, 0, 0), omega: SIMD3(0, 0.3, 0)))
+        func later(index: Int, metres: Double, degrees: Double) -> Placement {
+            Placement(position: 100 + index - 40, index: index,
+                      transform: first.transform * RigidTransform.exp(rho: SIMD3(0, metres, 0), omega: SIMD3(degrees * .pi / 180, 0, 0)))
+        }
+        XCTAssertTrue(first.isConfirmed(by: later(index: 41, metres: 0.02, degrees: 1)))
+        XCTAssertTrue(first.isConfirmed(by: later(index: 45, metres: 0, degrees: 0)), "5 run frames later")
+        XCTAssertFalse(first.isConfirmed(by: later(index: 46, metres: 0, degrees: 0)), "too late")
+        XCTAssertFalse(first.isConfirmed(by: later(index: 41, metres: 0.04, degrees: 0)), "4 cm apart")
+        XCTAssertFalse(first.isConfirmed(by: later(index: 41, metres: 0, degrees: 2.5)), "2.5 degrees apart")
+        XCTAssertFalse(first.hasExpired(at: 45))
+        XCTAssertTrue(first.hasExpired(at: 46))
+    }
+
     func testOnlyTheLargestLeftPiecesAreKept() {
         var kept: [Reconstruction.LeftPiece] = []
         var dropped: [Int] = []
