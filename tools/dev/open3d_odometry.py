@@ -22,18 +22,13 @@ import open3d as o3d
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from open3d_reference import select_frames, seven_scenes  # noqa: E402
+from trajectory_alignment import aligned_errors  # noqa: E402
 
 
 def ate_rmse(estimated, truth):
     """RMSE of the translations after the least-squares rigid alignment (Umeyama, no scale)."""
-    a = np.array([p[:3, 3] for p in estimated])
-    b = np.array([p[:3, 3] for p in truth])
-    ma, mb = a.mean(0), b.mean(0)
-    u, _, vt = np.linalg.svd((b - mb).T @ (a - ma))
-    d = np.sign(np.linalg.det(u @ vt))
-    R = u @ np.diag([1, 1, d]) @ vt
-    aligned = (R @ (a - ma).T).T + mb
-    return float(np.sqrt(((aligned - b) ** 2).sum(1).mean()))
+    errors = aligned_errors([p[:3, 3] for p in estimated], [p[:3, 3] for p in truth])
+    return float(np.sqrt((errors ** 2).mean()))
 
 
 def main():

@@ -26,6 +26,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trajectory_alignment import aligned_errors  # noqa: E402
+
 
 def make(seed, source, work, count):
     rng = random.Random(seed)
@@ -60,13 +63,7 @@ def errors(trajectory, folder):
         position = int(round(float(row[0])))   # 7-Scenes timestamps are the frame positions
         estimated.append([float(x) for x in row[1:4]])
         truth.append(np.loadtxt(os.path.join(folder, f"frame-{position:06d}.pose.txt"))[:3, 3])
-    e, g = np.array(estimated), np.array(truth)
-    me, mg = e.mean(0), g.mean(0)
-    u, _, vt = np.linalg.svd((e - me).T @ (g - mg))
-    d = np.eye(3)
-    d[2, 2] = np.sign(np.linalg.det(vt.T @ u.T))
-    rotation = vt.T @ d @ u.T
-    return np.linalg.norm((rotation @ (e - me).T).T + mg - g, axis=1)
+    return aligned_errors(estimated, truth)
 
 
 def seeds(text):
