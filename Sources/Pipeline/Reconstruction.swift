@@ -490,9 +490,8 @@ public final class Reconstruction {
         // Lost by the piece too: the piece's own keyframes may place the frame in it.
         var relocalisedInPiece = false
         if let failure = result.failure, back == nil, result.validPixels > 0,
-           let (found, how) = relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
-                                         reason: failure, in: piece) {
-            announce(how, inPiece: true)
+           let found = relocalise(live: live.pyramid, intensity: intensity, color: frame.color, depth: depth, position: position,
+                                  reason: failure, in: piece) {
             result = found
             relocalisedInPiece = true
         }
@@ -501,10 +500,9 @@ public final class Reconstruction {
             // it does not count towards leaving the piece.
             if result.validPixels > 0 { piece.consecutiveFailures += 1 }
             if let back {
-                announce(back.found)
                 logger.warning("frame \(position) was relocalised in the map but the piece that began at frame \(first) could not track it (\(failure)): the piece is left out")
                 leave(piece)
-                return back.result
+                return back
             }
             notFused(position, "the separate piece lost it too: \(failure)", warning: { "frame \(position) not fused: \($0)" })
             if piece.consecutiveFailures >= (options.newPieceAfter ?? 1) {
@@ -526,7 +524,7 @@ public final class Reconstruction {
                 merge(placed.waiting, into: piece, at: position, transformedBy: placed.transform, firstPlacedAt: placed.firstPlacedAt)
             }
         }
-        if let back { join(piece, at: position, found: back.found, mapPose: back.result.pose, piecePose: result.pose) }
+        if let back { join(piece, at: position, mapPose: back.pose, piecePose: result.pose) }
         return nil
     }
 
@@ -547,10 +545,9 @@ public final class Reconstruction {
         logger.debug("fused into the separate piece", metadata: ["frame": "\(position)", "surfels": "\(report.surfelCount)"])
     }
 
-    /// Moves the piece into the map by the motion between the two poses of one frame (`found`
-    /// placed it in the map), with its keyframes and poses; the map goes on from that frame.
-    private func join(_ piece: MapPiece, at position: Int, found: Relocalisation, mapPose: RigidTransform, piecePose: RigidTransform) {
-        announce(found)
+    /// Moves the piece into the map by the motion between the two poses of one frame, with its
+    /// keyframes and poses; the map goes on from that frame.
+    private func join(_ piece: MapPiece, at position: Int, mapPose: RigidTransform, piecePose: RigidTransform) {
         let transform = mapPose * piecePose.inverse
         let offset = fusion.absorb(piece.fusion, transformedBy: transform)
         if let keyframes = piece.relocaliser {
@@ -635,8 +632,8 @@ public final class Reconstruction {
         if let failure = result.failure {
             // A frame without usable depth has nothing to register: no lookup.
             guard result.validPixels > 0,
-                  let (recovered, found) = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
-                                                      position: position, reason: failure) else {
+                  let recovered = relocalise(live: live.pyramid, intensity: liveIntensity, color: frame.color, depth: depth,
+                                             position: position, reason: failure) else {
                 let lookedUp = options.relocalise && result.validPixels > 0
                 if options.relocalise, let after = options.newPieceAfter, consecutiveFailures + 1 >= after,
                    Self.usablePixels(live.pyramid) * 100 >= live.pyramid[0].normals.count {
@@ -649,7 +646,6 @@ public final class Reconstruction {
                 })
                 return nil
             }
-            announce(found)
             return (recovered, true)
         }
         return (result, false)
@@ -719,18 +715,18 @@ public final class Reconstruction {
     /// Tries the relocaliser's hypotheses for a frame whose tracking failed: each is verified by
     /// tracking the frame against the map rendered from it (no holes filled from the last live
     /// frame, which was taken elsewhere), with the tracker's own failure tests. The first that
-    /// passes is the frame's tracking result, with what placed it (`announce` records it). Every
+    /// passes is the frame's tracking result, and is logged (and listed for the summary). Every
     /// hypothesis is a registration of matched keypoints or surface shape (`Relocaliser`): two
     /// methods that agree, where ICP from a keyframe's pose alone would be one.
     /// With `piece`, the frame is relocalised in the piece instead, from its keyframes.
     private func relocalise(live: [VertexNormalMap], intensity: [IntensityMap]?, color: ColorImage?, depth: DepthImage,
-                            position: Int, reason: String, in piece: MapPiece? = nil) -> (result: TrackingResult, found: Relocalisation)? {
+                            position: Int, reason: String, in piece: MapPiece? = nil) -> TrackingResult? {
         guard options.relocalise, let relocaliser = piece == nil ? self.relocaliser : piece?.relocaliser else { return nil }
         let fusion = piece?.fusion ?? self.fusion
         let history = piece?.history ?? trackingHistory
         let start = DispatchTime.now().uptimeNanoseconds
         defer { relocalisationSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        func verify(_ hypothesis: Relocaliser.Hypothesis) -> (result: TrackingResult, found: Relocalisation)? {
+        func verify(_ hypothesis: Relocaliser.Hypothesis) -> TrackingResult? {
             let (result, failure) = register(live, intensity: intensity, to: fusion, from: hypothesis.worldFromCamera, history: history)
             guard failure == nil else {
                 logger.debug("relocalisation hypothesis rejected", metadata: [
@@ -738,17 +734,18 @@ public final class Reconstruction {
                     "\(hypothesis.byShape ? "shape" : "keypoints")": "\(hypothesis.inliers)/\(hypothesis.matches)", "icp": "\(failure ?? "")"])
                 return nil
             }
-            return (result, Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition, matches: hypothesis.matches,
-                                           inliers: hypothesis.inliers, reason: reason, byShape: hypothesis.byShape))
+            announce(Relocalisation(position: position, keyframePosition: hypothesis.keyframePosition, matches: hypothesis.matches,
+                                    inliers: hypothesis.inliers, reason: reason, byShape: hypothesis.byShape), inPiece: piece != nil)
+            return result
         }
         for hypothesis in relocaliser.hypotheses(color: color, depth: depth) {
-            if let found = verify(hypothesis) { return found }
+            if let result = verify(hypothesis) { return result }
         }
         // Image corners found nothing that checks out: register by surface shape.
         let shaped = piece == nil ? self.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads)
                                   : piece?.relocaliser?.shapeHypotheses(depth: depth, threads: options.fusion.threads)
         for hypothesis in shaped ?? [] {
-            if let found = verify(hypothesis) { return found }
+            if let result = verify(hypothesis) { return result }
         }
         return nil
     }
