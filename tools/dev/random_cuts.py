@@ -82,6 +82,7 @@ def main():
     parser.add_argument("--work", default="/tmp/random-cuts")
     parser.add_argument("--tag", default="run", help="prefix of the output files in --work")
     args = parser.parse_args()
+    args.sequence = os.path.abspath(args.sequence)   # the links are made in another folder
     count = len([n for n in os.listdir(args.sequence) if n.endswith(".depth.png")])
     for seed in args.seeds:
         folder, stretches, n = make(seed, args.sequence, args.work, count)
