@@ -18,7 +18,9 @@ import Mapping
 /// ends when `newPieceAfter` (3) frames with depth in a row are lost to it, or when the map
 /// finds the camera on a frame the piece could not track. Systems after
 /// ElasticFusion keep several such maps and merge any two that meet (ORB-SLAM's atlas); here a
-/// left piece meets the map or the piece being tracked, and two left pieces never meet.
+/// left piece meets the map or the piece being tracked, and two left pieces never meet. When the
+/// run ends, the largest left piece becomes the map if it has more frames
+/// (`Reconstruction.promotedPiece`).
 final class MapPiece {
     /// A frame fused into the piece, in the piece's frame.
     struct FusedFrame {
@@ -118,6 +120,12 @@ public struct MapPieceReport: Sendable {
     /// Whether the piece joined after it had been left: the map, tracking on, came to surface
     /// the piece holds (`joinedAt` is then that later frame).
     public var joinedLater = false
+
+    /// Whether this left piece had more frames than the map when the run ended, and so became
+    /// the map (`Reconstruction.promoteLargestPiece`).
+    public var becameTheMap = false
+    /// Whether this is the map the run began with, left beside a larger piece that became the map.
+    public var wasTheMap = false
 
     /// "first-last", as the files of a left piece are named (`<map>.piece-<first>-<last>.ply`).
     public var frameRange: String { "\(firstPosition)-\(lastPosition)" }

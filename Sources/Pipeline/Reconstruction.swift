@@ -83,7 +83,9 @@ public final class Reconstruction {
     public let source: FrameSource
     public let predictor: Predictor?
     public let options: ReconstructionOptions
-    public let fusion: SurfelFusion
+    /// The map's fusion: the run's own, or a larger piece's that became the map when the run
+    /// ended (`promotedPiece`).
+    public private(set) var fusion: SurfelFusion
     public var map: SurfelMap { fusion.map }
     public var classSet: ClassSet? { predictor?.classSet }
 
@@ -117,7 +119,8 @@ public final class Reconstruction {
     public private(set) var framesWithoutPredictedDepth = 0
     /// Per-frame prediction accuracy against ground-truth labels, where the sequence has them.
     public private(set) var perFrameAccuracy = AccuracyCount()
-    /// Seconds per fused frame (fusion + labels, excluding reading and prediction).
+    /// Seconds per fused frame (fusion + labels, excluding reading and prediction), entry by
+    /// entry with `trajectory`.
     public private(set) var fusionSeconds: [Double] = []
     public private(set) var stageTimings = SurfelFusion.StageTimings()
     public private(set) var totalSeconds = 0.0
@@ -130,7 +133,7 @@ public final class Reconstruction {
     /// (they were fused).
     public private(set) var relocalisations: [Relocalisation] = []
     /// Pieces of map tracked on their own while the camera was lost (`newPieceAfter`), joined to
-    /// the map or not, in order.
+    /// the map or not, in order; after `promoteLargestPiece`, first the map the run began with.
     public private(set) var pieces: [MapPieceReport] = []
     /// The pieces that never joined the map, with their surfels and poses in their own frame
     /// (written next to the map by `semfuse reconstruct`: the surface they hold was seen, but
@@ -139,14 +142,18 @@ public final class Reconstruction {
     /// frames: a run that keeps losing the camera (wrong intrinsics or depth scale, say) must
     /// not fill memory and the output folder with fragments. Until the run ends, each of the
     /// map's frames is looked up in their keyframes, and a piece the map comes to joins it then.
+    /// When the largest became the map (`promotedPiece`), the map the run began with is among them.
     public var leftPieces: [LeftPiece] {
-        waitingPieces.map { LeftPiece(report: $0.report, map: $0.piece.fusion.map, trajectory: $0.piece.frames.map { ($0.timestamp, $0.pose) }) }
+        waitingPieces.map { LeftPiece(report: $0.report, map: $0.piece.fusion.map, trajectory: $0.piece.frames.map { ($0.timestamp, $0.pose) },
+                                      positions: $0.piece.frames.map(\.position)) }
     }
     public static let minimumKeptPiece = 10, maximumKeptPieces = 8
     public struct LeftPiece {
         public var report: MapPieceReport
         public var map: SurfelMap
         public var trajectory: [(timestamp: Double, pose: RigidTransform)]
+        /// The sequence position of each trajectory entry.
+        public var positions: [Int]
     }
     /// The piece being tracked now, if the camera is lost from the map.
     private var piece: MapPiece?
@@ -248,6 +255,7 @@ public final class Reconstruction {
         defer {
             totalSeconds = Date().timeIntervalSince(start)
             if let piece { leave(piece) }
+            promoteLargestPiece()
             if let worst = worstPoseDeviation {
                 // Real ground truth is stored to ~1e-4 (7-Scenes); how far it was is worth a look
                 // when results surprise, not worth a line on every run.
@@ -406,6 +414,7 @@ public final class Reconstruction {
         rawTrajectory = order.map { rawTrajectory[$0] }
         trajectoryTicks = order.map { trajectoryTicks[$0] }
         trajectoryPositions = order.map { trajectoryPositions[$0] }
+        fusionSeconds = order.map { fusionSeconds[$0] }
         let pairs = scoredIndices.indices.sorted { newIndex[scoredIndices[$0]] < newIndex[scoredIndices[$1]] }
         groundTruthTrajectory = pairs.map { groundTruthTrajectory[$0] }
         scoredIndices = pairs.map { newIndex[scoredIndices[$0]] }
@@ -587,6 +596,62 @@ public final class Reconstruction {
         kept.append(piece)
         guard kept.count > maximum, let smallest = kept.indices.min(by: { kept[$0][keyPath: frames] < kept[$1][keyPath: frames] }) else { return nil }
         return kept.remove(at: smallest)
+    }
+
+    /// The left piece that became the map when the run ended (`promoteLargestPiece`), if one did.
+    public var promotedPiece: MapPieceReport? { pieces.first { $0.becameTheMap } }
+
+    /// When the run ends with a left piece of more fused frames than the map, that piece becomes
+    /// the map and the map the run began with is left beside it, as a piece. A camera lost early
+    /// whose piece tracked most of the sequence without ever meeting the first frames' surface
+    /// would otherwise leave those few frames as the map (the `-o` file, the trajectory, the score)
+    /// and the bulk of the scene beside it. Each keeps its surfels, keyframes and poses, in its own
+    /// frame; frames count as fused only in the map. The relocalisations and loop closures listed
+    /// stay as they happened, in the map the run began with (pieces do not close loops).
+    private func promoteLargestPiece() {
+        guard let k = waitingPieces.indices.max(by: { waitingPieces[$0].piece.frames.count < waitingPieces[$1].piece.frames.count }),
+              waitingPieces[k].piece.frames.count > framesFused,
+              let first = trajectoryPositions.min(), let last = trajectoryPositions.max() else { return }
+        let promoted = waitingPieces.remove(at: k)
+        // The map so far, as a left piece: its frames with their poses, map times and ground truth.
+        let former = MapPiece(fusion: fusion, relocaliser: relocaliser, startPose: lastPose ?? .identity)
+        var truth: [Int: RigidTransform] = [:]
+        for (j, index) in scoredIndices.enumerated() { truth[index] = groundTruthTrajectory[j].pose }
+        let truthErrors = Dictionary(groundTruthLeftOut.map { ($0.position, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        for i in trajectory.indices {
+            former.record(MapPiece.FusedFrame(position: trajectoryPositions[i], timestamp: trajectory[i].timestamp, pose: trajectory[i].pose,
+                                              tick: trajectoryTicks[i], seconds: fusionSeconds[i], truth: truth[i],
+                                              truthError: truthErrors[trajectoryPositions[i]]))
+        }
+        former.timings = stageTimings
+        former.keyframeSeconds = keyframeSeconds
+        fusion.releaseWorkspace()
+        relocaliser?.trackingRecovered()
+
+        let range = promoted.report.frameRange
+        let inPromoted = Set(promoted.piece.frames.map(\.position))
+        trackingFailures.removeAll { inPromoted.contains($0.position) }
+        let reason = "fused into the map the run began with (frames \(first)-\(last)), written beside the larger piece of frames \(range) that became the map"
+        trackingFailures += former.frames.map { ($0.position, reason) }
+        trackingFailures.sort { $0.position < $1.position }
+
+        fusion = promoted.piece.fusion
+        relocaliser = promoted.piece.relocaliser
+        trajectory = []; rawTrajectory = []; trajectoryTicks = []; trajectoryPositions = []; tickOfPosition = [:]
+        fusionSeconds = []; framesFused = 0
+        groundTruthTrajectory = []; scoredIndices = []; groundTruthLeftOut = []
+        stageTimings = SurfelFusion.StageTimings(); keyframeSeconds = 0
+        takeFrames(of: promoted.piece, transformedBy: .identity, tickOffset: 0)
+        lastPose = promoted.piece.lastPose
+
+        if let j = pieces.firstIndex(where: { $0.firstPosition == promoted.report.firstPosition }) { pieces[j].becameTheMap = true }
+        var report = MapPieceReport(firstPosition: first, lastPosition: last, frames: former.frames.count, surfels: former.fusion.map.count,
+                                    joinedAt: nil)
+        report.kept = true
+        report.wasTheMap = true
+        pieces.insert(report, at: 0)   // the map began before any piece
+        waitingPieces.insert(WaitingPiece(report: report, piece: former), at: 0)
+        logger.notice("the separate piece of frames \(range) (\(framesFused) frames) never met the map and is larger than it (frames \(first)-\(last), \(former.frames.count) frames): it is written as the map, and the map the run began with beside it as a piece")
     }
 
     /// Gives up a piece that did not join the map: its frames were not fused into the map, and are

@@ -217,7 +217,8 @@ public enum ReconstructionJob {
         try PLYWriter.write(cloud, to: output, format: request.ascii ? .ascii : .binaryLittleEndian, comments: comments)
         try TUMTrajectory.write(reconstruction.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: trajectoryURL,
                                 comment: "semfuse trajectory of \(source.name): timestamp tx ty tz qx qy qz qw (camera-to-world)"
-                                    + (reconstruction.loopClosures.isEmpty ? "" : "; corrected by \(reconstruction.loopClosures.count) loop closures"))
+                                    + (reconstruction.loopClosures.isEmpty || reconstruction.promotedPiece != nil ? "" : "; corrected by \(reconstruction.loopClosures.count) loop closures")
+                                    + (reconstruction.promotedPiece.map { "; the frames of the piece \($0.frameRange), which became the map (larger than the map the run began with)" } ?? ""))
         if let raw = request.rawTrajectory {
             try TUMTrajectory.write(reconstruction.rawTrajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: raw,
                                     comment: "semfuse trajectory of \(source.name) as tracked, before loop closures: timestamp tx ty tz qx qy qz qw (camera-to-world)")
@@ -237,10 +238,13 @@ public enum ReconstructionJob {
             let pieceTrajectory = folder.appendingPathComponent(name + ".trajectory.txt")
             do {
                 try PLYWriter.write(pieceCloud, to: pieceURL, format: request.ascii ? .ascii : .binaryLittleEndian,
-                                    comments: comments + ["a separate piece: frames \(range), tracked while the camera was lost from the map; its own frame, not the map's"])
+                                    comments: comments + [pieceComment(left.report)])
                 try TUMTrajectory.write(left.trajectory.map { StampedPose(timestamp: $0.timestamp, pose: $0.pose) }, to: pieceTrajectory,
-                                        comment: "semfuse trajectory of a separate piece of \(source.name) (frames \(range)), in the piece's own frame: timestamp tx ty tz qx qy qz qw (camera-to-world)")
-                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of the separate piece of frames \(range) (its own frame: nothing placed it in the map), and its trajectory \(pieceTrajectory.lastPathComponent)")
+                                        comment: "semfuse trajectory of \(left.report.wasTheMap ? "the map the run of \(source.name) began with" : "a separate piece of \(source.name)") (frames \(range)), in its own frame: timestamp tx ty tz qx qy qz qw (camera-to-world)")
+                pieceLines.append("Wrote \(pieceURL.path): \(pieceCloud.count) points of "
+                                  + (left.report.wasTheMap ? "the map the run began with (frames \(range)), smaller than the piece that became the map"
+                                                           : "the separate piece of frames \(range)")
+                                  + " (its own frame: nothing placed it in the map), and its trajectory \(pieceTrajectory.lastPathComponent)")
             } catch {
                 logger.error("separate piece not written: \(error)")
                 pieceLines.append("Separate piece of frames \(range) not written: \(error)")
@@ -309,7 +313,7 @@ public enum ReconstructionJob {
                                                         includeProbabilities: predictor != nil)
                 do {
                     let lines = try MeshWriter.write(pieceSurfels, source: "separate piece of frames \(range)", request: pieceRequest,
-                                                     comments: comments + ["a separate piece: frames \(range), in its own frame, not the map's"])
+                                                     comments: comments + [pieceComment(left.report)])
                     summary += "\n" + (lines.first ?? "Wrote \(pieceRequest.output.path)")
                 } catch {
                     logger.error("mesh of the separate piece of frames \(range) not written: \(error)")
@@ -324,6 +328,14 @@ public enum ReconstructionJob {
         }
         return ReconstructionResult(outcome: outcome, reconstruction: reconstruction, output: output, trajectory: trajectoryURL,
                                     pointCount: cloud.count, summary: summary)
+    }
+
+    /// The PLY comment of a piece written beside the map (`frames fused` in the comments before it
+    /// is the map's).
+    static func pieceComment(_ report: MapPieceReport) -> String {
+        report.wasTheMap
+            ? "the map the run began with: frames \(report.frameRange) (\(report.frames) fused), smaller than the piece that became the map; its own frame, not the map's"
+            : "a separate piece: frames \(report.frameRange) (\(report.frames) fused), tracked while the camera was lost from the map; its own frame, not the map's"
     }
 
     static func makePredictor(_ request: ReconstructionRequest, source: FrameSource,

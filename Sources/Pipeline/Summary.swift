@@ -8,11 +8,17 @@ enum Summary {
     /// those not kept, in one count: a run that keeps losing the camera makes many small ones.
     static func pieces(_ pieces: [MapPieceReport]) -> String {
         let listed = pieces.filter { $0.joinedAt != nil || $0.kept }
+        // Pieces join the map being tracked; when a piece became the map at the end, that was the first one.
+        let joinedMap = pieces.contains { $0.becameTheMap } ? "the map the run began with" : "the map"
         var parts = listed.prefix(5).map { p -> String in
             var text = "frames \(p.frameRange) (\(p.frames) fused)"
-            if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
-                text += String(format: p.joinedLater ? " left, then joined the map at frame %d when the map came to its surface (moved %.0f mm / %.1f deg)"
-                                                     : " joined the map at frame %d (moved %.0f mm / %.1f deg)", joined, metres * 1000, degrees)
+            if p.becameTheMap {
+                text += " never met the map the run began with and, larger, became the map"
+            } else if p.wasTheMap {
+                text += ", the map the run began with, smaller than the piece that became the map, kept as a map of its own"
+            } else if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
+                text += String(format: p.joinedLater ? " left, then joined %@ at frame %d when the camera came back to its surface (moved %.0f mm / %.1f deg)"
+                                                     : " joined %@ at frame %d (moved %.0f mm / %.1f deg)", joinedMap, joined, metres * 1000, degrees)
             } else {
                 text += " never placed in the map, kept as a map of its own"
             }
@@ -53,9 +59,15 @@ enum Summary {
             let weight = r.options.tracking.photometricWeight
             var line = "  poses: tracked (frame-to-model ICP, " + (r.options.tracking.depthNoise == nil ? "uniform weights" : "depth-noise weights")
                 + (weight > 0 ? String(format: ", photometric term weight %g", weight) : "") + ")"
-            if !r.trackingFailures.isEmpty {
-                let list = r.trackingFailures.prefix(5).map { "\($0.position)" }.joined(separator: ", ")
-                line += "; tracking FAILED on \(r.trackingFailures.count) frames (\(list)\(r.trackingFailures.count > 5 ? ", ..." : "")), not fused"
+            // Frames of the pieces written beside the map were fused there; the others nowhere.
+            let beside = Set(r.leftPieces.flatMap(\.positions))
+            let lost = r.trackingFailures.filter { !beside.contains($0.position) }
+            if !lost.isEmpty {
+                let list = lost.prefix(5).map { "\($0.position)" }.joined(separator: ", ")
+                line += "; tracking FAILED on \(lost.count) frames (\(list)\(lost.count > 5 ? ", ..." : "")), not fused"
+            }
+            if !beside.isEmpty {
+                line += "; \(beside.count) frames not in the map are in the pieces written beside it"
             }
             lines.append(line)
             if let relocaliser = r.relocaliser {
@@ -76,6 +88,9 @@ enum Summary {
             }
             if !r.pieces.isEmpty {
                 lines.append("  separate pieces (tracked while lost): " + Self.pieces(r.pieces))
+            }
+            if let promoted = r.promotedPiece, !r.relocalisations.isEmpty || !r.loopClosures.isEmpty {
+                lines.append("  (the relocalisations and loop closures listed here were in the map the run began with, not in the piece of frames \(promoted.frameRange) written as the map)")
             }
             if r.options.loopClosure {
                 var text = "  loop closure: "

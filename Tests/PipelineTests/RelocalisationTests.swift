@@ -146,6 +146,50 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertTrue(result.summary.contains("never placed in the map"), result.summary)
     }
 
+    /// Frames 0-19, then 420-459: as above, but the piece that never meets the map (frames 22-59)
+    /// holds more frames than the map. It becomes the map (the `-o` file, the trajectory, the
+    /// score), and the map the run began with is written beside it as a piece, with its poses.
+    func testAPieceLargerThanTheMapBecomesTheMap() throws {
+        let url = try sequence(Array(0..<20) + Array(420..<460))
+        var request = ReconstructionRequest(sequence: url)
+        request.poses = .track
+        request.labels = LabelChoice.none
+        request.fusion.keepConfidence = 1
+        request.preview = false
+        let folder = try SharedData.temporaryDirectory(self, name: "promoted")
+        request.output = folder.appendingPathComponent("map.ply")
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.outcome.isSuccess)
+        let r = result.reconstruction
+        let promoted = try XCTUnwrap(r.promotedPiece, result.summary)
+        XCTAssertEqual(promoted.frameRange, "22-59")
+        XCTAssertEqual(r.framesFused, 38)
+        XCTAssertEqual(r.trajectory.count, 38)
+        XCTAssertEqual(r.rawTrajectory.count, 38)
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
+        XCTAssertEqual(ate.count, 38, "the score is the new map's")
+        XCTAssertLessThan(ate.rmse, 0.02)
+        // The map the run began with, beside it: its 20 frames, its surfels, its poses.
+        let former = try XCTUnwrap(r.leftPieces.first)
+        XCTAssertTrue(former.report.wasTheMap)
+        XCTAssertEqual(former.positions, Array(0..<20))
+        XCTAssertEqual(r.leftPieces.count, 1)
+        XCTAssertEqual(r.trackingFailures.map(\.position), Array(0..<22), "frames 20, 21 lost; 0-19 are not in the map")
+        let written = try PLYReader.read(folder.appendingPathComponent("map.ply")).pointCloud()
+        XCTAssertEqual(written.count, r.map.stableCount(threshold: 1))
+        let beside = try PLYReader.read(folder.appendingPathComponent("map.piece-0-19.ply")).pointCloud()
+        XCTAssertEqual(beside.count, former.map.stableCount(threshold: 1))
+        XCTAssertGreaterThan(beside.count, 1000)
+        let formerPoses = try TUMTrajectory.read(folder.appendingPathComponent("map.piece-0-19.trajectory.txt"))
+        XCTAssertEqual(formerPoses.count, 20)
+        // The first map started at frame 0's ground-truth pose, and keeps it.
+        let truth0 = try XCTUnwrap(try SequenceLoader.open(url).frame(at: 0).worldFromCamera)
+        XCTAssertLessThan((formerPoses[0].pose.translation - truth0.translation).length, 1e-6)
+        XCTAssertEqual(try TUMTrajectory.read(folder.appendingPathComponent("map.trajectory.txt")).count, 38)
+        XCTAssertTrue(result.summary.contains("became the map"), result.summary)
+        XCTAssertTrue(result.summary.contains("tracking FAILED on 2 frames (20, 21)"), result.summary)
+    }
+
     /// Frames 0-49, 200-219, then 30-49 again: the piece of frames 52-69 cannot track the jump
     /// back, but the map finds the camera at once. With no frame placed in both, nothing says
     /// where the piece lies: it is left (kept, 18 frames), and the map goes on.
@@ -188,19 +232,20 @@ final class RealRelocalisationTests: XCTestCase {
 
     /// Frames 0-29, 420-449, then 421-430 again: the piece (in surface the map never saw) cannot
     /// track the jump back, and its own keyframes place the frame in it, so it goes on as one
-    /// piece of 38 frames whose poses agree with the ground truth.
+    /// piece of 38 frames whose poses agree with the ground truth. Larger than the map of frames
+    /// 0-29, it becomes the map when the run ends.
     func testAPieceRelocalisesInItself() throws {
         let url = try sequence(Array(0..<30) + Array(420..<450) + Array(421..<431))
         let r = try track(url, relocalise: true, keepConfidence: 1)
-        XCTAssertEqual(r.pieces.count, 1, "\(r.pieces)")
-        let left = try XCTUnwrap(r.leftPieces.first)
-        XCTAssertEqual(left.report.firstPosition, 32)
-        XCTAssertEqual(left.report.lastPosition, 69)
-        XCTAssertEqual(left.trajectory.count, 38, "every frame from 32 on, the jump back included")
-        let source = try SequenceLoader.open(url)
-        let truth = try (32..<70).map { try XCTUnwrap(source.frame(at: $0).worldFromCamera) }
-        let ate = try XCTUnwrap(AbsoluteTrajectoryError(estimated: left.trajectory.map(\.pose), groundTruth: truth))
+        XCTAssertEqual(r.pieces.count, 2, "the piece, and the map the run began with: \(r.pieces)")
+        let piece = try XCTUnwrap(r.promotedPiece)
+        XCTAssertEqual(piece.firstPosition, 32)
+        XCTAssertEqual(piece.lastPosition, 69)
+        XCTAssertEqual(r.trajectory.count, 38, "every frame from 32 on, the jump back included")
+        XCTAssertEqual(r.leftPieces.map(\.report.frameRange), ["0-29"])
+        let ate = try XCTUnwrap(r.absoluteTrajectoryError)
         print("piece 32-69 with a jump back: \(ate)")
+        XCTAssertEqual(ate.count, 38)
         XCTAssertLessThan(ate.rmse, 0.02)
     }
 
@@ -273,9 +318,21 @@ final class RealRelocalisationTests: XCTestCase {
         let small = (0..<3).map { MapPieceReport(firstPosition: 300 + 10 * $0, lastPosition: 302 + 10 * $0, frames: 3, surfels: 1) }
         let text = Summary.pieces([joined] + small + [later, left])
         XCTAssertEqual(text, "frames 10-39 (30 fused) joined the map at frame 39 (moved 500 mm / 10.0 deg); "
-                       + "frames 60-79 (20 fused) left, then joined the map at frame 200 when the map came to its surface (moved 250 mm / 5.0 deg); "
+                       + "frames 60-79 (20 fused) left, then joined the map at frame 200 when the camera came back to its surface (moved 250 mm / 5.0 deg); "
                        + "frames 90-101 (12 fused) never placed in the map, kept as a map of its own; "
                        + "3 never placed in the map and not kept (9 frames in all; kept are pieces of 10 frames or more, the 8 largest)")
+
+        // A left piece larger than the map became the map: the pieces that joined before joined the first map.
+        var former = MapPieceReport(firstPosition: 0, lastPosition: 39, frames: 35, surfels: 1)
+        former.kept = true
+        former.wasTheMap = true
+        var promoted = MapPieceReport(firstPosition: 90, lastPosition: 199, frames: 110, surfels: 1)
+        promoted.kept = true
+        promoted.becameTheMap = true
+        XCTAssertEqual(Summary.pieces([former, joined, promoted]),
+                       "frames 0-39 (35 fused), the map the run began with, smaller than the piece that became the map, kept as a map of its own; "
+                       + "frames 10-39 (30 fused) joined the map the run began with at frame 39 (moved 500 mm / 10.0 deg); "
+                       + "frames 90-199 (110 fused) never met the map the run began with and, larger, became the map")
     }
 
     /// At most `maximum` left pieces are kept, those with the most frames.
@@ -300,7 +357,7 @@ final class RealRelocalisationTests: XCTestCase {
         var dropped: [Int] = []
         for (k, frames) in [12, 30, 11, 50, 11, 40, 13].enumerated() {
             let report = MapPieceReport(firstPosition: k * 100, lastPosition: k * 100 + frames - 1, frames: frames, surfels: 0)
-            if let gone = Reconstruction.keep(Reconstruction.LeftPiece(report: report, map: SurfelMap(classCount: 0), trajectory: []),
+            if let gone = Reconstruction.keep(Reconstruction.LeftPiece(report: report, map: SurfelMap(classCount: 0), trajectory: [], positions: []),
                                               in: &kept, maximum: 4, frames: \.report.frames) {
                 dropped.append(gone.report.frames)
             }
