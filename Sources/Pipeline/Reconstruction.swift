@@ -620,7 +620,7 @@ public final class Reconstruction {
         let truthErrors = Dictionary(groundTruthLeftOut.map { ($0.position, $0.reason) }, uniquingKeysWith: { a, _ in a })
         for i in trajectory.indices {
             former.record(MapPiece.FusedFrame(position: trajectoryPositions[i], timestamp: trajectory[i].timestamp, pose: trajectory[i].pose,
-                                              tick: trajectoryTicks[i], seconds: fusionSeconds[i], truth: truth[i],
+                                              tick: trajectoryTicks[i], seconds: fusionSeconds.indices.contains(i) ? fusionSeconds[i] : 0, truth: truth[i],
                                               truthError: truthErrors[trajectoryPositions[i]]))
         }
         former.timings = stageTimings
