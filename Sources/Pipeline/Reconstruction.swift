@@ -114,7 +114,13 @@ public final class Reconstruction {
     /// Sequence position → map time of the fused frames, for moving keyframes with the map.
     private var tickOfPosition: [Int: Int] = [:]
     public private(set) var framesFused = 0
+    /// Frames fused (into the map or a piece) with class probabilities from the predictor.
     public private(set) var framesWithPrediction = 0
+    /// Their sequence positions, to count those whose labels are in the map.
+    private var predictedPositions = Set<Int>()
+    /// Frames of the map whose class probabilities were fused into it (those of a piece left
+    /// beside the map are in that piece).
+    public var framesWithPredictionInMap: Int { trajectoryPositions.reduce(0) { $0 + (predictedPositions.contains($1) ? 1 : 0) } }
     /// Frames skipped because fusion uses predicted depth and the predictor did not run on them.
     public private(set) var framesWithoutPredictedDepth = 0
     /// Per-frame prediction accuracy against ground-truth labels, where the sequence has them.
@@ -375,7 +381,7 @@ public final class Reconstruction {
                                       code: code)
             keyframeSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
-        score(prediction, against: frame)
+        score(prediction, against: frame, position: position)
         let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
                                           probabilities: prediction?.probabilities, source: where_, filteredDepth: filtered)
         framesFused += 1
@@ -421,9 +427,10 @@ public final class Reconstruction {
     }
 
     /// Counts a frame's prediction and scores it against the frame's ground-truth labels.
-    private func score(_ prediction: Prediction?, against frame: Frame) {
+    private func score(_ prediction: Prediction?, against frame: Frame, position: Int) {
         if let probabilities = prediction?.probabilities {
             framesWithPrediction += 1
+            predictedPositions.insert(position)
             // Score the predictor against ground truth (not ground truth against itself), in the
             // class set the map uses.
             var base = predictor
@@ -539,7 +546,7 @@ public final class Reconstruction {
 
     private func fuse(_ frame: Frame, into piece: MapPiece, position: Int, where source: String, depth: DepthImage, prediction: Prediction?,
                       pose: RigidTransform, filtered: [Float]) throws {
-        score(prediction, against: frame)
+        score(prediction, against: frame, position: position)
         let report = try piece.fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
                                                 probabilities: prediction?.probabilities, source: source, filteredDepth: filtered)
         piece.timings = piece.timings + report.timings

@@ -47,7 +47,9 @@ enum Summary {
             lines.append("  \(r.framesFused) of \(selected) frames fused before the failure; the map so far was written.")
         }
         if let predictor = r.predictor {
-            var line = "  labels: \(predictor.name), \(predictor.classSet.name), on \(r.framesWithPrediction) frames"
+            let inMap = r.framesWithPredictionInMap
+            var line = "  labels: \(predictor.name), \(predictor.classSet.name), on \(inMap) frames"
+                + (inMap == r.framesWithPrediction ? "" : " of the map (\(r.framesWithPrediction) with those fused into separate pieces)")
             if let acc = r.perFrameAccuracy.accuracy {
                 line += String(format: "; per-frame accuracy vs ground truth %.1f %%", acc * 100)
             }

@@ -153,7 +153,7 @@ final class RealRelocalisationTests: XCTestCase {
         let url = try sequence(Array(0..<20) + Array(420..<460))
         var request = ReconstructionRequest(sequence: url)
         request.poses = .track
-        request.labels = LabelChoice.none
+        request.network = "deeplab"   // every 10th frame: 0 and 10 in the first map, 30, 40, 50 in the piece
         request.fusion.keepConfidence = 1
         request.preview = false
         let folder = try SharedData.temporaryDirectory(self, name: "promoted")
@@ -188,6 +188,9 @@ final class RealRelocalisationTests: XCTestCase {
         XCTAssertEqual(try TUMTrajectory.read(folder.appendingPathComponent("map.trajectory.txt")).count, 38)
         XCTAssertTrue(result.summary.contains("became the map"), result.summary)
         XCTAssertTrue(result.summary.contains("tracking FAILED on 2 frames (20, 21)"), result.summary)
+        XCTAssertEqual(r.framesWithPrediction, 5)
+        XCTAssertEqual(r.framesWithPredictionInMap, 3, "the labels of frames 0 and 10 are in the first map")
+        XCTAssertTrue(result.summary.contains("on 3 frames of the map (5 with those fused into separate pieces)"), result.summary)
     }
 
     /// Frames 0-49, 200-219, then 30-49 again: the piece of frames 52-69 cannot track the jump
