@@ -30,6 +30,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from trajectory_alignment import aligned_errors  # noqa: E402
 
 
+def colour_suffix(source):
+    """7-Scenes frames have JPEG colour; `semfuse convert --format 7scenes` writes PNG."""
+    return "color.png" if os.path.exists(os.path.join(source, "frame-000000.color.png")) else "color.jpg"
+
+
 def make(seed, source, work, count):
     rng = random.Random(seed)
     folder = os.path.join(work, f"cuts{seed}")
@@ -48,7 +53,7 @@ def make(seed, source, work, count):
         stretches.append(f"{stretch[0]}..{stretch[-1]}/{step}")
         frames += stretch
     for position, frame in enumerate(frames):
-        for suffix in ("color.jpg", "depth.png", "pose.txt"):
+        for suffix in (colour_suffix(source), "depth.png", "pose.txt"):
             os.symlink(os.path.join(source, f"frame-{frame:06d}.{suffix}"), os.path.join(folder, f"frame-{position:06d}.{suffix}"))
     return folder, stretches, len(frames)
 
@@ -77,10 +82,13 @@ def seeds(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("binary")
-    parser.add_argument("sequence", help="7-Scenes layout folder with ground-truth poses")
+    parser.add_argument("sequence", help="7-Scenes layout folder with ground-truth poses (colour as .jpg, or .png as "
+                        "`semfuse convert --format 7scenes` writes it, e.g. from a `semfuse synth` room)")
     parser.add_argument("--seeds", type=seeds, default=seeds("1-8"))
     parser.add_argument("--work", default="/tmp/random-cuts")
     parser.add_argument("--tag", default="run", help="prefix of the output files in --work")
+    parser.add_argument("--flags", default="", help="more `reconstruct` flags, e.g. \"--photometric-weight 1 --icp-weights "
+                        "uniform\" for a synthetic room converted to 7-Scenes (its colour is registered, its depth rendered)")
     args = parser.parse_args()
     args.sequence = os.path.abspath(args.sequence)   # the links are made in another folder
     count = len([n for n in os.listdir(args.sequence) if n.endswith(".depth.png")])
@@ -89,7 +97,7 @@ def main():
         output = os.path.join(args.work, f"{args.tag}-cuts{seed}")
         start = time.time()
         run = subprocess.run([args.binary, "reconstruct", folder, "-o", output + ".ply", "--poses", "track", "--labels", "none",
-                              "--no-preview"], capture_output=True, text=True)
+                              "--no-preview"] + args.flags.split(), capture_output=True, text=True)
         with open(output + ".log", "w") as log:
             log.write(run.stdout + run.stderr)
         lines = (run.stdout + run.stderr).splitlines()
