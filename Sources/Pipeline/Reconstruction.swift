@@ -360,7 +360,8 @@ public final class Reconstruction {
                 let motion = previous.inverse * result.pose
                 logger.debug("tracked", metadata: [
                     "frame": "\(position)", "matched": "\(String(format: "%.1f", Double(result.inliers) * 100 / Double(max(result.validPixels, 1)))) %",
-                    "moved": "\(String(format: "%.1f mm %.2f deg", motion.translationNorm * 1000, motion.rotationAngle * 180 / .pi))"])
+                    "moved": "\(String(format: "%.1f mm %.2f deg", motion.translationNorm * 1000, motion.rotationAngle * 180 / .pi))",
+                    "photometric": "\(result.photometricResidual.map { String(format: "%.2f", $0) } ?? "-")"])
                 trackingHistory.record(result, from: previous)
             }
             self.relocaliser?.trackingRecovered()
@@ -420,7 +421,7 @@ public final class Reconstruction {
         rawTrajectory = order.map { rawTrajectory[$0] }
         trajectoryTicks = order.map { trajectoryTicks[$0] }
         trajectoryPositions = order.map { trajectoryPositions[$0] }
-        fusionSeconds = order.map { fusionSeconds[$0] }
+        if fusionSeconds.count == order.count { fusionSeconds = order.map { fusionSeconds[$0] } }   // entry by entry (both appended together)
         let pairs = scoredIndices.indices.sorted { newIndex[scoredIndices[$0]] < newIndex[scoredIndices[$1]] }
         groundTruthTrajectory = pairs.map { groundTruthTrajectory[$0] }
         scoredIndices = pairs.map { newIndex[scoredIndices[$0]] }

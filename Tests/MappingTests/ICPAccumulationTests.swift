@@ -75,6 +75,7 @@ final class ICPAccumulationTests: XCTestCase {
         var parameters = TrackingParameters()
         parameters.photometricWeight = 1
         let tracker = ICPTracker(parameters: parameters)
+        var colourResidual: [Double] = []
         for transform in [truth, nudge * truth] {
             for threads in [1, 2] {
                 let both = tracker.accumulate(frame: frame, model: model, transform: transform, threads: threads,
@@ -84,6 +85,8 @@ final class ICPAccumulationTests: XCTestCase {
                 let label = "\(transform), \(threads) threads"
                 XCTAssertGreaterThan(both.photometricPixels, k.width * k.height / 10, label)
                 XCTAssertEqual(split.photometricPixels, both.photometricPixels, label)
+                XCTAssertEqual(split.photometricSquaredError, both.photometricSquaredError, accuracy: 1e-9 * both.photometricSquaredError, label)
+                if threads == 1 { colourResidual.append((both.photometricSquaredError / Double(both.photometricPixels)).squareRoot()) }
                 XCTAssertEqual(split.valid, both.valid, label)
                 XCTAssertEqual(split.inliers, both.inliers, label)
                 XCTAssertEqual(split.squaredError, both.squaredError, accuracy: 1e-4 * both.squaredError, label)
@@ -96,6 +99,8 @@ final class ICPAccumulationTests: XCTestCase {
                 XCTAssertGreaterThan(difference, 1e-3 * scale, label)
             }
         }
+        // The intensity residual (`TrackingResult.photometricResidual`) grows when the pose is off.
+        XCTAssertGreaterThan(colourResidual[1], 1.2 * colourResidual[0], "\(colourResidual)")
     }
 
     /// On a plane facing the camera every live point has the same depth, so the depth-noise

@@ -88,6 +88,9 @@ public struct TrackingResult: Sendable {
     /// RMS point-to-plane residual at the finest level, metres.
     public var residual: Double
     public var conditioning: Double
+    /// RMS intensity difference of the photometric term's pixels at the final pose (each
+    /// clipped at the term's Huber threshold), when the term ran and had pixels.
+    public var photometricResidual: Double? = nil
     /// Why the estimate was rejected, or nil when it is good.
     public var failure: String?
     /// Gauss-Newton iterations over all levels.
@@ -164,7 +167,9 @@ public struct ICPTracker: Sendable {
             failure = "non-finite pose"
         }
         return TrackingResult(pose: failure == nil ? pose : previousPose, inliers: final.inliers, validPixels: final.valid,
-                              residual: final.residual, conditioning: rcond, failure: failure, iterations: iterationsRun)
+                              residual: final.residual, conditioning: rcond,
+                              photometricResidual: final.photometricPixels > 0 ? (final.photometricSquaredError / Double(final.photometricPixels)).squareRoot() : nil,
+                              failure: failure, iterations: iterationsRun)
     }
 
     struct System {
@@ -172,6 +177,9 @@ public struct ICPTracker: Sendable {
         var A = [Double](repeating: 0, count: 36)
         var b = [Double](repeating: 0, count: 6)
         var photometricPixels = 0
+        /// Sum of the photometric term's squared intensity differences (each clipped at the
+        /// Huber threshold, as the term weighs them), over `photometricPixels`.
+        var photometricSquaredError = 0.0
         var inliers = 0
         var valid = 0
         var squaredError = 0.0
@@ -185,6 +193,7 @@ public struct ICPTracker: Sendable {
                 for i in 0..<6 { total.b[i] += s.b[i] }
                 total.inliers += s.inliers; total.valid += s.valid; total.squaredError += s.squaredError
                 total.photometricPixels += s.photometricPixels
+                total.photometricSquaredError += s.photometricSquaredError
             }
             return total
         }
@@ -221,6 +230,7 @@ public struct ICPTracker: Sendable {
             for i in 0..<36 { system.A[i] += colour.A[i] }
             for i in 0..<6 { system.b[i] += colour.b[i] }
             system.photometricPixels = colour.photometricPixels
+            system.photometricSquaredError = colour.photometricSquaredError
             return system
         }
         let minGradient2 = (photometric?.minGradient ?? 0) * (photometric?.minGradient ?? 0)
@@ -290,6 +300,7 @@ public struct ICPTracker: Sendable {
                                 p3 += wJ[3] * J; p4 += wJ[4] * J; p5 += wJ[5] * J
                                 pb -= wJ * r
                                 s.photometricPixels += 1
+                                s.photometricSquaredError += Double(min(abs(r), huber) * min(abs(r), huber))
                             }
                         }
                         guard geometric, vm.z > 0, nm != .zero else { continue }
