@@ -115,8 +115,8 @@ public final class Reconstruction {
     private var tickOfPosition: [Int: Int] = [:]
     public private(set) var framesFused = 0
     /// Frames fused (into the map or a piece) with class probabilities from the predictor.
-    public private(set) var framesWithPrediction = 0
-    /// Their sequence positions, to count those whose labels are in the map.
+    public var framesWithPrediction: Int { predictedPositions.count }
+    /// Their sequence positions (each frame is fused once), to count those whose labels are in the map.
     private var predictedPositions = Set<Int>()
     /// Frames of the map whose class probabilities were fused into it (those of a piece left
     /// beside the map are in that piece).
@@ -430,7 +430,6 @@ public final class Reconstruction {
     /// Counts a frame's prediction and scores it against the frame's ground-truth labels.
     private func score(_ prediction: Prediction?, against frame: Frame, position: Int) {
         if let probabilities = prediction?.probabilities {
-            framesWithPrediction += 1
             predictedPositions.insert(position)
             // Score the predictor against ground truth (not ground truth against itself), in the
             // class set the map uses.
