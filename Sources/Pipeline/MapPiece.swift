@@ -1,4 +1,5 @@
 import Geometry
+import Imaging
 import Mapping
 
 /// A piece of the scene tracked in its own frame while the map has lost the camera.
@@ -39,6 +40,8 @@ final class MapPiece {
     var relocaliser: Relocaliser?
     var history = TrackingHistory()
     var lastPose: RigidTransform
+    /// The last frame fused into the piece, for the corner check of the next one.
+    var lastFused: FusedImages?
     private(set) var frames: [FusedFrame] = []
     /// Frames in a row the piece itself could not track.
     var consecutiveFailures = 0
@@ -74,6 +77,14 @@ final class MapPiece {
         timings = timings + other.timings
         keyframeSeconds += other.keyframeSeconds
     }
+}
+
+/// The images of the last frame fused into a map or piece: a frame tracked from its pose must
+/// share its corners (`CornerCheck`), which are detected when first needed.
+struct FusedImages {
+    var color: ColorImage?
+    var depth: DepthImage
+    var corners: KeypointSet?
 }
 
 /// A frame of the map (or of the piece being tracked) placed in a left piece: the motion from the

@@ -40,6 +40,10 @@ public struct ReconstructionOptions: Sendable {
     /// then, tracking from the last pose is still tried, which recovers from a frame or two of
     /// blur or glitch. Nil: a lost camera's frames stay unfused until relocalisation finds it.
     public var newPieceAfter: Int? = 3
+    /// Refuse a tracked frame whose image corners do not move as the tracked motion says
+    /// (`CornerCheck`), checked on frames that look unusual (`TrackingHistory.isUnusual`) and on
+    /// those tracked after a loss; nil: off (ICP and the history check alone).
+    public var cornerCheck: CornerCheck.Parameters? = CornerCheck.Parameters()
     /// Bend the map back into one surface when the camera returns to surface it left more than
     /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking
     /// runs only). Global closures start from the keyframes, which are kept for them even when
@@ -200,6 +204,10 @@ public final class Reconstruction {
     /// Seconds spent keeping the keyframes (fern encoding of every fused frame, keypoints of
     /// the new keyframes) and in relocalisation attempts, for the summary.
     public private(set) var keyframeSeconds = 0.0, relocalisationSeconds = 0.0
+    /// Frames the corner check was asked about (`ReconstructionOptions.cornerCheck`), those it
+    /// refused, and its seconds, for the summary.
+    public private(set) var cornerChecks = 0, cornerRefusals = 0
+    public private(set) var cornerCheckSeconds = 0.0
     /// Ground-truth poses of the fused frames that have a usable one, when tracking.
     public private(set) var groundTruthTrajectory: [(timestamp: Double, pose: RigidTransform)] = []
     /// The (corrected) tracked poses of the same frames as `groundTruthTrajectory`, pair by pair.
@@ -213,6 +221,12 @@ public final class Reconstruction {
     /// and the frame it was found in.
     public private(set) var worstPoseDeviation: (deviation: Double, position: Int, source: String)?
     private var lastPose: RigidTransform?
+    /// The last frame fused into the map, whose corners a frame tracked from `lastPose` must share.
+    private var lastFused: FusedImages?
+    /// Corners of the frame being placed, when the corner check detected them (kept for
+    /// `lastFused` once it is fused).
+    private var currentCorners: (position: Int, corners: KeypointSet)?
+    private lazy var cornerCheck = options.cornerCheck.map { CornerCheck(intrinsics: source.intrinsics, parameters: $0) }
     private var consecutiveFailures = 0
     /// The recent tracked frames, against which a frame that matches too little and jumps fails.
     private var trackingHistory = TrackingHistory()
@@ -386,6 +400,7 @@ public final class Reconstruction {
         let report = try fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
                                           probabilities: prediction?.probabilities, source: where_, filteredDepth: filtered)
         framesFused += 1
+        lastFused = fusedImages(color: frame.color, depth: depth, position: position)
         fusionSeconds.append(report.timings.total)
         stageTimings = stageTimings + report.timings
         appendToTrajectory(timestamp: frame.timestamp, pose: pose, tick: fusion.tick, position: position)
@@ -400,6 +415,37 @@ public final class Reconstruction {
                 joinLater(placed.waiting, at: position, transformedBy: placed.transform, firstPlacedAt: placed.firstPlacedAt)
             }
         }
+    }
+
+    /// The corner check's objection to `result`, tracked from `previous` (the pose of `last`'s
+    /// frame), or nil. Asked only when the frame looks unusual against `history` or follows a
+    /// loss (so a frame refused once is refused again when the next one, tracked from the same
+    /// last pose, lands on the same wrong place); the corners found are kept for `lastFused`.
+    private func cornerFailure(of result: TrackingResult, from previous: RigidTransform, history: TrackingHistory, afterLoss: Bool,
+                               color: ColorImage?, depth: DepthImage, position: Int, last: inout FusedImages?) -> String? {
+        guard let cornerCheck, result.succeeded, color != nil, var reference = last,
+              afterLoss || history.isUnusual(result, from: previous) else { return nil }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { cornerCheckSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        let corners = cornerCheck.corners(color: color, depth: depth)
+        currentCorners = (position, corners)
+        if reference.corners == nil {
+            reference.corners = cornerCheck.corners(color: reference.color, depth: reference.depth)
+            last = reference
+        }
+        cornerChecks += 1
+        let verdict = cornerCheck.check(current: corners, last: reference.corners ?? KeypointSet(), lastFromCurrent: previous.inverse * result.pose)
+        logger.debug("corner check", metadata: ["frame": "\(position)", "corners": "\(corners.count), last \(reference.corners?.count ?? 0)",
+                                                "agreeing": "\(verdict.agreeing) of \(verdict.matches)", "refused": "\(verdict.failure != nil)"])
+        if verdict.failure != nil { cornerRefusals += 1 }
+        return verdict.failure
+    }
+
+    /// A frame being fused, as the reference of the corner check for the next one.
+    private func fusedImages(color: ColorImage?, depth: DepthImage, position: Int) -> FusedImages? {
+        guard cornerCheck != nil else { return nil }
+        defer { currentCorners = nil }
+        return FusedImages(color: color, depth: depth, corners: currentCorners?.position == position ? currentCorners?.corners : nil)
     }
 
     private func appendToTrajectory(timestamp: Double, pose: RigidTransform, tick: Int, position: Int) {
@@ -495,7 +541,9 @@ public final class Reconstruction {
         let model = piece.fusion.predictedModel(from: piece.lastPose, intensity: usePhotometric)
         var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: piece.lastPose, threads: options.fusion.threads,
                                    frameIntensity: intensity, modelIntensity: model.intensity)
-        if let jump = piece.history.failure(of: result, from: piece.lastPose) {
+        if let jump = piece.history.failure(of: result, from: piece.lastPose)
+            ?? cornerFailure(of: result, from: piece.lastPose, history: piece.history, afterLoss: piece.consecutiveFailures > 0,
+                             color: frame.color, depth: depth, position: position, last: &piece.lastFused) {
             result.failure = jump
         }
         let first = piece.firstPosition ?? position
@@ -547,6 +595,7 @@ public final class Reconstruction {
     private func fuse(_ frame: Frame, into piece: MapPiece, position: Int, where source: String, depth: DepthImage, prediction: Prediction?,
                       pose: RigidTransform, filtered: [Float]) throws {
         score(prediction, against: frame, position: position)
+        piece.lastFused = fusedImages(color: frame.color, depth: depth, position: position)
         let report = try piece.fusion.integrate(depth: depth, color: frame.color, worldFromCamera: pose,
                                                 probabilities: prediction?.probabilities, source: source, filteredDepth: filtered)
         piece.timings = piece.timings + report.timings
@@ -579,6 +628,7 @@ public final class Reconstruction {
         logger.notice("\(String(format: "the separate piece of frames %d-%d (%d fused, %d surfels) joined the map at frame %d, moved %.1f mm / %.2f deg", piece.firstPosition ?? position, position, piece.frames.count, piece.fusion.map.count, position, transform.translationNorm * 1000, transform.rotationAngle * 180 / .pi))")
         trackingHistory = piece.history
         lastPose = mapPose
+        lastFused = piece.lastFused
         relocaliser?.trackingRecovered()
         consecutiveFailures = 0
         self.piece = nil
@@ -650,6 +700,7 @@ public final class Reconstruction {
         stageTimings = SurfelFusion.StageTimings(); keyframeSeconds = 0
         takeFrames(of: promoted.piece, transformedBy: .identity, tickOffset: 0)
         lastPose = promoted.piece.lastPose
+        lastFused = promoted.piece.lastFused
 
         if let j = pieces.firstIndex(where: { $0.firstPosition == promoted.report.firstPosition }) { pieces[j].becameTheMap = true }
         var report = MapPieceReport(firstPosition: first, lastPosition: last, frames: former.frames.count, surfels: former.fusion.map.count,
@@ -673,6 +724,7 @@ public final class Reconstruction {
                                         joinedAt: nil)
             report.kept = piece.frames.count >= Self.minimumKeptPiece
             logger.warning("the separate piece of frames \(report.frameRange) (\(piece.frames.count) frame\(piece.frames.count == 1 ? "" : "s"), \(piece.fusion.map.count) surfels) was not placed in the map (none of its frames was relocalised there while it tracked) and is left out of it\(report.kept ? "; it joins the map if the map comes to its surface later" : " (too few frames to keep)")")
+            piece.lastFused = nil   // a left piece is not tracked again
             if report.kept {
                 piece.fusion.releaseWorkspace()
                 piece.relocaliser?.trackingRecovered()   // drops the shape histograms of its last loss
@@ -697,7 +749,9 @@ public final class Reconstruction {
         let model = fusion.predictedModel(from: previous, intensity: usePhotometric)
         var result = tracker.track(frame: live.pyramid, model: model.geometry, previousPose: previous, threads: options.fusion.threads,
                                    frameIntensity: liveIntensity, modelIntensity: model.intensity)
-        if let jump = trackingHistory.failure(of: result, from: previous) {
+        if let jump = trackingHistory.failure(of: result, from: previous)
+            ?? cornerFailure(of: result, from: previous, history: trackingHistory, afterLoss: consecutiveFailures > 0, color: frame.color,
+                             depth: depth, position: position, last: &lastFused) {
             result.failure = jump
             result.pose = previous
         }

@@ -71,6 +71,10 @@ enum Summary {
             if !beside.isEmpty {
                 line += "; \(beside.count) frames not in the map are in the pieces written beside it"
             }
+            if r.cornerChecks > 0 {
+                line += String(format: "; image corners checked on %d unusual frames (%d refused, %.0f ms each)", r.cornerChecks, r.cornerRefusals,
+                               r.cornerCheckSeconds * 1000 / Double(r.cornerChecks))
+            }
             lines.append(line)
             if let relocaliser = r.relocaliser {
                 var text = String(format: "  %@: %d keyframes (%.1f ms per fused frame to keep them)",

@@ -3,10 +3,10 @@ import Imaging
 @testable import Mapping
 import XCTest
 
-/// The parts of relocalisation on data whose answer is known: ferns, keypoints, RANSAC.
-final class RelocalisationTests: XCTestCase {
+/// Test images with corners: a blocky grey texture, shifted copies of it, as colour.
+enum TestTexture {
     /// A deterministic blocky texture (random grey squares, lightly blurred) as an RGB image.
-    func texture(width: Int, height: Int, seed: UInt64 = 7) -> [Float] {
+    static func texture(width: Int, height: Int, seed: UInt64 = 7) -> [Float] {
         var random = SplitMix64(seed: seed)
         let block = 6
         let bw = width / block + 2, bh = height / block + 2
@@ -17,17 +17,20 @@ final class RelocalisationTests: XCTestCase {
         }
     }
 
-    func shifted(_ grey: [Float], width: Int, height: Int, dx: Int, dy: Int) -> [Float] {
+    static func shifted(_ grey: [Float], width: Int, height: Int, dx: Int, dy: Int) -> [Float] {
         (0..<(width * height)).map { p in
             let x = p % width - dx, y = p / width - dy
             return x >= 0 && y >= 0 && x < width && y < height ? grey[y * width + x] : 128
         }
     }
 
-    func color(_ grey: [Float], width: Int, height: Int) -> ColorImage {
+    static func color(_ grey: [Float], width: Int, height: Int) -> ColorImage {
         ColorImage(width: width, height: height, pixels: grey.map { RGB8(UInt8($0), UInt8($0), UInt8($0)) })
     }
+}
 
+/// The parts of relocalisation on data whose answer is known: ferns, keypoints, RANSAC.
+final class RelocalisationTests: XCTestCase {
     func testRansacRecoversARigidMotionDespiteWrongMatches() throws {
         var random = SplitMix64(seed: 3)
         let truth = RigidTransform(rotation: Matrix3.rotation(axis: SIMD3(0.2, 1, 0.1), angle: 0.3), translation: SIMD3(0.25, -0.1, 0.05))
@@ -57,7 +60,7 @@ final class RelocalisationTests: XCTestCase {
         let w = 200, h = 150, z: Float = 1.5
         let intrinsics = Intrinsics(fx: 150, fy: 150, cx: 100, cy: 75, width: w, height: h)
         let depth = DepthImage(width: w, height: h, repeating: z)
-        let a = texture(width: w, height: h), b = shifted(a, width: w, height: h, dx: 9, dy: -5)
+        let a = TestTexture.texture(width: w, height: h), b = TestTexture.shifted(a, width: w, height: h, dx: 9, dy: -5)
         let detector = KeypointDetector()
         let ka = detector.detect(grey: a, width: w, height: h, depth: depth, intrinsics: intrinsics)
         let kb = detector.detect(grey: b, width: w, height: h, depth: depth, intrinsics: intrinsics)
@@ -77,19 +80,19 @@ final class RelocalisationTests: XCTestCase {
         let w = 160, h = 120
         var database = FernDatabase()
         let depth = DepthImage(width: w, height: h, pixels: (0..<(w * h)).map { 1 + Float($0 % w) / Float(w) * 2 })
-        let a = texture(width: w, height: h, seed: 1)
-        let codeA = database.encode(color: color(a, width: w, height: h), depth: depth)
-        XCTAssertEqual(database.encode(color: color(a, width: w, height: h), depth: depth), codeA, "encoding is deterministic")
+        let a = TestTexture.texture(width: w, height: h, seed: 1)
+        let codeA = database.encode(color: TestTexture.color(a, width: w, height: h), depth: depth)
+        XCTAssertEqual(database.encode(color: TestTexture.color(a, width: w, height: h), depth: depth), codeA, "encoding is deterministic")
         XCTAssertTrue(database.isNovel(codeA), "an empty database has seen nothing")
         database.add(FernDatabase.Keyframe(code: codeA, worldFromCamera: .identity, position: 0, tick: 0, features: KeypointSet()))
         // The same place from nearly the same viewpoint (a 2-pixel shift): found, not novel.
-        let again = database.encode(color: color(shifted(a, width: w, height: h, dx: 2, dy: 1), width: w, height: h), depth: depth)
+        let again = database.encode(color: TestTexture.color(TestTexture.shifted(a, width: w, height: h, dx: 2, dy: 1), width: w, height: h), depth: depth)
         XCTAssertLessThan(FernDatabase.dissimilarity(again, codeA), database.parameters.novelty)
         XCTAssertFalse(database.isNovel(again))
         XCTAssertEqual(database.nearest(again, count: 3).first?.index, 0)
         // Another place (other texture, other depth): novel.
         let farDepth = DepthImage(width: w, height: h, pixels: (0..<(w * h)).map { 3.5 - Float($0 / w) / Float(h) * 2 })
-        let other = database.encode(color: color(texture(width: w, height: h, seed: 99), width: w, height: h), depth: farDepth)
+        let other = database.encode(color: TestTexture.color(TestTexture.texture(width: w, height: h, seed: 99), width: w, height: h), depth: farDepth)
         XCTAssertGreaterThan(FernDatabase.dissimilarity(other, codeA), database.parameters.novelty)
         XCTAssertTrue(database.isNovel(other))
     }

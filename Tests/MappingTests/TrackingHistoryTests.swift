@@ -97,4 +97,22 @@ final class TrackingHistoryTests: XCTestCase {
         XCTAssertNil(history.relocalisationFailure(of: result(share: 0.30, metres: 0.5, from: pose)), "jumps are what relocalisation does")
         XCTAssertNil(TrackingHistory().relocalisationFailure(of: result(share: 0.10, metres: 0.5, from: pose)))
     }
+
+    /// What asks the corner check for a second opinion: a frame that keeps under 0.9 of the
+    /// recent share or moves over twice the recent motion (beyond 1 cm or 1 deg), and every frame
+    /// while there is no recent history to compare with.
+    func testUnusualFramesAreThoseThatMatchLessOrMoveFaster() {
+        var pose = RigidTransform()
+        XCTAssertTrue(TrackingHistory().isUnusual(result(share: 0.47, metres: 0.006, from: pose), from: pose), "no history yet")
+        let history = history(end: &pose)
+        XCTAssertFalse(history.isUnusual(result(share: 0.47, metres: 0.006, from: pose), from: pose))
+        XCTAssertFalse(history.isUnusual(result(share: 0.43, metres: 0.011, from: pose), from: pose), "0.91 of the share, 1.8 times the motion")
+        XCTAssertTrue(history.isUnusual(result(share: 0.41, metres: 0.006, from: pose), from: pose), "0.87 of the share")
+        XCTAssertTrue(history.isUnusual(result(share: 0.47, metres: 0.013, from: pose), from: pose), "2.2 times the motion")
+        XCTAssertTrue(history.isUnusual(result(share: 0.47, metres: 0.006, degrees: 1.5, from: pose), from: pose), "a turn")
+        var still = RigidTransform()
+        let resting = self.history(end: &still, metres: 0.0005)
+        XCTAssertFalse(resting.isUnusual(result(share: 0.47, metres: 0.005, from: still), from: still),
+                       "ten times a resting camera's motion, under the 1 cm floor")
+    }
 }

@@ -133,6 +133,50 @@ final class TrackingTests: XCTestCase {
         XCTAssertLessThanOrEqual(ate.rmse, 0.01, "the map and the later frames are not corrupted")
     }
 
+    /// The synthetic room (a 600-frame loop) cut from frame 394 to frame 531, 1.8 m and 180 deg
+    /// round the room: ICP fits the frame after the cut to the box room's walls 0.2-0.3 m from
+    /// the last pose and the map's six frames are too few for `TrackingHistory` to judge, so the
+    /// other side of the room is fused into the first. Its image corners refuse it (0 of 9 corner
+    /// matches agree with the motion), and the frames after it too, tracked from the same last
+    /// pose.
+    func testImageCornersRefuseAViewOfTheOtherSideOfTheRoom() throws {
+        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("cut")
+        let k = SyntheticRenderer.defaultIntrinsics(width: 320, height: 240)
+        var renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 600), intrinsics: k, seed: 1)
+        renderer.colorSamples = 1
+        let writer = try SemfuseSequenceWriter(folder: dir, name: "cut", intrinsics: k, depthScale: 1000, classSet: nil,
+                                               colorRegisteredToDepth: true, depthRendered: true)
+        for i in Array(389...394) + Array(stride(from: 531, to: 511, by: -2)) {
+            var frame = renderer.render(i).frame
+            frame.labels = nil
+            try writer.append(frame)
+        }
+        try writer.finish()
+        func track(cornerCheck: CornerCheck.Parameters?) throws -> Reconstruction {
+            var options = ReconstructionOptions()
+            options.poses = .track
+            options.tracking.photometricWeight = 1
+            options.tracking.depthNoise = nil
+            options.cornerCheck = cornerCheck
+            let r = try Reconstruction(source: try SequenceLoader.open(dir), predictor: nil, options: options)
+            XCTAssertTrue(r.run().isSuccess)
+            return r
+        }
+        let unchecked = try track(cornerCheck: nil)
+        XCTAssertEqual(unchecked.framesFused, 16)
+        XCTAssertGreaterThan(try XCTUnwrap(unchecked.absoluteTrajectoryError).rmse, 0.3, "ICP alone fuses the other side of the room in")
+        let checked = try track(cornerCheck: CornerCheck.Parameters())
+        XCTAssertEqual(checked.trackingFailures.first?.position, 6, "\(checked.trackingFailures.prefix(3))")
+        XCTAssertTrue(checked.trackingFailures.first?.reason.contains("image corners do not move as tracking says") == true)
+        XCTAssertEqual(checked.framesFused, 6, "the frames after the cut are not fused into the map")
+        XCTAssertGreaterThanOrEqual(checked.cornerRefusals, 3)
+        XCTAssertLessThan(try XCTUnwrap(checked.absoluteTrajectoryError).rmse, 0.02)
+        let cloud = MapExport.pointCloud(checked.fusion.map, classSet: nil, colorMode: .rgb, confidenceThreshold: nil, includeProbabilities: false)
+        let summary = Summary.make(reconstruction: checked, outcome: .completed, output: dir.appendingPathComponent("map.ply"),
+                                   trajectory: dir.appendingPathComponent("map.txt"), cloud: cloud, colorMode: .rgb, ascii: false)
+        XCTAssertTrue(summary.contains("image corners checked on \(checked.cornerChecks) unusual frames (\(checked.cornerRefusals) refused"), summary)
+    }
+
     /// Sideways past a wall, a floor and a low sofa (the synthetic loop's frames 160-259), the
     /// geometry hardly constrains the motion along the wall and point-to-plane ICP alone slides;
     /// the colour, registered to the depth, pins it. The job turns the photometric term on for

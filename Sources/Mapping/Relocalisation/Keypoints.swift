@@ -78,8 +78,10 @@ public struct KeypointDetector: Sendable {
                 let c = grey[p]
                 // Quick rejection: of the four compass pixels, at least three must differ alike.
                 let n = grey[p + offsets[0]], e = grey[p + offsets[4]], s = grey[p + offsets[8]], w = grey[p + offsets[12]]
-                var brighter = 0, darker = 0
-                for v in [n, e, s, w] { if v > c + t { brighter += 1 } else if v < c - t { darker += 1 } }
+                let high = c + t, low = c - t
+                let brighter = (n > high ? 1 : 0) + (e > high ? 1 : 0) + (s > high ? 1 : 0) + (w > high ? 1 : 0)
+                let darker = (n <= high && n < low ? 1 : 0) + (e <= high && e < low ? 1 : 0) + (s <= high && s < low ? 1 : 0)
+                    + (w <= high && w < low ? 1 : 0)
                 guard brighter >= 2 || darker >= 2 else { continue }
                 let score = Self.fastScore(grey, p, c, t, offsets)
                 guard score > 0 else { continue }
@@ -109,10 +111,11 @@ public struct KeypointDetector: Sendable {
     /// FAST-9 score: the largest threshold margin by which 9 contiguous circle pixels are all
     /// brighter (or all darker) than the centre; 0 when there is no such arc at `t`.
     static func fastScore(_ grey: [Float], _ p: Int, _ c: Float, _ t: Float, _ offsets: [Int]) -> Float {
-        var values = [Float](repeating: 0, count: 16)
+        var values = SIMD16<Float>()
         for i in 0..<16 { values[i] = grey[p + offsets[i]] - c }
         var best: Float = 0
-        for sign in [Float(1), -1] {
+        for side in 0..<2 {
+            let sign: Float = side == 0 ? 1 : -1
             for start in 0..<16 {
                 var margin = Float.infinity
                 for k in 0..<9 {
