@@ -42,7 +42,7 @@ public struct ReconstructionOptions: Sendable {
     public var newPieceAfter: Int? = 3
     /// Refuse a tracked frame whose image corners do not move as the tracked motion says
     /// (`CornerCheck`), checked on frames that look unusual (`TrackingHistory.isUnusual`) and on
-    /// those tracked after a loss; nil: off (ICP and the history check alone).
+    /// those tracked after a loss; nil (`--no-corner-check`): off, ICP and the history check alone.
     public var cornerCheck: CornerCheck.Parameters? = CornerCheck.Parameters()
     /// Bend the map back into one surface when the camera returns to surface it left more than
     /// `fusion.timeDelta` frames ago (ElasticFusion's local and global loop closure; tracking

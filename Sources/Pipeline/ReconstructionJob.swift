@@ -79,6 +79,8 @@ public struct ReconstructionRequest: Sendable {
     public var relocalise = true
     /// `ReconstructionOptions.newPieceAfter`.
     public var newPieceAfter: Int? = ReconstructionOptions().newPieceAfter
+    /// Check unusual tracked frames' image corners (`ReconstructionOptions.cornerCheck`).
+    public var cornerCheck = true
     /// Close loops by deforming the map (with `poses` = track).
     public var loopClosure = true
     /// Where to write the trajectory as tracked, before loop closures corrected it.
@@ -183,6 +185,7 @@ public enum ReconstructionJob {
         }
         options.relocalise = request.relocalise
         options.newPieceAfter = request.newPieceAfter
+        if !request.cornerCheck { options.cornerCheck = nil }
         options.loopClosure = request.loopClosure
         if request.rawTrajectory != nil && options.poses != .track {
             logger.warning("--trajectory-raw: poses are not tracked (ground truth), so the raw trajectory equals the trajectory")

@@ -144,6 +144,9 @@ struct Reconstruct: ParsableCommand {
     @Flag(name: .customLong("no-relocalisation"), help: "Tracking: when tracking fails, do not look the frame up among the keyframes (randomised ferns, then keypoint matching, then surface-shape matching where corners find nothing, each checked by ICP against the map) to recover the camera; a lost camera then stays lost.")
     var noRelocalisation = false
 
+    @Flag(name: .customLong("no-corner-check"), help: "Tracking: do not check the image corners of unusual frames (those that match the map less or move faster than the last ten, and every frame after a loss) against the last fused frame's. The check refuses a frame whose shared corners do not move as the tracked motion says: a view of somewhere else that ICP fitted near the last pose, as where a room repeats its shape. It costs 15-30 ms a checked frame at 640x480; without colour at the depth's size it does not run.")
+    var noCornerCheck = false
+
     @Option(help: ArgumentHelp("Tracking: when this many frames in a row are lost (tracking and relocalisation both fail), the last of them (or the first with depth after it) starts a separate piece of map, tracked on its own; when one of its frames is relocalised in the map, the piece joins the map (surfels, keyframes and poses moved into it). A piece left unplaced can still join later, when the map (or a later piece, which takes it in) comes to its surface; two frames placed in both must agree. A piece never placed in the map is written next to it as <map>.piece-<first>-<last>.ply with its trajectory (and its mesh with --mesh), in its own frame (pieces of 10 frames or more, the 8 largest); when such a piece has more frames than the map, it is written as the map (and scored) and the map the run began with beside it. 0, or --no-relocalisation: a lost camera's frames are not fused until relocalisation finds it.", valueName: "frames"))
     var newPieceAfter: Int = ReconstructionOptions().newPieceAfter ?? 0
 
@@ -247,6 +250,7 @@ struct Reconstruct: ParsableCommand {
         request.tracking.depthNoise = (icpWeights ?? .depthNoise).noise
         request.automaticICPWeights = icpWeights == nil
         request.relocalise = !noRelocalisation
+        request.cornerCheck = !noCornerCheck
         request.newPieceAfter = newPieceAfter > 0 ? newPieceAfter : nil
         request.loopClosure = !noLoopClosure
         request.rawTrajectory = trajectoryRaw.map { URL(fileURLWithPath: $0) }

@@ -152,28 +152,31 @@ final class TrackingTests: XCTestCase {
             try writer.append(frame)
         }
         try writer.finish()
-        func track(cornerCheck: CornerCheck.Parameters?) throws -> Reconstruction {
-            var options = ReconstructionOptions()
-            options.poses = .track
-            options.tracking.photometricWeight = 1
-            options.tracking.depthNoise = nil
-            options.cornerCheck = cornerCheck
-            let r = try Reconstruction(source: try SequenceLoader.open(dir), predictor: nil, options: options)
-            XCTAssertTrue(r.run().isSuccess)
-            return r
+        // The job, as `semfuse reconstruct` runs it: photometric term and uniform ICP weights from
+        // the sequence's manifest, and `--no-corner-check` for the run without the check.
+        func track(cornerCheck: Bool) throws -> (reconstruction: Reconstruction, summary: String) {
+            var request = ReconstructionRequest(sequence: dir)
+            request.poses = .track
+            request.labels = .none
+            request.preview = false
+            request.cornerCheck = cornerCheck
+            request.output = dir.deletingLastPathComponent().appendingPathComponent("map-\(cornerCheck).ply")
+            let result = try ReconstructionJob.run(request)
+            XCTAssertTrue(result.outcome.isSuccess)
+            return (result.reconstruction, result.summary)
         }
-        let unchecked = try track(cornerCheck: nil)
+        let (unchecked, uncheckedSummary) = try track(cornerCheck: false)
         XCTAssertEqual(unchecked.framesFused, 16)
         XCTAssertGreaterThan(try XCTUnwrap(unchecked.absoluteTrajectoryError).rmse, 0.3, "ICP alone fuses the other side of the room in")
-        let checked = try track(cornerCheck: CornerCheck.Parameters())
+        XCTAssertEqual(unchecked.cornerChecks, 0)
+        XCTAssertFalse(uncheckedSummary.contains("image corners"), uncheckedSummary)
+        let (checked, summary) = try track(cornerCheck: true)
+        XCTAssertTrue(summary.contains("uniform weights, photometric term weight 1"), summary)
         XCTAssertEqual(checked.trackingFailures.first?.position, 6, "\(checked.trackingFailures.prefix(3))")
         XCTAssertTrue(checked.trackingFailures.first?.reason.contains("image corners do not move as tracking says") == true)
         XCTAssertEqual(checked.framesFused, 6, "the frames after the cut are not fused into the map")
         XCTAssertGreaterThanOrEqual(checked.cornerRefusals, 3)
         XCTAssertLessThan(try XCTUnwrap(checked.absoluteTrajectoryError).rmse, 0.02)
-        let cloud = MapExport.pointCloud(checked.fusion.map, classSet: nil, colorMode: .rgb, confidenceThreshold: nil, includeProbabilities: false)
-        let summary = Summary.make(reconstruction: checked, outcome: .completed, output: dir.appendingPathComponent("map.ply"),
-                                   trajectory: dir.appendingPathComponent("map.txt"), cloud: cloud, colorMode: .rgb, ascii: false)
         XCTAssertTrue(summary.contains("image corners checked on \(checked.cornerChecks) unusual frames (\(checked.cornerRefusals) refused"), summary)
     }
 
