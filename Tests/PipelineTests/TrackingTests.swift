@@ -47,6 +47,35 @@ final class TrackingTests: XCTestCase {
         return r
     }
 
+    /// Frames of `renderer` (without labels) as a semfuse sequence whose manifest says what a
+    /// rendered RGB-D camera gives: colour registered to depth, depth rendered.
+    private func writeRegisteredSequence(_ renderer: SyntheticRenderer, frames: [Int], name: String) throws -> URL {
+        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent(name)
+        let writer = try SemfuseSequenceWriter(folder: dir, name: name, intrinsics: renderer.intrinsics, depthScale: 1000, classSet: nil,
+                                               colorRegisteredToDepth: true, depthRendered: true)
+        for i in frames {
+            var frame = renderer.render(i).frame
+            frame.labels = nil
+            try writer.append(frame)
+        }
+        try writer.finish()
+        return dir
+    }
+
+    /// Tracks `dir` through the job, as `semfuse reconstruct --poses track --labels none` runs it
+    /// (tracking's photometric term and ICP weights from the sequence's manifest).
+    private func trackThroughTheJob(_ dir: URL, tag: String, configure: (inout ReconstructionRequest) -> Void) throws -> ReconstructionResult {
+        var request = ReconstructionRequest(sequence: dir)
+        request.poses = .track
+        request.labels = .none
+        request.preview = false
+        request.output = dir.deletingLastPathComponent().appendingPathComponent("map-\(tag).ply")
+        configure(&request)
+        let result = try ReconstructionJob.run(request)
+        XCTAssertTrue(result.outcome.isSuccess)
+        return result
+    }
+
     func testSyntheticSequenceIsTrackedToACentimetre() throws {
         let r = try track(try makeSequence())
         let ate = try XCTUnwrap(r.absoluteTrajectoryError)
@@ -140,29 +169,13 @@ final class TrackingTests: XCTestCase {
     /// matches agree with the motion), and the frames after it too, tracked from the same last
     /// pose.
     func testImageCornersRefuseAViewOfTheOtherSideOfTheRoom() throws {
-        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("cut")
-        let k = SyntheticRenderer.defaultIntrinsics(width: 320, height: 240)
-        var renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 600), intrinsics: k, seed: 1)
+        var renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 600),
+                                         intrinsics: SyntheticRenderer.defaultIntrinsics(width: 320, height: 240), seed: 1)
         renderer.colorSamples = 1
-        let writer = try SemfuseSequenceWriter(folder: dir, name: "cut", intrinsics: k, depthScale: 1000, classSet: nil,
-                                               colorRegisteredToDepth: true, depthRendered: true)
-        for i in Array(389...394) + Array(stride(from: 531, to: 511, by: -2)) {
-            var frame = renderer.render(i).frame
-            frame.labels = nil
-            try writer.append(frame)
-        }
-        try writer.finish()
-        // The job, as `semfuse reconstruct` runs it: photometric term and uniform ICP weights from
-        // the sequence's manifest, and `--no-corner-check` for the run without the check.
+        let dir = try writeRegisteredSequence(renderer, frames: Array(389...394) + Array(stride(from: 531, to: 511, by: -2)), name: "cut")
+        // `--no-corner-check` for the run without the check.
         func track(cornerCheck: Bool) throws -> (reconstruction: Reconstruction, summary: String) {
-            var request = ReconstructionRequest(sequence: dir)
-            request.poses = .track
-            request.labels = .none
-            request.preview = false
-            request.cornerCheck = cornerCheck
-            request.output = dir.deletingLastPathComponent().appendingPathComponent("map-\(cornerCheck).ply")
-            let result = try ReconstructionJob.run(request)
-            XCTAssertTrue(result.outcome.isSuccess)
+            let result = try trackThroughTheJob(dir, tag: "\(cornerCheck)") { $0.cornerCheck = cornerCheck }
             return (result.reconstruction, result.summary)
         }
         let (unchecked, uncheckedSummary) = try track(cornerCheck: false)
@@ -186,26 +199,11 @@ final class TrackingTests: XCTestCase {
     /// such sequences by itself (`SequenceCapabilities.colorRegisteredToDepth`), and weights the
     /// ICP points of rendered depth uniformly (`depthIsRendered`).
     func testRegisteredColourKeepsTrackingFromSlidingAlongAWall() throws {
-        let dir = try SharedData.temporaryDirectory(self).appendingPathComponent("wall")
-        let k = SyntheticRenderer.defaultIntrinsics(width: 160, height: 120)
-        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 900), intrinsics: k, seed: 3)
-        let writer = try SemfuseSequenceWriter(folder: dir, name: "wall", intrinsics: k, depthScale: 1000, classSet: nil,
-                                               colorRegisteredToDepth: true, depthRendered: true)
-        for i in Self.wallFrames {
-            var frame = renderer.render(i).frame
-            frame.labels = nil
-            try writer.append(frame)
-        }
-        try writer.finish()
+        let renderer = SyntheticRenderer(trajectory: SyntheticTrajectory(framesPerLoop: 900),
+                                         intrinsics: SyntheticRenderer.defaultIntrinsics(width: 160, height: 120), seed: 3)
+        let dir = try writeRegisteredSequence(renderer, frames: Self.wallFrames, name: "wall")
         func ate(photometricWeight: Double?) throws -> (rmse: Double, summary: String) {
-            var request = ReconstructionRequest(sequence: dir)
-            request.poses = .track
-            request.labels = .none
-            request.preview = false
-            request.photometricWeight = photometricWeight
-            request.output = dir.deletingLastPathComponent().appendingPathComponent("map-\(photometricWeight ?? -1).ply")
-            let result = try ReconstructionJob.run(request)
-            XCTAssertTrue(result.outcome.isSuccess)
+            let result = try trackThroughTheJob(dir, tag: "\(photometricWeight ?? -1)") { $0.photometricWeight = photometricWeight }
             return (try XCTUnwrap(result.reconstruction.absoluteTrajectoryError).rmse, result.summary)
         }
         let automatic = try ate(photometricWeight: nil), geometric = try ate(photometricWeight: 0)
