@@ -59,6 +59,13 @@ public struct KeypointDetector: Sendable {
         pairs = (0..<256).map { _ in (offset(), offset()) }
     }
 
+    /// Corners of an RGB-D frame: of its colour's luma, with depth from `depth`; none without
+    /// colour at the depth's size (there is no pixel-to-depth correspondence to use).
+    public func detect(color: ColorImage?, depth: DepthImage, intrinsics: Intrinsics) -> KeypointSet {
+        guard let color, color.width == depth.width, color.height == depth.height else { return KeypointSet() }
+        return detect(grey: IntensityMap.luma(color), width: color.width, height: color.height, depth: depth, intrinsics: intrinsics)
+    }
+
     /// Corners of `grey` (0...255, row-major, `width` x `height`) with depth from `depth`
     /// (metres, same size), back-projected with `intrinsics`.
     public func detect(grey: [Float], width: Int, height: Int, depth: DepthImage, intrinsics: Intrinsics) -> KeypointSet {

@@ -208,7 +208,6 @@ public struct Relocaliser: Sendable {
     }
 
     func features(color: ColorImage?, depth: DepthImage) -> KeypointSet {
-        guard let color, color.width == depth.width, color.height == depth.height else { return KeypointSet() }
-        return detector.detect(grey: IntensityMap.luma(color), width: color.width, height: color.height, depth: depth, intrinsics: intrinsics)
+        detector.detect(color: color, depth: depth, intrinsics: intrinsics)
     }
 }

@@ -50,8 +50,7 @@ public struct CornerCheck: Sendable {
 
     /// A frame's corners with depth (none without colour at the depth's size).
     public func corners(color: ColorImage?, depth: DepthImage) -> KeypointSet {
-        guard let color, color.width == depth.width, color.height == depth.height else { return KeypointSet() }
-        return detector.detect(grey: IntensityMap.luma(color), width: color.width, height: color.height, depth: depth, intrinsics: intrinsics)
+        detector.detect(color: color, depth: depth, intrinsics: intrinsics)
     }
 
     /// How many of the corner matches between `current` and `last` agree with `lastFromCurrent`
