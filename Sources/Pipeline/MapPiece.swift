@@ -18,10 +18,11 @@ import Mapping
 /// A frame the piece cannot track is relocalised in the piece from its own keyframes. A piece
 /// ends when `newPieceAfter` (3) frames with depth in a row are lost to it, or when the map
 /// finds the camera on a frame the piece could not track. Systems after
-/// ElasticFusion keep several such maps and merge any two that meet (ORB-SLAM's atlas); here a
-/// left piece meets the map or the piece being tracked, and two left pieces never meet. When the
-/// run ends, the largest left piece becomes the map if it has more frames
-/// (`Reconstruction.promotedPiece`).
+/// ElasticFusion keep several such maps and merge any two that meet (ORB-SLAM's atlas); here,
+/// while the run goes on, a left piece meets the map or the piece being tracked. When the run
+/// ends, the left pieces are registered by surface shape to the map and to each other, and
+/// those placed join (`Reconstruction.placeLeftPieces`); then the largest left piece becomes
+/// the map if it has more frames (`Reconstruction.promotedPiece`).
 final class MapPiece {
     /// A frame fused into the piece, in the piece's frame.
     struct FusedFrame {
@@ -105,9 +106,13 @@ struct Placement {
 
     /// Whether `later` confirms this placement: within `window` run frames and the tolerances.
     func isConfirmed(by later: Placement) -> Bool {
-        guard later.index - index <= Self.window else { return false }
-        let difference = transform.inverse * later.transform
-        return difference.translationNorm <= Self.agreementMetres && difference.rotationAngle * 180 / .pi <= Self.agreementDegrees
+        later.index - index <= Self.window && Self.agree(transform, later.transform)
+    }
+
+    /// Whether two motions between the same two frames of reference agree within the tolerances.
+    static func agree(_ a: RigidTransform, _ b: RigidTransform) -> Bool {
+        let difference = a.inverse * b
+        return difference.translationNorm <= agreementMetres && difference.rotationAngle * 180 / .pi <= agreementDegrees
     }
 
     /// Whether it is too old for any later frame to confirm it.
@@ -121,7 +126,8 @@ public struct MapPieceReport: Sendable {
     public var frames: Int
     public var surfels: Int
     /// The frame that was placed in both the piece and the map (for a left piece, the second of
-    /// two that agree), when the piece joined it.
+    /// two that agree; for one placed after the run, the second of its two keyframes), when the
+    /// piece joined it.
     public var joinedAt: Int?
     /// The motion that moved the piece into the map (metres, degrees), when it joined.
     public var shiftMetres: Double?
@@ -129,8 +135,14 @@ public struct MapPieceReport: Sendable {
     /// Whether a piece that did not join the map was kept (`Reconstruction.leftPieces`).
     public var kept = false
     /// Whether the piece joined after it had been left: the map, tracking on, came to surface
-    /// the piece holds (`joinedAt` is then that later frame).
+    /// the piece holds (`joinedAt` is then that later frame), or it was placed after the run.
     public var joinedLater = false
+    /// When the piece was placed in the map after the run (by surface shape): the positions of
+    /// the two of its keyframes whose views verified the placement.
+    public var placedAfterTheRun: (Int, Int)?
+    /// Left pieces placed in this one after the run (their frame ranges, "first-last"); their
+    /// frames are counted in `frames`.
+    public var tookIn: [String] = []
 
     /// Whether this left piece had more frames than the map when the run ended, and so became
     /// the map (`Reconstruction.promoteLargestPiece`).

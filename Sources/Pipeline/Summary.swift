@@ -16,11 +16,17 @@ enum Summary {
                 text += " never met the map the run began with and, larger, became the map"
             } else if p.wasTheMap {
                 text += ", the map the run began with, smaller than the piece that became the map, kept as a map of its own"
+            } else if let (a, b) = p.placedAfterTheRun, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
+                text += String(format: " left, then placed in %@ after the run by surface shape, verified from its keyframes of frames %d and %d (moved %.0f mm / %.1f deg)",
+                               joinedMap, a, b, metres * 1000, degrees)
             } else if let joined = p.joinedAt, let metres = p.shiftMetres, let degrees = p.shiftDegrees {
                 text += String(format: p.joinedLater ? " left, then joined %@ at frame %d when the camera came back to its surface (moved %.0f mm / %.1f deg)"
                                                      : " joined %@ at frame %d (moved %.0f mm / %.1f deg)", joinedMap, joined, metres * 1000, degrees)
             } else {
                 text += " never placed in the map, kept as a map of its own"
+            }
+            if !p.tookIn.isEmpty {
+                text += " (with the piece\(p.tookIn.count == 1 ? "" : "s") of frames \(p.tookIn.joined(separator: ", ")) placed in it after the run)"
             }
             return text
         }
@@ -93,7 +99,8 @@ enum Summary {
                 lines.append(text)
             }
             if !r.pieces.isEmpty {
-                lines.append("  separate pieces (tracked while lost): " + Self.pieces(r.pieces))
+                lines.append("  separate pieces (tracked while lost): " + Self.pieces(r.pieces)
+                             + (r.placementSeconds > 0 ? String(format: "; %.2f s registering the left pieces after the run", r.placementSeconds) : ""))
             }
             if let promoted = r.promotedPiece, !r.relocalisations.isEmpty || !r.loopClosures.isEmpty {
                 lines.append("  (the relocalisations and loop closures listed here were in the map the run began with, not in the piece of frames \(promoted.frameRange) written as the map)")

@@ -274,3 +274,32 @@ public struct PointFeatureExtractor: Sendable {
         }
     }
 }
+
+extension PointFeatureExtractor {
+    /// A surfel map thinned to one oriented point per voxel (the mean position and normal of
+    /// its surfels of at least `minimumConfidence`), at most `maximumPoints` of them, evenly
+    /// spread: the whole of a map's surface, to register one map to another by shape.
+    public func orientedPoints(map: SurfelMap, minimumConfidence: Float, maximumPoints: Int) -> OrientedPoints {
+        var sums: [(point: SIMD3<Float>, normal: SIMD3<Float>, count: Float)] = []
+        var voxelIndex: [SIMD3<Int32>: Int] = [:]
+        let positions = map.positions, normals = map.normals, confidences = map.confidences
+        for i in positions.indices where confidences[i] >= minimumConfidence {
+            guard let key = Self.cell(of: positions[i], size: parameters.voxel) else { continue }
+            if let k = voxelIndex[key] {
+                sums[k].point += positions[i]; sums[k].normal += normals[i]; sums[k].count += 1
+            } else {
+                voxelIndex[key] = sums.count
+                sums.append((positions[i], normals[i], 1))
+            }
+        }
+        var result = OrientedPoints()
+        let keep = sums.isEmpty ? 1 : (sums.count - 1) / max(maximumPoints, 1) + 1
+        for (k, s) in sums.enumerated() where k % keep == 0 {
+            let n = s.normal / s.count
+            guard n.length > 0.5 else { continue }
+            result.points.append(s.point / s.count)
+            result.normals.append(n / n.length)
+        }
+        return result
+    }
+}

@@ -48,13 +48,14 @@ extension SurfelFusion {
     /// centred nearest to it on the front surface (`SurfelRenderer.render(colorNoise:)`).
     /// `fillHoles: false` skips the fill from the last live frame: a relocalisation hypothesis is
     /// far from where that frame was taken. `minimumConfidence` overrides which surfels are drawn
-    /// (default: those tracking uses).
+    /// (default: those tracking uses). `activeOnly: false` draws the inactive surface too (the
+    /// whole map, as when two maps are registered to each other after the run).
     public func predictedModel(from pose: RigidTransform, levels: Int = 3, intensity: Bool = true, fillHoles: Bool = true,
-                               minimumConfidence: Float? = nil)
+                               minimumConfidence: Float? = nil, activeOnly: Bool = true)
         -> (geometry: [VertexNormalMap], intensity: [IntensityMap]?) {
         let render = SurfelRenderer().render(map, cameraFromWorld: pose.inverse, intrinsics: intrinsics,
                                              selection: .init(minimumConfidence: minimumConfidence ?? parameters.trackingModelConfidence(tick: tick),
-                                                              activeWithin: parameters.timeDelta, tick: tick),
+                                                              activeWithin: activeOnly ? parameters.timeDelta : nil, tick: tick),
                                              colorNoise: intensity && Double(intrinsics.fx) < parameters.nearestCentreColorMaxFocal ? .kinect : nil,
                                              threads: parameters.threads)
         var vertices = render.vertices, normals = render.normals
