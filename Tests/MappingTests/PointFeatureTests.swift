@@ -91,4 +91,26 @@ final class PointFeatureTests: XCTestCase {
         XCTAssertEqual(PointFeatureExtractor().extract(depth: DepthImage(width: w, height: h, repeating: 0), intrinsics: intrinsics).count, 0)
         XCTAssertEqual(PointFeatureExtractor().extract(depth: DepthImage(width: 2, height: 2, repeating: 2), intrinsics: intrinsics).count, 0)
     }
+
+    /// A surfel map is thinned to one oriented point per voxel: the mean of its confident
+    /// surfels, those below the confidence left out, at most the number asked, evenly spread.
+    func testASurfelMapThinsToOnePointPerVoxel() {
+        let map = SurfelMap(classCount: 0)
+        // A 1 m x 1 m wall at z = 2, a surfel every 1 cm; a second, unconfident wall behind it.
+        for i in 0..<100 { for j in 0..<100 {
+            let p = SIMD3<Float>(Float(i) * 0.01 + 0.005, Float(j) * 0.01 + 0.005, 2)
+            map.append(position: p, normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 5, color: .init(0, 0, 0), time: 1)
+            map.append(position: p + SIMD3(0, 0, 0.5), normal: SIMD3(0, 0, -1), radius: 0.01, confidence: 0.5, color: .init(0, 0, 0), time: 1)
+        }}
+        let extractor = PointFeatureExtractor()   // 5 cm voxels
+        let thinned = extractor.orientedPoints(map: map, minimumConfidence: 1, maximumPoints: 1000)
+        XCTAssertEqual(thinned.count, 400, "20 x 20 voxels of the front wall")
+        XCTAssertTrue(thinned.points.allSatisfy { abs($0.z - 2) < 1e-5 }, "the unconfident wall is left out")
+        XCTAssertTrue(thinned.normals.allSatisfy { abs($0.z + 1) < 1e-6 })
+        let first = thinned.points.min { ($0.x, $0.y) < ($1.x, $1.y) }!
+        XCTAssertEqual(first.x, 0.025, accuracy: 1e-5, "the mean of the voxel's 25 surfels")
+        XCTAssertEqual(extractor.orientedPoints(map: map, minimumConfidence: 1, maximumPoints: 100).count, 100)
+        XCTAssertEqual(extractor.orientedPoints(map: map, minimumConfidence: 10, maximumPoints: 100).count, 0)
+        XCTAssertEqual(extractor.orientedPoints(map: SurfelMap(classCount: 0), minimumConfidence: 1, maximumPoints: 100).count, 0)
+    }
 }

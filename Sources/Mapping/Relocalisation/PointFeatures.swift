@@ -80,17 +80,15 @@ public struct PointFeatureExtractor: Sendable {
     public func orientedPoints(depth: DepthImage, intrinsics: Intrinsics) -> OrientedPoints {
         let w = depth.width, h = depth.height
         let step = max(1, w / max(parameters.gridColumns, 1))
-        var result = OrientedPoints()
         let span = step * max(parameters.normalSpan, 1)
-        guard w > 2 * span, h > 2 * span, depth.pixels.count == w * h, parameters.voxel > 0, parameters.voxel.isFinite else { return result }
+        guard w > 2 * span, h > 2 * span, depth.pixels.count == w * h, parameters.voxel > 0, parameters.voxel.isFinite else { return OrientedPoints() }
         let fx = Float(intrinsics.fx), fy = Float(intrinsics.fy), cx = Float(intrinsics.cx), cy = Float(intrinsics.cy)
         func point(_ x: Int, _ y: Int) -> SIMD3<Float>? {
             let z = depth.pixels[y * w + x]
             guard parameters.depthRange.contains(z) else { return nil }
             return SIMD3((Float(x) - cx) / fx * z, (Float(y) - cy) / fy * z, z)
         }
-        var sums: [(point: SIMD3<Float>, normal: SIMD3<Float>, count: Float)] = []
-        var voxelIndex: [SIMD3<Int32>: Int] = [:]
+        var voxels = VoxelAverages(voxel: parameters.voxel)
         for y in Swift.stride(from: span, to: h - span, by: step) {
             for x in Swift.stride(from: span, to: w - span, by: step) {
                 guard let p = point(x, y), let l = point(x - span, y), let r = point(x + span, y),
@@ -103,24 +101,10 @@ public struct PointFeatureExtractor: Sendable {
                 guard length > 0, length.isFinite else { continue }
                 n /= length
                 if n.dot(p) > 0 { n = -n }
-                guard let key = Self.cell(of: p, size: parameters.voxel) else { continue }
-                if let k = voxelIndex[key] {
-                    sums[k].point += p; sums[k].normal += n; sums[k].count += 1
-                } else {
-                    voxelIndex[key] = sums.count
-                    sums.append((p, n, 1))
-                }
+                voxels.add(p, normal: n)
             }
         }
-        let keep = sums.isEmpty ? 1 : (sums.count - 1) / max(parameters.maximumPoints, 1) + 1
-        for (k, s) in sums.enumerated() where k % keep == 0 {
-            let n = s.normal / s.count
-            // Normals that disagree within a voxel (a corner, noise) average to a short vector.
-            guard n.length > 0.5 else { continue }
-            result.points.append(s.point / s.count)
-            result.normals.append(n / n.length)
-        }
-        return result
+        return voxels.averages(maximumPoints: parameters.maximumPoints)
     }
 
     /// FPFH of each point with enough neighbours; the others are left out.
@@ -280,26 +264,42 @@ extension PointFeatureExtractor {
     /// its surfels of at least `minimumConfidence`), at most `maximumPoints` of them, evenly
     /// spread: the whole of a map's surface, to register one map to another by shape.
     public func orientedPoints(map: SurfelMap, minimumConfidence: Float, maximumPoints: Int) -> OrientedPoints {
-        var sums: [(point: SIMD3<Float>, normal: SIMD3<Float>, count: Float)] = []
-        var voxelIndex: [SIMD3<Int32>: Int] = [:]
+        var voxels = VoxelAverages(voxel: parameters.voxel)
         let positions = map.positions, normals = map.normals, confidences = map.confidences
-        for i in positions.indices where confidences[i] >= minimumConfidence {
-            guard let key = Self.cell(of: positions[i], size: parameters.voxel) else { continue }
-            if let k = voxelIndex[key] {
-                sums[k].point += positions[i]; sums[k].normal += normals[i]; sums[k].count += 1
+        for i in positions.indices where confidences[i] >= minimumConfidence { voxels.add(positions[i], normal: normals[i]) }
+        return voxels.averages(maximumPoints: maximumPoints)
+    }
+
+    /// Oriented points summed per voxel, in the order the voxels were first met.
+    struct VoxelAverages {
+        let voxel: Float
+        var sums: [(point: SIMD3<Float>, normal: SIMD3<Float>, count: Float)] = []
+        var index: [SIMD3<Int32>: Int] = [:]
+        init(voxel: Float) { self.voxel = voxel }
+
+        mutating func add(_ p: SIMD3<Float>, normal n: SIMD3<Float>) {
+            guard let key = PointFeatureExtractor.cell(of: p, size: voxel) else { return }
+            if let k = index[key] {
+                sums[k].point += p; sums[k].normal += n; sums[k].count += 1
             } else {
-                voxelIndex[key] = sums.count
-                sums.append((positions[i], normals[i], 1))
+                index[key] = sums.count
+                sums.append((p, n, 1))
             }
         }
-        var result = OrientedPoints()
-        let keep = sums.isEmpty ? 1 : (sums.count - 1) / max(maximumPoints, 1) + 1
-        for (k, s) in sums.enumerated() where k % keep == 0 {
-            let n = s.normal / s.count
-            guard n.length > 0.5 else { continue }
-            result.points.append(s.point / s.count)
-            result.normals.append(n / n.length)
+
+        /// The mean point and normal of each voxel, at most `maximumPoints` of them, evenly
+        /// spread over the order the voxels were met in.
+        func averages(maximumPoints: Int) -> OrientedPoints {
+            var result = OrientedPoints()
+            let keep = sums.isEmpty ? 1 : (sums.count - 1) / max(maximumPoints, 1) + 1
+            for (k, s) in sums.enumerated() where k % keep == 0 {
+                let n = s.normal / s.count
+                // Normals that disagree within a voxel (a corner, noise) average to a short vector.
+                guard n.length > 0.5 else { continue }
+                result.points.append(s.point / s.count)
+                result.normals.append(n / n.length)
+            }
+            return result
         }
-        return result
     }
 }
