@@ -719,7 +719,7 @@ public final class Reconstruction {
     /// shape. While the run went on, a left piece could join only when the tracked camera came
     /// back to its surface and a frame matched one of its keyframes by image corners; a camera
     /// lost early, or two pieces of one room, may never do so although they hold the same
-    /// surface (on randomly cut kitchen runs, left pieces shared 27-77 % of their surface with
+    /// surface (on randomly cut kitchen runs, left pieces shared 14-77 % of their surface with
     /// the map; docs/results.md). A piece placed (`placement`) joins the map; otherwise the
     /// smaller of two left pieces placed in the larger becomes part of it, and the larger is
     /// tried in the map again. Pieces that meet nothing stay beside the map, as before.
